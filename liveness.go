@@ -1,0 +1,77 @@
+package syncguard
+
+import (
+	"time"
+)
+
+// Tolerance is the grace period during which a lock past its expiry is still
+// treated as held, so that small clock differences never let two holders
+// overlap. It is fixed by the contract and not configurable. Drivers pass it
+// to server-side scripts as an argument instead of repeating the literal.
+const Tolerance = 1000 * time.Millisecond
+
+// ToleranceMs is [Tolerance] in milliseconds.
+const ToleranceMs = int64(Tolerance / time.Millisecond)
+
+// CleanupGuardMs is how long after its expiry lock data may be deleted by
+// opportunistic cleanup.
+const CleanupGuardMs = 2000
+
+// DefaultTTL is the lock TTL used when none is given.
+const DefaultTTL = 30 * time.Second
+
+// IsLive is the single liveness predicate of every driver: a lock expiring
+// at expiresAtMs is live at nowMs iff expiresAtMs > nowMs − Tolerance.
+func IsLive(expiresAtMs, nowMs int64) bool {
+	return expiresAtMs > nowMs-ToleranceMs
+}
+
+// TTLMillis validates ttl — a positive whole number of milliseconds — and
+// returns it in milliseconds. Anything else is InvalidArgument ("ttlMs must
+// be a positive integer").
+func TTLMillis(ttl time.Duration) (int64, error) {
+	if ttl <= 0 || ttl%time.Millisecond != 0 {
+		return 0, invalidArg("ttlMs must be a positive integer")
+	}
+	ms := int64(ttl / time.Millisecond)
+	// Keep now+ttl well inside the 2^53 range shared with JavaScript
+	// clients and Lua numbers: TTLs up to ~100 years.
+	if ms > maxTTLMs {
+		return 0, invalidArg("ttlMs exceeds maximum of 100 years")
+	}
+	return ms, nil
+}
+
+const maxTTLMs = 100 * 365 * 24 * 3600 * 1000
+
+// UnixMs converts t to Unix milliseconds (floor).
+func UnixMs(t time.Time) int64 { return t.UnixMilli() }
+
+// ValidateRateLimit checks lim and n for AllowN: Limit, Period and Burst
+// positive, Period/Limit at least a microsecond, 0 ≤ n.
+func ValidateRateLimit(lim RateLimit, n int) error {
+	switch {
+	case lim.Limit <= 0:
+		return invalidArg("rate limit must be positive")
+	case lim.Period <= 0:
+		return invalidArg("rate period must be positive")
+	case lim.Burst <= 0:
+		return invalidArg("rate burst must be positive")
+	case lim.Period/time.Duration(lim.Limit) < time.Microsecond:
+		return invalidArg("rate emission interval (period/limit) must be at least 1µs")
+	case n < 0:
+		return invalidArg("rate cost n must not be negative")
+	case n > 1<<30 || lim.Burst > 1<<30:
+		return invalidArg("rate cost or burst too large")
+	}
+	return nil
+}
+
+// RecordTTLMillis validates the TTL of a fenced record: 0 (no expiry) or a
+// positive whole number of milliseconds.
+func RecordTTLMillis(ttl time.Duration) (int64, error) {
+	if ttl == 0 {
+		return 0, nil
+	}
+	return TTLMillis(ttl)
+}

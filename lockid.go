@@ -1,0 +1,55 @@
+package syncguard
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+)
+
+// LockIDLen is the length of a lock ID: 16 random bytes in base64url without
+// padding.
+const LockIDLen = 22
+
+const msgBadLockID = "Invalid lockId format"
+
+// NewLockID returns a fresh lock ID: 16 bytes from crypto/rand encoded as 22
+// base64url characters. IDs are never reused and carry no time or counter.
+func NewLockID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ValidLockID reports whether id has the lock ID format
+// ^[A-Za-z0-9_-]{22}$.
+func ValidLockID(id string) bool {
+	if len(id) != LockIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateLockID returns an InvalidArgument error ("Invalid lockId format")
+// unless [ValidLockID] holds. Drivers call it before any I/O.
+func ValidateLockID(id string) error {
+	if !ValidLockID(id) {
+		return &LockError{Code: InvalidArgument, Message: msgBadLockID, LockID: sanitizeForError(id)}
+	}
+	return nil
+}
+
+// sanitizeForError keeps an invalid ID out of error values when it is too
+// long to be an ID (it may be arbitrary user input).
+func sanitizeForError(id string) string {
+	if len(id) > 64 {
+		return ""
+	}
+	return id
+}
