@@ -3,7 +3,6 @@ package syncguard
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"fmt"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -99,11 +98,33 @@ func HashedKey(s string) string {
 // SyncGuard library.
 func HashKey(s string) string {
 	var a, b, c uint32
-	for _, u := range utf16.Encode([]rune(norm.NFC.String(s))) {
-		w := uint32(u)
-		a = a*31 + w
-		b = b*127 + 3*w
-		c = c*2047 + 7*w
+	step := func(u uint32) {
+		a = a*31 + u
+		b = b*127 + 3*u
+		c = c*2047 + 7*u
 	}
-	return fmt.Sprintf("%08x%08x%08x", a, b, c)
+	// Walk UTF-16 code units without materialising them: a rune beyond the
+	// BMP is a surrogate pair.
+	for _, r := range norm.NFC.String(s) {
+		if r >= 0x10000 {
+			r1, r2 := utf16.EncodeRune(r)
+			step(uint32(r1))
+			step(uint32(r2))
+			continue
+		}
+		step(uint32(r))
+	}
+	var out [24]byte
+	putHex32(out[0:8], a)
+	putHex32(out[8:16], b)
+	putHex32(out[16:24], c)
+	return string(out[:])
+}
+
+func putHex32(dst []byte, v uint32) {
+	const digits = "0123456789abcdef"
+	for i := 7; i >= 0; i-- {
+		dst[i] = digits[v&0xf]
+		v >>= 4
+	}
 }

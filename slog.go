@@ -1,0 +1,102 @@
+package syncguard
+
+import (
+	"context"
+	"log/slog"
+)
+
+// SlogOption configures [NewSlogObserver].
+type SlogOption func(*slogObserver)
+
+// SlogLevels sets the levels of [NewSlogObserver]: normal for "ok" and
+// "fail" events (default slog.LevelDebug), problem for "error" and "lost"
+// events (default slog.LevelWarn).
+func SlogLevels(normal, problem slog.Level) SlogOption {
+	return func(o *slogObserver) { o.normal, o.problem = normal, problem }
+}
+
+// NewSlogObserver returns an [Observer] that logs each event to l with the
+// message "syncguard <type>" and the attributes type, result, keyHash,
+// lockIdHash, reason, code and latency (empty ones omitted), plus key and
+// lockId when the event carries raw fields. Events with Result "error" and
+// lost-lease events are logged at Warn, others at Debug (see [SlogLevels]).
+// A nil l means slog.Default() at the time of each event.
+func NewSlogObserver(l *slog.Logger, opts ...SlogOption) Observer {
+	o := &slogObserver{l: l, normal: slog.LevelDebug, problem: slog.LevelWarn}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(o)
+		}
+	}
+	return o
+}
+
+type slogObserver struct {
+	l               *slog.Logger
+	normal, problem slog.Level
+}
+
+func (o *slogObserver) OnEvent(e Event) {
+	l := o.l
+	if l == nil {
+		l = slog.Default()
+	}
+	level := o.normal
+	if e.IsProblem() {
+		level = o.problem
+	}
+	ctx := context.Background()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	var buf [9]slog.Attr
+	a := append(buf[:0],
+		slog.String("type", string(e.Type)),
+		slog.String("result", e.Result))
+	if e.KeyHash != "" {
+		a = append(a, slog.String("keyHash", e.KeyHash))
+	}
+	if e.LockIDHash != "" {
+		a = append(a, slog.String("lockIdHash", e.LockIDHash))
+	}
+	if e.Reason != "" {
+		a = append(a, slog.String("reason", e.Reason))
+	}
+	if e.Code != 0 {
+		a = append(a, slog.String("code", e.Code.String()))
+	}
+	a = append(a, slog.Duration("latency", e.Latency))
+	if e.Key != "" {
+		a = append(a, slog.String("key", e.Key))
+	}
+	if e.LockID != "" {
+		a = append(a, slog.String("lockId", e.LockID))
+	}
+	l.LogAttrs(ctx, level, e.Type.LogMessage(), a...)
+}
+
+// IsProblem reports whether e deserves attention: a call that failed with
+// an error, or a lost lease. Log adapters use it to pick a higher level.
+func (e Event) IsProblem() bool {
+	return e.Result == ResultError || e.Type == EventLost
+}
+
+// LogMessage returns the log message for events of type t, such as
+// "syncguard acquire".
+func (t EventType) LogMessage() string {
+	switch t {
+	case EventAcquire:
+		return "syncguard acquire"
+	case EventRelease:
+		return "syncguard release"
+	case EventExtend:
+		return "syncguard extend"
+	case EventIsLocked:
+		return "syncguard isLocked"
+	case EventLookup:
+		return "syncguard lookup"
+	case EventLost:
+		return "syncguard lost"
+	}
+	return "syncguard " + string(t)
+}

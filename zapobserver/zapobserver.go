@@ -1,0 +1,66 @@
+// Package zapobserver logs SyncGuard telemetry events to a go.uber.org/zap
+// logger.
+//
+//	d := syncguard.WithTelemetry(memory.New(), zapobserver.New(logger))
+package zapobserver
+
+import (
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/syncguard/syncguard"
+)
+
+// New returns a [syncguard.Observer] that logs each event to l with the
+// message "syncguard <type>" and the fields type, result, keyHash,
+// lockIdHash, reason, code and latency (empty ones omitted), plus key and
+// lockId when the event carries raw fields. Events with Result "error" and
+// lost-lease events are logged at Warn, others at Debug — the same mapping
+// as [syncguard.NewSlogObserver]. A nil l means zap.L() at the time of each
+// event.
+func New(l *zap.Logger) syncguard.Observer {
+	return observer{l: l}
+}
+
+type observer struct {
+	l *zap.Logger
+}
+
+func (o observer) OnEvent(e syncguard.Event) {
+	l := o.l
+	if l == nil {
+		l = zap.L()
+	}
+	level := zapcore.DebugLevel
+	if e.IsProblem() {
+		level = zapcore.WarnLevel
+	}
+	ce := l.Check(level, e.Type.LogMessage())
+	if ce == nil {
+		return
+	}
+	var buf [9]zap.Field
+	f := append(buf[:0],
+		zap.String("type", string(e.Type)),
+		zap.String("result", e.Result))
+	if e.KeyHash != "" {
+		f = append(f, zap.String("keyHash", e.KeyHash))
+	}
+	if e.LockIDHash != "" {
+		f = append(f, zap.String("lockIdHash", e.LockIDHash))
+	}
+	if e.Reason != "" {
+		f = append(f, zap.String("reason", e.Reason))
+	}
+	if e.Code != 0 {
+		f = append(f, zap.String("code", e.Code.String()))
+	}
+	f = append(f, zap.Duration("latency", e.Latency))
+	if e.Key != "" {
+		f = append(f, zap.String("key", e.Key))
+	}
+	if e.LockID != "" {
+		f = append(f, zap.String("lockId", e.LockID))
+	}
+	ce.Write(f...)
+}

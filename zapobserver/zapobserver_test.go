@@ -1,0 +1,136 @@
+package zapobserver_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/zapobserver"
+)
+
+type logLine struct {
+	Level   zapcore.Level
+	Message string
+	Fields  map[string]any
+}
+
+func TestTelemetryZapObserver(t *testing.T) {
+	tests := []struct {
+		name  string
+		event syncguard.Event
+		want  logLine
+	}{
+		{
+			name:  "case145/acquire-ok",
+			event: syncguard.Event{Type: syncguard.EventAcquire, Result: syncguard.ResultOK, KeyHash: "kh", Latency: 2 * time.Millisecond},
+			want: logLine{zapcore.DebugLevel, "syncguard acquire", map[string]any{
+				"type": "acquire", "result": "ok", "keyHash": "kh", "latency": 2 * time.Millisecond,
+			}},
+		},
+		{
+			name:  "case145/acquire-contended",
+			event: syncguard.Event{Type: syncguard.EventAcquire, Result: syncguard.ResultFail, KeyHash: "kh", Reason: syncguard.ReasonLocked},
+			want: logLine{zapcore.DebugLevel, "syncguard acquire", map[string]any{
+				"type": "acquire", "result": "fail", "keyHash": "kh", "reason": "locked", "latency": time.Duration(0),
+			}},
+		},
+		{
+			name:  "case147/extend-error",
+			event: syncguard.Event{Type: syncguard.EventExtend, Result: syncguard.ResultError, LockIDHash: "ih", Code: syncguard.ServiceUnavailable},
+			want: logLine{zapcore.WarnLevel, "syncguard extend", map[string]any{
+				"type": "extend", "result": "error", "lockIdHash": "ih", "code": "ServiceUnavailable", "latency": time.Duration(0),
+			}},
+		},
+		{
+			name:  "lost",
+			event: syncguard.Event{Type: syncguard.EventLost, Result: syncguard.ResultFail, Reason: "expired"},
+			want: logLine{zapcore.WarnLevel, "syncguard lost", map[string]any{
+				"type": "lost", "result": "fail", "reason": "expired", "latency": time.Duration(0),
+			}},
+		},
+		{
+			name:  "case146/raw-fields",
+			event: syncguard.Event{Type: syncguard.EventLookup, Result: syncguard.ResultOK, Key: "k", LockID: "id"},
+			want: logLine{zapcore.DebugLevel, "syncguard lookup", map[string]any{
+				"type": "lookup", "result": "ok", "key": "k", "lockId": "id", "latency": time.Duration(0),
+			}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.DebugLevel)
+			zapobserver.New(zap.New(core)).OnEvent(tt.event)
+			entries := logs.AllUntimed()
+			if len(entries) != 1 {
+				t.Fatalf("%d log entries, want 1", len(entries))
+			}
+			e := entries[0]
+			got := logLine{e.Level, e.Message, e.ContextMap()}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("log entry (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTelemetryZapObserverLevelFilter(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	o := zapobserver.New(zap.New(core))
+	o.OnEvent(syncguard.Event{Type: syncguard.EventRelease, Result: syncguard.ResultOK})
+	o.OnEvent(syncguard.Event{Type: syncguard.EventRelease, Result: syncguard.ResultError, Code: syncguard.Aborted})
+	if n := logs.Len(); n != 1 {
+		t.Fatalf("%d entries, want only the warning", n)
+	}
+}
+
+func TestTelemetryZapObserverNilLogger(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	o := zapobserver.New(nil) // resolved per event
+	undo := zap.ReplaceGlobals(zap.New(core))
+	defer undo()
+	o.OnEvent(syncguard.Event{Type: syncguard.EventIsLocked, Result: syncguard.ResultFail})
+	if n := logs.Len(); n != 1 {
+		t.Fatalf("%d entries via zap.L(), want 1", n)
+	}
+}
+
+// zapFakeCaps and zapFakeDriver: a minimal driver for the end-to-end check.
+type zapFakeCaps struct{}
+
+func (zapFakeCaps) Name() string { return "zap-fake" }
+
+type zapFakeDriver struct{ syncguard.Backend }
+
+func (zapFakeDriver) Capabilities() zapFakeCaps { return zapFakeCaps{} }
+
+func (zapFakeDriver) Release(context.Context, string) (syncguard.ReleaseResult, error) {
+	return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+}
+
+func TestTelemetryZapObserverWithTelemetry(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	d := syncguard.WithTelemetry[zapFakeCaps](zapFakeDriver{}, zapobserver.New(zap.New(core)))
+	const id = "AAAAAAAAAAAAAAAAAAAAAA"
+	if res, err := d.Release(context.Background(), id); err != nil || res.OK {
+		t.Fatalf("Release = %+v, %v", res, err)
+	}
+	entries := logs.FilterField(zap.String("lockIdHash", syncguard.HashKey(id))).FilterField(zap.String("reason", "not-found")).All()
+	if len(entries) != 1 {
+		t.Fatalf("entries = %+v", logs.All())
+	}
+}
+
+func BenchmarkTelemetryZapObserverDisabled(b *testing.B) {
+	o := zapobserver.New(zap.NewNop())
+	e := syncguard.Event{Type: syncguard.EventAcquire, Result: syncguard.ResultOK, KeyHash: "kh"}
+	b.ReportAllocs()
+	for b.Loop() {
+		o.OnEvent(e)
+	}
+}
