@@ -34,8 +34,9 @@ func NormalizeKey(key string) (string, error) {
 		return "", invalidArg(msgBadUTF8)
 	}
 	// Reject hopeless inputs before normalising them: NFC never shrinks a
-	// string by more than a factor of 3.
-	if len(key) > 3*MaxKeyBytes {
+	// string by more than a factor of 4 (the worst case is 3.5×, e.g.
+	// U+1FBE U+0308 U+0301 → U+0390).
+	if len(key) > 4*MaxKeyBytes {
 		return "", invalidArg(msgKeyTooLong)
 	}
 	n := norm.NFC.String(key)
