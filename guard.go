@@ -63,8 +63,8 @@ func (g *Guard[C]) Driver() Driver[C] { return g.d }
 func (g *Guard[C]) Capabilities() CapabilityInfo { return g.caps }
 
 // TryAcquire makes one attempt to acquire key. If another owner holds it,
-// it returns a nil lease and [ErrLocked]. Options other than TTL and
-// AutoExtend are ignored.
+// it returns a nil lease and [ErrLocked]. Only TTL and AutoExtend take
+// effect; retry options are validated but unused.
 func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOption) (*Lease[C], error) {
 	cfg, nkey, err := g.prepare(ctx, key, false, opts)
 	if err != nil {
@@ -135,14 +135,14 @@ func (g *Guard[C]) Do(ctx context.Context, key string, fn func(ctx context.Conte
 	}()
 	fnErr := fn(l.Context(), l)
 	finished = true
-	ok, relErr := g.releaseDetached(ctx, l)
+	ok, called, relErr := g.releaseDetached(ctx, l)
 	if fnErr != nil {
 		return fnErr
 	}
 	if cause := l.lostCause(); cause != nil {
 		return cause
 	}
-	if relErr == nil && !ok {
+	if called && relErr == nil && !ok { // not when fn released the lease itself
 		return fmt.Errorf("%w: release found the lock gone", ErrLockLost)
 	}
 	return nil
@@ -256,9 +256,10 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 		policy = &retryPolicy{delay: cfg.retryDelay, exp: cfg.backoff == BackoffExponential, jitter: cfg.jitter, random: g.cfg.random}
 	}
 	var (
-		wake  <-chan struct{}
-		stop  func()
-		timer *time.Timer
+		wake      <-chan struct{}
+		stop      func()
+		watchGone bool // the watcher closed its channel: plain backoff only
+		timer     *time.Timer
 	)
 	defer func() {
 		if stop != nil {
@@ -280,18 +281,18 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			return res, nil
 		}
 		if attempt > cfg.maxRetries {
-			return AcquireResult{}, acquisitionTimeout(key, "Failed to acquire lock after "+strconv.Itoa(attempt)+" attempts")
+			return AcquireResult{}, acquisitionTimeout(key, "Failed to acquire lock after "+attempts(attempt))
 		}
 		d := policy.NextBackOff()
 		if d == backoff.Stop {
-			return AcquireResult{}, acquisitionTimeout(key, "Backoff policy stopped after "+strconv.Itoa(attempt)+" attempts")
+			return AcquireResult{}, acquisitionTimeout(key, "Backoff policy stopped after "+attempts(attempt))
 		}
 		remaining := cfg.timeout - time.Since(start)
 		if remaining <= 0 {
 			return AcquireResult{}, acquisitionTimeout(key, "Timeout reached before next retry")
 		}
 		d = max(min(d, remaining), 0)
-		if g.watcher != nil && wake == nil && d > 0 {
+		if g.watcher != nil && wake == nil && !watchGone && d > 0 {
 			if ch, s, err := g.watcher.WatchRelease(ctx, key); err == nil {
 				wake, stop = ch, s
 			}
@@ -312,8 +313,8 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			return AcquireResult{}, ContextError(ctx.Err())
 		case <-timer.C:
 		case _, ok := <-wake:
-			if !ok { // the watcher gave up: fall back to plain backoff
-				wake = nil
+			if !ok { // a last signal: fall back to plain backoff, never resubscribe
+				wake, watchGone = nil, true
 			}
 			if !timer.Stop() {
 				<-timer.C
@@ -322,20 +323,27 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 	}
 }
 
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return strconv.Itoa(n) + " attempts"
+}
+
 func acquisitionTimeout(key, msg string) *LockError {
 	return &LockError{Code: AcquisitionTimeout, Message: msg, Key: key, Cause: ErrLocked}
 }
 
 // releaseDetached releases l on a context detached from ctx with the
 // Guard's release timeout; errors go to the release-error callback.
-func (g *Guard[C]) releaseDetached(ctx context.Context, l *Lease[C]) (bool, error) {
+func (g *Guard[C]) releaseDetached(ctx context.Context, l *Lease[C]) (ok, called bool, err error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.releaseTimeout)
 	defer cancel()
-	ok, err := l.Release(rctx)
+	ok, called, err = l.release(rctx)
 	if err != nil {
 		g.reportReleaseError(err, l)
 	}
-	return ok, err
+	return ok, called, err
 }
 
 // reportReleaseError calls the release-error callback, swallowing panics.
@@ -355,10 +363,12 @@ func (g *Guard[C]) reportReleaseError(err error, l *Lease[C]) {
 
 // emitLost reports a lost lease to the observer, if any.
 func (g *Guard[C]) emitLost(l *Lease[C], reason string) {
+	keyHash := HashKey(l.key)
+	g.cfg.logger.Warn("syncguard: lease lost", slog.String("keyHash", keyHash), slog.String("reason", reason))
 	if g.cfg.observer == nil {
 		return
 	}
-	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: HashKey(l.key), LockIDHash: HashKey(l.lockID), Reason: reason}
+	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: keyHash, LockIDHash: HashKey(l.lockID), Reason: reason}
 	defer func() { _ = recover() }()
 	g.cfg.observer.OnEvent(ev)
 }

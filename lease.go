@@ -161,22 +161,29 @@ func (l *Lease[C]) markLost(reason string, cause error) {
 // driver's Release with LockID to retry). Errors are returned, not sent to
 // the release-error callback.
 func (l *Lease[C]) Release(ctx context.Context) (bool, error) {
+	ok, _, err := l.release(ctx)
+	return ok, err
+}
+
+// release is Release that also reports whether this call reached the
+// backend (false when the lease was already released or being released).
+func (l *Lease[C]) release(ctx context.Context) (ok, called bool, err error) {
 	if l == nil {
-		return false, nil
+		return false, false, nil
 	}
 	if ctx == nil {
-		return false, invalidArg("nil context")
+		return false, false, invalidArg("nil context")
 	}
 	l.mu.Lock()
 	if l.state != leaseActive {
 		l.mu.Unlock()
-		return false, nil
+		return false, false, nil
 	}
 	l.state = leaseReleasing
 	l.done = make(chan struct{})
 	l.mu.Unlock()
 	res, err := l.doRelease(ctx)
-	return res.OK, err
+	return res.OK, true, err
 }
 
 // doRelease performs the one backend release of the lease; the caller has

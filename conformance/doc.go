@@ -1,0 +1,64 @@
+// Package conformance is the shared behaviour suite that every SyncGuard
+// driver must pass. It implements every case of conformance-cases.md tagged
+// [all] (plus case 26), and the project's additions of contract §13: fenced
+// records (R cases), GCRA rate (G cases) and wake-up (W cases).
+//
+// It is an ordinary package, imported by each driver's tests, in the style
+// of gocloud.dev's drivertest: the driver package implements a small
+// [Harness] and calls [Run] from a test function. The suite then runs each
+// case as a subtest named after it, such as
+// "TestConformance/redis/case009_held_key_is_contended", against a real
+// backend.
+//
+// # Writing a harness
+//
+// A harness hands the suite the driver under test, in a namespace of its
+// own (a key prefix, a database, tables or collections), and cleans up in
+// Close. Run builds one harness per call and runs all cases concurrently on
+// it, each case on keys prefixed with its own ID and a random per-run token:
+//
+//	type harness struct {
+//		client *redis.Client
+//		prefix string
+//	}
+//
+//	func (h *harness) Driver() syncguard.Driver[redis.Capabilities] {
+//		return redis.New(h.client, redis.WithKeyPrefix(h.prefix))
+//	}
+//
+//	func (h *harness) Close() { deleteKeys(h.client, h.prefix+"*"); h.client.Close() }
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[redis.Capabilities], error) {
+//			client, err := dial(ctx)
+//			if err != nil {
+//				t.Skipf("Redis not available (start it with scripts/test): %v", err)
+//			}
+//			return &harness{client: client, prefix: "sgtest:" + t.Name()}, nil
+//		}, conformance.Options{
+//			Capabilities: syncguard.CapabilityInfo{Name: "redis", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
+//		})
+//	}
+//
+// # Optional harness interfaces
+//
+// A few cases need access below the driver: writing lock data directly
+// ([RawLockWriter], case 26), presetting a fence counter ([FenceSetter],
+// case 45), looking at storage ([StorageInspector], cases 41 FIX and 59), a
+// driver with cleanup in IsLocked switched on ([CleanupHarness], case 41
+// FIX) and a driver whose network is slowed down ([LatencyInjector], cases
+// 94 FIX and 97). A harness implements those it can; the dependent case (or
+// nested subtest) is skipped with a message naming the interface when it is
+// missing or its method returns an error matching errors.ErrUnsupported.
+//
+// # Timing
+//
+// Expiry cases sleep on the wall clock. [Options.Timing] holds the
+// catalogue's constants; the zero value suits Redis and PostgreSQL, and
+// Firestore passes its longer ones. A whole run takes about 2×Timing.Wait
+// (5s by default) because cases run concurrently; every blocking call of a
+// case runs under a context with a deadline, so a broken driver fails
+// instead of hanging.
+//
+// [CaseIDs] lists the implemented cases.
+package conformance

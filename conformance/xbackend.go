@@ -1,0 +1,124 @@
+package conformance
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/syncguard/syncguard"
+)
+
+// L. Cross-backend consistency: cases 152 and 153.
+
+// outcome renders a call's outcome as a backend-independent word.
+func outcome(ok bool, err error) string {
+	switch {
+	case err != nil:
+		return "error:" + syncguard.CodeOf(err).String()
+	case ok:
+		return "true"
+	default:
+		return "false"
+	}
+}
+
+// case152: every driver produces the same transcript for one fixed
+// sequence of operations. (The whole suite is the matrix; this case pins a
+// compact transcript so that a difference shows up as one readable diff.)
+func case152[C syncguard.FencedCapabilities](c *tc[C]) {
+	k := c.key("matrix")
+	foreign := foreignID("ZZZZZZZZZZZZZZZZZZZZZZ")
+	var got []string
+	add := func(step string, ok bool, err error) { got = append(got, step+"="+outcome(ok, err)) }
+
+	r1, err := c.d.Acquire(c.ctx, k, 30*time.Second)
+	add("acquire", r1.Acquired, err)
+	r, err := c.d.Acquire(c.ctx, k, 30*time.Second)
+	add("acquire-held", r.Acquired, err)
+	got = append(got, "reason="+r.Reason)
+	v, err := c.d.IsLocked(c.ctx, k)
+	add("isLocked", v, err)
+	e, err := c.d.Extend(c.ctx, foreign, 30*time.Second)
+	add("extend-foreign", e.OK, err)
+	rr, err := c.d.Release(c.ctx, foreign)
+	add("release-foreign", rr.OK, err)
+	info, err := c.d.LookupByKey(c.ctx, k)
+	add("lookupByKey", info != nil, err)
+	info, err = c.d.LookupByID(c.ctx, r1.LockID)
+	add("lookupByID", info != nil, err)
+	e, err = c.d.Extend(c.ctx, r1.LockID, 30*time.Second)
+	add("extend", e.OK, err)
+	rr, err = c.d.Release(c.ctx, r1.LockID)
+	add("release", rr.OK, err)
+	rr, err = c.d.Release(c.ctx, r1.LockID)
+	add("release-again", rr.OK, err)
+	e, err = c.d.Extend(c.ctx, r1.LockID, 30*time.Second)
+	add("extend-released", e.OK, err)
+	v, err = c.d.IsLocked(c.ctx, k)
+	add("isLocked-released", v, err)
+	info, err = c.d.LookupByKey(c.ctx, k)
+	add("lookupByKey-released", info != nil, err)
+	_, err = c.d.Acquire(c.ctx, "", 30*time.Second)
+	add("acquire-empty-key", false, err)
+	_, err = c.d.Acquire(c.ctx, k, 0)
+	add("acquire-zero-ttl", false, err)
+	_, err = c.d.Release(c.ctx, "not-an-id")
+	add("release-bad-id", false, err)
+	r2, err := c.d.Acquire(c.ctx, k, 30*time.Second)
+	add("reacquire", r2.Acquired, err)
+	got = append(got, fmt.Sprintf("fence-step=%d", int64(r2.Fence)-int64(r1.Fence)))
+	rr, err = c.d.Release(c.ctx, r2.LockID)
+	add("release-reacquired", rr.OK, err)
+
+	want := []string{
+		"acquire=true",
+		"acquire-held=false",
+		"reason=locked",
+		"isLocked=true",
+		"extend-foreign=false",
+		"release-foreign=false",
+		"lookupByKey=true",
+		"lookupByID=true",
+		"extend=true",
+		"release=true",
+		"release-again=false",
+		"extend-released=false",
+		"isLocked-released=false",
+		"lookupByKey-released=false",
+		"acquire-empty-key=error:InvalidArgument",
+		"acquire-zero-ttl=error:InvalidArgument",
+		"release-bad-id=error:InvalidArgument",
+		"reacquire=true",
+		"fence-step=1",
+		"release-reacquired=true",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		c.Errorf("transcript differs from the reference (-want +got):\n%s", diff)
+	}
+}
+
+// case153: the capability description is consistent and, when
+// Options.Capabilities is set, equals it.
+func case153[C syncguard.FencedCapabilities](c *tc[C]) {
+	info := syncguard.Describe(c.d.Capabilities())
+	if info.Name == "" {
+		c.Error("Capabilities().Name() is empty")
+	}
+	if !info.SupportsFencing {
+		c.Error("SupportsFencing = false for a fenced capability type")
+	}
+	if info.TimeAuthority != syncguard.TimeAuthorityServer && info.TimeAuthority != syncguard.TimeAuthorityClient {
+		c.Errorf("TimeAuthority = %q; want server or client", info.TimeAuthority)
+	}
+	if diff := cmp.Diff(info, c.guard().Capabilities()); diff != "" {
+		c.Errorf("Guard.Capabilities differs from Describe (-describe +guard):\n%s", diff)
+	}
+	if c.opts.Capabilities == (syncguard.CapabilityInfo{}) {
+		c.Logf("Options.Capabilities not set; got %+v", info)
+		return
+	}
+	if diff := cmp.Diff(c.opts.Capabilities, info); diff != "" {
+		c.Errorf("capabilities (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,347 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/syncguard/syncguard"
+)
+
+// keyState is the lock state of one normalised key. It is created by the
+// first acquisition of the key and never deleted, because it holds the
+// key's fence counter. All fields but key and sh are guarded by sh.mu.
+type keyState struct {
+	key string // normalised key; immutable
+	sh  *shard // shard of key; immutable
+
+	fence        int64    // last fence handed out for key; never decreases
+	lockID       string   // "" when no lock data is stored
+	ids          *idShard // index shard of lockID
+	expiresAtMs  int64
+	acquiredAtMs int64
+	node         hnode // position in sh.lockExp while lock data is stored
+}
+
+func (ks *keyState) hn() *hnode { return &ks.node }
+
+// Acquire takes key for ttl if no live lock holds it. Contention is the
+// result {Acquired: false, Reason: "locked"} and writes nothing. A new lock
+// gets a fresh lock ID, the key's next fence and ExpiresAtMs = now + ttl. If
+// the next fence would exceed [syncguard.FenceMax], Acquire fails with
+// Internal and stores nothing.
+func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	ttlMs, err := syncguard.TTLMillis(ttl)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	sh := d.shardFor(k)
+	sh.mu.Lock()
+	nowMs, nowNs := d.now()
+	ks := sh.keys[k]
+	if ks != nil && ks.lockID != "" && syncguard.IsLive(ks.expiresAtMs, nowMs) {
+		sh.mu.Unlock()
+		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+	}
+	var last int64
+	if ks != nil {
+		last = ks.fence
+	}
+	fence, warn, err := syncguard.CheckNewFence(last + 1)
+	if err != nil {
+		sh.mu.Unlock()
+		var le *syncguard.LockError
+		if errors.As(err, &le) {
+			le.Key = k
+		}
+		return syncguard.AcquireResult{}, err
+	}
+	if ks == nil {
+		ks = &keyState{key: k, sh: sh}
+		sh.keys[k] = ks
+	} else if ks.lockID != "" {
+		// Overwrite an expired lock: its ID no longer resolves.
+		d.dropLock(sh, ks)
+	}
+	// Minted only now, so that contention and overflow cost no randomness.
+	lockID := syncguard.NewLockID()
+	ks.ids = d.idShardFor(lockID)
+	exp := nowMs + ttlMs
+	ks.fence = int64(fence)
+	ks.lockID = lockID
+	ks.expiresAtMs = exp
+	ks.acquiredAtMs = nowMs
+	sh.lockExp.set(ks, exp)
+	ks.ids.index(lockID, ks)
+	d.sweep(sh, nowMs, nowNs)
+	sh.mu.Unlock()
+
+	if warn {
+		d.warnFence(ctx, k, fence)
+	}
+	return syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
+}
+
+// Release deletes the lock identified by lockID if it is live. Of
+// concurrent or repeated releases of one lock exactly one reports OK.
+// Detail is "not-found" for an unknown ID and "expired" for a lock past
+// its tolerance window whose data had not been swept yet (that data is
+// deleted; nobody could observe it any more).
+func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return syncguard.ReleaseResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.ReleaseResult{}, err
+	}
+	// Claim the ID: take it out of the index first, so that of concurrent
+	// releases only one proceeds. Whatever happens next, the lock data of
+	// this ID is deleted, so the index entry is never needed again.
+	is := d.idShardFor(lockID)
+	is.mu.Lock()
+	ks := is.ids[lockID]
+	if ks != nil {
+		delete(is.ids, lockID)
+	}
+	is.mu.Unlock()
+	if ks == nil {
+		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+	}
+	sh := ks.sh
+	sh.mu.Lock()
+	if ks.lockID != lockID { // taken over or swept since it was claimed
+		sh.mu.Unlock()
+		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+	}
+	nowMs, nowNs := d.now()
+	live := syncguard.IsLive(ks.expiresAtMs, nowMs)
+	ks.ids = nil // already unindexed
+	d.dropLock(sh, ks)
+	d.sweep(sh, nowMs, nowNs)
+	sh.mu.Unlock()
+	if !live {
+		return syncguard.ReleaseResult{Detail: syncguard.DetailExpired}, nil
+	}
+	return syncguard.ReleaseResult{OK: true}, nil
+}
+
+// Extend sets the expiry of the live lock identified by lockID to now + ttl
+// (a reset, which may shorten it), keeping its ID, fence and acquisition
+// time. It never recreates an absent or expired lock.
+func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	ttlMs, err := syncguard.TTLMillis(ttl)
+	if err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	ks := d.resolve(lockID)
+	if ks == nil {
+		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+	}
+	sh := ks.sh
+	sh.mu.Lock()
+	if ks.lockID != lockID {
+		sh.mu.Unlock()
+		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+	}
+	nowMs, nowNs := d.now()
+	if !syncguard.IsLive(ks.expiresAtMs, nowMs) {
+		sh.mu.Unlock()
+		return syncguard.ExtendResult{Detail: syncguard.DetailExpired}, nil
+	}
+	exp := nowMs + ttlMs
+	ks.expiresAtMs = exp
+	sh.lockExp.set(ks, exp)
+	d.sweep(sh, nowMs, nowNs)
+	sh.mu.Unlock()
+	return syncguard.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
+}
+
+// IsLocked reports whether a live lock holds key. It is read-only unless
+// [WithCleanupInIsLocked] is set; then it also deletes the data of a lock
+// of key expired by more than [syncguard.CleanupGuardMs], without changing
+// the result or the fence counter.
+func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return false, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return false, err
+	}
+	sh := d.shardFor(k)
+	sh.mu.Lock()
+	nowMs, _ := d.now()
+	ks := sh.keys[k]
+	if ks == nil || ks.lockID == "" {
+		sh.mu.Unlock()
+		return false, nil
+	}
+	live := syncguard.IsLive(ks.expiresAtMs, nowMs)
+	if !live && d.cleanupInIsLocked && nowMs-ks.expiresAtMs > syncguard.CleanupGuardMs {
+		d.dropLock(sh, ks)
+	}
+	sh.mu.Unlock()
+	return live, nil
+}
+
+// LookupByKey returns sanitized information on the live lock of key, or nil
+// if there is none. It is read-only.
+func (d *Driver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
+	raw, err := d.lookupByKey(ctx, key)
+	if raw == nil {
+		return nil, err
+	}
+	return &raw.LockInfo, nil
+}
+
+// LookupByID returns sanitized information on the live lock with lockID, or
+// nil. It is read-only and diagnostic only.
+func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
+	raw, err := d.lookupByID(ctx, lockID)
+	if raw == nil {
+		return nil, err
+	}
+	return &raw.LockInfo, nil
+}
+
+// LookupRawByKey is LookupByKey plus the raw normalised key and lock ID.
+func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+	return d.lookupByKey(ctx, key)
+}
+
+// LookupRawByID is LookupByID plus the raw normalised key and lock ID.
+func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
+	return d.lookupByID(ctx, lockID)
+}
+
+func (d *Driver) lookupByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	sh := d.shardFor(k)
+	sh.mu.Lock()
+	nowMs, _ := d.now()
+	info, ok := snapshot(sh.keys[k], "", nowMs)
+	sh.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return sanitize(info), nil
+}
+
+func (d *Driver) lookupByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	ks := d.resolve(lockID)
+	if ks == nil {
+		return nil, nil
+	}
+	sh := ks.sh
+	sh.mu.Lock()
+	nowMs, _ := d.now()
+	info, ok := snapshot(ks, lockID, nowMs)
+	sh.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return sanitize(info), nil
+}
+
+// snapshot copies the live lock of ks, requiring lock ID wantID unless it is
+// empty. The caller holds ks.sh.mu.
+func snapshot(ks *keyState, wantID string, nowMs int64) (syncguard.RawLockInfo, bool) {
+	if ks == nil || ks.lockID == "" || (wantID != "" && ks.lockID != wantID) ||
+		!syncguard.IsLive(ks.expiresAtMs, nowMs) {
+		return syncguard.RawLockInfo{}, false
+	}
+	return syncguard.RawLockInfo{
+		LockInfo: syncguard.LockInfo{
+			Fence:        syncguard.Fence(ks.fence),
+			ExpiresAtMs:  ks.expiresAtMs,
+			AcquiredAtMs: ks.acquiredAtMs,
+		},
+		Key:    ks.key,
+		LockID: ks.lockID,
+	}, true
+}
+
+// sanitize fills the hashes of info (outside the critical section).
+func sanitize(info syncguard.RawLockInfo) *syncguard.RawLockInfo {
+	info.KeyHash = syncguard.HashKey(info.Key)
+	info.LockIDHash = syncguard.HashKey(info.LockID)
+	return &info
+}
+
+// resolve returns the key state that lockID was indexed under, or nil. The
+// caller must re-check ks.lockID under ks.sh.mu.
+func (d *Driver) resolve(lockID string) *keyState {
+	is := d.idShardFor(lockID)
+	is.mu.Lock()
+	ks := is.ids[lockID]
+	is.mu.Unlock()
+	return ks
+}
+
+// index maps lockID to ks. Lock order: shard, then index shard.
+func (is *idShard) index(lockID string, ks *keyState) {
+	is.mu.Lock()
+	is.ids[lockID] = ks
+	is.mu.Unlock()
+}
+
+func (is *idShard) unindex(lockID string) {
+	is.mu.Lock()
+	delete(is.ids, lockID)
+	is.mu.Unlock()
+}
+
+// dropLock deletes the lock data of ks (never its fence counter) and wakes
+// the key's watchers. The caller holds sh.mu.
+func (d *Driver) dropLock(sh *shard, ks *keyState) {
+	if ks.ids != nil {
+		ks.ids.unindex(ks.lockID)
+		ks.ids = nil
+	}
+	ks.lockID = ""
+	ks.expiresAtMs = 0
+	ks.acquiredAtMs = 0
+	sh.lockExp.remove(ks)
+	sh.notify(ks.key)
+}
+
+// warnFence logs that key's fence counter passed FenceWarn, with the key's
+// hash only.
+func (d *Driver) warnFence(ctx context.Context, key string, f syncguard.Fence) {
+	l := d.logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
+		slog.String("backend", "memory"),
+		slog.String("keyHash", syncguard.HashKey(key)),
+		slog.String("fence", f.String()),
+		slog.String("fenceMax", syncguard.FenceMax.String()),
+	)
+}

@@ -1,0 +1,105 @@
+package memory
+
+import (
+	"context"
+	"time"
+
+	"github.com/syncguard/syncguard"
+)
+
+// rateEntry is the GCRA state of one key: its theoretical arrival time.
+type rateEntry struct {
+	key  string // normalised key; immutable
+	tat  int64  // Unix nanoseconds
+	node hnode  // position in sh.rateExp
+}
+
+func (e *rateEntry) hn() *hnode { return &e.node }
+
+// maxRateSpan bounds emission interval × n and × burst (about 73 years), so
+// that the GCRA arithmetic cannot overflow int64 nanoseconds.
+const maxRateSpan = int64(1) << 61
+
+// AllowN accounts n units against key under lim with the generic cell rate
+// algorithm, exactly as go-redis/redis_rate does, in integer nanoseconds:
+// the emission interval is Period/Limit (truncated to whole nanoseconds),
+// the burst offset is the emission interval × Burst. A granted request
+// stores the new theoretical arrival time; a refused one, and any request
+// with n = 0, writes nothing. RetryAfter is 0 when the request was granted.
+func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit, n int) (syncguard.RateResult, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return syncguard.RateResult{}, err
+	}
+	if err := syncguard.ValidateRateLimit(lim, n); err != nil {
+		return syncguard.RateResult{}, err
+	}
+	ei := int64(lim.Period) / int64(lim.Limit)
+	if int64(n) > maxRateSpan/ei || int64(lim.Burst) > maxRateSpan/ei {
+		return syncguard.RateResult{}, syncguard.NewError(syncguard.InvalidArgument,
+			"rate period/limit × cost or burst exceeds the supported range")
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.RateResult{}, err
+	}
+	increment := ei * int64(n)
+	burstOffset := ei * int64(lim.Burst)
+
+	sh := d.shardFor(k)
+	sh.mu.Lock()
+	nowMs, nowNs := d.now()
+	e := sh.rates[k]
+	// All times relative to now: tat = max(stored tat, now) − now ≥ 0.
+	var tat int64
+	if e != nil && e.tat > nowNs {
+		tat = e.tat - nowNs
+	}
+	newTat := tat + increment
+	allowAt := newTat - burstOffset
+	diff := -allowAt // now − allowAt
+	var res syncguard.RateResult
+	if diff < 0 {
+		res = syncguard.RateResult{
+			RetryAfter: time.Duration(-diff),
+			ResetAfter: time.Duration(tat),
+		}
+	} else {
+		res = syncguard.RateResult{
+			Allowed:    n,
+			Remaining:  int(diff / ei),
+			ResetAfter: time.Duration(newTat),
+		}
+		if n > 0 {
+			if e == nil {
+				e = &rateEntry{key: k}
+				sh.rates[k] = e
+			}
+			e.tat = nowNs + newTat
+			sh.rateExp.set(e, e.tat)
+		}
+	}
+	d.sweep(sh, nowMs, nowNs)
+	sh.mu.Unlock()
+	return res, nil
+}
+
+// ResetRate forgets the GCRA state of key.
+func (d *Driver) ResetRate(ctx context.Context, key string) error {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return err
+	}
+	sh := d.shardFor(k)
+	sh.mu.Lock()
+	if e := sh.rates[k]; e != nil {
+		sh.rateExp.remove(e)
+		delete(sh.rates, k)
+	}
+	nowMs, nowNs := d.now()
+	d.sweep(sh, nowMs, nowNs)
+	sh.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,961 @@
+package syncguard
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// acquireLease acquires key through g (one attempt, no auto-extend unless
+// opts say so) and fails the test on error.
+func acquireLease(t *testing.T, g *Guard[fakeCaps], key string, opts ...AcquireOption) *Lease[fakeCaps] {
+	t.Helper()
+	l, err := g.TryAcquire(context.Background(), key, opts...)
+	if err != nil {
+		t.Fatalf("TryAcquire: %v", err)
+	}
+	return l
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Section J: lease handle and disposal
+// ---------------------------------------------------------------------------
+
+func TestLeaseHandle(t *testing.T) {
+	t.Run("case125_handle_fields", func(t *testing.T) {
+		f := newFakeDriver().onAcquire(acquiredStep(42))
+		g := newFakeGuard(f)
+		l := acquireLease(t, g, "cafe\u0301")
+		defer l.Close()
+		got := struct {
+			Key, LockID string
+			Fence       Fence
+			ExpiresAtMs int64
+			ExpiresAt   time.Time
+		}{l.Key(), l.LockID(), FenceOf(l), l.ExpiresAtMs(), l.ExpiresAt()}
+		want := got
+		want.Key, want.LockID, want.Fence, want.ExpiresAtMs = "café", fakeLockID(42), 42, fakeExpiry(42)
+		want.ExpiresAt = time.UnixMilli(fakeExpiry(42))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("fields (-want +got):\n%s", diff)
+		}
+		if isClosed(l.Lost()) || l.Context().Err() != nil {
+			t.Error("fresh lease is lost or cancelled")
+		}
+	})
+
+	t.Run("case126_manual_release_and_extend", func(t *testing.T) {
+		type ctxKey struct{}
+		tests := []struct {
+			name    string
+			release ReleaseResult
+		}{
+			{"release_ok", ReleaseResult{OK: true}},
+			{"release_not_ok_passed_through", ReleaseResult{Detail: DetailExpired}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFakeDriver().
+					onRelease(fakeStep[ReleaseResult]{res: tc.release}).
+					onExtend(
+						fakeStep[ExtendResult]{res: ExtendResult{OK: true, ExpiresAtMs: 123_456}},
+						fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailNotFound}},
+					)
+				g := newFakeGuard(f)
+				l := acquireLease(t, g, "k126")
+				ectx := context.WithValue(context.Background(), ctxKey{}, "extend")
+				ok, err := l.Extend(ectx, 15*time.Second)
+				if !ok || err != nil {
+					t.Fatalf("Extend = %v, %v", ok, err)
+				}
+				if l.ExpiresAtMs() != 123_456 {
+					t.Errorf("ExpiresAtMs = %d after extend", l.ExpiresAtMs())
+				}
+				rctx := context.WithValue(context.Background(), ctxKey{}, "release")
+				ok, err = l.Release(rctx)
+				if ok != tc.release.OK || err != nil {
+					t.Errorf("Release = %v, %v; want %v, nil", ok, err, tc.release.OK)
+				}
+				// Extend after Release still delegates; the backend's answer
+				// is returned and a released lease is not marked lost.
+				ok, err = l.Extend(ectx, 15*time.Second)
+				if ok || err != nil {
+					t.Errorf("Extend after release = %v, %v", ok, err)
+				}
+				if isClosed(l.Lost()) {
+					t.Error("released lease marked lost")
+				}
+				rel, ext := f.releases(), f.extends()
+				if len(rel) != 1 || rel[0].arg != fakeLockID(1) || rel[0].ctx != rctx {
+					t.Errorf("Release calls = %+v", rel)
+				}
+				if len(ext) != 2 {
+					t.Fatalf("Extend calls = %d, want 2", len(ext))
+				}
+				for _, c := range ext {
+					if c.arg != fakeLockID(1) || c.ttl != 15*time.Second || c.ctx != ectx {
+						t.Errorf("Extend call %+v", c)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("extend_error_returned", func(t *testing.T) {
+		boom := NewError(ServiceUnavailable, "down")
+		f := newFakeDriver().onExtend(fakeStep[ExtendResult]{err: boom})
+		l := acquireLease(t, newFakeGuard(f), "k")
+		defer l.Close()
+		if ok, err := l.Extend(context.Background(), time.Second); ok || err != boom {
+			t.Errorf("Extend = %v, %v", ok, err)
+		}
+		if isClosed(l.Lost()) {
+			t.Error("transient extend error marked the lease lost")
+		}
+		var nilCtx context.Context
+		if ok, err := l.Extend(nilCtx, time.Second); ok || !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Extend(nil ctx) = %v, %v", ok, err)
+		}
+		if ok, err := l.Release(nilCtx); ok || !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Release(nil ctx) = %v, %v", ok, err)
+		}
+		if n := len(f.releases()); n != 0 {
+			t.Errorf("Release(nil ctx) reached the backend")
+		}
+	})
+
+	t.Run("manual_extend_false_marks_lost", func(t *testing.T) {
+		obs := &eventRecorder{}
+		f := newFakeDriver().onExtend(fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailExpired}})
+		g := newFakeGuard(f, WithObserver(obs))
+		l := acquireLease(t, g, "k")
+		ok, err := l.Extend(context.Background(), time.Second)
+		if ok || err != nil {
+			t.Fatalf("Extend = %v, %v", ok, err)
+		}
+		if !isClosed(l.Lost()) {
+			t.Fatal("Lost() not closed")
+		}
+		cause := context.Cause(l.Context())
+		if !errors.Is(cause, ErrLockLost) || !strings.Contains(cause.Error(), DetailExpired) {
+			t.Errorf("cause = %v", cause)
+		}
+		// A second false extend does not report again.
+		_, _ = l.Extend(context.Background(), time.Second)
+		l.Close()
+		var lost []Event
+		for _, e := range obs.snapshot() {
+			if e.Type == EventLost {
+				lost = append(lost, e)
+			}
+		}
+		want := []Event{{Type: EventLost, Result: ResultFail, KeyHash: HashKey("k"), LockIDHash: HashKey(fakeLockID(1)),
+			Reason: "extend found the lock gone (expired)"}}
+		if diff := cmp.Diff(want, lost); diff != "" {
+			t.Errorf("lost events (-want +got):\n%s", diff)
+		}
+		// Released normally afterwards: still one backend release.
+		if n := len(f.releases()); n != 1 {
+			t.Errorf("Release calls = %d", n)
+		}
+	})
+
+	t.Run("release_cancels_context_but_is_not_loss", func(t *testing.T) {
+		l := acquireLease(t, newFakeGuard(newFakeDriver()), "k")
+		if _, err := l.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if context.Cause(l.Context()) != context.Canceled {
+			t.Errorf("cause = %v, want context.Canceled", context.Cause(l.Context()))
+		}
+		if isClosed(l.Lost()) {
+			t.Error("released lease reported lost")
+		}
+	})
+
+	t.Run("context_follows_acquire_ctx", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		l, err := newFakeGuard(newFakeDriver()).Acquire(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		cancel()
+		if l.Context().Err() == nil {
+			t.Error("lease context not cancelled with the Acquire ctx")
+		}
+	})
+}
+
+func TestLeaseCloseAndIdempotency(t *testing.T) {
+	t.Run("case127_close_releases_never_fails", func(t *testing.T) {
+		for _, st := range []fakeStep[ReleaseResult]{
+			{res: ReleaseResult{OK: true}},
+			{err: NewError(ServiceUnavailable, "down")},
+			{err: errors.New("plain")},
+			{panicVal: "driver panic"},
+		} {
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver().onRelease(st)
+			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
+			l.Close() // must not panic
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d, want 1", n)
+			}
+			if f.releases()[0].hasDeadline {
+				t.Error("Close without dispose timeout used a deadline")
+			}
+		}
+	})
+
+	t.Run("case128_idempotency", func(t *testing.T) {
+		type op func(l *Lease[fakeCaps]) (bool, bool) // (ok, hasOK)
+		release := func(l *Lease[fakeCaps]) (bool, bool) {
+			ok, err := l.Release(context.Background())
+			if err != nil {
+				t.Errorf("Release: %v", err)
+			}
+			return ok, true
+		}
+		closeOp := func(l *Lease[fakeCaps]) (bool, bool) { l.Close(); return false, false }
+		repeat := func(o op, n int) []op {
+			ops := make([]op, n)
+			for i := range ops {
+				ops[i] = o
+			}
+			return ops
+		}
+		tests := []struct {
+			name   string
+			ops    []op
+			wantOK []bool
+		}{
+			{"release_x3", repeat(release, 3), []bool{true, false, false}},
+			{"close_x3", repeat(closeOp, 3), nil},
+			{"release_then_close", []op{release, closeOp}, []bool{true}},
+			{"close_then_release", []op{closeOp, release}, []bool{false}},
+			{"close_x10", repeat(closeOp, 10), nil},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFakeDriver()
+				l := acquireLease(t, newFakeGuard(f), "k")
+				var oks []bool
+				for _, o := range tc.ops {
+					if ok, has := o(l); has {
+						oks = append(oks, ok)
+					}
+				}
+				if diff := cmp.Diff(tc.wantOK, oks); diff != "" {
+					t.Errorf("results (-want +got):\n%s", diff)
+				}
+				if n := len(f.releases()); n != 1 {
+					t.Errorf("Release calls = %d, want 1", n)
+				}
+			})
+		}
+	})
+
+	t.Run("case129_concurrency", func(t *testing.T) {
+		ms := time.Millisecond
+		tests := []struct {
+			name         string
+			releaseDelay time.Duration
+			// starts are the offsets of the concurrent operations; "R" is a
+			// Release, "C" a Close.
+			ops       []string
+			starts    []time.Duration
+			wantRelOK bool
+		}{
+			{"three_concurrent_closes", 100 * ms, []string{"C", "C", "C"}, []time.Duration{0, 0, 0}, false},
+			{"second_close_10ms_into_release", 100 * ms, []string{"C", "C"}, []time.Duration{0, 10 * ms}, false},
+			{"concurrent_release_and_close", 100 * ms, []string{"R", "C"}, []time.Duration{0, 1 * ms}, true},
+			{"closes_50ms_into_200ms_release", 200 * ms, []string{"C", "C", "C"}, []time.Duration{0, 50 * ms, 50 * ms}, false},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					rec := &releaseErrRecorder{}
+					f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}, delay: tc.releaseDelay})
+					l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
+					start := time.Now()
+					var wg sync.WaitGroup
+					var relOK bool
+					for i, op := range tc.ops {
+						wg.Go(func() {
+							time.Sleep(tc.starts[i])
+							if op == "R" {
+								ok, err := l.Release(context.Background())
+								if err != nil {
+									t.Errorf("Release: %v", err)
+								}
+								relOK = ok
+							} else {
+								l.Close()
+							}
+							if d := time.Since(start); d != tc.releaseDelay {
+								t.Errorf("%s returned at %v, want %v (after the release)", op, d, tc.releaseDelay)
+							}
+						})
+					}
+					wg.Wait()
+					if n := len(f.releases()); n != 1 {
+						t.Errorf("Release calls = %d, want 1", n)
+					}
+					if tc.wantRelOK && !relOK {
+						t.Error("Release result not OK")
+					}
+					if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+						t.Errorf("callback called: %v", errs)
+					}
+				})
+			})
+		}
+	})
+
+	t.Run("case130_close_waits_for_inflight_release", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}, delay: 100 * time.Millisecond})
+			l := acquireLease(t, newFakeGuard(f), "k")
+			start := time.Now()
+			var relOK bool
+			var wg sync.WaitGroup
+			wg.Go(func() { relOK, _ = l.Release(context.Background()) })
+			time.Sleep(10 * time.Millisecond)
+			l.Close()
+			if d := time.Since(start); d != 100*time.Millisecond {
+				t.Errorf("Close returned at %v, want 100ms", d)
+			}
+			wg.Wait()
+			if !relOK || len(f.releases()) != 1 {
+				t.Errorf("Release OK = %v, calls = %d", relOK, len(f.releases()))
+			}
+		})
+	})
+
+	t.Run("case131_close_during_failing_release", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			boom := NewError(ServiceUnavailable, "down")
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom, delay: 50 * time.Millisecond})
+			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
+			var relErr error
+			var wg sync.WaitGroup
+			wg.Go(func() { _, relErr = l.Release(context.Background()) })
+			time.Sleep(10 * time.Millisecond)
+			l.Close()
+			wg.Wait()
+			if relErr != boom {
+				t.Errorf("Release error = %v, want %v", relErr, boom)
+			}
+			if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+				t.Errorf("callback called: %v", errs)
+			}
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d", n)
+			}
+		})
+	})
+
+	t.Run("case132_immediate_failure", func(t *testing.T) {
+		boom := NewError(ServiceUnavailable, "down")
+		rec := &releaseErrRecorder{}
+		f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom})
+		l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
+		if ok, err := l.Release(context.Background()); ok || err != boom {
+			t.Errorf("Release = %v, %v", ok, err)
+		}
+		l.Close()
+		if ok, err := l.Release(context.Background()); ok || err != nil {
+			t.Errorf("second Release = %v, %v", ok, err)
+		}
+		if n := len(f.releases()); n != 1 {
+			t.Errorf("Release calls = %d, want 1", n)
+		}
+		if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+			t.Errorf("manual release error sent to the callback: %v", errs)
+		}
+	})
+
+	t.Run("case133_disposal_errors_reach_callback_once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			boom := NewError(ServiceUnavailable, "down")
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom, delay: 20 * time.Millisecond})
+			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "cafe\u0301")
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Go(l.Close)
+			}
+			wg.Wait()
+			errs, infos, _ := rec.snapshot()
+			if len(errs) != 1 || errs[0] != boom {
+				t.Fatalf("callback errors = %v, want exactly [%v]", errs, boom)
+			}
+			want := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "café", Source: SourceDisposal}
+			if diff := cmp.Diff(want, infos[0]); diff != "" {
+				t.Errorf("info (-want +got):\n%s", diff)
+			}
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d", n)
+			}
+		})
+	})
+
+	t.Run("case133_callback_variants", func(t *testing.T) {
+		tests := []struct {
+			name      string
+			release   fakeStep[ReleaseResult]
+			callback  func(error, ReleaseErrorInfo)
+			wantLog   bool
+			wantInErr string
+		}{
+			{name: "non_error_value_normalised", release: fakeStep[ReleaseResult]{panicVal: 12345}, wantLog: true, wantInErr: "12345"},
+			{name: "panicking_callback_swallowed_nothing_logged", release: fakeStep[ReleaseResult]{err: errors.New("x")},
+				callback: func(error, ReleaseErrorInfo) { panic("callback") }},
+			{name: "custom_callback_replaces_default", release: fakeStep[ReleaseResult]{err: errors.New("x")},
+				callback: func(error, ReleaseErrorInfo) {}},
+			{name: "nothing_logged_on_success", release: fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}}},
+			{name: "nothing_logged_on_not_ok", release: fakeStep[ReleaseResult]{res: ReleaseResult{Detail: DetailExpired}}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				logger, buf := bufLogger()
+				opts := []Option{WithLogger(logger)}
+				if tc.callback != nil {
+					opts = append(opts, WithOnReleaseError(tc.callback))
+				}
+				l := acquireLease(t, newFakeGuard(newFakeDriver().onRelease(tc.release), opts...), "k")
+				l.Close()
+				out := buf.String()
+				if got := out != ""; got != tc.wantLog {
+					t.Fatalf("logged %q, want log: %v", out, tc.wantLog)
+				}
+				if !strings.Contains(out, tc.wantInErr) {
+					t.Errorf("log %q lacks %q", out, tc.wantInErr)
+				}
+			})
+		}
+	})
+
+	t.Run("case134_failed_acquisition_is_inert", func(t *testing.T) {
+		f := newFakeDriver().onAcquire(contendedStep())
+		l, err := newFakeGuard(f).TryAcquire(context.Background(), "k")
+		if !errors.Is(err, ErrLocked) {
+			t.Fatalf("TryAcquire = %v", err)
+		}
+		for range 2 {
+			l.Close()
+			if ok, err := l.Extend(context.Background(), time.Second); ok || err != nil {
+				t.Errorf("Extend = %v, %v", ok, err)
+			}
+			if ok, err := l.Release(context.Background()); ok || err != nil {
+				t.Errorf("Release = %v, %v", ok, err)
+			}
+			l.Close()
+		}
+		if r, e := len(f.releases()), len(f.extends()); r+e != 0 {
+			t.Errorf("backend calls: %d releases, %d extends", r, e)
+		}
+	})
+}
+
+func TestLeaseNil(t *testing.T) {
+	var l *Lease[fakeCaps]
+	var nilCtx context.Context
+	got := struct {
+		Key, LockID string
+		ExpiresAtMs int64
+		ExpiresAt   time.Time
+		Fence       Fence
+	}{l.Key(), l.LockID(), l.ExpiresAtMs(), l.ExpiresAt(), FenceOf(l)}
+	if diff := cmp.Diff(got, struct {
+		Key, LockID string
+		ExpiresAtMs int64
+		ExpiresAt   time.Time
+		Fence       Fence
+	}{}); diff != "" {
+		t.Errorf("nil lease fields (-zero +got):\n%s", diff)
+	}
+	if !isClosed(l.Lost()) {
+		t.Error("nil lease Lost() not closed")
+	}
+	if l.Context().Err() == nil {
+		t.Error("nil lease Context() not cancelled")
+	}
+	for _, ctx := range []context.Context{context.Background(), nilCtx} {
+		if ok, err := l.Release(ctx); ok || err != nil {
+			t.Errorf("Release = %v, %v", ok, err)
+		}
+		if ok, err := l.Extend(ctx, time.Second); ok || err != nil {
+			t.Errorf("Extend = %v, %v", ok, err)
+		}
+	}
+	l.Close()
+}
+
+func TestLeaseDisposeTimeout(t *testing.T) {
+	ms := time.Millisecond
+	wantInfo := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "k", Source: SourceDisposal}
+	t.Run("case135_dispose_timeout_fires", func(t *testing.T) {
+		for _, ignore := range []bool{false, true} {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &releaseErrRecorder{}
+				// The release blocks until its ctx ends (or, ignoring it,
+				// for much longer).
+				f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{delay: time.Hour, ignoreCtx: ignore})
+				l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(100*ms), WithOnReleaseError(rec.record)), "k")
+				start := time.Now()
+				l.Close()
+				if d := time.Since(start); d != 100*ms {
+					t.Errorf("ignoreCtx=%v: Close returned at %v, want 100ms", ignore, d)
+				}
+				errs, infos, _ := rec.snapshot()
+				if len(errs) != 1 {
+					t.Fatalf("ignoreCtx=%v: callback calls = %d, want 1", ignore, len(errs))
+				}
+				requireLockErr(t, errs[0], NetworkTimeout)
+				if diff := cmp.Diff(wantInfo, infos[0]); diff != "" {
+					t.Errorf("info (-want +got):\n%s", diff)
+				}
+				rel := f.releases()
+				if len(rel) != 1 || !rel[0].hasDeadline || rel[0].deadline.Sub(rel[0].at) != 100*ms {
+					t.Errorf("release call %+v, want one with a 100ms deadline", rel)
+				}
+				if ignore {
+					time.Sleep(2 * time.Hour) // let the late outcome arrive
+					synctest.Wait()
+				}
+				if errs, _, _ := rec.snapshot(); len(errs) != 1 {
+					t.Errorf("callback calls after the late outcome = %d, want 1", len(errs))
+				}
+			})
+		}
+	})
+
+	t.Run("case136_fast_release_with_timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver()
+			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(time.Second), WithOnReleaseError(rec.record)), "k")
+			start := time.Now()
+			l.Close()
+			if d := time.Since(start); d >= 100*ms {
+				t.Errorf("Close took %v", d)
+			}
+			time.Sleep(2 * time.Second)
+			if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+				t.Errorf("callback called: %v", errs)
+			}
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d", n)
+			}
+		})
+	})
+
+	t.Run("case137_no_timeout_configured", func(t *testing.T) {
+		rec := &releaseErrRecorder{}
+		f := newFakeDriver()
+		l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
+		l.Close()
+		rel := f.releases()
+		if len(rel) != 1 || rel[0].hasDeadline {
+			t.Errorf("release calls %+v, want one without deadline", rel)
+		}
+		if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+			t.Errorf("callback called: %v", errs)
+		}
+		// Manual Release with a dispose timeout configured uses the
+		// caller's ctx only.
+		f2 := newFakeDriver()
+		l2 := acquireLease(t, newFakeGuard(f2, WithDisposeTimeout(time.Second)), "k")
+		ctx := context.Background()
+		if ok, err := l2.Release(ctx); !ok || err != nil {
+			t.Fatalf("Release = %v, %v", ok, err)
+		}
+		if rel := f2.releases(); len(rel) != 1 || rel[0].ctx != ctx || rel[0].hasDeadline {
+			t.Errorf("manual release call %+v, want the caller's ctx", rel)
+		}
+	})
+
+	t.Run("case138_failure_before_timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			boom := NewError(AuthFailed, "denied")
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom})
+			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(5*time.Second), WithOnReleaseError(rec.record)), "k")
+			start := time.Now()
+			l.Close()
+			if d := time.Since(start); d != 0 {
+				t.Errorf("Close took %v", d)
+			}
+			time.Sleep(10 * time.Second)
+			errs, infos, _ := rec.snapshot()
+			if len(errs) != 1 || errs[0] != boom {
+				t.Fatalf("callback errors = %v, want [%v]", errs, boom)
+			}
+			if diff := cmp.Diff(wantInfo, infos[0]); diff != "" {
+				t.Errorf("info (-want +got):\n%s", diff)
+			}
+		})
+	})
+
+	t.Run("case139_late_failure_after_timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &releaseErrRecorder{}
+			late := NewError(ServiceUnavailable, "late failure")
+			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: late, delay: 100 * ms, ignoreCtx: true})
+			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(50*ms), WithOnReleaseError(rec.record)), "k")
+			start := time.Now()
+			l.Close()
+			if d := time.Since(start); d != 50*ms {
+				t.Errorf("Close returned at %v, want 50ms", d)
+			}
+			errs, _, at := rec.snapshot()
+			if len(errs) != 1 {
+				t.Fatalf("callback calls at Close return = %d, want 1", len(errs))
+			}
+			le := requireLockErr(t, errs[0], NetworkTimeout)
+			if !errors.Is(le, context.DeadlineExceeded) || !strings.Contains(le.Message, "timed out") {
+				t.Errorf("timeout error = %+v", le)
+			}
+			if at[0].Sub(start) != 50*ms {
+				t.Errorf("callback at %v, want 50ms", at[0].Sub(start))
+			}
+			time.Sleep(200 * ms)
+			synctest.Wait()
+			errs, _, _ = rec.snapshot()
+			if len(errs) != 1 {
+				t.Errorf("callback calls after the late failure = %d, want 1 (late outcome dropped)", len(errs))
+			}
+			// The lease is released now: Close is a no-op.
+			l.Close()
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d", n)
+			}
+		})
+	})
+
+	t.Run("second_close_during_timed_out_release_waits", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}, delay: 100 * ms, ignoreCtx: true})
+			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(50*ms), WithOnReleaseError(rec.record)), "k")
+			start := time.Now()
+			l.Close()
+			l.Close() // waits for the in-flight release, reports nothing
+			if d := time.Since(start); d != 100*ms {
+				t.Errorf("second Close returned at %v, want 100ms", d)
+			}
+			if errs, _, _ := rec.snapshot(); len(errs) != 1 {
+				t.Errorf("callback calls = %d, want 1", len(errs))
+			}
+		})
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Auto-extend heartbeat
+// ---------------------------------------------------------------------------
+
+func TestLeaseHeartbeat(t *testing.T) {
+	const ttl = 3 * time.Second
+	sec := time.Second
+	lostEvents := func(obs *eventRecorder) []Event {
+		var out []Event
+		for _, e := range obs.snapshot() {
+			if e.Type == EventLost {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+
+	t.Run("extends_every_ttl_third", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeDriver()
+			g := newFakeGuard(f)
+			start := time.Now()
+			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
+			time.Sleep(3500 * time.Millisecond)
+			synctest.Wait()
+			var offsets []time.Duration
+			for _, c := range f.extends() {
+				offsets = append(offsets, c.at.Sub(start))
+				if c.arg != fakeLockID(1) || c.ttl != ttl {
+					t.Errorf("extend call %+v", c)
+				}
+			}
+			if diff := cmp.Diff([]time.Duration{sec, 2 * sec, 3 * sec}, offsets); diff != "" {
+				t.Errorf("extend offsets (-want +got):\n%s", diff)
+			}
+			if want := start.Add(3 * sec).Add(ttl).UnixMilli(); l.ExpiresAtMs() != want {
+				t.Errorf("ExpiresAtMs = %d, want %d", l.ExpiresAtMs(), want)
+			}
+			if ok, err := l.Release(context.Background()); !ok || err != nil {
+				t.Fatalf("Release = %v, %v", ok, err)
+			}
+			if !isClosed(l.hbDone) {
+				t.Error("heartbeat goroutine still running after Release")
+			}
+			time.Sleep(10 * sec)
+			if n := len(f.extends()); n != 3 {
+				t.Errorf("Extend calls after Release = %d, want 3", n)
+			}
+			if isClosed(l.Lost()) {
+				t.Error("lease lost")
+			}
+		})
+	})
+
+	t.Run("false_extend_marks_lost", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			obs := &eventRecorder{}
+			f := newFakeDriver().onExtend(
+				fakeStep[ExtendResult]{res: ExtendResult{OK: true, ExpiresAtMs: 1}},
+				fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailNotFound}},
+			)
+			g := newFakeGuard(f, WithObserver(obs))
+			start := time.Now()
+			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
+			<-l.Lost()
+			if d := time.Since(start); d != 2*sec {
+				t.Errorf("lost at %v, want 2s", d)
+			}
+			<-l.Context().Done()
+			cause := context.Cause(l.Context())
+			if !errors.Is(cause, ErrLockLost) || !strings.Contains(cause.Error(), DetailNotFound) {
+				t.Errorf("cause = %v", cause)
+			}
+			synctest.Wait()
+			if !isClosed(l.hbDone) {
+				t.Error("heartbeat still running after loss")
+			}
+			want := []Event{{Type: EventLost, Result: ResultFail, KeyHash: HashKey("k"), LockIDHash: HashKey(fakeLockID(1)),
+				Reason: "auto-extend found the lock gone (not-found)"}}
+			if diff := cmp.Diff(want, lostEvents(obs)); diff != "" {
+				t.Errorf("lost events (-want +got):\n%s", diff)
+			}
+			time.Sleep(10 * sec)
+			if n := len(f.extends()); n != 2 {
+				t.Errorf("Extend calls = %d, want 2", n)
+			}
+			l.Close()
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d", n)
+			}
+		})
+	})
+
+	t.Run("transient_errors_retried_until_deadline", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			boom := NewError(ServiceUnavailable, "down")
+			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{err: boom})
+			g := newFakeGuard(f)
+			start := time.Now()
+			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
+			<-l.Lost()
+			if d := time.Since(start); d != ttl {
+				t.Errorf("lost at %v, want at the local deadline %v", d, ttl)
+			}
+			cause := context.Cause(l.Context())
+			if !errors.Is(cause, ErrLockLost) || !errors.Is(cause, boom) {
+				t.Errorf("cause = %v, want ErrLockLost wrapping the last error", cause)
+			}
+			var offsets []time.Duration
+			for _, c := range f.extends() {
+				offsets = append(offsets, c.at.Sub(start))
+			}
+			// First at TTL/3, then every max(TTL/12, 10ms) until the deadline.
+			var want []time.Duration
+			for d := sec; d <= ttl; d += 250 * time.Millisecond {
+				want = append(want, d)
+			}
+			if diff := cmp.Diff(want, offsets); diff != "" {
+				t.Errorf("extend offsets (-want +got):\n%s", diff)
+			}
+			l.Close()
+		})
+	})
+
+	t.Run("transient_error_then_recovery", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			boom := NewError(NetworkTimeout, "slow")
+			f := newFakeDriver().onExtend(
+				fakeStep[ExtendResult]{err: boom},
+				fakeStep[ExtendResult]{err: boom},
+				fakeStep[ExtendResult]{res: ExtendResult{OK: true, ExpiresAtMs: 77}},
+				fakeStep[ExtendResult]{err: boom},
+			)
+			g := newFakeGuard(f)
+			start := time.Now()
+			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
+			time.Sleep(4 * sec)
+			synctest.Wait()
+			if isClosed(l.Lost()) {
+				t.Fatal("lease lost although an extend succeeded in time")
+			}
+			if l.ExpiresAtMs() != 77 {
+				t.Errorf("ExpiresAtMs = %d", l.ExpiresAtMs())
+			}
+			// Success at 1.5s moved the deadline to 4.5s.
+			<-l.Lost()
+			if d := time.Since(start); d != 4500*time.Millisecond {
+				t.Errorf("lost at %v, want 4.5s", d)
+			}
+			l.Close()
+		})
+	})
+
+	t.Run("hanging_extend_cut_at_deadline", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{delay: time.Hour})
+			g := newFakeGuard(f)
+			start := time.Now()
+			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
+			<-l.Lost()
+			if d := time.Since(start); d != ttl {
+				t.Errorf("lost at %v, want %v", d, ttl)
+			}
+			if c := f.extends()[0]; !c.hasDeadline || c.deadline.Sub(start) != ttl {
+				t.Errorf("extend ctx deadline %v, want the lease's local expiry", c.deadline.Sub(start))
+			}
+			l.Close()
+		})
+	})
+
+	t.Run("stops_with_acquire_ctx", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeDriver()
+			g := newFakeGuard(f)
+			ctx, cancel := context.WithCancel(context.Background())
+			l, err := g.Acquire(ctx, "k", TTL(ttl), AutoExtend(true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1500 * time.Millisecond)
+			cancel()
+			synctest.Wait()
+			if !isClosed(l.hbDone) {
+				t.Error("heartbeat still running after the Acquire ctx ended")
+			}
+			time.Sleep(10 * sec)
+			if n := len(f.extends()); n != 1 {
+				t.Errorf("Extend calls = %d, want 1", n)
+			}
+			if isClosed(l.Lost()) {
+				t.Error("cancelled lease reported lost")
+			}
+			l.Close()
+		})
+	})
+
+	t.Run("release_during_extend_stops_quietly", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailNotFound}, delay: 500 * time.Millisecond})
+			g := newFakeGuard(f)
+			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
+			time.Sleep(1200 * time.Millisecond) // extend in flight
+			if ok, err := l.Release(context.Background()); !ok || err != nil {
+				t.Fatalf("Release = %v, %v", ok, err)
+			}
+			if isClosed(l.Lost()) {
+				t.Error("lease lost by an extend cancelled by Release")
+			}
+		})
+	})
+
+	t.Run("observer_panic_on_lost_is_recovered", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{res: ExtendResult{}})
+			g := newFakeGuard(f, WithObserver(ObserverFunc(func(Event) { panic("observer") })))
+			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
+			<-l.Lost()
+			l.Close()
+		})
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Section K, case 151: decorated leases
+// ---------------------------------------------------------------------------
+
+func TestLeaseTelemetry(t *testing.T) {
+	lockIDHash := HashKey(fakeLockID(1))
+	tests := []struct {
+		name string
+		use  func(t *testing.T, l *Lease[fakeCaps])
+		want []Event
+	}{
+		{
+			name: "case151_release_emits_event",
+			use: func(t *testing.T, l *Lease[fakeCaps]) {
+				if _, err := l.Release(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []Event{{Type: EventRelease, Result: ResultOK, LockIDHash: lockIDHash}},
+		},
+		{
+			name: "case151_close_emits_event",
+			use:  func(t *testing.T, l *Lease[fakeCaps]) { l.Close(); l.Close() },
+			want: []Event{{Type: EventRelease, Result: ResultOK, LockIDHash: lockIDHash}},
+		},
+		{
+			name: "case151_extend_then_close",
+			use: func(t *testing.T, l *Lease[fakeCaps]) {
+				if _, err := l.Extend(context.Background(), time.Second); err != nil {
+					t.Fatal(err)
+				}
+				l.Close()
+			},
+			want: []Event{
+				{Type: EventExtend, Result: ResultOK, LockIDHash: lockIDHash},
+				{Type: EventRelease, Result: ResultOK, LockIDHash: lockIDHash},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := &eventRecorder{}
+			g := newFakeGuard(newFakeDriver(), WithObserver(obs))
+			l := acquireLease(t, g, "k")
+			tc.use(t, l)
+			want := append([]Event{{Type: EventAcquire, Result: ResultOK, KeyHash: HashKey("k")}}, tc.want...)
+			if diff := cmp.Diff(want, obs.snapshot(), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	t.Run("case151_do_emits_acquire_and_release", func(t *testing.T) {
+		obs := &eventRecorder{}
+		g := newFakeGuard(newFakeDriver().onAcquire(contendedStep(), acquiredStep(1)), WithObserver(obs))
+		if err := g.Do(context.Background(), "k", func(context.Context, *Lease[fakeCaps]) error { return nil }, RetryDelay(0)); err != nil {
+			t.Fatal(err)
+		}
+		var types []EventType
+		for _, e := range obs.snapshot() {
+			types = append(types, e.Type)
+		}
+		if diff := cmp.Diff([]EventType{EventAcquire, EventAcquire, EventRelease}, types); diff != "" {
+			t.Errorf("event types (-want +got):\n%s", diff)
+		}
+	})
+}
