@@ -158,6 +158,9 @@ func case026[C syncguard.FencedCapabilities](c *tc[C]) {
 	write := func(key string, offset time.Duration) string {
 		c.Helper()
 		id := syncguard.NewLockID()
+		if m, ok := any(c.h).(LockIDMinter); ok {
+			id = m.LockIDFor(key)
+		}
 		err := w.WriteRawLock(c.ctx, key, id, 7, offset)
 		c.skipUnsupported("RawLockWriter", err)
 		if err != nil {

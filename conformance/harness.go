@@ -50,6 +50,15 @@ type RawLockWriter interface {
 	WriteRawLock(ctx context.Context, key, lockID string, fence syncguard.Fence, expiresAtOffset time.Duration) error
 }
 
+// LockIDMinter is an optional harness interface for drivers whose lock IDs
+// carry routing information (the Redis driver encodes the key's cluster
+// slot in its IDs). When the harness implements it, [RawLockWriter] is given
+// IDs minted by LockIDFor instead of [syncguard.NewLockID].
+type LockIDMinter interface {
+	// LockIDFor returns a fresh, valid lock ID for a lock of key.
+	LockIDFor(key string) string
+}
+
 // FenceSetter is an optional harness interface for the fence overflow case
 // (045).
 type FenceSetter interface {

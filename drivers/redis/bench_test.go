@@ -1,0 +1,150 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/syncguard/syncguard"
+)
+
+// Benchmarks of an acquire+release pair against the single node, next to
+// the raw rueidis baseline that every Redis lock reduces to: SET key id NX
+// PX ttl, then a compare-and-delete script. Run both in one invocation and
+// compare with benchstat:
+//
+//	go test -run '^$' -bench . -count 10 ./drivers/redis/ | tee bench.txt
+//
+// The driver does more per pair (fence counter, lock-ID index, server
+// clock, failover check, release notification), all inside the two round
+// trips the baseline also needs.
+
+const benchTTL = 30 * time.Second
+
+var casDelete = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+
+func benchClient(b *testing.B) rueidis.Client {
+	return newClient(b, []string{singleAddr()})
+}
+
+// BenchmarkPair/driver: Acquire + Release through the driver; the keys
+// cycle so that each pair is uncontended.
+func BenchmarkPair(b *testing.B) {
+	c := benchClient(b)
+	ctx, cancel := context.WithCancel(context.Background()) // cancellable, as in real use
+	defer cancel()
+	b.Run("driver", func(b *testing.B) {
+		d := newDriver(b, c)
+		keys := benchKeys(64)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			r, err := d.Acquire(ctx, keys[i&63], benchTTL)
+			if err != nil || !r.Acquired {
+				b.Fatalf("Acquire = %+v, %v", r, err)
+			}
+			if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+				b.Fatalf("Release = %+v, %v", rr, err)
+			}
+		}
+	})
+	// The same with a context that can never end: the driver then skips the
+	// goroutine that lets it return at once on cancellation (see exec.go).
+	b.Run("driver-background-ctx", func(b *testing.B) {
+		d := newDriver(b, c)
+		keys := benchKeys(64)
+		bg := context.Background()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			r, err := d.Acquire(bg, keys[i&63], benchTTL)
+			if err != nil || !r.Acquired {
+				b.Fatalf("Acquire = %+v, %v", r, err)
+			}
+			if rr, err := d.Release(bg, r.LockID); err != nil || !rr.OK {
+				b.Fatalf("Release = %+v, %v", rr, err)
+			}
+		}
+	})
+	b.Run("raw-setnx", func(b *testing.B) {
+		prefix := testPrefix("raw")
+		defer deletePrefix(c, prefix)
+		keys := benchKeys(64)
+		for i := range keys {
+			keys[i] = prefix + ":" + keys[i]
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			rawPair(b, ctx, c, keys[i&63])
+		}
+	})
+}
+
+// BenchmarkPairParallel runs pairs from GOMAXPROCS×8 goroutines on
+// distinct keys (rueidis pipelines them over its connection).
+func BenchmarkPairParallel(b *testing.B) {
+	c := benchClient(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Run("driver", func(b *testing.B) {
+		d := newDriver(b, c)
+		var seq atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(8)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			key := "par:" + strconv.FormatInt(seq.Add(1), 10)
+			for pb.Next() {
+				r, err := d.Acquire(ctx, key, benchTTL)
+				if err != nil || !r.Acquired {
+					b.Errorf("Acquire = %+v, %v", r, err)
+					return
+				}
+				if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+					b.Errorf("Release = %+v, %v", rr, err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("raw-setnx", func(b *testing.B) {
+		prefix := testPrefix("raw")
+		defer deletePrefix(c, prefix)
+		var seq atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(8)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			key := prefix + ":par:" + strconv.FormatInt(seq.Add(1), 10)
+			for pb.Next() {
+				rawPair(b, ctx, c, key)
+			}
+		})
+	})
+}
+
+// rawPair is the baseline: SET NX PX with a fresh random token, then a
+// compare-and-delete by SHA.
+func rawPair(b *testing.B, ctx context.Context, c rueidis.Client, key string) {
+	id := syncguard.NewLockID()
+	err := c.Do(ctx, c.B().Set().Key(key).Value(id).Nx().PxMilliseconds(benchTTL.Milliseconds()).Build()).Error()
+	if err != nil {
+		b.Errorf("SET NX: %v", err)
+		return
+	}
+	if n, err := casDelete.Exec(ctx, c, []string{key}, []string{id}).AsInt64(); err != nil || n != 1 {
+		b.Errorf("compare-and-delete = %d, %v", n, err)
+	}
+}
+
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "bench:" + strconv.Itoa(i)
+	}
+	return keys
+}

@@ -1,0 +1,119 @@
+// Package redis is the SyncGuard driver for Redis, built on
+// github.com/redis/rueidis. One driver serves a single node, a
+// Sentinel-managed primary and a Redis Cluster: the mode is the rueidis
+// client's (pass rueidis.ClientOption.Sentinel for Sentinel, several
+// InitAddress seeds for a cluster).
+//
+//	client, err := rueidis.NewClient(rueidis.ClientOption{
+//		InitAddress:  []string{"127.0.0.1:6379"},
+//		DisableCache: true, // the driver never uses client-side caching
+//	})
+//	if err != nil { ... }
+//	defer client.Close()
+//	d, err := redis.New(client)
+//	if err != nil { ... }
+//	defer d.Close()
+//	g := syncguard.New(d) // *syncguard.Guard[redis.Capabilities]
+//
+// The driver needs Redis 7.0 or newer.
+//
+// # Atomicity and time
+//
+// Every operation is one Lua script, loaded once per server and run by SHA
+// (EVALSHA; rueidis falls back to EVAL the first time a server lacks it),
+// so each operation is one round trip and atomic. Scripts read the server
+// clock with TIME; the client clock is never used. A lock is live while
+// expiresAt > now − [syncguard.Tolerance]; lock keys carry PX = ttl +
+// tolerance, so Redis drops them exactly when they can no longer be live.
+// The fenced-record read (GET) and the rate reset (DEL) are single
+// commands.
+//
+// # Key layout and Redis Cluster
+//
+// All keys of one user key share a hash slot through a hash tag chosen by
+// the driver, {tag}, placed right after the prefix:
+//
+//	syncguard:{tag}:lock:<key>    lock record
+//	syncguard:{tag}:fence:<key>   fence counter (never expires, never deleted)
+//	syncguard:{tag}:id:<lockID>   lock-ID index → lock record
+//	syncguard:{tag}:rec:<key>     fenced record
+//	syncguard:{tag}:rate:<key>    GCRA state
+//
+// The slot is CRC16 of the key, as Redis computes slots, and the tag is the
+// shortest string hashing to it, so user keys spread over the cluster like
+// ordinary keys (braces in a user key have no effect). A lock ID carries its
+// lock's slot in its first 14 bits (the remaining 114 bits are from
+// crypto/rand; IDs keep the 22-character base64url format), so Release,
+// Extend and LookupByID reach the right shard from the lock ID alone, and
+// every script touches a single slot. The scripts of those three
+// operations declare the index key in KEYS and read the lock record whose
+// name the index holds, which lives in the same slot by construction.
+//
+// The type segment (lock:, fence:, id:) sits between the tag and the user
+// key, so no user key can alias an index or a fence counter: keys such as
+// "id:<22 chars>" or "fence:syncguard:x" are ordinary keys here. Long keys
+// are replaced by a SHA-256-based digest ([syncguard.StorageKey]) so that
+// names stay within 1000 bytes; a hashed key shares its namespace with
+// user keys of the same 22-character shape, a collision that needs a
+// 128-bit digest match.
+//
+// # Fences across failover
+//
+// Fences of a key start at 1 and strictly increase. Redis replicates
+// asynchronously, so a primary that dies right after an acquisition may
+// take the last fence increments with it, and a promoted replica could hand
+// the same fence out again. The driver prevents that without extra round
+// trips: the fence counter stores, next to the count, the replication ID of
+// the primary that wrote it. A primary that finds a counter written under
+// another replication ID (it was promoted, or restarted with a new ID, or
+// the slot migrated) adds a bump of 1,000,000 ([DefaultFailoverBump],
+// [WithFailoverBump]) before incrementing; a counter missing on a primary
+// that was itself promoted (INFO's master_replid2 is set) starts at the
+// bump. The trade-off:
+//
+//   - Fences stay unique as long as fewer than 1,000,000 acquisitions of
+//     one key are lost in one failover: the replication lag would have to
+//     hold that many acquisitions of a single key.
+//   - The first fence of a never-used key is 000000000000001 on a primary
+//     that never failed over, and 000000001000001 on one that was promoted.
+//     Fences are tokens to compare, not counts of acquisitions.
+//   - Each failover spends 10^6 of the 9×10^14 fence range per key
+//     (about 900 million failovers).
+//   - A server restarted without persistence loses its counters; with RDB
+//     or AOF it keeps what it persisted, and writes after the last fsync are
+//     lost. Use a replica (the failover case above) or appendfsync always
+//     if fences must survive a single node's crash.
+//
+// The acquisition script reads INFO replication for this (a few
+// microseconds of server time).
+//
+// # Wake-up
+//
+// Release publishes on the key's channel with SPUBLISH (sharded pub/sub:
+// in a Cluster the message stays within the shard of the key).
+// [Driver.WatchRelease], which Guard uses while it waits, subscribes with
+// SSUBSCRIBE, once per key per driver however many goroutines wait. A
+// waiter that misses a message (a reconnect, an expiry without a release)
+// wakes on its backoff timer as without the wake-up.
+//
+// # Errors and cancellation
+//
+// Errors are [syncguard.LockError] values classified by type: the
+// context's own error (Canceled → Aborted, DeadlineExceeded →
+// NetworkTimeout, both wrapping it), then Redis error replies by their
+// code prefix (LOADING, BUSY, MASTERDOWN, TRYAGAIN, CLUSTERDOWN, READONLY,
+// OOM → ServiceUnavailable; NOAUTH, WRONGPASS, NOPERM → AuthFailed;
+// WRONGTYPE → InvalidArgument), then network errors (timeouts →
+// NetworkTimeout; refused, reset, EOF, closed client → ServiceUnavailable);
+// anything else is Internal. Every operation returns as soon as its
+// context ends, even while the request is in flight. An Acquire that fails
+// after its request may have reached Redis releases the lock ID it minted
+// in the background (within 250 ms), so an acquisition nobody saw does not
+// hold the key until its TTL.
+//
+// # Client options
+//
+// The driver does not create or close clients. rueidis retries read-only
+// commands on connection errors; the driver's scripts are not retried by
+// rueidis, so an acquisition is executed at most once per call.
+package redis

@@ -1,0 +1,293 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/syncguard/syncguard"
+	"go.uber.org/goleak"
+)
+
+// Test environment:
+//
+//	SYNCGUARD_REDIS_ADDR          single node (default 127.0.0.1:6379)
+//	SYNCGUARD_REDIS_CLUSTER       comma-separated cluster seeds (scripts/test
+//	                              starts one with scripts/redis-cluster)
+//	SYNCGUARD_REDIS_FAILOVER_CLUSTER  seeds of a second cluster, which the
+//	                              failover test kills a master of
+//	SYNCGUARD_REDIS_FAILOVER_DIR  that cluster's directory (pid, conf files)
+//	SYNCGUARD_REQUIRE_BACKENDS=1  a missing server fails the tests instead of
+//	                              skipping them (set by scripts/test and CI)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// rueidis keeps one background goroutine per process for its
+		// coarse clock.
+		goleak.IgnoreTopFunction("github.com/redis/rueidis/internal/util.(*coarseClock).tick"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._backgroundRead"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
+		// The cluster client's topology refresh closes idle connections
+		// of removed nodes after a delay, also after Close.
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		// toxiproxy (test-only) tears its links down asynchronously after
+		// Proxy.Stop; delayed bytes still in a latency toxic keep them
+		// alive for up to the latency.
+		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run"),
+		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).write"),
+		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
+	)
+}
+
+func requireBackends() bool { return os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "1" }
+
+// needBackend skips the test, or fails it under SYNCGUARD_REQUIRE_BACKENDS=1.
+func needBackend(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if requireBackends() {
+		t.Fatalf("backend required but unavailable: "+format, args...)
+	}
+	t.Skipf("backend unavailable (set SYNCGUARD_REQUIRE_BACKENDS=1 to fail instead): "+format, args...)
+}
+
+func singleAddr() string {
+	if a := os.Getenv("SYNCGUARD_REDIS_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
+
+func clusterAddrs() []string { return addrList("SYNCGUARD_REDIS_CLUSTER") }
+
+func failoverAddrs() []string { return addrList("SYNCGUARD_REDIS_FAILOVER_CLUSTER") }
+
+func addrList(env string) []string {
+	s := os.Getenv(env)
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// newClient connects to addrs (a cluster when len > 1 or forced) and
+// closes the client when t ends.
+func newClient(t testing.TB, addrs []string, tweak ...func(*rueidis.ClientOption)) rueidis.Client {
+	t.Helper()
+	opt := rueidis.ClientOption{
+		InitAddress:  addrs,
+		DisableCache: true,
+	}
+	for _, f := range tweak {
+		f(&opt)
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		needBackend(t, "connect %v: %v", addrs, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		c.Close()
+		needBackend(t, "ping %v: %v", addrs, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func singleClient(t testing.TB) rueidis.Client { return newClient(t, []string{singleAddr()}) }
+
+func clusterClient(t testing.TB) rueidis.Client {
+	t.Helper()
+	addrs := clusterAddrs()
+	if addrs == nil {
+		needBackend(t, "SYNCGUARD_REDIS_CLUSTER is not set (scripts/test starts a cluster)")
+	}
+	return newClient(t, addrs, func(o *rueidis.ClientOption) { o.ShuffleInit = true })
+}
+
+// testPrefix returns a fresh key prefix, so runs never share keys.
+func testPrefix(tag string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "sgtest:" + tag + ":" + hex.EncodeToString(b[:])
+}
+
+// newDriver returns a driver over c with a fresh prefix, deleting its keys
+// when t ends.
+func newDriver(t testing.TB, c rueidis.Client, opts ...Option) *Driver {
+	t.Helper()
+	opts = append([]Option{WithKeyPrefix(testPrefix("t"))}, opts...)
+	d, err := New(c, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		d.Close()
+		deletePrefix(c, d.KeyPrefix())
+	})
+	return d
+}
+
+// deletePrefix deletes every key under prefix on every primary.
+func deletePrefix(c rueidis.Client, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, node := range c.Nodes() {
+		var cursor uint64
+		for {
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(prefix+":*").Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				break
+			}
+			for _, k := range e.Elements {
+				_ = c.Do(ctx, c.B().Del().Key(k).Build()).Error()
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+}
+
+// serverNowMs reads the server clock of the node serving slot.
+func serverNowMs(ctx context.Context, c rueidis.Client, anyKeyInSlot string) (int64, error) {
+	// EVAL with the key routes to its node; TIME inside reads that clock.
+	v, err := c.Do(ctx, c.B().Eval().Script(`local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`).Numkeys(1).Key(anyKeyInSlot).Build()).AsInt64()
+	return v, err
+}
+
+// replID reads master_replid of the node serving key's slot.
+func replID(ctx context.Context, c rueidis.Client, key string) (string, error) {
+	return c.Do(ctx, c.B().Eval().Script(`return string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')`).Numkeys(1).Key(key).Build()).ToString()
+}
+
+// harness is the conformance harness of one store (single node or cluster).
+type harness struct {
+	c       rueidis.Client
+	d, dc   *Driver
+	prefix  string
+	latency func(d time.Duration) (*Driver, error)
+
+	mu      sync.Mutex
+	closers []func()
+}
+
+func newHarness(t *testing.T, c rueidis.Client, tag string) *harness {
+	h := &harness{c: c, prefix: testPrefix(tag)}
+	var err error
+	if h.d, err = New(c, WithKeyPrefix(h.prefix)); err != nil {
+		t.Fatal(err)
+	}
+	if h.dc, err = New(c, WithKeyPrefix(h.prefix), WithCleanupInIsLocked(true)); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
+func (h *harness) DriverWithCleanup() syncguard.Driver[Capabilities] { return h.dc }
+
+func (h *harness) Close() {
+	h.d.Close()
+	h.dc.Close()
+	h.mu.Lock()
+	for _, f := range h.closers {
+		f()
+	}
+	h.mu.Unlock()
+	deletePrefix(h.c, h.prefix)
+}
+
+// LockIDFor mints an ID that carries key's slot, as Acquire does.
+func (h *harness) LockIDFor(key string) string {
+	k, _ := syncguard.NormalizeKey(key)
+	kn, _ := h.d.names(k)
+	return newLockID(keySlot(kn.body))
+}
+
+// WriteRawLock writes a lock record and its index directly, with a PX far
+// past the logical expiry so that the check sees it.
+func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence syncguard.Fence, off time.Duration) error {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return err
+	}
+	kn, err := h.d.names(k)
+	if err != nil {
+		return err
+	}
+	if lockIDSlot(lockID) != keySlot(kn.body) {
+		return errors.ErrUnsupported
+	}
+	idx, _ := h.d.idKey(lockID)
+	const script = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local exp = now + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1] .. string.format('%d|%d|', exp, now) .. ARGV[3] .. '|' .. ARGV[4], 'PX', 60000)
+redis.call('SET', KEYS[2], KEYS[1], 'PX', 60000)
+return exp`
+	return h.c.Do(ctx, h.c.B().Eval().Script(script).Numkeys(2).Key(kn.lock(), idx).
+		Arg(lockID, formatInt(off.Milliseconds()), formatInt(int64(fence)), k).Build()).Error()
+}
+
+// SetFence writes key's counter under the current primary's replication
+// ID, so the next acquisition gets value+1.
+func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return err
+	}
+	kn, err := h.d.names(k)
+	if err != nil {
+		return err
+	}
+	return h.c.Do(ctx, h.c.B().Eval().Script(`
+local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or ''
+redis.call('HSET', KEYS[1], 'n', ARGV[1], 'e', rid)
+return 1`).Numkeys(1).Key(kn.fence()).Arg(formatInt(value)).Build()).Error()
+}
+
+func (h *harness) exists(ctx context.Context, key string, name func(keyNames) string) (bool, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return false, err
+	}
+	kn, err := h.d.names(k)
+	if err != nil {
+		return false, err
+	}
+	n, err := h.c.Do(ctx, h.c.B().Exists().Key(name(kn)).Build()).AsInt64()
+	return n > 0, err
+}
+
+// LockDataExists reports whether the lock record of key is stored. (Its
+// index entry is deleted in the same script as the record.)
+func (h *harness) LockDataExists(ctx context.Context, key string) (bool, error) {
+	return h.exists(ctx, key, keyNames.lock)
+}
+
+// FenceCounterExists reports whether key's fence counter is stored.
+func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, error) {
+	return h.exists(ctx, key, keyNames.fence)
+}
+
+// DriverWithLatency returns a driver whose connection runs through a
+// toxiproxy adding d each way (single node only).
+func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
+	if h.latency == nil {
+		return nil
+	}
+	drv, err := h.latency(d)
+	if err != nil {
+		return nil
+	}
+	return drv
+}

@@ -1,0 +1,160 @@
+package redis
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"strings"
+	"sync"
+
+	"github.com/syncguard/syncguard"
+)
+
+// Key layout
+//
+// Every key of one user key lives in one Redis Cluster hash slot. The slot
+// is chosen from the key (CRC16 of its storage body, as Redis does) and
+// written into the key names as a hash tag:
+//
+//	<prefix>:{<tag>}:lock:<body>    lock record (string, PX ttl+tolerance)
+//	<prefix>:{<tag>}:fence:<body>   fence counter (hash {n, e}; never expires)
+//	<prefix>:{<tag>}:id:<lockID>    lockID index → lock key (PX ttl+tolerance)
+//	<prefix>:{<tag>}:rel:<body>     release channel (SPUBLISH), not a key
+//	<prefix>:{<tag>}:rec:<body>     fenced record
+//	<prefix>:{<tag>}:rate:<body>    GCRA state
+//
+// <tag> is the shortest string of [0-9A-Za-z] whose CRC16 is that slot, so
+// the tag is a function of the slot. A lock ID carries the slot of its lock
+// in its first 14 bits (the other 114 bits come from crypto/rand), so
+// Release, Extend and LookupByID find the index key, and through it the lock
+// record in the same slot, from the lock ID alone.
+//
+// The type segment (lock:, fence:, id:, …) sits between the tag and the
+// user-controlled body, so no user key can name an index or fence key: the
+// namespaces are disjoint by construction, not by a blocklist.
+
+// numSlots is the number of Redis Cluster hash slots.
+const numSlots = 16384
+
+// storageLimit is the byte budget of a full key name (contract §1: Redis
+// 1000 B); layoutOverhead is the longest fixed part around the prefix and
+// body: ":{" + 4-char tag + "}:" + "fence:".
+const (
+	storageLimit   = 1000
+	layoutOverhead = 2 + 4 + 2 + len("fence:")
+)
+
+// slotTags maps every slot to its hash tag. It is computed once on first
+// use and never modified.
+var slotTags = sync.OnceValue(func() *[numSlots]string {
+	var t [numSlots]string
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	left := numSlots
+	var buf [4]byte
+	// Breadth-first over lengths 1..4, so each slot gets its shortest tag.
+	for n := 1; n <= 4 && left > 0; n++ {
+		var idx [4]int
+		for {
+			for i := 0; i < n; i++ {
+				buf[i] = alphabet[idx[i]]
+			}
+			s := crc16(buf[:n]) & (numSlots - 1)
+			if t[s] == "" {
+				t[s] = string(buf[:n])
+				left--
+			}
+			i := n - 1
+			for ; i >= 0; i-- {
+				idx[i]++
+				if idx[i] < len(alphabet) {
+					break
+				}
+				idx[i] = 0
+			}
+			if i < 0 {
+				break
+			}
+		}
+	}
+	return &t
+})
+
+// keySlot returns the slot of a storage body.
+func keySlot(body string) uint16 {
+	return crc16s(body) & (numSlots - 1)
+}
+
+// slotPrefix returns "<prefix>:{<tag>}:" (or "{<tag>}:" without a prefix).
+func (d *Driver) slotPrefix(slot uint16) string {
+	tag := slotTags()[slot]
+	var b strings.Builder
+	b.Grow(len(d.prefix) + len(tag) + 4)
+	if d.prefix != "" {
+		b.WriteString(d.prefix)
+		b.WriteByte(':')
+	}
+	b.WriteByte('{')
+	b.WriteString(tag)
+	b.WriteString("}:")
+	return b.String()
+}
+
+// keyNames is the set of storage names of one user key.
+type keyNames struct {
+	body string // storage body of the normalised key
+	sp   string // slot prefix
+}
+
+func (k keyNames) lock() string  { return k.sp + "lock:" + k.body }
+func (k keyNames) fence() string { return k.sp + "fence:" + k.body }
+func (k keyNames) rec() string   { return k.sp + "rec:" + k.body }
+func (k keyNames) rate() string  { return k.sp + "rate:" + k.body }
+func (k keyNames) rel() string   { return k.sp + "rel:" + k.body }
+
+// names derives the storage names of the normalised key k.
+func (d *Driver) names(k string) (keyNames, error) {
+	body, err := syncguard.StorageKey("", k, d.bodyLimit, 0)
+	if err != nil {
+		return keyNames{}, err
+	}
+	return keyNames{body: body, sp: d.slotPrefix(keySlot(body))}, nil
+}
+
+// idKey returns the index key of lockID, in the slot the ID carries.
+func (d *Driver) idKey(lockID string) (key, sp string) {
+	sp = d.slotPrefix(lockIDSlot(lockID))
+	return sp + "id:" + lockID, sp
+}
+
+// newLockID mints a lock ID carrying slot in its first 14 bits; the other
+// 114 bits come from crypto/rand. The format is the usual 22 base64url
+// characters, so [syncguard.ValidLockID] holds.
+func newLockID(slot uint16) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (Go ≥ 1.24)
+	b[0] = byte(slot >> 6)
+	b[1] = byte(slot<<2) | b[1]&0x03
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// lockIDSlot returns the slot carried by a (valid) lock ID: the first 14
+// bits of its base64url decoding. Any valid ID maps to some slot, so a
+// foreign ID simply resolves to nothing.
+func lockIDSlot(id string) uint16 {
+	c0, c1, c2 := b64val(id[0]), b64val(id[1]), b64val(id[2])
+	return uint16(c0)<<8 | uint16(c1)<<2 | uint16(c2)>>4
+}
+
+func b64val(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c - 'A'
+	case c >= 'a' && c <= 'z':
+		return c - 'a' + 26
+	case c >= '0' && c <= '9':
+		return c - '0' + 52
+	case c == '-':
+		return 62
+	default: // '_'
+		return 63
+	}
+}

@@ -1,0 +1,115 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/syncguard/syncguard"
+)
+
+// errZeroFence is returned for a record operation with fence 0 ("no fence").
+func errZeroFence() error {
+	return syncguard.NewError(syncguard.InvalidArgument, "Record fence must be positive")
+}
+
+// PutRecord stores value under name with fence if no record exists or the
+// stored fence is ≤ fence; otherwise it changes nothing and reports Stored
+// false with the stored fence. Compare and write are one script. fence must
+// be positive; ttl is 0 (no expiry) or a positive whole number of
+// milliseconds, measured by the server (PX). Records live under their own
+// "rec:" segment, apart from lock data.
+func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
+	n, err := syncguard.NormalizeKey(name)
+	if err != nil {
+		return syncguard.PutResult{}, err
+	}
+	if fence == 0 {
+		return syncguard.PutResult{}, errZeroFence()
+	}
+	if _, err := syncguard.FormatFence(int64(fence)); err != nil {
+		return syncguard.PutResult{}, err
+	}
+	ttlMs, err := syncguard.RecordTTLMillis(ttl)
+	if err != nil {
+		return syncguard.PutResult{}, err
+	}
+	kn, err := d.names(n)
+	if err != nil {
+		return syncguard.PutResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.PutResult{}, err
+	}
+	vals, err := d.exec(ctx, d.s.putRecord, []string{kn.rec()},
+		[]string{formatInt(int64(fence)), string(value), formatInt(ttlMs)}).ToArray()
+	if err != nil {
+		return syncguard.PutResult{}, mapError(ctx, err, n, "")
+	}
+	ok, err1 := intAt(vals, 0)
+	f, err2 := intAt(vals, 1)
+	if err1 != nil || err2 != nil {
+		return syncguard.PutResult{}, badReply("put-record")
+	}
+	return syncguard.PutResult{Stored: ok == 1, Fence: syncguard.Fence(f)}, nil
+}
+
+// GetRecord returns the record stored under name, or nil. It is one GET;
+// Redis drops the record at its expiry.
+func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+	n, err := syncguard.NormalizeKey(name)
+	if err != nil {
+		return nil, err
+	}
+	kn, err := d.names(n)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	v, err := d.do(ctx, d.client.B().Get().Key(kn.rec()).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, mapError(ctx, err, n, "")
+	}
+	f, rest, ok1 := strings.Cut(v, "|")
+	e, val, ok2 := strings.Cut(rest, "|")
+	fence, err1 := strconv.ParseInt(f, 10, 64)
+	exp, err2 := strconv.ParseInt(e, 10, 64)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil {
+		return nil, badReply("get-record")
+	}
+	return &syncguard.Record{Value: []byte(val), Fence: syncguard.Fence(fence), ExpiresAtMs: exp}, nil
+}
+
+// DeleteRecord deletes the record stored under name if its fence is ≤
+// fence, reporting whether it deleted one. fence must be positive.
+func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
+	n, err := syncguard.NormalizeKey(name)
+	if err != nil {
+		return false, err
+	}
+	if fence == 0 {
+		return false, errZeroFence()
+	}
+	if _, err := syncguard.FormatFence(int64(fence)); err != nil {
+		return false, err
+	}
+	kn, err := d.names(n)
+	if err != nil {
+		return false, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return false, err
+	}
+	r, err := d.exec(ctx, d.s.deleteRecord, []string{kn.rec()}, []string{formatInt(int64(fence))}).AsInt64()
+	if err != nil {
+		return false, mapError(ctx, err, n, "")
+	}
+	return r == 1, nil
+}

@@ -1,0 +1,176 @@
+package redis
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/redis/rueidis"
+	"github.com/syncguard/syncguard"
+)
+
+// Compile-time checks of the interfaces *Driver implements.
+var (
+	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
+	_ syncguard.Backend              = (*Driver)(nil)
+	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
+	_ syncguard.RawLookup            = (*Driver)(nil)
+
+	_ syncguard.FencedCapabilities     = Capabilities{}
+	_ syncguard.ServerTimeCapabilities = Capabilities{}
+)
+
+// Capabilities is the capability type of the Redis driver: it supports
+// fencing tokens, and its time authority is the Redis server (TIME, read
+// inside every script).
+type Capabilities struct {
+	syncguard.WithFencing
+	syncguard.WithServerTime
+}
+
+// Name returns "redis".
+func (Capabilities) Name() string { return "redis" }
+
+// DefaultKeyPrefix is the key prefix used when [WithKeyPrefix] is not given.
+const DefaultKeyPrefix = "syncguard"
+
+// DefaultFailoverBump is the amount a fence counter jumps when it is first
+// used on a primary other than the one that last wrote it (see the package
+// documentation).
+const DefaultFailoverBump = 1_000_000
+
+// Option configures a [Driver]; pass options to [New].
+type Option func(*options)
+
+type options struct {
+	prefix            string
+	cleanupInIsLocked bool
+	logger            *slog.Logger
+	bump              int64
+}
+
+// WithKeyPrefix sets the prefix of every key the driver writes (default
+// "syncguard"). Trailing colons are ignored; an empty prefix is allowed. The
+// prefix must not contain '{' or '}' (it would change the hash slot of the
+// keys), must not contain "fence:" or end with "fence" (contract §11.4), and
+// must leave room for keys: at most 400 bytes.
+func WithKeyPrefix(prefix string) Option {
+	return func(o *options) { o.prefix = prefix }
+}
+
+// WithCleanupInIsLocked makes IsLocked delete lock data that is more than
+// [syncguard.CleanupGuardMs] past its expiry, in the same atomic script.
+// It never changes IsLocked's result and never touches fence counters.
+// Redis already drops lock keys [syncguard.Tolerance] after their expiry
+// (PX), so this matters only for records written without an expiry by
+// other tools. Default false.
+func WithCleanupInIsLocked(enabled bool) Option {
+	return func(o *options) { o.cleanupInIsLocked = enabled }
+}
+
+// WithLogger sets the logger for the driver's warnings: a fence counter
+// passing [syncguard.FenceWarn]. Warnings carry the key's hash, never the
+// key. The default is [slog.Default].
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithFailoverBump sets how far a fence counter jumps when a promoted
+// primary first uses it (default [DefaultFailoverBump]). It must exceed the
+// number of acquisitions of one key that can be lost in a failover, that is
+// made on the old primary but not yet replicated when it died. Values below
+// 1 or above 10^12 are rejected by [New].
+func WithFailoverBump(n int64) Option {
+	return func(o *options) { o.bump = n }
+}
+
+// Driver is the Redis driver. It is safe for concurrent use. Create it with
+// [New]; it does not own the client (Close the client yourself), but a
+// driver with active release watchers should be closed with [Driver.Close]
+// first.
+type Driver struct {
+	client    rueidis.Client
+	prefix    string
+	bodyLimit int
+	cleanup   bool
+	logger    *slog.Logger
+	bump      string
+	s         *scripts
+	hub       *watchHub
+	bg        sync.WaitGroup // background releases of unknown outcome
+}
+
+// New returns a driver that stores locks through client, which may be a
+// single-node, Sentinel or Cluster rueidis client (rueidis picks the mode
+// from its ClientOption). The driver needs Redis 7.0 or newer (SPUBLISH,
+// scripts with effects replication).
+//
+// New fails with an InvalidArgument [syncguard.LockError] for a nil client
+// or an invalid option.
+func New(client rueidis.Client, opts ...Option) (*Driver, error) {
+	if client == nil {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: client must not be nil")
+	}
+	o := options{prefix: DefaultKeyPrefix, bump: DefaultFailoverBump}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	prefix, err := validatePrefix(o.prefix)
+	if err != nil {
+		return nil, err
+	}
+	if o.bump < 1 || o.bump > 1_000_000_000_000 {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: failover bump must be in [1, 10^12]")
+	}
+	sep := 0
+	if prefix != "" {
+		sep = 1
+	}
+	d := &Driver{
+		client:    client,
+		prefix:    prefix,
+		bodyLimit: storageLimit - len(prefix) - sep - layoutOverhead,
+		cleanup:   o.cleanupInIsLocked,
+		logger:    o.logger,
+		bump:      formatInt(o.bump),
+		s:         newScripts(),
+	}
+	d.hub = newWatchHub(d)
+	return d, nil
+}
+
+// maxPrefixLen leaves at least 512 + slack bytes for the key body.
+const maxPrefixLen = 400
+
+func validatePrefix(p string) (string, error) {
+	p = strings.TrimRight(p, ":")
+	switch {
+	case strings.ContainsAny(p, "{}"):
+		return "", syncguard.NewError(syncguard.InvalidArgument, "redis: key prefix must not contain '{' or '}'")
+	case strings.Contains(p, "fence:") || strings.HasSuffix(p, "fence"):
+		return "", syncguard.NewError(syncguard.InvalidArgument, "redis: key prefix must not contain \"fence:\" or end with \"fence\"")
+	case len(p) > maxPrefixLen:
+		return "", syncguard.NewError(syncguard.InvalidArgument, "Prefix exceeds backend limit")
+	}
+	return p, nil
+}
+
+// Capabilities returns the driver's capability type.
+func (d *Driver) Capabilities() Capabilities { return Capabilities{} }
+
+// Client returns the rueidis client the driver uses.
+func (d *Driver) Client() rueidis.Client { return d.client }
+
+// KeyPrefix returns the key prefix in use (without trailing colons).
+func (d *Driver) KeyPrefix() string { return d.prefix }
+
+// Close ends the driver's release subscriptions (watchers still waiting
+// are woken) and waits for background clean-up releases to finish (each is
+// bounded by 250 ms). It does not close the client. Operations other than
+// WatchRelease keep working after Close.
+func (d *Driver) Close() {
+	d.hub.close()
+	d.bg.Wait()
+}

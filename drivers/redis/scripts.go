@@ -1,0 +1,228 @@
+package redis
+
+import "github.com/redis/rueidis"
+
+// The Lua scripts of the driver. Each operation is one script, run by SHA
+// (EVALSHA, with rueidis falling back to EVAL once per server on NOSCRIPT),
+// so each operation is one round trip and atomic on the server. Every script
+// reads the server clock with TIME (ms = sec·1000 + ⌊µs/1000⌋) and uses the
+// contract's liveness predicate exp > now − 1000.
+//
+// A lock record is the string
+//
+//	<lockID (22 chars)><expiresAtMs>|<acquiredAtMs>|<fence>|<normalised key>
+//
+// and the index key of a lock ID holds the name of its lock record. Both
+// carry PX = ttl + tolerance, so Redis drops them once they can no longer be
+// live; no sweeper is needed.
+
+// now is the common prologue: the server time in ms.
+const luaNow = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// acquireScript: KEYS lock, fence, newIndex; ARGV lockID, ttl, key,
+// slotPrefix, bump, fenceMax.
+// Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
+// written), {1, fence, exp, now} when acquired.
+//
+// Fences survive failover: the counter hash stores the fence (n) and the
+// replication ID (e) of the primary that wrote it. A primary that finds a
+// counter written under another replication ID (it was promoted from a
+// replica, or the slot moved) adds bump to it before incrementing, so the
+// increments its predecessor did not replicate are skipped over. A missing
+// counter on a primary that was itself promoted (master_replid2 set) starts
+// at bump, because its predecessor may have created it unreplicated.
+const acquireScript = luaNow + `
+local v = redis.call('GET', KEYS[1])
+if v then
+  local e = tonumber(string.match(v, '^(%d+)|', 23))
+  if e and e > now - 1000 then return {0, e} end
+end
+local info = redis.call('INFO', 'replication')
+local p = string.find(info, 'master_replid:', 1, true)
+local rid = p and string.sub(info, p + 14, p + 53) or ''
+local c = redis.call('HMGET', KEYS[2], 'n', 'e')
+local n = 0
+if c[1] then
+  n = tonumber(c[1]) or 0
+  if c[2] ~= rid then n = n + tonumber(ARGV[5]) end
+else
+  p = string.find(info, 'master_replid2:', 1, true)
+  if p and string.sub(info, p + 15, p + 54) ~= '0000000000000000000000000000000000000000' then n = tonumber(ARGV[5]) end
+end
+n = n + 1
+if n > tonumber(ARGV[6]) then return {-1, n} end
+if v then redis.call('DEL', ARGV[4] .. 'id:' .. string.sub(v, 1, 22)) end
+local ttl = tonumber(ARGV[2])
+local exp = now + ttl
+local fs = string.format('%d', n)
+local px = string.format('%d', ttl + 1000)
+redis.call('HSET', KEYS[2], 'n', fs, 'e', rid)
+redis.call('SET', KEYS[1], ARGV[1] .. string.format('%d|%d|', exp, now) .. fs .. '|' .. ARGV[3], 'PX', px)
+redis.call('SET', KEYS[3], KEYS[1], 'PX', px)
+return {1, n, exp, now}
+`
+
+// releaseScript: KEYS index; ARGV lockID, slotPrefix.
+// Returns 1 released, -1 not found (or owned by another ID), -2 expired.
+// Ownership is checked before anything is deleted: another owner's record
+// is never touched. A release publishes on the key's channel (SPUBLISH, so
+// the message stays on the slot's shard) to wake waiters.
+const releaseScript = `
+local lk = redis.call('GET', KEYS[1])
+if not lk then return -1 end
+local v = redis.call('GET', lk)
+if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+` + luaNow + `
+local e = tonumber(string.match(v, '^(%d+)|', 23))
+redis.call('DEL', lk, KEYS[1])
+redis.pcall('SPUBLISH', ARGV[2] .. 'rel:' .. string.sub(lk, string.len(ARGV[2]) + 6), '1')
+if (not e) or e <= now - 1000 then return -2 end
+return 1
+`
+
+// extendScript: KEYS index; ARGV lockID, ttl.
+// Returns {1, exp} extended, {-1} not found, {-2} expired (deleted).
+const extendScript = `
+local lk = redis.call('GET', KEYS[1])
+if not lk then return {-1} end
+local v = redis.call('GET', lk)
+if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return {-1}
+end
+` + luaNow + `
+local e = tonumber(string.match(v, '^(%d+)|', 23))
+if (not e) or e <= now - 1000 then
+  redis.call('DEL', lk, KEYS[1])
+  return {-2}
+end
+local ttl = tonumber(ARGV[2])
+local exp = now + ttl
+local px = string.format('%d', ttl + 1000)
+local rest = string.match(v, '^%d+(|.*)$', 23)
+redis.call('SET', lk, ARGV[1] .. string.format('%d', exp) .. rest, 'PX', px)
+redis.call('PEXPIRE', KEYS[1], px)
+return {1, exp}
+`
+
+// isLockedScript: KEYS lock; ARGV cleanup ("1"/"0"), slotPrefix.
+// Returns 1 when a live lock exists, else 0. With cleanup, a record more
+// than 2000 ms past its expiry (and its index) is deleted in the same
+// atomic step; the result is unchanged.
+const isLockedScript = `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+` + luaNow + `
+local e = tonumber(string.match(v, '^(%d+)|', 23))
+if e and e > now - 1000 then return 1 end
+if ARGV[1] == '1' and ((not e) or now - e > 2000) then
+  redis.call('DEL', KEYS[1], ARGV[2] .. 'id:' .. string.sub(v, 1, 22))
+end
+return 0
+`
+
+// lookupKeyScript: KEYS lock. Returns the live record or false.
+const lookupKeyScript = `
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+` + luaNow + `
+local e = tonumber(string.match(v, '^(%d+)|', 23))
+if e and e > now - 1000 then return v end
+return false
+`
+
+// lookupIDScript: KEYS index; ARGV lockID. Returns the live record of
+// lockID or false.
+const lookupIDScript = `
+local lk = redis.call('GET', KEYS[1])
+if not lk then return false end
+local v = redis.call('GET', lk)
+if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then return false end
+` + luaNow + `
+local e = tonumber(string.match(v, '^(%d+)|', 23))
+if e and e > now - 1000 then return v end
+return false
+`
+
+// A fenced record is the string <fence>|<expiresAtMs or 0>|<value>.
+
+// putRecordScript: KEYS record; ARGV fence, value, ttlMs ("0": none).
+// Returns {1, fence} stored or {0, storedFence} stale.
+const putRecordScript = `
+local cur = redis.call('GET', KEYS[1])
+local f = tonumber(ARGV[1])
+if cur then
+  local sf = tonumber(string.match(cur, '^(%d+)|'))
+  if sf and sf > f then return {0, sf} end
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+` + luaNow + `
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. string.format('%d', now + ttl) .. '|' .. ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[1] .. '|0|' .. ARGV[2])
+end
+return {1, f}
+`
+
+// deleteRecordScript: KEYS record; ARGV fence. Returns 1 when deleted.
+const deleteRecordScript = `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local sf = tonumber(string.match(cur, '^(%d+)|'))
+if sf and sf > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`
+
+// rateScript: KEYS rate; ARGV emission interval (µs, decimal), n, burst.
+// GCRA as go-redis/redis_rate computes it, in microseconds since
+// 2025-01-01 (so that doubles keep sub-µs precision). Returns
+// {allowed, remaining, retryAfterµs, resetAfterµs}, the durations as
+// decimal strings. A granted request with n > 0 stores the new theoretical
+// arrival time; a refused one, or n = 0, writes nothing.
+const rateScript = `
+local t = redis.call('TIME')
+local now = (tonumber(t[1]) - 1735689600) * 1000000 + tonumber(t[2])
+local ei = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '')
+local rel = 0
+if tat and tat > now then rel = tat - now end
+local newTat = rel + ei * n
+local diff = ei * burst - newTat
+if diff < 0 then
+  return {0, 0, string.format('%.3f', -diff), string.format('%.3f', rel)}
+end
+if n > 0 then
+  redis.call('SET', KEYS[1], string.format('%.3f', now + newTat), 'PX', string.format('%d', math.ceil(newTat / 1000) + 1))
+end
+return {n, math.floor(diff / ei), '0', string.format('%.3f', newTat)}
+`
+
+// scripts holds the compiled scripts of a driver.
+type scripts struct {
+	acquire, release, extend, isLocked, lookupKey, lookupID *rueidis.Lua
+	putRecord, deleteRecord, rate                           *rueidis.Lua
+}
+
+func newScripts() *scripts {
+	return &scripts{
+		acquire:      rueidis.NewLuaScript(acquireScript),
+		release:      rueidis.NewLuaScript(releaseScript),
+		extend:       rueidis.NewLuaScript(extendScript),
+		isLocked:     rueidis.NewLuaScript(isLockedScript),
+		lookupKey:    rueidis.NewLuaScript(lookupKeyScript),
+		lookupID:     rueidis.NewLuaScript(lookupIDScript),
+		putRecord:    rueidis.NewLuaScript(putRecordScript),
+		deleteRecord: rueidis.NewLuaScript(deleteRecordScript),
+		rate:         rueidis.NewLuaScript(rateScript),
+	}
+}
