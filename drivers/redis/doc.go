@@ -108,7 +108,7 @@
 // anything else is Internal. Every operation returns as soon as its
 // context ends, even while the request is in flight. An Acquire that fails
 // after its request may have reached Redis releases the lock ID it minted
-// in the background (within 250 ms), so an acquisition nobody saw does not
+// in the background (bounded by 5 s), so an acquisition nobody saw does not
 // hold the key until its TTL.
 //
 // # Client options

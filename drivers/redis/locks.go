@@ -13,7 +13,7 @@ import (
 
 // unknownOutcomeRelease bounds the best-effort release of a lock whose
 // acquire outcome is unknown (the request may have reached the server).
-const unknownOutcomeRelease = 250 * time.Millisecond
+const unknownOutcomeRelease = 5 * time.Second
 
 // Acquire takes key for ttl if no live lock holds it, in one script. A new
 // lock gets a fresh lock ID (carrying the key's slot), the key's next fence
@@ -24,7 +24,7 @@ const unknownOutcomeRelease = 250 * time.Millisecond
 //
 // When the call fails after the request may have reached the server
 // (cancellation, timeout, a cut connection), Acquire releases the lock ID
-// it minted in the background, on a detached context bounded by 250 ms, so an acquisition whose
+// it minted in the background, on a detached context bounded by 5 s, so an acquisition whose
 // result the caller never saw does not block the key until its TTL.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
 	k, err := syncguard.NormalizeKey(key)
@@ -46,7 +46,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 	lockKey := kn.lock()
 	resp := d.exec(ctx, d.s.acquire,
 		[]string{lockKey, kn.fence(), kn.sp + "id:" + lockID},
-		[]string{lockID, formatInt(ttlMs), k, kn.sp, d.bump, fenceMaxStr})
+		[]string{lockID, formatInt(ttlMs), k, kn.sp, d.bump, fenceMaxStr, tolStr})
 	vals, err := resp.ToArray()
 	if err != nil {
 		if outcomeUnknown(err) {
@@ -96,7 +96,7 @@ func (d *Driver) releaseUnknown(lockID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
 	defer cancel()
 	idx, sp := d.idKey(lockID)
-	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp}).Error()
+	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr}).Error()
 }
 
 // Release deletes the lock identified by lockID if it is live. Of
@@ -111,7 +111,7 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 		return syncguard.ReleaseResult{}, err
 	}
 	idx, sp := d.idKey(lockID)
-	code, err := d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp}).AsInt64()
+	code, err := d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr}).AsInt64()
 	if err != nil {
 		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
 	}
@@ -140,7 +140,7 @@ func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (
 		return syncguard.ExtendResult{}, err
 	}
 	idx, _ := d.idKey(lockID)
-	vals, err := d.exec(ctx, d.s.extend, []string{idx}, []string{lockID, formatInt(ttlMs)}).ToArray()
+	vals, err := d.exec(ctx, d.s.extend, []string{idx}, []string{lockID, formatInt(ttlMs), tolStr}).ToArray()
 	if err != nil {
 		return syncguard.ExtendResult{}, mapError(ctx, err, "", lockID)
 	}
@@ -180,7 +180,7 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	if d.cleanup {
 		cleanup = "1"
 	}
-	n, err := d.exec(ctx, d.s.isLocked, []string{kn.lock()}, []string{cleanup, kn.sp}).AsInt64()
+	n, err := d.exec(ctx, d.s.isLocked, []string{kn.lock()}, []string{cleanup, kn.sp, tolStr, guardStr}).AsInt64()
 	if err != nil {
 		return false, mapError(ctx, err, k, "")
 	}
@@ -221,7 +221,7 @@ func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.Raw
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return nil, err
 	}
-	v, err := d.exec(ctx, d.s.lookupKey, []string{kn.lock()}, nil).ToString()
+	v, err := d.exec(ctx, d.s.lookupKey, []string{kn.lock()}, []string{tolStr}).ToString()
 	return d.lookupResult(ctx, v, err, k, "")
 }
 
@@ -235,7 +235,7 @@ func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.R
 		return nil, err
 	}
 	idx, _ := d.idKey(lockID)
-	v, err := d.exec(ctx, d.s.lookupID, []string{idx}, []string{lockID}).ToString()
+	v, err := d.exec(ctx, d.s.lookupID, []string{idx}, []string{lockID, tolStr}).ToString()
 	return d.lookupResult(ctx, v, err, "", lockID)
 }
 
@@ -302,7 +302,12 @@ func (d *Driver) warnFence(ctx context.Context, key string, f syncguard.Fence) {
 	)
 }
 
-var fenceMaxStr = formatInt(int64(syncguard.FenceMax))
+// Script arguments that never change.
+var (
+	fenceMaxStr = formatInt(int64(syncguard.FenceMax))
+	tolStr      = formatInt(syncguard.ToleranceMs)
+	guardStr    = formatInt(syncguard.CleanupGuardMs)
+)
 
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
 

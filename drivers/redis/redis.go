@@ -168,7 +168,7 @@ func (d *Driver) KeyPrefix() string { return d.prefix }
 
 // Close ends the driver's release subscriptions (watchers still waiting
 // are woken) and waits for background clean-up releases to finish (each is
-// bounded by 250 ms). It does not close the client. Operations other than
+// bounded by 5 s). It does not close the client. Operations other than
 // WatchRelease keep working after Close.
 func (d *Driver) Close() {
 	d.hub.close()

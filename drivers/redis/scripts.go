@@ -6,7 +6,8 @@ import "github.com/redis/rueidis"
 // (EVALSHA, with rueidis falling back to EVAL once per server on NOSCRIPT),
 // so each operation is one round trip and atomic on the server. Every script
 // reads the server clock with TIME (ms = sec·1000 + ⌊µs/1000⌋) and uses the
-// contract's liveness predicate exp > now − 1000.
+// contract's liveness predicate exp > now − tolerance, with the tolerance
+// ([syncguard.ToleranceMs]) passed as an argument.
 //
 // A lock record is the string
 //
@@ -23,7 +24,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
 // acquireScript: KEYS lock, fence, newIndex; ARGV lockID, ttl, key,
-// slotPrefix, bump, fenceMax.
+// slotPrefix, bump, fenceMax, tolerance.
 // Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
 // written), {1, fence, exp, now} when acquired.
 //
@@ -38,7 +39,7 @@ const acquireScript = luaNow + `
 local v = redis.call('GET', KEYS[1])
 if v then
   local e = tonumber(string.match(v, '^(%d+)|', 23))
-  if e and e > now - 1000 then return {0, e} end
+  if e and e > now - tonumber(ARGV[7]) then return {0, e} end
 end
 local info = redis.call('INFO', 'replication')
 local p = string.find(info, 'master_replid:', 1, true)
@@ -58,14 +59,14 @@ if v then redis.call('DEL', ARGV[4] .. 'id:' .. string.sub(v, 1, 22)) end
 local ttl = tonumber(ARGV[2])
 local exp = now + ttl
 local fs = string.format('%d', n)
-local px = string.format('%d', ttl + 1000)
+local px = string.format('%d', ttl + tonumber(ARGV[7]))
 redis.call('HSET', KEYS[2], 'n', fs, 'e', rid)
 redis.call('SET', KEYS[1], ARGV[1] .. string.format('%d|%d|', exp, now) .. fs .. '|' .. ARGV[3], 'PX', px)
 redis.call('SET', KEYS[3], KEYS[1], 'PX', px)
 return {1, n, exp, now}
 `
 
-// releaseScript: KEYS index; ARGV lockID, slotPrefix.
+// releaseScript: KEYS index; ARGV lockID, slotPrefix, tolerance.
 // Returns 1 released, -1 not found (or owned by another ID), -2 expired.
 // Ownership is checked before anything is deleted: another owner's record
 // is never touched. A release publishes on the key's channel (SPUBLISH, so
@@ -82,11 +83,11 @@ end
 local e = tonumber(string.match(v, '^(%d+)|', 23))
 redis.call('DEL', lk, KEYS[1])
 redis.pcall('SPUBLISH', ARGV[2] .. 'rel:' .. string.sub(lk, string.len(ARGV[2]) + 6), '1')
-if (not e) or e <= now - 1000 then return -2 end
+if (not e) or e <= now - tonumber(ARGV[3]) then return -2 end
 return 1
 `
 
-// extendScript: KEYS index; ARGV lockID, ttl.
+// extendScript: KEYS index; ARGV lockID, ttl, tolerance.
 // Returns {1, exp} extended, {-1} not found, {-2} expired (deleted).
 const extendScript = `
 local lk = redis.call('GET', KEYS[1])
@@ -98,20 +99,21 @@ if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
 end
 ` + luaNow + `
 local e = tonumber(string.match(v, '^(%d+)|', 23))
-if (not e) or e <= now - 1000 then
+if (not e) or e <= now - tonumber(ARGV[3]) then
   redis.call('DEL', lk, KEYS[1])
   return {-2}
 end
 local ttl = tonumber(ARGV[2])
 local exp = now + ttl
-local px = string.format('%d', ttl + 1000)
+local px = string.format('%d', ttl + tonumber(ARGV[3]))
 local rest = string.match(v, '^%d+(|.*)$', 23)
 redis.call('SET', lk, ARGV[1] .. string.format('%d', exp) .. rest, 'PX', px)
 redis.call('PEXPIRE', KEYS[1], px)
 return {1, exp}
 `
 
-// isLockedScript: KEYS lock; ARGV cleanup ("1"/"0"), slotPrefix.
+// isLockedScript: KEYS lock; ARGV cleanup ("1"/"0"), slotPrefix,
+// tolerance, cleanup guard.
 // Returns 1 when a live lock exists, else 0. With cleanup, a record more
 // than 2000 ms past its expiry (and its index) is deleted in the same
 // atomic step; the result is unchanged.
@@ -120,24 +122,25 @@ local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 ` + luaNow + `
 local e = tonumber(string.match(v, '^(%d+)|', 23))
-if e and e > now - 1000 then return 1 end
-if ARGV[1] == '1' and ((not e) or now - e > 2000) then
+if e and e > now - tonumber(ARGV[3]) then return 1 end
+if ARGV[1] == '1' and ((not e) or now - e > tonumber(ARGV[4])) then
   redis.call('DEL', KEYS[1], ARGV[2] .. 'id:' .. string.sub(v, 1, 22))
 end
 return 0
 `
 
-// lookupKeyScript: KEYS lock. Returns the live record or false.
+// lookupKeyScript: KEYS lock; ARGV tolerance. Returns the live record or
+// false.
 const lookupKeyScript = `
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 ` + luaNow + `
 local e = tonumber(string.match(v, '^(%d+)|', 23))
-if e and e > now - 1000 then return v end
+if e and e > now - tonumber(ARGV[1]) then return v end
 return false
 `
 
-// lookupIDScript: KEYS index; ARGV lockID. Returns the live record of
+// lookupIDScript: KEYS index; ARGV lockID, tolerance. Returns the live record of
 // lockID or false.
 const lookupIDScript = `
 local lk = redis.call('GET', KEYS[1])
@@ -146,7 +149,7 @@ local v = redis.call('GET', lk)
 if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then return false end
 ` + luaNow + `
 local e = tonumber(string.match(v, '^(%d+)|', 23))
-if e and e > now - 1000 then return v end
+if e and e > now - tonumber(ARGV[2]) then return v end
 return false
 `
 
