@@ -251,3 +251,32 @@ func FuzzParseRecord(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidatePrefix: the prefix validator never panics, and an accepted
+// prefix keeps the hash tag first in every key name and leaves room for
+// the longest keys.
+func FuzzValidatePrefix(f *testing.F) {
+	for _, s := range []string{"syncguard", "", "a:fence:b", "x{y}", "app::", strings.Repeat("p", 400)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got, err := validatePrefix(p)
+		if err != nil {
+			if syncguard.CodeOf(err) != syncguard.InvalidArgument {
+				t.Fatalf("validatePrefix(%q): %v; want InvalidArgument", p, err)
+			}
+			return
+		}
+		if strings.ContainsAny(got, "{}") || len(got) > maxPrefixLen || strings.HasSuffix(got, ":") {
+			t.Fatalf("validatePrefix(%q) accepted %q", p, got)
+		}
+		d := &Driver{prefix: got, bodyLimit: storageLimit - len(got) - 1 - layoutOverhead}
+		kn, err := d.names(strings.Repeat("k", syncguard.MaxKeyBytes))
+		if err != nil {
+			t.Fatalf("names under prefix %q: %v", got, err)
+		}
+		if n := len(kn.fence()); n > storageLimit {
+			t.Fatalf("fence key %d bytes under prefix %q", n, got)
+		}
+	})
+}

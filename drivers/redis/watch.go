@@ -18,9 +18,12 @@ const unsubscribeTimeout = 2 * time.Second
 // message stays on the shard that owns the key's slot), and the driver
 // keeps one SSUBSCRIBE per key however many goroutines wait on it.
 //
-// WatchRelease returns once the subscription is confirmed by the server, so
-// a release after it returns is not missed while the connection holds. The
-// channel (capacity one) receives a value when the key is released; signals
+// WatchRelease returns once the subscription is confirmed by the server,
+// so a later release is not missed while the connection holds; it then
+// checks the key once (one IsLocked), and if the key is already free the
+// channel holds a signal on return, so a release that happened just before
+// the subscription is not missed either. The channel (capacity one)
+// receives a value when the key is released; signals
 // coalesce, and wake-ups can be spurious (the key may be taken again). An
 // expiry does not signal: waiters keep a backoff fallback. If the
 // subscription ends (connection trouble, [Driver.Close]) the channel is
@@ -55,6 +58,15 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	if s.err != nil {
 		stop()
 		return nil, nil, mapError(ctx, s.err, k, "")
+	}
+	// A release between the caller's last attempt and the confirmation of
+	// the subscription published to nobody. Look once, now that later
+	// releases cannot be missed: if the key is free, signal at once.
+	if locked, err := d.IsLocked(ctx, k); err == nil && !locked {
+		select {
+		case w.c <- struct{}{}:
+		default:
+		}
 	}
 	return w.c, stop, nil
 }
