@@ -114,6 +114,11 @@ type Options struct {
 	// ExclusionDuration is how long case 159 runs its goroutines against one
 	// key with an overlap detector (default 3s).
 	ExclusionDuration time.Duration
+	// MaxConcurrentCases bounds how many cases run at once (0: all at
+	// once). Emulators that serialise transactions (Firestore's holds a
+	// conflicting transaction for up to 2 s) need a bound so that the
+	// cases' own timing is not swamped by queueing.
+	MaxConcurrentCases int
 }
 
 // Timing holds the catalogue's timing constants (conformance-cases.md,

@@ -46,9 +46,14 @@ func (g *refGCRA) allowN(now time.Duration, n int) syncguard.RateResult {
 	return syncguard.RateResult{Allowed: n, Remaining: int(diff / ei), ResetAfter: newTat - now}
 }
 
-// rate10 is the limit of most G cases: 10 per second, burst 5
-// (emission interval 100ms).
-var rate10 = syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 5}
+// rate10 is the limit of most G cases: 10 per second, burst 5 (emission
+// interval 100ms), stretched in proportion to Timing.Short for slower
+// backends (Firestore: 10 per 2 s), so that a few requests fit in one
+// emission interval.
+func (c *tc[C]) rate10() syncguard.RateLimit {
+	period := time.Second * time.Duration(c.tm.Short) / time.Duration(DefaultShort)
+	return syncguard.RateLimit{Limit: 10, Period: max(period, time.Second), Burst: 5}
+}
 
 func (c *tc[C]) allowN(key string, lim syncguard.RateLimit, n int) syncguard.RateResult {
 	c.Helper()
@@ -71,6 +76,11 @@ func (c *tc[C]) exhaust(key string, lim syncguard.RateLimit) syncguard.RateResul
 			return r
 		}
 	}
+	// Requests slower than the emission interval never run out: ask for a
+	// whole burst at once, which only a full refill could grant.
+	if r := c.allowN(key, lim, lim.Burst); r.Allowed == 0 {
+		return r
+	}
 	c.Fatalf("AllowN(%q) never denied within %d calls of a burst of %d", key, 3*lim.Burst, lim.Burst)
 	return syncguard.RateResult{}
 }
@@ -78,6 +88,7 @@ func (c *tc[C]) exhaust(key string, lim syncguard.RateLimit) syncguard.RateResul
 // G01: a full burst is allowed with Remaining counting down, then the next
 // request is denied with RetryAfter ≈ one emission interval.
 func g01[C syncguard.FencedCapabilities](c *tc[C]) {
+	rate10 := c.rate10()
 	k := c.key("rate")
 	ref := &refGCRA{lim: rate10}
 	ei := ref.ei()
@@ -123,6 +134,7 @@ func g01[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // G02: n = 0 inspects without consuming.
 func g02[C syncguard.FencedCapabilities](c *tc[C]) {
+	rate10 := c.rate10()
 	k := c.key("rate")
 	for i := range 2 {
 		if r := c.allowN(k, rate10, 0); r.Allowed != 0 || r.Remaining != rate10.Burst || r.RetryAfter != 0 {
@@ -148,6 +160,7 @@ func g02[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // G03: after sleeping RetryAfter, one more request is allowed.
 func g03[C syncguard.FencedCapabilities](c *tc[C]) {
+	rate10 := c.rate10()
 	k := c.key("rate")
 	denial := c.exhaust(k, rate10)
 	if denial.RetryAfter <= 0 {
@@ -161,6 +174,7 @@ func g03[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // G04: ResetRate restores the full burst.
 func g04[C syncguard.FencedCapabilities](c *tc[C]) {
+	rate10 := c.rate10()
 	k := c.key("rate")
 	c.exhaust(k, rate10)
 	if err := c.d.ResetRate(c.ctx, k); err != nil {
@@ -181,6 +195,7 @@ func g04[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // G05: a cost above the burst is never allowed; a cost equal to it is.
 func g05[C syncguard.FencedCapabilities](c *tc[C]) {
+	rate10 := c.rate10()
 	k := c.key("rate")
 	over := rate10.Burst + 1
 	if r := c.allowN(k, rate10, over); r.Allowed != 0 {
@@ -222,6 +237,7 @@ func g06[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // G07: invalid limits, costs and keys are InvalidArgument.
 func g07[C syncguard.FencedCapabilities](c *tc[C]) {
+	rate10 := c.rate10()
 	k := c.key("rate")
 	for _, m := range []struct {
 		lim syncguard.RateLimit
@@ -249,6 +265,7 @@ func g07[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // G08: rate operations report context errors like lock operations.
 func g08[C syncguard.FencedCapabilities](c *tc[C]) {
+	rate10 := c.rate10()
 	k := c.key("rate")
 	dctx, cancel := context.WithDeadline(c.ctx, time.Now().Add(-time.Second))
 	defer cancel()

@@ -100,9 +100,19 @@ func run[C syncguard.FencedCapabilities](t *testing.T, newHarness Factory[C], op
 			}
 		}
 		var wg sync.WaitGroup
+		var sem chan struct{}
+		if opts.MaxConcurrentCases > 0 {
+			sem = make(chan struct{}, opts.MaxConcurrentCases)
+		}
 		for _, tcase := range cases {
 			if !tcase.alone {
-				wg.Go(func() { start(tcase) })
+				wg.Go(func() {
+					if sem != nil {
+						sem <- struct{}{}
+						defer func() { <-sem }()
+					}
+					start(tcase)
+				})
 			}
 		}
 		wg.Wait()

@@ -1,0 +1,325 @@
+package firestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/syncguard/syncguard"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestUnsafeDocumentIDs: keys that Firestore would misread as paths or
+// reserved IDs work end to end, because their document IDs are hashed.
+func TestUnsafeDocumentIDs(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, newClient(t))
+	ctx := context.Background()
+	for _, key := range []string{"a/b/c", "/", ".", "..", "__reserved__", "__x__", "user/42/profile"} {
+		id, err := docID(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if unsafeID(id) {
+			t.Errorf("docID(%q) = %q is still unsafe", key, id)
+		}
+		r, err := d.Acquire(ctx, key, time.Minute)
+		if err != nil || !r.Acquired {
+			t.Fatalf("Acquire(%q) = %+v, %v", key, r, err)
+		}
+		if locked, err := d.IsLocked(ctx, key); err != nil || !locked {
+			t.Errorf("IsLocked(%q) = %v, %v", key, locked, err)
+		}
+		info, err := syncguard.GetByIDRaw(ctx, d, r.LockID)
+		if err != nil || info == nil || info.Key != key {
+			t.Errorf("GetByIDRaw(%q) = %+v, %v", key, info, err)
+		}
+		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+			t.Errorf("Release(%q) = %+v, %v; want OK (upstream lands a/b/c in a sub-collection and reports not-found)", key, rr, err)
+		}
+	}
+	// Ordinary keys keep readable IDs.
+	if id, _ := docID("resource:123"); id != "resource:123" {
+		t.Errorf("docID(resource:123) = %q", id)
+	}
+}
+
+func TestNewValidation(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	tests := []struct {
+		name string
+		opts []Option
+		ok   bool
+	}{
+		{"defaults", nil, true},
+		{"custom", []Option{WithCollections("l", "f")}, true},
+		{"empty keeps default", []Option{WithCollections("", "")}, true},
+		{"same", []Option{WithCollections("x", "x")}, false},
+		{"slash", []Option{WithCollections("a/b", "f")}, false},
+		{"dot", []Option{WithCollections(".", "f")}, false},
+		{"reserved", []Option{WithCollections("__x__", "f")}, false},
+		{"record clashes", []Option{WithRecordCollection(DefaultCollection)}, false},
+		{"attempts", []Option{WithMaxAttempts(0)}, false},
+	}
+	for _, tt := range tests {
+		d, err := New(c, tt.opts...)
+		if tt.ok != (err == nil) {
+			t.Errorf("%s: err = %v; want ok=%v", tt.name, err, tt.ok)
+		}
+		if err != nil && syncguard.CodeOf(err) != syncguard.InvalidArgument {
+			t.Errorf("%s: code %v; want InvalidArgument", tt.name, syncguard.CodeOf(err))
+		}
+		if d != nil {
+			d.Close()
+		}
+	}
+	if _, err := New(nil); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+		t.Errorf("New(nil): %v", err)
+	}
+}
+
+// TestDuplicateDocuments: two documents carrying one lock ID (possible only
+// through outside writes). An expired duplicate is pruned and the live one
+// is released; two live ones make Release fail rather than guess.
+func TestDuplicateDocuments(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, newClient(t))
+	ctx := context.Background()
+	id := syncguard.NewLockID()
+	now := time.Now().UnixMilli()
+	write := func(doc string, exp int64) {
+		t.Helper()
+		if _, err := d.locks.Doc(doc).Set(ctx, map[string]any{
+			"lockId": id, "expiresAtMs": exp, "acquiredAtMs": now, "key": doc, "fence": "000000000000001",
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("dup-live", now+60_000)
+	write("dup-expired", now-60_000)
+	info, err := d.LookupByID(ctx, id)
+	if err != nil || info == nil || info.KeyHash != syncguard.HashKey("dup-live") {
+		t.Fatalf("LookupByID = %+v, %v; want the live duplicate", info, err)
+	}
+	if r, err := d.Release(ctx, id); err != nil || !r.OK {
+		t.Fatalf("Release with an expired duplicate = %+v, %v; want OK on the live one", r, err)
+	}
+	for _, doc := range []string{"dup-live", "dup-expired"} {
+		if s, _ := getDoc(ctx, d.locks.Doc(doc)); s != nil {
+			t.Errorf("document %s still exists", doc)
+		}
+	}
+	write("dup-a", now+60_000)
+	write("dup-b", now+60_000)
+	_, err = d.Release(ctx, id)
+	if syncguard.CodeOf(err) != syncguard.Internal || !errors.Is(err, errDuplicateLive) {
+		t.Errorf("Release with two live duplicates = %v; want Internal (duplicate live documents)", err)
+	}
+	if _, err := d.Extend(ctx, id, time.Minute); !errors.Is(err, errDuplicateLive) {
+		t.Errorf("Extend with two live duplicates = %v; want the duplicate error", err)
+	}
+}
+
+// TestCancelInsideTransaction: a context that ends while the transaction
+// runs ends it at once, without SDK retries, with the context's code.
+func TestCancelInsideTransaction(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, newClient(t))
+	// Hold the key's stripe so the next Acquire waits inside the driver;
+	// its deadline then ends it.
+	ref := d.locks.Doc("stuck")
+	unlock, err := d.stripes.lock(context.Background(), ref.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = d.Acquire(ctx, "stuck", time.Minute)
+	unlock()
+	if syncguard.CodeOf(err) != syncguard.NetworkTimeout || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Acquire past its deadline = %v; want NetworkTimeout wrapping DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 400*time.Millisecond {
+		t.Errorf("took %v", took)
+	}
+	// Cancellation observed inside the callback: the callback returns the
+	// context error, which the SDK does not retry.
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	if _, err := d.Release(cctx, syncguard.NewLockID()); syncguard.CodeOf(err) != syncguard.Aborted {
+		t.Errorf("Release(cancelled) = %v; want Aborted", err)
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	t.Parallel()
+	bg := context.Background()
+	tests := []struct {
+		err  error
+		code syncguard.Code
+	}{
+		{status.Error(codes.PermissionDenied, "x"), syncguard.AuthFailed},
+		{status.Error(codes.Unauthenticated, "x"), syncguard.AuthFailed},
+		{status.Error(codes.DeadlineExceeded, "x"), syncguard.NetworkTimeout},
+		{status.Error(codes.Unavailable, "x"), syncguard.ServiceUnavailable},
+		{status.Error(codes.Internal, "x"), syncguard.ServiceUnavailable},
+		{status.Error(codes.Aborted, "Transaction lock timeout."), syncguard.ServiceUnavailable},
+		{status.Error(codes.InvalidArgument, "x"), syncguard.InvalidArgument},
+		{status.Error(codes.FailedPrecondition, "index"), syncguard.InvalidArgument},
+		{status.Error(codes.ResourceExhausted, "x"), syncguard.RateLimited},
+		{status.Error(codes.Canceled, "x"), syncguard.Aborted},
+		{status.Error(codes.Unknown, "x"), syncguard.Internal},
+		{context.Canceled, syncguard.Aborted},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), syncguard.NetworkTimeout},
+		{errors.New("other"), syncguard.Internal},
+	}
+	for _, tt := range tests {
+		got := mapError(bg, tt.err, "k", "")
+		if syncguard.CodeOf(got) != tt.code {
+			t.Errorf("mapError(%v) = %v; want %v", tt.err, syncguard.CodeOf(got), tt.code)
+		}
+		if !errors.Is(got, tt.err) {
+			t.Errorf("mapError(%v) does not wrap it", tt.err)
+		}
+	}
+}
+
+func TestCheckIndex(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, newClient(t))
+	if err := d.CheckIndex(context.Background()); err != nil {
+		t.Errorf("CheckIndex on the emulator = %v", err)
+	}
+}
+
+// TestWatchRelease: a watcher is woken when the key is released, and a
+// watch of a free key signals at once.
+func TestWatchRelease(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, newClient(t))
+	ctx := context.Background()
+	r, err := d.Acquire(ctx, "w", time.Minute)
+	if err != nil || !r.Acquired {
+		t.Fatalf("Acquire = %+v, %v", r, err)
+	}
+	ch, stop, err := d.WatchRelease(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	select {
+	case <-ch:
+		t.Fatal("signal while the key is held")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := d.Release(ctx, r.LockID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(3 * time.Second):
+		t.Fatal("no signal within 3s of the release")
+	}
+	free, stop2, err := d.WatchRelease(ctx, "free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop2()
+	select {
+	case <-free:
+	default:
+		t.Error("a watch of a free key holds no signal")
+	}
+	stop()
+	stop() // idempotent
+}
+
+// TestExclusionUnderContention: goroutines of one process contend on one
+// key through Guard; the overlap detector sees no overlap.
+func TestExclusionUnderContention(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, newClient(t))
+	g := syncguard.New(d)
+	var mu sync.Mutex
+	inside, overlaps, entries := 0, 0, 0
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 3 {
+				err := g.Do(context.Background(), "excl", func(context.Context, *syncguard.Lease[Capabilities]) error {
+					mu.Lock()
+					inside++
+					entries++
+					if inside > 1 {
+						overlaps++
+					}
+					mu.Unlock()
+					time.Sleep(10 * time.Millisecond)
+					mu.Lock()
+					inside--
+					mu.Unlock()
+					return nil
+				}, syncguard.Timeout(30*time.Second), syncguard.MaxRetries(1000), syncguard.RetryDelay(20*time.Millisecond))
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if diff := cmp.Diff(struct{ Entries, Overlaps int }{12, 0}, struct{ Entries, Overlaps int }{entries, overlaps}); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// BenchmarkPair measures an acquire+release pair against the emulator and
+// reports p50/p99 latency.
+func BenchmarkPair(b *testing.B) {
+	d := newDriver(b, newClient(b))
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		r, err := d.Acquire(ctx, "bench", time.Minute)
+		if err != nil || !r.Acquired {
+			b.Fatalf("Acquire = %+v, %v", r, err)
+		}
+		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+			b.Fatalf("Release = %+v, %v", rr, err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func FuzzDocID(f *testing.F) {
+	for _, s := range []string{"a", "a/b", ".", "..", "__x__", "__", strings.Repeat("x", 600)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		k, err := syncguard.NormalizeKey(key)
+		if err != nil {
+			return
+		}
+		id, err := docID(k)
+		if err != nil {
+			t.Fatalf("docID(%q): %v", k, err)
+		}
+		if unsafeID(id) || len(id) > storageLimit || id == "" {
+			t.Fatalf("docID(%q) = %q is not a safe document ID", k, id)
+		}
+	})
+}

@@ -1,0 +1,224 @@
+package firestore
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/syncguard/syncguard"
+)
+
+// Compile-time checks of the interfaces *Driver implements.
+var (
+	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
+	_ syncguard.Backend              = (*Driver)(nil)
+	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
+	_ syncguard.RawLookup            = (*Driver)(nil)
+
+	_ syncguard.FencedCapabilities = Capabilities{}
+)
+
+// Capabilities is the capability type of the Firestore driver: it supports
+// fencing tokens; its time authority is the client's clock (Firestore has
+// no server clock usable inside a transaction), so it does not satisfy
+// [syncguard.ServerTimeCapabilities] and code that demands server time
+// does not compile with it.
+type Capabilities struct {
+	syncguard.WithFencing
+}
+
+// Name returns "firestore".
+func (Capabilities) Name() string { return "firestore" }
+
+// Default collection names.
+const (
+	DefaultCollection       = "locks"
+	DefaultFenceCollection  = "fence_counters"
+	DefaultRecordCollection = "syncguard_records"
+	DefaultRateCollection   = "syncguard_rate"
+)
+
+// DefaultMaxAttempts is the number of times a transaction is attempted
+// when Firestore aborts it for contention.
+const DefaultMaxAttempts = 5
+
+// Option configures a [Driver]; pass options to [New].
+type Option func(*options)
+
+type options struct {
+	collection, fenceCollection, recordCollection, rateCollection string
+	cleanupInIsLocked                                             bool
+	maxAttempts                                                   int
+	logger                                                        *slog.Logger
+	now                                                           func() time.Time
+}
+
+// WithCollections sets the lock and fence-counter collections (defaults
+// "locks" and "fence_counters"; an empty name keeps the default). They must
+// differ and must not contain '/'.
+func WithCollections(locks, fences string) Option {
+	return func(o *options) {
+		if locks != "" {
+			o.collection = locks
+		}
+		if fences != "" {
+			o.fenceCollection = fences
+		}
+	}
+}
+
+// WithRecordCollection sets the collection of fenced records (default
+// "syncguard_records").
+func WithRecordCollection(name string) Option {
+	return func(o *options) {
+		if name != "" {
+			o.recordCollection = name
+		}
+	}
+}
+
+// WithRateCollection sets the collection of rate-limit state (default
+// "syncguard_rate").
+func WithRateCollection(name string) Option {
+	return func(o *options) {
+		if name != "" {
+			o.rateCollection = name
+		}
+	}
+}
+
+// WithCleanupInIsLocked makes IsLocked delete a lock document that is more
+// than [syncguard.CleanupGuardMs] past its expiry, in a background
+// transaction that re-checks the expiry. It never changes IsLocked's result
+// and never touches fence counters. Default false.
+func WithCleanupInIsLocked(enabled bool) Option {
+	return func(o *options) { o.cleanupInIsLocked = enabled }
+}
+
+// WithMaxAttempts sets how many times a transaction is attempted when
+// Firestore aborts it for contention (default 5, set explicitly on every
+// transaction). A transaction aborted on every attempt fails with
+// ServiceUnavailable.
+func WithMaxAttempts(n int) Option {
+	return func(o *options) { o.maxAttempts = n }
+}
+
+// WithLogger sets the logger for the driver's warnings (duplicate lock
+// documents, fence counters passing [syncguard.FenceWarn]); they carry key
+// hashes, never keys. The default is [slog.Default].
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// withClock replaces the client clock; tests use it.
+func withClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// Driver is the Firestore driver. It is safe for concurrent use. It does
+// not own the client; call [Driver.Close] before closing the client to end
+// background work (release watchers, cleanup transactions).
+type Driver struct {
+	client                        *firestore.Client
+	locks, fences, records, rates *firestore.CollectionRef
+	lockName, fenceName           string
+	cleanup                       bool
+	maxAttempts                   int
+	logger                        *slog.Logger
+	now                           func() time.Time
+	bgCtx                         context.Context
+	bgCancel                      context.CancelFunc
+	bg                            sync.WaitGroup
+	stripes                       *stripes
+}
+
+// New returns a driver over client. It fails with an InvalidArgument
+// [syncguard.LockError] for a nil client or invalid options.
+func New(client *firestore.Client, opts ...Option) (*Driver, error) {
+	if client == nil {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: client must not be nil")
+	}
+	o := options{
+		collection:       DefaultCollection,
+		fenceCollection:  DefaultFenceCollection,
+		recordCollection: DefaultRecordCollection,
+		rateCollection:   DefaultRateCollection,
+		maxAttempts:      DefaultMaxAttempts,
+		now:              time.Now,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	names := []string{o.collection, o.fenceCollection, o.recordCollection, o.rateCollection}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if err := validateCollection(n); err != nil {
+			return nil, err
+		}
+		if seen[n] {
+			return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: collections must differ: "+n+" is used twice")
+		}
+		seen[n] = true
+	}
+	if o.maxAttempts < 1 {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: max attempts must be at least 1")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Driver{
+		client:      client,
+		locks:       client.Collection(o.collection),
+		fences:      client.Collection(o.fenceCollection),
+		records:     client.Collection(o.recordCollection),
+		rates:       client.Collection(o.rateCollection),
+		lockName:    o.collection,
+		fenceName:   o.fenceCollection,
+		cleanup:     o.cleanupInIsLocked,
+		maxAttempts: o.maxAttempts,
+		logger:      o.logger,
+		now:         o.now,
+		bgCtx:       ctx,
+		bgCancel:    cancel,
+		stripes:     newStripes(),
+	}, nil
+}
+
+// validateCollection checks a top-level collection ID: non-empty, no '/',
+// not "." or "..", not of the reserved form __x__, at most 1500 bytes.
+func validateCollection(n string) error {
+	switch {
+	case n == "":
+		return syncguard.NewError(syncguard.InvalidArgument, "firestore: collection name must not be empty")
+	case strings.Contains(n, "/"):
+		return syncguard.NewError(syncguard.InvalidArgument, "firestore: collection name must not contain '/': "+n)
+	case n == "." || n == "..", reservedID(n):
+		return syncguard.NewError(syncguard.InvalidArgument, "firestore: reserved collection name: "+n)
+	case len(n) > 1500:
+		return syncguard.NewError(syncguard.InvalidArgument, "firestore: collection name too long")
+	}
+	return nil
+}
+
+// Capabilities returns the driver's capability type.
+func (d *Driver) Capabilities() Capabilities { return Capabilities{} }
+
+// Client returns the Firestore client the driver uses.
+func (d *Driver) Client() *firestore.Client { return d.client }
+
+// Close stops the driver's background work (release watchers, cleanup
+// transactions) and waits for it. It does not close the client.
+func (d *Driver) Close() {
+	d.bgCancel()
+	d.bg.Wait()
+}
+
+func (d *Driver) log() *slog.Logger {
+	if d.logger != nil {
+		return d.logger
+	}
+	return slog.Default()
+}

@@ -1,0 +1,179 @@
+package firestore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/syncguard/syncguard"
+	"go.uber.org/goleak"
+)
+
+// Tests run against the Firestore emulator named by FIRESTORE_EMULATOR_HOST
+// (scripts/test starts the official one). Without it they skip, or fail
+// under SYNCGUARD_REQUIRE_BACKENDS=1.
+
+const projectID = "demo-test"
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// gRPC and OpenCensus/OTel keep process-wide background goroutines.
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*ccBalancerWrapper).watcher"),
+		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*controlBuffer).get"),
+		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).keepalive"),
+		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).reader"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func needBackend(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "1" {
+		t.Fatalf("backend required but unavailable: "+format, args...)
+	}
+	t.Skipf("backend unavailable (set SYNCGUARD_REQUIRE_BACKENDS=1 to fail instead): "+format, args...)
+}
+
+// newClient connects to the emulator and closes the client when t ends.
+func newClient(t testing.TB) *firestore.Client {
+	t.Helper()
+	if os.Getenv("FIRESTORE_EMULATOR_HOST") == "" {
+		needBackend(t, "FIRESTORE_EMULATOR_HOST is not set; scripts/test starts the emulator "+
+			"(java -cp /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar "+
+			"com.google.cloud.datastore.emulator.firestore.CloudFirestore --host=127.0.0.1 --port=PORT --project_id=demo-test)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := firestore.NewClient(ctx, projectID)
+	if err != nil {
+		needBackend(t, "firestore.NewClient: %v", err)
+	}
+	if _, err := c.Collection("ping").Doc("ping").Get(ctx); err != nil && !isNotFound(err) {
+		c.Close()
+		needBackend(t, "emulator at %s not answering: %v", os.Getenv("FIRESTORE_EMULATOR_HOST"), err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func token() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// collectionOpts returns options selecting fresh collections.
+func collectionOpts() []Option {
+	s := token()
+	return []Option{
+		WithCollections("locks_"+s, "fences_"+s),
+		WithRecordCollection("records_" + s),
+		WithRateCollection("rate_" + s),
+	}
+}
+
+// newDriver returns a driver over fresh collections, closed when t ends.
+func newDriver(t testing.TB, c *firestore.Client, opts ...Option) *Driver {
+	t.Helper()
+	d, err := New(c, append(collectionOpts(), opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+// harness is the conformance harness: a driver and a cleanup driver over
+// the same fresh collections.
+type harness struct {
+	c     *firestore.Client
+	d, dc *Driver
+}
+
+func newHarness(t *testing.T, c *firestore.Client) *harness {
+	// Contention cases (40 concurrent transactions on one document) need
+	// more attempts than the default on the emulator; the suite does not
+	// assert retry counts.
+	opts := append(collectionOpts(), WithMaxAttempts(25))
+	d, err := New(c, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := New(c, append(opts, WithCleanupInIsLocked(true))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{c: c, d: d, dc: dc}
+}
+
+func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
+func (h *harness) DriverWithCleanup() syncguard.Driver[Capabilities] { return h.dc }
+func (h *harness) Close() {
+	h.d.Close()
+	h.dc.Close()
+}
+
+// WriteRawLock writes a lock document directly, expiring at client-now +
+// off.
+func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence syncguard.Fence, off time.Duration) error {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return err
+	}
+	base, err := docID(k)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixMilli()
+	_, err = h.d.locks.Doc(base).Set(ctx, map[string]any{
+		"lockId": lockID, "expiresAtMs": now + off.Milliseconds(), "acquiredAtMs": now, "key": k, "fence": fence.String(),
+	})
+	return err
+}
+
+// SetFence sets key's fence counter.
+func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return err
+	}
+	base, _ := docID(k)
+	fid, _ := fenceID(base)
+	f, err := syncguard.FormatFence(value)
+	if err != nil {
+		return err
+	}
+	_, err = h.d.fences.Doc(fid).Set(ctx, map[string]any{"fence": f, "keyDebug": k})
+	return err
+}
+
+func (h *harness) exists(ctx context.Context, key string, fence bool) (bool, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return false, err
+	}
+	base, _ := docID(k)
+	ref := h.d.locks.Doc(base)
+	if fence {
+		fid, _ := fenceID(base)
+		ref = h.d.fences.Doc(fid)
+	}
+	s, err := getDoc(ctx, ref)
+	return s != nil, err
+}
+
+func (h *harness) LockDataExists(ctx context.Context, key string) (bool, error) {
+	return h.exists(ctx, key, false)
+}
+
+func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, error) {
+	return h.exists(ctx, key, true)
+}

@@ -1,0 +1,461 @@
+package firestore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/syncguard/syncguard"
+)
+
+// lockDoc is a decoded lock document.
+type lockDoc struct {
+	lockID       string
+	expiresAtMs  int64
+	acquiredAtMs int64
+	key          string
+	fence        syncguard.Fence
+}
+
+func decodeLock(s *firestore.DocumentSnapshot) (lockDoc, bool) {
+	if s == nil || !s.Exists() {
+		return lockDoc{}, false
+	}
+	m := s.Data()
+	id, ok1 := m["lockId"].(string)
+	exp, ok2 := m["expiresAtMs"].(int64)
+	acq, _ := m["acquiredAtMs"].(int64)
+	key, _ := m["key"].(string)
+	fs, _ := m["fence"].(string)
+	f, err := syncguard.ParseFence(fs)
+	if !ok1 || !ok2 || err != nil {
+		return lockDoc{}, false
+	}
+	return lockDoc{lockID: id, expiresAtMs: exp, acquiredAtMs: acq, key: key, fence: f}, true
+}
+
+func (l lockDoc) info() *syncguard.RawLockInfo {
+	return &syncguard.RawLockInfo{
+		LockInfo: syncguard.LockInfo{
+			KeyHash:      syncguard.HashKey(l.key),
+			LockIDHash:   syncguard.HashKey(l.lockID),
+			Fence:        l.fence,
+			ExpiresAtMs:  l.expiresAtMs,
+			AcquiredAtMs: l.acquiredAtMs,
+		},
+		Key:    l.key,
+		LockID: l.lockID,
+	}
+}
+
+func (d *Driver) nowMs() int64 { return d.now().UnixMilli() }
+
+func (d *Driver) txOpts() firestore.TransactionOption { return firestore.MaxAttempts(d.maxAttempts) }
+
+// Acquire takes key for ttl if no live lock holds it: one transaction
+// reads the lock document and the key's fence counter, then (reads before
+// writes) writes the next fence and the lock. The time authority is this
+// process's clock, read inside the transaction after its reads. Contention
+// is the result {Acquired: false, Reason: "locked"} and writes nothing; a
+// fence past [syncguard.FenceMax] fails with Internal and writes nothing.
+func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	ttlMs, err := syncguard.TTLMillis(ttl)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	base, err := docID(k)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	fid, err := fenceID(base)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	lockID := syncguard.NewLockID()
+	lockRef, fenceRef := d.locks.Doc(base), d.fences.Doc(fid)
+	unlock, err := d.stripes.lock(ctx, lockRef.Path)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	defer unlock()
+	var (
+		res  syncguard.AcquireResult
+		warn bool
+	)
+	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		res, warn = syncguard.AcquireResult{}, false
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		snaps, err := tx.GetAll([]*firestore.DocumentRef{lockRef, fenceRef})
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := d.nowMs()
+		if l, ok := decodeLock(snaps[0]); ok && syncguard.IsLive(l.expiresAtMs, now) {
+			res.Reason = syncguard.ReasonLocked
+			return nil
+		}
+		var last int64
+		if snaps[1].Exists() {
+			fs, _ := snaps[1].Data()["fence"].(string)
+			f, err := syncguard.ParseFence(fs)
+			if err != nil {
+				return syncguard.NewError(syncguard.Internal, "firestore: corrupt fence counter document")
+			}
+			last = int64(f)
+		}
+		fence, w, err := syncguard.CheckNewFence(last + 1)
+		if err != nil {
+			return err
+		}
+		exp := now + ttlMs
+		if err := tx.Set(fenceRef, map[string]any{"fence": fence.String(), "keyDebug": k}); err != nil {
+			return err
+		}
+		if err := tx.Set(lockRef, map[string]any{
+			"lockId": lockID, "expiresAtMs": exp, "acquiredAtMs": now, "key": k, "fence": fence.String(),
+		}); err != nil {
+			return err
+		}
+		res = syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}
+		warn = w
+		return nil
+	}, d.txOpts())
+	if err != nil {
+		return syncguard.AcquireResult{}, mapError(ctx, err, k, "")
+	}
+	if warn {
+		d.log().LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
+			slog.String("backend", "firestore"),
+			slog.String("keyHash", syncguard.HashKey(k)),
+			slog.String("fence", res.Fence.String()),
+			slog.String("fenceMax", syncguard.FenceMax.String()))
+	}
+	return res, nil
+}
+
+// errDuplicateLive reports two live lock documents with one lock ID.
+var errDuplicateLive = errors.New("firestore: more than one live lock document carries this lock ID")
+
+// candidates runs the lockId query outside any transaction and returns the
+// references of the documents that carry lockID. A query inside a
+// transaction would lock the whole result range of the collection
+// pessimistically and serialise every release and extend with every
+// acquisition; the references are re-read and their lockId re-checked
+// inside the transaction instead. (Only Acquire creates a document with a
+// given lock ID, and it returned before the caller could release it, so a
+// strongly consistent query finds it.)
+func (d *Driver) candidates(ctx context.Context, lockID string) ([]*firestore.DocumentRef, error) {
+	docs, err := d.locks.Where("lockId", "==", lockID).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, err
+	}
+	refs := make([]*firestore.DocumentRef, len(docs))
+	for i, s := range docs {
+		refs[i] = s.Ref
+	}
+	return refs, nil
+}
+
+// resolve reads the candidate documents of lockID inside tx. Duplicates
+// are logged; expired duplicates are deleted; two live ones fail. It
+// returns the single live document (nil if none) and whether an expired
+// document of lockID was found.
+func (d *Driver) resolve(ctx context.Context, tx *firestore.Transaction, lockID string, refs []*firestore.DocumentRef) (live *firestore.DocumentSnapshot, doc lockDoc, expired bool, err error) {
+	if len(refs) == 0 {
+		return nil, lockDoc{}, false, nil
+	}
+	docs, err := tx.GetAll(refs)
+	if err != nil {
+		return nil, lockDoc{}, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, lockDoc{}, false, err
+	}
+	now := d.nowMs()
+	var lives []*firestore.DocumentSnapshot
+	var liveDocs []lockDoc
+	var stale []*firestore.DocumentSnapshot
+	for _, s := range docs {
+		l, ok := decodeLock(s)
+		if !ok || l.lockID != lockID { // gone or taken over since the query
+			continue
+		}
+		if syncguard.IsLive(l.expiresAtMs, now) {
+			lives = append(lives, s)
+			liveDocs = append(liveDocs, l)
+		} else {
+			stale = append(stale, s)
+		}
+	}
+	if len(lives)+len(stale) > 1 {
+		d.log().LogAttrs(ctx, slog.LevelWarn, "syncguard: duplicate lock documents for one lock ID",
+			slog.String("backend", "firestore"),
+			slog.String("lockIdHash", syncguard.HashKey(lockID)),
+			slog.Int("documents", len(lives)+len(stale)), slog.Int("live", len(lives)))
+		if len(lives) > 1 {
+			return nil, lockDoc{}, false, errDuplicateLive
+		}
+		for _, s := range stale { // prune expired duplicates (writes follow all reads)
+			if err := tx.Delete(s.Ref); err != nil {
+				return nil, lockDoc{}, false, err
+			}
+		}
+	}
+	if len(lives) == 1 {
+		return lives[0], liveDocs[0], len(stale) > 0, nil
+	}
+	return nil, lockDoc{}, len(stale) > 0, nil
+}
+
+// Release deletes the live lock lockID. Of concurrent or repeated releases
+// exactly one reports OK; Detail tells "expired" from "not-found".
+func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return syncguard.ReleaseResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.ReleaseResult{}, err
+	}
+	refs, err := d.candidates(ctx, lockID)
+	if err != nil {
+		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
+	}
+	if len(refs) > 0 {
+		unlock, err := d.stripes.lock(ctx, refs[0].Path)
+		if err != nil {
+			return syncguard.ReleaseResult{}, err
+		}
+		defer unlock()
+	}
+	var res syncguard.ReleaseResult
+	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		res = syncguard.ReleaseResult{}
+		live, _, expired, err := d.resolve(ctx, tx, lockID, refs)
+		if err != nil {
+			return err
+		}
+		switch {
+		case live != nil:
+			if err := tx.Delete(live.Ref); err != nil {
+				return err
+			}
+			res.OK = true
+		case expired:
+			res.Detail = syncguard.DetailExpired
+		default:
+			res.Detail = syncguard.DetailNotFound
+		}
+		return nil
+	}, d.txOpts())
+	if err != nil {
+		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
+	}
+	return res, nil
+}
+
+// Extend sets the expiry of the live lock lockID to now + ttl (client
+// clock), updating only expiresAtMs. It never recreates an absent or
+// expired lock.
+func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	ttlMs, err := syncguard.TTLMillis(ttl)
+	if err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	refs, err := d.candidates(ctx, lockID)
+	if err != nil {
+		return syncguard.ExtendResult{}, mapError(ctx, err, "", lockID)
+	}
+	if len(refs) > 0 {
+		unlock, err := d.stripes.lock(ctx, refs[0].Path)
+		if err != nil {
+			return syncguard.ExtendResult{}, err
+		}
+		defer unlock()
+	}
+	var res syncguard.ExtendResult
+	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		res = syncguard.ExtendResult{}
+		live, _, expired, err := d.resolve(ctx, tx, lockID, refs)
+		if err != nil {
+			return err
+		}
+		switch {
+		case live != nil:
+			exp := d.nowMs() + ttlMs
+			if err := tx.Update(live.Ref, []firestore.Update{{Path: "expiresAtMs", Value: exp}}); err != nil {
+				return err
+			}
+			res = syncguard.ExtendResult{OK: true, ExpiresAtMs: exp}
+		case expired:
+			res.Detail = syncguard.DetailExpired
+		default:
+			res.Detail = syncguard.DetailNotFound
+		}
+		return nil
+	}, d.txOpts())
+	if err != nil {
+		return syncguard.ExtendResult{}, mapError(ctx, err, "", lockID)
+	}
+	return res, nil
+}
+
+// getDoc reads a document; a missing one is (nil, nil).
+func getDoc(ctx context.Context, ref *firestore.DocumentRef) (*firestore.DocumentSnapshot, error) {
+	s, err := ref.Get(ctx)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// IsLocked reports whether a live lock holds key (one document read).
+func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return false, err
+	}
+	base, err := docID(k)
+	if err != nil {
+		return false, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return false, err
+	}
+	ref := d.locks.Doc(base)
+	s, err := getDoc(ctx, ref)
+	if err != nil {
+		return false, mapError(ctx, err, k, "")
+	}
+	l, ok := decodeLock(s)
+	if !ok {
+		return false, nil
+	}
+	now := d.nowMs()
+	if syncguard.IsLive(l.expiresAtMs, now) {
+		return true, nil
+	}
+	if d.cleanup && now-l.expiresAtMs > syncguard.CleanupGuardMs {
+		d.cleanupLater(ref)
+	}
+	return false, nil
+}
+
+// cleanupLater deletes ref in a background transaction that re-checks the
+// cleanup guard; errors are swallowed.
+func (d *Driver) cleanupLater(ref *firestore.DocumentRef) {
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		ctx, cancel := context.WithTimeout(d.bgCtx, 10*time.Second)
+		defer cancel()
+		_ = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+			s, err := tx.Get(ref)
+			if err != nil {
+				if isNotFound(err) {
+					return nil
+				}
+				return err
+			}
+			l, ok := decodeLock(s)
+			if !ok || d.nowMs()-l.expiresAtMs <= syncguard.CleanupGuardMs {
+				return nil
+			}
+			return tx.Delete(ref)
+		}, d.txOpts())
+	}()
+}
+
+// LookupByKey returns sanitized information about the live lock on key,
+// or nil.
+func (d *Driver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
+	r, err := d.LookupRawByKey(ctx, key)
+	if r == nil || err != nil {
+		return nil, err
+	}
+	return &r.LockInfo, nil
+}
+
+// LookupByID returns sanitized information about the live lock lockID, or
+// nil.
+func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
+	r, err := d.LookupRawByID(ctx, lockID)
+	if r == nil || err != nil {
+		return nil, err
+	}
+	return &r.LockInfo, nil
+}
+
+// LookupRawByKey is LookupByKey with the raw normalised key and lock ID.
+func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	base, err := docID(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	s, err := getDoc(ctx, d.locks.Doc(base))
+	if err != nil {
+		return nil, mapError(ctx, err, k, "")
+	}
+	l, ok := decodeLock(s)
+	if !ok || !syncguard.IsLive(l.expiresAtMs, d.nowMs()) {
+		return nil, nil
+	}
+	return l.info(), nil
+}
+
+// LookupRawByID is LookupByID with the raw normalised key and lock ID. It
+// runs the lockId query (one indexed read) and re-checks the ID.
+func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	docs, err := d.locks.Where("lockId", "==", lockID).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, mapError(ctx, err, "", lockID)
+	}
+	if len(docs) > 1 {
+		d.log().LogAttrs(ctx, slog.LevelWarn, "syncguard: duplicate lock documents for one lock ID",
+			slog.String("backend", "firestore"),
+			slog.String("lockIdHash", syncguard.HashKey(lockID)),
+			slog.Int("documents", len(docs)))
+	}
+	now := d.nowMs()
+	for _, s := range docs {
+		if l, ok := decodeLock(s); ok && l.lockID == lockID && syncguard.IsLive(l.expiresAtMs, now) {
+			return l.info(), nil
+		}
+	}
+	return nil, nil
+}
