@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/syncguard/syncguard"
+)
+
+// mapError turns any error of pgx, pgxpool or the network into a
+// *syncguard.LockError (contract §7); the original error is its Cause.
+//
+//   - ctx ended: Aborted (Canceled) or NetworkTimeout (DeadlineExceeded),
+//     wrapping ctx.Err();
+//   - *pgconn.PgError by SQLSTATE: see [CodeForSQLState];
+//   - pool closed: ServiceUnavailable; pool exhausted: the wait ends with
+//     ctx, so NetworkTimeout or Aborted;
+//   - connect errors: AuthFailed for class 28, NetworkTimeout for a connect
+//     timeout, ServiceUnavailable otherwise;
+//   - network errors: NetworkTimeout for timeouts, ServiceUnavailable for
+//     refused/reset/closed connections, DNS failures and EOF;
+//   - anything else: Internal.
+func mapError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var le *syncguard.LockError
+	if errors.As(err, &le) {
+		return err
+	}
+	if ctx != nil && ctx.Err() != nil {
+		// The operation was interrupted by its context, whatever pgx
+		// reports (a closed connection, a cancelled statement).
+		out := syncguard.ContextError(ctx.Err())
+		out.Cause = &wrapped{ctxErr: ctx.Err(), cause: err}
+		return out
+	}
+	return classify(err)
+}
+
+// wrapped keeps both the context error and the driver error reachable with
+// errors.Is/As.
+type wrapped struct {
+	ctxErr, cause error
+}
+
+func (w *wrapped) Error() string   { return w.ctxErr.Error() + ": " + w.cause.Error() }
+func (w *wrapped) Unwrap() []error { return []error{w.ctxErr, w.cause} }
+
+func classify(err error) *syncguard.LockError {
+	mk := func(code syncguard.Code, msg string) *syncguard.LockError {
+		return &syncguard.LockError{Code: code, Message: msg + ": " + err.Error(), Cause: err}
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return &syncguard.LockError{Code: syncguard.Aborted, Message: "operation aborted: " + err.Error(), Cause: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &syncguard.LockError{Code: syncguard.NetworkTimeout, Message: "operation timed out: " + err.Error(), Cause: err}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		code := CodeForSQLState(pgErr.Code)
+		var ce *pgconn.ConnectError
+		if errors.As(err, &ce) && code == syncguard.Internal {
+			code = syncguard.ServiceUnavailable
+		}
+		return mk(code, "postgres: SQLSTATE "+pgErr.Code)
+	}
+	if errors.Is(err, puddle.ErrClosedPool) || err.Error() == "closed pool" {
+		return mk(syncguard.ServiceUnavailable, "postgres: pool is closed")
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		if pgconn.Timeout(err) || isTimeout(err) {
+			return mk(syncguard.NetworkTimeout, "postgres: connect timeout")
+		}
+		return mk(syncguard.ServiceUnavailable, "postgres: cannot connect")
+	}
+	if pgconn.Timeout(err) || isTimeout(err) {
+		return mk(syncguard.NetworkTimeout, "postgres: network timeout")
+	}
+	if isNetError(err) {
+		return mk(syncguard.ServiceUnavailable, "postgres: connection failed")
+	}
+	return mk(syncguard.Internal, "postgres")
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &ne), errors.As(err, &dnsErr):
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return true
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.ECONNABORTED):
+		return true
+	}
+	// pgconn reports a connection it closed after an error this way.
+	msg := err.Error()
+	return strings.Contains(msg, "conn closed")
+}
+
+// CodeForSQLState maps a PostgreSQL SQLSTATE to a SyncGuard error code
+// (contract §7, upstream's table, extended to whole classes where upstream
+// lists members):
+//
+//	class 08 (connection exception), 40001, 40P01, 40003,
+//	57P01–57P05 (shutdown, cannot connect now)          → ServiceUnavailable
+//	class 28 (invalid authorization)                     → AuthFailed
+//	class 22 (data exception), class 23 (integrity),
+//	42P01, 42703, 42883                                  → InvalidArgument
+//	class 53 (insufficient resources)                    → RateLimited
+//	57014 (query canceled, statement_timeout)            → NetworkTimeout
+//	anything else                                        → Internal
+func CodeForSQLState(state string) syncguard.Code {
+	if len(state) != 5 {
+		return syncguard.Internal
+	}
+	switch state {
+	case "40001", "40P01", "40003", "57P01", "57P02", "57P03", "57P04", "57P05":
+		return syncguard.ServiceUnavailable
+	case "42P01", "42703", "42883":
+		return syncguard.InvalidArgument
+	case "57014":
+		return syncguard.NetworkTimeout
+	}
+	switch state[:2] {
+	case "08":
+		return syncguard.ServiceUnavailable
+	case "28":
+		return syncguard.AuthFailed
+	case "22", "23":
+		return syncguard.InvalidArgument
+	case "53":
+		return syncguard.RateLimited
+	}
+	return syncguard.Internal
+}

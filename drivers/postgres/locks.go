@@ -1,0 +1,313 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/syncguard/syncguard"
+)
+
+// baseKey returns the storage key of a normalised key (contract §3).
+func baseKey(k string) (string, error) {
+	return syncguard.StorageKey("", k, storageLimit, storageReserve)
+}
+
+// fenceKey returns the fence counter key of a base key.
+func fenceKey(base string) (string, error) {
+	return syncguard.StorageKey("", "fence:"+base, storageLimit, storageReserve)
+}
+
+// compensateTimeout bounds the best-effort release after a cancelled
+// Acquire.
+const compensateTimeout = 5 * time.Second
+
+// Acquire takes key for ttl if no live lock holds it, in one round trip (a
+// pipelined batch of the key's advisory transaction lock and one
+// statement). Contention is the result {Acquired: false, Reason: "locked"}
+// and writes nothing. A fence above [syncguard.FenceMax] fails with
+// Internal and writes nothing. If ctx ends, or the connection fails, while
+// the request may be in flight, the outcome is unknown to the caller, so
+// Acquire releases its lock ID in the background (best effort, 5s) before
+// returning the error.
+func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	ttlMs, err := syncguard.TTLMillis(ttl)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	base, err := baseKey(k)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	fk, err := fenceKey(base)
+	if err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.AcquireResult{}, err
+	}
+	lockID := syncguard.NewLockID()
+
+	var (
+		free        bool
+		next, nowMs int64
+		exp, fenceW *int64
+	)
+	b := &pgx.Batch{}
+	b.Queue(d.q.advisory, base)
+	b.Queue(d.q.acquire, base, fk, lockID, k, ttlMs, int64(syncguard.FenceMax)).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&free, &next, &exp, &fenceW, &nowMs)
+	})
+	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
+		if outcomeUnknown(ctx, err) {
+			d.compensate(lockID)
+		}
+		return syncguard.AcquireResult{}, withKey(mapError(ctx, err), k)
+	}
+	if !free {
+		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+	}
+	if next > int64(syncguard.FenceMax) {
+		_, _, ferr := syncguard.CheckNewFence(next)
+		return syncguard.AcquireResult{}, withKey(ferr, k)
+	}
+	if exp == nil || fenceW == nil {
+		// A live row appeared despite the advisory lock (a writer that
+		// does not take it): contention, nothing written.
+		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+	}
+	fence, warn, ferr := syncguard.CheckNewFence(*fenceW)
+	if ferr != nil { // unreachable: checked in the statement
+		return syncguard.AcquireResult{}, withKey(ferr, k)
+	}
+	if warn {
+		d.warnFence(ctx, k, fence)
+	}
+	return syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: *exp}, nil
+}
+
+// outcomeUnknown reports whether an Acquire that failed with err may still
+// have committed: its context ended, or the connection failed after the
+// request may have been sent. A server error response means the
+// transaction was rolled back.
+func outcomeUnknown(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	return !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err)
+}
+
+// compensate releases lockID in the background after an Acquire whose
+// outcome is unknown.
+func (d *Driver) compensate(lockID string) {
+	d.goBackground(compensateTimeout, func(ctx context.Context) {
+		_, _ = d.Release(ctx, lockID)
+	})
+}
+
+func withKey(err error, key string) error {
+	var le *syncguard.LockError
+	if errors.As(err, &le) && le.Key == "" {
+		le.Key = key
+	}
+	return err
+}
+
+func withLockID(err error, id string) error {
+	var le *syncguard.LockError
+	if errors.As(err, &le) && le.LockID == "" {
+		le.LockID = id
+	}
+	return err
+}
+
+// Release deletes the live lock identified by lockID in one statement that
+// locks the row, reads the server clock and deletes it (with a NOTIFY to
+// watchers of its key). Of concurrent or repeated releases exactly one
+// reports OK. Detail is "not-found" for an unknown ID and "expired" for a
+// lock past its tolerance window (its row is kept for cleanup).
+func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return syncguard.ReleaseResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.ReleaseResult{}, err
+	}
+	var found, deleted, notified int64
+	var ch string
+	err := d.pool.QueryRow(ctx, d.q.release, lockID, d.q.channel).Scan(&found, &deleted, &notified, &ch)
+	if err != nil {
+		return syncguard.ReleaseResult{}, withLockID(mapError(ctx, err), lockID)
+	}
+	switch {
+	case deleted > 0:
+		return syncguard.ReleaseResult{OK: true}, nil
+	case found > 0:
+		return syncguard.ReleaseResult{Detail: syncguard.DetailExpired}, nil
+	default:
+		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+	}
+}
+
+// Extend sets the expiry of the live lock identified by lockID to
+// server-now + ttl (a reset, which may shorten it) in one statement that
+// locks the row before reading the clock. It never recreates an absent or
+// expired lock.
+func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	ttlMs, err := syncguard.TTLMillis(ttl)
+	if err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.ExtendResult{}, err
+	}
+	var found int64
+	var exp *int64
+	if err := d.pool.QueryRow(ctx, d.q.extend, lockID, ttlMs).Scan(&found, &exp); err != nil {
+		return syncguard.ExtendResult{}, withLockID(mapError(ctx, err), lockID)
+	}
+	switch {
+	case exp != nil:
+		return syncguard.ExtendResult{OK: true, ExpiresAtMs: *exp}, nil
+	case found > 0:
+		return syncguard.ExtendResult{Detail: syncguard.DetailExpired}, nil
+	default:
+		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+	}
+}
+
+// cleanupTimeout bounds a fire-and-forget cleanup.
+const cleanupTimeout = 5 * time.Second
+
+// IsLocked reports whether a live lock holds key (one read-only
+// statement). With [WithCleanupInIsLocked], a lock found expired by more
+// than [syncguard.CleanupGuardMs] is deleted afterwards in the background;
+// that never changes the result or touches the fence counter.
+func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return false, err
+	}
+	base, err := baseKey(k)
+	if err != nil {
+		return false, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return false, err
+	}
+	var exp *int64
+	var nowMs int64
+	if err := d.pool.QueryRow(ctx, d.q.isLocked, base).Scan(&exp, &nowMs); err != nil {
+		return false, withKey(mapError(ctx, err), k)
+	}
+	if exp == nil {
+		return false, nil
+	}
+	live := syncguard.IsLive(*exp, nowMs)
+	if !live && d.opts.cleanupInIsLocked && nowMs-*exp > syncguard.CleanupGuardMs {
+		d.goBackground(cleanupTimeout, func(ctx context.Context) {
+			_, _ = d.pool.Exec(ctx, d.q.cleanup, base)
+		})
+	}
+	return live, nil
+}
+
+// LookupByKey returns sanitized information on the live lock of key, or nil.
+// It is read-only.
+func (d *Driver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
+	raw, err := d.lookupByKey(ctx, key)
+	if raw == nil {
+		return nil, err
+	}
+	return &raw.LockInfo, nil
+}
+
+// LookupByID returns sanitized information on the live lock with lockID, or
+// nil. It is read-only and diagnostic only.
+func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
+	raw, err := d.lookupByID(ctx, lockID)
+	if raw == nil {
+		return nil, err
+	}
+	return &raw.LockInfo, nil
+}
+
+// LookupRawByKey is LookupByKey plus the raw normalised key and lock ID.
+func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+	return d.lookupByKey(ctx, key)
+}
+
+// LookupRawByID is LookupByID plus the raw normalised key and lock ID.
+func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
+	return d.lookupByID(ctx, lockID)
+}
+
+func (d *Driver) lookupByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	base, err := baseKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	info, err := d.lookup(ctx, d.q.lookupKey, base, "")
+	return info, withKey(err, k)
+}
+
+func (d *Driver) lookupByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
+	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	info, err := d.lookup(ctx, d.q.lookupID, lockID, lockID)
+	return info, withLockID(err, lockID)
+}
+
+func (d *Driver) lookup(ctx context.Context, sql, arg, wantID string) (*syncguard.RawLockInfo, error) {
+	var (
+		base, id, fence, userKey string
+		exp, acq, nowMs          int64
+	)
+	err := d.pool.QueryRow(ctx, sql, arg).Scan(&base, &id, &exp, &acq, &fence, &userKey, &nowMs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, mapError(ctx, err)
+	}
+	if (wantID != "" && id != wantID) || !syncguard.IsLive(exp, nowMs) {
+		return nil, nil
+	}
+	f, err := syncguard.ParseFence(fence)
+	if err != nil {
+		return nil, &syncguard.LockError{Code: syncguard.Internal, Message: "stored fence is malformed", Cause: err}
+	}
+	return &syncguard.RawLockInfo{
+		LockInfo: syncguard.LockInfo{
+			KeyHash:      syncguard.HashKey(userKey),
+			LockIDHash:   syncguard.HashKey(id),
+			Fence:        f,
+			ExpiresAtMs:  exp,
+			AcquiredAtMs: acq,
+		},
+		Key:    userKey,
+		LockID: id,
+	}, nil
+}

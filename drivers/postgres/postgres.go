@@ -1,0 +1,407 @@
+// Package postgres is the SyncGuard driver for PostgreSQL, built on
+// github.com/jackc/pgx/v5 and a caller-owned [*pgxpool.Pool].
+//
+// A [Driver] implements the whole driver contract ([syncguard.Backend]):
+// locks with fencing tokens, fenced records and GCRA rate limiting, plus the
+// optional [syncguard.ReleaseWatcher] (LISTEN/NOTIFY) and
+// [syncguard.RawLookup] interfaces. Create the tables once with [Setup] (or
+// apply the shipped schema.sql, see [Schema]) and then build drivers with
+// [New].
+//
+// # Guarantees
+//
+// Every operation is one round trip to the server: a single statement, or
+// (Acquire, AllowN) a pipelined batch of two statements that runs in one
+// implicit transaction. The time authority is the server clock,
+// clock_timestamp(), read after the rows involved are locked, so lock waits
+// never make an operation judge expiry with a stale time. Acquire takes a
+// transaction-scoped advisory lock on the key (the same one upstream
+// SyncGuard takes, so mixed deployments serialise); its statement then
+// reports contention for a live lock, or locks the expired row FOR UPDATE
+// and upserts the new lock on the condition that the newest version of the
+// stored row is still expired. Extend and Release lock the row FOR UPDATE
+// before reading the clock. An Extend therefore either commits before the
+// Acquire's upsert looks at the row (which then fails: contention) or finds
+// the row taken over: two holders of one key are impossible.
+//
+// Fences of a key start at 000000000000001 and strictly increase across
+// release, expiry, cleanup and server restarts (they are ordinary
+// transactional rows). A fence above [syncguard.FenceMax] fails with
+// Internal inside the acquiring statement, before anything is written.
+//
+// # PgBouncer
+//
+// No session state is used: no session advisory locks, no SET, no temporary
+// tables. Every statement runs with the pool's DefaultQueryExecMode; with
+// PgBouncer in transaction-pooling mode configure the pool with
+// [pgx.QueryExecModeExec] or [pgx.QueryExecModeSimpleProtocol] (or
+// PgBouncer ≥ 1.21 with max_prepared_statements for the caching modes).
+// LISTEN needs a session: give [WithListenConfig] a direct connection to the
+// server for [Driver.WatchRelease].
+package postgres
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	_ "embed"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncguard/syncguard"
+)
+
+// Compile-time checks of the interfaces *Driver implements.
+var (
+	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
+	_ syncguard.Backend              = (*Driver)(nil)
+	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
+	_ syncguard.RawLookup            = (*Driver)(nil)
+
+	_ syncguard.FencedCapabilities     = Capabilities{}
+	_ syncguard.ServerTimeCapabilities = Capabilities{}
+)
+
+// Capabilities is the capability type of the PostgreSQL driver: fencing
+// tokens and the server clock as time authority.
+type Capabilities struct {
+	syncguard.WithFencing
+	syncguard.WithServerTime
+}
+
+// Name returns "postgres".
+func (Capabilities) Name() string { return "postgres" }
+
+// Default table names.
+const (
+	DefaultLockTable   = "syncguard_locks"
+	DefaultFenceTable  = "syncguard_fence_counters"
+	DefaultRecordTable = "syncguard_records"
+	DefaultRateTable   = "syncguard_rate"
+)
+
+// MaxIdentifierLen is the longest accepted table name in bytes; index names
+// derived from it must fit PostgreSQL's 63-byte identifier limit.
+const MaxIdentifierLen = 48
+
+// Storage key parameters (contract §3): no prefix, 1700-byte limit.
+const (
+	storageLimit   = 1700
+	storageReserve = 0
+)
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidateIdentifier reports whether name is an acceptable table name:
+// it matches ^[A-Za-z_][A-Za-z0-9_]*$ and is at most [MaxIdentifierLen]
+// bytes long. The error is a *syncguard.LockError with code
+// InvalidArgument.
+func ValidateIdentifier(name string) error {
+	if len(name) > MaxIdentifierLen {
+		return syncguard.NewError(syncguard.InvalidArgument,
+			"table name exceeds 48 bytes")
+	}
+	if !identRE.MatchString(name) {
+		return syncguard.NewError(syncguard.InvalidArgument,
+			"table name must match ^[A-Za-z_][A-Za-z0-9_]*$")
+	}
+	return nil
+}
+
+// Option configures a [Driver] (and, for the table names, [Setup] and
+// [Schema]).
+type Option func(*options)
+
+type options struct {
+	tables            Tables
+	cleanupInIsLocked bool
+	logger            *slog.Logger
+	wakeups           bool
+	listenConfig      *pgx.ConnConfig
+
+	// extendDelay is a test hook: a server-side sleep inserted into the
+	// Extend statement before it locks the row.
+	extendDelay time.Duration
+}
+
+// Tables names the driver's four tables. Empty fields take the defaults.
+type Tables struct {
+	Locks   string // default "syncguard_locks"
+	Fences  string // default "syncguard_fence_counters"
+	Records string // default "syncguard_records"
+	Rate    string // default "syncguard_rate"
+}
+
+// WithTables sets the table names. Empty fields keep their defaults. Names
+// must pass [ValidateIdentifier] and be pairwise different; they are quoted
+// in SQL, so they are case-sensitive.
+func WithTables(t Tables) Option {
+	return func(o *options) {
+		if t.Locks != "" {
+			o.tables.Locks = t.Locks
+		}
+		if t.Fences != "" {
+			o.tables.Fences = t.Fences
+		}
+		if t.Records != "" {
+			o.tables.Records = t.Records
+		}
+		if t.Rate != "" {
+			o.tables.Rate = t.Rate
+		}
+	}
+}
+
+// WithCleanupInIsLocked enables opportunistic cleanup in IsLocked (default
+// false): when IsLocked finds a lock expired by more than
+// [syncguard.CleanupGuardMs], it deletes that row in a fire-and-forget
+// statement on a detached context, re-checking the guard atomically. The
+// result of IsLocked and the fence counter are never affected.
+func WithCleanupInIsLocked(enabled bool) Option {
+	return func(o *options) { o.cleanupInIsLocked = enabled }
+}
+
+// WithLogger sets the logger for fence warnings (key hash only, never the
+// raw key). nil (the default) selects [slog.Default] at logging time.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithWakeups switches the LISTEN/NOTIFY wake-up on or off (default on).
+// When on, Release sends a NOTIFY while some driver's LISTEN connection for
+// the same lock table is connected to the database (committing a NOTIFY
+// takes a database-wide lock, so releases skip it when nobody listens).
+// When off, Release never notifies and [Driver.WatchRelease] fails with
+// errors.ErrUnsupported wrapped in an Internal error, so Guard falls back to
+// backoff polling.
+func WithWakeups(enabled bool) Option {
+	return func(o *options) { o.wakeups = enabled }
+}
+
+// WithListenConfig sets the connection configuration of the dedicated LISTEN
+// connection used by [Driver.WatchRelease]. The default is a copy of the
+// pool's ConnConfig. With PgBouncer in transaction-pooling mode, point it at
+// the PostgreSQL server directly: LISTEN does not work through it.
+func WithListenConfig(cfg *pgx.ConnConfig) Option {
+	return func(o *options) { o.listenConfig = cfg }
+}
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{
+		tables: Tables{
+			Locks: DefaultLockTable, Fences: DefaultFenceTable,
+			Records: DefaultRecordTable, Rate: DefaultRateTable,
+		},
+		wakeups: true,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if err := o.tables.validate(); err != nil {
+		return o, err
+	}
+	if o.extendDelay < 0 {
+		return o, syncguard.NewError(syncguard.InvalidArgument, "negative extend delay")
+	}
+	return o, nil
+}
+
+func (t Tables) validate() error {
+	names := []string{t.Locks, t.Fences, t.Records, t.Rate}
+	for i, n := range names {
+		if err := ValidateIdentifier(n); err != nil {
+			return err
+		}
+		for _, m := range names[:i] {
+			if m == n {
+				return syncguard.NewError(syncguard.InvalidArgument,
+					"table names must be different from each other")
+			}
+		}
+	}
+	return nil
+}
+
+//go:embed schema.sql
+var schemaSQL string
+
+// Schema returns the DDL that [Setup] runs, rendered with the table names
+// of opts (the shipped schema.sql with the default names substituted). Use
+// it to feed a migration tool.
+func Schema(opts ...Option) (string, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return "", err
+	}
+	return renderSchema(o.tables), nil
+}
+
+func renderSchema(t Tables) string {
+	// Quoted identifiers in the file: each default name occurs only inside
+	// double quotes, possibly as the prefix of an index name.
+	r := strings.NewReplacer(
+		DefaultFenceTable, t.Fences,
+		DefaultRecordTable, t.Records,
+		DefaultRateTable, t.Rate,
+		DefaultLockTable, t.Locks,
+	)
+	return r.Replace(schemaSQL)
+}
+
+// Setup creates the driver's tables and indexes if they do not exist. It is
+// idempotent and safe to call concurrently (it serialises on a
+// transaction-scoped advisory lock). Table names are validated first.
+func Setup(ctx context.Context, pool *pgxpool.Pool, opts ...Option) error {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return err
+	}
+	if pool == nil {
+		return syncguard.NewError(syncguard.InvalidArgument, "nil pool")
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return mapError(ctx, err)
+	}
+	defer conn.Release()
+	// Simple protocol: the rendered file holds several statements, which
+	// run as one implicit transaction.
+	if _, err := conn.Conn().PgConn().Exec(ctx, renderSchema(o.tables)).ReadAll(); err != nil {
+		return mapError(ctx, err)
+	}
+	return nil
+}
+
+// Driver is the PostgreSQL driver. Create it with [New]. It is safe for
+// concurrent use by multiple goroutines. Call [Driver.Close] when done: it
+// stops the LISTEN connection and waits for background cleanups; it does
+// not close the pool.
+type Driver struct {
+	pool   *pgxpool.Pool
+	opts   options
+	q      queries
+	logger *slog.Logger
+
+	bgMu     sync.Mutex
+	bgClosed bool
+	bg       sync.WaitGroup // fire-and-forget statements
+	bgCtx    context.Context
+	bgStop   context.CancelFunc
+
+	lis *listener
+
+	closeOnce sync.Once
+}
+
+// New returns a driver over pool, configured by opts. It fails with
+// InvalidArgument for a nil pool or an invalid option (table names that
+// fail [ValidateIdentifier] or are not different). It does no I/O: run
+// [Setup] once before use.
+func New(pool *pgxpool.Pool, opts ...Option) (*Driver, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "nil pool")
+	}
+	d := &Driver{pool: pool, opts: o, q: buildQueries(o), logger: o.logger}
+	d.bgCtx, d.bgStop = context.WithCancel(context.Background())
+	d.lis = newListener(d)
+	return d, nil
+}
+
+// Capabilities returns the driver's capability value.
+func (d *Driver) Capabilities() Capabilities { return Capabilities{} }
+
+// Pool returns the pool the driver was built with (the escape hatch to
+// pgx).
+func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
+
+// Close stops the LISTEN connection and waits for fire-and-forget
+// statements (cleanups, compensating releases; at most 5s each) to end. It
+// is idempotent.
+// It does not close the pool. Operations after Close still work, but
+// WatchRelease fails.
+func (d *Driver) Close() {
+	d.closeOnce.Do(func() {
+		d.lis.close()
+		d.bgMu.Lock()
+		d.bgClosed = true
+		d.bgMu.Unlock()
+		// Let running statements finish (each has its own deadline).
+		d.bg.Wait()
+		d.bgStop()
+	})
+	d.bg.Wait()
+}
+
+// goBackground runs fn on a detached context bounded by timeout, tracked
+// for Close.
+func (d *Driver) goBackground(timeout time.Duration, fn func(ctx context.Context)) {
+	d.bgMu.Lock()
+	if d.bgClosed {
+		d.bgMu.Unlock()
+		return
+	}
+	d.bg.Add(1)
+	d.bgMu.Unlock()
+	go func() {
+		defer d.bg.Done()
+		ctx, cancel := context.WithTimeout(d.bgCtx, timeout)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+func (d *Driver) warnFence(ctx context.Context, key string, f syncguard.Fence) {
+	l := d.logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
+		slog.String("backend", "postgres"),
+		slog.String("keyHash", syncguard.HashKey(key)),
+		slog.String("fence", f.String()),
+		slog.String("fenceMax", syncguard.FenceMax.String()),
+	)
+}
+
+// errUnsupported marks a disabled optional feature.
+var errUnsupported = errors.ErrUnsupported
+
+// PrepareConn prepares the driver's statements on conn (table names from
+// opts), so that the first operations on a new connection skip parsing and
+// planning. Use it as a pool's AfterConnect hook with the caching query
+// execution modes (pgx's default); it is useless with
+// QueryExecModeExec/SimpleProtocol and must not be used through PgBouncer
+// in transaction-pooling mode, where prepared statements do not stick to a
+// client connection.
+func PrepareConn(ctx context.Context, conn *pgx.Conn, opts ...Option) error {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return err
+	}
+	q := buildQueries(o)
+	for _, sql := range []string{
+		q.advisory, q.acquire, q.release, q.extend, q.isLocked, q.cleanup, q.lookupKey, q.lookupID,
+		q.putRecord, q.recordFence, q.getRecord, q.deleteRecord, q.rateLock, q.allow, q.resetRate,
+	} {
+		// Named after its SQL, so that pgx finds it for Query and batches.
+		if _, err := conn.Prepare(ctx, sql, sql); err != nil {
+			return mapError(ctx, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncguard/syncguard"
+)
+
+func errZeroFence() error {
+	return syncguard.NewError(syncguard.InvalidArgument, "Record fence must be positive")
+}
+
+// maxRecordFence keeps fences within PostgreSQL's bigint.
+const maxRecordFence = 1<<63 - 1
+
+func checkRecordFence(f syncguard.Fence) error {
+	if f == 0 {
+		return errZeroFence()
+	}
+	if uint64(f) > maxRecordFence {
+		return syncguard.NewError(syncguard.InvalidArgument, "Record fence exceeds the supported range")
+	}
+	return nil
+}
+
+// PutRecord stores value under name with fence if no live record exists or
+// the stored fence is ≤ fence, in one statement (compare and write under
+// the row lock, server clock); otherwise it changes nothing and reports
+// Stored false with the stored fence. ttl 0 means no expiry. Records live
+// in their own table.
+func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
+	n, err := syncguard.NormalizeKey(name)
+	if err != nil {
+		return syncguard.PutResult{}, err
+	}
+	if err := checkRecordFence(fence); err != nil {
+		return syncguard.PutResult{}, err
+	}
+	ttlMs, err := syncguard.RecordTTLMillis(ttl)
+	if err != nil {
+		return syncguard.PutResult{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return syncguard.PutResult{}, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	var stored, seen *int64
+	if err := d.pool.QueryRow(ctx, d.q.putRecord, n, int64(fence), value, ttlMs).Scan(&stored, &seen); err != nil {
+		return syncguard.PutResult{}, withKey(mapError(ctx, err), n)
+	}
+	if stored != nil {
+		return syncguard.PutResult{Stored: true, Fence: fence}, nil
+	}
+	if seen == nil || *seen <= int64(fence) {
+		// The conflicting row is newer than this statement's snapshot:
+		// read it (a second round trip, only in this race).
+		var cur int64
+		err := d.pool.QueryRow(ctx, d.q.recordFence, n).Scan(&cur)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return syncguard.PutResult{}, nil
+		}
+		if err != nil {
+			return syncguard.PutResult{}, withKey(mapError(ctx, err), n)
+		}
+		seen = &cur
+	}
+	return syncguard.PutResult{Fence: syncguard.Fence(*seen)}, nil
+}
+
+// GetRecord returns the live record stored under name, or nil.
+func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+	n, err := syncguard.NormalizeKey(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	var (
+		v   []byte
+		f   int64
+		exp *int64
+	)
+	err = d.pool.QueryRow(ctx, d.q.getRecord, n).Scan(&v, &f, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, withKey(mapError(ctx, err), n)
+	}
+	rec := &syncguard.Record{Value: v, Fence: syncguard.Fence(f)}
+	if exp != nil {
+		rec.ExpiresAtMs = *exp
+	}
+	return rec, nil
+}
+
+// DeleteRecord deletes the live record stored under name if its fence is ≤
+// fence, reporting whether it deleted one.
+func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
+	n, err := syncguard.NormalizeKey(name)
+	if err != nil {
+		return false, err
+	}
+	if err := checkRecordFence(fence); err != nil {
+		return false, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return false, err
+	}
+	tag, err := d.pool.Exec(ctx, d.q.deleteRecord, n, int64(fence))
+	if err != nil {
+		return false, withKey(mapError(ctx, err), n)
+	}
+	return tag.RowsAffected() > 0, nil
+}

@@ -1,0 +1,120 @@
+package postgres
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/syncguard/syncguard"
+)
+
+// TestSweep: Sweep deletes lock rows expired by more than the guard,
+// expired records and spent rate state, and nothing else; fence counters
+// stay.
+func TestSweep(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t, nil)
+	d := newDriver(t, db.pool)
+	ctx := context.Background()
+	count := func(table string) int {
+		var n int
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Lock rows: expired long ago, expired within the guard, live.
+	for i, off := range []time.Duration{-10 * time.Second, -2500 * time.Millisecond, -1500 * time.Millisecond, time.Minute} {
+		if err := writeRawLock(ctx, db.pool, "sweep:"+string(rune('a'+i)), syncguard.NewLockID(), 7, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Records: expiring soon, no expiry.
+	if _, err := d.PutRecord(ctx, "rec:short", 1, []byte("x"), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PutRecord(ctx, "rec:forever", 1, []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Rate: one spent quickly (1ms emission interval), one long.
+	if _, err := d.AllowN(ctx, "rate:short", syncguard.RateLimit{Limit: 1000, Period: time.Second, Burst: 1}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.AllowN(ctx, "rate:long", syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	n, err := d.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Deleted: 2 locks (−10s, −2.5s), rec:short, rate:short.
+	if n != 4 {
+		t.Errorf("Sweep deleted %d rows; want 4", n)
+	}
+	if got := count("syncguard_locks"); got != 2 {
+		t.Errorf("%d lock rows left; want 2 (within the guard, live)", got)
+	}
+	if got := count("syncguard_fence_counters"); got != 4 {
+		t.Errorf("%d fence counters; want all 4", got)
+	}
+	if got := count("syncguard_records"); got != 1 {
+		t.Errorf("%d records left; want 1", got)
+	}
+	if got := count("syncguard_rate"); got != 1 {
+		t.Errorf("%d rate rows left; want 1", got)
+	}
+	if n, err := d.Sweep(ctx); err != nil || n != 0 {
+		t.Errorf("second Sweep = %d, %v; want 0", n, err)
+	}
+	// The fence of a swept key keeps counting.
+	r, err := d.Acquire(ctx, "sweep:a", time.Minute)
+	if err != nil || !r.Acquired || r.Fence != 8 {
+		t.Errorf("Acquire after Sweep = %+v, %v; want fence 8", r, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := d.Sweep(cctx); syncguard.CodeOf(err) != syncguard.Aborted {
+		t.Errorf("Sweep with a cancelled ctx: %v; want Aborted", err)
+	}
+}
+
+// TestCleanupInIsLocked: the fire-and-forget cleanup deletes only locks
+// expired by more than the guard, never the fence counter, and IsLocked's
+// result is unaffected.
+func TestCleanupInIsLocked(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t, nil)
+	d := newDriver(t, db.pool, WithCleanupInIsLocked(true))
+	ctx := context.Background()
+	old, recent := syncguard.NewLockID(), syncguard.NewLockID()
+	if err := writeRawLock(ctx, db.pool, "c:old", old, 3, -5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRawLock(ctx, db.pool, "c:recent", recent, 3, -1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"c:old", "c:recent"} {
+		if v, err := d.IsLocked(ctx, k); err != nil || v {
+			t.Errorf("IsLocked(%s) = %v, %v; want false", k, v, err)
+		}
+	}
+	d.bg.Wait() // the background deletes have finished
+	exists := func(key string) bool {
+		var ok bool
+		if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM syncguard_locks WHERE user_key = $1)`, key).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if exists("c:old") {
+		t.Error("lock expired by 5s was not cleaned up")
+	}
+	if !exists("c:recent") {
+		t.Error("lock expired by 1.5s (within the 2s guard) was deleted")
+	}
+	var n int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM syncguard_fence_counters`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("fence counters = %d, %v; want 2", n, err)
+	}
+}
