@@ -32,6 +32,7 @@ func TestCapabilitiesCompileTime(t *testing.T) {
 		{name: "fenced", wantOK: true},
 		{name: "unfenced", wantErrs: []string{"does not satisfy", "FencedCapabilities", "FenceOf"}},
 		{name: "clienttime", wantErrs: []string{"does not satisfy", "ServerTimeCapabilities"}},
+		{name: "unfencedprims", wantErrs: []string{"main.go:30:", "main.go:32:", "main.go:33:", "FencedCapabilities"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,8 +22,16 @@ import (
 // TestMain checks that no test of the package leaks a goroutine (leases
 // start heartbeat goroutines; Close with a dispose timeout starts one per
 // release).
+//
+// The primitives' tests also run on Redis (internal/drivertest): the
+// rueidis client keeps a process-wide coarse clock goroutine, and its
+// connections' readers end shortly after Close.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/redis/rueidis/internal/util.(*coarseClock).tick"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._backgroundRead"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
+	)
 }
 
 // ---------------------------------------------------------------------------

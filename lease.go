@@ -149,8 +149,10 @@ func (l *Lease[C]) markLost(reason string, cause error) {
 			err = fmt.Errorf("%w: %s: %w", ErrLockLost, reason, cause)
 		}
 		l.lostErr.Store(&err)
-		close(l.lost)
+		// Cancel first, so that whoever sees Lost closed also sees the
+		// context cancelled with its cause.
 		l.cancel(err)
+		close(l.lost)
 		l.g.emitLost(l, reason)
 	})
 }

@@ -1,0 +1,188 @@
+package syncguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrStaleFence reports a write refused because its fence is older than one
+// the store already accepted for the same resource: a newer lock holder has
+// written, so the writer's lease has expired (or was lost) behind its back.
+// The write changed nothing. Do not retry it with the same lease.
+var ErrStaleFence = errors.New("syncguard: stale fence: a newer lock holder has written")
+
+// staleFence returns an error matching ErrStaleFence that names both fences.
+func staleFence(name string, fence, current Fence) error {
+	return fmt.Errorf("%w (resource %s: fence %s, stored %s)", ErrStaleFence, HashKey(name), fence, current)
+}
+
+// FencedStore is where a [FencedWriter] writes. An implementation must
+// compare and write in one atomic step: store value for resource only if
+// no fence was accepted for it yet or the stored fence is ≤ fence (equal:
+// the same holder writing again), and otherwise change nothing and return
+// an error matching [ErrStaleFence].
+//
+// The default store keeps values as fenced records of the Guard's driver.
+// The pgfence package implements it over a PostgreSQL table and shows how
+// to fence writes to tables of your own (a "WHERE fence <= $n" condition in
+// the same statement).
+type FencedStore interface {
+	// WriteFenced stores value for resource under fence, or returns an
+	// error matching ErrStaleFence.
+	WriteFenced(ctx context.Context, resource string, fence Fence, value []byte) error
+	// ReadFenced returns the value and fence stored for resource, or nil.
+	ReadFenced(ctx context.Context, resource string) (*Record, error)
+}
+
+// FencedWriter makes writes that a stale lock holder cannot make. Each
+// write carries the fencing token of the writer's lease; the store refuses
+// a write whose fence is older than one it already accepted for that
+// resource and says so with an error matching [ErrStaleFence].
+//
+// This closes the gap a TTL leaves open: holder A pauses (GC, swap, a
+// stopped VM) past its TTL, B acquires the lock and writes, A wakes up and
+// writes — and A's write is refused because B's fence is newer, so B's
+// value survives.
+//
+// All writes to one resource must be made under leases of one lock key:
+// fences are ordered per key, so fences of different keys cannot be
+// compared. One key may guard several resources.
+//
+// FencedWriter only compiles for drivers whose capability type declares
+// fencing. It is safe for concurrent use.
+type FencedWriter[C FencedCapabilities] struct {
+	store FencedStore
+}
+
+// FencedOption configures a [FencedWriter]; pass options to
+// [NewFencedWriter].
+type FencedOption func(*fencedConfig)
+
+type fencedConfig struct {
+	store  FencedStore
+	prefix string
+	ttl    time.Duration
+	err    *LockError
+}
+
+// DefaultFencedPrefix is prepended to resource names in the driver-backed
+// store.
+const DefaultFencedPrefix = "fenced:"
+
+// WithFencedStore writes to s instead of the Guard's driver, for example a
+// pgfence.Store over a PostgreSQL table.
+func WithFencedStore(s FencedStore) FencedOption {
+	return func(c *fencedConfig) {
+		if s == nil && c.err == nil {
+			c.err = invalidArg("WithFencedStore: store must not be nil")
+		}
+		c.store = s
+	}
+}
+
+// FencedPrefix sets the prefix of record names in the driver-backed store
+// (default "fenced:"). The prefixed resource name must fit [MaxKeyBytes].
+func FencedPrefix(p string) FencedOption {
+	return func(c *fencedConfig) { c.prefix = p }
+}
+
+// FencedTTL makes values in the driver-backed store expire d after their
+// last write (default 0: never). A value that expired no longer protects
+// its resource against older fences, so keep d well above the longest a
+// holder may stall.
+func FencedTTL(d time.Duration) FencedOption {
+	return func(c *fencedConfig) {
+		if _, err := RecordTTLMillis(d); err != nil && c.err == nil {
+			c.err = invalidArg("FencedTTL must be 0 or a positive whole number of milliseconds")
+		}
+		c.ttl = d
+	}
+}
+
+// NewFencedWriter returns a FencedWriter for leases of g. By default it
+// stores values as fenced records of g's driver; see [WithFencedStore].
+// It fails with InvalidArgument for invalid options and does no I/O.
+func NewFencedWriter[C FencedCapabilities](g *Guard[C], opts ...FencedOption) (*FencedWriter[C], error) {
+	if g == nil {
+		return nil, invalidArg("NewFencedWriter: guard must not be nil")
+	}
+	cfg := fencedConfig{prefix: DefaultFencedPrefix}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	if cfg.store == nil {
+		cfg.store = recordFencedStore{rs: g.d, prefix: cfg.prefix, ttl: cfg.ttl}
+	}
+	return &FencedWriter[C]{store: cfg.store}, nil
+}
+
+// Write stores value for resource under l's fence. It returns nil when the
+// store accepted the write, an error matching [ErrStaleFence] when a newer
+// holder's write was accepted before (nothing changed), InvalidArgument for
+// a nil lease or an invalid resource name, or the store's error.
+//
+// Write does not check that l is still held: the fence comparison is what
+// protects the resource, and it holds even when the lease expired unseen.
+func (w *FencedWriter[C]) Write(ctx context.Context, l *Lease[C], resource string, value []byte) error {
+	if ctx == nil {
+		return invalidArg("nil context")
+	}
+	if l == nil {
+		return invalidArg("FencedWriter.Write: lease must not be nil")
+	}
+	return w.store.WriteFenced(ctx, resource, FenceOf(l), value)
+}
+
+// Read returns the value and fence last accepted for resource, or nil if
+// there is none.
+func (w *FencedWriter[C]) Read(ctx context.Context, resource string) (*Record, error) {
+	if ctx == nil {
+		return nil, invalidArg("nil context")
+	}
+	return w.store.ReadFenced(ctx, resource)
+}
+
+// recordFencedStore is the driver-backed FencedStore: one fenced record per
+// resource.
+type recordFencedStore struct {
+	rs     RecordStore
+	prefix string
+	ttl    time.Duration
+}
+
+func (s recordFencedStore) name(resource string) (string, error) {
+	if _, err := NormalizeKey(resource); err != nil {
+		return "", err
+	}
+	return NormalizeKey(s.prefix + resource)
+}
+
+func (s recordFencedStore) WriteFenced(ctx context.Context, resource string, fence Fence, value []byte) error {
+	name, err := s.name(resource)
+	if err != nil {
+		return err
+	}
+	res, err := s.rs.PutRecord(ctx, name, fence, value, s.ttl)
+	if err != nil {
+		return err
+	}
+	if !res.Stored {
+		return staleFence(name, fence, res.Fence)
+	}
+	return nil
+}
+
+func (s recordFencedStore) ReadFenced(ctx context.Context, resource string) (*Record, error) {
+	name, err := s.name(resource)
+	if err != nil {
+		return nil, err
+	}
+	return s.rs.GetRecord(ctx, name)
+}

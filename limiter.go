@@ -1,0 +1,170 @@
+package syncguard
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// RateLimiter limits how often something may happen per key — per user,
+// per IP, per API token — across every process that shares the backend.
+//
+// It uses the generic cell rate algorithm (GCRA), computed by the driver in
+// one atomic step with its time authority, so processes with skewed clocks
+// still agree. A [RateLimit] of Limit events per Period with Burst allows
+// up to Burst events at once and then one event every Period/Limit (the
+// emission interval). GCRA decides exactly like a token bucket of Burst
+// tokens refilled at Limit per Period (golang.org/x/time/rate), but keeps
+// a single timestamp per key: the theoretical arrival time (TAT). A
+// request of n units is allowed iff
+//
+//	max(TAT, now) + n·interval − Burst·interval ≤ now
+//
+// and then moves TAT to max(TAT, now) + n·interval. Refused requests
+// change nothing.
+//
+// A RateLimiter is safe for concurrent use and keeps no state of its own.
+// The net/http middleware is in the httpmw package.
+type RateLimiter struct {
+	store  RateStore
+	limit  RateLimit
+	prefix string
+}
+
+// LimiterOption configures a [RateLimiter]; pass options to
+// [NewRateLimiter].
+type LimiterOption func(*limiterConfig)
+
+type limiterConfig struct {
+	prefix string
+}
+
+// LimiterPrefix is prepended to every key (default none). Give limiters
+// with different limits different prefixes: limiters that share a key
+// share its state. The prefixed key must fit [MaxKeyBytes].
+func LimiterPrefix(p string) LimiterOption {
+	return func(c *limiterConfig) { c.prefix = p }
+}
+
+// NewRateLimiter returns a limiter enforcing limit through store — any
+// driver, or a Guard's [Guard.Driver]:
+//
+//	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 20})
+//
+// It fails with InvalidArgument if limit is invalid (see [RateLimit]); it
+// does no I/O.
+func NewRateLimiter(store RateStore, limit RateLimit, opts ...LimiterOption) (*RateLimiter, error) {
+	if store == nil {
+		return nil, invalidArg("NewRateLimiter: store must not be nil")
+	}
+	if err := ValidateRateLimit(limit, 1); err != nil {
+		return nil, err
+	}
+	var cfg limiterConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	return &RateLimiter{store: store, limit: limit, prefix: cfg.prefix}, nil
+}
+
+// Limit returns the limiter's limit.
+func (l *RateLimiter) Limit() RateLimit { return l.limit }
+
+// Allow reports whether one event for key may happen now, and accounts it
+// if so.
+func (l *RateLimiter) Allow(ctx context.Context, key string) (bool, error) {
+	res, err := l.AllowN(ctx, key, 1)
+	return res.Allowed > 0, err
+}
+
+// AllowN accounts n events for key if all of them may happen now, and
+// otherwise none. The result tells how many remain and, when refused, how
+// long to wait (RetryAfter); n = 0 only inspects the state. It fails with
+// InvalidArgument for an invalid key or a negative n.
+func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult, error) {
+	if ctx == nil {
+		return RateResult{}, invalidArg("nil context")
+	}
+	k, err := l.key(key)
+	if err != nil {
+		return RateResult{}, err
+	}
+	return l.store.AllowN(ctx, k, l.limit, n)
+}
+
+// Wait blocks until one event for key may happen and accounts it; see
+// [RateLimiter.WaitN].
+func (l *RateLimiter) Wait(ctx context.Context, key string) error {
+	return l.WaitN(ctx, key, 1)
+}
+
+// WaitN blocks until n events for key may happen, then accounts them. It
+// asks the backend, sleeps the RetryAfter it reports and asks again, since
+// other processes may take the capacity first.
+//
+// It returns nil once the events were accounted; InvalidArgument if n is
+// not in [1, Burst] (a larger n could never be granted); Aborted or
+// NetworkTimeout when ctx ends; a RateLimited error at once when ctx's
+// deadline comes before the events could be granted; or the backend's
+// error.
+func (l *RateLimiter) WaitN(ctx context.Context, key string, n int) error {
+	if ctx == nil {
+		return invalidArg("nil context")
+	}
+	if n < 1 || n > l.limit.Burst {
+		return invalidArg("rate: WaitN n must be between 1 and the burst (" + strconv.Itoa(l.limit.Burst) + ")")
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		res, err := l.AllowN(ctx, key, n)
+		if err != nil {
+			return err
+		}
+		if res.Allowed > 0 {
+			return nil
+		}
+		d := max(res.RetryAfter, time.Millisecond)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return &LockError{Code: RateLimited, Message: "rate: Wait would exceed the context deadline", Key: key}
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return ContextError(ctx.Err())
+		case <-timer.C:
+		}
+	}
+}
+
+// Reset forgets the state of key: it may burst again at once.
+func (l *RateLimiter) Reset(ctx context.Context, key string) error {
+	if ctx == nil {
+		return invalidArg("nil context")
+	}
+	k, err := l.key(key)
+	if err != nil {
+		return err
+	}
+	return l.store.ResetRate(ctx, k)
+}
+
+func (l *RateLimiter) key(key string) (string, error) {
+	if _, err := NormalizeKey(key); err != nil {
+		return "", err
+	}
+	if l.prefix == "" {
+		return key, nil
+	}
+	return NormalizeKey(l.prefix + key)
+}

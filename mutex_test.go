@@ -1,0 +1,359 @@
+package syncguard_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/drivers/memory"
+	"github.com/syncguard/syncguard/internal/drivertest"
+)
+
+var _ sync.Locker = (*syncguard.DistributedMutex[memory.Capabilities])(nil)
+
+// fastWait makes contended acquisitions poll quickly in tests.
+var fastWait = syncguard.MutexAcquireOptions(syncguard.RetryDelay(5*time.Millisecond), syncguard.Timeout(time.Second))
+
+func newMutex[C syncguard.Capabilities](t *testing.T, g *syncguard.Guard[C], key string, opts ...syncguard.MutexOption) *syncguard.DistributedMutex[C] {
+	t.Helper()
+	m, err := syncguard.NewMutex(g, key, append([]syncguard.MutexOption{fastWait}, opts...)...)
+	if err != nil {
+		t.Fatalf("NewMutex: %v", err)
+	}
+	return m
+}
+
+// TestMutexExclusion: goroutines of two "processes" (two Guards, two
+// mutexes of one key) never overlap in the critical section, and each
+// hold gets a larger fence than the one before.
+func TestMutexExclusion(t *testing.T) {
+	t.Parallel()
+	for _, d := range drivertest.Drivers(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			m1 := newMutex(t, syncguard.New(d.Driver), "mx:excl")
+			m2 := newMutex(t, syncguard.New(d.Driver), "mx:excl")
+			var (
+				inside, overlaps atomic.Int32
+				mu               sync.Mutex
+				fences           []syncguard.Fence
+				wg               sync.WaitGroup
+			)
+			const perMutex, rounds = 4, 5
+			for i := range 2 * perMutex {
+				m := m1
+				if i%2 == 1 {
+					m = m2
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range rounds {
+						m.Lock()
+						if inside.Add(1) != 1 {
+							overlaps.Add(1)
+						}
+						f := syncguard.FenceOf(m.Lease())
+						mu.Lock()
+						fences = append(fences, f)
+						mu.Unlock()
+						time.Sleep(time.Millisecond)
+						inside.Add(-1)
+						m.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			if n := overlaps.Load(); n != 0 {
+				t.Fatalf("%d overlapping critical sections", n)
+			}
+			if len(fences) != 2*perMutex*rounds {
+				t.Fatalf("got %d holds", len(fences))
+			}
+			for i := 1; i < len(fences); i++ {
+				if fences[i] <= fences[i-1] {
+					t.Fatalf("fence %d = %s after %s: not increasing", i, fences[i], fences[i-1])
+				}
+			}
+		})
+	}
+}
+
+// countingDriver counts Acquire calls of a memory driver.
+type countingDriver struct {
+	*memory.Driver
+	acquires atomic.Int32
+	fail     atomic.Int32 // fail this many Acquire calls with ServiceUnavailable
+}
+
+func (c *countingDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	c.acquires.Add(1)
+	if c.fail.Add(-1) >= 0 {
+		return syncguard.AcquireResult{}, syncguard.NewError(syncguard.ServiceUnavailable, "down")
+	}
+	return c.Driver.Acquire(ctx, key, ttl)
+}
+
+func (c *countingDriver) Unwrap() syncguard.Backend { return c.Driver }
+
+// TestMutexLocalQueue: goroutines of one process queue locally, so the
+// backend sees exactly one acquisition per hold — never a contended one.
+func TestMutexLocalQueue(t *testing.T) {
+	t.Parallel()
+	d := &countingDriver{Driver: memory.New()}
+	m := newMutex(t, syncguard.New[memory.Capabilities](d), "mx:queue")
+	var wg sync.WaitGroup
+	const n = 20
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Lock()
+			time.Sleep(time.Millisecond)
+			m.Unlock()
+		}()
+	}
+	wg.Wait()
+	if got := d.acquires.Load(); got != n {
+		t.Errorf("backend acquisitions = %d, want %d (one per hold)", got, n)
+	}
+}
+
+func TestMutexTryLock(t *testing.T) {
+	t.Parallel()
+	for _, d := range drivertest.Drivers(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			m1 := newMutex(t, syncguard.New(d.Driver), "mx:try")
+			m2 := newMutex(t, syncguard.New(d.Driver), "mx:try")
+			if !m1.TryLock() {
+				t.Fatal("TryLock of a free mutex failed")
+			}
+			if m1.TryLock() {
+				t.Error("TryLock of a locally held mutex succeeded")
+			}
+			if m2.TryLock() {
+				t.Error("TryLock of a remotely held mutex succeeded")
+			}
+			m1.Unlock()
+			if !m2.TryLock() {
+				t.Error("TryLock after Unlock failed")
+			}
+			m2.Unlock()
+		})
+	}
+}
+
+func TestMutexLockContext(t *testing.T) {
+	t.Parallel()
+	for _, d := range drivertest.Drivers(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			holder := newMutex(t, syncguard.New(d.Driver), "mx:ctx")
+			waiter := newMutex(t, syncguard.New(d.Driver), "mx:ctx")
+			if err := holder.LockContext(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if err := waiter.LockContext(ctx); !errors.Is(err, syncguard.ErrNetworkTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("LockContext past deadline = %v, want NetworkTimeout", err)
+			}
+			cctx, ccancel := context.WithCancel(context.Background())
+			time.AfterFunc(20*time.Millisecond, ccancel)
+			if err := waiter.LockContext(cctx); !errors.Is(err, syncguard.ErrAborted) {
+				t.Errorf("LockContext cancelled = %v, want Aborted", err)
+			}
+			if waiter.Lease() != nil {
+				t.Error("failed LockContext left the mutex held")
+			}
+
+			// A waiter gets the lock once the holder unlocks, and keeps
+			// it after its own ctx ends.
+			wctx, wcancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- waiter.LockContext(wctx) }()
+			time.Sleep(20 * time.Millisecond)
+			holder.Unlock()
+			if err := <-done; err != nil {
+				t.Fatalf("LockContext after unlock: %v", err)
+			}
+			wcancel()
+			if err := waiter.Context().Err(); err != nil {
+				t.Errorf("hold's context ended with the LockContext ctx: %v", err)
+			}
+			if holder.TryLock() {
+				t.Error("lock free after waiter's ctx ended")
+			}
+			if err := waiter.UnlockContext(context.Background()); err != nil {
+				t.Errorf("UnlockContext: %v", err)
+			}
+		})
+	}
+}
+
+// TestMutexLost: when the lock is taken away, Lost closes, the hold's
+// context is cancelled with ErrLockLost and Unlock reports it.
+func TestMutexLost(t *testing.T) {
+	t.Parallel()
+	for _, d := range drivertest.Drivers(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			var (
+				mu   sync.Mutex
+				errs []error
+			)
+			m := newMutex(t, syncguard.New(d.Driver, syncguard.WithLogger(discardLogger())), "mx:lost",
+				syncguard.MutexAcquireOptions(syncguard.TTL(300*time.Millisecond)),
+				syncguard.OnMutexError(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
+			if isClosedChan(m.Lost()) == false {
+				t.Error("Lost of an unlocked mutex is not closed")
+			}
+			m.Lock()
+			lost, ctx := m.Lost(), m.Context()
+			// Take the lock away behind the holder's back.
+			if res, err := d.Driver.Release(context.Background(), m.Lease().LockID()); err != nil || !res.OK {
+				t.Fatalf("Release behind the back = %+v, %v", res, err)
+			}
+			select {
+			case <-lost:
+			case <-time.After(2 * time.Second):
+				t.Fatal("Lost not closed after the lock was taken away")
+			}
+			if !errors.Is(context.Cause(ctx), syncguard.ErrLockLost) {
+				t.Errorf("context cause = %v", context.Cause(ctx))
+			}
+			m.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			if len(errs) != 1 || !errors.Is(errs[0], syncguard.ErrLockLost) {
+				t.Errorf("handler errors = %v, want one ErrLockLost", errs)
+			}
+		})
+	}
+}
+
+// TestMutexLockRetriesBackendErrors: Lock reports backend errors to the
+// handler and keeps trying.
+func TestMutexLockRetriesBackendErrors(t *testing.T) {
+	t.Parallel()
+	d := &countingDriver{Driver: memory.New()}
+	d.fail.Store(2)
+	var got []syncguard.Code
+	m := newMutex(t, syncguard.New[memory.Capabilities](d), "mx:retry",
+		syncguard.MutexRetryDelay(time.Millisecond),
+		syncguard.OnMutexError(func(err error) { got = append(got, syncguard.CodeOf(err)) }))
+	m.Lock()
+	m.Unlock()
+	if diff := cmp.Diff([]syncguard.Code{syncguard.ServiceUnavailable, syncguard.ServiceUnavailable}, got); diff != "" {
+		t.Errorf("handler codes (-want +got):\n%s", diff)
+	}
+	// TryLock reports a backend error and returns false.
+	d.fail.Store(1)
+	got = nil
+	if m.TryLock() {
+		t.Error("TryLock succeeded on a failing backend")
+	}
+	if len(got) != 1 {
+		t.Errorf("TryLock reported %v", got)
+	}
+}
+
+func TestMutexUnlockUnlockedPanics(t *testing.T) {
+	t.Parallel()
+	m := newMutex(t, syncguard.New(memory.New()), "mx:panic")
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("Unlock of an unlocked mutex did not panic")
+		}
+	}()
+	m.Unlock()
+}
+
+func TestNewMutexInvalid(t *testing.T) {
+	t.Parallel()
+	g := syncguard.New(memory.New())
+	tests := []struct {
+		name string
+		g    *syncguard.Guard[memory.Capabilities]
+		key  string
+		opts []syncguard.MutexOption
+	}{
+		{"nil guard", nil, "k", nil},
+		{"empty key", g, "", nil},
+		{"bad utf8", g, "\xff", nil},
+		{"bad ttl", g, "k", []syncguard.MutexOption{syncguard.MutexAcquireOptions(syncguard.TTL(-1))}},
+		{"bad retry delay", g, "k", []syncguard.MutexOption{syncguard.MutexRetryDelay(0)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := syncguard.NewMutex(tc.g, tc.key, tc.opts...)
+			if m != nil || !errors.Is(err, syncguard.ErrInvalidArgument) {
+				t.Errorf("NewMutex = %v, %v; want InvalidArgument", m, err)
+			}
+		})
+	}
+	m := newMutex(t, g, "k")
+	var nilCtx context.Context
+	if err := m.LockContext(nilCtx); !errors.Is(err, syncguard.ErrInvalidArgument) {
+		t.Errorf("LockContext(nil) = %v", err)
+	}
+}
+
+func isClosedChan(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// BenchmarkMutexLockUnlock measures one uncontended Lock/Unlock pair: an
+// acquisition and a release on the backend, plus the lease's heartbeat
+// goroutine start and stop.
+func BenchmarkMutexLockUnlock(b *testing.B) {
+	for _, d := range drivertest.Drivers(b) {
+		b.Run(d.Name, func(b *testing.B) {
+			m, err := syncguard.NewMutex(syncguard.New(d.Driver), "bench:mutex")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				m.Lock()
+				m.Unlock()
+			}
+		})
+	}
+}
+
+// BenchmarkMutexLockUnlockParallel: goroutines of one process share one
+// mutex; they queue locally, so the backend sees one acquisition at a
+// time.
+func BenchmarkMutexLockUnlockParallel(b *testing.B) {
+	for _, d := range drivertest.Drivers(b) {
+		b.Run(d.Name, func(b *testing.B) {
+			m, err := syncguard.NewMutex(syncguard.New(d.Driver), "bench:mutex:par")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					m.Lock()
+					m.Unlock()
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,355 @@
+package syncguard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrInProgress reports that another caller is running the function of the
+// same key right now. [OncePerKey.Do] returns it in non-blocking mode
+// ([NonBlocking]); retry later to get the stored result.
+var ErrInProgress = errors.New("syncguard: operation in progress elsewhere")
+
+// RecordedError is the error that later callers of [OncePerKey.Do] receive
+// for a key whose function failed while [RecordErrors] was on. It carries
+// the message of the original error only: error values do not survive
+// encoding.
+type RecordedError struct {
+	// Message is the original error's Error().
+	Message string
+}
+
+// Error returns the original error's message.
+func (e *RecordedError) Error() string { return e.Message }
+
+// Codec encodes the results that [OncePerKey] stores. [JSONCodec] is the
+// default.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// JSONCodec is the default [Codec]: encoding/json.
+type JSONCodec struct{}
+
+// Marshal returns json.Marshal(v).
+func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal calls json.Unmarshal(data, v).
+func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// OncePerKey runs a function at most once per key across every process
+// that shares the backend, stores its result and returns that result to
+// every later caller until the retention time ([Retention], default 24h)
+// ends. Typical uses are exactly-once job execution, webhook
+// de-duplication and idempotent APIs (see the httpmw package for an HTTP
+// middleware built on it).
+//
+// # How it works
+//
+// Each key has a lock (through the [Guard]) and a fenced record holding the
+// state: absent, running, done (with the encoded result) or failed (only
+// with [RecordErrors]). [OncePerKey.Do]
+//
+//  1. returns the stored result if the record says done or failed;
+//  2. otherwise acquires the key's lock (waiting for a running caller, or
+//     failing with [ErrInProgress] in non-blocking mode), and looks at the
+//     record again, since the previous holder may just have finished;
+//  3. marks the record running under the lease's fence, runs fn with a
+//     context that is cancelled if the lease is lost, and
+//  4. writes the result under the same fence, then releases the lock.
+//
+// Every write carries the lease's fence and the driver refuses a write
+// whose fence is older than the stored one. So a runner that stalled past
+// its lease, while a newer runner took over, can neither overwrite the
+// newer runner's result nor its running marker: its Do returns an error
+// matching [ErrStaleFence] and callers only ever see one result. fn itself
+// may still have run twice in that case (its side effects are yours to
+// fence, see [FencedWriter]); a lease that stays alive prevents it.
+//
+// A failed fn (error or panic) records nothing by default: the next caller
+// runs fn again. With [RecordErrors], an error is stored and later callers
+// receive a [RecordedError] until the retention ends.
+//
+// An OncePerKey is safe for concurrent use. It keeps no state of its own:
+// everything lives in the backend, so instances in different processes with
+// the same prefix, codec and T cooperate.
+type OncePerKey[C FencedCapabilities, T any] struct {
+	g   *Guard[C]
+	cfg onceConfig
+}
+
+// OnceOption configures an [OncePerKey]; pass options to [NewOncePerKey].
+type OnceOption func(*onceConfig)
+
+type onceConfig struct {
+	retention    time.Duration
+	nonBlocking  bool
+	codec        Codec
+	recordErrors bool
+	prefix       string
+	opts         []AcquireOption
+	roundPause   time.Duration // between waiting rounds
+	err          *LockError
+}
+
+// DefaultRetention is how long OncePerKey keeps a result by default.
+const DefaultRetention = 24 * time.Hour
+
+// DefaultOncePrefix is prepended to OncePerKey keys by default, so their
+// locks and records do not collide with other uses of the same key.
+const DefaultOncePrefix = "once:"
+
+// Retention sets how long a result is kept and replayed (default 24h); it
+// must be a positive whole number of milliseconds. After it, the next Do
+// runs the function again.
+func Retention(d time.Duration) OnceOption {
+	return func(c *onceConfig) {
+		if _, err := TTLMillis(d); err != nil && c.err == nil {
+			c.err = invalidArg("Retention must be a positive whole number of milliseconds")
+		}
+		c.retention = d
+	}
+}
+
+// NonBlocking makes Do fail at once with [ErrInProgress] while another
+// caller runs the function of the key, instead of waiting for its result.
+func NonBlocking() OnceOption {
+	return func(c *onceConfig) { c.nonBlocking = true }
+}
+
+// WithCodec sets how results are encoded (default [JSONCodec]). All
+// OncePerKey instances of one prefix must use the same codec.
+func WithCodec(codec Codec) OnceOption {
+	return func(c *onceConfig) {
+		if codec == nil && c.err == nil {
+			c.err = invalidArg("WithCodec: codec must not be nil")
+		}
+		c.codec = codec
+	}
+}
+
+// RecordErrors makes a failed function's error message part of the record
+// (default off): until the retention ends, later callers receive a
+// [RecordedError] instead of running the function again.
+func RecordErrors(on bool) OnceOption {
+	return func(c *onceConfig) { c.recordErrors = on }
+}
+
+// OncePrefix sets the prefix of the lock keys and record names (default
+// "once:"). The prefixed key must fit [MaxKeyBytes].
+func OncePrefix(p string) OnceOption {
+	return func(c *onceConfig) { c.prefix = p }
+}
+
+// OnceAcquireOptions sets the options of the lock acquisitions, such as
+// TTL (default 30s; the lease extends itself while the function runs) or
+// the backoff of a waiting caller. In blocking mode Timeout and MaxRetries
+// bound one waiting round only: Do waits until the result is there or its
+// context ends.
+func OnceAcquireOptions(opts ...AcquireOption) OnceOption {
+	return func(c *onceConfig) { c.opts = append(c.opts, opts...) }
+}
+
+// NewOncePerKey returns an OncePerKey for results of type T on g's backend.
+// T comes first so that C is inferred:
+//
+//	once, err := syncguard.NewOncePerKey[Receipt](g)
+//
+// It fails with InvalidArgument for invalid options and does no I/O. It
+// only compiles for drivers with fencing tokens.
+func NewOncePerKey[T any, C FencedCapabilities](g *Guard[C], opts ...OnceOption) (*OncePerKey[C, T], error) {
+	if g == nil {
+		return nil, invalidArg("NewOncePerKey: guard must not be nil")
+	}
+	cfg := onceConfig{retention: DefaultRetention, codec: JSONCodec{}, prefix: DefaultOncePrefix}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	acfg, _, err := g.prepare(context.Background(), "k", true, cfg.opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg.roundPause = max(acfg.retryDelay, time.Millisecond)
+	if cfg.nonBlocking {
+		cfg.opts = append(cfg.opts, MaxRetries(0))
+	}
+	return &OncePerKey[C, T]{g: g, cfg: cfg}, nil
+}
+
+// record states (first byte of the stored value after the version).
+const (
+	onceVersion = 1
+	stateRun    = 'R'
+	stateDone   = 'D'
+	stateFailed = 'E'
+)
+
+// Do returns the stored result of key if there is one; otherwise it runs fn
+// — at most once at a time across all processes — and stores and returns
+// its result. See [OncePerKey] for the protocol.
+//
+// fn receives a context that is cancelled when ctx ends or the lock is
+// lost. Do returns:
+//
+//   - fn's result and nil, or the stored result of an earlier run;
+//   - fn's error unchanged when fn failed in this call, and a
+//     [RecordedError] when an earlier run's failure was recorded;
+//   - [ErrInProgress] (wrapped) in non-blocking mode while another caller
+//     runs fn;
+//   - an error matching [ErrStaleFence] when a newer runner took over
+//     while fn ran (fn's result is not stored);
+//   - InvalidArgument for a nil ctx or fn or an invalid key, Aborted or
+//     NetworkTimeout when ctx ends while waiting, or the backend's error.
+//
+// In blocking mode Do waits for a running caller as long as ctx allows.
+func (o *OncePerKey[C, T]) Do(ctx context.Context, key string, fn func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	if ctx == nil {
+		return zero, invalidArg("nil context")
+	}
+	if fn == nil {
+		return zero, invalidArg("OncePerKey.Do: fn must not be nil")
+	}
+	if _, err := NormalizeKey(key); err != nil {
+		return zero, err
+	}
+	name, err := NormalizeKey(o.cfg.prefix + key)
+	if err != nil {
+		return zero, err
+	}
+	for {
+		if v, ok, err := o.lookup(ctx, name); ok {
+			return v, err
+		}
+		var (
+			res    T
+			resErr error
+			final  bool
+		)
+		err := o.g.Do(ctx, name, func(lctx context.Context, l *Lease[C]) error {
+			// Look again under the lock: the previous holder may have
+			// finished between our first look and our acquisition.
+			if v, ok, err := o.lookup(lctx, name); ok {
+				res, resErr, final = v, err, true
+				return nil
+			}
+			res, resErr = o.run(lctx, name, FenceOf(l), fn)
+			final = true
+			return nil
+		}, o.cfg.opts...)
+		if final {
+			// The outcome is settled; a lease lost after the final write
+			// does not change it.
+			return res, resErr
+		}
+		switch {
+		case err == nil:
+			return zero, &LockError{Code: Internal, Message: "OncePerKey: no outcome", Key: name}
+		case errors.Is(err, ErrLocked) && o.cfg.nonBlocking:
+			return zero, fmt.Errorf("%w (key %s)", ErrInProgress, HashKey(name))
+		case errors.Is(err, ErrLocked):
+			// A waiting round ended without the result: wait again.
+			if err := sleepCtx(ctx, o.cfg.roundPause); err != nil {
+				return zero, err
+			}
+			continue
+		default:
+			return zero, err
+		}
+	}
+}
+
+// run marks name running under fence, executes fn and records its outcome.
+// A panic in fn propagates; the running marker it leaves is overwritten by
+// the next runner, whose fence is newer.
+func (o *OncePerKey[C, T]) run(ctx context.Context, name string, fence Fence, fn func(context.Context) (T, error)) (T, error) {
+	var zero T
+	ttl := o.cfg.retention
+	put, err := o.g.d.PutRecord(ctx, name, fence, envelope(stateRun, nil), ttl)
+	if err != nil {
+		return zero, err
+	}
+	if !put.Stored {
+		return zero, staleFence(name, fence, put.Fence)
+	}
+	v, fnErr := fn(ctx)
+	// Write the outcome even if ctx was cancelled meanwhile (the fence
+	// keeps a stale write out), but bounded.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.g.cfg.releaseTimeout)
+	defer cancel()
+	if fnErr != nil {
+		if o.cfg.recordErrors {
+			if _, err := o.g.d.PutRecord(wctx, name, fence, envelope(stateFailed, []byte(fnErr.Error())), ttl); err != nil {
+				return zero, errors.Join(fnErr, err)
+			}
+		} else if _, err := o.g.d.DeleteRecord(wctx, name, fence); err != nil {
+			// The running marker stays; the next caller overwrites it.
+			return zero, errors.Join(fnErr, err)
+		}
+		return zero, fnErr
+	}
+	data, err := o.cfg.codec.Marshal(v)
+	if err != nil {
+		_, _ = o.g.d.DeleteRecord(wctx, name, fence)
+		return zero, &LockError{Code: InvalidArgument, Message: "OncePerKey: encoding the result: " + err.Error(), Key: name, Cause: err}
+	}
+	put, err = o.g.d.PutRecord(wctx, name, fence, envelope(stateDone, data), ttl)
+	if err != nil {
+		return zero, fmt.Errorf("syncguard: OncePerKey: storing the result: %w", err)
+	}
+	if !put.Stored {
+		return zero, staleFence(name, fence, put.Fence)
+	}
+	return v, nil
+}
+
+// lookup returns the settled outcome stored under name, if any.
+func (o *OncePerKey[C, T]) lookup(ctx context.Context, name string) (v T, ok bool, err error) {
+	rec, err := o.g.d.GetRecord(ctx, name)
+	if err != nil {
+		return v, true, err
+	}
+	if rec == nil {
+		return v, false, nil
+	}
+	state, payload, perr := parseEnvelope(rec.Value)
+	switch {
+	case perr != nil:
+		return v, true, &LockError{Code: Internal, Message: "OncePerKey: " + perr.Error(), Key: name}
+	case state == stateRun:
+		return v, false, nil
+	case state == stateFailed:
+		return v, true, &RecordedError{Message: string(payload)}
+	}
+	if err := o.cfg.codec.Unmarshal(payload, &v); err != nil {
+		return v, true, &LockError{Code: Internal, Message: "OncePerKey: decoding the stored result: " + err.Error(), Key: name, Cause: err}
+	}
+	return v, true, nil
+}
+
+func envelope(state byte, payload []byte) []byte {
+	b := make([]byte, 2+len(payload))
+	b[0], b[1] = onceVersion, state
+	copy(b[2:], payload)
+	return b
+}
+
+func parseEnvelope(b []byte) (state byte, payload []byte, err error) {
+	if len(b) < 2 || b[0] != onceVersion {
+		return 0, nil, errors.New("unknown record format")
+	}
+	switch b[1] {
+	case stateRun, stateDone, stateFailed:
+		return b[1], b[2:], nil
+	}
+	return 0, nil, errors.New("unknown record state")
+}
