@@ -50,11 +50,29 @@
 // and exhausted retries an AcquisitionTimeout error that also matches
 // [ErrLocked].
 //
+// # Primitives
+//
+// Built on Guard and the driver contract, so each works on every driver:
+//
+//   - [DistributedMutex] ([NewMutex]): Lock, Unlock, TryLock and LockContext;
+//     a [sync.Locker] shared safely by the goroutines of one process, which
+//     extends itself while held.
+//   - [OncePerKey] ([NewOncePerKey]): run a function at most once per key
+//     across all processes and hand its stored result to every later
+//     caller; package httpmw builds an Idempotency-Key middleware on it.
+//   - [RateLimiter] ([NewRateLimiter]): GCRA per key, computed atomically
+//     by the driver with its time authority; httpmw has the middleware.
+//   - [FencedWriter] ([NewFencedWriter]): writes that carry the lease's
+//     fence, refused with [ErrStaleFence] when a newer holder already
+//     wrote; package pgfence fences writes to your own PostgreSQL tables.
+//
 // # Drivers
 //
-// Driver packages live under drivers/. A driver implements [Driver] for its
-// capability type; the conformance package checks every driver against the
-// same behaviour catalogue.
+// Driver packages live under drivers/: memory (in-process, the embedded
+// default), redis (rueidis; single node, Sentinel, Cluster), postgres
+// (pgx/v5) and firestore (a module of its own). A driver implements
+// [Driver] for its capability type; the conformance package checks every
+// driver against the same behaviour catalogue.
 package syncguard
 
 import (
