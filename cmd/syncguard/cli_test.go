@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"go.uber.org/goleak"
 )
 
 // These tests drive the real binary, built once in TestMain, against the
@@ -44,6 +45,18 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// Goroutine leaks of the tests themselves (the binary runs in child
+	// processes). rueidis keeps a process-wide clock goroutine.
+	if code == 0 {
+		if err := goleak.Find(
+			goleak.IgnoreTopFunction("github.com/redis/rueidis/internal/util.(*coarseClock).tick"),
+			goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._backgroundRead"),
+			goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
+		); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -1,0 +1,238 @@
+// Command worker is the reliability suite's worker process: it runs the
+// history workload (or the paused-holder script) against one Redis or
+// PostgreSQL store and prints its recorded operations as JSON lines on
+// stdout, so that the test merges histories of several OS processes.
+//
+// Output lines are JSON objects with one of the fields
+//
+//	"held": {"lockID": …, "fence": …}   (pause mode: the lock is held)
+//	"op":   history.Op
+//	"done": {"ops": n, "errors": {code: n}, "problems": […]}
+//
+// The reliability tests build it with go build -race; it is not a tool for
+// users.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+
+	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/drivers/postgres"
+	"github.com/syncguard/syncguard/drivers/redis"
+	"github.com/syncguard/syncguard/reliability/history"
+	"github.com/syncguard/syncguard/reliability/workload"
+)
+
+func main() {
+	var (
+		driver     = flag.String("driver", "redis", "redis or postgres")
+		addrs      = flag.String("addrs", "127.0.0.1:6379", "Redis addresses (comma-separated; more than one: cluster)")
+		prefix     = flag.String("prefix", "", "Redis key prefix")
+		dsn        = flag.String("dsn", "", "PostgreSQL URL")
+		schema     = flag.String("schema", "", "PostgreSQL schema (search_path)")
+		mode       = flag.String("mode", "history", "history or pause")
+		clients    = flag.Int("clients", 2, "concurrent clients")
+		clientBase = flag.Int("client-base", 100, "id of the first client")
+		duration   = flag.Duration("duration", 3*time.Second, "run time (history mode)")
+		ttl        = flag.Duration("ttl", time.Second, "lock TTL")
+		opTimeout  = flag.Duration("op-timeout", 2*time.Second, "deadline of each call")
+		keys       = flag.String("keys", "k0,k1", "keys (comma-separated)")
+		seed       = flag.Uint64("seed", 1, "random seed")
+		staleEvery = flag.Int("stale-every", 0, "one in N acquisitions writes after its TTL (0: never)")
+	)
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// SIGINT/SIGTERM end the workload early; the history is still printed.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var b syncguard.Backend
+	notApplied := workload.NeverSent
+	switch *driver {
+	case "redis":
+		list := strings.Split(*addrs, ",")
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: list, DisableCache: true, ShuffleInit: len(list) > 1})
+		if err != nil {
+			fail("redis client: %v", err)
+		}
+		defer c.Close()
+		d, err := redis.New(c, redis.WithKeyPrefix(*prefix))
+		if err != nil {
+			fail("redis driver: %v", err)
+		}
+		defer d.Close()
+		b = d
+		notApplied = RedisNotApplied
+	case "postgres":
+		cfg, err := pgxpool.ParseConfig(*dsn)
+		if err != nil {
+			fail("dsn: %v", err)
+		}
+		if *schema != "" {
+			cfg.ConnConfig.RuntimeParams["search_path"] = *schema
+		}
+		cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			fail("pool: %v", err)
+		}
+		defer pool.Close()
+		d, err := postgres.New(pool)
+		if err != nil {
+			fail("postgres driver: %v", err)
+		}
+		defer d.Close()
+		b = d
+		notApplied = PGNotApplied
+	default:
+		fail("unknown driver %q", *driver)
+	}
+
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	rec := &history.Recorder{}
+	var (
+		ops      int
+		errs     map[string]int
+		problems []string
+	)
+	switch *mode {
+	case "history":
+		counts, p := workload.Run(ctx, b, rec, workload.Config{
+			Keys: strings.Split(*keys, ","), Clients: *clients, ClientBase: *clientBase,
+			Duration: *duration, TTL: *ttl, OpTimeout: *opTimeout, Seed: *seed, StaleEvery: *staleEvery,
+			NotApplied: notApplied,
+		})
+		ops, errs = counts.Snapshot()
+		problems = p
+	case "pause":
+		ops, errs, problems = pause(ctx, b, rec, enc, out, strings.Split(*keys, ",")[0], *clientBase, *ttl, *opTimeout)
+	default:
+		fail("unknown mode %q", *mode)
+	}
+	for _, op := range rec.Ops() {
+		_ = enc.Encode(map[string]any{"op": op})
+	}
+	_ = enc.Encode(map[string]any{"done": map[string]any{"ops": ops, "errors": errs, "problems": problems}})
+}
+
+// pause acquires key, writes with its fence, announces the lock and then
+// keeps writing with that fence every 20 ms. The test stops this process
+// (SIGSTOP) past the TTL, lets another client take the key and write, and
+// resumes it (SIGCONT); the worker notices the gap, makes ten more writes
+// (all must be refused: their fence is stale), tries to release (must
+// fail) and ends. A hard deadline of 60 s bounds it.
+func pause(ctx context.Context, b syncguard.Backend, rec *history.Recorder, enc *json.Encoder, out *bufio.Writer, key string, id int, ttl, opTimeout time.Duration) (int, map[string]int, []string) {
+	errs := map[string]int{}
+	var problems []string
+	ops := 0
+	call := func(kind history.Kind, f func(ctx context.Context) (history.Output, error), in history.Input) history.Output {
+		octx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		in.Kind = kind
+		c := history.Now()
+		o, err := f(octx)
+		r := history.Now()
+		ops++
+		if err != nil {
+			errs[syncguard.CodeOf(err).String()]++
+			o = history.Output{Unknown: true, Err: syncguard.CodeOf(err).String()}
+		}
+		rec.Add(id, in, o, c, r)
+		return o
+	}
+	var lockID string
+	var fence syncguard.Fence
+	deadline := time.Now().Add(60 * time.Second)
+	for lockID == "" {
+		if time.Now().After(deadline) {
+			return ops, errs, append(problems, "could not acquire "+key)
+		}
+		o := call(history.Acquire, func(ctx context.Context) (history.Output, error) {
+			r, err := b.Acquire(ctx, key, ttl)
+			return history.Output{OK: r.Acquired, LockID: r.LockID, Fence: uint64(r.Fence), ExpMs: r.ExpiresAtMs}, err
+		}, history.Input{Key: key, TTLMs: ttl.Milliseconds()})
+		if o.OK && !o.Unknown {
+			lockID, fence = o.LockID, syncguard.Fence(o.Fence)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seq := 0
+	put := func() history.Output {
+		seq++
+		val := fmt.Sprintf("paused-%d", seq)
+		return call(history.Put, func(ctx context.Context) (history.Output, error) {
+			r, err := b.PutRecord(ctx, workload.RecordName(key), fence, []byte(val), 0)
+			return history.Output{OK: r.Stored, Fence: uint64(r.Fence)}, err
+		}, history.Input{Key: key, Fence: uint64(fence), Value: val})
+	}
+	put()
+	// The stop may land right after the announcement: measure the gap
+	// from before it.
+	last := time.Now()
+	_ = enc.Encode(map[string]any{"held": map[string]any{"lockID": lockID, "fence": uint64(fence)}})
+	_ = out.Flush()
+	after := -1
+	for after < 10 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		if gap := time.Since(last); gap > ttl && after < 0 {
+			after = 0 // resumed after a pause longer than the TTL
+		}
+		last = time.Now()
+		put()
+		if after >= 0 {
+			after++
+		}
+	}
+	call(history.Release, func(ctx context.Context) (history.Output, error) {
+		r, err := b.Release(ctx, lockID)
+		return history.Output{OK: r.OK}, err
+	}, history.Input{Key: key, LockID: lockID})
+	if after < 0 {
+		problems = append(problems, "never paused")
+	}
+	return ops, errs, problems
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "worker: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+// RedisNotApplied: besides calls never sent, a Redis error reply
+// (CLUSTERDOWN, TRYAGAIN, MOVED, READONLY, …) means the script did not run.
+func RedisNotApplied(err error) bool {
+	if workload.NeverSent(err) {
+		return true
+	}
+	var re *rueidis.RedisError
+	return errors.As(err, &re) && re != nil && !re.IsNil()
+}
+
+// PGNotApplied: besides calls never sent, a server error (PgError: the
+// transaction was rolled back) or an error pgconn marks safe to retry
+// (nothing was sent) means no effect.
+func PGNotApplied(err error) bool {
+	if workload.NeverSent(err) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe)
+}
