@@ -187,8 +187,10 @@ func (m *DistributedMutex[C]) LockContext(ctx context.Context) error {
 			m.set(lease, cancel)
 			return nil
 		}
-		if errors.Is(err, ErrLocked) && ctx.Err() == nil {
-			// One waiting round ended; start another.
+		if ctx.Err() == nil && (errors.Is(err, ErrLocked) || retryableRound(err)) {
+			// One waiting round ended (contended, or a transient
+			// backend failure that is not the caller's cancellation);
+			// start another.
 			if err = sleepCtx(ctx, m.roundPause); err == nil {
 				continue
 			}
@@ -317,6 +319,17 @@ func (m *DistributedMutex[C]) acquire(ctx context.Context, try bool) (*Lease[C],
 		return nil, nil, err
 	}
 	return lease, cancel, nil
+}
+
+// retryableRound reports a failed waiting round that LockContext retries
+// while its own context is live: a cancellation or timeout that did not
+// come from the caller's context.
+func retryableRound(err error) bool {
+	switch CodeOf(err) {
+	case Aborted, NetworkTimeout:
+		return true
+	}
+	return false
 }
 
 // sleepCtx sleeps d or until ctx ends (then it returns ContextError).

@@ -24,6 +24,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"github.com/syncguard/syncguard"
 	"hash/fnv"
 	"math"
 	"os"
@@ -58,6 +59,7 @@ const (
 
 var kindNames = [...]string{Acquire: "acquire", Release: "release", Extend: "extend", Put: "put", Get: "get", Failover: "failover", Wipe: "wipe"}
 
+// String returns the kind's name ("acquire", "release", …).
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
 		return kindNames[k]
@@ -199,6 +201,7 @@ func Summarise(ops []Op) Stats {
 	return s
 }
 
+// String summarises the statistics on one line.
 func (s Stats) String() string {
 	kinds := make([]string, 0, len(s.ByKind))
 	for k, n := range s.ByKind {
@@ -237,7 +240,7 @@ const Anon = "?"
 const AnyValue = "\x00?"
 
 // ToleranceMs is the contract's liveness tolerance (contract §4).
-const ToleranceMs = 1000
+const ToleranceMs = syncguard.ToleranceMs
 
 // ClockMargin widens every time comparison of the model, in ms: the
 // authority clock (Redis TIME, PostgreSQL clock_timestamp, the client clock
