@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/syncguard/syncguard/cli"
 	"go.uber.org/goleak"
 )
 
@@ -203,12 +205,12 @@ func TestRunExitCodesAndEnvironment(t *testing.T) {
 		t.Fatalf("holder printed %q", line)
 	}
 	code, out, stderr = sg(t, "run", "--backend", backend, "--key", "busy", "--no-wait", "--", "echo", "ran")
-	if code != exitBusy || out != "" {
-		t.Errorf("--no-wait on a busy key: exit %d, stdout %q; want %d and no output (stderr %s)", code, out, exitBusy, stderr)
+	if code != cli.ExitBusy || out != "" {
+		t.Errorf("--no-wait on a busy key: exit %d, stdout %q; want %d and no output (stderr %s)", code, out, cli.ExitBusy, stderr)
 	}
 	code, _, _ = sg(t, "run", "--backend", backend, "--key", "busy", "--wait", "300ms", "--", "echo", "ran")
-	if code != exitBusy {
-		t.Errorf("--wait 300ms on a busy key: exit %d; want %d", code, exitBusy)
+	if code != cli.ExitBusy {
+		t.Errorf("--wait 300ms on a busy key: exit %d; want %d", code, cli.ExitBusy)
 	}
 	// status shows the held lock; JSON for scripts.
 	code, out, _ = sg(t, "status", "--backend", backend, "--json", "busy")
@@ -228,15 +230,15 @@ func TestRunExitCodesAndEnvironment(t *testing.T) {
 		args []string
 		code int
 	}{
-		{[]string{"run", "--backend", backend, "--", "true"}, exitUsage},                              // no key
-		{[]string{"run", "--backend", backend, "--key", "k"}, exitUsage},                              // no command
-		{[]string{"run", "--backend", "bogus://x", "--key", "k", "--", "true"}, exitUsage},            // bad URL
-		{[]string{"run", "--backend", backend, "--key", "", "--", "true"}, exitUsage},                 // empty key
-		{[]string{"run", "--backend", backend, "--key", "k", "--ttl", "0s", "--", "true"}, exitUsage}, // bad TTL
-		{[]string{"run", "--backend", backend, "--key", "nocmd", "--", "/nonexistent/cmd"}, exitNoCommand},
-		{[]string{"release", "--backend", backend, "not-a-lock-id"}, exitUsage},
-		{[]string{"release", "--backend", backend, "AAAAAAAAAAAAAAAAAAAAAA"}, exitFailure},
-		{[]string{"run", "--backend", "memory://", "--key", "mem", "--", "true"}, exitOK},
+		{[]string{"run", "--backend", backend, "--", "true"}, cli.ExitUsage},                              // no key
+		{[]string{"run", "--backend", backend, "--key", "k"}, cli.ExitUsage},                              // no command
+		{[]string{"run", "--backend", "bogus://x", "--key", "k", "--", "true"}, cli.ExitUsage},            // bad URL
+		{[]string{"run", "--backend", backend, "--key", "", "--", "true"}, cli.ExitUsage},                 // empty key
+		{[]string{"run", "--backend", backend, "--key", "k", "--ttl", "0s", "--", "true"}, cli.ExitUsage}, // bad TTL
+		{[]string{"run", "--backend", backend, "--key", "nocmd", "--", "/nonexistent/cmd"}, cli.ExitNoCommand},
+		{[]string{"release", "--backend", backend, "not-a-lock-id"}, cli.ExitUsage},
+		{[]string{"release", "--backend", backend, "AAAAAAAAAAAAAAAAAAAAAA"}, cli.ExitFailure},
+		{[]string{"run", "--backend", "memory://", "--key", "mem", "--", "true"}, cli.ExitOK},
 	} {
 		if code, _, stderr := sg(t, tc.args...); code != tc.code {
 			t.Errorf("syncguard %v: exit %d; want %d (stderr %s)", tc.args, code, tc.code, stderr)
@@ -297,8 +299,8 @@ func TestRunLostLock(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if code := exitCodeOf(err); code != exitLost {
-			t.Errorf("exit %d; want %d (stderr %s)", code, exitLost, stderr.String())
+		if code := exitCodeOf(err); code != cli.ExitLost {
+			t.Errorf("exit %d; want %d (stderr %s)", code, cli.ExitLost, stderr.String())
 		}
 		if !strings.Contains(stderr.String(), "was lost") {
 			t.Errorf("stderr lacks the lost message: %s", stderr.String())
@@ -330,4 +332,19 @@ func TestRunJSONEvents(t *testing.T) {
 	if strings.Join(kinds, ",") != "acquired,released" {
 		t.Errorf("events %v; want acquired, released", kinds)
 	}
+}
+
+// exitCodeOf returns a finished command's exit code (128+N for signal N).
+func exitCodeOf(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 1
 }

@@ -28,72 +28,16 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
-)
 
-// Exit codes.
-const (
-	exitOK       = 0
-	exitFailure  = 1
-	exitUsage    = 2
-	exitDoubleCh = 3 // the locked demo run charged a payment twice
+	"github.com/syncguard/syncguard/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		usage(stderr)
-		return exitUsage
-	}
-	switch args[0] {
-	case "demo":
-		return demoCommand(ctx, args[1:], stdout, stderr)
-	case "run":
-		return runCommand(ctx, args[1:], stdout, stderr)
-	case "status":
-		return statusCommand(ctx, args[1:], stdout, stderr)
-	case "release":
-		return releaseCommand(ctx, args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "syncguard", version())
-		return exitOK
-	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "syncguard: unknown command %q\n\n", args[0])
-		usage(stderr)
-		return exitUsage
-	}
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `syncguard — distributed locks for Go services
-
-Usage:
-  syncguard run --backend URL --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] -- COMMAND [ARGS…]
-      Run COMMAND while holding KEY (a distributed flock). Exit codes: the
-      command's own; 75 busy; 76 lock lost (command stopped); 69 backend
-      error; 2 usage.
-  syncguard status --backend URL [--json] KEY
-      Show whether KEY is locked, its fence and expiry.
-  syncguard release --backend URL [--json] LOCK_ID
-      Release a lock by its ID (administrators; exit 1 if not released).
-  syncguard demo [-workers N] [-payments N] [-work DURATION]
-      Race N workers over the same payments without and with a lock
-      (in-process memory driver, no server needed). Exits 0 only if the
-      locked run charged no payment twice.
-  syncguard version
-      Print the version.
-`)
 }

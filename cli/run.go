@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -14,14 +14,6 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
-)
-
-// Exit codes of `syncguard run` beyond the command's own.
-const (
-	exitBusy        = 75 // EX_TEMPFAIL: the lock is held elsewhere (--no-wait, or --wait ran out)
-	exitLost        = 76 // the lock was lost while the command ran; the command was stopped
-	exitUnavailable = 69 // EX_UNAVAILABLE: the backend failed
-	exitNoCommand   = 127
 )
 
 // forwarded are the signals `syncguard run` passes on to the command.
@@ -58,7 +50,7 @@ func envDuration(name string, def time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
-func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, conf *config) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg runConfig
@@ -79,7 +71,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: syncguard run --backend URL --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] -- COMMAND [ARGS…]")
 		fs.PrintDefaults()
-		fmt.Fprintln(stderr, "\n"+backendURLHelp)
+		fmt.Fprintln(stderr, "\n"+conf.backendHelp())
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -99,7 +91,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "syncguard run: --wait and --grace must not be negative")
 		return exitUsage
 	}
-	sess, err := openBackend(ctx, cfg.backend)
+	sess, err := openBackend(ctx, cfg.backend, conf)
 	if err != nil {
 		fmt.Fprintln(stderr, "syncguard run:", err)
 		return exitUsage
@@ -137,7 +129,7 @@ func isTTY(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func runLocked(ctx context.Context, sess *session, cfg runConfig, stdout, stderr io.Writer) int {
+func runLocked(ctx context.Context, sess *Session, cfg runConfig, stdout, stderr io.Writer) int {
 	rep := reporter{w: stderr, json: cfg.json, tty: isTTY(stderr)}
 	opts := []syncguard.AcquireOption{syncguard.TTL(cfg.ttl), syncguard.AutoExtend(true)}
 	if !cfg.noWait {
@@ -314,7 +306,7 @@ func exitCodeOf(err error) int {
 }
 
 // statusCommand prints the state of a key.
-func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer, conf *config) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	backend := fs.String("backend", envDefault("SYNCGUARD_BACKEND", ""), "backend URL (env SYNCGUARD_BACKEND)")
@@ -327,7 +319,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitUsage
 	}
 	key := fs.Arg(0)
-	sess, err := openBackend(ctx, *backend)
+	sess, err := openBackend(ctx, *backend, conf)
 	if err != nil {
 		fmt.Fprintln(stderr, "syncguard status:", err)
 		return exitUsage
@@ -364,7 +356,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // releaseCommand releases a lock by its ID (an administrator's tool).
-func releaseCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func releaseCommand(ctx context.Context, args []string, stdout, stderr io.Writer, conf *config) int {
 	fs := flag.NewFlagSet("release", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	backend := fs.String("backend", envDefault("SYNCGUARD_BACKEND", ""), "backend URL (env SYNCGUARD_BACKEND)")
@@ -377,7 +369,7 @@ func releaseCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return exitUsage
 	}
 	id := fs.Arg(0)
-	sess, err := openBackend(ctx, *backend)
+	sess, err := openBackend(ctx, *backend, conf)
 	if err != nil {
 		fmt.Fprintln(stderr, "syncguard release:", err)
 		return exitUsage

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -30,18 +30,8 @@ const backendURLHelp = `Backend URLs (--backend or SYNCGUARD_BACKEND):
   postgres://user@host:port/db?sslmode=disable
                                       PostgreSQL (pgx connection string); the
                                       schema is created if missing (idempotent)
-  firestore://PROJECT                 not in this binary: the Firestore driver
-                                      is a module of its own`
-
-// session is an open backend: a type-erased view for status and release,
-// and a function that runs a callback with the typed Guard.
-type session struct {
-	name    string
-	backend syncguard.Backend
-	close   func()
-	// guard acquires through a Guard typed for this driver.
-	guard guardRunner
-}
+  firestore://PROJECT                 only in the Firestore build of syncguard
+                                      (drivers/firestore/cmd/syncguard)`
 
 // guardRunner acquires key and hands the typed lease's essentials to fn.
 type guardRunner func(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool) (held, error)
@@ -86,31 +76,43 @@ func runnerFor[C syncguard.FencedCapabilities](d syncguard.Driver[C]) guardRunne
 	}
 }
 
+// backendHelp is the usage text of the backend URLs, with added backends.
+func (c *config) backendHelp() string {
+	h := backendURLHelp
+	for _, l := range c.help {
+		h += "\n" + l
+	}
+	return h
+}
+
 // openBackend opens the backend a URL names.
-func openBackend(ctx context.Context, raw string) (*session, error) {
+func openBackend(ctx context.Context, raw string, conf *config) (*Session, error) {
 	if raw == "" {
-		return nil, fmt.Errorf("no backend: pass --backend URL or set SYNCGUARD_BACKEND\n\n%s", backendURLHelp)
+		return nil, fmt.Errorf("no backend: pass --backend URL or set SYNCGUARD_BACKEND\n\n%s", conf.backendHelp())
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("invalid backend URL: %v", err)
 	}
+	if open, ok := conf.backends[u.Scheme]; ok {
+		return open(ctx, u)
+	}
 	switch u.Scheme {
 	case "memory":
 		d := memory.New()
-		return &session{name: "memory", backend: d, close: func() {}, guard: runnerFor(d)}, nil
+		return NewSession("memory", d, nil), nil
 	case "redis", "rediss", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel":
 		return openRedis(ctx, u)
 	case "postgres", "postgresql":
 		return openPostgres(ctx, u)
 	case "firestore":
-		return nil, fmt.Errorf("backend firestore:// is not in this binary: the Firestore driver is a module of its own (github.com/syncguard/syncguard/drivers/firestore)")
+		return nil, fmt.Errorf("backend firestore:// is not in this binary: install the Firestore build, go install github.com/syncguard/syncguard/drivers/firestore/cmd/syncguard@latest")
 	default:
-		return nil, fmt.Errorf("unknown backend URL scheme %q\n\n%s", u.Scheme, backendURLHelp)
+		return nil, fmt.Errorf("unknown backend URL scheme %q\n\n%s", u.Scheme, conf.backendHelp())
 	}
 }
 
-func openRedis(ctx context.Context, u *url.URL) (*session, error) {
+func openRedis(ctx context.Context, u *url.URL) (*Session, error) {
 	q := u.Query()
 	prefix, hasPrefix := q.Get("prefix"), q.Has("prefix")
 	q.Del("prefix")
@@ -145,15 +147,10 @@ func openRedis(ctx context.Context, u *url.URL) (*session, error) {
 		client.Close()
 		return nil, err
 	}
-	return &session{
-		name:    "redis",
-		backend: d,
-		close:   func() { d.Close(); client.Close() },
-		guard:   runnerFor(d),
-	}, nil
+	return NewSession("redis", d, func() { d.Close(); client.Close() }), nil
 }
 
-func openPostgres(ctx context.Context, u *url.URL) (*session, error) {
+func openPostgres(ctx context.Context, u *url.URL) (*Session, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	pool, err := pgxpool.New(cctx, u.String())
@@ -169,10 +166,5 @@ func openPostgres(ctx context.Context, u *url.URL) (*session, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &session{
-		name:    "postgres",
-		backend: d,
-		close:   func() { d.Close(); pool.Close() },
-		guard:   runnerFor(d),
-	}, nil
+	return NewSession("postgres", d, func() { d.Close(); pool.Close() }), nil
 }

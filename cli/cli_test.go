@@ -1,12 +1,15 @@
-package main
+package cli
 
 import (
 	"bytes"
 	"context"
+	"go.uber.org/goleak"
 	"strings"
 	"testing"
 	"time"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestDemoShowsDoubleChargesOnlyWithoutLock(t *testing.T) {
 	t.Parallel()
@@ -51,7 +54,7 @@ func TestRunCommands(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, &stdout, &stderr)
+			code := Main(context.Background(), tt.args, &stdout, &stderr)
 			if code != tt.wantCode {
 				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
 			}

@@ -1,0 +1,149 @@
+// Package cli implements the syncguard command (cmd/syncguard). It is a
+// library so that a binary can add backends the core module cannot import:
+// the Firestore driver's module builds a syncguard with firestore:// this
+// way (drivers/firestore/cmd/syncguard).
+//
+//	func main() {
+//		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//		defer stop()
+//		os.Exit(cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr,
+//			cli.WithBackend("mystore", openMyStore, "mystore://…   my backend")))
+//	}
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+
+	"github.com/syncguard/syncguard"
+)
+
+// Exit codes of the command. `syncguard run` otherwise exits with its
+// command's own code (128+N if signal N ended it).
+const (
+	ExitOK          = 0   // success
+	ExitFailure     = 1   // the operation did not succeed (e.g. release found no lock)
+	ExitUsage       = 2   // bad flags, URL, key or TTL
+	ExitDoubleCh    = 3   // the locked demo run charged a payment twice
+	ExitUnavailable = 69  // the backend failed (EX_UNAVAILABLE)
+	ExitBusy        = 75  // run: the lock is busy (--no-wait, or --wait ran out)
+	ExitLost        = 76  // run: the lock was lost while the command ran; it was stopped
+	ExitNoCommand   = 127 // run: the command could not be started
+)
+
+const (
+	exitOK          = ExitOK
+	exitFailure     = ExitFailure
+	exitUsage       = ExitUsage
+	exitDoubleCh    = ExitDoubleCh
+	exitUnavailable = ExitUnavailable
+	exitBusy        = ExitBusy
+	exitLost        = ExitLost
+	exitNoCommand   = ExitNoCommand
+)
+
+// Opener opens a backend named by a URL of its scheme.
+type Opener func(ctx context.Context, u *url.URL) (*Session, error)
+
+// Session is an open backend. Build it with [NewSession].
+type Session struct {
+	name    string
+	backend syncguard.Backend
+	close   func()
+	guard   guardRunner
+}
+
+// NewSession wraps driver d for the command; close releases what the
+// opener created (clients, pools) and is called once when the command is
+// done with the backend.
+func NewSession[C syncguard.FencedCapabilities](name string, d syncguard.Driver[C], close func()) *Session {
+	if close == nil {
+		close = func() {}
+	}
+	return &Session{name: name, backend: d, close: close, guard: runnerFor(d)}
+}
+
+// Option configures [Main].
+type Option func(*config)
+
+type config struct {
+	backends map[string]Opener
+	help     []string
+}
+
+// WithBackend adds (or replaces) the backend of a URL scheme; help is a
+// line for the usage text.
+func WithBackend(scheme string, open Opener, help string) Option {
+	return func(c *config) {
+		c.backends[scheme] = open
+		if help != "" {
+			c.help = append(c.help, "  "+help)
+		}
+	}
+}
+
+func newConfig(opts []Option) *config {
+	c := &config{backends: map[string]Opener{}}
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	return c
+}
+
+// Main runs the command with args (without the program name) and returns
+// its exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...Option) int {
+	return run(ctx, args, stdout, stderr, newConfig(opts))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg *config) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "demo":
+		return demoCommand(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runCommand(ctx, args[1:], stdout, stderr, cfg)
+	case "status":
+		return statusCommand(ctx, args[1:], stdout, stderr, cfg)
+	case "release":
+		return releaseCommand(ctx, args[1:], stdout, stderr, cfg)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "syncguard", version())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "syncguard: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `syncguard — distributed locks for Go services
+
+Usage:
+  syncguard run --backend URL --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] -- COMMAND [ARGS…]
+      Run COMMAND while holding KEY (a distributed flock). Exit codes: the
+      command's own; 75 busy; 76 lock lost (command stopped); 69 backend
+      error; 2 usage.
+  syncguard status --backend URL [--json] KEY
+      Show whether KEY is locked, its fence and expiry.
+  syncguard release --backend URL [--json] LOCK_ID
+      Release a lock by its ID (administrators; exit 1 if not released).
+  syncguard demo [-workers N] [-payments N] [-work DURATION]
+      Race N workers over the same payments without and with a lock
+      (in-process memory driver, no server needed). Exits 0 only if the
+      locked run charged no payment twice.
+  syncguard version
+      Print the version.
+`)
+}
