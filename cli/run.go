@@ -305,35 +305,52 @@ func exitCodeOf(err error) int {
 	return exitFailure
 }
 
-// statusCommand prints the state of a key.
-func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer, conf *config) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+// openAdmin parses the flags of the status and release commands
+// (--backend, --json and one positional argument named argName) and opens
+// the backend. A nil session means the command is over with exit code
+// code.
+func openAdmin(ctx context.Context, name, argName string, args []string, stderr io.Writer, conf *config) (sess *Session, arg string, asJSON bool, code int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	backend := fs.String("backend", envDefault("SYNCGUARD_BACKEND", ""), "backend URL (env SYNCGUARD_BACKEND)")
-	asJSON := fs.Bool("json", false, "print JSON")
+	jsonOut := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return nil, "", false, exitUsage
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "Usage: syncguard status --backend URL [--json] KEY")
-		return exitUsage
+		fmt.Fprintf(stderr, "Usage: syncguard %s --backend URL [--json] %s\n", name, argName)
+		return nil, "", false, exitUsage
 	}
-	key := fs.Arg(0)
 	sess, err := openBackend(ctx, *backend, conf)
 	if err != nil {
-		fmt.Fprintln(stderr, "syncguard status:", err)
+		fmt.Fprintf(stderr, "syncguard %s: %v\n", name, err)
+		return nil, "", false, exitUsage
+	}
+	return sess, fs.Arg(0), *jsonOut, exitOK
+}
+
+// backendFailure reports a failed backend call of command name and
+// returns its exit code: usage for InvalidArgument, else unavailable.
+func backendFailure(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "syncguard %s: %v\n", name, err)
+	if syncguard.CodeOf(err) == syncguard.InvalidArgument {
 		return exitUsage
+	}
+	return exitUnavailable
+}
+
+// statusCommand prints the state of a key.
+func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer, conf *config) int {
+	sess, key, asJSON, code := openAdmin(ctx, "status", "KEY", args, stderr, conf)
+	if sess == nil {
+		return code
 	}
 	defer sess.close()
 	info, err := syncguard.GetByKey(ctx, sess.backend, key)
 	if err != nil {
-		fmt.Fprintln(stderr, "syncguard status:", err)
-		if syncguard.CodeOf(err) == syncguard.InvalidArgument {
-			return exitUsage
-		}
-		return exitUnavailable
+		return backendFailure(stderr, "status", err)
 	}
-	if *asJSON {
+	if asJSON {
 		out := map[string]any{"key": key, "locked": info != nil}
 		if info != nil {
 			out["fence"] = info.Fence.String()
@@ -357,33 +374,16 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 
 // releaseCommand releases a lock by its ID (an administrator's tool).
 func releaseCommand(ctx context.Context, args []string, stdout, stderr io.Writer, conf *config) int {
-	fs := flag.NewFlagSet("release", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	backend := fs.String("backend", envDefault("SYNCGUARD_BACKEND", ""), "backend URL (env SYNCGUARD_BACKEND)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "Usage: syncguard release --backend URL [--json] LOCK_ID")
-		return exitUsage
-	}
-	id := fs.Arg(0)
-	sess, err := openBackend(ctx, *backend, conf)
-	if err != nil {
-		fmt.Fprintln(stderr, "syncguard release:", err)
-		return exitUsage
+	sess, id, asJSON, code := openAdmin(ctx, "release", "LOCK_ID", args, stderr, conf)
+	if sess == nil {
+		return code
 	}
 	defer sess.close()
 	r, err := sess.backend.Release(ctx, id)
 	if err != nil {
-		fmt.Fprintln(stderr, "syncguard release:", err)
-		if syncguard.CodeOf(err) == syncguard.InvalidArgument {
-			return exitUsage
-		}
-		return exitUnavailable
+		return backendFailure(stderr, "release", err)
 	}
-	if *asJSON {
+	if asJSON {
 		b, _ := json.Marshal(map[string]any{"lockId": id, "released": r.OK, "detail": r.Detail})
 		fmt.Fprintln(stdout, string(b))
 	} else if r.OK {
