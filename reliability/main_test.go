@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncguard/syncguard/internal/drivertest"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -71,18 +73,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var leakOptions = []goleak.Option{
-	// rueidis: process-wide coarse clock; connections of a cluster
-	// client's removed nodes are closed after a delay, also after Close.
-	goleak.IgnoreTopFunction("github.com/redis/rueidis/internal/util.(*coarseClock).tick"),
-	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._backgroundRead"),
-	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
-	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
-	// toxiproxy tears links down asynchronously after Proxy.Stop.
+// leakOptions: rueidis's background goroutines (drivertest), and toxiproxy,
+// which tears links down asynchronously after Proxy.Stop.
+var leakOptions = append(drivertest.GoleakOptions(),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run"),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).write"),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
-}
+)
 
 func requireBackends() bool { return os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "1" }
 

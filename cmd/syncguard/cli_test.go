@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/cli"
+	"github.com/syncguard/syncguard/internal/drivertest"
 	"go.uber.org/goleak"
 )
 
@@ -50,11 +51,7 @@ func TestMain(m *testing.M) {
 	// Goroutine leaks of the tests themselves (the binary runs in child
 	// processes). rueidis keeps a process-wide clock goroutine.
 	if code == 0 {
-		if err := goleak.Find(
-			goleak.IgnoreTopFunction("github.com/redis/rueidis/internal/util.(*coarseClock).tick"),
-			goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._backgroundRead"),
-			goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
-		); err != nil {
+		if err := goleak.Find(drivertest.GoleakOptions()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}

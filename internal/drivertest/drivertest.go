@@ -229,13 +229,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// GoleakOptions returns the goleak options for packages that use
-// Drivers: the rueidis client keeps a process-wide coarse clock goroutine,
-// and its connections' readers end shortly after Close.
+// GoleakOptions returns the goleak options for packages that use rueidis
+// clients: the client keeps a process-wide coarse clock goroutine, its
+// connections' readers end shortly after Close, and a cluster client closes
+// the connections of removed nodes after a delay, also after Close.
 func GoleakOptions() []goleak.Option {
 	return []goleak.Option{
 		goleak.IgnoreTopFunction("github.com/redis/rueidis/internal/util.(*coarseClock).tick"),
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._backgroundRead"),
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
 	}
 }
