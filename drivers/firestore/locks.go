@@ -174,20 +174,19 @@ func (d *Driver) candidates(ctx context.Context, lockID string) ([]*firestore.Do
 // are logged; expired duplicates are deleted; two live ones fail. It
 // returns the single live document (nil if none) and whether an expired
 // document of lockID was found.
-func (d *Driver) resolve(ctx context.Context, tx *firestore.Transaction, lockID string, refs []*firestore.DocumentRef) (live *firestore.DocumentSnapshot, doc lockDoc, expired bool, err error) {
+func (d *Driver) resolve(ctx context.Context, tx *firestore.Transaction, lockID string, refs []*firestore.DocumentRef) (live *firestore.DocumentSnapshot, expired bool, err error) {
 	if len(refs) == 0 {
-		return nil, lockDoc{}, false, nil
+		return nil, false, nil
 	}
 	docs, err := tx.GetAll(refs)
 	if err != nil {
-		return nil, lockDoc{}, false, err
+		return nil, false, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, lockDoc{}, false, err
+		return nil, false, err
 	}
 	now := d.nowMs()
 	var lives []*firestore.DocumentSnapshot
-	var liveDocs []lockDoc
 	var stale []*firestore.DocumentSnapshot
 	for _, s := range docs {
 		l, ok := decodeLock(s)
@@ -196,7 +195,6 @@ func (d *Driver) resolve(ctx context.Context, tx *firestore.Transaction, lockID 
 		}
 		if syncguard.IsLive(l.expiresAtMs, now) {
 			lives = append(lives, s)
-			liveDocs = append(liveDocs, l)
 		} else {
 			stale = append(stale, s)
 		}
@@ -207,18 +205,56 @@ func (d *Driver) resolve(ctx context.Context, tx *firestore.Transaction, lockID 
 			slog.String("lockIdHash", syncguard.HashKey(lockID)),
 			slog.Int("documents", len(lives)+len(stale)), slog.Int("live", len(lives)))
 		if len(lives) > 1 {
-			return nil, lockDoc{}, false, errDuplicateLive
+			return nil, false, errDuplicateLive
 		}
 		for _, s := range stale { // prune expired duplicates (writes follow all reads)
 			if err := tx.Delete(s.Ref); err != nil {
-				return nil, lockDoc{}, false, err
+				return nil, false, err
 			}
 		}
 	}
 	if len(lives) == 1 {
-		return lives[0], liveDocs[0], len(stale) > 0, nil
+		return lives[0], len(stale) > 0, nil
 	}
-	return nil, lockDoc{}, len(stale) > 0, nil
+	return nil, len(stale) > 0, nil
+}
+
+// mutateByID is the body of Release and Extend: it finds the documents
+// carrying lockID (the query, outside any transaction), takes the local
+// stripe of the first, and runs one transaction that resolves them and
+// calls apply on the single live document. detail is "" when apply ran,
+// else "expired" or "not-found".
+func (d *Driver) mutateByID(ctx context.Context, lockID string, apply func(tx *firestore.Transaction, live *firestore.DocumentSnapshot) error) (detail string, err error) {
+	refs, err := d.candidates(ctx, lockID)
+	if err != nil {
+		return "", mapError(ctx, err, "", lockID)
+	}
+	if len(refs) > 0 {
+		unlock, err := d.stripes.lock(ctx, refs[0].Path)
+		if err != nil {
+			return "", err
+		}
+		defer unlock()
+	}
+	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		live, expired, err := d.resolve(ctx, tx, lockID, refs)
+		switch {
+		case err != nil:
+			return err
+		case live != nil:
+			detail = ""
+			return apply(tx, live)
+		case expired:
+			detail = syncguard.DetailExpired
+		default:
+			detail = syncguard.DetailNotFound
+		}
+		return nil
+	}, d.txOpts())
+	if err != nil {
+		return "", mapError(ctx, err, "", lockID)
+	}
+	return detail, nil
 }
 
 // Release deletes the live lock lockID. Of concurrent or repeated releases
@@ -230,41 +266,13 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.ReleaseResult{}, err
 	}
-	refs, err := d.candidates(ctx, lockID)
+	detail, err := d.mutateByID(ctx, lockID, func(tx *firestore.Transaction, live *firestore.DocumentSnapshot) error {
+		return tx.Delete(live.Ref)
+	})
 	if err != nil {
-		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
+		return syncguard.ReleaseResult{}, err
 	}
-	if len(refs) > 0 {
-		unlock, err := d.stripes.lock(ctx, refs[0].Path)
-		if err != nil {
-			return syncguard.ReleaseResult{}, err
-		}
-		defer unlock()
-	}
-	var res syncguard.ReleaseResult
-	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		res = syncguard.ReleaseResult{}
-		live, _, expired, err := d.resolve(ctx, tx, lockID, refs)
-		if err != nil {
-			return err
-		}
-		switch {
-		case live != nil:
-			if err := tx.Delete(live.Ref); err != nil {
-				return err
-			}
-			res.OK = true
-		case expired:
-			res.Detail = syncguard.DetailExpired
-		default:
-			res.Detail = syncguard.DetailNotFound
-		}
-		return nil
-	}, d.txOpts())
-	if err != nil {
-		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
-	}
-	return res, nil
+	return syncguard.ReleaseResult{OK: detail == "", Detail: detail}, nil
 }
 
 // Extend sets the expiry of the live lock lockID to now + ttl (client
@@ -281,42 +289,18 @@ func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.ExtendResult{}, err
 	}
-	refs, err := d.candidates(ctx, lockID)
+	var exp int64
+	detail, err := d.mutateByID(ctx, lockID, func(tx *firestore.Transaction, live *firestore.DocumentSnapshot) error {
+		exp = d.nowMs() + ttlMs
+		return tx.Update(live.Ref, []firestore.Update{{Path: "expiresAtMs", Value: exp}})
+	})
 	if err != nil {
-		return syncguard.ExtendResult{}, mapError(ctx, err, "", lockID)
+		return syncguard.ExtendResult{}, err
 	}
-	if len(refs) > 0 {
-		unlock, err := d.stripes.lock(ctx, refs[0].Path)
-		if err != nil {
-			return syncguard.ExtendResult{}, err
-		}
-		defer unlock()
+	if detail != "" {
+		return syncguard.ExtendResult{Detail: detail}, nil
 	}
-	var res syncguard.ExtendResult
-	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		res = syncguard.ExtendResult{}
-		live, _, expired, err := d.resolve(ctx, tx, lockID, refs)
-		if err != nil {
-			return err
-		}
-		switch {
-		case live != nil:
-			exp := d.nowMs() + ttlMs
-			if err := tx.Update(live.Ref, []firestore.Update{{Path: "expiresAtMs", Value: exp}}); err != nil {
-				return err
-			}
-			res = syncguard.ExtendResult{OK: true, ExpiresAtMs: exp}
-		case expired:
-			res.Detail = syncguard.DetailExpired
-		default:
-			res.Detail = syncguard.DetailNotFound
-		}
-		return nil
-	}, d.txOpts())
-	if err != nil {
-		return syncguard.ExtendResult{}, mapError(ctx, err, "", lockID)
-	}
-	return res, nil
+	return syncguard.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
 }
 
 // getDoc reads a document; a missing one is (nil, nil).
