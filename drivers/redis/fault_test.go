@@ -28,7 +28,8 @@ func proxied(t *testing.T, tweak ...func(*rueidis.ClientOption)) (fp *faultProxy
 // operation whose context has a 200 ms deadline fails with NetworkTimeout
 // within the deadline + 100 ms.
 func TestFaultLatencyBeyondDeadline(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it bounds wall time (deadline + 100 ms), so it runs
+	// before the package's parallel tests rather than among them.
 	fp, d, _ := proxied(t)
 	fp.latency(t, 500*time.Millisecond)
 	const deadline = 200 * time.Millisecond
@@ -123,7 +124,8 @@ func TestFaultCutMidAcquire(t *testing.T) {
 // up). Operations return NetworkTimeout at their deadline; after healing,
 // the driver works again.
 func TestFaultPartition(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it bounds wall time (deadline + 100 ms), so it runs
+	// before the package's parallel tests rather than among them.
 	fp, d, _ := proxied(t)
 	ctx := context.Background()
 	fp.cut(t)
