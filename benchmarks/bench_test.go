@@ -34,6 +34,18 @@ func forEachImpl(b *testing.B, scenario string, fn func(b *testing.B, im Impl)) 
 
 func newLocker(b *testing.B, im Impl, ns string) Locker {
 	b.Helper()
+	if im.Backend == Redis {
+		b.Cleanup(func() {
+			c, err := rueidis.NewClient(RueidisOption())
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = CleanRedis(ctx, c, ns)
+		})
+	}
 	l, err := im.New(ns)
 	if err != nil {
 		b.Skipf("%s: %v", im.Name, err)

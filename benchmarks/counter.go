@@ -53,3 +53,26 @@ func RedisCounter(c rueidis.Client) Counter {
 		return total, scripts, nil
 	}
 }
+
+// CleanRedis deletes every key of the server c talks to whose name
+// contains ns (a [Namespace]): the fence counters that SyncGuard keeps per
+// key (they never expire, by design) and whatever a library left behind.
+// A run on fresh keys creates tens of thousands of them, which would
+// otherwise pile up run after run.
+func CleanRedis(ctx context.Context, c rueidis.Client, ns string) error {
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match("*"+ns+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return err
+		}
+		if len(e.Elements) > 0 {
+			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
+				return err
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return nil
+		}
+	}
+}

@@ -82,7 +82,13 @@ func main() {
 				if im.Backend == benchmarks.Redis {
 					c = counter
 				}
-				r, err := runOne(ctx, sc, im, c, *serialD, *parD, *contD, *hold, *parG, *contG)
+				ns := benchmarks.Namespace(im.Name)
+				r, err := runOne(ctx, sc, im, ns, c, *serialD, *parD, *contD, *hold, *parG, *contG)
+				if im.Backend == benchmarks.Redis {
+					if err := benchmarks.CleanRedis(ctx, admin, ns); err != nil {
+						fmt.Fprintf(os.Stderr, "%s %s: clean-up: %v\n", im.Name, sc, err)
+					}
+				}
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "%s %s: %v\n", im.Name, sc, err)
 					continue
@@ -116,8 +122,7 @@ func rotate(impls []benchmarks.Impl, n int) []benchmarks.Impl {
 	return append(slices.Clone(impls[n:]), impls[:n]...)
 }
 
-func runOne(ctx context.Context, sc string, im benchmarks.Impl, c benchmarks.Counter, serialD, parD, contD, hold time.Duration, parG, contG int) (benchmarks.Result, error) {
-	ns := benchmarks.Namespace(im.Name)
+func runOne(ctx context.Context, sc string, im benchmarks.Impl, ns string, c benchmarks.Counter, serialD, parD, contD, hold time.Duration, parG, contG int) (benchmarks.Result, error) {
 	switch sc {
 	case "serial", "parallel", "samekey":
 		l, err := im.New(ns)
