@@ -26,6 +26,9 @@ type Guard[C Capabilities] struct {
 	cfg  guardConfig
 	// watcher is the driver's optional wake-up interface (nil if none).
 	watcher ReleaseWatcher
+	// handoff is the driver's optional queued wake-up interface, used
+	// instead of watcher (nil if none).
+	handoff HandoffWatcher
 }
 
 // New returns a Guard over driver d. C is inferred from d:
@@ -51,6 +54,9 @@ func New[C Capabilities](d Driver[C], opts ...Option) *Guard[C] {
 	g.caps = Describe(d.Capabilities())
 	if w, ok := AsReleaseWatcher(d); ok {
 		g.watcher = w
+	}
+	if h, ok := AsHandoffWatcher(d); ok {
+		g.handoff = h
 	}
 	return g
 }
@@ -231,10 +237,23 @@ func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bo
 
 // attempt is one driver acquisition; non-LockErrors become Internal.
 func (g *Guard[C]) attempt(ctx context.Context, key string, ttl time.Duration) (AcquireResult, error) {
+	return g.attemptWith(ctx, key, ttl, nil)
+}
+
+// attemptWith is attempt through the waiter h when h is not nil.
+func (g *Guard[C]) attemptWith(ctx context.Context, key string, ttl time.Duration, h *Handoff) (AcquireResult, error) {
 	if err := CheckContext(ctx); err != nil {
 		return AcquireResult{}, err
 	}
-	res, err := g.d.Acquire(ctx, key, ttl)
+	var (
+		res AcquireResult
+		err error
+	)
+	if h != nil {
+		res, err = h.Acquire(ctx, ttl)
+	} else {
+		res, err = g.d.Acquire(ctx, key, ttl)
+	}
 	if err != nil {
 		var le *LockError
 		if errors.As(err, &le) {
@@ -258,7 +277,8 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 	var (
 		wake      <-chan struct{}
 		stop      func()
-		watchGone bool // the watcher closed its channel: plain backoff only
+		watchGone bool     // the watcher closed its channel: plain backoff only
+		hand      *Handoff // the queued waiter, with a HandoffWatcher
 		timer     *time.Timer
 	)
 	defer func() {
@@ -269,11 +289,18 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			timer.Stop()
 		}
 	}()
+	if g.handoff != nil && cfg.maxRetries > 0 {
+		// This process waited for key recently: queue from the first
+		// attempt, saving the plain one.
+		if h := g.handoff.WarmHandoff(key); h != nil {
+			hand, wake, stop = h, h.C, h.Stop
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		if time.Since(start) >= cfg.timeout {
 			return AcquireResult{}, acquisitionTimeout(key, "Timeout reached while acquiring lock")
 		}
-		res, err := g.attempt(ctx, key, cfg.ttl)
+		res, err := g.attemptWith(ctx, key, cfg.ttl, hand)
 		if err != nil {
 			return res, err
 		}
@@ -292,9 +319,19 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			return AcquireResult{}, acquisitionTimeout(key, "Timeout reached before next retry")
 		}
 		d = max(min(d, remaining), 0)
-		if g.watcher != nil && wake == nil && !watchGone && d > 0 {
-			if ch, s, err := g.watcher.WatchRelease(ctx, key); err == nil {
-				wake, stop = ch, s
+		if hand != nil && hand.Renew > 0 {
+			d = min(d, hand.Renew)
+		}
+		if wake == nil && !watchGone && d > 0 {
+			switch {
+			case g.handoff != nil:
+				if h, err := g.handoff.WatchHandoff(ctx, key); err == nil && h != nil {
+					hand, wake, stop = h, h.C, h.Stop
+				}
+			case g.watcher != nil:
+				if ch, s, err := g.watcher.WatchRelease(ctx, key); err == nil {
+					wake, stop = ch, s
+				}
 			}
 		}
 		if d == 0 {
@@ -314,6 +351,9 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 		case <-timer.C:
 		case _, ok := <-wake:
 			if !ok { // a last signal: fall back to plain backoff, never resubscribe
+				// A queued waiter keeps attempting through hand: its
+				// attempts still renew its place and claim a lock the
+				// hand-off granted it.
 				wake, watchGone = nil, true
 			}
 			if !timer.Stop() {

@@ -162,6 +162,50 @@ type ReleaseWatcher interface {
 	WatchRelease(ctx context.Context, key string) (ch <-chan struct{}, stop func(), err error)
 }
 
+// HandoffWatcher is an optional driver interface that extends release
+// watching with a first-come, first-served hand-off: waiters of one key
+// form a queue on the backend, and a release hands the key to the queue's
+// head (for example by granting it the lock in the release itself) and
+// wakes only that waiter, instead of waking every waiter to race for
+// it. Guard uses it in preference to [ReleaseWatcher] (see
+// [AsHandoffWatcher]).
+//
+// Fairness is best-effort: a waiter that stops waiting leaves the queue
+// (handing on what it was granted), and a crashed waiter stops renewing
+// its place (see [Handoff] Renew) and is skipped.
+type HandoffWatcher interface {
+	// WatchHandoff subscribes a new waiter to key. The waiter joins the
+	// queue with its first attempt through [Handoff.Acquire]; the returned
+	// channel holds a signal on return so that this attempt happens at once.
+	WatchHandoff(ctx context.Context, key string) (*Handoff, error)
+	// WarmHandoff returns a new waiter of key without any I/O when this
+	// process already holds a live subscription to key's releases (it
+	// waited for key recently), or nil. Its C holds no initial signal:
+	// its first Acquire is the caller's first attempt, queued at once.
+	WarmHandoff(key string) *Handoff
+}
+
+// Handoff is one waiter of a [HandoffWatcher].
+type Handoff struct {
+	// C receives a value when it may be the waiter's turn (spurious
+	// wake-ups are allowed) and is closed when the subscription ends, after
+	// which the waiter should fall back to plain backoff.
+	C <-chan struct{}
+	// Acquire is one acquisition attempt of key as this waiter, with the
+	// semantics of [LockStore.Acquire]: a contended attempt (re)joins the
+	// queue; a successful one leaves it.
+	Acquire func(ctx context.Context, ttl time.Duration) (AcquireResult, error)
+	// Stop leaves the queue (handing on a lock the waiter was granted)
+	// and ends the subscription. It must be called exactly once; later calls
+	// do nothing.
+	Stop func()
+	// Renew, when positive, is the longest the waiter may go between
+	// attempts: each contended attempt renews its place, and a waiter
+	// silent for much longer is taken for dead and skipped by the
+	// hand-off. Guard caps its backoff to it while waiting.
+	Renew time.Duration
+}
+
 // AcquireResult is the outcome of a single acquisition attempt.
 type AcquireResult struct {
 	// Acquired reports whether this call took the lock.

@@ -160,8 +160,9 @@ func IncludeRawFunc(f func(Event) bool) TelemetryOption {
 //
 // The decorator never changes a result, an error or the capabilities, and
 // it recovers panics of o. The record and rate methods pass through without
-// events. The returned driver implements [ReleaseWatcher] and [RawLookup]
-// by delegating to d; use [AsReleaseWatcher] and [AsRawLookup] to learn
+// events. The returned driver implements [ReleaseWatcher],
+// [HandoffWatcher] and [RawLookup] by delegating to d; use
+// [AsReleaseWatcher], [AsHandoffWatcher] and [AsRawLookup] to learn
 // whether d actually supports them (when it does not, the methods return an
 // Internal error). Its Unwrap method returns d.
 //
@@ -200,6 +201,13 @@ func (t *telemetryDriver[C]) Capabilities() C { return t.inner.Capabilities() }
 func (t *telemetryDriver[C]) Acquire(ctx context.Context, key string, ttl time.Duration) (AcquireResult, error) {
 	start := time.Now()
 	res, err := t.inner.Acquire(ctx, key, ttl)
+	t.emitAcquire(key, start, res, err)
+	return res, err
+}
+
+// emitAcquire emits the event of an acquisition attempt of key that
+// started at start.
+func (t *telemetryDriver[C]) emitAcquire(key string, start time.Time, res AcquireResult, err error) {
 	ev := Event{Type: EventAcquire, Latency: time.Since(start)}
 	nk, valid := keyForEvent(&ev, key)
 	switch {
@@ -217,7 +225,6 @@ func (t *telemetryDriver[C]) Acquire(ctx context.Context, key string, ttl time.D
 		}
 	}
 	t.emit(ev)
-	return res, err
 }
 
 // Release calls the decorated driver and emits a release event.
@@ -284,6 +291,46 @@ func (t *telemetryDriver[C]) LookupRawByID(ctx context.Context, lockID string) (
 	info, err := r.LookupRawByID(ctx, lockID)
 	t.emitOutcome(EventLookup, lockID, time.Since(start), info != nil, "", err)
 	return info, err
+}
+
+// WatchHandoff delegates to the decorated driver's [HandoffWatcher]; the
+// waiter's attempts emit acquire events like Acquire. Without driver
+// support it returns an Internal error.
+func (t *telemetryDriver[C]) WatchHandoff(ctx context.Context, key string) (*Handoff, error) {
+	w, ok := AsHandoffWatcher(t.inner)
+	if !ok {
+		return nil, errNotSupported()
+	}
+	h, err := w.WatchHandoff(ctx, key)
+	if err != nil {
+		return h, err
+	}
+	return t.wrapHandoff(key, h), nil
+}
+
+// WarmHandoff delegates to the decorated driver's [HandoffWatcher] like
+// WatchHandoff; without driver support it returns nil.
+func (t *telemetryDriver[C]) WarmHandoff(key string) *Handoff {
+	w, ok := AsHandoffWatcher(t.inner)
+	if !ok {
+		return nil
+	}
+	return t.wrapHandoff(key, w.WarmHandoff(key))
+}
+
+// wrapHandoff makes h's attempts emit acquire events.
+func (t *telemetryDriver[C]) wrapHandoff(key string, h *Handoff) *Handoff {
+	if h == nil {
+		return nil
+	}
+	wrapped := *h
+	wrapped.Acquire = func(ctx context.Context, ttl time.Duration) (AcquireResult, error) {
+		start := time.Now()
+		res, err := h.Acquire(ctx, ttl)
+		t.emitAcquire(key, start, res, err)
+		return res, err
+	}
+	return &wrapped
 }
 
 // WatchRelease delegates to the decorated driver's [ReleaseWatcher]

@@ -32,6 +32,12 @@ func AsReleaseWatcher(b Backend) (ReleaseWatcher, bool) {
 	return asOptional[ReleaseWatcher](b)
 }
 
+// AsHandoffWatcher returns the [HandoffWatcher] of b, looking through
+// decorators with the same rules as [AsReleaseWatcher].
+func AsHandoffWatcher(b Backend) (HandoffWatcher, bool) {
+	return asOptional[HandoffWatcher](b)
+}
+
 // AsRawLookup returns the [RawLookup] of b, looking through decorators with
 // the same rules as [AsReleaseWatcher].
 func AsRawLookup(b Backend) (RawLookup, bool) {
