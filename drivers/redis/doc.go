@@ -90,11 +90,23 @@
 // # Wake-up
 //
 // Release publishes on the key's channel with SPUBLISH (sharded pub/sub:
-// in a Cluster the message stays within the shard of the key).
-// [Driver.WatchRelease], which Guard uses while it waits, subscribes with
-// SSUBSCRIBE, once per key per driver however many goroutines wait. A
+// in a Cluster the message stays within the shard of the key). Watchers
+// subscribe with SSUBSCRIBE, once per key per driver however many
+// goroutines wait (a subscription lingers 500 ms after its last watcher,
+// so a process that waits again soon does not resubscribe).
+//
+// Guard waits through [Driver.WatchHandoff]: its waiters queue on the
+// server (a sorted set in the key's slot, first come first served), and a
+// release grants the lock to the queue's head in the same script and
+// publishes the grant, so exactly one waiter wakes, already holding the
+// lock, and a releaser that tries again cannot barge ahead of the queue.
+// [Driver.WatchRelease] (plain watchers) is woken by every release. A
 // waiter that misses a message (a reconnect, an expiry without a release)
-// wakes on its backoff timer as without the wake-up.
+// wakes on its backoff timer as without the wake-up, and a waiter that
+// missed its grant claims it with that attempt. Queued waiters renew a
+// liveness marker with each attempt (Guard attempts at least once a
+// second), and a release passes over waiters silent for 3 s: a waiter that
+// crashed while queued does not inherit the key (see docs/redis.md).
 //
 // # Errors and cancellation
 //
@@ -105,8 +117,17 @@
 // OOM → ServiceUnavailable; NOAUTH, WRONGPASS, NOPERM → AuthFailed;
 // WRONGTYPE → InvalidArgument), then network errors (timeouts →
 // NetworkTimeout; refused, reset, EOF, closed client → ServiceUnavailable);
-// anything else is Internal. Every operation returns as soon as its
-// context ends, even while the request is in flight. An Acquire that fails
+// anything else is Internal. Every operation returns by its context's
+// deadline, even while the request is in flight. A cancellation is
+// honoured at once in rueidis's pipelined mode (its default); on a
+// connection that has not pipelined yet, or with DisableAutoPipelining,
+// rueidis notices it only at the deadline or ConnWriteTimeout, and so
+// during the handshake of a connection rueidis dials inside the call
+// (lazily, on first use; bounded by its dial timeout). Once a call
+// has failed with a network error or ended with its context, the next 5 s
+// of calls run on goroutines of their own and return the moment their
+// context ends, whatever the connection is doing (healthy calls run
+// inline: a goroutine per call was a visible share of a serial pair). An Acquire that fails
 // after its request may have reached Redis releases the lock ID it minted
 // in the background (bounded by 5 s), so an acquisition nobody saw does not
 // hold the key until its TTL.

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -180,5 +181,61 @@ func TestServerDown(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2100*time.Millisecond {
 		t.Errorf("took %v", took)
+	}
+}
+
+// TestFaultCancelInFlight: on a healthy-looking connection whose requests
+// are swallowed, cancelling a context without a deadline ends the call at
+// once (rueidis's pipelined mode honours it in flight), and the driver
+// then isolates later calls (see exec.go).
+func TestFaultCancelInFlight(t *testing.T) {
+	// Not parallel: it bounds wall time.
+	fp, d, _ := proxied(t)
+	// rueidis dials its connections lazily, on first use; use them all
+	// (a dial inside a call is bounded by the call's deadline, see
+	// TestFaultHandshakeBoundedByDeadline, and this context has none).
+	for i := range 64 {
+		if _, err := d.IsLocked(context.Background(), "warm-up:"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fp.cut(t)
+	defer fp.heal()
+	for i := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := d.Acquire(ctx, "cancel", time.Second)
+		took := time.Since(start)
+		cancel()
+		if err == nil {
+			t.Fatalf("call %d: Acquire succeeded during the partition", i)
+		}
+		if took > 250*time.Millisecond {
+			t.Errorf("call %d: Acquire returned %v after the cancellation at 100ms; want at once (err %v)", i, took, err)
+		}
+	}
+	if time.Now().UnixNano() >= d.isolateUntil.Load() {
+		t.Error("calls not isolated after a cancelled call")
+	}
+}
+
+// TestFaultHandshakeBoundedByDeadline: a connection dialled inside a call
+// (the first use, here) to a server that never answers: the handshake is
+// bounded by the call's deadline.
+func TestFaultHandshakeBoundedByDeadline(t *testing.T) {
+	// Not parallel: it bounds wall time.
+	fp, d, _ := proxied(t)
+	fp.cut(t)
+	defer fp.heal()
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := d.Acquire(ctx, "handshake", time.Second)
+	if code := syncguard.CodeOf(err); code != syncguard.NetworkTimeout {
+		t.Errorf("Acquire = %v (code %v); want NetworkTimeout", err, code)
+	}
+	if took := time.Since(start); took > 300*time.Millisecond {
+		t.Errorf("Acquire returned after %v; want by its 150ms deadline", took)
 	}
 }

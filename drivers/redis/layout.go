@@ -21,6 +21,7 @@ import (
 //	<prefix>:{<tag>}:rel:<body>     release channel (SPUBLISH), not a key
 //	<prefix>:{<tag>}:rec:<body>     fenced record
 //	<prefix>:{<tag>}:rate:<body>    GCRA state
+//	<prefix>:{<tag>}:q:<body>       waiter queue (sorted set, see watch.go)
 //
 // <tag> is the shortest string of [0-9A-Za-z] whose CRC16 is that slot, so
 // the tag is a function of the slot. A lock ID carries the slot of its lock
@@ -109,6 +110,7 @@ func (k keyNames) fence() string { return k.sp + "fence:" + k.body }
 func (k keyNames) rec() string   { return k.sp + "rec:" + k.body }
 func (k keyNames) rate() string  { return k.sp + "rate:" + k.body }
 func (k keyNames) rel() string   { return k.sp + "rel:" + k.body }
+func (k keyNames) queue() string { return k.sp + "q:" + k.body }
 
 // names derives the storage names of the normalised key k.
 func (d *Driver) names(k string) (keyNames, error) {
@@ -119,21 +121,98 @@ func (d *Driver) names(k string) (keyNames, error) {
 	return keyNames{body: body, sp: d.slotPrefix(keySlot(body))}, nil
 }
 
-// idKey returns the index key of lockID, in the slot the ID carries.
+// idKey returns the index key of lockID, in the slot the ID carries, and
+// its slot prefix (one allocation for both).
 func (d *Driver) idKey(lockID string) (key, sp string) {
-	sp = d.slotPrefix(lockIDSlot(lockID))
-	return sp + "id:" + lockID, sp
+	tag := slotTags()[lockIDSlot(lockID)]
+	var b strings.Builder
+	b.Grow(d.slotPrefixLen(tag) + len("id:") + len(lockID))
+	d.writeSlotPrefix(&b, tag)
+	n := b.Len()
+	b.WriteString("id:")
+	b.WriteString(lockID)
+	key = b.String()
+	return key, key[:n]
+}
+
+func (d *Driver) slotPrefixLen(tag string) int {
+	n := len(tag) + 3 // "{" tag "}:"
+	if d.prefix != "" {
+		n += len(d.prefix) + 1
+	}
+	return n
+}
+
+func (d *Driver) writeSlotPrefix(b *strings.Builder, tag string) {
+	if d.prefix != "" {
+		b.WriteString(d.prefix)
+		b.WriteByte(':')
+	}
+	b.WriteByte('{')
+	b.WriteString(tag)
+	b.WriteString("}:")
+}
+
+// acquireNames are the names an acquisition uses, built in one allocation.
+type acquireNames struct {
+	sp, lock, fence, index, queue, lockID string
+}
+
+// acquireNames derives the names of an acquisition of the storage body
+// under lockID, minting a fresh lock ID (carrying the body's slot) when
+// lockID is "".
+func (d *Driver) acquireNames(body, lockID string) acquireNames {
+	slot := keySlot(body)
+	tag := slotTags()[slot]
+	var id [syncguard.LockIDLen]byte
+	if lockID == "" {
+		mintLockID(&id, slot)
+	} else {
+		copy(id[:], lockID)
+	}
+	spl := d.slotPrefixLen(tag)
+	var b strings.Builder
+	b.Grow(5*spl + 3*len(body) + len("lock:fence:id:q:") + len(id))
+	d.writeSlotPrefix(&b, tag)
+	i0 := b.Len()
+	d.writeSlotPrefix(&b, tag)
+	b.WriteString("lock:")
+	b.WriteString(body)
+	i1 := b.Len()
+	d.writeSlotPrefix(&b, tag)
+	b.WriteString("fence:")
+	b.WriteString(body)
+	i2 := b.Len()
+	d.writeSlotPrefix(&b, tag)
+	b.WriteString("id:")
+	b.Write(id[:])
+	i3 := b.Len()
+	d.writeSlotPrefix(&b, tag)
+	b.WriteString("q:")
+	b.WriteString(body)
+	s := b.String()
+	return acquireNames{
+		sp: s[:i0], lock: s[i0:i1], fence: s[i1:i2], index: s[i2:i3], queue: s[i3:],
+		lockID: s[i3-len(id) : i3],
+	}
 }
 
 // newLockID mints a lock ID carrying slot in its first 14 bits; the other
 // 114 bits come from crypto/rand. The format is the usual 22 base64url
 // characters, so [syncguard.ValidLockID] holds.
 func newLockID(slot uint16) string {
+	var id [syncguard.LockIDLen]byte
+	mintLockID(&id, slot)
+	return string(id[:])
+}
+
+// mintLockID writes a new lock ID carrying slot into id.
+func mintLockID(id *[syncguard.LockIDLen]byte, slot uint16) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (Go ≥ 1.24)
 	b[0] = byte(slot >> 6)
 	b[1] = byte(slot<<2) | b[1]&0x03
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	base64.RawURLEncoding.Encode(id[:], b[:])
 }
 
 // lockIDSlot returns the slot carried by a (valid) lock ID: the first 14

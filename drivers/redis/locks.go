@@ -27,6 +27,13 @@ const unknownOutcomeRelease = 5 * time.Second
 // it minted in the background, on a detached context bounded by 5 s, so an acquisition whose
 // result the caller never saw does not block the key until its TTL.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	return d.acquire(ctx, key, ttl, "")
+}
+
+// acquire is Acquire as the queued waiter waiterID (see watch.go): the
+// lock ID is the waiter's ID, and a contended attempt joins the key's
+// queue. An empty waiterID mints a fresh lock ID.
+func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, waiterID string) (syncguard.AcquireResult, error) {
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return syncguard.AcquireResult{}, err
@@ -35,21 +42,24 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 	if err != nil {
 		return syncguard.AcquireResult{}, err
 	}
-	kn, err := d.names(k)
+	body, err := syncguard.StorageKey("", k, d.bodyLimit, 0)
 	if err != nil {
 		return syncguard.AcquireResult{}, err
 	}
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.AcquireResult{}, err
 	}
-	lockID := newLockID(keySlot(kn.body))
-	lockKey := kn.lock()
-	resp := d.exec(ctx, d.s.acquire,
-		[]string{lockKey, kn.fence(), kn.sp + "id:" + lockID},
-		[]string{lockID, formatInt(ttlMs), k, kn.sp, d.bump, fenceMaxStr, tolStr})
-	vals, err := resp.ToArray()
+	an := d.acquireNames(body, waiterID)
+	lockID, queued := an.lockID, "1"
+	if waiterID == "" {
+		queued = ""
+	}
+	c := getCall()
+	c.set([]string{an.lock, an.fence, an.index, an.queue},
+		lockID, d.ttlArg(ttlMs), k, an.sp, d.bump, fenceMaxStr, tolStr, queued, d.waiterLiveMs)
+	vals, err := d.run(ctx, d.s.acquire, c).ToArray()
 	if err != nil {
-		if outcomeUnknown(err) {
+		if outcomeUnknown(err) && waiterID == "" { // a waiter's Stop releases its ID
 			d.bg.Add(1)
 			go d.releaseUnknown(lockID)
 		}
@@ -96,7 +106,7 @@ func (d *Driver) releaseUnknown(lockID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
 	defer cancel()
 	idx, sp := d.idKey(lockID)
-	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr}).Error()
+	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr, d.bump, fenceMaxStr}).Error()
 }
 
 // Release deletes the lock identified by lockID if it is live. Of
@@ -111,7 +121,9 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 		return syncguard.ReleaseResult{}, err
 	}
 	idx, sp := d.idKey(lockID)
-	code, err := d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr}).AsInt64()
+	c := getCall()
+	c.set([]string{idx}, lockID, sp, tolStr, d.bump, fenceMaxStr)
+	code, err := d.run(ctx, d.s.release, c).AsInt64()
 	if err != nil {
 		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
 	}
@@ -310,6 +322,22 @@ var (
 )
 
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
+
+// ttlString caches the decimal form of the last TTL used, which is
+// nearly always the same.
+type ttlString struct {
+	ms int64
+	s  string
+}
+
+func (d *Driver) ttlArg(ms int64) string {
+	if t := d.ttlStr.Load(); t != nil && t.ms == ms {
+		return t.s
+	}
+	s := formatInt(ms)
+	d.ttlStr.Store(&ttlString{ms: ms, s: s})
+	return s
+}
 
 // intAt returns vals[i] as an integer.
 func intAt(vals []rueidis.RedisMessage, i int) (int64, error) {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
@@ -14,6 +15,7 @@ var (
 	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
 	_ syncguard.Backend              = (*Driver)(nil)
 	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
+	_ syncguard.HandoffWatcher       = (*Driver)(nil)
 	_ syncguard.RawLookup            = (*Driver)(nil)
 
 	_ syncguard.FencedCapabilities     = Capabilities{}
@@ -98,6 +100,12 @@ type Driver struct {
 	s         *scripts
 	hub       *watchHub
 	bg        sync.WaitGroup // background releases of unknown outcome
+	ttlStr    atomic.Pointer[ttlString]
+	// isolateUntil (Unix ns): until then calls run isolated (see exec).
+	isolateUntil atomic.Int64
+	// waiterLiveMs is the PX of a queued waiter's liveness marker
+	// (waiterLive; tests shorten it).
+	waiterLiveMs string
 }
 
 // New returns a driver that stores locks through client, which may be a
@@ -136,6 +144,8 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		logger:    o.logger,
 		bump:      formatInt(o.bump),
 		s:         newScripts(),
+
+		waiterLiveMs: formatInt(waiterLive.Milliseconds()),
 	}
 	d.hub = newWatchHub(d)
 	return d, nil

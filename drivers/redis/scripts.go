@@ -1,6 +1,10 @@
 package redis
 
-import "github.com/redis/rueidis"
+import (
+	"time"
+
+	"github.com/redis/rueidis"
+)
 
 // The Lua scripts of the driver. Each operation is one script, run by SHA
 // (EVALSHA, with rueidis falling back to EVAL once per server on NOSCRIPT),
@@ -23,10 +27,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// acquireScript: KEYS lock, fence, newIndex; ARGV lockID, ttl, key,
-// slotPrefix, bump, fenceMax, tolerance.
-// Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
-// written), {1, fence, exp, now} when acquired.
+// luaGrant defines grant(lk, fk, ik, id, ttl, key, old, bump, fenceMax,
+// tol): it writes a new lock for id on the lock key lk (fence counter fk,
+// index key ik), replacing the dead record old (or nil), and returns its
+// fence and expiry, or -1 and the would-be fence on overflow (nothing
+// written). It needs now.
 //
 // Fences survive failover: the counter hash stores the fence (n) and the
 // replication ID (e) of the primary that wrote it. A primary that finds a
@@ -35,43 +40,89 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // increments its predecessor did not replicate are skipped over. A missing
 // counter on a primary that was itself promoted (master_replid2 set) starts
 // at bump, because its predecessor may have created it unreplicated.
-const acquireScript = luaNow + `
+const luaGrant = `
+local function grant(lk, fk, ik, id, ttl, key, old, bump, fmax, tol)
+  local info = redis.call('INFO', 'replication')
+  local p = string.find(info, 'master_replid:', 1, true)
+  local rid = p and string.sub(info, p + 14, p + 53) or ''
+  local c = redis.call('HMGET', fk, 'n', 'e')
+  local n = 0
+  if c[1] then
+    n = tonumber(c[1]) or 0
+    if c[2] ~= rid then n = n + bump end
+  else
+    p = string.find(info, 'master_replid2:', 1, true)
+    if p and string.sub(info, p + 15, p + 54) ~= '0000000000000000000000000000000000000000' then n = bump end
+  end
+  n = n + 1
+  if n > fmax then return -1, n end
+  if old then redis.call('DEL', string.sub(ik, 1, -23) .. string.sub(old, 1, 22)) end
+  local exp = now + ttl
+  local fs = string.format('%d', n)
+  local px = string.format('%d', ttl + tol)
+  redis.call('HSET', fk, 'n', fs, 'e', rid)
+  redis.call('SET', lk, id .. string.format('%d|%d|', exp, now) .. fs .. '|' .. key, 'PX', px)
+  redis.call('SET', ik, lk, 'PX', px)
+  return n, exp
+end
+`
+
+// acquireScript: KEYS lock, fence, newIndex, queue; ARGV lockID, ttl,
+// key, slotPrefix, bump, fenceMax, tolerance, queued ("1" for a queued
+// waiter, whose lockID is its waiter ID, else ""), waiter liveness (ms).
+// Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
+// written), {1, fence, exp, acquiredAt} when acquired.
+//
+// Hand-off (see watch.go): a contended attempt of a queued waiter joins
+// the key's queue (a sorted set scored by the server time of joining; ZADD
+// NX keeps the first position) with the member lockID..ttl, and renews the
+// waiter's liveness marker <sp>w:<lockID> (PX waiterLiveMs); a successful
+// one leaves the queue. A release grants the key to the queue's head, writing the
+// lock under the waiter's ID; the waiter's next attempt finds its own live
+// lock and claims it (normally the waiter learns of the grant from the
+// release's message and does not need that attempt).
+const acquireScript = luaNow + luaGrant + `
 local v = redis.call('GET', KEYS[1])
 if v then
   local e = tonumber(string.match(v, '^(%d+)|', 23))
-  if e and e > now - tonumber(ARGV[7]) then return {0, e} end
+  if e and e > now - tonumber(ARGV[7]) then
+    if string.sub(v, 1, 22) == ARGV[1] then
+      local a, f = string.match(v, '^%d+|(%d+)|(%d+)|', 23)
+      return {1, tonumber(f), e, tonumber(a)}
+    end
+    if ARGV[8] ~= '' then
+      redis.call('ZADD', KEYS[4], 'NX', now, ARGV[1] .. ARGV[2])
+      redis.call('PEXPIRE', KEYS[4], ` + queueTTLStr + `)
+      redis.call('SET', ARGV[4] .. 'w:' .. ARGV[1], '1', 'PX', ARGV[9])
+    end
+    return {0, e}
+  end
 end
-local info = redis.call('INFO', 'replication')
-local p = string.find(info, 'master_replid:', 1, true)
-local rid = p and string.sub(info, p + 14, p + 53) or ''
-local c = redis.call('HMGET', KEYS[2], 'n', 'e')
-local n = 0
-if c[1] then
-  n = tonumber(c[1]) or 0
-  if c[2] ~= rid then n = n + tonumber(ARGV[5]) end
-else
-  p = string.find(info, 'master_replid2:', 1, true)
-  if p and string.sub(info, p + 15, p + 54) ~= '0000000000000000000000000000000000000000' then n = tonumber(ARGV[5]) end
-end
-n = n + 1
-if n > tonumber(ARGV[6]) then return {-1, n} end
-if v then redis.call('DEL', ARGV[4] .. 'id:' .. string.sub(v, 1, 22)) end
-local ttl = tonumber(ARGV[2])
-local exp = now + ttl
-local fs = string.format('%d', n)
-local px = string.format('%d', ttl + tonumber(ARGV[7]))
-redis.call('HSET', KEYS[2], 'n', fs, 'e', rid)
-redis.call('SET', KEYS[1], ARGV[1] .. string.format('%d|%d|', exp, now) .. fs .. '|' .. ARGV[3], 'PX', px)
-redis.call('SET', KEYS[3], KEYS[1], 'PX', px)
+local n, exp = grant(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[3], v, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+if n < 0 then return {-1, exp} end
+if ARGV[8] ~= '' then redis.call('ZREM', KEYS[4], ARGV[1] .. ARGV[2]) end
 return {1, n, exp, now}
 `
 
-// releaseScript: KEYS index; ARGV lockID, slotPrefix, tolerance.
+// releaseScript: KEYS index[, queue]; ARGV lockID, slotPrefix, tolerance,
+// bump, fenceMax[, queue member].
 // Returns 1 released, -1 not found (or owned by another ID), -2 expired.
 // Ownership is checked before anything is deleted: another owner's record
-// is never touched. A release publishes on the key's channel (SPUBLISH, so
-// the message stays on the slot's shard) to wake waiters.
+// is never touched.
+//
+// A release hands the key over to the head of its waiter queue, if any:
+// it grants the lock to that waiter (see acquireScript) and publishes on
+// the key's channel (SPUBLISH, so the message stays on the slot's shard)
+// "<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>", which wakes only that
+// waiter; with an empty queue it publishes "", which wakes every watcher.
+// Entries of waiters whose liveness marker has lapsed (the waiter
+// crashed, or stopped renewing it) are dropped.
+//
+// With the optional queue key and member it is a waiter's leave: the
+// member leaves the queue first, and a lock granted to it is released
+// (and handed on) like any other.
 const releaseScript = `
+if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[6]) end
 local lk = redis.call('GET', KEYS[1])
 if not lk then return -1 end
 local v = redis.call('GET', lk)
@@ -79,13 +130,44 @@ if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
   redis.call('DEL', KEYS[1])
   return -1
 end
-` + luaNow + `
+` + luaNow + luaGrant + `
 local e = tonumber(string.match(v, '^(%d+)|', 23))
+local tol = tonumber(ARGV[3])
 redis.call('DEL', lk, KEYS[1])
-redis.pcall('SPUBLISH', ARGV[2] .. 'rel:' .. string.sub(lk, string.len(ARGV[2]) + 6), '1')
-if (not e) or e <= now - tonumber(ARGV[3]) then return -2 end
+local sp = ARGV[2]
+local body = string.sub(lk, string.len(sp) + 6)
+local q = sp .. 'q:' .. body
+local msg = ''
+while true do
+  local h = redis.call('ZPOPMIN', q)
+  if #h == 0 then break end
+  local id = string.sub(h[1], 1, 22)
+  if redis.call('EXISTS', sp .. 'w:' .. id) == 1 then
+    local n, exp = grant(lk, sp .. 'fence:' .. body, sp .. 'id:' .. id, id, tonumber(string.sub(h[1], 23)),
+      string.match(v, '^%d+|%d+|%d+|(.*)$', 23), nil, tonumber(ARGV[4]), tonumber(ARGV[5]), tol)
+    if n > 0 then msg = id .. string.format('|%d|%d|%d', n, exp, now) end
+    break
+  end
+end
+redis.pcall('SPUBLISH', sp .. 'rel:' .. body, msg)
+if (not e) or e <= now - tol then return -2 end
 return 1
 `
+
+// queueTTLStr is the expiry (ms) of a waiter queue, renewed by every
+// queued attempt: a queue whose waiters all stopped attempting (they
+// crashed) disappears after it.
+const queueTTLStr = "60000"
+
+// waiterLive is how long a queued waiter's liveness marker lasts after its
+// latest attempt: a release grants the key only to a waiter whose marker
+// is live, so a waiter that dies while queued is skipped at most this long
+// after its last attempt. Live waiters renew it well within that (see
+// [syncguard.Handoff] Renew).
+const (
+	waiterLive  = 3 * time.Second
+	waiterRenew = time.Second
+)
 
 // extendScript: KEYS index; ARGV lockID, ttl, tolerance.
 // Returns {1, exp} extended, {-1} not found, {-2} expired (deleted).

@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -10,8 +13,14 @@ import (
 )
 
 // unsubscribeTimeout bounds the SUNSUBSCRIBE sent when the last watcher of
-// a channel leaves.
+// a channel leaves, and a waiter's leave script.
 const unsubscribeTimeout = 2 * time.Second
+
+// subscriptionLinger is how long a subscription stays after its last
+// watcher left, so that a process that waits for the same key again soon
+// (the usual case under contention: the holder releases and waits again)
+// does not pay an SSUBSCRIBE and SUNSUBSCRIBE each time.
+const subscriptionLinger = 500 * time.Millisecond
 
 // WatchRelease subscribes to releases of key. The release script publishes
 // on the key's channel with SPUBLISH (sharded pub/sub: in a Cluster the
@@ -44,7 +53,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
-	s, w, err := d.hub.add(kn.rel())
+	s, w, err := d.hub.add(kn.rel(), "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,6 +80,183 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	return w.c, stop, nil
 }
 
+// WatchHandoff subscribes a queued waiter to releases of key (see
+// [syncguard.HandoffWatcher]); [syncguard.Guard] uses it when it calls the
+// driver directly.
+//
+// The waiter gets an ID of its own, minted like a lock ID (it carries the
+// key's slot), which becomes the lock ID of the lock it ends up with. Its
+// attempts through [syncguard.Handoff.Acquire] pass the ID to the acquire
+// script: a contended attempt adds it to the key's queue (a sorted set in
+// the key's slot, ordered by the server time of joining), a successful one
+// removes it. A release pops the queue's head and grants it the lock in
+// the same script (a new fence, the waiter's TTL from the release's server
+// time), then publishes the grant on the key's channel. Only that waiter
+// wakes, and it has the lock without another round trip: every waiter of
+// every process no longer races for the key on each release, and the
+// releaser cannot barge in ahead of the queue. With an empty queue the
+// release publishes "", which wakes every watcher.
+//
+// If the grant message is lost (the subscription broke), the waiter's
+// next attempt finds the live lock under its own ID and claims it. A
+// waiter that stops waiting (Stop) leaves the queue, and a lock granted to
+// it meanwhile is released and handed on. Each contended attempt renews a
+// liveness marker of the waiter (PX 3 s), and Guard attempts at least
+// every second while it waits (Handoff.Renew), so a release skips the
+// entry of a waiter that crashed more than 3 s ago. A waiter that crashes
+// within those 3 s before its turn can still be granted the key, which then
+// stays locked until that TTL, exactly as if it had crashed just after
+// acquiring it.
+//
+// The subscription is shared like WatchRelease's. The channel holds a
+// signal on return: the waiter's next attempt joins the queue, and it
+// also covers a release between the caller's previous attempt and the
+// subscription.
+func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	kn, err := d.names(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	id := newLockID(keySlot(kn.body))
+	s, w, err := d.hub.add(kn.rel(), id)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		d.hub.remove(s, w)
+		return nil, syncguard.ContextError(ctx.Err())
+	}
+	if s.err != nil {
+		d.hub.remove(s, w)
+		return nil, mapError(ctx, s.err, k, "")
+	}
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
+	return d.newWaiter(k, kn, id, s, w), nil
+}
+
+// WarmHandoff is WatchHandoff without any I/O, for a key whose
+// subscription this driver already holds (see
+// [syncguard.HandoffWatcher]): the waiter's first attempt queues at once,
+// and no grant can be missed since the subscription was confirmed before
+// it. It returns nil for a key without a live subscription, or an invalid
+// key.
+func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return nil
+	}
+	kn, err := d.names(k)
+	if err != nil {
+		return nil
+	}
+	id := newLockID(keySlot(kn.body))
+	s, w := d.hub.addIfLive(kn.rel(), id)
+	if s == nil {
+		return nil
+	}
+	return d.newWaiter(k, kn, id, s, w)
+}
+
+// newWaiter is the queued waiter id of the normalised key k, subscribed
+// through s as w.
+func (d *Driver) newWaiter(k string, kn keyNames, id string, s *chanSub, w *waiter) *syncguard.Handoff {
+	var (
+		queued atomic.Bool  // an attempt may have queued id (or acquired under it unseen)
+		ttlMs  atomic.Int64 // of the latest attempt: the queue member is id + ttl
+		once   sync.Once
+	)
+	return &syncguard.Handoff{
+		C: w.c,
+		Acquire: func(ctx context.Context, ttl time.Duration) (syncguard.AcquireResult, error) {
+			if g, ok := d.hub.takeGrant(w); ok {
+				queued.Store(false)
+				return syncguard.AcquireResult{Acquired: true, LockID: id, Fence: g.fence, ExpiresAtMs: g.exp}, nil
+			}
+			if ms, err := syncguard.TTLMillis(ttl); err == nil {
+				ttlMs.Store(ms)
+			}
+			queued.Store(true)
+			r, err := d.acquire(ctx, k, ttl, id)
+			if err == nil && r.Acquired {
+				queued.Store(false)
+				d.hub.takeGrant(w) // a grant message for the lock just claimed
+			}
+			return r, err
+		},
+		Stop: func() {
+			once.Do(func() {
+				if queued.Load() {
+					d.leave(kn, id, ttlMs.Load())
+				}
+				d.hub.remove(s, w)
+			})
+		},
+		Renew: waiterRenew,
+	}
+}
+
+// leave takes waiter id out of the queue of kn and releases a lock granted
+// to it (handing the key on). Errors are ignored: the entry ages out, a
+// granted lock expires.
+func (d *Driver) leave(kn keyNames, id string, ttlMs int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
+	defer cancel()
+	_ = d.exec(ctx, d.s.release, []string{kn.sp + "id:" + id, kn.queue()},
+		[]string{id, kn.sp, tolStr, d.bump, fenceMaxStr, id + formatInt(ttlMs)}).Error()
+}
+
+// grant is a lock that a release granted to a queued waiter.
+type grant struct {
+	fence syncguard.Fence
+	exp   int64
+}
+
+// parseGrant decodes "<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>".
+func parseGrant(msg string) (id string, g grant, ok bool) {
+	if len(msg) < syncguard.LockIDLen+2 || msg[syncguard.LockIDLen] != '|' {
+		return "", grant{}, false
+	}
+	id = msg[:syncguard.LockIDLen]
+	f := strings.Split(msg[syncguard.LockIDLen+1:], "|")
+	if len(f) != 3 {
+		return "", grant{}, false
+	}
+	n, err1 := strconv.ParseInt(f[0], 10, 64)
+	exp, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return "", grant{}, false
+	}
+	fence, _, err := syncguard.CheckNewFence(n)
+	if err != nil {
+		return "", grant{}, false
+	}
+	return id, grant{fence: fence, exp: exp}, true
+}
+
+// takeGrant returns and forgets the grant w received, if any.
+func (h *watchHub) takeGrant(w *waiter) (grant, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g := w.grant
+	w.grant = nil
+	if g == nil {
+		return grant{}, false
+	}
+	return *g, true
+}
+
 // watchHub multiplexes release watchers onto one subscription per channel.
 type watchHub struct {
 	d      *Driver
@@ -92,10 +278,13 @@ type chanSub struct {
 	err     error                // set before ready is closed
 	cancel  context.CancelFunc
 	done    chan struct{} // closed after the server-side subscription is gone
+	linger  *time.Timer   // tears the subscription down; set while it has no waiters
 }
 
 type waiter struct {
 	c      chan struct{} // capacity 1; closed when the subscription ends
+	id     string        // queued waiter's ID ("" for a plain watcher)
+	grant  *grant        // a lock granted to the queued waiter; guarded by hub.mu
 	closed bool          // guarded by hub.mu
 }
 
@@ -104,7 +293,7 @@ func newWatchHub(d *Driver) *watchHub {
 	return &watchHub{d: d, ctx: ctx, cancel: cancel, subs: map[string]*chanSub{}, closing: map[string]chan struct{}{}}
 }
 
-func (h *watchHub) add(ch string) (*chanSub, *waiter, error) {
+func (h *watchHub) add(ch, id string) (*chanSub, *waiter, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -118,10 +307,39 @@ func (h *watchHub) add(ch string) (*chanSub, *waiter, error) {
 		prev := h.closing[ch]
 		h.wg.Add(1)
 		go h.run(ctx, s, prev)
+	} else if s.linger != nil {
+		s.linger.Stop()
+		s.linger = nil
 	}
-	w := &waiter{c: make(chan struct{}, 1)}
+	w := &waiter{c: make(chan struct{}, 1), id: id}
 	s.waiters[w] = struct{}{}
 	return s, w, nil
+}
+
+// addIfLive adds a waiter to the channel's subscription if it is live and
+// confirmed, else returns nil.
+func (h *watchHub) addIfLive(ch, id string) (*chanSub, *waiter) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.subs[ch]
+	if h.closed || s == nil {
+		return nil, nil
+	}
+	select {
+	case <-s.ready:
+		if s.err != nil {
+			return nil, nil
+		}
+	default:
+		return nil, nil
+	}
+	if s.linger != nil {
+		s.linger.Stop()
+		s.linger = nil
+	}
+	w := &waiter{c: make(chan struct{}, 1), id: id}
+	s.waiters[w] = struct{}{}
+	return s, w
 }
 
 func (h *watchHub) remove(s *chanSub, w *waiter) {
@@ -131,10 +349,19 @@ func (h *watchHub) remove(s *chanSub, w *waiter) {
 		return
 	}
 	delete(s.waiters, w)
-	if len(s.waiters) == 0 && h.subs[s.ch] == s {
-		delete(h.subs, s.ch)
-		h.closing[s.ch] = s.done
-		s.cancel()
+	if len(s.waiters) == 0 && h.subs[s.ch] == s && s.linger == nil && !h.closed {
+		var t *time.Timer
+		t = time.AfterFunc(subscriptionLinger, func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if s.linger == t && len(s.waiters) == 0 && h.subs[s.ch] == s {
+				s.linger = nil
+				delete(h.subs, s.ch)
+				h.closing[s.ch] = s.done
+				s.cancel()
+			}
+		})
+		s.linger = t
 	}
 }
 
@@ -159,9 +386,18 @@ func (h *watchHub) run(ctx context.Context, s *chanSub, prev chan struct{}) {
 			markReady()
 		}
 	})
-	err := c.Receive(rctx, c.B().Ssubscribe().Channel(s.ch).Build(), func(rueidis.PubSubMessage) {
+	err := c.Receive(rctx, c.B().Ssubscribe().Channel(s.ch).Build(), func(m rueidis.PubSubMessage) {
+		// The message is a grant to one queued waiter, or empty (the key
+		// is free: anyone). Plain watchers take every message.
+		id, g, isGrant := parseGrant(m.Message)
 		h.mu.Lock()
 		for w := range s.waiters {
+			if w.id != "" && isGrant {
+				if w.id != id {
+					continue
+				}
+				w.grant = &g
+			}
 			select {
 			case w.c <- struct{}{}:
 			default:
@@ -187,6 +423,10 @@ func (h *watchHub) run(ctx context.Context, s *chanSub, prev chan struct{}) {
 	if h.subs[s.ch] == s { // the subscription died under its watchers
 		delete(h.subs, s.ch)
 	}
+	if s.linger != nil {
+		s.linger.Stop()
+		s.linger = nil
+	}
 	if h.closing[s.ch] == s.done {
 		delete(h.closing, s.ch)
 	}
@@ -203,6 +443,12 @@ func (h *watchHub) run(ctx context.Context, s *chanSub, prev chan struct{}) {
 func (h *watchHub) close() {
 	h.mu.Lock()
 	h.closed = true
+	for _, s := range h.subs {
+		if s.linger != nil {
+			s.linger.Stop()
+			s.linger = nil
+		}
+	}
 	h.mu.Unlock()
 	h.cancel()
 	h.wg.Wait()

@@ -1,0 +1,307 @@
+package redis
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/syncguard/syncguard"
+)
+
+// waitSignal fails unless ch signals within d.
+func waitSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		t.Fatalf("%s: no signal within %v", what, d)
+	}
+}
+
+// noSignal fails if ch signals within d.
+func noSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatalf("%s: unexpected signal", what)
+	case <-time.After(d):
+	}
+}
+
+// queue makes a waiter join key's queue: subscribe, consume the initial
+// signal, make the contended attempt.
+func queue(t *testing.T, d *Driver, key string) *syncguard.Handoff {
+	t.Helper()
+	ctx := context.Background()
+	h, err := d.WatchHandoff(ctx, key)
+	if err != nil {
+		t.Fatalf("WatchHandoff: %v", err)
+	}
+	t.Cleanup(h.Stop)
+	waitSignal(t, h.C, time.Second, "initial signal")
+	r, err := h.Acquire(ctx, time.Minute)
+	if err != nil || r.Acquired {
+		t.Fatalf("queued attempt = %+v, %v; want contended", r, err)
+	}
+	time.Sleep(3 * time.Millisecond) // distinct server-time scores: FIFO by time
+	return h
+}
+
+// TestHandoffFIFO: a release grants the key to the queue's head and wakes
+// only it; the grant needs no further round trip, carries the next fence,
+// and the key is locked meanwhile. Plain acquisitions cannot barge in.
+func TestHandoffFIFO(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"single", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			c := singleClient(t)
+			if mode == "cluster" {
+				c = clusterClient(t)
+			}
+			d := newDriver(t, c)
+			ctx := context.Background()
+			holder, err := d.Acquire(ctx, "fifo", time.Minute)
+			if err != nil || !holder.Acquired {
+				t.Fatalf("Acquire = %+v, %v", holder, err)
+			}
+			hs := []*syncguard.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
+			prev := holder.LockID
+			fence := holder.Fence
+			for i, h := range hs {
+				if rr, err := d.Release(ctx, prev); err != nil || !rr.OK {
+					t.Fatalf("Release = %+v, %v", rr, err)
+				}
+				waitSignal(t, h.C, 2*time.Second, "head of the queue")
+				for j := i + 1; j < len(hs); j++ {
+					noSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
+				}
+				if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
+					t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
+				}
+				if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || r.Acquired {
+					t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
+				}
+				r, err := h.Acquire(ctx, time.Minute)
+				if err != nil || !r.Acquired {
+					t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
+				}
+				if r.Fence <= fence {
+					t.Fatalf("waiter %d: fence %v not above %v", i, r.Fence, fence)
+				}
+				if info, err := d.LookupRawByID(ctx, r.LockID); err != nil || info == nil || info.Fence != r.Fence {
+					t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
+				}
+				prev, fence = r.LockID, r.Fence
+			}
+			// Queue empty: the release wakes nobody in particular and the
+			// key is free.
+			if rr, err := d.Release(ctx, prev); err != nil || !rr.OK {
+				t.Fatalf("Release = %+v, %v", rr, err)
+			}
+			if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired {
+				t.Fatalf("Acquire after the queue emptied = %+v, %v", r, err)
+			}
+		})
+	}
+}
+
+// TestHandoffLeave: a waiter that stops waiting leaves the queue, and a
+// lock granted to it before it claimed it is released and handed on.
+func TestHandoffLeave(t *testing.T) {
+	t.Parallel()
+	c := singleClient(t)
+	d := newDriver(t, c)
+	ctx := context.Background()
+	holder, err := d.Acquire(ctx, "leave", time.Minute)
+	if err != nil || !holder.Acquired {
+		t.Fatalf("Acquire = %+v, %v", holder, err)
+	}
+	gone := queue(t, d, "leave")    // leaves before any release
+	granted := queue(t, d, "leave") // is granted the key, then leaves unclaimed
+	next := queue(t, d, "leave")
+	gone.Stop()
+	gone.Stop() // idempotent
+	if _, err := d.Release(ctx, holder.LockID); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, granted.C, 2*time.Second, "second waiter (the first left)")
+	granted.Stop()
+	waitSignal(t, next.C, 2*time.Second, "third waiter (handed on by the leave)")
+	r, err := next.Acquire(ctx, time.Minute)
+	if err != nil || !r.Acquired {
+		t.Fatalf("Acquire = %+v, %v", r, err)
+	}
+	if _, err := d.Release(ctx, r.LockID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := d.Acquire(ctx, "leave", time.Minute); err != nil || !r.Acquired {
+		t.Fatalf("Acquire after everyone left = %+v, %v", r, err)
+	}
+}
+
+// TestHandoffClaimWithoutMessage: a waiter that missed its grant's message
+// claims the lock with its next attempt.
+func TestHandoffClaimWithoutMessage(t *testing.T) {
+	t.Parallel()
+	c := singleClient(t)
+	d := newDriver(t, c)
+	ctx := context.Background()
+	holder, err := d.Acquire(ctx, "claim", time.Minute)
+	if err != nil || !holder.Acquired {
+		t.Fatalf("Acquire = %+v, %v", holder, err)
+	}
+	kn, _ := d.names("claim")
+	id := newLockID(keySlot(kn.body)) // a waiter with no subscription at all
+	if r, err := d.acquire(ctx, "claim", time.Minute, id); err != nil || r.Acquired {
+		t.Fatalf("queued attempt = %+v, %v", r, err)
+	}
+	if _, err := d.Release(ctx, holder.LockID); err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.acquire(ctx, "claim", time.Minute, id)
+	if err != nil || !r.Acquired || r.LockID != id || r.Fence != holder.Fence+1 {
+		t.Fatalf("claim = %+v, %v; want the grant to %s with fence %v", r, err, id, holder.Fence+1)
+	}
+	if rr, err := d.Release(ctx, id); err != nil || !rr.OK {
+		t.Fatalf("Release(grant) = %+v, %v", rr, err)
+	}
+}
+
+// TestGuardHandoffContended: Guards over separate clients (as separate
+// processes) take turns on one key: mutual exclusion holds, every
+// goroutine gets its turns, and no wait comes near the backoff fallback.
+func TestGuardHandoffContended(t *testing.T) {
+	t.Parallel()
+	const workers, rounds = 6, 8
+	ctx := context.Background()
+	prefix := testPrefix("hand")
+	admin := singleClient(t)
+	t.Cleanup(func() { deletePrefix(admin, prefix) })
+	var (
+		inCS    atomic.Int32
+		maxWait atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for w := range workers {
+		c := singleClient(t)
+		d, err := New(c, WithKeyPrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		g := syncguard.New(d)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				start := time.Now()
+				l, err := g.Acquire(ctx, "turns", syncguard.Timeout(30*time.Second), syncguard.MaxRetries(1000), syncguard.RetryDelay(2*time.Second))
+				if err != nil {
+					t.Errorf("worker %d: %v", w, err)
+					return
+				}
+				if wt := time.Since(start); int64(wt) > maxWait.Load() {
+					maxWait.Store(int64(wt))
+				}
+				if !inCS.CompareAndSwap(0, 1) {
+					t.Error("two holders at once")
+				}
+				time.Sleep(2 * time.Millisecond)
+				inCS.Store(0)
+				if _, err := l.Release(ctx); err != nil {
+					t.Errorf("worker %d: Release: %v", w, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// A waiter that depended on the 2 s backoff fallback would wait ≥ 1 s
+	// (equal jitter); hand-offs keep every wait far below it.
+	if mw := time.Duration(maxWait.Load()); mw > time.Second {
+		t.Errorf("longest wait %v; want hand-offs, not the backoff fallback", mw)
+	}
+}
+
+// TestHandoffSkipsDeadWaiter: a queued waiter that stops attempting (it
+// crashed) is skipped once its liveness marker lapses; a waiter that keeps
+// attempting behind it gets the key.
+func TestHandoffSkipsDeadWaiter(t *testing.T) {
+	t.Parallel()
+	c := singleClient(t)
+	d := newDriver(t, c)
+	d.waiterLiveMs = "150"
+	ctx := context.Background()
+	holder, err := d.Acquire(ctx, "dead", time.Minute)
+	if err != nil || !holder.Acquired {
+		t.Fatalf("Acquire = %+v, %v", holder, err)
+	}
+	kn, _ := d.names("dead")
+	dead := newLockID(keySlot(kn.body)) // queues, then never attempts again
+	live := newLockID(keySlot(kn.body))
+	for _, id := range []string{dead, live} {
+		if r, err := d.acquire(ctx, "dead", time.Minute, id); err != nil || r.Acquired {
+			t.Fatalf("queued attempt = %+v, %v", r, err)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+	time.Sleep(250 * time.Millisecond) // both markers lapse; only live renews
+	if r, err := d.acquire(ctx, "dead", time.Minute, live); err != nil || r.Acquired {
+		t.Fatalf("renewing attempt = %+v, %v", r, err)
+	}
+	if _, err := d.Release(ctx, holder.LockID); err != nil {
+		t.Fatal(err)
+	}
+	info, err := d.LookupRawByKey(ctx, "dead")
+	if err != nil || info == nil || info.LockID != live {
+		t.Fatalf("holder after the release = %+v, %v; want the live waiter %s (the dead one is %s)", info, err, live, dead)
+	}
+	n, err := c.Do(ctx, c.B().Zcard().Key(kn.queue()).Build()).AsInt64()
+	if err != nil || n != 0 {
+		t.Fatalf("queue length = %d, %v; want 0 (the dead entry dropped)", n, err)
+	}
+}
+
+// TestWarmHandoff: WarmHandoff returns a waiter only while the driver holds
+// a confirmed subscription of the key, and that waiter's first attempt
+// queues it (a release then grants it the key).
+func TestWarmHandoff(t *testing.T) {
+	t.Parallel()
+	c := singleClient(t)
+	d := newDriver(t, c)
+	ctx := context.Background()
+	if h := d.WarmHandoff("warm"); h != nil {
+		h.Stop()
+		t.Fatal("WarmHandoff of a key never watched returned a waiter")
+	}
+	if h := d.WarmHandoff(""); h != nil {
+		t.Fatal("WarmHandoff of an invalid key returned a waiter")
+	}
+	holder, err := d.Acquire(ctx, "warm", time.Minute)
+	if err != nil || !holder.Acquired {
+		t.Fatalf("Acquire = %+v, %v", holder, err)
+	}
+	first := queue(t, d, "warm") // subscribes
+	h := d.WarmHandoff("warm")
+	if h == nil {
+		t.Fatal("WarmHandoff with a live subscription returned nil")
+	}
+	t.Cleanup(h.Stop)
+	noSignal(t, h.C, 20*time.Millisecond, "warm waiter before its first attempt")
+	if r, err := h.Acquire(ctx, time.Minute); err != nil || r.Acquired {
+		t.Fatalf("first attempt = %+v, %v; want contended (queued)", r, err)
+	}
+	for _, w := range []*syncguard.Handoff{first, h} {
+		if _, err := d.Release(ctx, holder.LockID); err != nil {
+			t.Fatal(err)
+		}
+		waitSignal(t, w.C, 2*time.Second, "next waiter")
+		r, err := w.Acquire(ctx, time.Minute)
+		if err != nil || !r.Acquired {
+			t.Fatalf("Acquire after the grant = %+v, %v", r, err)
+		}
+		holder = r
+	}
+}
