@@ -88,14 +88,8 @@ func keySlot(body string) uint16 {
 func (d *Driver) slotPrefix(slot uint16) string {
 	tag := slotTags()[slot]
 	var b strings.Builder
-	b.Grow(len(d.prefix) + len(tag) + 4)
-	if d.prefix != "" {
-		b.WriteString(d.prefix)
-		b.WriteByte(':')
-	}
-	b.WriteByte('{')
-	b.WriteString(tag)
-	b.WriteString("}:")
+	b.Grow(d.slotPrefixLen(tag))
+	d.writeSlotPrefix(&b, tag)
 	return b.String()
 }
 
