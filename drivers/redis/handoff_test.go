@@ -305,3 +305,92 @@ func TestWarmHandoff(t *testing.T) {
 		holder = r
 	}
 }
+
+// TestGuardHandoffChurn: Guards over separate clients take one key while
+// many of their waits give up (short timeouts, cancelled contexts), so
+// waiters leave the queue before and after being granted the key.
+// Mutual exclusion holds, fences rise in the order of the critical
+// sections, and at the end no grant is left behind: the key is free and
+// its queue empty.
+func TestGuardHandoffChurn(t *testing.T) {
+	t.Parallel()
+	const workers, rounds = 6, 25
+	prefix := testPrefix("churn")
+	admin := singleClient(t)
+	t.Cleanup(func() { deletePrefix(admin, prefix) })
+	var (
+		mu        sync.Mutex
+		inCS      bool
+		lastFence syncguard.Fence
+		wins      atomic.Int32
+		giveUps   atomic.Int32
+		wg        sync.WaitGroup
+	)
+	var first *Driver
+	for w := range workers {
+		c := singleClient(t)
+		d, err := New(c, WithKeyPrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		if first == nil {
+			first = d
+		}
+		g := syncguard.New(d)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				ctx, cancel := context.WithCancel(context.Background())
+				timeout := 2 * time.Second
+				switch (w + r) % 4 {
+				case 0:
+					timeout = 3 * time.Millisecond // gives up while queued
+				case 1:
+					time.AfterFunc(2*time.Millisecond, cancel) // cancelled while queued
+				}
+				l, err := g.Acquire(ctx, "churn", syncguard.Timeout(timeout), syncguard.MaxRetries(1000), syncguard.AutoExtend(false))
+				if err != nil {
+					cancel()
+					giveUps.Add(1)
+					continue
+				}
+				mu.Lock()
+				if inCS {
+					t.Error("two holders at once")
+				}
+				inCS = true
+				if f := syncguard.FenceOf(l); f <= lastFence {
+					t.Errorf("fence %v after %v", f, lastFence)
+				} else {
+					lastFence = f
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+				mu.Lock()
+				inCS = false
+				mu.Unlock()
+				if _, err := l.Release(context.Background()); err != nil {
+					t.Errorf("Release: %v", err)
+				}
+				cancel()
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d critical sections, %d waits given up", wins.Load(), giveUps.Load())
+	if wins.Load() == 0 || giveUps.Load() == 0 {
+		t.Fatalf("wins %d, give-ups %d: the test did not exercise both paths", wins.Load(), giveUps.Load())
+	}
+	ctx := context.Background()
+	// Leaves run on the waiters' Stop, synchronously: nothing is pending.
+	if locked, err := first.IsLocked(ctx, "churn"); err != nil || locked {
+		t.Errorf("IsLocked at the end = %v, %v; want a free key (no grant left behind)", locked, err)
+	}
+	kn, _ := first.names("churn")
+	if n, err := admin.Do(ctx, admin.B().Zcard().Key(kn.queue()).Build()).AsInt64(); err != nil || n != 0 {
+		t.Errorf("queue length at the end = %d, %v; want 0", n, err)
+	}
+}
