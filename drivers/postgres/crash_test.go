@@ -1,12 +1,17 @@
 package postgres
 
 import (
+	"bytes"
+	"errors"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncguard/syncguard"
@@ -172,4 +177,182 @@ func TestCrashSafety(t *testing.T) {
 	if total == 0 || len(held) == 0 {
 		t.Error("no acquisitions recorded")
 	}
+}
+
+// TestCrashLostRelease pins down what Release's asynchronous commit may and
+// may not lose. A release whose commit record has not reached the WAL file
+// when the server is SIGKILLed is lost: its lock comes back after the
+// restart and blocks the key until its TTL (+ tolerance) has run out, no
+// earlier, and the next Acquire gets a higher fence. A release followed by
+// any acknowledged (synchronous) Acquire is never lost, because that
+// commit flushes the WAL past the release. The WAL writer is slowed down
+// (wal_writer_delay 10s, autovacuum off) so that the unflushed release is
+// reliably lost; the scenario is retried a few times in case the writer
+// still flushed it, and the test fails if it never is (that would mean
+// Release commits synchronously again).
+//
+// Not parallel: two private servers started at the same time can pick the
+// same port (pgserver checks that it is free before the postmaster binds
+// it), and then this test would crash a server it is not talking to.
+func TestCrashLostRelease(t *testing.T) {
+	p := pgserver.Start(t)
+	ctx := t.Context()
+	cfg, err := pgxpool.ParseConfig(p.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // every backend of the pool is in serverPIDs
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := Setup(ctx, pool); err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	for _, sql := range []string{
+		`ALTER SYSTEM SET wal_writer_delay = '10s'`,
+		`ALTER SYSTEM SET autovacuum = off`,
+		`SELECT pg_reload_conf()`,
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	d := newDriver(t, pool, WithWakeups(false))
+
+	const ttl = 4 * time.Second
+	ttlMs := ttl.Milliseconds()
+	acquire := func(key string) syncguard.AcquireResult {
+		t.Helper()
+		r, err := d.Acquire(ctx, key, ttl)
+		if err != nil || !r.Acquired {
+			t.Fatalf("Acquire(%s) = %+v, %v", key, r, err)
+		}
+		return r
+	}
+	release := func(id string) {
+		t.Helper()
+		if r, err := d.Release(ctx, id); err != nil || !r.OK {
+			t.Fatalf("Release = %+v, %v", r, err)
+		}
+	}
+	lookup := func(id string) *syncguard.LockInfo {
+		t.Helper()
+		info, err := d.LookupByID(ctx, id)
+		if err != nil {
+			t.Fatalf("LookupByID: %v", err)
+		}
+		return info
+	}
+
+	// serverPIDs lists the server's processes other than the postmaster.
+	// PostgreSQL puts each of them in a process group of its own
+	// (setsid), so pgserver's group kill reaches only the postmaster;
+	// crash kills them too, so that nothing survives to write WAL or to
+	// hold the shared memory when the server restarts.
+	serverPIDs := func() []int {
+		t.Helper()
+		rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]int, len(pids))
+		for i, pid := range pids {
+			out[i] = int(pid)
+		}
+		return out
+	}
+	alive := func(pid int) bool {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return syscall.Kill(pid, 0) == nil // no procfs: signal 0
+		}
+		// "pid (comm) S ...": a zombie (Z) or dead (X) process is gone.
+		if i := bytes.LastIndexByte(st, ')'); i >= 0 && i+2 < len(st) {
+			return st[i+2] != 'Z' && st[i+2] != 'X'
+		}
+		return true
+	}
+	crash := func(pids []int) {
+		t.Helper()
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				t.Fatalf("kill %d: %v", pid, err)
+			}
+		}
+		p.Kill()
+		deadline := time.Now().Add(10 * time.Second)
+		for _, pid := range pids {
+			for alive(pid) {
+				if time.Now().After(deadline) {
+					t.Fatalf("server process %d survived SIGKILL", pid)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if conn, err := pgx.Connect(ctx, p.DSN()); err == nil {
+			_ = conn.Close(ctx)
+			t.Fatalf("a server still answers on %s after the kill: another private server took the port", p.DSN())
+		}
+	}
+
+	for attempt := range 3 {
+		kA, kB := "lost:"+strconv.Itoa(attempt), "kept:"+strconv.Itoa(attempt)
+		pids := serverPIDs()
+		// kB: released, then acquired again; the second, synchronous
+		// acquire makes the release durable.
+		b1 := acquire(kB)
+		release(b1.LockID)
+		b2 := acquire(kB)
+		// kA: acquired (durable), released (not yet flushed), crash.
+		a := acquire(kA)
+		release(a.LockID)
+		crash(pids)
+		p.Restart()
+		pool.Reset()
+
+		if lookup(b1.LockID) != nil {
+			t.Errorf("%s: released lock %s is back after the crash although a later acquire was acknowledged", kB, b1.LockID)
+		}
+		if info := lookup(b2.LockID); info == nil || info.Fence != b2.Fence {
+			t.Errorf("%s: acknowledged lock (fence %v) lost in the crash: %+v", kB, b2.Fence, info)
+		}
+		if info := lookup(a.LockID); info == nil {
+			t.Logf("attempt %d: the release of %s reached the WAL before the crash; again", attempt, kA)
+			continue
+		} else if info.Fence != a.Fence || info.ExpiresAtMs != a.ExpiresAtMs {
+			t.Fatalf("%s: resurrected lock %+v differs from the acquired one %+v", kA, info, a)
+		}
+		// The release was lost: the key is blocked until its TTL plus
+		// tolerance, never shorter, and free again afterwards.
+		deadline := time.Now().Add(ttl + syncguard.Tolerance + 10*time.Second)
+		for {
+			r, err := d.Acquire(ctx, kA, ttl)
+			if err != nil {
+				t.Fatalf("Acquire(%s) after the crash: %v", kA, err)
+			}
+			if r.Acquired {
+				if now := r.ExpiresAtMs - ttlMs; now <= a.ExpiresAtMs-syncguard.ToleranceMs {
+					t.Errorf("%s acquired at %d, before the lost release's lock ran out (%d + tolerance)", kA, now, a.ExpiresAtMs)
+				}
+				if r.Fence <= a.Fence {
+					t.Errorf("%s: fence %v after the crash is not above %v", kA, r.Fence, a.Fence)
+				}
+				t.Logf("attempt %d: lost release of %s delayed the key until its TTL (+%d ms tolerance); next fence %v",
+					attempt, kA, syncguard.ToleranceMs, r.Fence)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still locked %v after the crash", kA, ttl+syncguard.Tolerance+10*time.Second)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Fatal("no release was lost in 3 crashes right after it: does Release still commit asynchronously?")
 }

@@ -134,6 +134,12 @@ func withLockID(err error, id string) error {
 // watchers of its key). Of concurrent or repeated releases exactly one
 // reports OK. Detail is "not-found" for an unknown ID and "expired" for a
 // lock past its tolerance window (its row is kept for cleanup).
+//
+// The statement commits asynchronously (synchronous_commit off for its
+// transaction only): if the server crashes within a fraction of a second
+// after an OK, the release may be lost and the lock then stays in place
+// until its TTL (plus tolerance) runs out. Acknowledged acquires, extends
+// and fences are never lost; see the release query in queries.go.
 func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return syncguard.ReleaseResult{}, err

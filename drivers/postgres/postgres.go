@@ -24,6 +24,13 @@
 // Acquire's upsert looks at the row (which then fails: contention) or finds
 // the row taken over: two holders of one key are impossible.
 //
+// Acquire and Extend commit synchronously (they wait for the WAL flush).
+// Release commits with synchronous_commit off for its own transaction: a
+// release lost in a server crash only leaves the lock in place until its
+// TTL runs out (liveness), and any later acknowledged Acquire flushes the
+// WAL past it, so it can never be lost behind durable state. See
+// docs/postgres.md, "Durability".
+//
 // Fences of a key start at 000000000000001 and strictly increase across
 // release, expiry, cleanup and server restarts (they are ordinary
 // transactional rows). A fence above [syncguard.FenceMax] fails with
@@ -32,8 +39,10 @@
 // # PgBouncer
 //
 // No session state is used: no session advisory locks, no SET, no temporary
-// tables. Every statement runs with the pool's DefaultQueryExecMode; with
-// PgBouncer in transaction-pooling mode configure the pool with
+// tables (Release's set_config('synchronous_commit', 'off', true) is
+// SET LOCAL: it ends with its transaction). Every statement runs with the
+// pool's DefaultQueryExecMode; with PgBouncer in transaction-pooling mode
+// configure the pool with
 // [pgx.QueryExecModeExec] or [pgx.QueryExecModeSimpleProtocol] (or
 // PgBouncer ≥ 1.21 with max_prepared_statements for the caching modes).
 // LISTEN needs a session: give [WithListenConfig] a direct connection to the

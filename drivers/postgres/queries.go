@@ -103,7 +103,32 @@ func buildQueries(o options) queries {
 SELECT d.free, d.next, (SELECT max(expires_at_ms) FROM lk), (SELECT max(fence) FROM fw), d.now_ms FROM dec d`,
 
 		// $1 lock ID, $2 notification channel.
-		release: `WITH cur AS MATERIALIZED (
+		//
+		// The release commits asynchronously: sc turns synchronous_commit
+		// off for this transaction only (set_config(..., true) is SET
+		// LOCAL: reverted at commit, PgBouncer-safe, still one statement).
+		// This is the only operation that may skip the WAL flush:
+		//   - Losing it in a server crash (at most ~3 x wal_writer_delay
+		//     of async commits) only brings the deleted row back with its
+		//     old expiry: the key looks held until TTL + tolerance, then
+		//     Acquire takes it as usual. That is liveness, not safety: the
+		//     releasing holder has stopped anyway, and the fence counter
+		//     is untouched by a release.
+		//   - It cannot be reordered with durable state. WAL is one
+		//     sequence and recovery replays a prefix of it. A transaction
+		//     that saw this release (e.g. an Acquire of the freed key)
+		//     started after its commit record was inserted, so its own
+		//     commit record comes later, and a synchronous commit flushes
+		//     the WAL up to itself: acknowledging that Acquire makes this
+		//     release durable first. (With synchronous standbys the
+		//     later commit likewise waits for them up to its LSN.)
+		// Acquire and Extend stay synchronous: a lost Acquire could hand
+		// out its fence again (contract section 2: fences strictly
+		// increase across restarts), a lost Extend would shorten the lock
+		// under a holder that was told it was extended.
+		release: `WITH sc AS MATERIALIZED (
+  SELECT set_config('synchronous_commit', 'off', true)
+), cur AS MATERIALIZED (
   SELECT key, expires_at_ms FROM {L} WHERE lock_id = $1::text FOR UPDATE
 ), clk AS MATERIALIZED (
   SELECT c.key, c.expires_at_ms, {NOW} AS now_ms FROM cur c
@@ -112,7 +137,7 @@ SELECT d.free, d.next, (SELECT max(expires_at_ms) FROM lk), (SELECT max(fence) F
   WHERE l.key = clk.key AND l.lock_id = $1::text AND clk.expires_at_ms > clk.now_ms - {TOL}
   RETURNING l.key
 )` + notify + `
-SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyCount + `, $2::text`,
+SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyCount + `, $2::text FROM sc`,
 
 		// $1 lock ID, $2 ttl ms.
 		extend: `WITH ` + sleep + `cur AS MATERIALIZED (
