@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,21 +22,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// preferredPort is the preferred port of the private PostgreSQL instance of
-// the crash test (loopback only); another free port is used if it is taken.
-const preferredPort = 5433
-
-// freePort returns preferredPort if it is free, else a free ephemeral port.
+// freePort returns a free ephemeral loopback port. (A fixed preferred port
+// made two private servers started at once by tests of different packages
+// pick the same one.)
 func freePort() int {
-	for _, addr := range []string{"127.0.0.1:" + strconv.Itoa(preferredPort), "127.0.0.1:0"} {
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			port := ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
-			return port
-		}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 5433
 	}
-	return preferredPort
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // pgBinDir finds initdb/postgres: SYNCGUARD_PG_BINDIR, then
@@ -60,8 +56,6 @@ type Server struct {
 	cred *syscall.Credential
 	cmd  *exec.Cmd
 	exit chan struct{}
-
-	lastPgid int
 }
 
 func (p *Server) command(name string, args ...string) *exec.Cmd {
@@ -72,7 +66,7 @@ func (p *Server) command(name string, args ...string) *exec.Cmd {
 }
 
 // Start runs initdb into a temporary directory and starts the server on
-// 127.0.0.1 (port 5433 if free, else a free port), as the postgres OS user
+// 127.0.0.1 (a free ephemeral port), as the postgres OS user
 // when running as root. t fails when it cannot — or skips, unless
 // SYNCGUARD_REQUIRE_BACKENDS=1. The server is killed when t ends.
 func Start(t testing.TB) *Server {
@@ -175,32 +169,85 @@ func (p *Server) Restart() {
 	}
 }
 
-// Kill SIGKILLs the whole process group of the postmaster (postmaster and
-// every backend) and waits until they are gone. It is a no-op when the
-// server is not running.
+// Kill SIGKILLs the postmaster and every process it started (PostgreSQL
+// makes each backend the leader of a process group of its own, so killing
+// the postmaster's group is not enough) and waits until they are gone. It
+// is a no-op when the server is not running.
 func (p *Server) Kill() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	p.lastPgid = p.cmd.Process.Pid
-	_ = syscall.Kill(-p.lastPgid, syscall.SIGKILL)
+	pid := p.cmd.Process.Pid
+	kids := children(pid)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	for _, k := range kids {
+		_ = syscall.Kill(k, syscall.SIGKILL)
+	}
 	<-p.exit
 	p.cmd = nil
-	// Backends are reparented to init when the postmaster dies; the group
-	// kill reached them too. Wait until the port is free again.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if err := syscall.Kill(-p.pgid(), 0); err != nil {
+		alive := false
+		for _, k := range kids {
+			if syscall.Kill(k, 0) == nil && !zombie(k) {
+				alive = true
+				break
+			}
+		}
+		if !alive {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	p.t.Errorf("private postgres: processes %v still alive 10s after SIGKILL", kids)
 }
 
-// pgid is the process group of the running (or last) postmaster.
-func (p *Server) pgid() int {
-	if p.cmd != nil && p.cmd.Process != nil {
-		return p.cmd.Process.Pid
+// children lists the processes whose parent is pid (from /proc).
+func children(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid(c) == pid {
+			out = append(out, c)
+		}
 	}
-	return p.lastPgid
+	return out
+}
+
+// ppid is the parent of process pid, or -1.
+func ppid(pid int) int {
+	f := statFields(pid)
+	if len(f) < 2 {
+		return -1
+	}
+	n, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// zombie reports whether pid has exited and awaits its parent's wait.
+func zombie(pid int) bool {
+	f := statFields(pid)
+	return len(f) > 0 && f[0] == "Z"
+}
+
+// statFields returns the fields of /proc/pid/stat after the command name:
+// state, ppid, ….
+func statFields(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
 }
