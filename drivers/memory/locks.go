@@ -22,6 +22,10 @@ type keyState struct {
 	expiresAtMs  int64
 	acquiredAtMs int64
 	node         hnode // position in sh.lockExp while lock data is stored
+
+	// qhead and qtail are the key's hand-off queue (see handoff.go): the
+	// waiters whose attempts found the key locked, oldest first.
+	qhead, qtail *waiter
 }
 
 func (ks *keyState) hn() *hnode { return &ks.node }
@@ -30,7 +34,9 @@ func (ks *keyState) hn() *hnode { return &ks.node }
 // result {Acquired: false, Reason: "locked"} and writes nothing. A new lock
 // gets a fresh lock ID, the key's next fence and ExpiresAtMs = now + ttl. If
 // the next fence would exceed [syncguard.FenceMax], Acquire fails with
-// Internal and stores nothing.
+// Internal and stores nothing. A free key is taken even while waiters of
+// [Driver.WatchHandoff] are queued for it (which happens only after a lock
+// expired without a release); a key granted to a waiter is locked.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
@@ -51,18 +57,35 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		sh.mu.Unlock()
 		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
 	}
+	res, _, warn, err := d.acquireLocked(sh, ks, k, "", ttlMs, nowMs, nowNs)
+	sh.mu.Unlock()
+	if warn {
+		d.warnFence(ctx, k, res.Fence)
+	}
+	return res, err
+}
+
+// acquireLocked is one acquisition attempt of the normalised key k of
+// shard sh, whose mutex the caller holds; ks is sh.keys[k]. The new lock
+// gets the ID id, or a freshly minted one if id is "". It returns the
+// key's state (nil only for a never-locked key whose first fence
+// overflowed) and whether the caller must log a fence warning once it has
+// released sh.mu.
+func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, nowMs, nowNs int64) (syncguard.AcquireResult, *keyState, bool, error) {
+	if ks != nil && ks.lockID != "" && syncguard.IsLive(ks.expiresAtMs, nowMs) {
+		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, ks, false, nil
+	}
 	var last int64
 	if ks != nil {
 		last = ks.fence
 	}
 	fence, warn, err := syncguard.CheckNewFence(last + 1)
 	if err != nil {
-		sh.mu.Unlock()
 		var le *syncguard.LockError
 		if errors.As(err, &le) {
 			le.Key = k
 		}
-		return syncguard.AcquireResult{}, err
+		return syncguard.AcquireResult{}, ks, false, err
 	}
 	if ks == nil {
 		ks = &keyState{key: k, sh: sh}
@@ -71,23 +94,28 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		// Overwrite an expired lock: its ID no longer resolves.
 		d.dropLock(sh, ks)
 	}
-	// Minted only now, so that contention and overflow cost no randomness.
-	lockID := syncguard.NewLockID()
-	ks.ids = d.idShardFor(lockID)
+	if id == "" {
+		// Minted only now, so that contention and overflow cost no
+		// randomness.
+		id = syncguard.NewLockID()
+	}
 	exp := nowMs + ttlMs
+	d.writeLock(sh, ks, id, fence, exp, nowMs)
+	d.sweep(sh, nowMs, nowNs)
+	return syncguard.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, ks, warn, nil
+}
+
+// writeLock stores the lock (id, fence, expiry exp, acquired at nowMs) as
+// the lock data of ks, which holds none, and indexes it by id. The caller
+// holds sh.mu and has checked fence with [syncguard.CheckNewFence].
+func (d *Driver) writeLock(sh *shard, ks *keyState, id string, fence syncguard.Fence, exp, nowMs int64) {
+	ks.ids = d.idShardFor(id)
 	ks.fence = int64(fence)
-	ks.lockID = lockID
+	ks.lockID = id
 	ks.expiresAtMs = exp
 	ks.acquiredAtMs = nowMs
 	sh.lockExp.set(ks, exp)
-	ks.ids.index(lockID, ks)
-	d.sweep(sh, nowMs, nowNs)
-	sh.mu.Unlock()
-
-	if warn {
-		d.warnFence(ctx, k, fence)
-	}
-	return syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
+	ks.ids.index(id, ks)
 }
 
 // Release deletes the lock identified by lockID if it is live. Of
@@ -95,6 +123,10 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 // Detail is "not-found" for an unknown ID and "expired" for a lock past
 // its tolerance window whose data had not been swept yet (that data is
 // deleted; nobody could observe it any more).
+//
+// If waiters of [Driver.WatchHandoff] are queued for the key, the release
+// grants the key to the oldest of them in the same atomic step (a new lock
+// under its ID with the next fence) and signals that waiter.
 func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return syncguard.ReleaseResult{}, err
@@ -125,8 +157,15 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	live := syncguard.IsLive(ks.expiresAtMs, nowMs)
 	ks.ids = nil // already unindexed
 	d.dropLock(sh, ks)
+	var g grant
+	if ks.qhead != nil { // hand the key to the oldest waiter
+		g = d.handOff(sh, ks, nowMs)
+	}
 	d.sweep(sh, nowMs, nowNs)
 	sh.mu.Unlock()
+	if g.warn {
+		d.warnFence(ctx, ks.key, g.fence)
+	}
 	if !live {
 		return syncguard.ReleaseResult{Detail: syncguard.DetailExpired}, nil
 	}
@@ -318,7 +357,9 @@ func (is *idShard) unindex(lockID string) {
 }
 
 // dropLock deletes the lock data of ks (never its fence counter) and wakes
-// the key's watchers. The caller holds sh.mu.
+// the key's watchers and the head of its hand-off queue (a release then
+// grants the key to that head; after a sweep or a cleanup its next attempt
+// finds the key free). The caller holds sh.mu.
 func (d *Driver) dropLock(sh *shard, ks *keyState) {
 	if ks.ids != nil {
 		ks.ids.unindex(ks.lockID)
@@ -329,6 +370,9 @@ func (d *Driver) dropLock(sh *shard, ks *keyState) {
 	ks.acquiredAtMs = 0
 	sh.lockExp.remove(ks)
 	sh.notify(ks.key)
+	if ks.qhead != nil {
+		ks.qhead.signal()
+	}
 }
 
 // warnFence logs that key's fence counter passed FenceWarn, with the key's

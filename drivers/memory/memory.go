@@ -4,10 +4,16 @@
 // A [Driver] keeps all state — locks, fence counters, fenced records and
 // rate-limit state — in the memory of one process and implements the whole
 // driver contract ([syncguard.Backend]) together with the optional
-// [syncguard.ReleaseWatcher] and [syncguard.RawLookup] interfaces. It is
-// production-usable for programs that run as a single process: goroutines of
-// one service, command-line tools, single-instance jobs, and tests. It does
-// not coordinate separate processes, and its state ends with the process.
+// [syncguard.ReleaseWatcher], [syncguard.HandoffWatcher] and
+// [syncguard.RawLookup] interfaces. It is production-usable for programs
+// that run as a single process: goroutines of one service, command-line
+// tools, single-instance jobs, and tests. It does not coordinate separate
+// processes, and its state ends with the process.
+//
+// Waiters of a [syncguard.Guard] queue per key, first come, first served:
+// a release grants the key to the oldest waiter and wakes only that one
+// (see [Driver.WatchHandoff]), so a releaser that comes straight back
+// cannot starve the others.
 //
 // # Guarantees
 //
@@ -46,6 +52,7 @@ var (
 	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
 	_ syncguard.Backend              = (*Driver)(nil)
 	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
+	_ syncguard.HandoffWatcher       = (*Driver)(nil)
 	_ syncguard.RawLookup            = (*Driver)(nil)
 
 	_ syncguard.FencedCapabilities     = Capabilities{}
