@@ -94,14 +94,21 @@ func newSyncGuardPostgres(ns string) (Locker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The tables first, through a pool that prepares nothing: statements
+	// prepared on connect need them (a fresh database has none).
+	setup, err := pgxpool.NewWithConfig(ctx, cfg.Copy())
+	if err != nil {
+		return nil, err
+	}
+	err = postgres.Setup(ctx, setup)
+	setup.Close()
+	if err != nil {
+		return nil, err
+	}
 	cfg.MaxConns = 16
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return postgres.PrepareConn(ctx, c) }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, err
-	}
-	if err := postgres.Setup(ctx, pool); err != nil {
-		pool.Close()
 		return nil, err
 	}
 	d, err := postgres.New(pool)
