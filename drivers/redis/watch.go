@@ -153,6 +153,9 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 // it. It returns nil for a key without a live subscription, or an invalid
 // key.
 func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
+	if d.hub.live.Load() == 0 {
+		return nil // no subscription at all: skip the key's names
+	}
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return nil
@@ -263,6 +266,8 @@ type watchHub struct {
 	ctx    context.Context // ends every subscription on close
 	cancel context.CancelFunc
 
+	live atomic.Int32 // len(subs), readable without mu
+
 	mu      sync.Mutex
 	subs    map[string]*chanSub      // live subscription per channel
 	closing map[string]chan struct{} // channel → done of a subscription being torn down
@@ -304,6 +309,7 @@ func (h *watchHub) add(ch, id string) (*chanSub, *waiter, error) {
 		ctx, cancel := context.WithCancel(h.ctx)
 		s = &chanSub{ch: ch, waiters: map[*waiter]struct{}{}, ready: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 		h.subs[ch] = s
+		h.live.Store(int32(len(h.subs)))
 		prev := h.closing[ch]
 		h.wg.Add(1)
 		go h.run(ctx, s, prev)
@@ -357,6 +363,7 @@ func (h *watchHub) remove(s *chanSub, w *waiter) {
 			if s.linger == t && len(s.waiters) == 0 && h.subs[s.ch] == s {
 				s.linger = nil
 				delete(h.subs, s.ch)
+				h.live.Store(int32(len(h.subs)))
 				h.closing[s.ch] = s.done
 				s.cancel()
 			}
@@ -422,6 +429,7 @@ func (h *watchHub) run(ctx context.Context, s *chanSub, prev chan struct{}) {
 	h.mu.Lock()
 	if h.subs[s.ch] == s { // the subscription died under its watchers
 		delete(h.subs, s.ch)
+		h.live.Store(int32(len(h.subs)))
 	}
 	if s.linger != nil {
 		s.linger.Stop()
