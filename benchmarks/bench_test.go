@@ -83,7 +83,7 @@ func BenchmarkSerial(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background()) // as in real use
 		defer cancel()
 		cnt := counterFor(b, im)
-		c0, _ := countStart(cnt)
+		n0 := countStart(cnt)
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
@@ -92,8 +92,9 @@ func BenchmarkSerial(b *testing.B) {
 			}
 			i++
 		}
-		if n, _ := countEnd(cnt, c0, 0); n >= 0 {
-			b.ReportMetric(float64(n)/float64(b.N), "cmds/op")
+		if n := countEnd(cnt, n0); n.Cmds >= 0 {
+			b.ReportMetric(float64(n.Cmds)/float64(b.N), "cmds/op")
+			b.ReportMetric(float64(n.CPU.Microseconds())/float64(b.N), "server-cpu-us/op")
 		}
 	})
 }
@@ -157,6 +158,9 @@ func BenchmarkContended(b *testing.B) {
 		}
 		if c := r.CmdsPerOp(); c >= 0 {
 			b.ReportMetric(c, "cmds/op")
+		}
+		if c := r.CPUPerOp(); c >= 0 {
+			b.ReportMetric(float64(c.Nanoseconds())/1000, "server-cpu-us/op")
 		}
 		if r.Violations > 0 {
 			b.Errorf("%d mutual-exclusion violations", r.Violations)

@@ -9,25 +9,35 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// RedisCounter returns a Counter over INFO commandstats of the server c
-// talks to: the sum of calls of every command (those run inside scripts
-// included, as Redis counts them, and INFO too, which SyncGuard's acquire
-// script calls, less the counter's own INFO calls), and the calls of EVAL,
-// EVALSHA and FCALL (one per script run).
+// RedisCounter returns a Counter over INFO commandstats and INFO cpu of
+// the server c talks to: the sum of calls of every command (those run
+// inside scripts included, as Redis counts them, and INFO too, which
+// SyncGuard's acquire script calls, less the counter's own INFO calls),
+// the calls of EVAL, EVALSHA and FCALL (one per script run), and
+// used_cpu_user + used_cpu_sys.
 func RedisCounter(c rueidis.Client) Counter {
 	var own int64 // INFO calls made by this counter before the current one
-	return func() (int64, int64, error) {
+	return func() (Count, error) {
 		defer func() { own++ }()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		s, err := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
+		s, err := c.Do(ctx, c.B().Info().Section("commandstats", "cpu").Build()).ToString()
 		if err != nil {
-			return 0, 0, err
+			return Count{}, err
 		}
-		var total, scripts int64
+		var n Count
 		for line := range strings.Lines(s) {
 			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-			if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			if !ok {
+				continue
+			}
+			if name == "used_cpu_user" || name == "used_cpu_sys" {
+				if sec, err := strconv.ParseFloat(rest, 64); err == nil {
+					n.CPU += time.Duration(sec * float64(time.Second))
+				}
+				continue
+			}
+			if !strings.HasPrefix(name, "cmdstat_") {
 				continue
 			}
 			name = strings.TrimPrefix(name, "cmdstat_")
@@ -38,19 +48,19 @@ func RedisCounter(c rueidis.Client) Counter {
 			if i := strings.IndexByte(calls, ','); i >= 0 {
 				calls = calls[:i]
 			}
-			n, err := strconv.ParseInt(calls, 10, 64)
+			v, err := strconv.ParseInt(calls, 10, 64)
 			if err != nil {
 				continue
 			}
 			switch name {
 			case "info":
-				n -= own
+				v -= own
 			case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
-				scripts += n
+				n.Scripts += v
 			}
-			total += n
+			n.Cmds += v
 		}
-		return total, scripts, nil
+		return n, nil
 	}
 }
 

@@ -65,9 +65,13 @@ func PostgresURL() string {
 	return "postgres://postgres@127.0.0.1:5432/test"
 }
 
+// extraImpls are libraries registered by files built only with a build tag
+// (pglock_adapter.go, -tags pglock); Impls lists them last.
+var extraImpls []Impl
+
 // Impls returns every library under test, SyncGuard's adapters first.
 func Impls() []Impl {
-	return []Impl{
+	return append([]Impl{
 		{Name: "syncguard-redis", Backend: Redis, SyncGuard: true, New: newSyncGuardRedis},
 		{Name: "redsync", Backend: Redis, New: newRedsync},
 		{Name: "redislock", Backend: Redis, New: newRedislock},
@@ -82,7 +86,7 @@ func Impls() []Impl {
 		// connections), to choose the client options.
 		{Name: "sg-redis-pooled", Backend: Redis, Driver: true, New: newSyncGuardRedisPooled},
 		{Name: "sg-memory-driver", Backend: Memory, Driver: true, NoContended: true, New: newSyncGuardMemoryDriver},
-	}
+	}, extraImpls...)
 }
 
 // Find returns the Impl called name.

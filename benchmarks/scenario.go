@@ -25,6 +25,9 @@ type Result struct {
 	// commandstats delta, script-internal commands included), -1 if
 	// unknown; ServerScripts counts the EVAL/EVALSHA/FCALL among them.
 	ServerCmds, ServerScripts int64
+	// ServerCPU is the server process's CPU time over the run (Redis INFO
+	// cpu delta), -1 if unknown.
+	ServerCPU time.Duration
 
 	// Contended scenario only.
 	Wait, Handoff     Percentiles // per critical section
@@ -39,6 +42,14 @@ func (r Result) PerSec() float64 {
 		return 0
 	}
 	return float64(r.Ops) / r.Elapsed.Seconds()
+}
+
+// CPUPerOp is the server's CPU time per pair, or -1.
+func (r Result) CPUPerOp() time.Duration {
+	if r.ServerCPU < 0 || r.Ops == 0 {
+		return -1
+	}
+	return r.ServerCPU / time.Duration(r.Ops)
 }
 
 // CmdsPerOp is server commands per pair, or -1.
@@ -64,8 +75,16 @@ func percentiles(d []time.Duration) Percentiles {
 	return Percentiles{P50: at(0.50), P99: at(0.99), Max: d[len(d)-1], N: len(d)}
 }
 
-// Counter reads a server-side command counter (nil: none).
-type Counter func() (cmds, scripts int64, err error)
+// Counter reads server-side counters (nil: none).
+type Counter func() (Count, error)
+
+// Count is a reading of a server's counters: commands run (those inside
+// scripts included), script runs, and the server process's CPU time
+// (user + system).
+type Count struct {
+	Cmds, Scripts int64
+	CPU           time.Duration
+}
 
 var runSeq atomic.Int64
 
@@ -74,26 +93,29 @@ func Namespace(tag string) string {
 	return tag + "-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-" + strconv.FormatInt(runSeq.Add(1), 36)
 }
 
-func countStart(c Counter) (int64, int64) {
+// unknown is the Count of a run without a counter.
+var unknown = Count{Cmds: -1, Scripts: -1, CPU: -1}
+
+func countStart(c Counter) Count {
 	if c == nil {
-		return -1, -1
+		return unknown
 	}
-	a, b, err := c()
+	n, err := c()
 	if err != nil {
-		return -1, -1
+		return unknown
 	}
-	return a, b
+	return n
 }
 
-func countEnd(c Counter, a0, b0 int64) (int64, int64) {
-	if c == nil || a0 < 0 {
-		return -1, -1
+func countEnd(c Counter, n0 Count) Count {
+	if c == nil || n0.Cmds < 0 {
+		return unknown
 	}
-	a, b, err := c()
+	n, err := c()
 	if err != nil {
-		return -1, -1
+		return unknown
 	}
-	return a - a0, b - b0
+	return Count{Cmds: n.Cmds - n0.Cmds, Scripts: n.Scripts - n0.Scripts, CPU: n.CPU - n0.CPU}
 }
 
 func mallocs() uint64 {
@@ -127,7 +149,7 @@ func serial(ctx context.Context, im Impl, l Locker, ns string, d time.Duration, 
 		keys = append(keys, prefix+strconv.Itoa(i))
 	}
 	warm(ctx, l, prefix+"warm")
-	c0, s0 := countStart(c)
+	n0 := countStart(c)
 	m0 := mallocs()
 	start := time.Now()
 	deadline := start.Add(d)
@@ -151,7 +173,8 @@ func serial(ctx context.Context, im Impl, l Locker, ns string, d time.Duration, 
 	}
 	r.Elapsed = time.Since(start)
 	m1 := mallocs()
-	r.ServerCmds, r.ServerScripts = countEnd(c, c0, s0)
+	n := countEnd(c, n0)
+	r.ServerCmds, r.ServerScripts, r.ServerCPU = n.Cmds, n.Scripts, n.CPU
 	r.Ops = i
 	r.AllocsPerOp = float64(m1-m0) / float64(max(i, 1))
 	return r
@@ -206,7 +229,7 @@ func Parallel(ctx context.Context, im Impl, l Locker, ns string, g int, d time.D
 		}()
 	}
 	ready.Wait()
-	c0, s0 := countStart(c)
+	n0 := countStart(c)
 	m0 = mallocs()
 	start := time.Now()
 	close(begin)
@@ -215,7 +238,8 @@ func Parallel(ctx context.Context, im Impl, l Locker, ns string, g int, d time.D
 	wg.Wait()
 	r.Elapsed = time.Since(start)
 	m1 = mallocs()
-	r.ServerCmds, r.ServerScripts = countEnd(c, c0, s0)
+	n := countEnd(c, n0)
+	r.ServerCmds, r.ServerScripts, r.ServerCPU = n.Cmds, n.Scripts, n.CPU
 	r.Ops = int(ops.Load())
 	r.Errors = int(errs.Load())
 	r.AllocsPerOp = float64(m1-m0) / float64(max(r.Ops, 1))
@@ -248,7 +272,7 @@ func Contended(ctx context.Context, im Impl, ls []Locker, ns string, hold, d tim
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	begin := make(chan struct{})
-	c0, s0 := countStart(c)
+	n0 := countStart(c)
 	var endAt atomic.Int64
 	for w := range g {
 		wg.Add(1)
@@ -307,7 +331,8 @@ func Contended(ctx context.Context, im Impl, ls []Locker, ns string, hold, d tim
 			r.WaitMaxIncomplete = max(r.WaitMaxIncomplete, time.Duration(end.UnixNano()-p))
 		}
 	}
-	r.ServerCmds, r.ServerScripts = countEnd(c, c0, s0)
+	n := countEnd(c, n0)
+	r.ServerCmds, r.ServerScripts, r.ServerCPU = n.Cmds, n.Scripts, n.CPU
 	cancel()
 	wg.Wait()
 	r.Errors = int(errs.Load())

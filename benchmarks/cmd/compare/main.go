@@ -180,5 +180,5 @@ func header(w io.Writer, rounds int, took time.Duration, l0, l1 string, hold tim
 	fmt.Fprintf(w, "Run: %s, %d interleaved rounds (medians shown), %s, GOMAXPROCS %d, %s/%s; Redis %s at %s; load average %s at start, %s at end; took %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), rounds, runtime.Version(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH,
 		redisVer, benchmarks.RedisAddr(), l0, l1, took.Round(time.Second))
-	fmt.Fprintf(w, "Scenarios: serial = acquire+release pairs on fresh keys from one goroutine (samekey: on one key, memory only); parallel = %d goroutines on distinct fresh keys through one client; contended = %d goroutines, each with its own client, on one key, holding it %v.\n\n", parG, contG, hold)
+	fmt.Fprintf(w, "Scenarios: serial = acquire+release pairs on fresh keys from one goroutine (samekey: on one key, memory only); parallel = %d goroutines on distinct fresh keys through one client; contended = %d goroutines, each with its own client, on one key, holding it %v. Server cmds and scripts are Redis INFO commandstats deltas (commands inside scripts included); server CPU is the Redis process's used_cpu_user+sys delta (its network I/O included).\n\n", parG, contG, hold)
 }
