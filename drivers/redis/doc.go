@@ -98,8 +98,9 @@
 // Guard waits through [Driver.WatchHandoff]: its waiters queue on the
 // server (a sorted set in the key's slot, first come first served), and a
 // release grants the lock to the queue's head in the same script and
-// publishes the grant, so exactly one waiter wakes, already holding the
-// lock, and a releaser that tries again cannot barge ahead of the queue.
+// publishes the grant on that waiter's driver's inbox channel, so exactly
+// one waiter (in one process) wakes, already holding the lock, and a
+// releaser that tries again cannot barge ahead of the queue.
 // [Driver.WatchRelease] (plain watchers) is woken by every release. A
 // waiter that misses a message (a reconnect, an expiry without a release)
 // wakes on its backoff timer as without the wake-up, and a waiter that

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -392,5 +393,12 @@ func TestGuardHandoffChurn(t *testing.T) {
 	kn, _ := first.names("churn")
 	if n, err := admin.Do(ctx, admin.B().Zcard().Key(kn.queue()).Build()).AsInt64(); err != nil || n != 0 {
 		t.Errorf("queue length at the end = %d, %v; want 0", n, err)
+	}
+}
+
+// TestInboxLength: the scripts' inbox length matches the minted inboxes.
+func TestInboxLength(t *testing.T) {
+	if got := len(newInbox()); got != inboxLen || inboxLenStr != strconv.Itoa(inboxLen) {
+		t.Fatalf("inbox length %d, inboxLen %d, inboxLenStr %q", got, inboxLen, inboxLenStr)
 	}
 }

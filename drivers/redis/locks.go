@@ -56,7 +56,7 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 	}
 	c := getCall()
 	c.set([]string{an.lock, an.fence, an.index, an.queue},
-		lockID, d.ttlArg(ttlMs), k, an.sp, d.bump, fenceMaxStr, tolStr, queued, d.waiterLiveMs)
+		lockID, d.ttlArg(ttlMs), k, an.sp, d.bump, fenceMaxStr, tolStr, queued, d.waiterLiveMs, d.inbox)
 	vals, err := d.run(ctx, d.s.acquire, c).ToArray()
 	if err != nil {
 		if outcomeUnknown(err) && waiterID == "" { // a waiter's Stop releases its ID

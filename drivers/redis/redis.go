@@ -103,6 +103,8 @@ type Driver struct {
 	ttlStr    atomic.Pointer[ttlString]
 	// isolateUntil (Unix ns): until then calls run isolated (see exec).
 	isolateUntil atomic.Int64
+	// inbox names this driver's grant channels (see watch.go).
+	inbox string
 	// waiterLiveMs is the PX of a queued waiter's liveness marker
 	// (waiterLive; tests shorten it).
 	waiterLiveMs string
@@ -145,6 +147,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		bump:      formatInt(o.bump),
 		s:         newScripts(),
 
+		inbox:        newInbox(),
 		waiterLiveMs: formatInt(waiterLive.Milliseconds()),
 	}
 	d.hub = newWatchHub(d)

@@ -69,13 +69,14 @@ end
 
 // acquireScript: KEYS lock, fence, newIndex, queue; ARGV lockID, ttl,
 // key, slotPrefix, bump, fenceMax, tolerance, queued ("1" for a queued
-// waiter, whose lockID is its waiter ID, else ""), waiter liveness (ms).
+// waiter, whose lockID is its waiter ID, else ""), waiter liveness (ms),
+// the waiter's inbox (inboxLen characters, see watch.go).
 // Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
 // written), {1, fence, exp, acquiredAt} when acquired.
 //
 // Hand-off (see watch.go): a contended attempt of a queued waiter joins
 // the key's queue (a sorted set scored by the server time of joining; ZADD
-// NX keeps the first position) with the member lockID..ttl, and renews the
+// NX keeps the first position) with the member lockID..inbox..ttl, and renews the
 // waiter's liveness marker <sp>w:<lockID> (PX waiterLiveMs); a successful
 // one leaves the queue. A release grants the key to the queue's head, writing the
 // lock under the waiter's ID; the waiter's next attempt finds its own live
@@ -91,7 +92,7 @@ if v then
       return {1, tonumber(f), e, tonumber(a)}
     end
     if ARGV[8] ~= '' then
-      redis.call('ZADD', KEYS[4], 'NX', now, ARGV[1] .. ARGV[2])
+      redis.call('ZADD', KEYS[4], 'NX', now, ARGV[1] .. ARGV[10] .. ARGV[2])
       redis.call('PEXPIRE', KEYS[4], ` + queueTTLStr + `)
       redis.call('SET', ARGV[4] .. 'w:' .. ARGV[1], '1', 'PX', ARGV[9])
     end
@@ -100,7 +101,7 @@ if v then
 end
 local n, exp = grant(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[3], v, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
 if n < 0 then return {-1, exp} end
-if ARGV[8] ~= '' then redis.call('ZREM', KEYS[4], ARGV[1] .. ARGV[2]) end
+if ARGV[8] ~= '' then redis.call('ZREM', KEYS[4], ARGV[1] .. ARGV[10] .. ARGV[2]) end
 return {1, n, exp, now}
 `
 
@@ -111,10 +112,12 @@ return {1, n, exp, now}
 // is never touched.
 //
 // A release hands the key over to the head of its waiter queue, if any:
-// it grants the lock to that waiter (see acquireScript) and publishes on
-// the key's channel (SPUBLISH, so the message stays on the slot's shard)
-// "<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>", which wakes only that
-// waiter; with an empty queue it publishes "", which wakes every watcher.
+// it grants the lock to that waiter (see acquireScript) and publishes
+// "<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>" on the inbox channel
+// of the waiter's process (<sp>in:<inbox>; SPUBLISH, so the message stays
+// on the slot's shard), which wakes only that waiter and reaches only that
+// process; without a grant it publishes "" on the key's channel, which
+// wakes every plain watcher.
 // Entries of waiters whose liveness marker has lapsed (the waiter
 // crashed, or stopped renewing it) are dropped.
 //
@@ -137,19 +140,22 @@ redis.call('DEL', lk, KEYS[1])
 local sp = ARGV[2]
 local body = string.sub(lk, string.len(sp) + 6)
 local q = sp .. 'q:' .. body
-local msg = ''
+local granted = false
 while true do
   local h = redis.call('ZPOPMIN', q)
   if #h == 0 then break end
   local id = string.sub(h[1], 1, 22)
   if redis.call('EXISTS', sp .. 'w:' .. id) == 1 then
-    local n, exp = grant(lk, sp .. 'fence:' .. body, sp .. 'id:' .. id, id, tonumber(string.sub(h[1], 23)),
+    local n, exp = grant(lk, sp .. 'fence:' .. body, sp .. 'id:' .. id, id, tonumber(string.sub(h[1], 23 + ` + inboxLenStr + `)),
       string.match(v, '^%d+|%d+|%d+|(.*)$', 23), nil, tonumber(ARGV[4]), tonumber(ARGV[5]), tol)
-    if n > 0 then msg = id .. string.format('|%d|%d|%d', n, exp, now) end
+    if n > 0 then
+      redis.pcall('SPUBLISH', sp .. 'in:' .. string.sub(h[1], 23, 22 + ` + inboxLenStr + `), id .. string.format('|%d|%d|%d', n, exp, now))
+      granted = true
+    end
     break
   end
 end
-redis.pcall('SPUBLISH', sp .. 'rel:' .. body, msg)
+if not granted then redis.pcall('SPUBLISH', sp .. 'rel:' .. body, '') end
 if (not e) or e <= now - tol then return -2 end
 return 1
 `
@@ -168,6 +174,9 @@ const (
 	waiterLive  = 3 * time.Second
 	waiterRenew = time.Second
 )
+
+// inboxLenStr is inboxLen in decimal, for the scripts.
+const inboxLenStr = "8"
 
 // extendScript: KEYS index; ARGV lockID, ttl, tolerance.
 // Returns {1, exp} extended, {-1} not found, {-2} expired (deleted).

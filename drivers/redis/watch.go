@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,11 +93,13 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // the key's slot, ordered by the server time of joining), a successful one
 // removes it. A release pops the queue's head and grants it the lock in
 // the same script (a new fence, the waiter's TTL from the release's server
-// time), then publishes the grant on the key's channel. Only that waiter
-// wakes, and it has the lock without another round trip: every waiter of
-// every process no longer races for the key on each release, and the
-// releaser cannot barge in ahead of the queue. With an empty queue the
-// release publishes "", which wakes every watcher.
+// time), then publishes the grant on the inbox channel of the waiter's
+// driver (<prefix>:{<tag>}:in:<inbox>, one per driver and slot). Only
+// that process receives it and only that waiter wakes, and it has the
+// lock without another round trip: waiters no longer race for the key on
+// each release, and the releaser cannot barge in ahead of the queue.
+// Without a grant (empty queue) the release publishes "" on the key's
+// channel, which wakes the plain watchers of [Driver.WatchRelease].
 //
 // If the grant message is lost (the subscription broke), the waiter's
 // next attempt finds the live lock under its own ID and claims it. A
@@ -108,8 +112,9 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // stays locked until that TTL, exactly as if it had crashed just after
 // acquiring it.
 //
-// The subscription is shared like WatchRelease's. The channel holds a
-// signal on return: the waiter's next attempt joins the queue, and it
+// The inbox subscription (SSUBSCRIBE) is shared by every waiter of the
+// driver in that slot and lingers like WatchRelease's. The channel holds
+// a signal on return: the waiter's next attempt joins the queue, and it
 // also covers a release between the caller's previous attempt and the
 // subscription.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
@@ -125,7 +130,7 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		return nil, err
 	}
 	id := newLockID(keySlot(kn.body))
-	s, w, err := d.hub.add(kn.rel(), id)
+	s, w, err := d.hub.add(d.inboxChannel(kn), id)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +170,7 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 		return nil
 	}
 	id := newLockID(keySlot(kn.body))
-	s, w := d.hub.addIfLive(kn.rel(), id)
+	s, w := d.hub.addIfLive(d.inboxChannel(kn), id)
 	if s == nil {
 		return nil
 	}
@@ -210,6 +215,22 @@ func (d *Driver) newWaiter(k string, kn keyNames, id string, s *chanSub, w *wait
 	}
 }
 
+// inboxLen is the length of a driver's inbox ID (inboxLenStr in the
+// scripts).
+const inboxLen = 8
+
+// newInbox mints a driver's inbox ID: inboxLen base64url characters.
+func newInbox() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// inboxChannel is the channel on which releases in kn's slot send this
+// driver's queued waiters their grants: one subscription per slot (not per
+// key) that only this driver receives.
+func (d *Driver) inboxChannel(kn keyNames) string { return kn.sp + "in:" + d.inbox }
+
 // leave takes waiter id out of the queue of kn and releases a lock granted
 // to it (handing the key on). Errors are ignored: the entry ages out, a
 // granted lock expires.
@@ -217,7 +238,7 @@ func (d *Driver) leave(kn keyNames, id string, ttlMs int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 	defer cancel()
 	_ = d.exec(ctx, d.s.release, []string{kn.sp + "id:" + id, kn.queue()},
-		[]string{id, kn.sp, tolStr, d.bump, fenceMaxStr, id + formatInt(ttlMs)}).Error()
+		[]string{id, kn.sp, tolStr, d.bump, fenceMaxStr, id + d.inbox + formatInt(ttlMs)}).Error()
 }
 
 // grant is a lock that a release granted to a queued waiter.
