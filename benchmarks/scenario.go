@@ -31,6 +31,11 @@ type Result struct {
 
 	// Contended scenario only.
 	Wait, Handoff     Percentiles // per critical section
+	// WaitAll is Wait with the waits still unfinished at the end of the
+	// run counted at their length so far (a lower bound): a library that
+	// starves some goroutines otherwise drops their waits from the
+	// percentiles altogether.
+	WaitAll Percentiles
 	WinsMin, WinsMax  int
 	Violations        int // mutual-exclusion violations observed
 	WaitMaxIncomplete time.Duration
@@ -326,9 +331,12 @@ func Contended(ctx context.Context, im Impl, ls []Locker, ns string, hold, d tim
 	end := time.Now()
 	endAt.Store(end.UnixNano())
 	r.Elapsed = end.Sub(start)
+	var unfinished []time.Duration
 	for w := range pending {
 		if p := pending[w].Load(); p != 0 {
-			r.WaitMaxIncomplete = max(r.WaitMaxIncomplete, time.Duration(end.UnixNano()-p))
+			u := time.Duration(end.UnixNano() - p)
+			unfinished = append(unfinished, u)
+			r.WaitMaxIncomplete = max(r.WaitMaxIncomplete, u)
 		}
 	}
 	n := countEnd(c, n0)
@@ -342,6 +350,7 @@ func Contended(ctx context.Context, im Impl, ls []Locker, ns string, hold, d tim
 	}
 	r.WinsMin, r.WinsMax = slices.Min(wins), slices.Max(wins)
 	r.Wait = percentiles(waits)
+	r.WaitAll = percentiles(append(slices.Clone(waits), unfinished...))
 	r.Handoff = percentiles(handoffs)
 	if r.WaitMaxIncomplete > r.Wait.Max {
 		r.Wait.Max = r.WaitMaxIncomplete
