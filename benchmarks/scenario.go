@@ -30,12 +30,12 @@ type Result struct {
 	ServerCPU time.Duration
 
 	// Contended scenario only.
-	Wait, Handoff     Percentiles // per critical section
+	Wait, Handoff Percentiles // per critical section
 	// WaitAll is Wait with the waits still unfinished at the end of the
 	// run counted at their length so far (a lower bound): a library that
 	// starves some goroutines otherwise drops their waits from the
 	// percentiles altogether.
-	WaitAll Percentiles
+	WaitAll           Percentiles
 	WinsMin, WinsMax  int
 	Violations        int // mutual-exclusion violations observed
 	WaitMaxIncomplete time.Duration
