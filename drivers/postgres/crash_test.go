@@ -26,6 +26,28 @@ type crashLock struct {
 	epoch  int // crash epoch in which the acquire returned
 }
 
+// privatePool is a pool of at most maxConns connections to the private
+// server p (2 s connect timeout, so that calls during a crash fail fast),
+// with the driver's tables set up; it is closed when t ends.
+func privatePool(t *testing.T, p *pgserver.Server, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(p.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = maxConns
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := Setup(t.Context(), pool); err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	return pool
+}
+
 // TestCrashSafety SIGKILLs the whole PostgreSQL process group while workers
 // acquire and release, restarts it, and checks that no fence is ever
 // repeated or lower than one returned before, and that every lock whose
@@ -35,20 +57,7 @@ func TestCrashSafety(t *testing.T) {
 	t.Parallel()
 	p := pgserver.Start(t)
 	ctx := t.Context()
-	cfg, err := pgxpool.ParseConfig(p.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 12
-	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := Setup(ctx, pool); err != nil {
-		t.Fatalf("Setup: %v", err)
-	}
+	pool := privatePool(t, p, 12)
 	d := newDriver(t, pool)
 
 	const (
@@ -190,27 +199,11 @@ func TestCrashSafety(t *testing.T) {
 // reliably lost; the scenario is retried a few times in case the writer
 // still flushed it, and the test fails if it never is (that would mean
 // Release commits synchronously again).
-//
-// Not parallel: two private servers started at the same time can pick the
-// same port (pgserver checks that it is free before the postmaster binds
-// it), and then this test would crash a server it is not talking to.
 func TestCrashLostRelease(t *testing.T) {
+	t.Parallel()
 	p := pgserver.Start(t)
 	ctx := t.Context()
-	cfg, err := pgxpool.ParseConfig(p.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // every backend of the pool is in serverPIDs
-	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := Setup(ctx, pool); err != nil {
-		t.Fatalf("Setup: %v", err)
-	}
+	pool := privatePool(t, p, 1) // every backend of the pool is in serverPIDs
 	for _, sql := range []string{
 		`ALTER SYSTEM SET wal_writer_delay = '10s'`,
 		`ALTER SYSTEM SET autovacuum = off`,

@@ -31,6 +31,16 @@ func noSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
 	}
 }
 
+// mustAcquire takes key for a minute, or fails the test.
+func mustAcquire(t *testing.T, d *Driver, key string) syncguard.AcquireResult {
+	t.Helper()
+	r, err := d.Acquire(context.Background(), key, time.Minute)
+	if err != nil || !r.Acquired {
+		t.Fatalf("Acquire(%q) = %+v, %v", key, r, err)
+	}
+	return r
+}
+
 // queue makes a waiter join key's queue: subscribe, consume the initial
 // signal, make the contended attempt.
 func queue(t *testing.T, d *Driver, key string) *syncguard.Handoff {
@@ -64,10 +74,7 @@ func TestHandoffFIFO(t *testing.T) {
 			}
 			d := newDriver(t, c)
 			ctx := context.Background()
-			holder, err := d.Acquire(ctx, "fifo", time.Minute)
-			if err != nil || !holder.Acquired {
-				t.Fatalf("Acquire = %+v, %v", holder, err)
-			}
+			holder := mustAcquire(t, d, "fifo")
 			hs := []*syncguard.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
 			prev := holder.LockID
 			fence := holder.Fence
@@ -116,10 +123,7 @@ func TestHandoffLeave(t *testing.T) {
 	c := singleClient(t)
 	d := newDriver(t, c)
 	ctx := context.Background()
-	holder, err := d.Acquire(ctx, "leave", time.Minute)
-	if err != nil || !holder.Acquired {
-		t.Fatalf("Acquire = %+v, %v", holder, err)
-	}
+	holder := mustAcquire(t, d, "leave")
 	gone := queue(t, d, "leave")    // leaves before any release
 	granted := queue(t, d, "leave") // is granted the key, then leaves unclaimed
 	next := queue(t, d, "leave")
@@ -150,10 +154,7 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	c := singleClient(t)
 	d := newDriver(t, c)
 	ctx := context.Background()
-	holder, err := d.Acquire(ctx, "claim", time.Minute)
-	if err != nil || !holder.Acquired {
-		t.Fatalf("Acquire = %+v, %v", holder, err)
-	}
+	holder := mustAcquire(t, d, "claim")
 	kn, _ := d.names("claim")
 	id := newLockID(keySlot(kn.body)) // a waiter with no subscription at all
 	if r, err := d.acquire(ctx, "claim", time.Minute, id); err != nil || r.Acquired {
@@ -235,10 +236,7 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	d := newDriver(t, c)
 	d.waiterLiveMs = "150"
 	ctx := context.Background()
-	holder, err := d.Acquire(ctx, "dead", time.Minute)
-	if err != nil || !holder.Acquired {
-		t.Fatalf("Acquire = %+v, %v", holder, err)
-	}
+	holder := mustAcquire(t, d, "dead")
 	kn, _ := d.names("dead")
 	dead := newLockID(keySlot(kn.body)) // queues, then never attempts again
 	live := newLockID(keySlot(kn.body))
@@ -280,10 +278,7 @@ func TestWarmHandoff(t *testing.T) {
 	if h := d.WarmHandoff(""); h != nil {
 		t.Fatal("WarmHandoff of an invalid key returned a waiter")
 	}
-	holder, err := d.Acquire(ctx, "warm", time.Minute)
-	if err != nil || !holder.Acquired {
-		t.Fatalf("Acquire = %+v, %v", holder, err)
-	}
+	holder := mustAcquire(t, d, "warm")
 	first := queue(t, d, "warm") // subscribes
 	h := d.WarmHandoff("warm")
 	if h == nil {
