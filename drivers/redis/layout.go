@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"strings"
@@ -105,6 +106,24 @@ func (k keyNames) rec() string   { return k.sp + "rec:" + k.body }
 func (k keyNames) rate() string  { return k.sp + "rate:" + k.body }
 func (k keyNames) rel() string   { return k.sp + "rel:" + k.body }
 func (k keyNames) queue() string { return k.sp + "q:" + k.body }
+
+// keyFor is the prologue of an operation on one key: it normalises key,
+// derives its storage names and then checks ctx (so that bad input is
+// reported as such even with an ended context).
+func (d *Driver) keyFor(ctx context.Context, key string) (string, keyNames, error) {
+	k, err := syncguard.NormalizeKey(key)
+	if err != nil {
+		return "", keyNames{}, err
+	}
+	kn, err := d.names(k)
+	if err != nil {
+		return "", keyNames{}, err
+	}
+	if err := syncguard.CheckContext(ctx); err != nil {
+		return "", keyNames{}, err
+	}
+	return k, kn, nil
+}
 
 // names derives the storage names of the normalised key k.
 func (d *Driver) names(k string) (keyNames, error) {

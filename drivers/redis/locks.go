@@ -177,15 +177,8 @@ func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (
 // IsLocked reports whether a live lock holds key. It is read-only unless
 // the driver was created [WithCleanupInIsLocked].
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
-		return false, err
-	}
-	kn, err := d.names(k)
-	if err != nil {
-		return false, err
-	}
-	if err := syncguard.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	cleanup := "0"
@@ -222,15 +215,8 @@ func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.Lock
 // LookupRawByKey is LookupByKey with the raw normalised key and lock ID.
 // Prefer [syncguard.GetByKeyRaw], which documents the exposure.
 func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
-		return nil, err
-	}
-	kn, err := d.names(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := syncguard.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	v, err := d.exec(ctx, d.s.lookupKey, []string{kn.lock()}, []string{tolStr}).ToString()

@@ -77,15 +77,8 @@ func microsAt(s string, err error) (time.Duration, error) {
 
 // ResetRate forgets the GCRA state of key (one DEL).
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
-		return err
-	}
-	kn, err := d.names(k)
-	if err != nil {
-		return err
-	}
-	if err := syncguard.CheckContext(ctx); err != nil {
 		return err
 	}
 	if err := d.do(ctx, d.client.B().Del().Key(kn.rate()).Build()).Error(); err != nil {

@@ -59,15 +59,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 // GetRecord returns the record stored under name, or nil. It is one GET;
 // Redis drops the record at its expiry.
 func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
-	n, err := syncguard.NormalizeKey(name)
+	n, kn, err := d.keyFor(ctx, name)
 	if err != nil {
-		return nil, err
-	}
-	kn, err := d.names(n)
-	if err != nil {
-		return nil, err
-	}
-	if err := syncguard.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	v, err := d.do(ctx, d.client.B().Get().Key(kn.rec()).Build()).ToString()

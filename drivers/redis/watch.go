@@ -44,32 +44,15 @@ const subscriptionLinger = 500 * time.Millisecond
 // subscription is dropped on the server when the last watcher of the key
 // stops.
 func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
 		return nil, nil, err
 	}
-	kn, err := d.names(k)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return nil, nil, err
-	}
-	s, w, err := d.hub.add(kn.rel(), "")
+	s, w, err := d.subscribe(ctx, kn.rel(), "", k)
 	if err != nil {
 		return nil, nil, err
 	}
 	stop := func() { d.hub.remove(s, w) }
-	select {
-	case <-s.ready:
-	case <-ctx.Done():
-		stop()
-		return nil, nil, syncguard.ContextError(ctx.Err())
-	}
-	if s.err != nil {
-		stop()
-		return nil, nil, mapError(ctx, s.err, k, "")
-	}
 	// A release between the caller's last attempt and the confirmation of
 	// the subscription published to nobody. Look once, now that later
 	// releases cannot be missed: if the key is free, signal at once.
@@ -118,37 +101,42 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // also covers a release between the caller's previous attempt and the
 // subscription.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
-		return nil, err
-	}
-	kn, err := d.names(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := syncguard.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	id := newLockID(keySlot(kn.body))
-	s, w, err := d.hub.add(d.inboxChannel(kn), id)
+	s, w, err := d.subscribe(ctx, d.inboxChannel(kn), id, k)
 	if err != nil {
 		return nil, err
-	}
-	select {
-	case <-s.ready:
-	case <-ctx.Done():
-		d.hub.remove(s, w)
-		return nil, syncguard.ContextError(ctx.Err())
-	}
-	if s.err != nil {
-		d.hub.remove(s, w)
-		return nil, mapError(ctx, s.err, k, "")
 	}
 	select {
 	case w.c <- struct{}{}:
 	default:
 	}
 	return d.newWaiter(k, kn, id, s, w), nil
+}
+
+// subscribe adds a watcher (waiter ID id, "" for a plain watcher) to the
+// subscription of channel ch and waits until the server confirmed it, or
+// ctx ends; on failure the watcher is removed again. k (the normalised key)
+// goes into a mapped error.
+func (d *Driver) subscribe(ctx context.Context, ch, id, k string) (*chanSub, *waiter, error) {
+	s, w, err := d.hub.add(ch, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		d.hub.remove(s, w)
+		return nil, nil, syncguard.ContextError(ctx.Err())
+	}
+	if s.err != nil {
+		d.hub.remove(s, w)
+		return nil, nil, mapError(ctx, s.err, k, "")
+	}
+	return s, w, nil
 }
 
 // WarmHandoff is WatchHandoff without any I/O, for a key whose
