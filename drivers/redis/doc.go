@@ -118,17 +118,11 @@
 // OOM → ServiceUnavailable; NOAUTH, WRONGPASS, NOPERM → AuthFailed;
 // WRONGTYPE → InvalidArgument), then network errors (timeouts →
 // NetworkTimeout; refused, reset, EOF, closed client → ServiceUnavailable);
-// anything else is Internal. Every operation returns by its context's
-// deadline, even while the request is in flight. A cancellation is
-// honoured at once in rueidis's pipelined mode (its default); on a
-// connection that has not pipelined yet, or with DisableAutoPipelining,
-// rueidis notices it only at the deadline or ConnWriteTimeout, and so
-// during the handshake of a connection rueidis dials inside the call
-// (lazily, on first use; bounded by its dial timeout). Once a call
-// has failed with a network error or ended with its context, the next 5 s
-// of calls run on goroutines of their own and return the moment their
-// context ends, whatever the connection is doing (healthy calls run
-// inline: a goroutine per call was a visible share of a serial pair). An Acquire that fails
+// anything else is Internal. Every operation returns as soon as its
+// context ends, even while the request is in flight (a call whose context
+// can end runs on a goroutine of its own: rueidis alone does not honour a
+// cancellation during the handshake of a connection it dials inside the
+// call, nor outside its pipelined mode). An Acquire that fails
 // after its request may have reached Redis releases the lock ID it minted
 // in the background (bounded by 5 s), so an acquisition nobody saw does not
 // hold the key until its TTL.

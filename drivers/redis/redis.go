@@ -101,8 +101,6 @@ type Driver struct {
 	hub       *watchHub
 	bg        sync.WaitGroup // background releases of unknown outcome
 	ttlStr    atomic.Pointer[ttlString]
-	// isolateUntil (Unix ns): until then calls run isolated (see exec).
-	isolateUntil atomic.Int64
 	// inbox names this driver's grant channels (see watch.go).
 	inbox string
 	// waiterLiveMs is the PX of a queued waiter's liveness marker
