@@ -67,10 +67,17 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 	})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
 		if outcomeUnknown(ctx, err) {
-			d.compensate(lockID)
+			d.compensate(base, lockID)
 		}
 		return syncguard.AcquireResult{}, withKey(mapError(ctx, err), k)
 	}
+	return d.acquired(ctx, k, lockID, free, next, exp, fenceW)
+}
+
+// acquired interprets the acquire statement's results for lockID on the
+// normalised key k: the key was free, the next fence, and the expiry and
+// fence written (nil when nothing was).
+func (d *Driver) acquired(ctx context.Context, k, lockID string, free bool, next int64, exp, fenceW *int64) (syncguard.AcquireResult, error) {
 	if !free {
 		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
 	}
@@ -105,12 +112,11 @@ func outcomeUnknown(ctx context.Context, err error) bool {
 	return !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err)
 }
 
-// compensate releases lockID in the background after an Acquire whose
-// outcome is unknown.
-func (d *Driver) compensate(lockID string) {
-	d.goBackground(compensateTimeout, func(ctx context.Context) {
-		_, _ = d.Release(ctx, lockID)
-	})
+// compensate undoes an Acquire of base whose outcome is unknown, in the
+// background: it gives lockID up (see giveUp), so that the acquisition,
+// whether it committed already or is still to run, ends released.
+func (d *Driver) compensate(base, lockID string) {
+	d.goBackground(compensateTimeout, func(ctx context.Context) { d.giveUp(ctx, base, lockID) })
 }
 
 func withKey(err error, key string) error {
@@ -131,12 +137,14 @@ func withLockID(err error, id string) error {
 
 // Release deletes the live lock identified by lockID in one statement that
 // locks the row, reads the server clock and deletes it (with a NOTIFY to
-// watchers of its key). Of concurrent or repeated releases exactly one
-// reports OK. Detail is "not-found" for an unknown ID and "expired" for a
+// watchers of its key). When Guard waiters are queued for the key (see
+// [Driver.WatchHandoff]), that statement leaves the lock alone and a second
+// one hands the key over to the oldest waiter. Of
+// concurrent or repeated releases exactly one reports OK. Detail is "not-found" for an unknown ID and "expired" for a
 // lock past its tolerance window (its row is kept for cleanup).
 //
-// The statement commits asynchronously (synchronous_commit off for its
-// transaction only): if the server crashes within a fraction of a second
+// A plain release commits asynchronously (synchronous_commit off for its
+// transaction only; a hand-over commits like Acquire): if the server crashes within a fraction of a second
 // after an OK, the release may be lost and the lock then stays in place
 // until its TTL (plus tolerance) runs out. Acknowledged acquires, extends
 // and fences are never lost; see the release query in queries.go.
@@ -147,9 +155,21 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.ReleaseResult{}, err
 	}
-	var found, deleted, notified int64
-	var ch string
-	err := d.pool.QueryRow(ctx, d.q.release, lockID, d.q.channel).Scan(&found, &deleted, &notified, &ch)
+	var found, deleted, notified, queued int64
+	var ch, syncCommit string
+	var err error
+	if d.wasContended(lockID) {
+		queued = 1 // taken by a waiter: the key most likely has more
+	} else {
+		err = d.pool.QueryRow(ctx, d.q.release, lockID, d.q.channel).
+			Scan(&found, &deleted, &notified, &ch, &queued)
+	}
+	if err == nil && queued > 0 {
+		// Waiters are queued for the key: hand it over (a second round
+		// trip, on contended keys only).
+		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(syncguard.FenceMax)).
+			Scan(&found, &deleted, &notified, &ch, &syncCommit)
+	}
 	if err != nil {
 		return syncguard.ReleaseResult{}, withLockID(mapError(ctx, err), lockID)
 	}

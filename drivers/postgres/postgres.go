@@ -3,7 +3,8 @@
 //
 // A [Driver] implements the whole driver contract ([syncguard.Backend]):
 // locks with fencing tokens, fenced records and GCRA rate limiting, plus the
-// optional [syncguard.ReleaseWatcher] (LISTEN/NOTIFY) and
+// optional [syncguard.ReleaseWatcher] (LISTEN/NOTIFY),
+// [syncguard.HandoffWatcher] (a first-come, first-served waiter queue) and
 // [syncguard.RawLookup] interfaces. Create the tables once with [Setup] (or
 // apply the shipped schema.sql, see [Schema]) and then build drivers with
 // [New].
@@ -12,7 +13,9 @@
 //
 // Every operation is one round trip to the server: a single statement, or
 // (Acquire, AllowN) a pipelined batch of two statements that runs in one
-// implicit transaction. The time authority is the server clock,
+// implicit transaction. The exception is the Release of a key that Guard
+// waiters are queued for: a second statement hands the key over (see
+// [Driver.WatchHandoff]). The time authority is the server clock,
 // clock_timestamp(), read after the rows involved are locked, so lock waits
 // never make an operation judge expiry with a stale time. Acquire takes a
 // transaction-scoped advisory lock on the key (the same one upstream
@@ -71,6 +74,7 @@ var (
 	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
 	_ syncguard.Backend              = (*Driver)(nil)
 	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
+	_ syncguard.HandoffWatcher       = (*Driver)(nil)
 	_ syncguard.RawLookup            = (*Driver)(nil)
 
 	_ syncguard.FencedCapabilities     = Capabilities{}
@@ -137,9 +141,14 @@ type options struct {
 	// extendDelay is a test hook: a server-side sleep inserted into the
 	// Extend statement before it locks the row.
 	extendDelay time.Duration
+	// waiterLive is a test hook: the liveness of a queued waiter's place
+	// (0: waiterLive).
+	waiterLive time.Duration
 }
 
 // Tables names the driver's four tables. Empty fields take the defaults.
+// A fifth, the waiter queue of [Driver.WatchHandoff], is named after the
+// lock table: "<Locks>_waiters".
 type Tables struct {
 	Locks   string // default "syncguard_locks"
 	Fences  string // default "syncguard_fence_counters"
@@ -236,6 +245,13 @@ func (t Tables) validate() error {
 			}
 		}
 	}
+	// The lock table's hand-off queue is "<Locks>_waiters".
+	for _, n := range names[1:] {
+		if n == waitersTable(t.Locks) {
+			return syncguard.NewError(syncguard.InvalidArgument,
+				"table names must be different from the lock table's waiter table ("+waitersTable(t.Locks)+")")
+		}
+	}
 	return nil
 }
 
@@ -310,6 +326,9 @@ type Driver struct {
 
 	lis *listener
 
+	handedMu sync.Mutex
+	handed   map[string]struct{} // lock IDs taken by hand-off waiters (see markContended)
+
 	closeOnce sync.Once
 }
 
@@ -325,7 +344,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Driver, error) {
 	if pool == nil {
 		return nil, syncguard.NewError(syncguard.InvalidArgument, "nil pool")
 	}
-	d := &Driver{pool: pool, opts: o, q: buildQueries(o), logger: o.logger}
+	d := &Driver{pool: pool, opts: o, q: buildQueries(o), logger: o.logger, handed: map[string]struct{}{}}
 	d.bgCtx, d.bgStop = context.WithCancel(context.Background())
 	d.lis = newListener(d)
 	return d, nil
@@ -404,7 +423,7 @@ func PrepareConn(ctx context.Context, conn *pgx.Conn, opts ...Option) error {
 	}
 	q := buildQueries(o)
 	for _, sql := range []string{
-		q.advisory, q.acquire, q.release, q.extend, q.isLocked, q.cleanup, q.lookupKey, q.lookupID,
+		q.advisory, q.acquire, q.acquireQueued, q.leave, q.release, q.releaseHandoff, q.extend, q.isLocked, q.cleanup, q.lookupKey, q.lookupID,
 		q.putRecord, q.recordFence, q.getRecord, q.deleteRecord, q.rateLock, q.allow, q.resetRate,
 	} {
 		// Named after its SQL, so that pgx finds it for Query and batches.

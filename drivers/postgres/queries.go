@@ -12,13 +12,16 @@ import (
 const (
 	nowMsSQL = `(floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint`
 	nowNsSQL = `(extract(epoch FROM clock_timestamp()) * 1000000000)::bigint`
+	nowUsSQL = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`
 )
 
 // queries holds the SQL of every operation, rendered once per Driver with
 // its (validated, quoted) table names.
 type queries struct {
 	advisory, acquire    string
+	acquireQueued, leave string
 	release, extend      string
+	releaseHandoff       string
 	isLocked, cleanup    string
 	lookupKey, lookupID  string
 	putRecord, getRecord string
@@ -37,25 +40,31 @@ func buildQueries(o options) queries {
 	tol := strconv.FormatInt(syncguard.ToleranceMs, 10)
 	guard := strconv.FormatInt(syncguard.CleanupGuardMs, 10)
 	r := strings.NewReplacer(
-		"{L}", quote(t.Locks), "{F}", quote(t.Fences),
+		"{L}", quote(t.Locks), "{F}", quote(t.Fences), "{W}", quote(waitersTable(t.Locks)),
 		"{R}", quote(t.Records), "{T}", quote(t.Rate),
 		"{TLIT}", t.Rate, // validated identifier: safe inside a literal
-		"{NOW}", nowMsSQL, "{NOWNS}", nowNsSQL,
+		"{NOW}", nowMsSQL, "{NOWNS}", nowNsSQL, "{NOWUS}", nowUsSQL,
 		"{TOL}", tol, "{GUARD}", guard,
 	)
-	notify := ""
+	notify, notifyPlain := "", ""
+	notifyCount := "0"
 	if o.wakeups {
-		// NOTIFY only while a LISTEN connection of this lock table is
-		// connected to the database: committing a NOTIFY takes a
-		// database-wide lock, which releases need not pay for nobody.
-		notify = `, ntf AS MATERIALIZED (
+		// A plain release NOTIFYs only while a LISTEN connection of this
+		// lock table is connected to the database: committing a NOTIFY
+		// takes a database-wide lock, which releases need not pay for
+		// nobody. A grant always notifies: its waiter is listening.
+		notifyPlain = `, ntf AS MATERIALIZED (
   SELECT pg_notify($2::text, md5(key)) FROM del
   WHERE EXISTS (SELECT 1 FROM pg_stat_activity
                 WHERE datname = current_database() AND application_name = '` + listenAppName(t.Locks) + `')
 )`
-	}
-	notifyCount := "0"
-	if o.wakeups {
+		notify = `, ntf AS MATERIALIZED (
+  SELECT pg_notify($2::text, md5(key)) FROM del
+  WHERE EXISTS (SELECT 1 FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = '` + listenAppName(t.Locks) + `')
+  UNION ALL
+  SELECT pg_notify($2::text, 'g:' || lock_id || '|' || fence || '|' || expires_at_ms || '|' || acquired_at_ms) FROM gr
+)`
 		notifyCount = "(SELECT count(*) FROM ntf)"
 	}
 	sleep, sleepJoin := "", ""
@@ -72,15 +81,20 @@ func buildQueries(o options) queries {
 		advisory: `SELECT pg_advisory_xact_lock(hashtext($1::text))`,
 
 		// $1 key, $2 fence key, $3 lock ID, $4 user key, $5 ttl ms,
-		// $6 fence max.
+		// $6 fence max. A lock ID given up (gone: the tombstone that
+		// compensate and leave write) is never acquired, so an attempt
+		// still in flight when its caller gave up cannot take the key
+		// after the compensating release.
 		acquire: `WITH live AS MATERIALIZED (
   SELECT count(*) AS n FROM {L} WHERE key = $1::text AND expires_at_ms > {NOW} - {TOL}
 ), cur AS MATERIALIZED (
   SELECT expires_at_ms FROM {L}
   WHERE key = $1::text AND expires_at_ms <= {NOW} - {TOL} FOR UPDATE
+), gone AS MATERIALIZED (
+  SELECT count(*) AS n FROM {W} WHERE key = $1::text AND waiter_id = $3::text AND seq < 0
 ), clk AS MATERIALIZED (
-  SELECT v.n = 0 AS free, {NOW} AS now_ms
-  FROM live v, (SELECT count(*) FROM cur) c
+  SELECT v.n = 0 AND g.n = 0 AS free, {NOW} AS now_ms
+  FROM live v, gone g, (SELECT count(*) FROM cur) c
 ), fc AS MATERIALIZED (
   SELECT f.fence FROM {F} f, clk WHERE f.fence_key = $2::text AND clk.free FOR UPDATE OF f
 ), dec AS MATERIALIZED (
@@ -102,12 +116,93 @@ func buildQueries(o options) queries {
 )
 SELECT d.free, d.next, (SELECT max(expires_at_ms) FROM lk), (SELECT max(fence) FROM fw), d.now_ms FROM dec d`,
 
+		// The attempt of a queued waiter (see WatchHandoff): $1..$6 as
+		// acquire, with $3 the waiter ID, $7 the waiter's liveness (ms).
+		// It acquires a free key like acquire; finds a lock a release
+		// granted to the waiter (own) and claims it; or else joins (or
+		// renews its place in) the key's queue. A waiter that holds the
+		// key leaves the queue.
+		acquireQueued: `WITH live AS MATERIALIZED (
+  SELECT count(*) AS n FROM {L} WHERE key = $1::text AND expires_at_ms > {NOW} - {TOL}
+), cur AS MATERIALIZED (
+  SELECT expires_at_ms FROM {L}
+  WHERE key = $1::text AND expires_at_ms <= {NOW} - {TOL} FOR UPDATE
+), gone AS MATERIALIZED (
+  SELECT count(*) AS n FROM {W} WHERE key = $1::text AND waiter_id = $3::text AND seq < 0
+), clk AS MATERIALIZED (
+  SELECT v.n = 0 AND g.n = 0 AS free, g.n > 0 AS gone, {NOW} AS now_ms
+  FROM live v, gone g, (SELECT count(*) FROM cur) c
+), own AS MATERIALIZED (
+  SELECT l.expires_at_ms, l.fence FROM {L} l, clk
+  WHERE l.key = $1::text AND l.lock_id = $3::text AND l.expires_at_ms > clk.now_ms - {TOL}
+), fc AS MATERIALIZED (
+  SELECT f.fence FROM {F} f, clk WHERE f.fence_key = $2::text AND clk.free FOR UPDATE OF f
+), dec AS MATERIALIZED (
+  SELECT k.now_ms, k.free, COALESCE((SELECT max(fence) FROM fc), 0) + 1 AS next
+  FROM clk k
+), lk AS (
+  INSERT INTO {L} AS l (key, lock_id, expires_at_ms, acquired_at_ms, fence, user_key)
+  SELECT $1::text, $3::text, d.now_ms + $5::bigint, d.now_ms, lpad(d.next::text, 15, '0'), $4::text
+  FROM dec d WHERE d.free AND d.next <= $6::bigint
+  ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
+    acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key
+  WHERE l.expires_at_ms <= EXCLUDED.acquired_at_ms - {TOL}
+  RETURNING l.expires_at_ms
+), fw AS (
+  INSERT INTO {F} AS f (fence_key, fence, key_debug)
+  SELECT $2::text, d.next, $4::text FROM dec d, lk
+  ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence, key_debug = EXCLUDED.key_debug
+  RETURNING f.fence
+), wq AS (
+  INSERT INTO {W} AS w (key, waiter_id, seq, live_until_ms, ttl_ms, fence_key)
+  SELECT $1::text, $3::text, {NOWUS}, k.now_ms + $7::bigint, $5::bigint, $2::text
+  FROM clk k WHERE NOT k.free AND NOT k.gone AND NOT EXISTS (SELECT 1 FROM own)
+  ON CONFLICT (key, waiter_id) DO UPDATE SET live_until_ms = EXCLUDED.live_until_ms, ttl_ms = EXCLUDED.ttl_ms
+  RETURNING 1
+), wd AS (
+  DELETE FROM {W} w WHERE w.key = $1::text AND w.waiter_id = $3::text AND w.seq >= 0
+    AND (EXISTS (SELECT 1 FROM lk) OR EXISTS (SELECT 1 FROM own))
+  RETURNING 1
+)
+SELECT d.free, d.next, (SELECT max(expires_at_ms) FROM lk), (SELECT max(fence) FROM fw), d.now_ms,
+  (SELECT max(expires_at_ms) FROM own), (SELECT max(fence) FROM own), (SELECT count(*) FROM wq),
+  set_config('synchronous_commit',
+    CASE WHEN EXISTS (SELECT 1 FROM lk) THEN current_setting('synchronous_commit') ELSE 'off' END, true)
+FROM dec d`,
+
+		// $1 key, $2 waiter ID: a waiter that stops waiting leaves the
+		// queue, after the key's advisory lock (a lock granted to it is
+		// then released by ID). Its row stays for a minute as a tombstone
+		// (seq -1), which no release grants to and which makes a late
+		// attempt of the waiter (sent before it left, run after) a no-op.
+		// compensate writes the same tombstone for a plain Acquire's lock
+		// ID.
+		leave: `INSERT INTO {W} AS w (key, waiter_id, seq, live_until_ms, ttl_ms, fence_key)
+VALUES ($1::text, $2::text, -1, {NOW} + ` + strconv.Itoa(leftKeepMs) + `, 0, '')
+ON CONFLICT (key, waiter_id) DO UPDATE SET seq = -1, live_until_ms = EXCLUDED.live_until_ms`,
+
 		// $1 lock ID, $2 notification channel.
 		//
-		// The release commits asynchronously: sc turns synchronous_commit
-		// off for this transaction only (set_config(..., true) is SET
-		// LOCAL: reverted at commit, PgBouncer-safe, still one statement).
-		// This is the only operation that may skip the WAL flush:
+		// The plain release: it deletes the lock unless waiters are
+		// queued for its key (last column), which releaseHandoff then
+		// handles. A release hands the key over to the head of its waiter queue
+		// (see WatchHandoff), if a live waiter is queued: it rewrites the
+		// lock row for the waiter (its ID, the next fence, a TTL from
+		// now), drops it from the queue and sends it the grant
+		// ("g:<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>"), so that
+		// the key is never free in between and only that waiter wakes.
+		// Without one it deletes the row and NOTIFYs md5(key), which wakes
+		// every watcher of the key. Waiters whose place lapsed are dropped.
+		// When the key has waiters, the release first takes the key's
+		// advisory lock, as Acquire does: a waiter's attempt and a grant
+		// to it never interleave, so a waiter is never queued again while
+		// a grant to it is being written.
+		//
+		// A plain release commits asynchronously: the final set_config
+		// turns synchronous_commit off for this transaction only
+		// (set_config(..., true) is SET LOCAL: reverted at commit,
+		// PgBouncer-safe, still one statement). This is the only operation
+		// that may skip the WAL flush:
 		//   - Losing it in a server crash (at most ~3 x wal_writer_delay
 		//     of async commits) only brings the deleted row back with its
 		//     old expiry: the key looks held until TTL + tolerance, then
@@ -122,22 +217,74 @@ SELECT d.free, d.next, (SELECT max(expires_at_ms) FROM lk), (SELECT max(fence) F
 		//     the WAL up to itself: acknowledging that Acquire makes this
 		//     release durable first. (With synchronous standbys the
 		//     later commit likewise waits for them up to its LSN.)
-		// Acquire and Extend stay synchronous: a lost Acquire could hand
-		// out its fence again (contract section 2: fences strictly
-		// increase across restarts), a lost Extend would shorten the lock
-		// under a holder that was told it was extended.
+		// A granting release keeps the session's setting, like Acquire and
+		// Extend: a lost grant or Acquire could hand out its fence again
+		// (contract section 2: fences strictly increase across restarts),
+		// a lost Extend would shorten the lock under a holder that was
+		// told it was extended.
 		release: `WITH sc AS MATERIALIZED (
   SELECT set_config('synchronous_commit', 'off', true)
 ), cur AS MATERIALIZED (
   SELECT key, expires_at_ms FROM {L} WHERE lock_id = $1::text FOR UPDATE
 ), clk AS MATERIALIZED (
-  SELECT c.key, c.expires_at_ms, {NOW} AS now_ms FROM cur c
+  SELECT c.key, c.expires_at_ms, {NOW} AS now_ms,
+    EXISTS (SELECT 1 FROM {W} w WHERE w.key = c.key AND w.seq >= 0) AS queued
+  FROM cur c
+), del AS (
+  DELETE FROM {L} l USING clk
+  WHERE l.key = clk.key AND l.lock_id = $1::text AND clk.expires_at_ms > clk.now_ms - {TOL} AND NOT clk.queued
+  RETURNING l.key
+)` + notifyPlain + `
+SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyCount + `, $2::text,
+  (SELECT count(*) FROM clk WHERE queued) FROM sc`,
+
+		// $1 lock ID, $2 notification channel, $3 fence max: the release
+		// of a key with queued waiters, which the plain release leaves
+		// alone (see above).
+		releaseHandoff: `WITH k0 AS MATERIALIZED (
+  SELECT key FROM {L} WHERE lock_id = $1::text
+), adv AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock(hashtext(k0.key)) FROM k0
+  WHERE EXISTS (SELECT 1 FROM {W} w WHERE w.key = k0.key)
+), cur AS MATERIALIZED (
+  SELECT l.key, l.expires_at_ms, l.user_key FROM {L} l
+  WHERE l.lock_id = $1::text AND (SELECT count(*) FROM adv) >= 0 FOR UPDATE OF l
+), clk AS MATERIALIZED (
+  SELECT c.key, c.expires_at_ms, c.user_key, {NOW} AS now_ms FROM cur c
+), hd AS MATERIALIZED (
+  SELECT w.waiter_id, w.ttl_ms, w.fence_key FROM {W} w, clk
+  WHERE w.key = clk.key AND clk.expires_at_ms > clk.now_ms - {TOL} AND w.live_until_ms > clk.now_ms
+    AND w.seq >= 0
+  ORDER BY w.seq, w.waiter_id LIMIT 1 FOR UPDATE OF w
+), fc AS MATERIALIZED (
+  SELECT f.fence FROM {F} f, hd WHERE f.fence_key = hd.fence_key FOR UPDATE OF f
+), dec AS MATERIALIZED (
+  SELECT h.waiter_id, h.ttl_ms, h.fence_key, COALESCE((SELECT max(fence) FROM fc), 0) + 1 AS next
+  FROM hd h
+), gr AS (
+  UPDATE {L} l SET lock_id = d.waiter_id, expires_at_ms = k.now_ms + d.ttl_ms, acquired_at_ms = k.now_ms,
+    fence = lpad(d.next::text, 15, '0')
+  FROM dec d, clk k
+  WHERE l.key = k.key AND l.lock_id = $1::text AND d.next <= $3::bigint
+  RETURNING l.lock_id, l.fence, l.expires_at_ms, l.acquired_at_ms
+), fw AS (
+  INSERT INTO {F} AS f (fence_key, fence, key_debug)
+  SELECT d.fence_key, d.next, k.user_key FROM dec d, clk k, gr
+  ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence, key_debug = EXCLUDED.key_debug
+  RETURNING 1
 ), del AS (
   DELETE FROM {L} l USING clk
   WHERE l.key = clk.key AND l.lock_id = $1::text AND clk.expires_at_ms > clk.now_ms - {TOL}
+    AND NOT EXISTS (SELECT 1 FROM dec WHERE dec.next <= $3::bigint)
   RETURNING l.key
+), wdel AS (
+  DELETE FROM {W} w USING clk
+  WHERE w.key = clk.key AND (w.waiter_id IN (SELECT lock_id FROM gr) OR w.live_until_ms <= clk.now_ms)
+  RETURNING 1
 )` + notify + `
-SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyCount + `, $2::text FROM sc`,
+SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del) + (SELECT count(*) FROM gr), ` + notifyCount + `, $2::text,
+  set_config('synchronous_commit',
+    CASE WHEN EXISTS (SELECT 1 FROM gr) THEN current_setting('synchronous_commit') ELSE 'off' END, true)`,
 
 		// $1 lock ID, $2 ttl ms.
 		extend: `WITH ` + sleep + `cur AS MATERIALIZED (
@@ -217,15 +364,21 @@ SELECT d.tat_rel, (SELECT count(*) FROM up) FROM dec d`,
     LIMIT $1::int FOR UPDATE SKIP LOCKED)
   AND tat_ns <= {NOWNS}
   RETURNING 1
+), w AS (
+  DELETE FROM {W} WHERE (key, waiter_id) IN (
+    SELECT key, waiter_id FROM {W} WHERE live_until_ms < {NOW} - {GUARD}
+    LIMIT $1::int FOR UPDATE SKIP LOCKED)
+  AND live_until_ms < {NOW} - {GUARD}
+  RETURNING 1
 )
-SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM c)`,
+SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM c), (SELECT count(*) FROM w)`,
 
 		channel:   t.Locks,
 		listenApp: listenAppName(t.Locks),
 		listen:    `LISTEN ` + quote(t.Locks),
 	}
 	for _, p := range []*string{
-		&q.acquire, &q.release, &q.extend, &q.isLocked, &q.cleanup, &q.lookupKey, &q.lookupID,
+		&q.acquire, &q.acquireQueued, &q.leave, &q.release, &q.releaseHandoff, &q.extend, &q.isLocked, &q.cleanup, &q.lookupKey, &q.lookupID,
 		&q.putRecord, &q.recordFence, &q.getRecord, &q.deleteRecord, &q.rateLock, &q.allow,
 		&q.resetRate, &q.sweep,
 	} {
@@ -238,3 +391,9 @@ SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM
 // table (at most 58 bytes: table names are at most 48). Release sends a
 // NOTIFY only while such a connection is in pg_stat_activity.
 func listenAppName(lockTable string) string { return "syncguard:" + lockTable }
+
+// leftKeepMs is how long the tombstone of a waiter that left is kept.
+const leftKeepMs = 60_000
+
+// waitersTable is the name of the hand-off queue table of a lock table.
+func waitersTable(lockTable string) string { return lockTable + "_waiters" }

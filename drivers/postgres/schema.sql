@@ -18,6 +18,21 @@ CREATE TABLE IF NOT EXISTS "syncguard_locks" (
 CREATE UNIQUE INDEX IF NOT EXISTS "syncguard_locks_lock_id_idx" ON "syncguard_locks" (lock_id);
 CREATE INDEX IF NOT EXISTS "syncguard_locks_expires_at_idx" ON "syncguard_locks" (expires_at_ms);
 
+-- Waiters queued for a key by the first-come, first-served hand-off
+-- (Driver.WatchHandoff, used by Guard): a release grants the key to the
+-- oldest live waiter. Rows are short-lived; releases and Sweep drop waiters
+-- that stopped renewing their place.
+CREATE TABLE IF NOT EXISTS "syncguard_locks_waiters" (
+    key           text   NOT NULL,            -- storage (base) key
+    waiter_id     text   NOT NULL,            -- lock ID of a lock granted to it
+    seq           bigint NOT NULL,            -- server time of joining (µs): queue order
+    live_until_ms bigint NOT NULL,            -- renewed by each attempt; skipped after it
+    ttl_ms        bigint NOT NULL,            -- TTL of a lock granted to it
+    fence_key     text   NOT NULL,
+    PRIMARY KEY (key, waiter_id)
+);
+CREATE INDEX IF NOT EXISTS "syncguard_locks_waiters_idx" ON "syncguard_locks_waiters" (key, seq);
+
 -- Fence counters: never deleted, never expire.
 CREATE TABLE IF NOT EXISTS "syncguard_fence_counters" (
     fence_key text   NOT NULL PRIMARY KEY,

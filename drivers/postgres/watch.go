@@ -22,9 +22,12 @@ const (
 	listenBackoffMax   = 2 * time.Second
 )
 
-// watcher is one WatchRelease subscription.
+// watcher is one WatchRelease subscription, or one queued waiter of
+// WatchHandoff (id set).
 type watcher struct {
-	ch chan struct{} // capacity 1; never closed
+	ch    chan struct{} // capacity 1; never closed
+	id    string        // the waiter's ID (its lock ID once granted); "" for WatchRelease
+	grant *grant        // a grant received for id, not yet claimed; guarded by listener.mu
 }
 
 // listener owns the dedicated LISTEN connection and fans notifications out
@@ -35,6 +38,8 @@ type listener struct {
 
 	mu       sync.Mutex
 	watchers map[string]map[*watcher]struct{} // by md5 hex of the base key
+	waiters  map[string]*watcher              // queued waiters by ID
+	recent   map[string]time.Time             // key hash → when its last queued waiter left
 	count    int
 	idleFrom time.Time
 	running  bool
@@ -49,7 +54,8 @@ type listener struct {
 }
 
 func newListener(d *Driver) *listener {
-	return &listener{d: d, watchers: make(map[string]map[*watcher]struct{})}
+	return &listener{d: d, watchers: make(map[string]map[*watcher]struct{}),
+		waiters: make(map[string]*watcher), recent: make(map[string]time.Time)}
 }
 
 // payloadFor is the NOTIFY payload of a base key: md5(key) in hex, as the
@@ -87,42 +93,11 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
-	if !d.opts.wakeups {
-		return nil, nil, &syncguard.LockError{Code: syncguard.Internal,
-			Message: "postgres: wake-ups are disabled (WithWakeups(false))", Cause: errUnsupported}
-	}
-	l := d.lis
 	w := &watcher{ch: make(chan struct{}, 1)}
 	h := payloadFor(base)
-	ready, fail, err := l.add(h, w)
+	stop, err := d.subscribe(ctx, h, w)
 	if err != nil {
 		return nil, nil, err
-	}
-	var once sync.Once
-	remove := func() { once.Do(func() { l.remove(h, w) }) }
-	if ready != nil {
-		timer := time.NewTimer(listenReadyTimeout)
-		defer timer.Stop()
-		select {
-		case <-ready:
-		case <-fail:
-			remove()
-			l.mu.Lock()
-			ferr := l.failErr
-			l.mu.Unlock()
-			return nil, nil, mapError(ctx, ferr)
-		case <-ctx.Done():
-			remove()
-			return nil, nil, syncguard.ContextError(ctx.Err())
-		case <-timer.C:
-			remove()
-			return nil, nil, syncguard.NewError(syncguard.NetworkTimeout, "postgres: LISTEN connection not ready")
-		}
-	}
-	unregister := context.AfterFunc(ctx, remove)
-	stop := func() {
-		unregister()
-		remove()
 	}
 	// A release between the caller's last look at the key and LISTEN
 	// taking effect sent its notification to nobody: look once more, now
@@ -140,6 +115,47 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	return w.ch, stop, nil
 }
 
+// subscribe registers w for the key with payload hash h and waits (bounded
+// by ctx and listenReadyTimeout) until LISTEN is active. The returned stop
+// unregisters w; it is idempotent, and also runs when ctx ends.
+func (d *Driver) subscribe(ctx context.Context, h string, w *watcher) (stop func(), err error) {
+	if !d.opts.wakeups {
+		return nil, &syncguard.LockError{Code: syncguard.Internal,
+			Message: "postgres: wake-ups are disabled (WithWakeups(false))", Cause: errUnsupported}
+	}
+	l := d.lis
+	ready, fail, err := l.add(h, w)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	remove := func() { once.Do(func() { l.remove(h, w) }) }
+	if ready != nil {
+		timer := time.NewTimer(listenReadyTimeout)
+		defer timer.Stop()
+		select {
+		case <-ready:
+		case <-fail:
+			remove()
+			l.mu.Lock()
+			ferr := l.failErr
+			l.mu.Unlock()
+			return nil, mapError(ctx, ferr)
+		case <-ctx.Done():
+			remove()
+			return nil, syncguard.ContextError(ctx.Err())
+		case <-timer.C:
+			remove()
+			return nil, syncguard.NewError(syncguard.NetworkTimeout, "postgres: LISTEN connection not ready")
+		}
+	}
+	unregister := context.AfterFunc(ctx, remove)
+	return func() {
+		unregister()
+		remove()
+	}, nil
+}
+
 // add registers w and starts the goroutine if needed. It returns channels
 // to wait on when LISTEN is not active yet.
 func (l *listener) add(h string, w *watcher) (ready, fail chan struct{}, err error) {
@@ -154,6 +170,9 @@ func (l *listener) add(h string, w *watcher) (ready, fail chan struct{}, err err
 		l.watchers[h] = set
 	}
 	set[w] = struct{}{}
+	if w.id != "" {
+		l.waiters[w.id] = w
+	}
 	l.count++
 	if !l.running {
 		l.running = true
@@ -183,6 +202,10 @@ func (l *listener) remove(h string, w *watcher) {
 	if len(set) == 0 {
 		delete(l.watchers, h)
 	}
+	if w.id != "" {
+		delete(l.waiters, w.id)
+		l.noteRecent(h)
+	}
 	l.count--
 	if l.count == 0 {
 		l.idleFrom = time.Now()
@@ -202,7 +225,8 @@ func (l *listener) close() {
 	l.wg.Wait()
 }
 
-// signal wakes the watchers of h (all watchers if h is "").
+// signal handles a notification: a grant wakes its waiter only; a key
+// hash wakes the watchers (and queued waiters) of that key; "" wakes all.
 func (l *listener) signal(h string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -213,6 +237,16 @@ func (l *listener) signal(h string) {
 			default:
 			}
 		}
+	}
+	if id, g, ok := parseGrant(h); ok {
+		if w := l.waiters[id]; w != nil {
+			w.grant = &g
+			select {
+			case w.ch <- struct{}{}:
+			default:
+			}
+		}
+		return
 	}
 	if h != "" {
 		wake(l.watchers[h])
