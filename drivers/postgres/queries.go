@@ -85,35 +85,7 @@ func buildQueries(o options) queries {
 		// compensate and leave write) is never acquired, so an attempt
 		// still in flight when its caller gave up cannot take the key
 		// after the compensating release.
-		acquire: `WITH live AS MATERIALIZED (
-  SELECT count(*) AS n FROM {L} WHERE key = $1::text AND expires_at_ms > {NOW} - {TOL}
-), cur AS MATERIALIZED (
-  SELECT expires_at_ms FROM {L}
-  WHERE key = $1::text AND expires_at_ms <= {NOW} - {TOL} FOR UPDATE
-), gone AS MATERIALIZED (
-  SELECT count(*) AS n FROM {W} WHERE key = $1::text AND waiter_id = $3::text AND seq < 0
-), clk AS MATERIALIZED (
-  SELECT v.n = 0 AND g.n = 0 AS free, {NOW} AS now_ms
-  FROM live v, gone g, (SELECT count(*) FROM cur) c
-), fc AS MATERIALIZED (
-  SELECT f.fence FROM {F} f, clk WHERE f.fence_key = $2::text AND clk.free FOR UPDATE OF f
-), dec AS MATERIALIZED (
-  SELECT k.now_ms, k.free, COALESCE((SELECT max(fence) FROM fc), 0) + 1 AS next
-  FROM clk k
-), lk AS (
-  INSERT INTO {L} AS l (key, lock_id, expires_at_ms, acquired_at_ms, fence, user_key)
-  SELECT $1::text, $3::text, d.now_ms + $5::bigint, d.now_ms, lpad(d.next::text, 15, '0'), $4::text
-  FROM dec d WHERE d.free AND d.next <= $6::bigint
-  ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
-    acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key
-  WHERE l.expires_at_ms <= EXCLUDED.acquired_at_ms - {TOL}
-  RETURNING l.expires_at_ms
-), fw AS (
-  INSERT INTO {F} AS f (fence_key, fence, key_debug)
-  SELECT $2::text, d.next, $4::text FROM dec d, lk
-  ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence, key_debug = EXCLUDED.key_debug
-  RETURNING f.fence
-)
+		acquire: acquireCore + `
 SELECT d.free, d.next, (SELECT max(expires_at_ms) FROM lk), (SELECT max(fence) FROM fw), d.now_ms FROM dec d`,
 
 		// The attempt of a queued waiter (see WatchHandoff): $1..$6 as
@@ -122,37 +94,9 @@ SELECT d.free, d.next, (SELECT max(expires_at_ms) FROM lk), (SELECT max(fence) F
 		// granted to the waiter (own) and claims it; or else joins (or
 		// renews its place in) the key's queue. A waiter that holds the
 		// key leaves the queue.
-		acquireQueued: `WITH live AS MATERIALIZED (
-  SELECT count(*) AS n FROM {L} WHERE key = $1::text AND expires_at_ms > {NOW} - {TOL}
-), cur AS MATERIALIZED (
-  SELECT expires_at_ms FROM {L}
-  WHERE key = $1::text AND expires_at_ms <= {NOW} - {TOL} FOR UPDATE
-), gone AS MATERIALIZED (
-  SELECT count(*) AS n FROM {W} WHERE key = $1::text AND waiter_id = $3::text AND seq < 0
-), clk AS MATERIALIZED (
-  SELECT v.n = 0 AND g.n = 0 AS free, g.n > 0 AS gone, {NOW} AS now_ms
-  FROM live v, gone g, (SELECT count(*) FROM cur) c
-), own AS MATERIALIZED (
+		acquireQueued: acquireCore + `, own AS MATERIALIZED (
   SELECT l.expires_at_ms, l.fence FROM {L} l, clk
   WHERE l.key = $1::text AND l.lock_id = $3::text AND l.expires_at_ms > clk.now_ms - {TOL}
-), fc AS MATERIALIZED (
-  SELECT f.fence FROM {F} f, clk WHERE f.fence_key = $2::text AND clk.free FOR UPDATE OF f
-), dec AS MATERIALIZED (
-  SELECT k.now_ms, k.free, COALESCE((SELECT max(fence) FROM fc), 0) + 1 AS next
-  FROM clk k
-), lk AS (
-  INSERT INTO {L} AS l (key, lock_id, expires_at_ms, acquired_at_ms, fence, user_key)
-  SELECT $1::text, $3::text, d.now_ms + $5::bigint, d.now_ms, lpad(d.next::text, 15, '0'), $4::text
-  FROM dec d WHERE d.free AND d.next <= $6::bigint
-  ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
-    acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key
-  WHERE l.expires_at_ms <= EXCLUDED.acquired_at_ms - {TOL}
-  RETURNING l.expires_at_ms
-), fw AS (
-  INSERT INTO {F} AS f (fence_key, fence, key_debug)
-  SELECT $2::text, d.next, $4::text FROM dec d, lk
-  ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence, key_debug = EXCLUDED.key_debug
-  RETURNING f.fence
 ), wq AS (
   INSERT INTO {W} AS w (key, waiter_id, seq, live_until_ms, ttl_ms, fence_key)
   SELECT $1::text, $3::text, {NOWUS}, k.now_ms + $7::bigint, $5::bigint, $2::text
@@ -386,6 +330,41 @@ SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM
 	}
 	return q
 }
+
+// acquireCore is the body of the acquire statement, shared with the
+// queued attempt: it reports contention for a live lock (or a lock ID given
+// up), or locks the expired row and upserts the new lock on the condition
+// that the newest version of the stored row is still expired.
+const acquireCore = `WITH live AS MATERIALIZED (
+  SELECT count(*) AS n FROM {L} WHERE key = $1::text AND expires_at_ms > {NOW} - {TOL}
+), cur AS MATERIALIZED (
+  SELECT expires_at_ms FROM {L}
+  WHERE key = $1::text AND expires_at_ms <= {NOW} - {TOL} FOR UPDATE
+), gone AS MATERIALIZED (
+  SELECT count(*) AS n FROM {W} WHERE key = $1::text AND waiter_id = $3::text AND seq < 0
+), clk AS MATERIALIZED (
+  SELECT v.n = 0 AND g.n = 0 AS free, g.n > 0 AS gone, {NOW} AS now_ms
+  FROM live v, gone g, (SELECT count(*) FROM cur) c
+), fc AS MATERIALIZED (
+  SELECT f.fence FROM {F} f, clk WHERE f.fence_key = $2::text AND clk.free FOR UPDATE OF f
+), dec AS MATERIALIZED (
+  SELECT k.now_ms, k.free, COALESCE((SELECT max(fence) FROM fc), 0) + 1 AS next
+  FROM clk k
+), lk AS (
+  INSERT INTO {L} AS l (key, lock_id, expires_at_ms, acquired_at_ms, fence, user_key)
+  SELECT $1::text, $3::text, d.now_ms + $5::bigint, d.now_ms, lpad(d.next::text, 15, '0'), $4::text
+  FROM dec d WHERE d.free AND d.next <= $6::bigint
+  ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
+    acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key
+  WHERE l.expires_at_ms <= EXCLUDED.acquired_at_ms - {TOL}
+  RETURNING l.expires_at_ms
+), fw AS (
+  INSERT INTO {F} AS f (fence_key, fence, key_debug)
+  SELECT $2::text, d.next, $4::text FROM dec d, lk
+  ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence, key_debug = EXCLUDED.key_debug
+  RETURNING f.fence
+)
+`
 
 // listenAppName is the application_name of the LISTEN connection of a lock
 // table (at most 58 bytes: table names are at most 48). Release sends a
