@@ -119,15 +119,7 @@ func (l *listener) takeGrant(w *watcher) (grant, bool) {
 // every waiter, whose next attempt claims a grant it may have missed.
 // With [WithWakeups](false) WatchHandoff fails like WatchRelease.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
-	k, err := syncguard.NormalizeKey(key)
-	if err != nil {
-		return nil, err
-	}
-	base, err := baseKey(k)
-	if err != nil {
-		return nil, err
-	}
-	fk, err := fenceKey(base)
+	k, base, fk, err := lockKeys(key)
 	if err != nil {
 		return nil, err
 	}
@@ -155,15 +147,7 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 	if !d.opts.wakeups {
 		return nil
 	}
-	k, err := syncguard.NormalizeKey(key)
-	if err != nil {
-		return nil
-	}
-	base, err := baseKey(k)
-	if err != nil {
-		return nil
-	}
-	fk, err := fenceKey(base)
+	k, base, fk, err := lockKeys(key)
 	if err != nil {
 		return nil
 	}
@@ -256,12 +240,11 @@ func (d *Driver) acquireQueued(ctx context.Context, k, base, fk, id string, ttl 
 		return syncguard.AcquireResult{}, err
 	}
 	var (
-		free                bool
-		next, nowMs, joined int64
-		exp, fenceW         *int64
-		ownExp              *int64
-		ownFence            *string
-		syncCommit          string
+		free        bool
+		next        int64
+		exp, fenceW *int64
+		ownExp      *int64
+		ownFence    *string
 	)
 	live := d.opts.waiterLive
 	if live <= 0 {
@@ -271,7 +254,9 @@ func (d *Driver) acquireQueued(ctx context.Context, k, base, fk, id string, ttl 
 	b.Queue(d.q.advisory, base)
 	b.Queue(d.q.acquireQueued, base, fk, id, k, ttlMs, int64(syncguard.FenceMax), live.Milliseconds()).
 		QueryRow(func(row pgx.Row) error {
-			return row.Scan(&free, &next, &exp, &fenceW, &nowMs, &ownExp, &ownFence, &joined, &syncCommit)
+			// Unused columns: the server time, and (queued,
+			// synchronous_commit) for the statement's own use.
+			return row.Scan(&free, &next, &exp, &fenceW, nil, &ownExp, &ownFence, nil, nil)
 		})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
 		return syncguard.AcquireResult{}, withKey(mapError(ctx, err), k)

@@ -277,6 +277,33 @@ func TestWatchHandoffWakeupsOff(t *testing.T) {
 	}
 }
 
+// exclusion checks the critical sections of a test: never two at once,
+// fences rising in the order they start.
+type exclusion struct {
+	mu   sync.Mutex
+	inCS bool
+	last syncguard.Fence
+}
+
+// hold is one critical section of d with fence f.
+func (e *exclusion) hold(t *testing.T, f syncguard.Fence, d time.Duration) {
+	e.mu.Lock()
+	if e.inCS {
+		t.Error("two holders at once")
+	}
+	e.inCS = true
+	if f <= e.last {
+		t.Errorf("fence %v after %v", f, e.last)
+	} else {
+		e.last = f
+	}
+	e.mu.Unlock()
+	time.Sleep(d)
+	e.mu.Lock()
+	e.inCS = false
+	e.mu.Unlock()
+}
+
 // TestGuardHandoffFair: Guards over separate pools and drivers (as
 // separate processes) take turns on one key, each re-acquiring at once
 // after its release: mutual exclusion holds, fences rise, and turns are
@@ -287,13 +314,11 @@ func TestGuardHandoffFair(t *testing.T) {
 	const workers = 6
 	db := newTestDB(t, nil)
 	var (
-		mu        sync.Mutex
-		inCS      bool
-		lastFence syncguard.Fence
-		wins      [workers]atomic.Int32
-		wg        sync.WaitGroup
-		stop      atomic.Bool
-		maxWait   atomic.Int64
+		ex      exclusion
+		wins    [workers]atomic.Int32
+		wg      sync.WaitGroup
+		stop    atomic.Bool
+		maxWait atomic.Int64
 	)
 	for w := range workers {
 		d := newDriver(t, db.newPool(t, nil))
@@ -312,21 +337,7 @@ func TestGuardHandoffFair(t *testing.T) {
 				if wt := int64(time.Since(start)); wt > maxWait.Load() {
 					maxWait.Store(wt)
 				}
-				mu.Lock()
-				if inCS {
-					t.Error("two holders at once")
-				}
-				inCS = true
-				if f := syncguard.FenceOf(l); f <= lastFence {
-					t.Errorf("fence %v after %v", f, lastFence)
-				} else {
-					lastFence = f
-				}
-				mu.Unlock()
-				time.Sleep(2 * time.Millisecond)
-				mu.Lock()
-				inCS = false
-				mu.Unlock()
+				ex.hold(t, syncguard.FenceOf(l), 2*time.Millisecond)
 				if _, err := l.Release(context.Background()); err != nil {
 					t.Errorf("worker %d: Release: %v", w, err)
 				}
@@ -367,13 +378,11 @@ func TestGuardHandoffChurn(t *testing.T) {
 	const workers, rounds = 6, 25
 	db := newTestDB(t, nil)
 	var (
-		mu        sync.Mutex
-		inCS      bool
-		lastFence syncguard.Fence
-		wins      atomic.Int32
-		giveUps   atomic.Int32
-		wg        sync.WaitGroup
-		drivers   []*Driver
+		ex      exclusion
+		wins    atomic.Int32
+		giveUps atomic.Int32
+		wg      sync.WaitGroup
+		drivers []*Driver
 	)
 	for range workers {
 		drivers = append(drivers, newDriver(t, db.newPool(t, nil)))
@@ -398,21 +407,7 @@ func TestGuardHandoffChurn(t *testing.T) {
 					giveUps.Add(1)
 					continue
 				}
-				mu.Lock()
-				if inCS {
-					t.Error("two holders at once")
-				}
-				inCS = true
-				if f := syncguard.FenceOf(l); f <= lastFence {
-					t.Errorf("fence %v after %v", f, lastFence)
-				} else {
-					lastFence = f
-				}
-				mu.Unlock()
-				time.Sleep(time.Millisecond)
-				mu.Lock()
-				inCS = false
-				mu.Unlock()
+				ex.hold(t, syncguard.FenceOf(l), time.Millisecond)
 				if _, err := l.Release(context.Background()); err != nil {
 					t.Errorf("Release: %v", err)
 				}

@@ -21,6 +21,20 @@ func fenceKey(base string) (string, error) {
 	return syncguard.StorageKey("", "fence:"+base, storageLimit, storageReserve)
 }
 
+// lockKeys normalises key and derives its base and fence keys.
+func lockKeys(key string) (k, base, fk string, err error) {
+	if k, err = syncguard.NormalizeKey(key); err != nil {
+		return "", "", "", err
+	}
+	if base, err = baseKey(k); err != nil {
+		return "", "", "", err
+	}
+	if fk, err = fenceKey(base); err != nil {
+		return "", "", "", err
+	}
+	return k, base, fk, nil
+}
+
 // compensateTimeout bounds the best-effort release after a cancelled
 // Acquire.
 const compensateTimeout = 5 * time.Second
@@ -34,19 +48,11 @@ const compensateTimeout = 5 * time.Second
 // Acquire releases its lock ID in the background (best effort, 5s) before
 // returning the error.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, base, fk, err := lockKeys(key)
 	if err != nil {
 		return syncguard.AcquireResult{}, err
 	}
 	ttlMs, err := syncguard.TTLMillis(ttl)
-	if err != nil {
-		return syncguard.AcquireResult{}, err
-	}
-	base, err := baseKey(k)
-	if err != nil {
-		return syncguard.AcquireResult{}, err
-	}
-	fk, err := fenceKey(base)
 	if err != nil {
 		return syncguard.AcquireResult{}, err
 	}
@@ -138,14 +144,15 @@ func withLockID(err error, id string) error {
 // Release deletes the live lock identified by lockID in one statement that
 // locks the row, reads the server clock and deletes it (with a NOTIFY to
 // watchers of its key). When Guard waiters are queued for the key (see
-// [Driver.WatchHandoff]), that statement leaves the lock alone and a second
-// one hands the key over to the oldest waiter. Of
-// concurrent or repeated releases exactly one reports OK. Detail is "not-found" for an unknown ID and "expired" for a
-// lock past its tolerance window (its row is kept for cleanup).
+// [Driver.WatchHandoff]), that statement leaves the lock alone and a
+// second one hands the key over to the oldest waiter. Of concurrent or
+// repeated releases exactly one reports OK. Detail is "not-found" for an
+// unknown ID and "expired" for a lock past its tolerance window (its row is
+// kept for cleanup).
 //
 // A plain release commits asynchronously (synchronous_commit off for its
-// transaction only; a hand-over commits like Acquire): if the server crashes within a fraction of a second
-// after an OK, the release may be lost and the lock then stays in place
+// transaction only; a hand-over commits like Acquire): if the server
+// crashes within a fraction of a second after an OK, the release may be lost and the lock then stays in place
 // until its TTL (plus tolerance) runs out. Acknowledged acquires, extends
 // and fences are never lost; see the release query in queries.go.
 func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
@@ -155,20 +162,21 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.ReleaseResult{}, err
 	}
-	var found, deleted, notified, queued int64
-	var ch, syncCommit string
+	var found, deleted, queued int64
 	var err error
-	if d.wasContended(lockID) {
-		queued = 1 // taken by a waiter: the key most likely has more
-	} else {
+	// A lock taken by a hand-off waiter goes straight to the hand-over
+	// statement: its key most likely has more waiters.
+	handoff := d.wasContended(lockID)
+	if !handoff {
 		err = d.pool.QueryRow(ctx, d.q.release, lockID, d.q.channel).
-			Scan(&found, &deleted, &notified, &ch, &queued)
+			Scan(&found, &deleted, nil, nil, &queued)
+		handoff = err == nil && queued > 0
 	}
-	if err == nil && queued > 0 {
+	if handoff {
 		// Waiters are queued for the key: hand it over (a second round
 		// trip, on contended keys only).
 		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(syncguard.FenceMax)).
-			Scan(&found, &deleted, &notified, &ch, &syncCommit)
+			Scan(&found, &deleted, nil, nil, nil)
 	}
 	if err != nil {
 		return syncguard.ReleaseResult{}, withLockID(mapError(ctx, err), lockID)
