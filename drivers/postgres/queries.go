@@ -46,24 +46,22 @@ func buildQueries(o options) queries {
 		"{NOW}", nowMsSQL, "{NOWNS}", nowNsSQL, "{NOWUS}", nowUsSQL,
 		"{TOL}", tol, "{GUARD}", guard,
 	)
-	notify, notifyPlain := "", ""
+	notifyPlain, notifyHandoff := "", ""
 	notifyCount := "0"
 	if o.wakeups {
 		// A plain release NOTIFYs only while a LISTEN connection of this
 		// lock table is connected to the database: committing a NOTIFY
 		// takes a database-wide lock, which releases need not pay for
 		// nobody. A grant always notifies: its waiter is listening.
-		notifyPlain = `, ntf AS MATERIALIZED (
+		plain := `
   SELECT pg_notify($2::text, md5(key)) FROM del
   WHERE EXISTS (SELECT 1 FROM pg_stat_activity
-                WHERE datname = current_database() AND application_name = '` + listenAppName(t.Locks) + `')
+                WHERE datname = current_database() AND application_name = '` + listenAppName(t.Locks) + `')`
+		notifyPlain = `, ntf AS MATERIALIZED (` + plain + `
 )`
-		notify = `, ntf AS MATERIALIZED (
-  SELECT pg_notify($2::text, md5(key)) FROM del
-  WHERE EXISTS (SELECT 1 FROM pg_stat_activity
-                WHERE datname = current_database() AND application_name = '` + listenAppName(t.Locks) + `')
+		notifyHandoff = `, ntf AS MATERIALIZED (` + plain + `
   UNION ALL
-  SELECT pg_notify($2::text, 'g:' || lock_id || '|' || fence || '|' || expires_at_ms || '|' || acquired_at_ms) FROM gr
+  SELECT pg_notify($2::text, '` + grantPrefix + `' || lock_id || '|' || fence || '|' || expires_at_ms || '|' || acquired_at_ms) FROM gr
 )`
 		notifyCount = "(SELECT count(*) FROM ntf)"
 	}
@@ -225,7 +223,7 @@ SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyCount +
   DELETE FROM {W} w USING clk
   WHERE w.key = clk.key AND (w.waiter_id IN (SELECT lock_id FROM gr) OR w.live_until_ms <= clk.now_ms)
   RETURNING 1
-)` + notify + `
+)` + notifyHandoff + `
 SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del) + (SELECT count(*) FROM gr), ` + notifyCount + `, $2::text,
   set_config('synchronous_commit',
     CASE WHEN EXISTS (SELECT 1 FROM gr) THEN current_setting('synchronous_commit') ELSE 'off' END, true)`,
