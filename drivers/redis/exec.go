@@ -48,6 +48,15 @@ func (c *call) put() {
 // at once. A context that can never end (context.Background) runs inline.
 // Running every call inline was measured 22% faster on a serial pair, but
 // broke that guarantee; see issue 7.
+//
+// The goroutine hands rueidis ctx without its cancellation and deadline
+// (context.WithoutCancel): the request is then bounded by the client's
+// own timeouts (ConnWriteTimeout, the dialer's timeout). Passing ctx on
+// let one caller's context fail the calls of others: a request whose
+// deadline ends while it is the only one in flight closes the connection
+// (rueidis's synchronous mode), and the redial runs with the context of
+// whichever call needs the connection first, handing its error ("context
+// canceled") to every call waiting for the same dial.
 func (d *Driver) exec(ctx context.Context, s *rueidis.Lua, keys, args []string) rueidis.RedisResult {
 	return d.call(ctx, op{s: s, keys: keys, args: args})
 }
@@ -91,7 +100,7 @@ func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
 		return o.run(ctx, d.client)
 	}
 	ch := make(chan rueidis.RedisResult, 1)
-	go func() { ch <- o.run(ctx, d.client) }()
+	go func() { ch <- o.run(context.WithoutCancel(ctx), d.client) }()
 	select {
 	case r := <-ch:
 		return r
