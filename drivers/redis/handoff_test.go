@@ -397,3 +397,108 @@ func TestInboxLength(t *testing.T) {
 		t.Fatalf("inbox length %d, inboxLen %d, inboxLenStr %q", got, inboxLen, inboxLenStr)
 	}
 }
+
+// TestLateAttemptAfterLeave: an attempt of a waiter that reaches the
+// server after the waiter's Stop (its caller gave up while the request was
+// in flight) neither queues the waiter again nor acquires the key, and
+// Release, Extend and LookupRawByID see no lock under its ID.
+func TestLateAttemptAfterLeave(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, singleClient(t))
+	ctx := context.Background()
+	kn, _ := d.names("late")
+	queueLen := func() int64 {
+		t.Helper()
+		n, err := d.client.Do(ctx, d.client.B().Zcard().Key(kn.queue()).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	holder := mustAcquire(t, d, "late")
+	id := newLockID(keySlot(kn.body)) // WatchHandoff, with the ID known
+	s, w, err := d.subscribe(ctx, d.inboxChannel(kn), id, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := d.newWaiter("late", kn, id, s, w)
+	if r, err := h.Acquire(ctx, time.Minute); err != nil || r.Acquired {
+		t.Fatalf("queued attempt = %+v, %v; want contended", r, err)
+	}
+	h.Stop()
+	if n := queueLen(); n != 0 {
+		t.Fatalf("queue length after Stop = %d; want 0", n)
+	}
+	// The late attempt while the key is held: no queue entry.
+	if r, err := d.acquire(ctx, "late", time.Minute, id); err != nil || r.Acquired {
+		t.Fatalf("late attempt (held) = %+v, %v; want contended", r, err)
+	}
+	if n := queueLen(); n != 0 {
+		t.Fatalf("queue length after the late attempt = %d; want 0", n)
+	}
+	// The late attempt on a free key: not acquired.
+	if _, err := d.Release(ctx, holder.LockID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := d.acquire(ctx, "late", time.Minute, id); err != nil || r.Acquired {
+		t.Fatalf("late attempt (free) = %+v, %v; want not acquired", r, err)
+	}
+	if locked, err := d.IsLocked(ctx, "late"); err != nil || locked {
+		t.Fatalf("IsLocked = %v, %v; want a free key", locked, err)
+	}
+	if rr, err := d.Release(ctx, id); err != nil || rr.OK || rr.Detail != syncguard.DetailNotFound {
+		t.Fatalf("Release(retired ID) = %+v, %v; want not-found", rr, err)
+	}
+	if er, err := d.Extend(ctx, id, time.Minute); err != nil || er.OK {
+		t.Fatalf("Extend(retired ID) = %+v, %v; want not extended", er, err)
+	}
+	if info, err := d.LookupRawByID(ctx, id); err != nil || info != nil {
+		t.Fatalf("LookupRawByID(retired ID) = %+v, %v; want nil", info, err)
+	}
+	// The retirement outlives those calls.
+	if r, err := d.acquire(ctx, "late", time.Minute, id); err != nil || r.Acquired {
+		t.Fatalf("late attempt after Release/Extend = %+v, %v; want not acquired", r, err)
+	}
+}
+
+// TestLateAcquireAfterUnknownOutcome: a plain acquisition that reaches the
+// server after the driver released its lock ID for an unknown outcome
+// does not take the key; one that got there first is released.
+func TestLateAcquireAfterUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, singleClient(t))
+	ctx := context.Background()
+	kn, _ := d.names("unknown")
+	for _, first := range []string{"release", "acquire"} {
+		t.Run(first+" first", func(t *testing.T) {
+			an := d.acquireNames(kn.body, "")
+			release := func() {
+				d.bg.Add(1)
+				d.releaseUnknown(an.lockID)
+			}
+			acquire := func() []int64 {
+				t.Helper()
+				vals, err := d.exec(ctx, d.s.acquire, []string{an.lock, an.fence, an.index, an.queue},
+					[]string{an.lockID, "60000", "unknown", an.sp, d.bump, fenceMaxStr, tolStr, "", d.waiterLiveMs, d.inbox}).AsIntSlice()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return vals
+			}
+			if first == "release" {
+				release()
+				if got := acquire(); got[0] != 0 {
+					t.Fatalf("late acquire = %v; want not acquired", got)
+				}
+			} else {
+				if got := acquire(); got[0] != 1 {
+					t.Fatalf("acquire = %v; want acquired", got)
+				}
+				release()
+			}
+			if locked, err := d.IsLocked(ctx, "unknown"); err != nil || locked {
+				t.Fatalf("IsLocked = %v, %v; want a free key", locked, err)
+			}
+		})
+	}
+}

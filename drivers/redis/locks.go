@@ -99,14 +99,15 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 }
 
 // releaseUnknown releases lockID on a detached, short-lived context, in
-// the background ([Driver.Close] waits for it). Its result is ignored: the
-// lock either never existed or is released now.
+// the background ([Driver.Close] waits for it), and retires the ID so that
+// the acquisition, should it reach the server only now, does nothing. Its
+// result is ignored: the lock either never existed or is released now.
 func (d *Driver) releaseUnknown(lockID string) {
 	defer d.bg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
 	defer cancel()
 	idx, sp := d.idKey(lockID)
-	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr, d.bump, fenceMaxStr}).Error()
+	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr, d.bump, fenceMaxStr, goneTTLStr}).Error()
 }
 
 // Release deletes the lock identified by lockID if it is live. Of

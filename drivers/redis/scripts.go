@@ -82,6 +82,13 @@ end
 // lock under the waiter's ID; the waiter's next attempt finds its own live
 // lock and claims it (normally the waiter learns of the grant from the
 // release's message and does not need that attempt).
+//
+// A lock ID whose index key holds "" is gone: a waiter that stopped
+// waiting, or a plain acquisition released because its outcome was
+// unknown (see releaseScript). An attempt under a gone ID neither queues
+// nor acquires; it returns {0, exp} or {0, 0}. This makes an attempt that
+// reaches the server after its caller gave up, and after the release that
+// compensated for it, harmless.
 const acquireScript = luaNow + luaGrant + `
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -91,7 +98,7 @@ if v then
       local a, f = string.match(v, '^%d+|(%d+)|(%d+)|', 23)
       return {1, tonumber(f), e, tonumber(a)}
     end
-    if ARGV[8] ~= '' then
+    if ARGV[8] ~= '' and redis.call('GET', KEYS[3]) ~= '' then
       redis.call('ZADD', KEYS[4], 'NX', now, ARGV[1] .. ARGV[10] .. ARGV[2])
       redis.call('PEXPIRE', KEYS[4], ` + queueTTLStr + `)
       redis.call('SET', ARGV[4] .. 'w:' .. ARGV[1], '1', 'PX', ARGV[9])
@@ -99,6 +106,7 @@ if v then
     return {0, e}
   end
 end
+if redis.call('GET', KEYS[3]) == '' then return {0, 0} end
 local n, exp = grant(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[3], v, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
 if n < 0 then return {-1, exp} end
 if ARGV[8] ~= '' then redis.call('ZREM', KEYS[4], ARGV[1] .. ARGV[10] .. ARGV[2]) end
@@ -106,7 +114,7 @@ return {1, n, exp, now}
 `
 
 // releaseScript: KEYS index[, queue]; ARGV lockID, slotPrefix, tolerance,
-// bump, fenceMax[, queue member].
+// bump, fenceMax[, gone TTL (ms)[, queue member]].
 // Returns 1 released, -1 not found (or owned by another ID), -2 expired.
 // Ownership is checked before anything is deleted: another owner's record
 // is never touched.
@@ -121,22 +129,32 @@ return {1, n, exp, now}
 // Entries of waiters whose liveness marker has lapsed (the waiter
 // crashed, or stopped renewing it) are dropped.
 //
+// With a gone TTL the lock ID is retired: its index key is left holding ""
+// for that long (PX), whether or not it had a lock, so that an acquire
+// attempt under that ID still on its way to the server does nothing (see
+// acquireScript). The driver retires the IDs of waiters that stop waiting
+// and of plain acquisitions whose outcome it does not know. Every script
+// reads "" at an index key as "no lock".
+//
 // With the optional queue key and member it is a waiter's leave: the
 // member leaves the queue first, and a lock granted to it is released
 // (and handed on) like any other.
 const releaseScript = `
-if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[6]) end
+if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
 local lk = redis.call('GET', KEYS[1])
+if lk == '' then return -1 end
+local gone = ARGV[6]
+if gone then redis.call('SET', KEYS[1], '', 'PX', gone) end
 if not lk then return -1 end
 local v = redis.call('GET', lk)
 if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
-  redis.call('DEL', KEYS[1])
+  if not gone then redis.call('DEL', KEYS[1]) end
   return -1
 end
 ` + luaNow + luaGrant + `
 local e = tonumber(string.match(v, '^(%d+)|', 23))
 local tol = tonumber(ARGV[3])
-redis.call('DEL', lk, KEYS[1])
+if gone then redis.call('DEL', lk) else redis.call('DEL', lk, KEYS[1]) end
 local sp = ARGV[2]
 local body = string.sub(lk, string.len(sp) + 6)
 local q = sp .. 'q:' .. body
@@ -160,6 +178,11 @@ if (not e) or e <= now - tol then return -2 end
 return 1
 `
 
+// goneTTLStr is how long (ms) a retired lock ID stays retired (see
+// releaseScript): far longer than a request can take on its way to the
+// server, since rueidis bounds every request by its connection timeouts.
+const goneTTLStr = "60000"
+
 // queueTTLStr is the expiry (ms) of a waiter queue, renewed by every
 // queued attempt: a queue whose waiters all stopped attempting (they
 // crashed) disappears after it.
@@ -182,7 +205,7 @@ const inboxLenStr = "8"
 // Returns {1, exp} extended, {-1} not found, {-2} expired (deleted).
 const extendScript = `
 local lk = redis.call('GET', KEYS[1])
-if not lk then return {-1} end
+if (not lk) or lk == '' then return {-1} end
 local v = redis.call('GET', lk)
 if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -235,7 +258,7 @@ return false
 // lockID or false.
 const lookupIDScript = `
 local lk = redis.call('GET', KEYS[1])
-if not lk then return false end
+if (not lk) or lk == '' then return false end
 local v = redis.call('GET', lk)
 if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then return false end
 ` + luaNow + `

@@ -219,14 +219,16 @@ func newInbox() string {
 // key) that only this driver receives.
 func (d *Driver) inboxChannel(kn keyNames) string { return kn.sp + "in:" + d.inbox }
 
-// leave takes waiter id out of the queue of kn and releases a lock granted
-// to it (handing the key on). Errors are ignored: the entry ages out, a
-// granted lock expires.
+// leave takes waiter id out of the queue of kn, releases a lock granted
+// to it (handing the key on) and retires id, so that an attempt of the
+// waiter still on its way to the server neither queues it again nor
+// acquires. Errors are ignored: the entry ages out, a granted lock
+// expires.
 func (d *Driver) leave(kn keyNames, id string, ttlMs int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 	defer cancel()
 	_ = d.exec(ctx, d.s.release, []string{kn.sp + "id:" + id, kn.queue()},
-		[]string{id, kn.sp, tolStr, d.bump, fenceMaxStr, id + d.inbox + formatInt(ttlMs)}).Error()
+		[]string{id, kn.sp, tolStr, d.bump, fenceMaxStr, goneTTLStr, id + d.inbox + formatInt(ttlMs)}).Error()
 }
 
 // grant is a lock that a release granted to a queued waiter.
