@@ -60,6 +60,13 @@ func (d *Driver) txOpts() firestore.TransactionOption { return firestore.MaxAtte
 // process's clock, read inside the transaction after its reads. Contention
 // is the result {Acquired: false, Reason: "locked"} and writes nothing; a
 // fence past [syncguard.FenceMax] fails with Internal and writes nothing.
+//
+// When the call fails after its commit may have been sent (its context
+// ended, the connection broke), Acquire releases the lock ID it minted in
+// the background, on a detached context bounded by 5 s, and checks once
+// more after 200 ms for a commit applied late; [Driver.Close] waits for
+// it. So an acquisition whose result the caller never saw does not block
+// the key until its TTL.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
@@ -135,6 +142,10 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		return nil
 	}, d.txOpts())
 	if err != nil {
+		if res.Acquired { // the last attempt's commit was sent, or about to be
+			d.bg.Add(1)
+			go d.releaseUnknown(lockID)
+		}
 		return syncguard.AcquireResult{}, mapError(ctx, err, k, "")
 	}
 	if warn {
@@ -145,6 +156,39 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 			slog.String("fenceMax", syncguard.FenceMax.String()))
 	}
 	return res, nil
+}
+
+// Bounds of the best-effort release of an acquisition whose outcome is
+// unknown (contract §3).
+const (
+	unknownOutcomeRelease = 5 * time.Second        // per release attempt
+	unknownOutcomeRecheck = 200 * time.Millisecond // before the second attempt
+)
+
+// releaseUnknown releases lockID, whose acquisition failed after its
+// commit may have been sent, on a detached context. If the lock is not
+// there (the commit failed, or has not been applied yet) it tries once
+// more after unknownOutcomeRecheck, unless the driver is closing. Errors
+// are ignored: the lock either never existed or expires with its TTL.
+func (d *Driver) releaseUnknown(lockID string) {
+	defer d.bg.Done()
+	for i := range 2 {
+		if i > 0 {
+			t := time.NewTimer(unknownOutcomeRecheck)
+			select {
+			case <-t.C:
+			case <-d.bgCtx.Done():
+				t.Stop()
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
+		r, err := d.Release(ctx, lockID)
+		cancel()
+		if err == nil && r.OK {
+			return
+		}
+	}
 }
 
 // errDuplicateLive reports two live lock documents with one lock ID.
