@@ -158,6 +158,8 @@ func registry[C syncguard.FencedCapabilities]() []testCase[C] {
 		{id: "W01_release_signals_watcher", fn: w01[C]},
 		{id: "W02_stop_is_idempotent_and_leak_free", fn: w02[C], alone: true},
 		{id: "W03_guard_wakes_on_release", fn: w03[C]},
+		{id: "W04_guards_giving_up_leave_no_lock", fn: w04[C], alone: true},
+		{id: "W05_handoff_is_first_come_first_served", fn: w05[C], alone: true},
 	}
 }
 

@@ -102,6 +102,15 @@ type LatencyInjector[C syncguard.FencedCapabilities] interface {
 	DriverWithLatency(d time.Duration) syncguard.Driver[C]
 }
 
+// DriverOpener is an optional harness interface for the cases in which
+// Guards of several processes take turns on one key (W04, W05). OpenDriver
+// returns a new driver over the same store as Driver with connections of
+// its own, as another process would have; the harness closes it in Close.
+// Without it, those cases share Driver among their workers.
+type DriverOpener[C syncguard.FencedCapabilities] interface {
+	OpenDriver(ctx context.Context) (syncguard.Driver[C], error)
+}
+
 // Options configures [Run]. The zero value suits Redis and PostgreSQL.
 type Options struct {
 	// Timing holds the suite's wall-clock constants; zero fields take the

@@ -15,6 +15,7 @@ var (
 	_ conformance.RawLockWriter                = (*harness)(nil)
 	_ conformance.FenceSetter                  = (*harness)(nil)
 	_ conformance.StorageInspector             = (*harness)(nil)
+	_ conformance.DriverOpener[Capabilities]   = (*harness)(nil)
 )
 
 // TestConformance runs the shared suite against the emulator with

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +97,10 @@ func newDriver(t testing.TB, c *firestore.Client, opts ...Option) *Driver {
 type harness struct {
 	c     *firestore.Client
 	d, dc *Driver
+	opts  []Option // d's, for OpenDriver
+
+	mu      sync.Mutex
+	closers []func()
 }
 
 func newHarness(t *testing.T, c *firestore.Client) *harness {
@@ -111,7 +116,7 @@ func newHarness(t *testing.T, c *firestore.Client) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{c: c, d: d, dc: dc}
+	return &harness{c: c, d: d, dc: dc, opts: opts}
 }
 
 func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
@@ -119,6 +124,29 @@ func (h *harness) DriverWithCleanup() syncguard.Driver[Capabilities] { return h.
 func (h *harness) Close() {
 	h.d.Close()
 	h.dc.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range h.closers {
+		f()
+	}
+}
+
+// OpenDriver returns a driver over the same collections with a client of
+// its own, as another process would have.
+func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+	c, err := firestore.NewClient(ctx, projectID)
+	if err != nil {
+		return nil, err
+	}
+	d, err := New(c, h.opts...)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	h.mu.Lock()
+	h.closers = append(h.closers, func() { d.Close(); _ = c.Close() })
+	h.mu.Unlock()
+	return d, nil
 }
 
 // WriteRawLock writes a lock document directly, expiring at client-now +

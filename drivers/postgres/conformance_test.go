@@ -32,6 +32,7 @@ var (
 	_ conformance.RawLockWriter                 = (*harness)(nil)
 	_ conformance.FenceSetter                   = (*harness)(nil)
 	_ conformance.StorageInspector              = (*harness)(nil)
+	_ conformance.DriverOpener[Capabilities]    = (*harness)(nil)
 )
 
 func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
@@ -45,6 +46,24 @@ func (h *harness) Close() {
 	for i := len(h.closers) - 1; i >= 0; i-- {
 		h.closers[i]()
 	}
+}
+
+// OpenDriver returns a driver over the same tables with a pool of its own,
+// as another process would have.
+func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+	pool, err := pgxpool.NewWithConfig(ctx, h.db.cfg.Copy())
+	if err != nil {
+		return nil, err
+	}
+	d, err := New(pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	h.mu.Lock()
+	h.closers = append(h.closers, pool.Close, d.Close) // run in reverse
+	h.mu.Unlock()
+	return d, nil
 }
 
 // DriverWithLatency returns a driver whose pool connects through a local

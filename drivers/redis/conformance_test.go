@@ -18,6 +18,7 @@ var (
 	_ conformance.StorageInspector              = (*harness)(nil)
 	_ conformance.LockIDMinter                  = (*harness)(nil)
 	_ conformance.LatencyInjector[Capabilities] = (*harness)(nil)
+	_ conformance.DriverOpener[Capabilities]    = (*harness)(nil)
 )
 
 var confOptions = conformance.Options{
@@ -33,6 +34,7 @@ func TestConformanceSingle(t *testing.T) {
 	c := singleClient(t)
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
 		h := newHarness(t, c, "single")
+		h.opt = rueidis.ClientOption{InitAddress: []string{singleAddr()}, DisableCache: true}
 		h.latency = func(d time.Duration) (*Driver, error) {
 			fp := startProxy(t, singleAddr())
 			fp.latency(t, d)
@@ -61,6 +63,8 @@ func TestConformanceSingle(t *testing.T) {
 func TestConformanceCluster(t *testing.T) {
 	c := clusterClient(t)
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
-		return newHarness(t, c, "cluster"), nil
+		h := newHarness(t, c, "cluster")
+		h.opt = rueidis.ClientOption{InitAddress: clusterAddrs(), DisableCache: true, ShuffleInit: true}
+		return h, nil
 	}, confOptions)
 }

@@ -3,8 +3,6 @@ package redis
 import (
 	"context"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,61 +170,6 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	}
 }
 
-// TestGuardHandoffContended: Guards over separate clients (as separate
-// processes) take turns on one key: mutual exclusion holds, every
-// goroutine gets its turns, and no wait comes near the backoff fallback.
-func TestGuardHandoffContended(t *testing.T) {
-	t.Parallel()
-	const workers, rounds = 6, 8
-	ctx := context.Background()
-	prefix := testPrefix("hand")
-	admin := singleClient(t)
-	t.Cleanup(func() { deletePrefix(admin, prefix) })
-	var (
-		inCS    atomic.Int32
-		maxWait atomic.Int64
-		wg      sync.WaitGroup
-	)
-	for w := range workers {
-		c := singleClient(t)
-		d, err := New(c, WithKeyPrefix(prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.Close)
-		g := syncguard.New(d)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range rounds {
-				start := time.Now()
-				l, err := g.Acquire(ctx, "turns", syncguard.Timeout(30*time.Second), syncguard.MaxRetries(1000), syncguard.RetryDelay(2*time.Second))
-				if err != nil {
-					t.Errorf("worker %d: %v", w, err)
-					return
-				}
-				if wt := time.Since(start); int64(wt) > maxWait.Load() {
-					maxWait.Store(int64(wt))
-				}
-				if !inCS.CompareAndSwap(0, 1) {
-					t.Error("two holders at once")
-				}
-				time.Sleep(2 * time.Millisecond)
-				inCS.Store(0)
-				if _, err := l.Release(ctx); err != nil {
-					t.Errorf("worker %d: Release: %v", w, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	// A waiter that depended on the 2 s backoff fallback would wait ≥ 1 s
-	// (equal jitter); hand-offs keep every wait far below it.
-	if mw := time.Duration(maxWait.Load()); mw > time.Second {
-		t.Errorf("longest wait %v; want hand-offs, not the backoff fallback", mw)
-	}
-}
-
 // TestHandoffSkipsDeadWaiter: a queued waiter that stops attempting (it
 // crashed) is skipped once its liveness marker lapses; a waiter that keeps
 // attempting behind it gets the key.
@@ -299,95 +242,6 @@ func TestWarmHandoff(t *testing.T) {
 			t.Fatalf("Acquire after the grant = %+v, %v", r, err)
 		}
 		holder = r
-	}
-}
-
-// TestGuardHandoffChurn: Guards over separate clients take one key while
-// many of their waits give up (short timeouts, cancelled contexts), so
-// waiters leave the queue before and after being granted the key.
-// Mutual exclusion holds, fences rise in the order of the critical
-// sections, and at the end no grant is left behind: the key is free and
-// its queue empty.
-func TestGuardHandoffChurn(t *testing.T) {
-	t.Parallel()
-	const workers, rounds = 6, 25
-	prefix := testPrefix("churn")
-	admin := singleClient(t)
-	t.Cleanup(func() { deletePrefix(admin, prefix) })
-	var (
-		mu        sync.Mutex
-		inCS      bool
-		lastFence syncguard.Fence
-		wins      atomic.Int32
-		giveUps   atomic.Int32
-		wg        sync.WaitGroup
-	)
-	var first *Driver
-	for w := range workers {
-		c := singleClient(t)
-		d, err := New(c, WithKeyPrefix(prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.Close)
-		if first == nil {
-			first = d
-		}
-		g := syncguard.New(d)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range rounds {
-				ctx, cancel := context.WithCancel(context.Background())
-				timeout := 2 * time.Second
-				switch (w + r) % 4 {
-				case 0:
-					timeout = 3 * time.Millisecond // gives up while queued
-				case 1:
-					time.AfterFunc(2*time.Millisecond, cancel) // cancelled while queued
-				}
-				l, err := g.Acquire(ctx, "churn", syncguard.Timeout(timeout), syncguard.MaxRetries(1000), syncguard.AutoExtend(false))
-				if err != nil {
-					cancel()
-					giveUps.Add(1)
-					continue
-				}
-				mu.Lock()
-				if inCS {
-					t.Error("two holders at once")
-				}
-				inCS = true
-				if f := syncguard.FenceOf(l); f <= lastFence {
-					t.Errorf("fence %v after %v", f, lastFence)
-				} else {
-					lastFence = f
-				}
-				mu.Unlock()
-				time.Sleep(time.Millisecond)
-				mu.Lock()
-				inCS = false
-				mu.Unlock()
-				if _, err := l.Release(context.Background()); err != nil {
-					t.Errorf("Release: %v", err)
-				}
-				cancel()
-				wins.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	t.Logf("%d critical sections, %d waits given up", wins.Load(), giveUps.Load())
-	if wins.Load() == 0 || giveUps.Load() == 0 {
-		t.Fatalf("wins %d, give-ups %d: the test did not exercise both paths", wins.Load(), giveUps.Load())
-	}
-	ctx := context.Background()
-	// Leaves run on the waiters' Stop, synchronously: nothing is pending.
-	if locked, err := first.IsLocked(ctx, "churn"); err != nil || locked {
-		t.Errorf("IsLocked at the end = %v, %v; want a free key (no grant left behind)", locked, err)
-	}
-	kn, _ := first.names("churn")
-	if n, err := admin.Do(ctx, admin.B().Zcard().Key(kn.queue()).Build()).AsInt64(); err != nil || n != 0 {
-		t.Errorf("queue length at the end = %d, %v; want 0", n, err)
 	}
 }
 

@@ -174,6 +174,7 @@ type harness struct {
 	d, dc   *Driver
 	prefix  string
 	latency func(d time.Duration) (*Driver, error)
+	opt     rueidis.ClientOption // of OpenDriver's clients
 
 	mu      sync.Mutex
 	closers []func()
@@ -277,6 +278,24 @@ func (h *harness) LockDataExists(ctx context.Context, key string) (bool, error) 
 // FenceCounterExists reports whether key's fence counter is stored.
 func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, error) {
 	return h.exists(ctx, key, keyNames.fence)
+}
+
+// OpenDriver returns a driver over the same prefix with a client of its
+// own, as another process would have.
+func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+	c, err := rueidis.NewClient(h.opt)
+	if err != nil {
+		return nil, err
+	}
+	d, err := New(c, WithKeyPrefix(h.prefix))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	h.mu.Lock()
+	h.closers = append(h.closers, func() { d.Close(); c.Close() })
+	h.mu.Unlock()
+	return d, nil
 }
 
 // DriverWithLatency returns a driver whose connection runs through a

@@ -127,11 +127,16 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 func TestSentinel(t *testing.T) {
 	t.Parallel()
 	s := startSentinelSetup(t)
-	c := newClient(t, []string{fmt.Sprintf("127.0.0.1:%d", s.sentinel)}, func(o *rueidis.ClientOption) {
+	viaSentinel := func(o *rueidis.ClientOption) {
 		o.Sentinel = rueidis.SentinelOption{MasterSet: "mymaster"}
-	})
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", s.sentinel)
+	c := newClient(t, []string{addr}, viaSentinel)
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
-		return newHarness(t, c, "sentinel"), nil
+		h := newHarness(t, c, "sentinel")
+		h.opt = rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true}
+		viaSentinel(&h.opt)
+		return h, nil
 	}, confOptions)
 	if t.Failed() {
 		return

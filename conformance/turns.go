@@ -1,0 +1,204 @@
+package conformance
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/syncguard/syncguard"
+)
+
+// Guards of several processes taking turns on one key (contract §13):
+// W04 (waits that give up) and W05 (first come, first served hand-off).
+// Each worker has a driver of its own when the harness implements
+// [DriverOpener], as separate processes would; otherwise the workers share
+// [Harness.Driver].
+
+// turnWorkers is how many Guards take turns in W04 and W05.
+const turnWorkers = 6
+
+// turnTTL is the TTL of the locks of W04 and W05: a lock left behind by a
+// waiter that gave up would block the key this long, far beyond the
+// cases' bounds.
+const turnTTL = 30 * time.Second
+
+// workerDrivers returns one driver per worker.
+func (c *tc[C]) workerDrivers(n int) []syncguard.Driver[C] {
+	c.Helper()
+	ds := make([]syncguard.Driver[C], n)
+	o, ok := c.h.(DriverOpener[C])
+	for i := range ds {
+		ds[i] = c.d
+		if ok {
+			d, err := o.OpenDriver(c.ctx)
+			if err != nil {
+				c.Fatalf("OpenDriver: %v", err)
+			}
+			ds[i] = d
+		}
+	}
+	return ds
+}
+
+// exclusion checks the critical sections of a case: never two at once,
+// fences rising in the order the sections start.
+type exclusion struct {
+	mu   sync.Mutex
+	inCS bool
+	last syncguard.Fence
+}
+
+// hold is one critical section of d with fence f; a violation is reported
+// through errorf.
+func (e *exclusion) hold(errorf func(string, ...any), f syncguard.Fence, d time.Duration) {
+	e.mu.Lock()
+	if e.inCS {
+		errorf("two holders at once")
+	}
+	e.inCS = true
+	if f <= e.last {
+		errorf("fence %v after %v", f, e.last)
+	} else {
+		e.last = f
+	}
+	e.mu.Unlock()
+	time.Sleep(d)
+	e.mu.Lock()
+	e.inCS = false
+	e.mu.Unlock()
+}
+
+// W04: Guards take one key while many of their waits give up (timeouts of
+// 3 ms, contexts cancelled after 2 ms), so waiters leave before and after
+// the key is handed to them, and acquisitions are cancelled with their
+// requests in flight. Mutual exclusion holds, fences rise, every release
+// succeeds, and soon after the last worker is done the key is free: no
+// lock is left to a waiter that gave up, nor to an acquisition whose
+// caller never saw its result.
+func w04[C syncguard.FencedCapabilities](c *tc[C]) {
+	k := c.key("k")
+	rounds := 25
+	if c.tm.Short > time.Second { // slow backends (Firestore's emulator)
+		rounds = 10
+	}
+	var (
+		ex      exclusion
+		wins    atomic.Int32
+		giveUps atomic.Int32
+		wg      sync.WaitGroup
+	)
+	for w, d := range c.workerDrivers(turnWorkers) {
+		g := syncguard.New(d)
+		wg.Go(func() {
+			for r := range rounds {
+				ctx, cancel := context.WithCancel(c.ctx)
+				timeout := 5 * time.Second
+				switch (w + r) % 4 {
+				case 0:
+					timeout = 3 * time.Millisecond
+				case 1:
+					time.AfterFunc(2*time.Millisecond, cancel)
+				}
+				l, err := g.Acquire(ctx, k, syncguard.TTL(turnTTL), syncguard.Timeout(timeout),
+					syncguard.MaxRetries(1000), syncguard.AutoExtend(false))
+				if err != nil {
+					cancel()
+					if c.ctx.Err() != nil {
+						return
+					}
+					giveUps.Add(1)
+					continue
+				}
+				ex.hold(c.Errorf, syncguard.FenceOf(l), time.Millisecond)
+				if _, err := l.Release(context.WithoutCancel(c.ctx)); err != nil {
+					c.Errorf("worker %d: Release: %v", w, err)
+				}
+				cancel()
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	c.Logf("%d critical sections, %d waits given up", wins.Load(), giveUps.Load())
+	if wins.Load() == 0 || giveUps.Load() == 0 {
+		c.Fatalf("wins %d, give-ups %d: the case did not exercise both paths", wins.Load(), giveUps.Load())
+	}
+	// Drivers may leave queues and release unknown outcomes in the
+	// background; allow them a few seconds, far below the TTL.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		locked, err := c.d.IsLocked(c.ctx, k)
+		if err != nil {
+			c.Fatalf("IsLocked: %v", err)
+		}
+		if !locked {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.Fatalf("the key is still locked 5s after the last worker finished; want it free (a lock left behind blocks it for its TTL, %v)", turnTTL)
+		}
+		c.sleep(50 * time.Millisecond)
+	}
+}
+
+// W05: with a [syncguard.HandoffWatcher], Guards that re-acquire one key
+// at once after each release share it out first come, first served: over
+// 3 s the fewest critical sections of a worker are at least half the most
+// (a wake-everyone scheme lets the releaser, who needs no wake-up, win
+// again and again). Mutual exclusion holds, fences rise, and no wait comes
+// near the 30 s TTL (a grant left to nobody) or relies on the 2 s backoff
+// alone (bound 3 s: a waiter that misses a wake-up still attempts every
+// Renew period).
+func w05[C syncguard.FencedCapabilities](c *tc[C]) {
+	if _, ok := syncguard.AsHandoffWatcher(c.d); !ok {
+		c.Skip("driver does not implement syncguard.HandoffWatcher")
+	}
+	k := c.key("k")
+	var (
+		ex      exclusion
+		wins    [turnWorkers]atomic.Int32
+		stop    atomic.Bool
+		maxWait atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for w, d := range c.workerDrivers(turnWorkers) {
+		g := syncguard.New(d)
+		wg.Go(func() {
+			for !stop.Load() {
+				start := time.Now()
+				l, err := g.Acquire(c.ctx, k, syncguard.TTL(turnTTL), syncguard.Timeout(turnTTL),
+					syncguard.MaxRetries(1000), syncguard.RetryDelay(2*time.Second), syncguard.AutoExtend(false))
+				if err != nil {
+					c.Errorf("worker %d: Acquire: %v", w, err)
+					return
+				}
+				if wt := int64(time.Since(start)); wt > maxWait.Load() {
+					maxWait.Store(wt)
+				}
+				ex.hold(c.Errorf, syncguard.FenceOf(l), 2*time.Millisecond)
+				if _, err := l.Release(context.WithoutCancel(c.ctx)); err != nil {
+					c.Errorf("worker %d: Release: %v", w, err)
+				}
+				wins[w].Add(1)
+			}
+		})
+	}
+	c.sleep(3 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	lo, hi := int32(1<<30), int32(0)
+	got := make([]int32, 0, turnWorkers)
+	for i := range wins {
+		n := wins[i].Load()
+		got = append(got, n)
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	c.Logf("critical sections per worker %v, longest wait %v", got, time.Duration(maxWait.Load()))
+	if hi == 0 || lo*2 < hi {
+		c.Errorf("critical sections per worker %v: the fewest are below half the most; want first come, first served", got)
+	}
+	if mw := time.Duration(maxWait.Load()); mw > 3*time.Second {
+		c.Errorf("longest wait %v; want hand-offs, not stalls", mw)
+	}
+}
