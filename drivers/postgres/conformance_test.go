@@ -49,9 +49,15 @@ func (h *harness) Close() {
 }
 
 // OpenDriver returns a driver over the same tables with a pool of its own,
-// as another process would have.
+// as another process would have. The pool holds at most two connections
+// (a worker uses one at a time; the LISTEN connection is extra): the
+// server's 100 connections are shared with the other packages' tests, and
+// a LISTEN connection refused for lack of them turns a waiter into a
+// poller that the hand-off passes over.
 func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
-	pool, err := pgxpool.NewWithConfig(ctx, h.db.cfg.Copy())
+	cfg := h.db.cfg.Copy()
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -63,13 +63,13 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 
 	var (
 		free        bool
-		next, nowMs int64
+		next        int64
 		exp, fenceW *int64
 	)
 	b := &pgx.Batch{}
 	b.Queue(d.q.advisory, base)
 	b.Queue(d.q.acquire, base, fk, lockID, k, ttlMs, int64(syncguard.FenceMax)).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&free, &next, &exp, &fenceW, &nowMs)
+		return row.Scan(&free, &next, &exp, &fenceW, nil) // the server's now: unused here
 	})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
 		if outcomeUnknown(ctx, err) {
