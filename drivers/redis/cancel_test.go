@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,5 +56,45 @@ func TestCancelledCallsDoNotFailOthers(t *testing.T) {
 	}
 	if failures > 0 {
 		t.Fatalf("%d of %d context.Background calls failed; first: %v", failures, calls, first)
+	}
+}
+
+// TestAbandonedCallEnds: a request whose caller gave up ends within
+// abandonGrace even when the client would retry it for as long as the
+// server stays unreachable (a read-only GET, every reply lost).
+func TestAbandonedCallEnds(t *testing.T) {
+	// Not parallel: it counts the process's call goroutines, so it runs
+	// before the package's parallel tests.
+	fp, d, _ := proxied(t)
+	d.abandonGrace = 200 * time.Millisecond
+	if _, err := d.GetRecord(context.Background(), "abandoned"); err != nil {
+		t.Fatal(err) // connected
+	}
+	fp.reset(t)
+	defer fp.heal()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := d.GetRecord(ctx, "abandoned"); err == nil {
+		t.Fatal("GetRecord with every reply lost succeeded")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for callsInFlight() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d abandoned calls still running 3s after their caller gave up; want none after abandonGrace (200ms)", callsInFlight())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// callsInFlight counts the goroutines running a driver call (exec.go's
+// call) in this process.
+func callsInFlight() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "drivers/redis.(*Driver).call.func1")
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }

@@ -3,9 +3,14 @@ package redis
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/redis/rueidis"
 )
+
+// abandonGrace is how long a request whose caller's context ended may
+// still run before its own context is cancelled (see exec).
+const abandonGrace = 5 * time.Second
 
 // call is one script run: its keys and arguments, kept in buf so that the
 // hot paths build them without allocating. Calls are pooled.
@@ -57,6 +62,11 @@ func (c *call) put() {
 // (rueidis's synchronous mode), and the redial runs with the context of
 // whichever call needs the connection first, handing its error ("context
 // canceled") to every call waiting for the same dial.
+//
+// An abandoned request still ends: abandonGrace after its caller's
+// context ended, its own context is cancelled too. Without that, rueidis
+// would retry a read-only command (GetRecord's GET) for as long as the
+// server is unreachable, one goroutine per abandoned call.
 func (d *Driver) exec(ctx context.Context, s *rueidis.Lua, keys, args []string) rueidis.RedisResult {
 	return d.call(ctx, op{s: s, keys: keys, args: args})
 }
@@ -100,11 +110,16 @@ func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
 		return o.run(ctx, d.client)
 	}
 	ch := make(chan rueidis.RedisResult, 1)
-	go func() { ch <- o.run(context.WithoutCancel(ctx), d.client) }()
+	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		ch <- o.run(rctx, d.client)
+		rcancel()
+	}()
 	select {
 	case r := <-ch:
 		return r
 	case <-done:
+		time.AfterFunc(d.abandonGrace, rcancel)
 		return rueidis.NewErrorResult(ctx.Err()) // o is left to its goroutine
 	}
 }

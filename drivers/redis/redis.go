@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
@@ -106,6 +107,9 @@ type Driver struct {
 	// waiterLiveMs is the PX of a queued waiter's liveness marker
 	// (waiterLive; tests shorten it).
 	waiterLiveMs string
+	// abandonGrace is how long a request whose caller gave up may still
+	// run (see exec.go; tests shorten it).
+	abandonGrace time.Duration
 }
 
 // New returns a driver that stores locks through client, which may be a
@@ -147,6 +151,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 
 		inbox:        newInbox(),
 		waiterLiveMs: formatInt(waiterLive.Milliseconds()),
+		abandonGrace: abandonGrace,
 	}
 	d.hub = newWatchHub(d)
 	return d, nil
