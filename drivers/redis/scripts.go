@@ -179,8 +179,9 @@ return 1
 `
 
 // goneTTLStr is how long (ms) a retired lock ID stays retired (see
-// releaseScript): far longer than a request can take on its way to the
-// server, since rueidis bounds every request by its connection timeouts.
+// releaseScript): far longer than an abandoned request can still take to
+// reach the server (abandonGrace after its caller gave up, see exec.go,
+// plus the client's connection timeouts).
 const goneTTLStr = "60000"
 
 // queueTTLStr is the expiry (ms) of a waiter queue, renewed by every
