@@ -90,7 +90,7 @@ func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOp
 // retries with exponential backoff and equal jitter from 100ms, within 5s;
 // see the AcquireOption functions). If the driver can signal releases, a
 // waiter retries as soon as the key is released instead of sleeping the
-// whole delay.
+// whole delay; setting up that subscription is bounded by the Timeout too.
 //
 // It returns a [Lease] the caller must release, typically with
 // defer lease.Close(). When retries or the timeout run out it returns an
@@ -280,6 +280,7 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 		watchGone bool     // the watcher closed its channel: plain backoff only
 		hand      *Handoff // the queued waiter, with a HandoffWatcher
 		timer     *time.Timer
+		wctx      context.Context // ctx bounded by the Timeout, for subscribing
 	)
 	defer func() {
 		if stop != nil {
@@ -322,17 +323,27 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 		if hand != nil && hand.Renew > 0 {
 			d = min(d, hand.Renew)
 		}
-		if wake == nil && !watchGone && d > 0 {
+		if wake == nil && !watchGone && d > 0 && (g.handoff != nil || g.watcher != nil) {
+			if wctx == nil {
+				// Subscribing can block (a connection being set up, or
+				// refused and retried); it must not hold the caller past
+				// the Timeout, and the subscription is of no use after it.
+				var cancel context.CancelFunc
+				wctx, cancel = context.WithDeadline(ctx, start.Add(cfg.timeout))
+				defer cancel()
+			}
 			switch {
 			case g.handoff != nil:
-				if h, err := g.handoff.WatchHandoff(ctx, key); err == nil && h != nil {
+				if h, err := g.handoff.WatchHandoff(wctx, key); err == nil && h != nil {
 					hand, wake, stop = h, h.C, h.Stop
 				}
 			case g.watcher != nil:
-				if ch, s, err := g.watcher.WatchRelease(ctx, key); err == nil {
+				if ch, s, err := g.watcher.WatchRelease(wctx, key); err == nil {
 					wake, stop = ch, s
 				}
 			}
+			// Subscribing took time: sleep no longer than the Timeout.
+			d = max(min(d, cfg.timeout-time.Since(start)), 0)
 		}
 		if d == 0 {
 			if err := CheckContext(ctx); err != nil {

@@ -1276,8 +1276,9 @@ func TestGuardReleaseWatcher(t *testing.T) {
 			if watches != 1 || stops != 1 {
 				t.Errorf("watches = %d, stops = %d, want 1, 1", watches, stops)
 			}
-			if w.watchCalls[0] != "café" || watchCtx != ctx {
-				t.Errorf("WatchRelease(%v, %q)", watchCtx, w.watchCalls[0])
+			// The watch runs under ctx, bounded by the default 5s Timeout.
+			if dl, ok := watchCtx.Deadline(); w.watchCalls[0] != "café" || !ok || !dl.Equal(start.Add(5*time.Second)) {
+				t.Errorf("WatchRelease(%v, %q); want ctx with the Timeout's deadline %v", watchCtx, w.watchCalls[0], start.Add(5*time.Second))
 			}
 		})
 	})

@@ -243,3 +243,51 @@ func TestGuardHandoff(t *testing.T) {
 		}
 	})
 }
+
+// TestGuardTimeoutBoundsSubscribing: a wake-up subscription that does not
+// come up (a LISTEN connection refused, a subscription stuck) cannot hold
+// Acquire past its Timeout: the subscribe call gets a context that ends
+// with the Timeout.
+func TestGuardTimeoutBoundsSubscribing(t *testing.T) {
+	stuck := func(ctx context.Context) error {
+		<-ctx.Done()
+		return ContextError(ctx.Err())
+	}
+	for _, kind := range []string{"handoff", "release"} {
+		t.Run(kind, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fd := newFakeDriver().onAcquire(contendedStep())
+				var d Driver[fakeCaps]
+				if kind == "handoff" {
+					d = &stuckHandoffDriver{fakeDriver: fd, stuck: stuck}
+				} else {
+					d = &fakeWatchDriver{fakeDriver: fd, watch: func(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+						return nil, nil, stuck(ctx)
+					}}
+				}
+				g := newFakeGuard(d)
+				start := time.Now()
+				_, err := g.Acquire(context.Background(), "k", Timeout(200*time.Millisecond), RetryDelay(50*time.Millisecond),
+					Backoff(BackoffFixed), Jitter(JitterNone))
+				if CodeOf(err) != AcquisitionTimeout {
+					t.Fatalf("Acquire = %v; want AcquisitionTimeout", err)
+				}
+				if took := time.Since(start); took != 200*time.Millisecond {
+					t.Errorf("Acquire returned after %v; want at its 200ms Timeout", took)
+				}
+			})
+		})
+	}
+}
+
+// stuckHandoffDriver is a HandoffWatcher whose WatchHandoff runs stuck.
+type stuckHandoffDriver struct {
+	*fakeDriver
+	stuck func(ctx context.Context) error
+}
+
+func (s *stuckHandoffDriver) WatchHandoff(ctx context.Context, key string) (*Handoff, error) {
+	return nil, s.stuck(ctx)
+}
+
+func (s *stuckHandoffDriver) WarmHandoff(key string) *Handoff { return nil }
