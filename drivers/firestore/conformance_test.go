@@ -10,12 +10,13 @@ import (
 )
 
 var (
-	_ conformance.Harness[Capabilities]        = (*harness)(nil)
-	_ conformance.CleanupHarness[Capabilities] = (*harness)(nil)
-	_ conformance.RawLockWriter                = (*harness)(nil)
-	_ conformance.FenceSetter                  = (*harness)(nil)
-	_ conformance.StorageInspector             = (*harness)(nil)
-	_ conformance.DriverOpener[Capabilities]   = (*harness)(nil)
+	_ conformance.Harness[Capabilities]         = (*harness)(nil)
+	_ conformance.CleanupHarness[Capabilities]  = (*harness)(nil)
+	_ conformance.RawLockWriter                 = (*harness)(nil)
+	_ conformance.FenceSetter                   = (*harness)(nil)
+	_ conformance.StorageInspector              = (*harness)(nil)
+	_ conformance.DriverOpener[Capabilities]    = (*harness)(nil)
+	_ conformance.LatencyInjector[Capabilities] = (*harness)(nil)
 )
 
 // TestConformance runs the shared suite against the emulator with

@@ -11,7 +11,11 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/internal/delayproxy"
 	"go.uber.org/goleak"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Tests run against the Firestore emulator named by FIRESTORE_EMULATOR_HOST
@@ -130,6 +134,49 @@ func (h *harness) Close() {
 		f()
 	}
 }
+
+// DriverWithLatency returns a driver over the same collections whose
+// client reaches the emulator through a loopback proxy delaying every
+// chunk by d each way.
+func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
+	p, err := delayproxy.Start(os.Getenv("FIRESTORE_EMULATOR_HOST"), d)
+	if err != nil {
+		return nil
+	}
+	conn, err := grpc.NewClient(p.Addr(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(emulatorOwner{}))
+	if err != nil {
+		p.Close()
+		return nil
+	}
+	c, err := firestore.NewClient(context.Background(), projectID, option.WithGRPCConn(conn))
+	if err != nil {
+		_ = conn.Close()
+		p.Close()
+		return nil
+	}
+	drv, err := New(c, h.opts...)
+	if err != nil {
+		_ = c.Close()
+		p.Close()
+		return nil
+	}
+	h.mu.Lock()
+	h.closers = append(h.closers, func() { drv.Close(); _ = c.Close(); p.Close() })
+	h.mu.Unlock()
+	return drv
+}
+
+// emulatorOwner is the emulator's owner credential, as the client sends
+// it when FIRESTORE_EMULATOR_HOST is set.
+type emulatorOwner struct{}
+
+func (emulatorOwner) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer owner"}, nil
+}
+
+func (emulatorOwner) RequireTransportSecurity() bool { return false }
 
 // OpenDriver returns a driver over the same collections with a client of
 // its own, as another process would have.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/conformance"
+	"github.com/syncguard/syncguard/internal/delayproxy"
 )
 
 // harness runs the conformance suite against a fresh schema.
@@ -75,24 +77,24 @@ func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities
 // DriverWithLatency returns a driver whose pool connects through a local
 // TCP proxy delaying every chunk by d in each direction.
 func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
-	p, err := startDelayProxy(h.db.cfg.ConnConfig.Host, h.db.cfg.ConnConfig.Port, d)
+	p, err := delayproxy.Start(net.JoinHostPort(h.db.cfg.ConnConfig.Host, strconv.Itoa(int(h.db.cfg.ConnConfig.Port))), d)
 	if err != nil {
 		h.t.Errorf("latency proxy: %v", err)
 		return nil
 	}
 	cfg := h.db.cfg.Copy()
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", p.port
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", p.Port()
 	cfg.ConnConfig.Fallbacks = nil
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
-		p.close()
+		p.Close()
 		h.t.Errorf("latency pool: %v", err)
 		return nil
 	}
 	drv, err := New(pool)
 	if err != nil {
 		pool.Close()
-		p.close()
+		p.Close()
 		return nil
 	}
 	// Warm up a connection so that only the statement is delayed in flight.
@@ -100,7 +102,7 @@ func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabiliti
 	_ = pool.Ping(ctx)
 	cancel()
 	h.mu.Lock()
-	h.closers = append(h.closers, p.close, pool.Close, drv.Close)
+	h.closers = append(h.closers, p.Close, pool.Close, drv.Close)
 	h.mu.Unlock()
 	return drv
 }
@@ -191,110 +193,6 @@ func TestConformance(t *testing.T) {
 		Timing:       conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
 		Capabilities: syncguard.CapabilityInfo{Name: "postgres", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
 	})
-}
-
-// delayProxy forwards TCP connections to a target, delaying every chunk by
-// a fixed latency in each direction (order preserved).
-type delayProxy struct {
-	ln    net.Listener
-	port  uint16
-	delay time.Duration
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func startDelayProxy(host string, port uint16, delay time.Duration) (*delayProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p := &delayProxy{ln: ln, port: uint16(ln.Addr().(*net.TCPAddr).Port), delay: delay}
-	target := net.JoinHostPort(host, itoa(int(port)))
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go p.pipe(c, s)
-			go p.pipe(s, c)
-		}
-	}()
-	return p, nil
-}
-
-type chunk struct {
-	at time.Time
-	b  []byte
-}
-
-func (p *delayProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	q := make(chan chunk, 1024)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for c := range q {
-			time.Sleep(time.Until(c.at))
-			if _, err := dst.Write(c.b); err != nil {
-				for range q {
-				}
-				return
-			}
-		}
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			q <- chunk{at: time.Now().Add(p.delay), b: append([]byte(nil), buf[:n]...)}
-		}
-		if err != nil {
-			break
-		}
-	}
-	close(q)
-	wg.Wait()
-	if tc, ok := dst.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
-}
-
-func (p *delayProxy) close() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
 }
 
 // warmPool opens every connection of pool (running AfterConnect) before the
