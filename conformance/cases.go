@@ -160,6 +160,7 @@ func registry[C syncguard.FencedCapabilities]() []testCase[C] {
 		{id: "W03_guard_wakes_on_release", fn: w03[C]},
 		{id: "W04_guards_giving_up_leave_no_lock", fn: w04[C], alone: true},
 		{id: "W05_handoff_is_first_come_first_served", fn: w05[C], alone: true},
+		{id: "W06_warm_waiter_queues_behind_subscribed_one", fn: w06[C], alone: true},
 	}
 }
 

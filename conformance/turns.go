@@ -151,9 +151,7 @@ func w04[C syncguard.FencedCapabilities](c *tc[C]) {
 // alone (bound 3 s: a waiter that misses a wake-up still attempts every
 // Renew period).
 func w05[C syncguard.FencedCapabilities](c *tc[C]) {
-	if _, ok := syncguard.AsHandoffWatcher(c.d); !ok {
-		c.Skip("driver does not implement syncguard.HandoffWatcher")
-	}
+	c.handoffWatcher()
 	k := c.key("k")
 	var (
 		ex      exclusion

@@ -222,43 +222,6 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	}
 }
 
-// TestWarmHandoff: WarmHandoff returns a waiter only while another waiter
-// of the key is subscribed, and that waiter's first attempt queues it.
-func TestWarmHandoff(t *testing.T) {
-	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
-	ctx := context.Background()
-	for _, key := range []string{"warm", ""} {
-		if h := d.WarmHandoff(key); h != nil {
-			h.Stop()
-			t.Fatalf("WarmHandoff(%q) without a waiter returned one", key)
-		}
-	}
-	holder := mustAcquire(t, d, "warm")
-	first := queue(t, d, "warm") // subscribes
-	h := d.WarmHandoff("warm")
-	if h == nil {
-		t.Fatal("WarmHandoff with a subscribed waiter returned nil")
-	}
-	t.Cleanup(h.Stop)
-	noSignal(t, h.C, 20*time.Millisecond, "warm waiter before its first attempt")
-	if r, err := h.Acquire(ctx, time.Minute); err != nil || r.Acquired {
-		t.Fatalf("first attempt = %+v, %v; want contended (queued)", r, err)
-	}
-	for _, w := range []*syncguard.Handoff{first, h} {
-		if _, err := d.Release(ctx, holder.LockID); err != nil {
-			t.Fatal(err)
-		}
-		waitSignal(t, w.C, 2*time.Second, "next waiter")
-		r, err := w.Acquire(ctx, time.Minute)
-		if err != nil || !r.Acquired {
-			t.Fatalf("Acquire after the grant = %+v, %v", r, err)
-		}
-		holder = r
-	}
-}
-
 // TestWatchHandoffWakeupsOff: without wake-ups there is no hand-off.
 func TestWatchHandoffWakeupsOff(t *testing.T) {
 	t.Parallel()

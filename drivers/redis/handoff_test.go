@@ -206,45 +206,6 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	}
 }
 
-// TestWarmHandoff: WarmHandoff returns a waiter only while the driver holds
-// a confirmed subscription of the key, and that waiter's first attempt
-// queues it (a release then grants it the key).
-func TestWarmHandoff(t *testing.T) {
-	t.Parallel()
-	c := singleClient(t)
-	d := newDriver(t, c)
-	ctx := context.Background()
-	if h := d.WarmHandoff("warm"); h != nil {
-		h.Stop()
-		t.Fatal("WarmHandoff of a key never watched returned a waiter")
-	}
-	if h := d.WarmHandoff(""); h != nil {
-		t.Fatal("WarmHandoff of an invalid key returned a waiter")
-	}
-	holder := mustAcquire(t, d, "warm")
-	first := queue(t, d, "warm") // subscribes
-	h := d.WarmHandoff("warm")
-	if h == nil {
-		t.Fatal("WarmHandoff with a live subscription returned nil")
-	}
-	t.Cleanup(h.Stop)
-	noSignal(t, h.C, 20*time.Millisecond, "warm waiter before its first attempt")
-	if r, err := h.Acquire(ctx, time.Minute); err != nil || r.Acquired {
-		t.Fatalf("first attempt = %+v, %v; want contended (queued)", r, err)
-	}
-	for _, w := range []*syncguard.Handoff{first, h} {
-		if _, err := d.Release(ctx, holder.LockID); err != nil {
-			t.Fatal(err)
-		}
-		waitSignal(t, w.C, 2*time.Second, "next waiter")
-		r, err := w.Acquire(ctx, time.Minute)
-		if err != nil || !r.Acquired {
-			t.Fatalf("Acquire after the grant = %+v, %v", r, err)
-		}
-		holder = r
-	}
-}
-
 // TestInboxLength: the scripts' inbox length matches the minted inboxes.
 func TestInboxLength(t *testing.T) {
 	if got := len(newInbox()); got != inboxLen || inboxLenStr != strconv.Itoa(inboxLen) {
