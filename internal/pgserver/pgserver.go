@@ -169,66 +169,62 @@ func (p *Server) Restart() {
 	}
 }
 
-// Kill SIGKILLs the postmaster and every process it started (PostgreSQL
-// makes each backend the leader of a process group of its own, so killing
-// the postmaster's group is not enough) and waits until they are gone. It
-// is a no-op when the server is not running.
+// Kill SIGKILLs the postmaster and every process it started and waits
+// until they are gone. PostgreSQL makes each backend the leader of a
+// process group of its own, so killing the postmaster's group is not
+// enough; and a backend forked just before the postmaster died is
+// reparented, so its parent no longer names it. Every server process
+// works in the data directory, which is how Kill finds them all: one that
+// survived would hold the shared memory and fail the next Restart ("pre-
+// existing shared memory block is still in use"). It is a no-op when the
+// server is not running.
 func (p *Server) Kill() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
 	pid := p.cmd.Process.Pid
-	kids := children(pid)
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	for _, k := range kids {
+	for _, k := range p.serverProcs() {
 		_ = syscall.Kill(k, syscall.SIGKILL)
 	}
 	<-p.exit
 	p.cmd = nil
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		alive := false
-		for _, k := range kids {
-			if syscall.Kill(k, 0) == nil && !zombie(k) {
-				alive = true
-				break
-			}
-		}
-		if !alive {
+	for {
+		left := p.serverProcs()
+		if len(left) == 0 {
 			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Errorf("private postgres: processes %v still alive 10s after SIGKILL", left)
+			return
+		}
+		for _, k := range left {
+			_ = syscall.Kill(k, syscall.SIGKILL)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	p.t.Errorf("private postgres: processes %v still alive 10s after SIGKILL", kids)
 }
 
-// children lists the processes whose parent is pid (from /proc).
-func children(pid int) []int {
+// serverProcs lists the live (not zombie) processes whose working
+// directory is the server's data directory.
+func (p *Server) serverProcs() []int {
+	data := filepath.Join(p.dir, "data")
+	if real, err := filepath.EvalSymlinks(data); err == nil {
+		data = real // /proc/<pid>/cwd is the resolved path
+	}
 	ents, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if ppid(c) == pid {
-			out = append(out, c)
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == data && !zombie(pid) {
+			out = append(out, pid)
 		}
 	}
 	return out
-}
-
-// ppid is the parent of process pid, or -1.
-func ppid(pid int) int {
-	f := statFields(pid)
-	if len(f) < 2 {
-		return -1
-	}
-	n, err := strconv.Atoi(f[1])
-	if err != nil {
-		return -1
-	}
-	return n
 }
 
 // zombie reports whether pid has exited and awaits its parent's wait.
