@@ -48,7 +48,9 @@ const maxTTLMs = 100 * 365 * 24 * 3600 * 1000
 func UnixMs(t time.Time) int64 { return t.UnixMilli() }
 
 // ValidateRateLimit checks lim and n for AllowN: Limit, Period and Burst
-// positive, Period/Limit at least a microsecond, 0 ≤ n.
+// positive, Period/Limit at least a microsecond, 0 ≤ n ≤ 2³⁰, Burst ≤ 2³⁰,
+// and (Period/Limit) × n and × Burst at most 2⁶¹ ns (about 73 years), so
+// that a driver may compute them in int64 nanoseconds without overflow.
 func ValidateRateLimit(lim RateLimit, n int) error {
 	switch {
 	case lim.Limit <= 0:
@@ -64,8 +66,16 @@ func ValidateRateLimit(lim RateLimit, n int) error {
 	case n > 1<<30 || lim.Burst > 1<<30:
 		return invalidArg("rate cost or burst too large")
 	}
+	if ei := int64(lim.Period) / int64(lim.Limit); int64(n) > maxRateSpan/ei || int64(lim.Burst) > maxRateSpan/ei {
+		return invalidArg("rate period/limit × cost or burst exceeds the supported range")
+	}
 	return nil
 }
+
+// maxRateSpan bounds emission interval × n and × burst (about 73 years), so
+// that a driver's GCRA arithmetic cannot overflow int64 nanoseconds (nor
+// lose precision in a double of microseconds).
+const maxRateSpan = int64(1) << 61
 
 // RecordTTLMillis validates the TTL of a fenced record: 0 (no expiry) or a
 // positive whole number of milliseconds.

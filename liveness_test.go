@@ -158,7 +158,7 @@ func TestValidateRateLimit(t *testing.T) {
 		{name: "valid_inspect_n0", lim: ok, n: 0},
 		{name: "valid_n_above_burst", lim: ok, n: 100},
 		{name: "valid_1us_interval", lim: RateLimit{Limit: 1_000_000, Period: time.Second, Burst: 1}, n: 1},
-		{name: "valid_max_sizes", lim: RateLimit{Limit: 1, Period: time.Hour, Burst: 1 << 30}, n: 1 << 30},
+		{name: "valid_max_sizes", lim: RateLimit{Limit: 1, Period: time.Second, Burst: 1 << 30}, n: 1 << 30},
 		{name: "zero_limit", lim: RateLimit{Limit: 0, Period: time.Second, Burst: 1}, msg: "limit must be positive"},
 		{name: "negative_limit", lim: RateLimit{Limit: -1, Period: time.Second, Burst: 1}, msg: "limit must be positive"},
 		{name: "zero_period", lim: RateLimit{Limit: 1, Period: 0, Burst: 1}, msg: "period must be positive"},
@@ -170,6 +170,10 @@ func TestValidateRateLimit(t *testing.T) {
 		{name: "negative_n", lim: ok, n: -1, msg: "must not be negative"},
 		{name: "huge_n", lim: ok, n: 1<<30 + 1, msg: "too large"},
 		{name: "huge_burst", lim: RateLimit{Limit: 1, Period: time.Second, Burst: 1<<30 + 1}, n: 1, msg: "too large"},
+		{name: "valid_span_edge", lim: RateLimit{Limit: 1, Period: 1 << 31, Burst: 1 << 30}, n: 1 << 30},
+		{name: "span_n", lim: RateLimit{Limit: 1, Period: 1 << 40, Burst: 1}, n: 1 << 22, msg: "supported range"},
+		{name: "span_burst", lim: RateLimit{Limit: 1, Period: 1 << 40, Burst: 1 << 22}, n: 0, msg: "supported range"},
+		{name: "span_max_period", lim: RateLimit{Limit: 1, Period: math.MaxInt64, Burst: 1}, n: 0, msg: "supported range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,10 +8,6 @@ import (
 	"github.com/syncguard/syncguard"
 )
 
-// maxRateSpan bounds emission interval × n and × burst (about 73 years), so
-// that the arithmetic cannot overflow int64 nanoseconds.
-const maxRateSpan = int64(1) << 61
-
 // AllowN accounts n units against key under lim with the generic cell rate
 // algorithm (as go-redis/redis_rate), in one transaction on the client
 // clock, in integer nanoseconds. A granted request with n > 0 stores the
@@ -26,10 +22,6 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 		return syncguard.RateResult{}, err
 	}
 	ei := int64(lim.Period) / int64(lim.Limit)
-	if int64(n) > maxRateSpan/ei || int64(lim.Burst) > maxRateSpan/ei {
-		return syncguard.RateResult{}, syncguard.NewError(syncguard.InvalidArgument,
-			"rate period/limit × cost or burst exceeds the supported range")
-	}
 	id, err := docID(k)
 	if err != nil {
 		return syncguard.RateResult{}, err

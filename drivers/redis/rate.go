@@ -9,10 +9,6 @@ import (
 	"github.com/syncguard/syncguard"
 )
 
-// maxRateSpan bounds emission interval × n and × burst (about 73 years), so
-// that the arithmetic stays exact in the script's doubles (microseconds).
-const maxRateSpan = int64(1) << 61
-
 // AllowN accounts n units against key under lim with the generic cell rate
 // algorithm, as go-redis/redis_rate does, in one script on the server clock.
 // The emission interval is Period/Limit, the burst offset the emission
@@ -28,10 +24,6 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 		return syncguard.RateResult{}, err
 	}
 	ei := int64(lim.Period) / int64(lim.Limit)
-	if int64(n) > maxRateSpan/ei || int64(lim.Burst) > maxRateSpan/ei {
-		return syncguard.RateResult{}, syncguard.NewError(syncguard.InvalidArgument,
-			"rate period/limit × cost or burst exceeds the supported range")
-	}
 	kn, err := d.names(k)
 	if err != nil {
 		return syncguard.RateResult{}, err
