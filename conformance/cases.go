@@ -161,6 +161,8 @@ func registry[C syncguard.FencedCapabilities]() []testCase[C] {
 		{id: "W04_guards_giving_up_leave_no_lock", fn: w04[C], alone: true},
 		{id: "W05_handoff_is_first_come_first_served", fn: w05[C], alone: true},
 		{id: "W06_warm_waiter_queues_behind_subscribed_one", fn: w06[C], alone: true},
+		{id: "W07_release_grants_the_head_of_the_queue", fn: w07[C]},
+		{id: "W08_leaving_waiter_hands_its_grant_on", fn: w08[C]},
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 // First come, first served hand-off (optional [syncguard.HandoffWatcher]):
-// W06. W05 (turns.go) covers it through Guards.
+// W06–W08. W05 (turns.go) covers it through Guards.
 
 // handoffWatcher returns the driver's HandoffWatcher or skips the case.
 func (c *tc[C]) handoffWatcher() syncguard.HandoffWatcher {
@@ -88,4 +88,73 @@ func w06[C syncguard.FencedCapabilities](c *tc[C]) {
 		}
 		holder = r
 	}
+}
+
+// W07: a release grants the key to the head of the queue. Until the head
+// claims it the key stays locked: a plain Acquire and the attempts of the
+// waiters behind the head are contended. The head's next attempt returns
+// the lock under the head's ID with a higher fence, and LookupByID finds
+// it. Once the queue is empty a release frees the key.
+func w07[C syncguard.FencedCapabilities](c *tc[C]) {
+	hw := c.handoffWatcher()
+	k := c.key("k")
+	holder := c.mustAcquire(k, 30*time.Second)
+	hs := []*syncguard.Handoff{c.queueWaiter(hw, k), c.queueWaiter(hw, k), c.queueWaiter(hw, k)}
+	prev, fence := holder.LockID, holder.Fence
+	for i, h := range hs {
+		c.wantRelease(prev, true)
+		c.wantSignal(h.C, 5*time.Second, "head of the queue")
+		c.wantLocked(k, true)
+		c.wantContended(k, 30*time.Second)
+		for j, o := range hs[i+1:] {
+			if r, err := o.Acquire(c.ctx, 30*time.Second); err != nil || r.Acquired {
+				c.Fatalf("round %d: attempt of waiter %d behind the head = %+v, %v; want contended", i, i+1+j, r, err)
+			}
+		}
+		r, err := h.Acquire(c.ctx, 30*time.Second)
+		if err != nil || !r.Acquired {
+			c.Fatalf("round %d: the head's attempt = %+v, %v; want the grant", i, r, err)
+		}
+		if r.Fence <= fence {
+			c.Fatalf("round %d: fence %v not above %v", i, r.Fence, fence)
+		}
+		if info := c.lookupID(r.LockID); info == nil || info.Fence != r.Fence {
+			c.Fatalf("round %d: LookupByID(grant) = %+v; want fence %v", i, info, r.Fence)
+		}
+		prev, fence = r.LockID, r.Fence
+	}
+	c.wantRelease(prev, true)
+	r := c.mustAcquire(k, 30*time.Second)
+	if r.Fence <= fence {
+		c.Fatalf("fence after the queue emptied %v not above %v", r.Fence, fence)
+	}
+	c.wantRelease(r.LockID, true)
+}
+
+// W08: a waiter that stops waiting leaves the queue, and a lock granted
+// to it that it has not claimed is released and handed on: of three
+// queued waiters, the first stops before the release (Stop is idempotent)
+// and the second stops after being granted the key, which then reaches
+// the third. Stop may act in the background; the case only waits for its
+// effects.
+func w08[C syncguard.FencedCapabilities](c *tc[C]) {
+	hw := c.handoffWatcher()
+	k := c.key("k")
+	holder := c.mustAcquire(k, 30*time.Second)
+	gone := c.queueWaiter(hw, k)    // leaves before any release
+	granted := c.queueWaiter(hw, k) // is granted the key, then leaves unclaimed
+	next := c.queueWaiter(hw, k)
+	gone.Stop()
+	gone.Stop()
+	c.wantRelease(holder.LockID, true)
+	c.wantSignal(granted.C, 5*time.Second, "second waiter (the first left)")
+	granted.Stop()
+	c.wantSignal(next.C, 5*time.Second, "third waiter (handed on by the leave)")
+	r, err := next.Acquire(c.ctx, 30*time.Second)
+	if err != nil || !r.Acquired {
+		c.Fatalf("the third waiter's attempt = %+v, %v; want the grant", r, err)
+	}
+	c.wantRelease(r.LockID, true)
+	r = c.mustAcquire(k, 30*time.Second)
+	c.wantRelease(r.LockID, true)
 }

@@ -114,37 +114,6 @@ func TestHandoffFIFO(t *testing.T) {
 	}
 }
 
-// TestHandoffLeave: a waiter that stops waiting leaves the queue, and a
-// lock granted to it before it claimed it is released and handed on.
-func TestHandoffLeave(t *testing.T) {
-	t.Parallel()
-	c := singleClient(t)
-	d := newDriver(t, c)
-	ctx := context.Background()
-	holder := mustAcquire(t, d, "leave")
-	gone := queue(t, d, "leave")    // leaves before any release
-	granted := queue(t, d, "leave") // is granted the key, then leaves unclaimed
-	next := queue(t, d, "leave")
-	gone.Stop()
-	gone.Stop() // idempotent
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, granted.C, 2*time.Second, "second waiter (the first left)")
-	granted.Stop()
-	waitSignal(t, next.C, 2*time.Second, "third waiter (handed on by the leave)")
-	r, err := next.Acquire(ctx, time.Minute)
-	if err != nil || !r.Acquired {
-		t.Fatalf("Acquire = %+v, %v", r, err)
-	}
-	if _, err := d.Release(ctx, r.LockID); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := d.Acquire(ctx, "leave", time.Minute); err != nil || !r.Acquired {
-		t.Fatalf("Acquire after everyone left = %+v, %v", r, err)
-	}
-}
-
 // TestHandoffClaimWithoutMessage: a waiter that missed its grant's message
 // claims the lock with its next attempt.
 func TestHandoffClaimWithoutMessage(t *testing.T) {
