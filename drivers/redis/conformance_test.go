@@ -35,23 +35,6 @@ func TestConformanceSingle(t *testing.T) {
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
 		h := newHarness(t, c, "single")
 		h.opt = rueidis.ClientOption{InitAddress: []string{singleAddr()}, DisableCache: true}
-		h.latency = func(d time.Duration) (*Driver, error) {
-			fp := startProxy(t, singleAddr())
-			fp.latency(t, d)
-			pc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fp.addr()}, DisableCache: true, AlwaysPipelining: true})
-			if err != nil {
-				return nil, err
-			}
-			drv, err := New(pc, WithKeyPrefix(h.prefix))
-			if err != nil {
-				pc.Close()
-				return nil, err
-			}
-			h.mu.Lock()
-			h.closers = append(h.closers, func() { drv.Close(); pc.Close(); fp.stop() })
-			h.mu.Unlock()
-			return drv, nil
-		}
 		return h, nil
 	}, confOptions)
 }

@@ -3,8 +3,10 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/internal/delayproxy"
 	"go.uber.org/goleak"
 )
 
@@ -170,11 +173,10 @@ func replID(ctx context.Context, c rueidis.Client, key string) (string, error) {
 
 // harness is the conformance harness of one store (single node or cluster).
 type harness struct {
-	c       rueidis.Client
-	d, dc   *Driver
-	prefix  string
-	latency func(d time.Duration) (*Driver, error)
-	opt     rueidis.ClientOption // of OpenDriver's clients
+	c      rueidis.Client
+	d, dc  *Driver
+	prefix string
+	opt    rueidis.ClientOption // of OpenDriver's and DriverWithLatency's clients
 
 	mu      sync.Mutex
 	closers []func()
@@ -298,15 +300,32 @@ func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities
 	return d, nil
 }
 
-// DriverWithLatency returns a driver whose connection runs through a
-// toxiproxy adding d each way (single node only).
+// DriverWithLatency returns a driver with a client of its own whose
+// connections, to every node it learns of (a Cluster's, a Sentinel's
+// primary), run through a loopback proxy adding d each way. The client
+// pipelines every request, so that a cancelled one is abandoned at once.
+// It returns nil, and the latency cases skip, only if the client cannot be
+// set up.
 func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
-	if h.latency == nil {
-		return nil
+	pool := delayproxy.NewPool(d)
+	opt := h.opt
+	opt.AlwaysPipelining = true
+	opt.DialCtxFn = func(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Config) (net.Conn, error) {
+		return pool.DialContext(ctx, addr)
 	}
-	drv, err := h.latency(d)
+	c, err := rueidis.NewClient(opt)
 	if err != nil {
+		pool.Close()
 		return nil
 	}
+	drv, err := New(c, WithKeyPrefix(h.prefix))
+	if err != nil {
+		c.Close()
+		pool.Close()
+		return nil
+	}
+	h.mu.Lock()
+	h.closers = append(h.closers, func() { drv.Close(); c.Close(); pool.Close() })
+	h.mu.Unlock()
 	return drv
 }

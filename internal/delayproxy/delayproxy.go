@@ -5,6 +5,7 @@
 package delayproxy
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -106,4 +107,54 @@ func (p *Proxy) Close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+}
+
+// Pool delays connections to any number of targets: it starts one Proxy
+// per target on first use. It suits clients that learn the addresses they
+// connect to from the server (a Redis Cluster's nodes, a Sentinel's
+// primary) and let a dial function be plugged in.
+type Pool struct {
+	delay time.Duration
+	mu    sync.Mutex
+	ps    map[string]*Proxy
+	done  bool
+}
+
+// NewPool returns a Pool delaying each chunk by delay in both directions.
+func NewPool(delay time.Duration) *Pool {
+	return &Pool{delay: delay, ps: map[string]*Proxy{}}
+}
+
+// DialContext connects to target (host:port) through the target's Proxy,
+// starting it if needed.
+func (p *Pool) DialContext(ctx context.Context, target string) (net.Conn, error) {
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		return nil, net.ErrClosed
+	}
+	px := p.ps[target]
+	if px == nil {
+		var err error
+		if px, err = Start(target, p.delay); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		p.ps[target] = px
+	}
+	p.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", px.Addr())
+}
+
+// Close closes every Proxy of the pool; later dials fail.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.done = true
+	ps := p.ps
+	p.ps = nil
+	p.mu.Unlock()
+	for _, px := range ps {
+		px.Close()
+	}
 }
