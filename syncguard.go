@@ -177,6 +177,11 @@ type HandoffWatcher interface {
 	// WatchHandoff subscribes a new waiter to key. The waiter joins the
 	// queue with its first attempt through [Handoff.Acquire]; the returned
 	// channel holds a signal on return so that this attempt happens at once.
+	// A driver that cannot subscribe (notifications refused or switched
+	// off) should still return a waiter, with C already closed, that
+	// queues and claims its grants by its attempts alone: a plain poller
+	// would find the key handed to the queue on every release. Errors are
+	// for an invalid key, an ended ctx or a closed driver.
 	WatchHandoff(ctx context.Context, key string) (*Handoff, error)
 	// WarmHandoff returns a new waiter of key without any I/O when this
 	// process already holds a live subscription to key's releases (it

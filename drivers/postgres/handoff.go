@@ -117,7 +117,17 @@ func (l *listener) takeGrant(w *watcher) (grant, bool) {
 // queues the waiter, happens at once. Notifications arrive through the
 // same LISTEN connection as [Driver.WatchRelease]'s; a reconnection wakes
 // every waiter, whose next attempt claims a grant it may have missed.
-// With [WithWakeups](false) WatchHandoff fails like WatchRelease.
+//
+// Without notifications (with [WithWakeups](false), say behind a
+// connection pooler that does not support LISTEN, or while the LISTEN
+// connection fails) WatchHandoff still returns a waiter, whose channel is
+// already closed: it queues with its attempts and claims a grant with its
+// next attempt, so it keeps its turn among the waiters of processes that
+// do listen (a plain poller would find the key handed over on every
+// release and could wait until its timeout). A grant to it stays
+// unclaimed until that attempt, at most Handoff.Renew later under Guard.
+// Only ctx ending, a closed driver and an invalid key are errors.
+// WatchRelease, which has no such fallback, fails instead.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
 	k, base, fk, err := lockKeys(key)
 	if err != nil {
@@ -127,7 +137,15 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		return nil, err
 	}
 	w := &watcher{ch: make(chan struct{}, 1), id: syncguard.NewLockID()}
-	stop, err := d.subscribe(ctx, payloadFor(base), w)
+	stop, refused, err := d.subscribe(ctx, payloadFor(base), w)
+	if refused {
+		// No notifications: a waiter that queues and claims its grants by
+		// its attempts alone, rather than a plain poller that the queue's
+		// hand-offs would starve.
+		w.ch = make(chan struct{})
+		close(w.ch)
+		return d.newWaiter(k, base, fk, w, func() {}), nil
+	}
 	if err != nil {
 		return nil, withKey(err, k)
 	}

@@ -195,9 +195,12 @@ func WithLogger(l *slog.Logger) Option {
 // When on, Release sends a NOTIFY while some driver's LISTEN connection for
 // the same lock table is connected to the database (committing a NOTIFY
 // takes a database-wide lock, so releases skip it when nobody listens).
-// When off, Release never notifies and [Driver.WatchRelease] fails with
-// errors.ErrUnsupported wrapped in an Internal error, so Guard falls back to
-// backoff polling.
+// When off, this driver never LISTENs: [Driver.WatchRelease] fails with
+// errors.ErrUnsupported wrapped in an Internal error, [Driver.WatchHandoff]
+// returns waiters that queue and claim their turn by their attempts alone,
+// and a plain Release does not notify. A Release that hands the key to a
+// queued waiter still notifies (while someone listens), since that waiter
+// may be another process's.
 func WithWakeups(enabled bool) Option {
 	return func(o *options) { o.wakeups = enabled }
 }

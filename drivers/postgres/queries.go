@@ -46,25 +46,32 @@ func buildQueries(o options) queries {
 		"{NOW}", nowMsSQL, "{NOWNS}", nowNsSQL, "{NOWUS}", nowUsSQL,
 		"{TOL}", tol, "{GUARD}", guard,
 	)
-	notifyPlain, notifyHandoff := "", ""
-	notifyCount := "0"
+	// Committing a transaction that sent a NOTIFY takes a database-wide
+	// lock, which releases need not pay for nobody: a release notifies
+	// only while a LISTEN connection of this lock table is connected to
+	// the database.
+	listening := `EXISTS (SELECT 1 FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = '` + listenAppName(t.Locks) + `')`
+	// A grant notifies whatever this driver's WithWakeups: its waiter may
+	// be another process's, listening.
+	grant := `
+  SELECT pg_notify($2::text, '` + grantPrefix + `' || lock_id || '|' || fence || '|' || expires_at_ms || '|' || acquired_at_ms) FROM gr
+  WHERE ` + listening
+	notifyPlain, notifyPlainCount := "", "0"
+	notifyHandoff := `, ntf AS MATERIALIZED (` + grant + `
+)`
 	if o.wakeups {
-		// A plain release NOTIFYs only while a LISTEN connection of this
-		// lock table is connected to the database: committing a NOTIFY
-		// takes a database-wide lock, which releases need not pay for
-		// nobody. A grant always notifies: its waiter is listening.
 		plain := `
   SELECT pg_notify($2::text, md5(key)) FROM del
-  WHERE EXISTS (SELECT 1 FROM pg_stat_activity
-                WHERE datname = current_database() AND application_name = '` + listenAppName(t.Locks) + `')`
+  WHERE ` + listening
 		notifyPlain = `, ntf AS MATERIALIZED (` + plain + `
 )`
+		notifyPlainCount = "(SELECT count(*) FROM ntf)"
 		notifyHandoff = `, ntf AS MATERIALIZED (` + plain + `
-  UNION ALL
-  SELECT pg_notify($2::text, '` + grantPrefix + `' || lock_id || '|' || fence || '|' || expires_at_ms || '|' || acquired_at_ms) FROM gr
+  UNION ALL` + grant + `
 )`
-		notifyCount = "(SELECT count(*) FROM ntf)"
 	}
+	const notifyHandoffCount = "(SELECT count(*) FROM ntf)"
 	sleep, sleepJoin := "", ""
 	if o.extendDelay > 0 {
 		secs := strconv.FormatFloat(o.extendDelay.Seconds(), 'f', 6, 64)
@@ -177,7 +184,7 @@ ON CONFLICT (key, waiter_id) DO UPDATE SET seq = -1, live_until_ms = EXCLUDED.li
   WHERE l.key = clk.key AND l.lock_id = $1::text AND clk.expires_at_ms > clk.now_ms - {TOL} AND NOT clk.queued
   RETURNING l.key
 )` + notifyPlain + `
-SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyCount + `, $2::text,
+SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyPlainCount + `, $2::text,
   (SELECT count(*) FROM clk WHERE queued) FROM sc`,
 
 		// $1 lock ID, $2 notification channel, $3 fence max: the release
@@ -224,7 +231,7 @@ SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyCount +
   WHERE w.key = clk.key AND (w.waiter_id IN (SELECT lock_id FROM gr) OR w.live_until_ms <= clk.now_ms)
   RETURNING 1
 )` + notifyHandoff + `
-SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del) + (SELECT count(*) FROM gr), ` + notifyCount + `, $2::text,
+SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del) + (SELECT count(*) FROM gr), ` + notifyHandoffCount + `, $2::text,
   set_config('synchronous_commit',
     CASE WHEN EXISTS (SELECT 1 FROM gr) THEN current_setting('synchronous_commit') ELSE 'off' END, true)`,
 

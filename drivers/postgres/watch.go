@@ -95,7 +95,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	}
 	w := &watcher{ch: make(chan struct{}, 1)}
 	h := payloadFor(base)
-	stop, err := d.subscribe(ctx, h, w)
+	stop, _, err := d.subscribe(ctx, h, w)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -117,16 +117,19 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 
 // subscribe registers w for the key with payload hash h and waits (bounded
 // by ctx and listenReadyTimeout) until LISTEN is active. The returned stop
-// unregisters w; it is idempotent, and also runs when ctx ends.
-func (d *Driver) subscribe(ctx context.Context, h string, w *watcher) (stop func(), err error) {
+// unregisters w; it is idempotent, and also runs when ctx ends. refused
+// reports that no subscription is to be had (wake-ups switched off, the
+// LISTEN connection failing or not ready in time), as opposed to ctx
+// ending or the driver being closed.
+func (d *Driver) subscribe(ctx context.Context, h string, w *watcher) (stop func(), refused bool, err error) {
 	if !d.opts.wakeups {
-		return nil, &syncguard.LockError{Code: syncguard.Internal,
+		return nil, true, &syncguard.LockError{Code: syncguard.Internal,
 			Message: "postgres: wake-ups are disabled (WithWakeups(false))", Cause: errUnsupported}
 	}
 	l := d.lis
 	ready, fail, err := l.add(h, w)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var once sync.Once
 	remove := func() { once.Do(func() { l.remove(h, w) }) }
@@ -140,20 +143,23 @@ func (d *Driver) subscribe(ctx context.Context, h string, w *watcher) (stop func
 			l.mu.Lock()
 			ferr := l.failErr
 			l.mu.Unlock()
-			return nil, mapError(ctx, ferr)
+			if ctx.Err() != nil {
+				return nil, false, syncguard.ContextError(ctx.Err())
+			}
+			return nil, true, mapError(ctx, ferr)
 		case <-ctx.Done():
 			remove()
-			return nil, syncguard.ContextError(ctx.Err())
+			return nil, false, syncguard.ContextError(ctx.Err())
 		case <-timer.C:
 			remove()
-			return nil, syncguard.NewError(syncguard.NetworkTimeout, "postgres: LISTEN connection not ready")
+			return nil, true, syncguard.NewError(syncguard.NetworkTimeout, "postgres: LISTEN connection not ready")
 		}
 	}
 	unregister := context.AfterFunc(ctx, remove)
 	return func() {
 		unregister()
 		remove()
-	}, nil
+	}, false, nil
 }
 
 // add registers w and starts the goroutine if needed. It returns channels

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
 )
 
@@ -201,7 +202,7 @@ func TestLateAttemptAfterLeave(t *testing.T) {
 	}
 	holder := mustAcquire(t, d, "late")
 	id := newLockID(keySlot(kn.body)) // WatchHandoff, with the ID known
-	s, w, err := d.subscribe(ctx, d.inboxChannel(kn), id, "late")
+	s, w, _, err := d.subscribe(ctx, d.inboxChannel(kn), id, "late")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,4 +286,75 @@ func TestLateAcquireAfterUnknownOutcome(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandoffWithoutSubscription: a driver whose SSUBSCRIBE the server
+// refuses (an ACL user without it) still gets a waiter from WatchHandoff,
+// with its channel closed; it queues with its attempts and claims its
+// grant with the next one, so it keeps its turn ahead of a subscribed
+// waiter that queued after it.
+func TestHandoffWithoutSubscription(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := singleClient(t)
+	user := "syncguard-nosub-" + testPrefix("u")
+	if err := c.Do(ctx, c.B().Arbitrary("ACL", "SETUSER").Args(user, "on", "nopass", "~*", "&*", "+@all", "-ssubscribe").Build()).Error(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Do(context.Background(), c.B().Arbitrary("ACL", "DELUSER").Args(user).Build()).Error() })
+	nc := newClient(t, []string{singleAddr()}, func(o *rueidis.ClientOption) { o.Username, o.Password = user, "any" })
+	prefix := testPrefix("nosub")
+	d, err := New(c, WithKeyPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	off, err := New(nc, WithKeyPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(off.Close)
+
+	holder := mustAcquire(t, d, "k")
+	first, err := off.WatchHandoff(ctx, "k")
+	if err != nil || first == nil {
+		t.Fatalf("WatchHandoff with SSUBSCRIBE refused = %v, %v; want a waiter", first, err)
+	}
+	t.Cleanup(first.Stop)
+	select {
+	case _, ok := <-first.C:
+		if ok {
+			t.Fatal("the channel of an unsubscribed waiter delivered a value; want it closed")
+		}
+	default:
+		t.Fatal("the channel of an unsubscribed waiter is open; want it closed")
+	}
+	if h := off.WarmHandoff("k"); h != nil {
+		h.Stop()
+		t.Fatal("WarmHandoff without a subscription returned a waiter")
+	}
+	if r, err := first.Acquire(ctx, time.Minute); err != nil || r.Acquired {
+		t.Fatalf("its first attempt = %+v, %v; want contended (queued)", r, err)
+	}
+	time.Sleep(3 * time.Millisecond) // distinct join times
+	second := queue(t, d, "k")
+	if _, err := d.Release(ctx, holder.LockID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := second.Acquire(ctx, time.Minute); err != nil || r.Acquired {
+		t.Fatalf("the subscribed waiter's attempt = %+v, %v; want contended (the first waiter's turn)", r, err)
+	}
+	r, err := first.Acquire(ctx, time.Minute)
+	if err != nil || !r.Acquired || r.Fence != holder.Fence+1 {
+		t.Fatalf("the first waiter's next attempt = %+v, %v; want the grant with fence %v", r, err, holder.Fence+1)
+	}
+	if _, err := off.Release(ctx, r.LockID); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, second.C, 2*time.Second, "the subscribed waiter, next in turn")
+	if r, err := second.Acquire(ctx, time.Minute); err != nil || !r.Acquired {
+		t.Fatalf("the subscribed waiter's attempt = %+v, %v; want the grant", r, err)
+	}
+	first.Stop()
+	first.Stop() // idempotent
 }

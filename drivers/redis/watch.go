@@ -48,7 +48,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	if err != nil {
 		return nil, nil, err
 	}
-	s, w, err := d.subscribe(ctx, kn.rel(), "", k)
+	s, w, _, err := d.subscribe(ctx, kn.rel(), "", k)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -100,13 +100,30 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // a signal on return: the waiter's next attempt joins the queue, and it
 // also covers a release between the caller's previous attempt and the
 // subscription.
+//
+// If the subscription fails (the server or a proxy refuses SSUBSCRIBE, or
+// its connection fails), WatchHandoff still returns a waiter, whose
+// channel is already closed: it queues with its attempts and claims a
+// grant with its next attempt, so it keeps its turn among subscribed
+// waiters (a plain poller would find the key granted on every release and
+// could wait until its timeout). A grant to it stays unclaimed until that
+// attempt, at most Handoff.Renew later under Guard. Only ctx ending, a
+// closed driver and an invalid key are errors.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
 	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	id := newLockID(keySlot(kn.body))
-	s, w, err := d.subscribe(ctx, d.inboxChannel(kn), id, k)
+	s, w, refused, err := d.subscribe(ctx, d.inboxChannel(kn), id, k)
+	if refused {
+		// No subscription: a waiter that queues and claims its grants
+		// by its attempts alone, rather than a plain poller that the
+		// queue's hand-offs would starve.
+		w = &waiter{c: make(chan struct{}), id: id}
+		close(w.c)
+		return d.newWaiter(k, kn, id, nil, w), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,23 +137,28 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 // subscribe adds a watcher (waiter ID id, "" for a plain watcher) to the
 // subscription of channel ch and waits until the server confirmed it, or
 // ctx ends; on failure the watcher is removed again. k (the normalised key)
-// goes into a mapped error.
-func (d *Driver) subscribe(ctx context.Context, ch, id, k string) (*chanSub, *waiter, error) {
-	s, w, err := d.hub.add(ch, id)
+// goes into a mapped error. refused reports that the subscription itself
+// failed (the server refused it, or the connection for it failed), as
+// opposed to ctx ending or the driver being closed.
+func (d *Driver) subscribe(ctx context.Context, ch, id, k string) (s *chanSub, w *waiter, refused bool, err error) {
+	s, w, err = d.hub.add(ch, id)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
 		d.hub.remove(s, w)
-		return nil, nil, syncguard.ContextError(ctx.Err())
+		return nil, nil, false, syncguard.ContextError(ctx.Err())
 	}
 	if s.err != nil {
 		d.hub.remove(s, w)
-		return nil, nil, mapError(ctx, s.err, k, "")
+		if ctx.Err() != nil {
+			return nil, nil, false, syncguard.ContextError(ctx.Err())
+		}
+		return nil, nil, true, mapError(ctx, s.err, k, "")
 	}
-	return s, w, nil
+	return s, w, false, nil
 }
 
 // WarmHandoff is WatchHandoff without any I/O, for a key whose
@@ -166,7 +188,7 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 }
 
 // newWaiter is the queued waiter id of the normalised key k, subscribed
-// through s as w.
+// through s as w, or, with s nil, not subscribed (w.c closed).
 func (d *Driver) newWaiter(k string, kn keyNames, id string, s *chanSub, w *waiter) *syncguard.Handoff {
 	var (
 		queued atomic.Bool  // an attempt may have queued id (or acquired under it unseen)
@@ -196,7 +218,9 @@ func (d *Driver) newWaiter(k string, kn keyNames, id string, s *chanSub, w *wait
 				if queued.Load() {
 					d.leave(kn, id, ttlMs.Load())
 				}
-				d.hub.remove(s, w)
+				if s != nil {
+					d.hub.remove(s, w)
+				}
 			})
 		},
 		Renew: waiterRenew,
