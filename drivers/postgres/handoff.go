@@ -21,6 +21,11 @@ import (
 const (
 	waiterLive  = 3 * time.Second
 	waiterRenew = time.Second
+	// unheardRenew is the Renew of a waiter that gets no notifications
+	// (no subscription): it learns of a grant only by attempting, so it
+	// attempts more often, bounding how long a lock handed to it sits
+	// unclaimed.
+	unheardRenew = 250 * time.Millisecond
 )
 
 // warmFor is how long after its last waiter left a key counts as
@@ -125,7 +130,8 @@ func (l *listener) takeGrant(w *watcher) (grant, bool) {
 // next attempt, so it keeps its turn among the waiters of processes that
 // do listen (a plain poller would find the key handed over on every
 // release and could wait until its timeout). A grant to it stays
-// unclaimed until that attempt, at most Handoff.Renew later under Guard.
+// unclaimed until that attempt: its Handoff.Renew is 250 ms, so at most
+// that long under Guard.
 // Only ctx ending, a closed driver and an invalid key are errors.
 // WatchRelease, which has no such fallback, fails instead.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
@@ -144,7 +150,9 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// hand-offs would starve.
 		w.ch = make(chan struct{})
 		close(w.ch)
-		return d.newWaiter(k, base, fk, w, func() {}), nil
+		h := d.newWaiter(k, base, fk, w, func() {})
+		h.Renew = unheardRenew
+		return h, nil
 	}
 	if err != nil {
 		return nil, withKey(err, k)

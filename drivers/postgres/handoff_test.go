@@ -244,6 +244,9 @@ func TestHandoffWithoutWakeups(t *testing.T) {
 		t.Fatalf("WatchHandoff without wake-ups = %v, %v; want a waiter", first, err)
 	}
 	t.Cleanup(first.Stop)
+	if first.Renew != unheardRenew {
+		t.Errorf("Renew of a waiter without notifications = %v; want %v", first.Renew, unheardRenew)
+	}
 	select {
 	case _, ok := <-first.C:
 		if ok {

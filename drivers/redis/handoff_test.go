@@ -321,6 +321,9 @@ func TestHandoffWithoutSubscription(t *testing.T) {
 		t.Fatalf("WatchHandoff with SSUBSCRIBE refused = %v, %v; want a waiter", first, err)
 	}
 	t.Cleanup(first.Stop)
+	if first.Renew != unheardRenew {
+		t.Errorf("Renew of a waiter without notifications = %v; want %v", first.Renew, unheardRenew)
+	}
 	select {
 	case _, ok := <-first.C:
 		if ok {

@@ -197,6 +197,11 @@ const queueTTLStr = "60000"
 const (
 	waiterLive  = 3 * time.Second
 	waiterRenew = time.Second
+	// unheardRenew is the Renew of a waiter that gets no notifications
+	// (no subscription): it learns of a grant only by attempting, so it
+	// attempts more often, bounding how long a lock handed to it sits
+	// unclaimed.
+	unheardRenew = 250 * time.Millisecond
 )
 
 // inboxLenStr is inboxLen in decimal, for the scripts.

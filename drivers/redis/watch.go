@@ -107,8 +107,8 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // grant with its next attempt, so it keeps its turn among subscribed
 // waiters (a plain poller would find the key granted on every release and
 // could wait until its timeout). A grant to it stays unclaimed until that
-// attempt, at most Handoff.Renew later under Guard. Only ctx ending, a
-// closed driver and an invalid key are errors.
+// attempt: its Handoff.Renew is 250 ms, so at most that long under Guard.
+// Only ctx ending, a closed driver and an invalid key are errors.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
 	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
@@ -122,7 +122,9 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// queue's hand-offs would starve.
 		w = &waiter{c: make(chan struct{}), id: id}
 		close(w.c)
-		return d.newWaiter(k, kn, id, nil, w), nil
+		h := d.newWaiter(k, kn, id, nil, w)
+		h.Renew = unheardRenew
+		return h, nil
 	}
 	if err != nil {
 		return nil, err
