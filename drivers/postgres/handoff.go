@@ -25,7 +25,7 @@ const (
 	// (no subscription): it learns of a grant only by attempting, so it
 	// attempts more often, bounding how long a lock handed to it sits
 	// unclaimed.
-	unheardRenew = 250 * time.Millisecond
+	unheardRenew = 100 * time.Millisecond
 )
 
 // warmFor is how long after its last waiter left a key counts as
@@ -130,7 +130,7 @@ func (l *listener) takeGrant(w *watcher) (grant, bool) {
 // next attempt, so it keeps its turn among the waiters of processes that
 // do listen (a plain poller would find the key handed over on every
 // release and could wait until its timeout). A grant to it stays
-// unclaimed until that attempt: its Handoff.Renew is 250 ms, so at most
+// unclaimed until that attempt: its Handoff.Renew is 100 ms, so at most
 // that long under Guard.
 // Only ctx ending, a closed driver and an invalid key are errors.
 // WatchRelease, which has no such fallback, fails instead.

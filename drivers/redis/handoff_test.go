@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,6 +291,20 @@ func TestLateAcquireAfterUnknownOutcome(t *testing.T) {
 	}
 }
 
+// noSubscribeClient returns a client of the single node logged in as a
+// user of its own that may run every command but SSUBSCRIBE (created with
+// c, deleted when the test ends).
+func noSubscribeClient(t *testing.T, c rueidis.Client) rueidis.Client {
+	t.Helper()
+	ctx := context.Background()
+	user := "syncguard-nosub-" + testPrefix("u")
+	if err := c.Do(ctx, c.B().Arbitrary("ACL", "SETUSER").Args(user, "on", "nopass", "~*", "&*", "+@all", "-ssubscribe").Build()).Error(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Do(context.Background(), c.B().Arbitrary("ACL", "DELUSER").Args(user).Build()).Error() })
+	return newClient(t, []string{singleAddr()}, func(o *rueidis.ClientOption) { o.Username, o.Password = user, "any" })
+}
+
 // TestHandoffWithoutSubscription: a driver whose SSUBSCRIBE the server
 // refuses (an ACL user without it) still gets a waiter from WatchHandoff,
 // with its channel closed; it queues with its attempts and claims its
@@ -297,12 +314,7 @@ func TestHandoffWithoutSubscription(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := singleClient(t)
-	user := "syncguard-nosub-" + testPrefix("u")
-	if err := c.Do(ctx, c.B().Arbitrary("ACL", "SETUSER").Args(user, "on", "nopass", "~*", "&*", "+@all", "-ssubscribe").Build()).Error(); err != nil {
-		t.Fatalf("ACL SETUSER: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Do(context.Background(), c.B().Arbitrary("ACL", "DELUSER").Args(user).Build()).Error() })
-	nc := newClient(t, []string{singleAddr()}, func(o *rueidis.ClientOption) { o.Username, o.Password = user, "any" })
+	nc := noSubscribeClient(t, c)
 	prefix := testPrefix("nosub")
 	d, err := New(c, WithKeyPrefix(prefix))
 	if err != nil {
@@ -360,4 +372,57 @@ func TestHandoffWithoutSubscription(t *testing.T) {
 	}
 	first.Stop()
 	first.Stop() // idempotent
+}
+
+// TestMixedFleetNoStarvation: Guards of processes that subscribe and one
+// whose SSUBSCRIBE is refused take turns on one key; the one without is
+// not starved by the others' hand-offs: it wins at least half as often as
+// the most frequent winner.
+func TestMixedFleetNoStarvation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := singleClient(t)
+	prefix := testPrefix("mixed")
+	var drivers []*Driver
+	for i, cl := range []rueidis.Client{noSubscribeClient(t, c), singleClient(t), singleClient(t), singleClient(t)} {
+		d, err := New(cl, WithKeyPrefix(prefix))
+		if err != nil {
+			t.Fatalf("driver %d: %v", i, err)
+		}
+		t.Cleanup(d.Close)
+		drivers = append(drivers, d)
+	}
+	var (
+		wins [4]atomic.Int32
+		stop atomic.Bool
+		wg   sync.WaitGroup
+	)
+	for i, d := range drivers {
+		g := syncguard.New(d)
+		wg.Go(func() {
+			for !stop.Load() {
+				l, err := g.Acquire(ctx, "k", syncguard.TTL(30*time.Second), syncguard.Timeout(20*time.Second), syncguard.AutoExtend(false))
+				if err != nil {
+					t.Errorf("worker %d: Acquire: %v", i, err)
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+				if _, err := l.Release(ctx); err != nil {
+					t.Errorf("worker %d: Release: %v", i, err)
+				}
+				wins[i].Add(1)
+			}
+		})
+	}
+	time.Sleep(3 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	got := make([]int32, len(wins))
+	for i := range wins {
+		got[i] = wins[i].Load()
+	}
+	t.Logf("critical sections per worker (the first without a subscription): %v", got)
+	if most := slices.Max(got); got[0]*2 < most {
+		t.Errorf("the worker without a subscription won %d times, the most frequent winner %d; want at least half", got[0], most)
+	}
 }

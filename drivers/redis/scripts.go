@@ -201,7 +201,7 @@ const (
 	// (no subscription): it learns of a grant only by attempting, so it
 	// attempts more often, bounding how long a lock handed to it sits
 	// unclaimed.
-	unheardRenew = 250 * time.Millisecond
+	unheardRenew = 100 * time.Millisecond
 )
 
 // inboxLenStr is inboxLen in decimal, for the scripts.

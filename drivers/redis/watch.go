@@ -107,7 +107,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // grant with its next attempt, so it keeps its turn among subscribed
 // waiters (a plain poller would find the key granted on every release and
 // could wait until its timeout). A grant to it stays unclaimed until that
-// attempt: its Handoff.Renew is 250 ms, so at most that long under Guard.
+// attempt: its Handoff.Renew is 100 ms, so at most that long under Guard.
 // Only ctx ending, a closed driver and an invalid key are errors.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
 	k, kn, err := d.keyFor(ctx, key)
