@@ -2,9 +2,12 @@ package syncguard
 
 import (
 	"errors"
+	"math"
+	"math/big"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -199,6 +202,40 @@ func FuzzHashKey(f *testing.F) {
 		// alike (stream-safe CGJ insertion can make NFC(NFD(s)) differ).
 		if nfd := norm.NFD.String(s); norm.NFC.String(nfd) == nfc && HashKey(nfd) != h {
 			t.Fatalf("HashKey(%+q) != HashKey(NFD)", s)
+		}
+	})
+}
+
+// FuzzValidateRateLimit: ValidateRateLimit never panics, rejects with
+// InvalidArgument, and what it accepts is safe for a driver's GCRA
+// arithmetic in int64 nanoseconds: positive fields, an emission interval
+// of at least 1µs, and (Period/Limit) × n and × Burst within 2⁶¹ (checked
+// here with big integers, so an overflow cannot hide).
+func FuzzValidateRateLimit(f *testing.F) {
+	f.Add(int64(10), int64(time.Second), int64(5), int64(1))
+	f.Add(int64(1), int64(math.MaxInt64), int64(1), int64(0))
+	f.Add(int64(1_000_000), int64(time.Second), int64(1<<30), int64(1<<30))
+	f.Add(int64(1), int64(1<<31), int64(1<<30), int64(1<<30))
+	f.Add(int64(-1), int64(-1), int64(-1), int64(-1))
+	f.Fuzz(func(t *testing.T, limit, period, burst, n int64) {
+		lim := RateLimit{Limit: int(limit), Period: time.Duration(period), Burst: int(burst)}
+		err := ValidateRateLimit(lim, int(n))
+		if err != nil {
+			coreRequireInvalid(t, err)
+			return
+		}
+		if lim.Limit <= 0 || lim.Period <= 0 || lim.Burst <= 0 || n < 0 {
+			t.Fatalf("accepted %+v, n %d: a field is not positive", lim, n)
+		}
+		ei := int64(lim.Period) / int64(lim.Limit)
+		if ei < int64(time.Microsecond) {
+			t.Fatalf("accepted %+v: emission interval %dns under 1µs", lim, ei)
+		}
+		bound := new(big.Int).Lsh(big.NewInt(1), 61)
+		for _, m := range []int64{n, int64(lim.Burst)} {
+			if p := new(big.Int).Mul(big.NewInt(ei), big.NewInt(m)); p.Cmp(bound) > 0 {
+				t.Fatalf("accepted %+v, n %d: %d × %d exceeds 2^61", lim, n, ei, m)
+			}
 		}
 	})
 }
