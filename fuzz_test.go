@@ -239,3 +239,38 @@ func FuzzValidateRateLimit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTTLMillis: TTLMillis and RecordTTLMillis never panic and reject with
+// InvalidArgument; what TTLMillis accepts is a positive whole number of
+// milliseconds of at most 100 years that converts back exactly, so that
+// now + ttl stays exact in a double (Lua, JavaScript). RecordTTLMillis
+// also accepts 0 (no expiry) and otherwise agrees with TTLMillis.
+func FuzzTTLMillis(f *testing.F) {
+	for _, d := range []time.Duration{1, time.Millisecond, 1500 * time.Microsecond, 0, -time.Millisecond,
+		time.Duration(maxTTLMs) * time.Millisecond, time.Duration(maxTTLMs+1) * time.Millisecond, math.MaxInt64} {
+		f.Add(int64(d))
+	}
+	f.Fuzz(func(t *testing.T, v int64) {
+		ttl := time.Duration(v)
+		ms, err := TTLMillis(ttl)
+		if err != nil {
+			coreRequireInvalid(t, err)
+		} else {
+			if ms <= 0 || ms > maxTTLMs || time.Duration(ms)*time.Millisecond != ttl {
+				t.Fatalf("TTLMillis(%v) = %d", ttl, ms)
+			}
+			if now := int64(1) << 41; float64(now+ms) != float64(now)+float64(ms) { // a 2040s Unix ms clock
+				t.Fatalf("TTLMillis(%v) = %d: now+ttl is not exact in a double", ttl, ms)
+			}
+		}
+		rms, rerr := RecordTTLMillis(ttl)
+		switch {
+		case ttl == 0:
+			if rerr != nil || rms != 0 {
+				t.Fatalf("RecordTTLMillis(0) = %d, %v; want 0, nil", rms, rerr)
+			}
+		case (rerr == nil) != (err == nil) || rms != ms:
+			t.Fatalf("RecordTTLMillis(%v) = %d, %v; TTLMillis = %d, %v", ttl, rms, rerr, ms, err)
+		}
+	})
+}
