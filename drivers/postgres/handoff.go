@@ -21,11 +21,12 @@ import (
 const (
 	waiterLive  = 3 * time.Second
 	waiterRenew = time.Second
-	// unheardRenew is the Renew of a waiter that gets no notifications
-	// (no subscription): it learns of a grant only by attempting, so it
-	// attempts more often, bounding how long a lock handed to it sits
-	// unclaimed.
-	unheardRenew = 100 * time.Millisecond
+	// A waiter that gets no notifications (no subscription) learns of a
+	// grant only by looking: under Guard it looks every unheardRenew (a
+	// lock lookup) and makes a full attempt, which renews its place, every
+	// unheardFull (see [syncguard.PollingHandoff]).
+	unheardRenew = 20 * time.Millisecond
+	unheardFull  = 500 * time.Millisecond
 )
 
 // warmFor is how long after its last waiter left a key counts as
@@ -129,9 +130,9 @@ func (l *listener) takeGrant(w *watcher) (grant, bool) {
 // already closed: it queues with its attempts and claims a grant with its
 // next attempt, so it keeps its turn among the waiters of processes that
 // do listen (a plain poller would find the key handed over on every
-// release and could wait until its timeout). A grant to it stays
-// unclaimed until that attempt: its Handoff.Renew is 100 ms, so at most
-// that long under Guard.
+// release and could wait until its timeout). Under Guard it looks for a
+// grant every 20 ms (a lock lookup, [syncguard.PollingHandoff]) and renews
+// its place with a full attempt every 500 ms.
 // Only ctx ending, a closed driver and an invalid key are errors.
 // WatchRelease, which has no such fallback, fails instead.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
@@ -150,9 +151,12 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// hand-offs would starve.
 		w.ch = make(chan struct{})
 		close(w.ch)
-		h := d.newWaiter(k, base, fk, w, func() {})
-		h.Renew = unheardRenew
-		return h, nil
+		id := w.id
+		granted := func(ctx context.Context) (bool, error) {
+			info, err := d.LookupRawByKey(ctx, k)
+			return info != nil && info.LockID == id, err
+		}
+		return syncguard.PollingHandoff(d.newWaiter(k, base, fk, w, func() {}), granted, unheardRenew, unheardFull), nil
 	}
 	if err != nil {
 		return nil, withKey(err, k)

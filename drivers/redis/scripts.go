@@ -197,11 +197,12 @@ const queueTTLStr = "60000"
 const (
 	waiterLive  = 3 * time.Second
 	waiterRenew = time.Second
-	// unheardRenew is the Renew of a waiter that gets no notifications
-	// (no subscription): it learns of a grant only by attempting, so it
-	// attempts more often, bounding how long a lock handed to it sits
-	// unclaimed.
-	unheardRenew = 100 * time.Millisecond
+	// A waiter that gets no notifications (no subscription) learns of a
+	// grant only by looking: under Guard it looks every unheardRenew (a
+	// lock lookup) and makes a full attempt, which renews its place, every
+	// unheardFull (see [syncguard.PollingHandoff]).
+	unheardRenew = 20 * time.Millisecond
+	unheardFull  = 500 * time.Millisecond
 )
 
 // inboxLenStr is inboxLen in decimal, for the scripts.

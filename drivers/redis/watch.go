@@ -106,9 +106,10 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // channel is already closed: it queues with its attempts and claims a
 // grant with its next attempt, so it keeps its turn among subscribed
 // waiters (a plain poller would find the key granted on every release and
-// could wait until its timeout). A grant to it stays unclaimed until that
-// attempt: its Handoff.Renew is 100 ms, so at most that long under Guard.
-// Only ctx ending, a closed driver and an invalid key are errors.
+// could wait until its timeout). Under Guard it looks for a grant every
+// 20 ms (a lock lookup, [syncguard.PollingHandoff]) and renews its place
+// with a full attempt every 500 ms. Only ctx ending, a closed driver and
+// an invalid key are errors.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
 	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
@@ -122,9 +123,11 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// queue's hand-offs would starve.
 		w = &waiter{c: make(chan struct{}), id: id}
 		close(w.c)
-		h := d.newWaiter(k, kn, id, nil, w)
-		h.Renew = unheardRenew
-		return h, nil
+		granted := func(ctx context.Context) (bool, error) {
+			info, err := d.LookupRawByKey(ctx, k)
+			return info != nil && info.LockID == id, err
+		}
+		return syncguard.PollingHandoff(d.newWaiter(k, kn, id, nil, w), granted, unheardRenew, unheardFull), nil
 	}
 	if err != nil {
 		return nil, err
