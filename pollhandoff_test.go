@@ -55,7 +55,7 @@ func TestPollingHandoff(t *testing.T) {
 		}
 		failLook = false
 		time.Sleep(20 * time.Millisecond)
-		attempt() // look: no grant
+		attempt()                        // look: no grant
 		if r := attempt(); !r.Acquired { // look: granted → full attempt claims it
 			t.Errorf("attempt after the grant = %+v; want acquired", r)
 		}

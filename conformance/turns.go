@@ -10,7 +10,8 @@ import (
 )
 
 // Guards of several processes taking turns on one key (contract §13):
-// W04 (waits that give up) and W05 (first come, first served hand-off).
+// W04 (waits that give up), W05 (first come, first served hand-off) and
+// W09 (a process that cannot subscribe keeps its turn).
 // Each worker has a driver of its own when the harness implements
 // [DriverOpener], as separate processes would; otherwise the workers share
 // [Harness.Driver].
@@ -198,5 +199,59 @@ func w05[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 	if mw := time.Duration(maxWait.Load()); mw > 3*time.Second {
 		c.Errorf("longest wait %v; want hand-offs, not stalls", mw)
+	}
+}
+
+// W09: with a [syncguard.HandoffWatcher] and an [UnheardDriverOpener],
+// Guards of four processes take turns on one key for 3 s, holding it
+// 2 ms, and one of them cannot subscribe to wake-ups. That one is not
+// starved by the others' hand-offs (which a poller would find granting the
+// key to the queue on every release): its critical sections are at least
+// half the most of any worker. Mutual exclusion holds and fences rise.
+func w09[C syncguard.FencedCapabilities](c *tc[C]) {
+	c.handoffWatcher()
+	o := harnessAs[UnheardDriverOpener[C]](c, "UnheardDriverOpener")
+	unheard, err := o.OpenUnheardDriver(c.ctx)
+	if err != nil {
+		c.Fatalf("OpenUnheardDriver: %v", err)
+	}
+	k := c.key("k")
+	ds := append([]syncguard.Driver[C]{unheard}, c.workerDrivers(3)...)
+	var (
+		ex   exclusion
+		wins = make([]atomic.Int32, len(ds))
+		stop atomic.Bool
+		wg   sync.WaitGroup
+	)
+	for w, d := range ds {
+		g := syncguard.New(d)
+		wg.Go(func() {
+			for !stop.Load() {
+				l, err := g.Acquire(c.ctx, k, syncguard.TTL(turnTTL), syncguard.Timeout(turnTTL),
+					syncguard.MaxRetries(1000), syncguard.AutoExtend(false))
+				if err != nil {
+					c.Errorf("worker %d: Acquire: %v", w, err)
+					return
+				}
+				ex.hold(c.Errorf, syncguard.FenceOf(l), 2*time.Millisecond)
+				if _, err := l.Release(context.WithoutCancel(c.ctx)); err != nil {
+					c.Errorf("worker %d: Release: %v", w, err)
+				}
+				wins[w].Add(1)
+			}
+		})
+	}
+	c.sleep(3 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	got := make([]int32, len(wins))
+	most := int32(0)
+	for i := range wins {
+		got[i] = wins[i].Load()
+		most = max(most, got[i])
+	}
+	c.Logf("critical sections per worker (the first cannot subscribe) %v", got)
+	if got[0]*2 < most {
+		c.Errorf("critical sections per worker %v: the one that cannot subscribe is below half the most; want it to keep its turn", got)
 	}
 }

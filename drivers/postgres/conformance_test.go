@@ -28,13 +28,14 @@ type harness struct {
 }
 
 var (
-	_ conformance.Harness[Capabilities]         = (*harness)(nil)
-	_ conformance.CleanupHarness[Capabilities]  = (*harness)(nil)
-	_ conformance.LatencyInjector[Capabilities] = (*harness)(nil)
-	_ conformance.RawLockWriter                 = (*harness)(nil)
-	_ conformance.FenceSetter                   = (*harness)(nil)
-	_ conformance.StorageInspector              = (*harness)(nil)
-	_ conformance.DriverOpener[Capabilities]    = (*harness)(nil)
+	_ conformance.Harness[Capabilities]             = (*harness)(nil)
+	_ conformance.CleanupHarness[Capabilities]      = (*harness)(nil)
+	_ conformance.LatencyInjector[Capabilities]     = (*harness)(nil)
+	_ conformance.RawLockWriter                     = (*harness)(nil)
+	_ conformance.FenceSetter                       = (*harness)(nil)
+	_ conformance.StorageInspector                  = (*harness)(nil)
+	_ conformance.DriverOpener[Capabilities]        = (*harness)(nil)
+	_ conformance.UnheardDriverOpener[Capabilities] = (*harness)(nil)
 )
 
 func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
@@ -57,13 +58,23 @@ func (h *harness) Close() {
 // a LISTEN connection refused for lack of them turns a waiter into a
 // poller that the hand-off passes over.
 func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+	return h.openDriver(ctx)
+}
+
+// OpenUnheardDriver is OpenDriver with wake-ups off (WithWakeups(false)),
+// as behind a connection pooler without LISTEN.
+func (h *harness) OpenUnheardDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+	return h.openDriver(ctx, WithWakeups(false))
+}
+
+func (h *harness) openDriver(ctx context.Context, opts ...Option) (syncguard.Driver[Capabilities], error) {
 	cfg := h.db.cfg.Copy()
 	cfg.MaxConns = 2
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	d, err := New(pool)
+	d, err := New(pool, opts...)
 	if err != nil {
 		pool.Close()
 		return nil, err

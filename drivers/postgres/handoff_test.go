@@ -2,9 +2,6 @@ package postgres
 
 import (
 	"context"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,52 +302,5 @@ func TestParseGrant(t *testing.T) {
 		if ok != tt.wantOK || (ok && (gotID != id || g != tt.want)) {
 			t.Errorf("parseGrant(%q) = %q, %+v, %v; want %+v, %v", tt.msg, gotID, g, ok, tt.want, tt.wantOK)
 		}
-	}
-}
-
-// TestMixedFleetNoStarvation: Guards of processes with notifications and
-// one without (WithWakeups(false), as behind a pooler without LISTEN)
-// take turns on one key; the one without is not starved by the others'
-// hand-offs: it wins at least half as often as the most frequent winner.
-func TestMixedFleetNoStarvation(t *testing.T) {
-	t.Parallel()
-	db := newTestDB(t, nil)
-	ctx := context.Background()
-	drivers := []*Driver{
-		newDriver(t, db.pool, WithWakeups(false)),
-		newDriver(t, db.pool), newDriver(t, db.pool), newDriver(t, db.pool),
-	}
-	var (
-		wins [4]atomic.Int32
-		stop atomic.Bool
-		wg   sync.WaitGroup
-	)
-	for i, d := range drivers {
-		g := syncguard.New(d)
-		wg.Go(func() {
-			for !stop.Load() {
-				l, err := g.Acquire(ctx, "k", syncguard.TTL(30*time.Second), syncguard.Timeout(20*time.Second), syncguard.AutoExtend(false))
-				if err != nil {
-					t.Errorf("worker %d: Acquire: %v", i, err)
-					return
-				}
-				time.Sleep(2 * time.Millisecond)
-				if _, err := l.Release(ctx); err != nil {
-					t.Errorf("worker %d: Release: %v", i, err)
-				}
-				wins[i].Add(1)
-			}
-		})
-	}
-	time.Sleep(3 * time.Second)
-	stop.Store(true)
-	wg.Wait()
-	got := make([]int32, len(wins))
-	for i := range wins {
-		got[i] = wins[i].Load()
-	}
-	t.Logf("critical sections per worker (the first without notifications): %v", got)
-	if most := slices.Max(got); got[0]*2 < most {
-		t.Errorf("the worker without notifications won %d times, the most frequent winner %d; want at least half", got[0], most)
 	}
 }

@@ -11,14 +11,15 @@ import (
 )
 
 var (
-	_ conformance.Harness[Capabilities]         = (*harness)(nil)
-	_ conformance.CleanupHarness[Capabilities]  = (*harness)(nil)
-	_ conformance.RawLockWriter                 = (*harness)(nil)
-	_ conformance.FenceSetter                   = (*harness)(nil)
-	_ conformance.StorageInspector              = (*harness)(nil)
-	_ conformance.LockIDMinter                  = (*harness)(nil)
-	_ conformance.LatencyInjector[Capabilities] = (*harness)(nil)
-	_ conformance.DriverOpener[Capabilities]    = (*harness)(nil)
+	_ conformance.Harness[Capabilities]             = (*harness)(nil)
+	_ conformance.CleanupHarness[Capabilities]      = (*harness)(nil)
+	_ conformance.RawLockWriter                     = (*harness)(nil)
+	_ conformance.FenceSetter                       = (*harness)(nil)
+	_ conformance.StorageInspector                  = (*harness)(nil)
+	_ conformance.LockIDMinter                      = (*harness)(nil)
+	_ conformance.LatencyInjector[Capabilities]     = (*harness)(nil)
+	_ conformance.DriverOpener[Capabilities]        = (*harness)(nil)
+	_ conformance.UnheardDriverOpener[Capabilities] = (*harness)(nil)
 )
 
 var confOptions = conformance.Options{

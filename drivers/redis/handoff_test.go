@@ -2,10 +2,7 @@ package redis
 
 import (
 	"context"
-	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,57 +369,4 @@ func TestHandoffWithoutSubscription(t *testing.T) {
 	}
 	first.Stop()
 	first.Stop() // idempotent
-}
-
-// TestMixedFleetNoStarvation: Guards of processes that subscribe and one
-// whose SSUBSCRIBE is refused take turns on one key; the one without is
-// not starved by the others' hand-offs: it wins at least half as often as
-// the most frequent winner.
-func TestMixedFleetNoStarvation(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	c := singleClient(t)
-	prefix := testPrefix("mixed")
-	var drivers []*Driver
-	for i, cl := range []rueidis.Client{noSubscribeClient(t, c), singleClient(t), singleClient(t), singleClient(t)} {
-		d, err := New(cl, WithKeyPrefix(prefix))
-		if err != nil {
-			t.Fatalf("driver %d: %v", i, err)
-		}
-		t.Cleanup(d.Close)
-		drivers = append(drivers, d)
-	}
-	var (
-		wins [4]atomic.Int32
-		stop atomic.Bool
-		wg   sync.WaitGroup
-	)
-	for i, d := range drivers {
-		g := syncguard.New(d)
-		wg.Go(func() {
-			for !stop.Load() {
-				l, err := g.Acquire(ctx, "k", syncguard.TTL(30*time.Second), syncguard.Timeout(20*time.Second), syncguard.AutoExtend(false))
-				if err != nil {
-					t.Errorf("worker %d: Acquire: %v", i, err)
-					return
-				}
-				time.Sleep(2 * time.Millisecond)
-				if _, err := l.Release(ctx); err != nil {
-					t.Errorf("worker %d: Release: %v", i, err)
-				}
-				wins[i].Add(1)
-			}
-		})
-	}
-	time.Sleep(3 * time.Second)
-	stop.Store(true)
-	wg.Wait()
-	got := make([]int32, len(wins))
-	for i := range wins {
-		got[i] = wins[i].Load()
-	}
-	t.Logf("critical sections per worker (the first without a subscription): %v", got)
-	if most := slices.Max(got); got[0]*2 < most {
-		t.Errorf("the worker without a subscription won %d times, the most frequent winner %d; want at least half", got[0], most)
-	}
 }

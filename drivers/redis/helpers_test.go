@@ -300,6 +300,42 @@ func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities
 	return d, nil
 }
 
+// OpenUnheardDriver returns a driver over the same prefix with a client of
+// its own, logged in as a user that may run every command but SSUBSCRIBE
+// (created on every node, deleted in Close), as a process behind a proxy
+// without pub/sub would have.
+func (h *harness) OpenUnheardDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+	user := "syncguard-nosub-" + testPrefix("u")
+	nodes := h.c.Nodes()
+	for _, n := range nodes {
+		if err := n.Do(ctx, n.B().Arbitrary("ACL", "SETUSER").Args(user, "on", "nopass", "~*", "&*", "+@all", "-ssubscribe").Build()).Error(); err != nil {
+			return nil, err
+		}
+	}
+	dropUser := func() {
+		for _, n := range nodes {
+			_ = n.Do(context.Background(), n.B().Arbitrary("ACL", "DELUSER").Args(user).Build()).Error()
+		}
+	}
+	opt := h.opt
+	opt.Username, opt.Password = user, "any"
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		dropUser()
+		return nil, err
+	}
+	d, err := New(c, WithKeyPrefix(h.prefix))
+	if err != nil {
+		c.Close()
+		dropUser()
+		return nil, err
+	}
+	h.mu.Lock()
+	h.closers = append(h.closers, func() { d.Close(); c.Close(); dropUser() })
+	h.mu.Unlock()
+	return d, nil
+}
+
 // DriverWithLatency returns a driver with a client of its own whose
 // connections, to every node it learns of (a Cluster's, a Sentinel's
 // primary), run through a loopback proxy adding d each way. The client
