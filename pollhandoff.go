@@ -12,12 +12,12 @@ import (
 // Renew becomes renew, so Guard attempts at least that often; but only
 // every full does an attempt go through h.Acquire, which renews the
 // waiter's place in the queue (full must be well within the driver's
-// waiter liveness). The attempts in between only call granted, a cheap
-// read of whether the key's lock now carries the waiter's ID, and make the
-// full attempt that claims it if so. A waiter that has not joined the
-// queue yet (its latest full attempt did not report contention) always
-// makes the full attempt.
-func PollingHandoff(h *Handoff, granted func(ctx context.Context) (bool, error), renew, full time.Duration) *Handoff {
+// waiter liveness). The attempts in between only look up key's live lock
+// through l and, if it carries waiterID (the hand-off granted it to the
+// waiter), make the full attempt that claims it. A waiter that has not
+// joined the queue yet (its latest full attempt did not report
+// contention) always makes the full attempt.
+func PollingHandoff(h *Handoff, l RawLookup, key, waiterID string, renew, full time.Duration) *Handoff {
 	var (
 		mu     sync.Mutex
 		last   time.Time // of the latest full attempt
@@ -29,11 +29,11 @@ func PollingHandoff(h *Handoff, granted func(ctx context.Context) (bool, error),
 		poll := joined && time.Since(last) < full
 		mu.Unlock()
 		if poll {
-			ok, err := granted(ctx)
+			info, err := l.LookupRawByKey(ctx, key)
 			if err != nil {
 				return AcquireResult{}, err
 			}
-			if !ok {
+			if info == nil || info.LockID != waiterID {
 				return AcquireResult{Reason: ReasonLocked}, nil
 			}
 		}

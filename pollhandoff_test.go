@@ -25,14 +25,24 @@ func TestPollingHandoff(t *testing.T) {
 			results = results[1:]
 			return r, nil
 		}, Renew: time.Second}
-		h = PollingHandoff(h, func(context.Context) (bool, error) {
+		h = PollingHandoff(h, lookupFunc(func(_ context.Context, key string) (*RawLockInfo, error) {
+			if key != "k" {
+				t.Errorf("looked up %q; want the waiter's key", key)
+			}
 			if failLook {
-				return false, pollErr
+				return nil, pollErr
 			}
 			looks++
 			log = append(log, "look")
-			return looks >= grantedAt, nil
-		}, 20*time.Millisecond, 500*time.Millisecond)
+			switch {
+			case looks >= grantedAt:
+				return &RawLockInfo{Key: "k", LockID: "w"}, nil // granted to the waiter
+			case looks == 1:
+				return &RawLockInfo{Key: "k", LockID: "other"}, nil // still held by another
+			default:
+				return nil, nil // free (taken by a full attempt, not a look)
+			}
+		}), "k", "w", 20*time.Millisecond, 500*time.Millisecond)
 		if h.Renew != 20*time.Millisecond {
 			t.Errorf("Renew = %v; want 20ms", h.Renew)
 		}
@@ -64,4 +74,15 @@ func TestPollingHandoff(t *testing.T) {
 			t.Errorf("calls (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// lookupFunc is a RawLookup whose LookupRawByKey is the function itself.
+type lookupFunc func(ctx context.Context, key string) (*RawLockInfo, error)
+
+func (f lookupFunc) LookupRawByKey(ctx context.Context, key string) (*RawLockInfo, error) {
+	return f(ctx, key)
+}
+
+func (f lookupFunc) LookupRawByID(context.Context, string) (*RawLockInfo, error) {
+	return nil, errors.New("lookupFunc: LookupRawByID not used")
 }

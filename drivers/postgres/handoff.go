@@ -151,12 +151,7 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// hand-offs would starve.
 		w.ch = make(chan struct{})
 		close(w.ch)
-		id := w.id
-		granted := func(ctx context.Context) (bool, error) {
-			info, err := d.LookupRawByKey(ctx, k)
-			return info != nil && info.LockID == id, err
-		}
-		return syncguard.PollingHandoff(d.newWaiter(k, base, fk, w, func() {}), granted, unheardRenew, unheardFull), nil
+		return syncguard.PollingHandoff(d.newWaiter(k, base, fk, w, func() {}), d, k, w.id, unheardRenew, unheardFull), nil
 	}
 	if err != nil {
 		return nil, withKey(err, k)

@@ -123,11 +123,7 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// queue's hand-offs would starve.
 		w = &waiter{c: make(chan struct{}), id: id}
 		close(w.c)
-		granted := func(ctx context.Context) (bool, error) {
-			info, err := d.LookupRawByKey(ctx, k)
-			return info != nil && info.LockID == id, err
-		}
-		return syncguard.PollingHandoff(d.newWaiter(k, kn, id, nil, w), granted, unheardRenew, unheardFull), nil
+		return syncguard.PollingHandoff(d.newWaiter(k, kn, id, nil, w), d, k, id, unheardRenew, unheardFull), nil
 	}
 	if err != nil {
 		return nil, err
