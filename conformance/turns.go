@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,31 +144,28 @@ func w04[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 }
 
-// W05: with a [syncguard.HandoffWatcher], Guards that re-acquire one key
-// at once after each release share it out first come, first served: over
-// 3 s the fewest critical sections of a worker are at least half the most
-// (a wake-everyone scheme lets the releaser, who needs no wake-up, win
-// again and again). Mutual exclusion holds, fences rise, and no wait comes
-// near the 30 s TTL (a grant left to nobody) or relies on the 2 s backoff
-// alone (bound 3 s: a waiter that misses a wake-up still attempts every
-// Renew period).
-func w05[C syncguard.FencedCapabilities](c *tc[C]) {
-	c.handoffWatcher()
-	k := c.key("k")
+// takeTurns runs a Guard on each of ds that re-acquires key k at once
+// after each release, holding it 2 ms, for 3 s, with the acquire options
+// of the turn cases plus extra. Mutual exclusion and rising fences are
+// checked as it runs. It returns each worker's critical sections and the
+// longest wait of an Acquire.
+func (c *tc[C]) takeTurns(ds []syncguard.Driver[C], k string, extra ...syncguard.AcquireOption) ([]int32, time.Duration) {
+	c.Helper()
+	opts := append([]syncguard.AcquireOption{syncguard.TTL(turnTTL), syncguard.Timeout(turnTTL),
+		syncguard.MaxRetries(1000), syncguard.AutoExtend(false)}, extra...)
 	var (
 		ex      exclusion
-		wins    [turnWorkers]atomic.Int32
+		wins    = make([]atomic.Int32, len(ds))
 		stop    atomic.Bool
 		maxWait atomic.Int64
 		wg      sync.WaitGroup
 	)
-	for w, d := range c.workerDrivers(turnWorkers) {
+	for w, d := range ds {
 		g := syncguard.New(d)
 		wg.Go(func() {
 			for !stop.Load() {
 				start := time.Now()
-				l, err := g.Acquire(c.ctx, k, syncguard.TTL(turnTTL), syncguard.Timeout(turnTTL),
-					syncguard.MaxRetries(1000), syncguard.RetryDelay(2*time.Second), syncguard.AutoExtend(false))
+				l, err := g.Acquire(c.ctx, k, opts...)
 				if err != nil {
 					c.Errorf("worker %d: Acquire: %v", w, err)
 					return
@@ -186,19 +184,31 @@ func w05[C syncguard.FencedCapabilities](c *tc[C]) {
 	c.sleep(3 * time.Second)
 	stop.Store(true)
 	wg.Wait()
-	lo, hi := int32(1<<30), int32(0)
-	got := make([]int32, 0, turnWorkers)
+	got := make([]int32, len(ds))
 	for i := range wins {
-		n := wins[i].Load()
-		got = append(got, n)
-		lo, hi = min(lo, n), max(hi, n)
+		got[i] = wins[i].Load()
 	}
-	c.Logf("critical sections per worker %v, longest wait %v", got, time.Duration(maxWait.Load()))
+	return got, time.Duration(maxWait.Load())
+}
+
+// W05: with a [syncguard.HandoffWatcher], Guards that re-acquire one key
+// at once after each release share it out first come, first served: over
+// 3 s the fewest critical sections of a worker are at least half the most
+// (a wake-everyone scheme lets the releaser, who needs no wake-up, win
+// again and again). Mutual exclusion holds, fences rise, and no wait comes
+// near the 30 s TTL (a grant left to nobody) or relies on the 2 s backoff
+// alone (bound 3 s: a waiter that misses a wake-up still attempts every
+// Renew period).
+func w05[C syncguard.FencedCapabilities](c *tc[C]) {
+	c.handoffWatcher()
+	got, maxWait := c.takeTurns(c.workerDrivers(turnWorkers), c.key("k"), syncguard.RetryDelay(2*time.Second))
+	lo, hi := slices.Min(got), slices.Max(got)
+	c.Logf("critical sections per worker %v, longest wait %v", got, maxWait)
 	if hi == 0 || lo*2 < hi {
 		c.Errorf("critical sections per worker %v: the fewest are below half the most; want first come, first served", got)
 	}
-	if mw := time.Duration(maxWait.Load()); mw > 3*time.Second {
-		c.Errorf("longest wait %v; want hand-offs, not stalls", mw)
+	if maxWait > 3*time.Second {
+		c.Errorf("longest wait %v; want hand-offs, not stalls", maxWait)
 	}
 }
 
@@ -215,43 +225,9 @@ func w09[C syncguard.FencedCapabilities](c *tc[C]) {
 	if err != nil {
 		c.Fatalf("OpenUnheardDriver: %v", err)
 	}
-	k := c.key("k")
-	ds := append([]syncguard.Driver[C]{unheard}, c.workerDrivers(3)...)
-	var (
-		ex   exclusion
-		wins = make([]atomic.Int32, len(ds))
-		stop atomic.Bool
-		wg   sync.WaitGroup
-	)
-	for w, d := range ds {
-		g := syncguard.New(d)
-		wg.Go(func() {
-			for !stop.Load() {
-				l, err := g.Acquire(c.ctx, k, syncguard.TTL(turnTTL), syncguard.Timeout(turnTTL),
-					syncguard.MaxRetries(1000), syncguard.AutoExtend(false))
-				if err != nil {
-					c.Errorf("worker %d: Acquire: %v", w, err)
-					return
-				}
-				ex.hold(c.Errorf, syncguard.FenceOf(l), 2*time.Millisecond)
-				if _, err := l.Release(context.WithoutCancel(c.ctx)); err != nil {
-					c.Errorf("worker %d: Release: %v", w, err)
-				}
-				wins[w].Add(1)
-			}
-		})
-	}
-	c.sleep(3 * time.Second)
-	stop.Store(true)
-	wg.Wait()
-	got := make([]int32, len(wins))
-	most := int32(0)
-	for i := range wins {
-		got[i] = wins[i].Load()
-		most = max(most, got[i])
-	}
+	got, _ := c.takeTurns(append([]syncguard.Driver[C]{unheard}, c.workerDrivers(3)...), c.key("k"))
 	c.Logf("critical sections per worker (the first cannot subscribe) %v", got)
-	if got[0]*2 < most {
+	if got[0]*2 < slices.Max(got) {
 		c.Errorf("critical sections per worker %v: the one that cannot subscribe is below half the most; want it to keep its turn", got)
 	}
 }
