@@ -164,6 +164,7 @@ func registry[C syncguard.FencedCapabilities]() []testCase[C] {
 		{id: "W07_release_grants_the_head_of_the_queue", fn: w07[C]},
 		{id: "W08_leaving_waiter_hands_its_grant_on", fn: w08[C]},
 		{id: "W09_unsubscribed_waiter_keeps_its_turn", fn: w09[C], alone: true},
+		{id: "W10_unsubscribed_waiter_queues_and_claims", fn: w10[C]},
 	}
 }
 

@@ -50,8 +50,8 @@
 // 94 FIX and 97). A harness implements those it can; the dependent case (or
 // nested subtest) is skipped with a message naming the interface when it is
 // missing or its method returns an error matching errors.ErrUnsupported;
-// so is case W09 without a driver that cannot subscribe to wake-ups
-// ([UnheardDriverOpener]). [DriverOpener] is the exception: without it,
+// so are cases W09 and W10 without a driver that cannot subscribe to
+// wake-ups ([UnheardDriverOpener]). [DriverOpener] is the exception: without it,
 // the cases in which Guards of several processes take turns on one key
 // (W04, W05, W09) run their workers on the one driver instead of a driver
 // each.

@@ -7,7 +7,7 @@ import (
 )
 
 // First come, first served hand-off (optional [syncguard.HandoffWatcher]):
-// W06–W08. W05 (turns.go) covers it through Guards.
+// W06–W08 and W10. W05 and W09 (turns.go) cover it through Guards.
 
 // handoffWatcher returns the driver's HandoffWatcher or skips the case.
 func (c *tc[C]) handoffWatcher() syncguard.HandoffWatcher {
@@ -157,4 +157,69 @@ func w08[C syncguard.FencedCapabilities](c *tc[C]) {
 	c.wantRelease(r.LockID, true)
 	r = c.mustAcquire(k, 30*time.Second)
 	c.wantRelease(r.LockID, true)
+}
+
+// W10: with an [UnheardDriverOpener], a waiter of a driver that cannot
+// subscribe to wake-ups still queues. WarmHandoff gives nothing there, and
+// WatchHandoff rejects an invalid key; for a held key it returns a waiter
+// whose channel is already closed. Its first attempt is contended and
+// queues it, ahead of a subscribed waiter that joins after it: the
+// release grants the key to it (the subscribed waiter's attempt stays
+// contended), its next attempt claims the lock with the next fence, and
+// its release hands the key on to the subscribed waiter, which is
+// signalled. Stop is idempotent.
+func w10[C syncguard.FencedCapabilities](c *tc[C]) {
+	hw := c.handoffWatcher()
+	o := harnessAs[UnheardDriverOpener[C]](c, "UnheardDriverOpener")
+	ud, err := o.OpenUnheardDriver(c.ctx)
+	if err != nil {
+		c.Fatalf("OpenUnheardDriver: %v", err)
+	}
+	uhw, ok := syncguard.AsHandoffWatcher(ud)
+	if !ok {
+		c.Fatal("the unheard driver does not implement syncguard.HandoffWatcher")
+	}
+	k := c.key("k")
+	if h := uhw.WarmHandoff(k); h != nil {
+		h.Stop()
+		c.Fatal("WarmHandoff of a driver without wake-ups returned a waiter")
+	}
+	_, err = uhw.WatchHandoff(c.ctx, "")
+	c.wantCode("WatchHandoff(\"\") without wake-ups", err, syncguard.InvalidArgument, "")
+	holder := c.mustAcquire(k, 30*time.Second)
+	first, err := uhw.WatchHandoff(c.ctx, k)
+	if err != nil || first == nil {
+		c.Fatalf("WatchHandoff without wake-ups = %v, %v; want a waiter", first, err)
+	}
+	c.Cleanup(first.Stop)
+	select {
+	case _, ok := <-first.C:
+		if ok {
+			c.Fatal("the channel of a waiter without wake-ups delivered a value; want it closed")
+		}
+	default:
+		c.Fatal("the channel of a waiter without wake-ups is open; want it closed")
+	}
+	if r, err := first.Acquire(c.ctx, 30*time.Second); err != nil || r.Acquired {
+		c.Fatalf("its first attempt = %+v, %v; want contended (queued)", r, err)
+	}
+	time.Sleep(3 * time.Millisecond) // distinct join times
+	second := c.queueWaiter(hw, k)
+	c.wantRelease(holder.LockID, true)
+	if r, err := second.Acquire(c.ctx, 30*time.Second); err != nil || r.Acquired {
+		c.Fatalf("the subscribed waiter's attempt = %+v, %v; want contended (the first waiter's turn)", r, err)
+	}
+	r, err := first.Acquire(c.ctx, 30*time.Second)
+	if err != nil || !r.Acquired || r.Fence != holder.Fence+1 {
+		c.Fatalf("the first waiter's next attempt = %+v, %v; want the grant with fence %v", r, err, holder.Fence+1)
+	}
+	if rr, err := ud.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+		c.Fatalf("Release of the first waiter's lock = %+v, %v", rr, err)
+	}
+	c.wantSignal(second.C, 5*time.Second, "the subscribed waiter, next in turn")
+	if r, err := second.Acquire(c.ctx, 30*time.Second); err != nil || !r.Acquired {
+		c.Fatalf("the subscribed waiter's attempt = %+v, %v; want the grant", r, err)
+	}
+	first.Stop()
+	first.Stop() // idempotent
 }

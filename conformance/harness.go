@@ -111,13 +111,14 @@ type DriverOpener[C syncguard.FencedCapabilities] interface {
 	OpenDriver(ctx context.Context) (syncguard.Driver[C], error)
 }
 
-// UnheardDriverOpener is an optional harness interface for case W09.
+// UnheardDriverOpener is an optional harness interface for cases W09 and
+// W10.
 // OpenUnheardDriver returns a new driver over the same store as Driver,
 // with connections of its own, whose wake-up subscriptions fail, as a
 // process behind a proxy or connection pooler without pub/sub would have
 // (for example a Redis user refused SSUBSCRIBE, or a PostgreSQL driver
 // with its wake-ups off); the harness closes it in Close. Without it, W09
-// is skipped.
+// and W10 are skipped.
 type UnheardDriverOpener[C syncguard.FencedCapabilities] interface {
 	OpenUnheardDriver(ctx context.Context) (syncguard.Driver[C], error)
 }

@@ -222,63 +222,21 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	}
 }
 
-// TestHandoffWithoutWakeups: a driver without notifications (wake-ups
-// off) still gets a waiter from WatchHandoff, with its channel closed; it
-// queues with its attempts and claims its grant with the next one, so it
-// keeps its turn ahead of a listening waiter that queued after it.
-func TestHandoffWithoutWakeups(t *testing.T) {
+// TestUnheardWaiterRenew: a waiter of a driver without notifications
+// (wake-ups off) polls for its grant, so its Renew is unheardRenew.
+// Conformance case W10 covers how it queues and claims.
+func TestUnheardWaiterRenew(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
 	off := newDriver(t, db.pool, WithWakeups(false))
-	ctx := context.Background()
-	if h := off.WarmHandoff("k"); h != nil {
-		t.Fatal("WarmHandoff without wake-ups returned a waiter")
+	w, err := off.WatchHandoff(context.Background(), "k")
+	if err != nil {
+		t.Fatalf("WatchHandoff without wake-ups = %v; want a waiter", err)
 	}
-	if _, err := off.WatchHandoff(ctx, ""); syncguard.CodeOf(err) != syncguard.InvalidArgument {
-		t.Fatalf("WatchHandoff(\"\") = %v; want InvalidArgument", err)
+	defer w.Stop()
+	if w.Renew != unheardRenew {
+		t.Errorf("Renew of a waiter without notifications = %v; want %v", w.Renew, unheardRenew)
 	}
-	holder := mustAcquire(t, d, "k")
-	first, err := off.WatchHandoff(ctx, "k")
-	if err != nil || first == nil {
-		t.Fatalf("WatchHandoff without wake-ups = %v, %v; want a waiter", first, err)
-	}
-	t.Cleanup(first.Stop)
-	if first.Renew != unheardRenew {
-		t.Errorf("Renew of a waiter without notifications = %v; want %v", first.Renew, unheardRenew)
-	}
-	select {
-	case _, ok := <-first.C:
-		if ok {
-			t.Fatal("the channel of a waiter without wake-ups delivered a value; want it closed")
-		}
-	default:
-		t.Fatal("the channel of a waiter without wake-ups is open; want it closed")
-	}
-	if r, err := first.Acquire(ctx, time.Minute); err != nil || r.Acquired {
-		t.Fatalf("its first attempt = %+v, %v; want contended (queued)", r, err)
-	}
-	time.Sleep(3 * time.Millisecond) // distinct join times
-	second := queue(t, d, "k")
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := second.Acquire(ctx, time.Minute); err != nil || r.Acquired {
-		t.Fatalf("the listening waiter's attempt = %+v, %v; want contended (the first waiter's turn)", r, err)
-	}
-	r, err := first.Acquire(ctx, time.Minute)
-	if err != nil || !r.Acquired || r.Fence != holder.Fence+1 {
-		t.Fatalf("the first waiter's next attempt = %+v, %v; want the grant with fence %v", r, err, holder.Fence+1)
-	}
-	if _, err := off.Release(ctx, r.LockID); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, second.C, 2*time.Second, "the listening waiter, next in turn")
-	if r, err := second.Acquire(ctx, time.Minute); err != nil || !r.Acquired {
-		t.Fatalf("the listening waiter's attempt = %+v, %v; want the grant", r, err)
-	}
-	first.Stop()
-	first.Stop() // idempotent
 }
 
 // TestParseGrant: grant payloads decode; anything else is not a grant.

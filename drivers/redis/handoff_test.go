@@ -288,85 +288,27 @@ func TestLateAcquireAfterUnknownOutcome(t *testing.T) {
 	}
 }
 
-// noSubscribeClient returns a client of the single node logged in as a
-// user of its own that may run every command but SSUBSCRIBE (created with
-// c, deleted when the test ends).
-func noSubscribeClient(t *testing.T, c rueidis.Client) rueidis.Client {
-	t.Helper()
-	ctx := context.Background()
-	user := "syncguard-nosub-" + testPrefix("u")
-	if err := c.Do(ctx, c.B().Arbitrary("ACL", "SETUSER").Args(user, "on", "nopass", "~*", "&*", "+@all", "-ssubscribe").Build()).Error(); err != nil {
-		t.Fatalf("ACL SETUSER: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Do(context.Background(), c.B().Arbitrary("ACL", "DELUSER").Args(user).Build()).Error() })
-	return newClient(t, []string{singleAddr()}, func(o *rueidis.ClientOption) { o.Username, o.Password = user, "any" })
-}
-
-// TestHandoffWithoutSubscription: a driver whose SSUBSCRIBE the server
-// refuses (an ACL user without it) still gets a waiter from WatchHandoff,
-// with its channel closed; it queues with its attempts and claims its
-// grant with the next one, so it keeps its turn ahead of a subscribed
-// waiter that queued after it.
-func TestHandoffWithoutSubscription(t *testing.T) {
+// TestUnheardWaiterRenew: a waiter of a driver whose SSUBSCRIBE is refused
+// (an ACL user without it, from the conformance harness) polls for its
+// grant, so its Renew is unheardRenew. Conformance case W10 covers how it
+// queues and claims.
+func TestUnheardWaiterRenew(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := singleClient(t)
-	nc := noSubscribeClient(t, c)
-	prefix := testPrefix("nosub")
-	d, err := New(c, WithKeyPrefix(prefix))
+	h := newHarness(t, singleClient(t), "unheard")
+	h.opt = rueidis.ClientOption{InitAddress: []string{singleAddr()}, DisableCache: true}
+	t.Cleanup(h.Close)
+	d, err := h.OpenUnheardDriver(ctx)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("OpenUnheardDriver: %v", err)
 	}
-	t.Cleanup(d.Close)
-	off, err := New(nc, WithKeyPrefix(prefix))
+	hw, _ := syncguard.AsHandoffWatcher(d)
+	w, err := hw.WatchHandoff(ctx, "k")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("WatchHandoff with SSUBSCRIBE refused = %v; want a waiter", err)
 	}
-	t.Cleanup(off.Close)
-
-	holder := mustAcquire(t, d, "k")
-	first, err := off.WatchHandoff(ctx, "k")
-	if err != nil || first == nil {
-		t.Fatalf("WatchHandoff with SSUBSCRIBE refused = %v, %v; want a waiter", first, err)
+	defer w.Stop()
+	if w.Renew != unheardRenew {
+		t.Errorf("Renew of a waiter without notifications = %v; want %v", w.Renew, unheardRenew)
 	}
-	t.Cleanup(first.Stop)
-	if first.Renew != unheardRenew {
-		t.Errorf("Renew of a waiter without notifications = %v; want %v", first.Renew, unheardRenew)
-	}
-	select {
-	case _, ok := <-first.C:
-		if ok {
-			t.Fatal("the channel of an unsubscribed waiter delivered a value; want it closed")
-		}
-	default:
-		t.Fatal("the channel of an unsubscribed waiter is open; want it closed")
-	}
-	if h := off.WarmHandoff("k"); h != nil {
-		h.Stop()
-		t.Fatal("WarmHandoff without a subscription returned a waiter")
-	}
-	if r, err := first.Acquire(ctx, time.Minute); err != nil || r.Acquired {
-		t.Fatalf("its first attempt = %+v, %v; want contended (queued)", r, err)
-	}
-	time.Sleep(3 * time.Millisecond) // distinct join times
-	second := queue(t, d, "k")
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := second.Acquire(ctx, time.Minute); err != nil || r.Acquired {
-		t.Fatalf("the subscribed waiter's attempt = %+v, %v; want contended (the first waiter's turn)", r, err)
-	}
-	r, err := first.Acquire(ctx, time.Minute)
-	if err != nil || !r.Acquired || r.Fence != holder.Fence+1 {
-		t.Fatalf("the first waiter's next attempt = %+v, %v; want the grant with fence %v", r, err, holder.Fence+1)
-	}
-	if _, err := off.Release(ctx, r.LockID); err != nil {
-		t.Fatal(err)
-	}
-	waitSignal(t, second.C, 2*time.Second, "the subscribed waiter, next in turn")
-	if r, err := second.Acquire(ctx, time.Minute); err != nil || !r.Acquired {
-		t.Fatalf("the subscribed waiter's attempt = %+v, %v; want the grant", r, err)
-	}
-	first.Stop()
-	first.Stop() // idempotent
 }
