@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -282,10 +283,19 @@ func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, err
 	return h.exists(ctx, key, keyNames.fence)
 }
 
+// clientOpt returns a copy of h.opt for a new client. Its InitAddress is
+// a copy too: rueidis.NewClient shuffles that slice in place (ShuffleInit),
+// and cases open clients concurrently.
+func (h *harness) clientOpt() rueidis.ClientOption {
+	opt := h.opt
+	opt.InitAddress = slices.Clone(h.opt.InitAddress)
+	return opt
+}
+
 // OpenDriver returns a driver over the same prefix with a client of its
 // own, as another process would have.
 func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
-	c, err := rueidis.NewClient(h.opt)
+	c, err := rueidis.NewClient(h.clientOpt())
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +327,7 @@ func (h *harness) OpenUnheardDriver(ctx context.Context) (syncguard.Driver[Capab
 			_ = n.Do(context.Background(), n.B().Arbitrary("ACL", "DELUSER").Args(user).Build()).Error()
 		}
 	}
-	opt := h.opt
+	opt := h.clientOpt()
 	opt.Username, opt.Password = user, "any"
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
@@ -344,7 +354,7 @@ func (h *harness) OpenUnheardDriver(ctx context.Context) (syncguard.Driver[Capab
 // set up.
 func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
 	pool := delayproxy.NewPool(d)
-	opt := h.opt
+	opt := h.clientOpt()
 	opt.AlwaysPipelining = true
 	opt.DialCtxFn = func(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Config) (net.Conn, error) {
 		return pool.DialContext(ctx, addr)
