@@ -3,8 +3,8 @@ package syncguard
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -93,39 +93,15 @@ func HashedKey(s string) string {
 }
 
 // HashKey returns a 24-hex-digit digest of s (after NFC) for sanitized
-// output: logs, telemetry and [LockInfo]. It is a correlation aid, not a
-// cryptographic hash: short keys can be recovered by brute force and
-// collisions constructed. The algorithm is shared with the TypeScript
-// SyncGuard library.
+// output: logs, telemetry, [LockInfo] and the CLI. It is the first 12 bytes
+// of SHA-256, so it gives away nothing of a random lock ID and cannot be
+// inverted or collided by construction; a short or guessable key can still
+// be confirmed by hashing candidates, so treat a key hash as a correlation
+// aid, not as a secret.
 func HashKey(s string) string {
-	var a, b, c uint32
-	step := func(u uint32) {
-		a = a*31 + u
-		b = b*127 + 3*u
-		c = c*2047 + 7*u
+	if !norm.NFC.IsNormalString(s) {
+		s = norm.NFC.String(s)
 	}
-	// Walk UTF-16 code units without materialising them: a rune beyond the
-	// BMP is a surrogate pair.
-	for _, r := range norm.NFC.String(s) {
-		if r >= 0x10000 {
-			r1, r2 := utf16.EncodeRune(r)
-			step(uint32(r1))
-			step(uint32(r2))
-			continue
-		}
-		step(uint32(r))
-	}
-	var out [24]byte
-	putHex32(out[0:8], a)
-	putHex32(out[8:16], b)
-	putHex32(out[16:24], c)
-	return string(out[:])
-}
-
-func putHex32(dst []byte, v uint32) {
-	const digits = "0123456789abcdef"
-	for i := 7; i >= 0; i-- {
-		dst[i] = digits[v&0xf]
-		v >>= 4
-	}
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:12])
 }

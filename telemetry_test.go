@@ -277,7 +277,7 @@ func TestTelemetryAcquireEvents(t *testing.T) {
 			name: "case145/key-hash-of-normalised-key",
 			fake: telemetryFakeDriver{acquire: acquired},
 			op:   opAcquire("cafe\u0301"),
-			want: []Event{{Type: EventAcquire, KeyHash: "002e7a21248b3503a22cdb87", Result: ResultOK}},
+			want: []Event{{Type: EventAcquire, KeyHash: "850f7dc43910ff890f8879c0", Result: ResultOK}},
 		},
 		{
 			name: "case145/error-has-code",
