@@ -218,7 +218,7 @@ SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyPlainCo
   RETURNING l.lock_id, l.fence, l.expires_at_ms, l.acquired_at_ms
 ), fw AS (
   INSERT INTO {F} AS f (fence_key, fence, key_debug)
-  SELECT d.fence_key, d.next, k.user_key FROM dec d, clk k, gr
+  SELECT d.fence_key, d.next, left(encode(sha256(convert_to(k.user_key, 'UTF8')), 'hex'), 24) FROM dec d, clk k, gr
   ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence, key_debug = EXCLUDED.key_debug
   RETURNING 1
 ), del AS (
@@ -365,7 +365,7 @@ const acquireCore = `WITH live AS MATERIALIZED (
   RETURNING l.expires_at_ms
 ), fw AS (
   INSERT INTO {F} AS f (fence_key, fence, key_debug)
-  SELECT $2::text, d.next, $4::text FROM dec d, lk
+  SELECT $2::text, d.next, left(encode(sha256(convert_to($4::text, 'UTF8')), 'hex'), 24) FROM dec d, lk
   ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence, key_debug = EXCLUDED.key_debug
   RETURNING f.fence
 )
