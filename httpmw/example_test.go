@@ -18,7 +18,9 @@ import (
 // payload is refused.
 func ExampleIdempotency() {
 	g := syncguard.New(memory.New())
-	idem, err := httpmw.Idempotency(g)
+	// Keys are scoped per client: here by the credentials the client sends
+	// (authenticate before this middleware).
+	idem, err := httpmw.Idempotency(g, httpmw.Scope(httpmw.ScopeByHeader("Authorization")))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -35,6 +37,7 @@ func ExampleIdempotency() {
 		if key != "" {
 			req.Header.Set("Idempotency-Key", key)
 		}
+		req.Header.Set("Authorization", "Bearer token-of-alice")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		res := rec.Result()

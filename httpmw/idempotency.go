@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -46,6 +48,8 @@ type idemConfig struct {
 	fingerprint func(r *http.Request, body []byte) string
 	onceOpts    []syncguard.OnceOption
 	onError     func(*http.Request, error)
+	logger      *slog.Logger
+	replayHdr   map[string]bool
 	err         error
 }
 
@@ -67,12 +71,38 @@ func KeyRequired(on bool) IdempotencyOption {
 	return func(c *idemConfig) { c.required = on }
 }
 
-// Scope sets a function that scopes keys, typically to the authenticated
-// account, so that clients cannot see or collide with each other's keys.
-// The same key under two scopes names two operations. Default: one global
-// scope.
+// Scope sets the function that names the client a request belongs to,
+// typically the authenticated account or API token (see [ScopeByHeader]).
+// It is required: keys are chosen by clients, so without a scope any client
+// that learns or guesses another's key would be answered with the other
+// client's stored response. The same key under two scopes names two
+// operations. A request whose scope is "" is refused with 403 Forbidden;
+// authenticate before this middleware. An application that really wants
+// one scope for everybody says so with a function returning a constant.
+//
+// The scope and the key are stored only as a SHA-256 digest.
 func Scope(fn func(*http.Request) string) IdempotencyOption {
-	return func(c *idemConfig) { c.scope = fn }
+	return func(c *idemConfig) {
+		if fn == nil {
+			c.fail("Scope must not be nil")
+		}
+		c.scope = fn
+	}
+}
+
+// ScopeByHeader returns a scope function for [Scope] that scopes keys by
+// the value of the request header name, such as "Authorization" or an API
+// key header: clients with different credentials never share a key. It
+// returns "" (refused with 403) for a request without the header.
+func ScopeByHeader(name string) func(*http.Request) string {
+	name = http.CanonicalHeaderKey(name)
+	return func(r *http.Request) string {
+		vs := r.Header.Values(name)
+		if len(vs) == 0 || (len(vs) == 1 && vs[0] == "") {
+			return ""
+		}
+		return strings.Join(vs, "\x00")
+	}
 }
 
 // MaxRequestBytes bounds the request body the middleware reads to
@@ -87,9 +117,11 @@ func MaxRequestBytes(n int64) IdempotencyOption {
 	}
 }
 
-// MaxResponseBytes bounds the response body that is stored for replay
-// (default 1 MiB). A larger response is streamed to the client but not
-// stored, so a retry with the same key runs the handler again.
+// MaxResponseBytes bounds the response that is stored for replay: the body
+// plus the replayed headers' names and values (default 1 MiB). A larger
+// response is streamed to the client and recorded as completed but not
+// replayable: a retry with the same key gets 409 Conflict ("Request
+// already processed") and does not run the handler again.
 func MaxResponseBytes(n int) IdempotencyOption {
 	return func(c *idemConfig) {
 		if n <= 0 {
@@ -111,9 +143,13 @@ func ReplayHeader(name string) IdempotencyOption {
 }
 
 // StoreStatus decides which responses are stored for replay, by status
-// code. The default stores every status below 500: a server error is sent
-// to the client but not stored, so that the client's retry runs the
-// handler again.
+// code. The default stores every status, server errors included (as
+// Stripe does): a handler that failed after a side effect must not run
+// again for a retry, and a client that can provoke a 5xx must not be able
+// to switch idempotency off. Exclude a status only if your handler answers
+// it exclusively when it has changed nothing, e.g.
+// StoreStatus(func(s int) bool { return s != http.StatusServiceUnavailable }):
+// a response that is not stored lets the retry run the handler again.
 func StoreStatus(fn func(status int) bool) IdempotencyOption {
 	return func(c *idemConfig) {
 		if fn == nil {
@@ -125,8 +161,7 @@ func StoreStatus(fn func(status int) bool) IdempotencyOption {
 
 // FingerprintFunc replaces the request fingerprint, which detects a key
 // reused for a different request (422 Unprocessable Content). The default
-// is the SHA-256 of the method, the request target (path and query) and
-// the SHA-256 of the body.
+// is [Fingerprint].
 func FingerprintFunc(fn func(r *http.Request, body []byte) string) IdempotencyOption {
 	return func(c *idemConfig) {
 		if fn == nil {
@@ -144,8 +179,51 @@ func IdempotencyOnceOptions(opts ...syncguard.OnceOption) IdempotencyOption {
 	return func(c *idemConfig) { c.onceOpts = append(c.onceOpts, opts...) }
 }
 
+// ReplayHeaders adds response headers to those stored and replayed. By
+// default only representation and caching metadata is replayed:
+// Content-Type, Content-Language, Content-Location, Content-Disposition,
+// Location, ETag, Last-Modified, Cache-Control, Expires, Vary and Link.
+// Every other header, Set-Cookie included, goes to the first response
+// only. Set-Cookie, Authorization headers and hop-by-hop headers cannot be
+// added (InvalidArgument): a replay may reach another connection of the
+// client, and must never hand out a session.
+func ReplayHeaders(names ...string) IdempotencyOption {
+	return func(c *idemConfig) {
+		for _, n := range names {
+			k := http.CanonicalHeaderKey(n)
+			if neverReplay[k] || k == "" {
+				c.fail("ReplayHeaders: " + strconv.Quote(n) + " must never be replayed")
+				continue
+			}
+			c.replayHdr[k] = true
+		}
+	}
+}
+
+// defaultReplay lists the headers replayed by default.
+var defaultReplay = []string{
+	"Content-Type", "Content-Language", "Content-Location", "Content-Disposition",
+	"Location", "Etag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Link",
+}
+
+// neverReplay lists headers that are never stored: credentials and
+// hop-by-hop headers (RFC 9110 7.6.1), and those the middleware sets.
+var neverReplay = map[string]bool{
+	"Set-Cookie": true, "Set-Cookie2": true, "Authorization": true, "Proxy-Authorization": true,
+	"Www-Authenticate": true, "Proxy-Authenticate": true, "Authentication-Info": true,
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Content-Length": true, "Date": true,
+	"Strict-Transport-Security": true, "Clear-Site-Data": true,
+}
+
+// IdempotencyLogger sets the logger of the default error handler (default
+// slog.Default()).
+func IdempotencyLogger(l *slog.Logger) IdempotencyOption {
+	return func(c *idemConfig) { c.logger = l }
+}
+
 // OnIdempotencyError sets the handler of backend failures (the default
-// logs them with slog.Default at Warn level, without the key). The
+// logs them at Warn level, without the key, to [IdempotencyLogger]). The
 // middleware answers a request whose state it cannot read with 503
 // Service Unavailable (it fails closed: running the handler without
 // knowing whether the key was processed could repeat the operation); a
@@ -160,12 +238,15 @@ func (c *idemConfig) fail(msg string) {
 	}
 }
 
-// storedResponse is what the middleware stores per key.
+// storedResponse is what the middleware stores per key. Done marks a
+// response that was sent but could not be stored (too large): a retry is
+// refused instead of running the handler again.
 type storedResponse struct {
 	Fingerprint string      `json:"f"`
 	Status      int         `json:"s"`
 	Header      http.Header `json:"h,omitempty"`
 	Body        []byte      `json:"b,omitempty"`
+	Done        bool        `json:"n,omitempty"`
 }
 
 // errNotStored tells OncePerKey to record nothing for this run.
@@ -176,26 +257,30 @@ var errNotStored = errors.New("httpmw: response not stored")
 // (draft-ietf-httpapi-idempotency-key-header), across every process that
 // shares g's backend:
 //
-//   - The first request with a key runs the handler. Its status, headers
-//     and body are stored (see [StoreStatus], [MaxResponseBytes]) and
-//     replayed to every later request with the same key — with the header
+//   - Keys are scoped per client by [Scope], which is required.
+//   - The first request with a key runs the handler. Its status, replayable
+//     headers ([ReplayHeaders]) and body are stored and replayed to every
+//     later request of the client with the same key — with the header
 //     "Idempotent-Replayed: true" — until the retention ends (24h).
 //   - A request with the key while the first one still runs gets 409
-//     Conflict; the client retries later.
-//   - A request that reuses a key for a different request (method, path,
-//     query or body differ; see [FingerprintFunc]) gets 422 Unprocessable
-//     Content.
+//     Conflict with Retry-After; the client retries later.
+//   - A request that reuses a key for a different request (method, host,
+//     path, query parameters, content type or body differ; see
+//     [Fingerprint]) gets 422 Unprocessable Content.
 //   - A request without the header gets 400 Bad Request ([KeyRequired]),
 //     as does a malformed key: the header is a Structured Field string
 //     ("…", RFC 8941) of 1 to 255 characters; a bare token such as an
-//     unquoted UUID is accepted too.
+//     unquoted UUID is accepted too. A request whose scope is "" gets 403.
+//   - When the backend cannot be asked, the answer is 503 Service
+//     Unavailable with Retry-After; the handler does not run.
 //   - Requests with other methods than POST and PATCH ([Methods]) pass
 //     through.
 //
 // The handler runs under a lease of the key's lock and receives a request
 // whose context is cancelled if that lease is lost. Idempotency fails with
-// InvalidArgument for invalid options; it only compiles for drivers with
-// fencing tokens.
+// InvalidArgument for invalid options or a missing [Scope]; it only
+// compiles for drivers with fencing tokens. docs/security.md describes what
+// it protects against and what the application must still do.
 func Idempotency[C syncguard.FencedCapabilities](g *syncguard.Guard[C], opts ...IdempotencyOption) (func(http.Handler) http.Handler, error) {
 	cfg := idemConfig{
 		methods:     map[string]bool{http.MethodPost: true, http.MethodPatch: true},
@@ -203,20 +288,32 @@ func Idempotency[C syncguard.FencedCapabilities](g *syncguard.Guard[C], opts ...
 		maxReq:      DefaultMaxRequestBytes,
 		maxResp:     DefaultMaxResponseBytes,
 		replay:      DefaultReplayHeader,
-		store:       func(status int) bool { return status < 500 },
+		store:       func(int) bool { return true },
 		fingerprint: Fingerprint,
+		replayHdr:   make(map[string]bool),
+	}
+	for _, h := range defaultReplay {
+		cfg.replayHdr[h] = true
 	}
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
 		}
 	}
+	if cfg.err == nil && cfg.scope == nil {
+		cfg.fail("Idempotency requires a Scope (e.g. httpmw.Scope(httpmw.ScopeByHeader(\"Authorization\"))): " +
+			"without one, any client that knows a key would be answered with another client's response")
+	}
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
 	if cfg.onError == nil {
+		logger := cfg.logger
+		if logger == nil {
+			logger = slog.Default()
+		}
 		cfg.onError = func(r *http.Request, err error) {
-			slog.Default().Warn("httpmw: idempotency backend error",
+			logger.Warn("httpmw: idempotency backend error",
 				slog.String("error", err.Error()),
 				slog.String("code", syncguard.CodeOf(err).String()),
 				slog.String("method", r.Method))
@@ -238,6 +335,19 @@ func Idempotency[C syncguard.FencedCapabilities](g *syncguard.Guard[C], opts ...
 // onceDoer is the OncePerKey method the middleware needs.
 type onceDoer interface {
 	Do(ctx context.Context, key string, fn func(ctx context.Context) (storedResponse, error)) (storedResponse, error)
+}
+
+// scopedKey is the name a client's key is stored under: the base64url
+// SHA-256 of the length-prefixed scope and key, so that no scope/key pair
+// aliases another and no raw client identifier reaches the backend.
+func scopedKey(scope, key string) string {
+	h := sha256.New()
+	io.WriteString(h, strconv.Itoa(len(scope)))
+	h.Write([]byte{':'})
+	io.WriteString(h, scope)
+	h.Write([]byte{':'})
+	io.WriteString(h, key)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
 func (c *idemConfig) serve(once onceDoer, next http.Handler, w http.ResponseWriter, r *http.Request) {
@@ -263,6 +373,12 @@ func (c *idemConfig) serve(once onceDoer, next http.Handler, w http.ResponseWrit
 		problem(w, http.StatusBadRequest, "Idempotency-Key is malformed", err.Error())
 		return
 	}
+	scope := c.scope(r)
+	if scope == "" {
+		problem(w, http.StatusForbidden, "Client not identified",
+			"Idempotent requests are accepted only from identified clients.")
+		return
+	}
 	body, err := readBody(r, c.maxReq)
 	if err != nil {
 		if errors.Is(err, errBodyTooLarge) {
@@ -274,24 +390,25 @@ func (c *idemConfig) serve(once onceDoer, next http.Handler, w http.ResponseWrit
 		return
 	}
 	fp := c.fingerprint(r, body)
-	scope := ""
-	if c.scope != nil {
-		scope = c.scope(r)
-	}
-	// Length-prefix the scope so that no scope/key pair can alias another.
-	scoped := strconv.Itoa(len(scope)) + ":" + scope + ":" + key
 
 	var rec *recorder
-	res, err := once.Do(r.Context(), scoped, func(ctx context.Context) (storedResponse, error) {
+	res, err := once.Do(r.Context(), scopedKey(scope, key), func(ctx context.Context) (storedResponse, error) {
 		rec = newRecorder(w, c.maxResp)
 		r2 := r.WithContext(ctx)
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(rec, r2)
 		rec.finish()
-		if rec.streamed || !c.store(rec.status) {
+		if !c.store(rec.status) {
 			return storedResponse{}, errNotStored
 		}
-		return storedResponse{Fingerprint: fp, Status: rec.status, Header: rec.header, Body: rec.buf.Bytes()}, nil
+		if rec.streamed {
+			return storedResponse{Fingerprint: fp, Status: rec.status, Done: true}, nil
+		}
+		hdr, size := c.replayable(rec.header)
+		if size+rec.buf.Len() > c.maxResp {
+			return storedResponse{Fingerprint: fp, Status: rec.status, Done: true}, nil
+		}
+		return storedResponse{Fingerprint: fp, Status: rec.status, Header: hdr, Body: rec.buf.Bytes()}, nil
 	})
 	if rec != nil { // this request ran the handler: send its response
 		if err != nil && !errors.Is(err, errNotStored) {
@@ -302,6 +419,7 @@ func (c *idemConfig) serve(once onceDoer, next http.Handler, w http.ResponseWrit
 	}
 	switch {
 	case errors.Is(err, syncguard.ErrInProgress):
+		w.Header().Set(HeaderRetryAfter, "1")
 		problem(w, http.StatusConflict, "Request in progress",
 			"A request with this Idempotency-Key is still being processed; retry later.")
 	case err != nil:
@@ -310,20 +428,43 @@ func (c *idemConfig) serve(once onceDoer, next http.Handler, w http.ResponseWrit
 			problem(w, http.StatusBadRequest, "Idempotency-Key is unusable", "")
 			return
 		}
+		w.Header().Set(HeaderRetryAfter, "1")
 		problem(w, http.StatusServiceUnavailable, "Idempotency state unavailable", "")
 	case res.Fingerprint != fp:
 		problem(w, http.StatusUnprocessableEntity, "Idempotency-Key reused",
 			"This Idempotency-Key was used for a different request.")
+	case res.Done:
+		problem(w, http.StatusConflict, "Request already processed",
+			"The request with this Idempotency-Key was processed, but its response was too large to store; it cannot be replayed.")
 	default:
 		h := w.Header()
 		for k, v := range res.Header {
-			h[k] = append([]string(nil), v...)
+			if c.replayHdr[k] { // records written with another allowlist
+				h[k] = append([]string(nil), v...)
+			}
 		}
 		h.Set(c.replay, "true")
 		h.Set("Content-Length", strconv.Itoa(len(res.Body)))
 		w.WriteHeader(res.Status)
 		_, _ = w.Write(res.Body)
 	}
+}
+
+// replayable returns the headers of h that are replayed, and their size
+// in bytes (names and values).
+func (c *idemConfig) replayable(h http.Header) (http.Header, int) {
+	out := make(http.Header)
+	size := 0
+	for k, v := range h {
+		if !c.replayHdr[k] {
+			continue
+		}
+		out[k] = v
+		for _, s := range v {
+			size += len(k) + len(s) + 4 // ": " and CRLF, as on the wire
+		}
+	}
+	return out, size
 }
 
 var errBodyTooLarge = errors.New("request body too large")
@@ -345,19 +486,35 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 }
 
 // Fingerprint is the default request fingerprint: the hex SHA-256 of the
-// method, the request target (escaped path and raw query) and the SHA-256
-// of body.
+// method, the Host, the escaped path, the query parameters in canonical
+// order (sorted by name, each name's values in their order; a query that
+// does not parse is taken as sent), the Content-Type and the SHA-256 of
+// body. So a retry whose query lists the same parameters in another order
+// matches, and the same key sent to another host or with another media
+// type does not.
 func Fingerprint(r *http.Request, body []byte) string {
 	bh := sha256.Sum256(body)
 	h := sha256.New()
-	io.WriteString(h, r.Method)
-	h.Write([]byte{0})
-	io.WriteString(h, r.URL.EscapedPath())
-	h.Write([]byte{0})
-	io.WriteString(h, r.URL.RawQuery)
-	h.Write([]byte{0})
+	for _, part := range []string{r.Method, strings.ToLower(r.Host), r.URL.EscapedPath(), canonicalQuery(r.URL.RawQuery),
+		strings.Join(r.Header.Values("Content-Type"), ",")} {
+		io.WriteString(h, strconv.Itoa(len(part)))
+		h.Write([]byte{':'})
+		io.WriteString(h, part)
+	}
 	h.Write(bh[:])
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// canonicalQuery returns raw with its parameters sorted by name.
+func canonicalQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return "!" + raw
+	}
+	return v.Encode()
 }
 
 // ParseKey parses an Idempotency-Key header value. The draft defines it as

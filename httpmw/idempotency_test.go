@@ -66,6 +66,10 @@ type response struct {
 
 func newServer[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C], h http.Handler, opts ...httpmw.IdempotencyOption) *httptest.Server {
 	t.Helper()
+	// As the docs show: keys scoped to the caller's credentials (the test
+	// client sends "Authorization: Bearer test" unless told otherwise).
+	// X-Order is the test handler's own header, replayed on request.
+	opts = append([]httpmw.IdempotencyOption{httpmw.Scope(httpmw.ScopeByHeader("Authorization")), httpmw.ReplayHeaders("X-Order")}, opts...)
 	mw, err := httpmw.Idempotency(g, opts...)
 	if err != nil {
 		t.Fatalf("Idempotency: %v", err)
@@ -85,6 +89,8 @@ func do(t *testing.T, srv *httptest.Server, method, path, key, body string, hdr 
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
+	req.Header.Set("Authorization", "Bearer test")
+	req.Host = "orders.test" // one name for every server, as behind a load balancer
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -235,14 +241,28 @@ func TestIdempotencyOptions(t *testing.T) {
 	t.Parallel()
 	g := syncguard.New(memory.New())
 
-	t.Run("5xx not stored", func(t *testing.T) {
+	t.Run("5xx stored by default", func(t *testing.T) {
+		h := &orders{status: func(n int32) int { return 500 }}
+		srv := newServer(t, g, h, httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o0:")))
+		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != 500 || got.Replayed != "" {
+			t.Errorf("first = %+v", got)
+		}
+		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != 500 || got.Replayed != "true" {
+			t.Errorf("retry = %+v, want the stored 500", got)
+		}
+		if c := h.calls.Load(); c != 1 {
+			t.Errorf("handler ran %d times", c)
+		}
+	})
+	t.Run("503 excluded by StoreStatus", func(t *testing.T) {
 		h := &orders{status: func(n int32) int {
 			if n == 1 {
 				return 503
 			}
 			return 201
 		}}
-		srv := newServer(t, g, h, httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o1:")))
+		srv := newServer(t, g, h, httpmw.StoreStatus(func(s int) bool { return s != 503 }),
+			httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o1:")))
 		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != 503 {
 			t.Errorf("first = %+v", got)
 		}
@@ -253,14 +273,20 @@ func TestIdempotencyOptions(t *testing.T) {
 			t.Errorf("third = %+v, want replay", got)
 		}
 	})
-	t.Run("large response not stored", func(t *testing.T) {
+	t.Run("large response completed, not replayed", func(t *testing.T) {
 		h := &orders{size: 100}
 		srv := newServer(t, g, h, httpmw.MaxResponseBytes(64), httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o2:")))
-		for i := range 2 {
-			got := do(t, srv, "POST", "/", `"a"`, "")
-			if got.Status != 201 || len(got.Body) != 100 || got.Replayed != "" || got.Order != "order-"+string(rune('1'+i)) {
-				t.Errorf("request %d = %+v", i, got)
-			}
+		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != 201 || len(got.Body) != 100 || got.Replayed != "" || got.Order != "order-1" {
+			t.Errorf("first = %+v", got)
+		}
+		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != http.StatusConflict {
+			t.Errorf("retry = %+v, want 409", got)
+		}
+		if got := do(t, srv, "POST", "/", `"a"`, "other"); got.Status != http.StatusUnprocessableEntity {
+			t.Errorf("other body = %+v, want 422", got)
+		}
+		if c := h.calls.Load(); c != 1 {
+			t.Errorf("handler ran %d times", c)
 		}
 	})
 	t.Run("scope", func(t *testing.T) {
@@ -287,6 +313,8 @@ func TestIdempotencyOptions(t *testing.T) {
 		do(t, srv, "PUT", "/", `"x"`, "")
 		req, _ := http.NewRequest("PUT", srv.URL+"/", nil)
 		req.Header.Set("Idempotency-Key", `"x"`)
+		req.Header.Set("Authorization", "Bearer test")
+		req.Host = "orders.test"
 		res, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -324,8 +352,11 @@ func TestIdempotencyOptions(t *testing.T) {
 			"store":        httpmw.StoreStatus(nil),
 			"fingerprint":  httpmw.FingerprintFunc(nil),
 			"once":         httpmw.IdempotencyOnceOptions(syncguard.Retention(-1)),
+			"nil scope":    httpmw.Scope(nil),
+			"set-cookie":   httpmw.ReplayHeaders("X-Ok", "set-cookie"),
+			"hop-by-hop":   httpmw.ReplayHeaders("Connection"),
 		} {
-			if _, err := httpmw.Idempotency(g, o); !errors.Is(err, syncguard.ErrInvalidArgument) {
+			if _, err := httpmw.Idempotency(g, httpmw.Scope(httpmw.ScopeByHeader("Authorization")), o); !errors.Is(err, syncguard.ErrInvalidArgument) {
 				t.Errorf("%s: %v", name, err)
 			}
 		}
@@ -364,7 +395,7 @@ func TestIdempotencyBackendDown(t *testing.T) {
 func TestIdempotencyLeaseContext(t *testing.T) {
 	t.Parallel()
 	g := syncguard.New(memory.New())
-	mw, err := httpmw.Idempotency(g)
+	mw, err := httpmw.Idempotency(g, httpmw.Scope(func(*http.Request) string { return "all" }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,10 +130,26 @@ func TestRateLimitMisc(t *testing.T) {
 	if got := rlDo(t, mw(okHandler), ""); got.Status != 429 || got.RetryAfter != "3600" || got.Reset != "3600" {
 		t.Errorf("refused = %+v", got)
 	}
-	for addr, want := range map[string]string{"192.0.2.1:80": "ip:192.0.2.1", "[2001:db8::1]:80": "ip:2001:db8::1", "unix": "ip:unix", "": ""} {
-		r := &http.Request{RemoteAddr: addr}
-		if got := httpmw.ClientIP(r); got != want {
-			t.Errorf("ClientIP(%q) = %q, want %q", addr, got, want)
+}
+
+func TestClientIP(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ addr, want string }{
+		{"192.0.2.1:80", "ip:192.0.2.1"},
+		{"192.0.2.1", "ip:192.0.2.1"},
+		{"[::ffff:192.0.2.1]:80", "ip:192.0.2.1"},
+		{"[::ffff:c000:201]:80", "ip:192.0.2.1"},
+		{"[2001:db8::1]:80", "ip:2001:db8::/64"},
+		{"[2001:db8:0:0:ffff:ffff:ffff:ffff]:443", "ip:2001:db8::/64"},
+		{"[2001:db8:0:1::1]:443", "ip:2001:db8:0:1::/64"},
+		{"[fe80::1%eth0]:80", "ip:fe80::/64"},
+		{"[::1]:80", "ip:::/64"},
+		{"unix", "ip:unix"},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		if got := httpmw.ClientIP(&http.Request{RemoteAddr: tc.addr}); got != tc.want {
+			t.Errorf("ClientIP(%q) = %q, want %q", tc.addr, got, tc.want)
 		}
 	}
 }
