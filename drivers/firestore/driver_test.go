@@ -323,3 +323,80 @@ func FuzzDocID(f *testing.F) {
 		}
 	})
 }
+
+// TestHashedIDsDoNotAlias is security finding 4: the literal key that
+// equals the hashed document ID of another key ("tenant/42") named the same
+// lock, fence, record and rate documents. With the "#" mark on hashed IDs,
+// each key has its own documents.
+func TestHashedIDsDoNotAlias(t *testing.T) {
+	t.Parallel()
+	d := newDriver(t, newClient(t))
+	ctx := context.Background()
+	victim := "tenant/42-" + syncguard.NewLockID()
+	for _, attacker := range []string{syncguard.HashedKey(victim), "#" + syncguard.HashedKey(victim)} {
+		vid, _ := docID(victim)
+		aid, _ := docID(attacker)
+		if vid == aid {
+			t.Fatalf("docID(%q) = docID(%q) = %q", victim, attacker, vid)
+		}
+	}
+	attacker := syncguard.HashedKey(victim)
+	v, err := d.Acquire(ctx, victim, time.Minute)
+	if err != nil || !v.Acquired {
+		t.Fatalf("Acquire(victim) = %+v, %v", v, err)
+	}
+	a, err := d.Acquire(ctx, attacker, time.Minute)
+	if err != nil || !a.Acquired {
+		t.Errorf("Acquire(attacker) = %+v, %v; want its own lock", a, err)
+	}
+	if _, err := d.PutRecord(ctx, victim, v.Fence, []byte("victim's result"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := d.GetRecord(ctx, attacker); err != nil || rec != nil {
+		t.Errorf("GetRecord(attacker) = %+v, %v; want none", rec, err)
+	}
+	lim := syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}
+	if r, err := d.AllowN(ctx, victim, lim, 1); err != nil || r.Allowed != 1 {
+		t.Fatalf("AllowN(victim) = %+v, %v", r, err)
+	}
+	if r, err := d.AllowN(ctx, attacker, lim, 1); err != nil || r.Allowed != 1 {
+		t.Errorf("AllowN(attacker) = %+v, %v; want its own bucket", r, err)
+	}
+}
+
+// TestFenceFloorAcrossIDChange: a key whose document ID gained the "#"
+// mark continues from the counter kept under its former ID, so fences do
+// not go back across the upgrade.
+func TestFenceFloorAcrossIDChange(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	d := newDriver(t, c)
+	ctx := context.Background()
+	key := "tenant/7/" + syncguard.NewLockID()
+	old, err := legacyDocID(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldFid, _ := legacyDocID("fence:" + old)
+	if _, err := d.fences.Doc(oldFid).Set(ctx, map[string]any{"fence": syncguard.Fence(41).String(), "keyDebug": key}); err != nil {
+		t.Fatal(err)
+	}
+	for want := syncguard.Fence(42); want <= 43; want++ {
+		r, err := d.Acquire(ctx, key, time.Minute)
+		if err != nil || !r.Acquired || r.Fence != want {
+			t.Fatalf("Acquire = %+v, %v; want fence %v", r, err, want)
+		}
+		if _, err := d.Release(ctx, r.LockID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, _ := docID(key)
+	fid, _ := fenceID(base)
+	snap, err := d.fences.Doc(fid).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Data()["keyDebug"]; got != syncguard.HashKey(key) {
+		t.Errorf("keyDebug = %q; want HashKey of the key, never the key", got)
+	}
+}

@@ -6,14 +6,35 @@ import (
 	"github.com/syncguard/syncguard"
 )
 
-// storageLimit is Firestore's document ID budget (contract §1: 1500 B).
+// storageLimit is Firestore's document ID budget (1500 B).
 const storageLimit = 1500
 
-// docID returns the document ID of a normalised key (or record name):
-// StorageKey with Firestore's budget, and — the contract's FIX — the hashed
-// form also for short IDs that Firestore would misread: containing '/'
-// (a sub-collection path), "." or "..", or of the reserved form __x__.
+// hashMark starts every hashed document ID. A key that itself starts with
+// it is hashed too, so no key's literal ID can equal another key's hashed
+// ID (domain separation; without it the key "z-7B6DzEwID-n4ru3DPotQ" named
+// the documents of "tenant/42").
+const hashMark = "#"
+
+// docID returns the document ID of a normalised key (or record name): the
+// key itself when Firestore can take it literally, otherwise "#" and the
+// 22-character base64url SHA-256 digest ([syncguard.HashedKey]). Hashed
+// are keys over the ID budget, keys Firestore would misread (containing
+// '/', "." or "..", of the reserved form __x__) and keys starting with "#".
 func docID(k string) (string, error) {
+	if k == "" {
+		return "", syncguard.NewError(syncguard.InvalidArgument, "Key must not be empty")
+	}
+	if len(k) <= storageLimit && !unsafeID(k) && !strings.HasPrefix(k, hashMark) {
+		return k, nil
+	}
+	return hashMark + syncguard.HashedKey(k), nil
+}
+
+// legacyDocID is the document ID releases before the domain separation
+// used: the hashed form without the mark. Acquire floors a new fence
+// counter with the counter kept there, so fences do not go back across
+// the upgrade.
+func legacyDocID(k string) (string, error) {
 	id, err := syncguard.StorageKey("", k, storageLimit, 0)
 	if err != nil {
 		return "", err

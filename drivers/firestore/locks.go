@@ -54,6 +54,19 @@ func (d *Driver) nowMs() int64 { return d.now().UnixMilli() }
 
 func (d *Driver) txOpts() firestore.TransactionOption { return firestore.MaxAttempts(d.maxAttempts) }
 
+// fenceRefs returns the fence counter of the lock document base (ID fid)
+// and, for a key whose document ID changed with the domain separation of
+// hashed IDs, the counter of its former ID, which floors the new one.
+func (d *Driver) fenceRefs(k, base, fid string) []*firestore.DocumentRef {
+	refs := []*firestore.DocumentRef{d.fences.Doc(fid)}
+	if old, err := legacyDocID(k); err == nil && old != base {
+		if oldFid, err := legacyDocID("fence:" + old); err == nil {
+			refs = append(refs, d.fences.Doc(oldFid))
+		}
+	}
+	return refs
+}
+
 // Acquire takes key for ttl if no live lock holds it: one transaction
 // reads the lock document and the key's fence counter, then (reads before
 // writes) writes the next fence and the lock. The time authority is this
@@ -84,11 +97,12 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 	if err != nil {
 		return syncguard.AcquireResult{}, err
 	}
+	refs := d.fenceRefs(k, base, fid)
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.AcquireResult{}, err
 	}
 	lockID := syncguard.NewLockID()
-	lockRef, fenceRef := d.locks.Doc(base), d.fences.Doc(fid)
+	lockRef, fenceRef := d.locks.Doc(base), refs[0]
 	unlock, err := d.stripes.lock(ctx, lockRef.Path)
 	if err != nil {
 		return syncguard.AcquireResult{}, err
@@ -103,7 +117,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		snaps, err := tx.GetAll([]*firestore.DocumentRef{lockRef, fenceRef})
+		snaps, err := tx.GetAll(append([]*firestore.DocumentRef{lockRef}, refs...))
 		if err != nil {
 			return err
 		}
@@ -115,21 +129,27 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 			res.Reason = syncguard.ReasonLocked
 			return nil
 		}
+		// The counter, or where there is none yet the counter of the
+		// key's document ID before the domain separation (fenceRefs).
 		var last int64
-		if snaps[1].Exists() {
-			fs, _ := snaps[1].Data()["fence"].(string)
+		for _, snap := range snaps[1:] {
+			if !snap.Exists() {
+				continue
+			}
+			fs, _ := snap.Data()["fence"].(string)
 			f, err := syncguard.ParseFence(fs)
 			if err != nil {
 				return syncguard.NewError(syncguard.Internal, "firestore: corrupt fence counter document")
 			}
 			last = int64(f)
+			break
 		}
 		fence, w, err := syncguard.CheckNewFence(last + 1)
 		if err != nil {
 			return err
 		}
 		exp := now + ttlMs
-		if err := tx.Set(fenceRef, map[string]any{"fence": fence.String(), "keyDebug": k}); err != nil {
+		if err := tx.Set(fenceRef, map[string]any{"fence": fence.String(), "keyDebug": syncguard.HashKey(k)}); err != nil {
 			return err
 		}
 		if err := tx.Set(lockRef, map[string]any{
