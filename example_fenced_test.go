@@ -32,9 +32,9 @@ func ExampleFencedWriter() {
 	fmt.Println("A writes:", errors.Is(err, syncguard.ErrStaleFence))
 
 	rec, _ := w.Read(ctx, "doc:1")
-	fmt.Printf("stored: %q with fence %s\n", rec.Value, rec.Fence)
+	fmt.Printf("stored: %q with B's fence: %t\n", rec.Value, rec.Fence == syncguard.FenceOf(b))
 	// Output:
 	// B writes: <nil>
 	// A writes: true
-	// stored: "B's text" with fence 000000000000002
+	// stored: "B's text" with B's fence: true
 }

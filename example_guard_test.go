@@ -20,7 +20,7 @@ func ExampleGuard_Do() {
 	err := g.Do(ctx, "payment:123", func(ctx context.Context, l *syncguard.Lease[memory.Capabilities]) error {
 		locked, _ := g.IsLocked(ctx, "payment:123")
 		fmt.Println("locked inside:", locked)
-		fmt.Println("fence:", syncguard.FenceOf(l))
+		fmt.Println("fence digits:", len(syncguard.FenceOf(l).String()))
 		return nil
 	})
 	fmt.Println("error:", err)
@@ -29,7 +29,7 @@ func ExampleGuard_Do() {
 	fmt.Println("locked after:", locked)
 	// Output:
 	// locked inside: true
-	// fence: 000000000000001
+	// fence digits: 15
 	// error: <nil>
 	// locked after: false
 }
@@ -84,25 +84,30 @@ func ExampleGuard_TryAcquire() {
 
 // FenceOf returns a lease's fencing token: it grows with every acquisition
 // of the key, so a protected resource can refuse writes carrying an older
-// fence. It compiles only for drivers whose capabilities declare fencing.
+// fence. Fences are floored by the clock (15 digits, about 6·10¹² in 2027),
+// so they also grow after the key's state is gone. It compiles only for
+// drivers whose capabilities declare fencing.
 func ExampleFenceOf() {
 	g := syncguard.New(memory.New())
 	ctx := context.Background()
 
+	var last syncguard.Fence
 	for range 3 {
 		l, err := g.TryAcquire(ctx, "inventory")
 		if err != nil {
 			fmt.Println("unexpected:", err)
 			return
 		}
-		fmt.Println(syncguard.FenceOf(l))
+		f := syncguard.FenceOf(l)
+		fmt.Println("greater than the last:", f > last)
+		last = f
 		l.Close()
 	}
 	var failed *syncguard.Lease[memory.Capabilities]
 	fmt.Println(uint64(syncguard.FenceOf(failed)))
 	// Output:
-	// 000000000000001
-	// 000000000000002
-	// 000000000000003
+	// greater than the last: true
+	// greater than the last: true
+	// greater than the last: true
 	// 0
 }

@@ -51,7 +51,7 @@ func ExampleDistributedMutex_LockContext() {
 		fmt.Println("lock:", err)
 		return
 	}
-	fmt.Println("fence:", syncguard.FenceOf(m.Lease()))
+	fmt.Println("fenced:", syncguard.FenceOf(m.Lease()) > 0)
 	fmt.Println("try again:", m.TryLock())
 	select {
 	case <-m.Lost():
@@ -61,7 +61,7 @@ func ExampleDistributedMutex_LockContext() {
 	}
 	fmt.Println("unlock:", m.UnlockContext(ctx))
 	// Output:
-	// fence: 000000000000001
+	// fenced: true
 	// try again: false
 	// held
 	// unlock: <nil>

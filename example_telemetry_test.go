@@ -112,7 +112,7 @@ func ExampleNewSlogObserver() {
 	_, _ = d.Acquire(ctx, "resource:123", 30*time.Second)
 	_, _ = d.Release(ctx, "AAAAAAAAAAAAAAAAAAAAAA")
 	// Output:
-	// level=DEBUG msg="syncguard acquire" type=acquire result=ok keyHash=e90a28c676a29a3291e2874a
-	// level=DEBUG msg="syncguard acquire" type=acquire result=fail keyHash=e90a28c676a29a3291e2874a reason=locked
-	// level=DEBUG msg="syncguard release" type=release result=fail lockIdHash=761621603f31b080201c6800 reason=not-found
+	// level=DEBUG msg="syncguard acquire" type=acquire result=ok keyHash=f52f328d6111ae89dbcfcb99
+	// level=DEBUG msg="syncguard acquire" type=acquire result=fail keyHash=f52f328d6111ae89dbcfcb99 reason=locked
+	// level=DEBUG msg="syncguard release" type=release result=fail lockIdHash=8a5bdb4cc15164126c6ef266 reason=not-found
 }

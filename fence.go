@@ -4,15 +4,63 @@ import (
 	"strconv"
 )
 
-// Fence is a fencing token: a per-key counter that strictly increases over
+// Fence is a fencing token: a per-key number that strictly increases over
 // every successful acquisition of the key. Pass it to the resource you
 // protect and have that resource refuse a fence older than the newest it has
 // seen; a stale lock holder then cannot corrupt data even after its lease
 // expired behind its back. The zero Fence means "no fence".
 //
+// A new fence is max(the key's last fence + 1, the server time in units of
+// 10 µs since 2025-01-01 UTC) (see [FenceFloor]): it keeps increasing when
+// the key's counter is gone (expired, swept, lost in a restart without
+// persistence or a failover), as long as the server clock has not gone
+// back by more than the time since the key's last acquisition. So a fence
+// looks like a timestamp (about 6·10¹² in 2027) and is not dense.
+//
 // Its string form is exactly 15 decimal digits, zero-padded, so that string
 // order equals numeric order.
 type Fence uint64
+
+// Fence floor: the server clock in units of 10 µs since FenceEpochMs.
+const (
+	// FenceEpochMs is 2025-01-01T00:00:00Z in Unix milliseconds.
+	FenceEpochMs = 1_735_689_600_000
+	// FencePerMs is how much the floor grows per millisecond. At it, the
+	// floor reaches FenceWarn in 2215 and FenceMax in 2310. A key acquired
+	// more than FencePerMs times in one millisecond runs its counter ahead of
+	// the floor; it stays correct (last + 1 wins), and its counter is kept
+	// until the floor has caught up (see [FenceKeepMs]).
+	FencePerMs = 100
+	// FenceMarginMs is how far the floor must have passed a key's last
+	// fence before its counter may be deleted: a clock that steps back, or a
+	// failover to a server whose clock is behind, by less than this still
+	// issues greater fences. It is five times the liveness tolerance
+	// ([ToleranceMs]), the clock skew the TTLs already assume.
+	FenceMarginMs = 5 * ToleranceMs
+)
+
+// FenceFloor returns the fence floor at the Unix time unixUs (µs): the
+// number of 10 µs units since [FenceEpochMs], or 0 before it.
+func FenceFloor(unixUs int64) Fence {
+	d := unixUs - FenceEpochMs*1000
+	if d <= 0 {
+		return 0
+	}
+	return Fence(d / (1000 / FencePerMs))
+}
+
+// FenceKeepMs returns how long after unixUs the counter of a key whose
+// last fence is f must be kept: until the floor has passed f by
+// [FenceMarginMs]. It is at least FenceMarginMs (f at or below the floor)
+// and grows with how far f runs ahead of the floor.
+func FenceKeepMs(f Fence, unixUs int64) int64 {
+	floor := FenceFloor(unixUs)
+	ahead := int64(0)
+	if f > floor {
+		ahead = int64(f-floor+FencePerMs-1) / FencePerMs
+	}
+	return ahead + FenceMarginMs
+}
 
 // Fence limits.
 const (
@@ -21,8 +69,9 @@ const (
 	// FenceMax is the largest fence an acquisition may return; beyond it
 	// Acquire fails with Internal and leaves no lock behind.
 	FenceMax Fence = 900_000_000_000_000
-	// FenceWarn is the threshold above which a new fence logs a warning.
-	FenceWarn Fence = 90_000_000_000_000
+	// FenceWarn is the threshold above which a new fence logs a warning
+	// (the floor reaches it in 2215).
+	FenceWarn Fence = 600_000_000_000_000
 	// fenceFormatMax is the largest value with 15 digits.
 	fenceFormatMax = 999_999_999_999_999
 )

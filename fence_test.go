@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -23,7 +24,7 @@ func TestFenceFormatter(t *testing.T) {
 		{"case46/zero", 0, "000000000000000"},
 		{"case46/max_15_digits", 999999999999999, "999999999999999"},
 		{"case46/fence_max", int64(FenceMax), "900000000000000"},
-		{"case46/fence_warn", int64(FenceWarn), "090000000000000"},
+		{"case46/fence_warn", int64(FenceWarn), "600000000000000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,7 +116,7 @@ func TestFenceParser(t *testing.T) {
 		{"case47/zero", "000000000000000", 0},
 		{"case47/max", "999999999999999", 999999999999999},
 		{"case47/fence_max", "900000000000000", FenceMax},
-		{"case47/fence_warn", "090000000000000", FenceWarn},
+		{"case47/fence_warn", "600000000000000", FenceWarn},
 		{"case47/mixed", "000000123456789", 123456789},
 	}
 	for _, tt := range valid {
@@ -234,5 +235,58 @@ func TestCheckNewFence(t *testing.T) {
 				t.Errorf("CheckNewFence(%d) = (%d, %v), want (%d, %v)", tt.next, f, warn, tt.want, tt.wantWarn)
 			}
 		})
+	}
+}
+
+func TestFenceFloor(t *testing.T) {
+	t.Parallel()
+	epochUs := int64(FenceEpochMs) * 1000
+	tests := []struct {
+		name   string
+		unixUs int64
+		want   Fence
+	}{
+		{"before the epoch", epochUs - 1, 0},
+		{"at the epoch", epochUs, 0},
+		{"9 µs after", epochUs + 9, 0},
+		{"10 µs after", epochUs + 10, 1},
+		{"1 ms after", epochUs + 1000, FencePerMs},
+		{"2027-01-01", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), 6_307_200_000_000},
+		{"2215-01-01 is under FenceWarn", time.Date(2215, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), 599_572_800_000_000},
+	}
+	for _, tc := range tests {
+		if got := FenceFloor(tc.unixUs); got != tc.want {
+			t.Errorf("%s: FenceFloor(%d) = %d; want %d", tc.name, tc.unixUs, got, tc.want)
+		}
+	}
+	if f := FenceFloor(time.Date(2310, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()); f > FenceMax {
+		t.Errorf("the floor passes FenceMax before 2310: %v", f)
+	}
+}
+
+func TestFenceKeepMs(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	floor := FenceFloor(now)
+	tests := []struct {
+		name string
+		f    Fence
+		want int64
+	}{
+		{"below the floor", floor - 1000, FenceMarginMs},
+		{"at the floor", floor, FenceMarginMs},
+		{"1 unit ahead", floor + 1, FenceMarginMs + 1},
+		{"one second ahead", floor + 1000*FencePerMs, FenceMarginMs + 1000},
+	}
+	for _, tc := range tests {
+		if got := FenceKeepMs(tc.f, now); got != tc.want {
+			t.Errorf("%s: FenceKeepMs = %d; want %d", tc.name, got, tc.want)
+		}
+		// The promise: once the kept time has passed, the floor has passed
+		// f by the margin.
+		later := now + FenceKeepMs(tc.f, now)*1000
+		if FenceFloor(later) < tc.f+Fence(FenceMarginMs*FencePerMs) {
+			t.Errorf("%s: floor after the keep = %d; want ≥ f + margin = %d", tc.name, FenceFloor(later), tc.f+Fence(FenceMarginMs*FencePerMs))
+		}
 	}
 }

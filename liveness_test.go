@@ -63,7 +63,7 @@ func TestConstants(t *testing.T) {
 		"LockIDLen":      22,
 		"FenceDigits":    15,
 		"FenceMax":       900_000_000_000_000,
-		"FenceWarn":      90_000_000_000_000,
+		"FenceWarn":      600_000_000_000_000,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("case88/constants (-want +got):\n%s", diff)

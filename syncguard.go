@@ -25,7 +25,10 @@
 // atomic step on the backend (no check-then-set race), only the holder of a
 // lock ID can release or extend it, and every successful acquisition of a key
 // receives a fencing token ([Fence]) strictly greater than all earlier tokens
-// of that key — across release, expiry, cleanup and restarts. A lock whose TTL
+// of that key — across release, expiry, cleanup and restarts, including a
+// Redis node restarted without persistence: a fence is floored by the
+// server clock ([FenceFloor]), so it needs no counter that lives for ever,
+// and a key's state ends soon after its lock. A lock whose TTL
 // has passed stays blocked for a further [Tolerance] (1 s) so that small clock
 // differences never let two holders overlap.
 //

@@ -72,6 +72,7 @@ func registry[C syncguard.FencedCapabilities]() []testCase[C] {
 		{id: "case043_first_fence", fn: case043[C]},
 		{id: "case044_absent_counter_race", fn: case044[C]},
 		{id: "case045_fence_overflow_and_warning", fn: case045[C]},
+		{id: "F01_time_floor_after_a_lost_counter", fn: f01[C]},
 		// F. Lookup and diagnostics (lookup.go)
 		{id: "case048_lookup_by_key_is_sanitised", fn: case048[C]},
 		{id: "case049_lookup_by_id_is_sanitised", fn: case049[C]},

@@ -20,8 +20,8 @@ func case009[C syncguard.FencedCapabilities](c *tc[C]) {
 	c.wantRelease(r.LockID, true)
 }
 
-// case010: contended acquisitions change nothing: not the lock data and
-// not the fence counter.
+// case010: contended acquisitions change nothing: not the lock data, and
+// the next fence is still greater than the holder's.
 func case010[C syncguard.FencedCapabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
@@ -38,8 +38,8 @@ func case010[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 	c.wantRelease(r.LockID, true)
 	r2 := c.mustAcquire(k, 30*time.Second)
-	if r2.Fence != r.Fence+1 {
-		c.Errorf("fence after 3 contended acquisitions = %v; want %v (previous + 1)", r2.Fence, r.Fence+1)
+	if r2.Fence <= r.Fence {
+		c.Errorf("fence after 3 contended acquisitions = %v; want > %v", r2.Fence, r.Fence)
 	}
 	c.wantRelease(r2.LockID, true)
 }

@@ -148,6 +148,23 @@ type tc[C syncguard.FencedCapabilities] struct {
 // key returns a key unique to this case and run.
 func (c *tc[C]) key(name string) string { return c.prefix + name }
 
+// floorNow returns the fence floor of the local clock shifted by off: the
+// bounds a fresh key's fence must lie in are floorNow(−Tolerance) before
+// the acquisition and floorNow(+Tolerance) after it (the backend's clock,
+// server or client, is trusted to agree within the tolerance).
+func (c *tc[C]) floorNow(off time.Duration) syncguard.Fence {
+	return syncguard.FenceFloor(time.Now().Add(off).UnixMicro())
+}
+
+// wantFloored checks that f, the fence of a key whose counter had no
+// higher value, lies within [lo, floorNow(+Tolerance)].
+func (c *tc[C]) wantFloored(what string, f, lo syncguard.Fence) {
+	c.Helper()
+	if hi := c.floorNow(syncguard.Tolerance); f < lo || f > hi {
+		c.Errorf("%s = %v; want the time floor, within [%v, %v]", what, f, lo, hi)
+	}
+}
+
 // guard returns a fresh Guard over the driver under test.
 func (c *tc[C]) guard(opts ...syncguard.Option) *syncguard.Guard[C] {
 	return syncguard.New(c.d, opts...)

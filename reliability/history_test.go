@@ -137,6 +137,23 @@ func TestModel(t *testing.T) {
 			t.Errorf("fence reused after failover: %s; want Illegal", res.Outcome)
 		}
 	})
+
+	t.Run("a wipe loses locks and records but not the fence order", func(t *testing.T) {
+		var rec history.Recorder
+		rec.Add(0, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "A", Fence: 7, ExpMs: baseMs + 5000}, at(0), at(10))
+		rec.Event(9, history.Wipe, at(20), at(30))
+		rec.Add(1, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "B", Fence: 9, ExpMs: baseMs + 5040}, at(40), at(50))
+		if res := history.Check(rec.Ops(), 10*time.Second, t.TempDir(), "wipe"); res.Outcome != porcupine.Ok {
+			t.Errorf("lock lost in a wipe, greater fence: %s; want Ok", res.Outcome)
+		}
+		var back history.Recorder
+		back.Add(0, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "A", Fence: 7, ExpMs: baseMs + 5000}, at(0), at(10))
+		back.Event(9, history.Wipe, at(20), at(30))
+		back.Add(1, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "B", Fence: 1, ExpMs: baseMs + 5040}, at(40), at(50))
+		if res := history.Check(back.Ops(), 10*time.Second, t.TempDir(), "wipe2"); res.Outcome != porcupine.Illegal {
+			t.Errorf("fence back to 1 after a wipe: %s; want Illegal", res.Outcome)
+		}
+	})
 }
 
 // historyRun runs the workload in goroutines against b and, if

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
 	"google.golang.org/grpc/codes"
@@ -378,10 +381,13 @@ func TestFenceFloorAcrossIDChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldFid, _ := legacyDocID("fence:" + old)
-	if _, err := d.fences.Doc(oldFid).Set(ctx, map[string]any{"fence": syncguard.Fence(41).String(), "keyDebug": key}); err != nil {
+	// The former counter runs an hour ahead of the time floor, so that
+	// continuing from it is visible.
+	ahead := syncguard.FenceFloor(time.Now().Add(time.Hour).UnixMicro())
+	if _, err := d.fences.Doc(oldFid).Set(ctx, map[string]any{"fence": ahead.String(), "keyDebug": key}); err != nil {
 		t.Fatal(err)
 	}
-	for want := syncguard.Fence(42); want <= 43; want++ {
+	for want := ahead + 1; want <= ahead+2; want++ {
 		r, err := d.Acquire(ctx, key, time.Minute)
 		if err != nil || !r.Acquired || r.Fence != want {
 			t.Fatalf("Acquire = %+v, %v; want fence %v", r, err, want)
@@ -398,5 +404,69 @@ func TestFenceFloorAcrossIDChange(t *testing.T) {
 	}
 	if got := snap.Data()["keyDebug"]; got != syncguard.HashKey(key) {
 		t.Errorf("keyDebug = %q; want HashKey of the key, never the key", got)
+	}
+}
+
+// TestStorageFollowsLiveLocks: distinct keys locked and released leave a
+// fence counter each until the floor has passed them by FenceMarginMs;
+// then Sweep returns the fence collection to its baseline (a release
+// deletes the lock document). The emulator is slow, so this locks 2,000
+// keys (SYNCGUARD_FIRESTORE_STORAGE_KEYS overrides).
+func TestStorageFollowsLiveLocks(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	d := newDriver(t, c)
+	ctx := context.Background()
+	n := 2000
+	if v, err := strconv.Atoi(os.Getenv("SYNCGUARD_FIRESTORE_STORAGE_KEYS")); err == nil && v > 0 {
+		n = v
+	}
+	count := func(col *firestore.CollectionRef) int {
+		t.Helper()
+		snaps, err := col.Documents(ctx).GetAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(snaps)
+	}
+	baseF, baseL := count(d.fences), count(d.locks)
+	const workers = 16
+	start := time.Now()
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := w; i < n; i += workers {
+				r, err := d.Acquire(ctx, "payment:"+strconv.Itoa(i), time.Minute)
+				if err == nil && r.Acquired {
+					_, err = d.Release(ctx, r.LockID)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	rightF, rightL := count(d.fences), count(d.locks)
+	if rightF != baseF+n {
+		t.Errorf("right after: %d fence counters; want %d", rightF, baseF+n)
+	}
+	time.Sleep(time.Until(time.Now().Add(time.Duration(syncguard.FenceMarginMs)*time.Millisecond + 200*time.Millisecond)))
+	swept, err := d.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	afterF, afterL := count(d.fences), count(d.locks)
+	t.Logf("%d keys locked and released in %v: fence documents %d → %d → %d (Sweep deleted %d), lock documents %d → %d → %d",
+		n, took.Round(time.Millisecond), baseF, rightF, afterF, swept, baseL, rightL, afterL)
+	if afterF != baseF || afterL != baseL {
+		t.Errorf("after the margin and a Sweep: %d fence and %d lock documents; want the baseline %d and %d", afterF, afterL, baseF, baseL)
 	}
 }

@@ -124,7 +124,8 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		now := d.nowMs()
+		nowT := d.now()
+		now := nowT.UnixMilli()
 		if l, ok := decodeLock(snaps[0]); ok && syncguard.IsLive(l.expiresAtMs, now) {
 			res.Reason = syncguard.ReasonLocked
 			return nil
@@ -144,12 +145,17 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 			last = int64(f)
 			break
 		}
-		fence, w, err := syncguard.CheckNewFence(last + 1)
+		nowUs := nowT.UnixMicro()
+		fence, w, err := syncguard.CheckNewFence(max(last+1, int64(syncguard.FenceFloor(nowUs))))
 		if err != nil {
 			return err
 		}
 		exp := now + ttlMs
-		if err := tx.Set(fenceRef, map[string]any{"fence": fence.String(), "keyDebug": syncguard.HashKey(k)}); err != nil {
+		// expireAt: when the floor will have passed the fence by the margin;
+		// Sweep (or a Firestore TTL policy on the field) deletes the counter
+		// after it.
+		keepUntil := time.UnixMilli(now + syncguard.FenceKeepMs(fence, nowUs))
+		if err := tx.Set(fenceRef, map[string]any{"fence": fence.String(), "keyDebug": syncguard.HashKey(k), "expireAt": keepUntil}); err != nil {
 			return err
 		}
 		if err := tx.Set(lockRef, map[string]any{

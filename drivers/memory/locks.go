@@ -10,15 +10,18 @@ import (
 )
 
 // keyState is the lock state of one normalised key. It is created by the
-// first acquisition of the key and never deleted, because it holds the
-// key's fence counter. All fields but key and sh are guarded by sh.mu.
+// first acquisition of the key and deleted by the sweep once it holds no
+// lock and no waiters and the fence floor has passed its fence by
+// [syncguard.FenceMarginMs] (keep), so memory follows the live locks. All
+// fields but key and sh are guarded by sh.mu.
 type keyState struct {
 	key string // normalised key; immutable
 	sh  *shard // shard of key; immutable
 
-	fence        int64    // last fence handed out for key; never decreases
-	lockID       string   // "" when no lock data is stored
-	ids          *idShard // index shard of lockID
+	fence        int64     // last fence handed out for key; never decreases
+	keep         keepEntry // position in sh.keepExp: when the state may go
+	lockID       string    // "" when no lock data is stored
+	ids          *idShard  // index shard of lockID
 	expiresAtMs  int64
 	acquiredAtMs int64
 	node         hnode // position in sh.lockExp while lock data is stored
@@ -29,6 +32,14 @@ type keyState struct {
 }
 
 func (ks *keyState) hn() *hnode { return &ks.node }
+
+// keepEntry is a keyState's entry in its shard's keepExp heap.
+type keepEntry struct {
+	ks   *keyState
+	node hnode
+}
+
+func (e *keepEntry) hn() *hnode { return &e.node }
 
 // Acquire takes key for ttl if no live lock holds it. Contention is the
 // result {Acquired: false, Reason: "locked"} and writes nothing. A new lock
@@ -79,7 +90,7 @@ func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, now
 	if ks != nil {
 		last = ks.fence
 	}
-	fence, warn, err := syncguard.CheckNewFence(last + 1)
+	fence, warn, err := syncguard.CheckNewFence(max(last+1, int64(syncguard.FenceFloor(nowNs/1000))))
 	if err != nil {
 		var le *syncguard.LockError
 		if errors.As(err, &le) {
@@ -89,6 +100,7 @@ func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, now
 	}
 	if ks == nil {
 		ks = &keyState{key: k, sh: sh}
+		ks.keep.ks = ks
 		sh.keys[k] = ks
 	} else if ks.lockID != "" {
 		// Overwrite an expired lock: its ID no longer resolves.
@@ -101,6 +113,8 @@ func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, now
 	}
 	exp := nowMs + ttlMs
 	d.writeLock(sh, ks, id, fence, exp, nowMs)
+	ks.keep.ks = ks // also for a state a test harness made
+	sh.keepExp.set(&ks.keep, nowMs+syncguard.FenceKeepMs(fence, nowNs/1000))
 	d.sweep(sh, nowMs, nowNs)
 	return syncguard.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, ks, warn, nil
 }

@@ -67,7 +67,7 @@ func sweepAll(d *Driver) {
 
 // counts reports how many entries the driver stores, per kind.
 type counts struct {
-	Keys, Locks, IDs, LockHeap, Records, RecHeap, Rates, RateHeap, Watched int
+	Keys, Locks, IDs, LockHeap, KeepHeap, Records, RecHeap, Rates, RateHeap, Watched int
 }
 
 func (d *Driver) counts() counts {
@@ -82,6 +82,7 @@ func (d *Driver) counts() counts {
 			}
 		}
 		c.LockHeap += sh.lockExp.len()
+		c.KeepHeap += sh.keepExp.len()
 		c.Records += len(sh.records)
 		c.RecHeap += sh.recExp.len()
 		c.Rates += len(sh.rates)
@@ -415,6 +416,7 @@ func TestExtendResets(t *testing.T) {
 
 func TestFenceMonotonicity(t *testing.T) {
 	d, clk := newTest(t)
+	clk.Advance(time.UnixMilli(1_767_225_600_000).Sub(t0)) // 2026: past the fence epoch
 	var a []syncguard.Fence
 	for range 5 {
 		r := mustAcquire(t, d, "fence:a", time.Second)
@@ -435,10 +437,29 @@ func TestFenceMonotonicity(t *testing.T) {
 	}
 	b3 := mustAcquire(t, d, "fence:b", time.Second)
 
+	// The fences of a stand at the floor of the frozen clock and count up
+	// from it; b's follow the clock as it advances.
+	floor := func() syncguard.Fence { return syncguard.FenceFloor(clk.Now().UnixMicro()) }
+	b0 := syncguard.FenceFloor(clk.Now().Add(-13 * time.Second).UnixMicro())
 	got := []syncguard.Fence{a[0], a[1], a[2], a[3], a[4], b.Fence, b2.Fence, b3.Fence}
-	want := []syncguard.Fence{1, 2, 3, 4, 5, 1, 2, 3}
+	want := []syncguard.Fence{b0, b0 + 1, b0 + 2, b0 + 3, b0 + 4, b0, b0 + 300_000, floor()}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("fences (-want +got):\n%s", diff)
+	}
+
+	// Once the floor has passed the last fence by the margin and the lock
+	// is gone, the key's state goes; the next fence is the floor, still
+	// greater.
+	if _, err := d.Release(bg, b3.LockID); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Duration(syncguard.FenceMarginMs) * time.Millisecond)
+	sweepAll(d)
+	if c := d.counts(); c.Keys != 0 || c.KeepHeap != 0 {
+		t.Fatalf("after the margin: %+v; want no key state", c)
+	}
+	if b4 := mustAcquire(t, d, "fence:b", time.Second); b4.Fence != floor() || b4.Fence <= b3.Fence {
+		t.Fatalf("fence after the key state went = %v; want the floor %v > %v", b4.Fence, floor(), b3.Fence)
 	}
 }
 
@@ -660,8 +681,8 @@ func TestExclusion(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if entries != workers*rounds || lastFence != syncguard.Fence(workers*rounds) {
-		t.Fatalf("entries = %d, last fence = %d; want %d", entries, lastFence, workers*rounds)
+	if entries != workers*rounds {
+		t.Fatalf("entries = %d; want %d", entries, workers*rounds)
 	}
 }
 
@@ -715,14 +736,15 @@ func TestAbsentCounterRace(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if len(won) != 1 || won[0].Fence != 1 {
-		t.Fatalf("winners = %+v, want one with fence 1", won)
+	if len(won) != 1 || won[0].Fence == 0 {
+		t.Fatalf("winners = %+v, want one with a fence", won)
 	}
 	d.Release(bg, won[0].LockID)
-	for i := 2; i <= 21; i++ {
+	prev := won[0].Fence
+	for range 20 {
 		r := mustAcquire(t, d, "fresh", time.Minute)
-		if r.Fence != syncguard.Fence(i) {
-			t.Fatalf("cycle fence = %d, want %d", r.Fence, i)
+		if r.Fence <= prev {
+			t.Fatalf("cycle fence = %d, want > %d", r.Fence, prev)
 		}
 		d.Release(bg, r.LockID)
 	}

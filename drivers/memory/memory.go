@@ -22,10 +22,10 @@
 // clock ([time.Now], or the function given to [WithClock]), read once per
 // operation inside that step; expiry follows [syncguard.IsLive], so a lock
 // stays blocked for [syncguard.Tolerance] after its expiry. Fences of a key
-// start at 1 and strictly increase over all acquisitions of that key for the
-// lifetime of the Driver, across release, expiry and cleanup. They restart at
-// 1 in a new Driver (or a new process): do not persist a memory-driver fence
-// in storage that outlives the Driver.
+// strictly increase over all acquisitions of that key, across release,
+// expiry and cleanup; floored by the clock ([syncguard.FenceFloor]), they
+// keep increasing in a new Driver or process too, as long as the clock does
+// not go back.
 //
 // # Memory
 //
@@ -33,9 +33,10 @@
 // with amortised cost: each shard keeps min-heaps by expiry, and every write
 // removes a few entries that are past their deadline (locks only once they
 // are more than [syncguard.CleanupGuardMs] past expiry). Sweeping never
-// changes the result of a lookup. Fence counters are never deleted: the
-// Driver keeps one small entry (the key and a counter) per distinct key ever
-// locked, which is what keeps fences monotonic.
+// changes the result of a lookup. A key's entry (its fence counter) is
+// deleted once it holds no lock and no waiters and the fence floor has
+// passed its fence by [syncguard.FenceMarginMs], so memory follows the live
+// locks, not every key ever locked.
 package memory
 
 import (
@@ -119,6 +120,7 @@ type shard struct {
 	rates   map[string]*rateEntry   // GCRA state by normalised key
 	watch   map[string][]*watcher   // release watchers by normalised key
 	lockExp minHeap[*keyState]      // held locks by expiry (ms)
+	keepExp minHeap[*keepEntry]     // key states by when their fence counter may go (ms)
 	recExp  minHeap[*recordEntry]   // records with a TTL by expiry (ms)
 	rateExp minHeap[*rateEntry]     // rate state by TAT (ns)
 	_       cacheLinePad

@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 }
 
 // t0 is the fake clock's start: a whole millisecond.
+// t0 is before syncguard.FenceEpochMs, so that fences start at 1 where a
+// test does not advance the clock past the epoch (TestFenceMonotonicity
+// does, to see the time floor).
 var t0 = time.UnixMilli(1_700_000_000_000)
 
 // fakeClock is a manually advanced clock for WithClock.

@@ -119,9 +119,11 @@ func (h *minHeap[T]) down(i int) {
 }
 
 // sweep deletes, within sweepBudget per kind, the lock data of locks expired
-// by more than CleanupGuardMs, expired records and spent rate state (TAT at
-// or before now) of sh. None of them is observable any more, so lookups
-// return the same before and after. The caller holds sh.mu.
+// by more than CleanupGuardMs, the state of keys without lock or waiters
+// whose fence the floor has passed by FenceMarginMs, expired records and
+// spent rate state (TAT at or before now) of sh. None of them is
+// observable any more (a key's next fence is the floor, which is greater),
+// so lookups return the same before and after. The caller holds sh.mu.
 func (d *Driver) sweep(sh *shard, nowMs, nowNs int64) {
 	for range sweepBudget {
 		ks, at, ok := sh.lockExp.peek()
@@ -129,6 +131,20 @@ func (d *Driver) sweep(sh *shard, nowMs, nowNs int64) {
 			break
 		}
 		d.dropLock(sh, ks)
+	}
+	for range sweepBudget {
+		e, at, ok := sh.keepExp.peek()
+		if !ok || at > nowMs {
+			break
+		}
+		ks := e.ks
+		if ks.lockID != "" || ks.qhead != nil {
+			// Still in use: look again once its lock can be swept.
+			sh.keepExp.set(e, max(ks.expiresAtMs+syncguard.CleanupGuardMs+1, nowMs+syncguard.FenceMarginMs))
+			continue
+		}
+		sh.keepExp.remove(e)
+		delete(sh.keys, ks.key)
 	}
 	for range sweepBudget {
 		e, at, ok := sh.recExp.peek()

@@ -34,9 +34,10 @@
 // WAL past it, so it can never be lost behind durable state. See
 // docs/postgres.md, "Durability".
 //
-// Fences of a key start at 000000000000001 and strictly increase across
-// release, expiry, cleanup and server restarts (they are ordinary
-// transactional rows). A fence above [syncguard.FenceMax] fails with
+// Fences of a key strictly increase across release, expiry, cleanup and
+// server restarts: a fence is max(the counter row + 1, the server clock's
+// fence floor, [syncguard.FenceFloor]), and [Driver.Sweep] deletes counter
+// rows the floor has passed by [syncguard.FenceMarginMs]. A fence above [syncguard.FenceMax] fails with
 // Internal inside the acquiring statement, before anything is written.
 //
 // # PgBouncer

@@ -15,6 +15,11 @@ const (
 	nowUsSQL = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`
 )
 
+// floorSQL is the fence floor ([syncguard.FenceFloor]) of the server clock:
+// 10 µs units since 2025-01-01.
+var floorSQL = `((floor(extract(epoch FROM clock_timestamp()) * 1000000))::bigint - ` +
+	strconv.FormatInt(syncguard.FenceEpochMs*1000, 10) + `) / ` + strconv.Itoa(1000/syncguard.FencePerMs)
+
 // queries holds the SQL of every operation, rendered once per Driver with
 // its (validated, quoted) table names.
 type queries struct {
@@ -45,6 +50,7 @@ func buildQueries(o options) queries {
 		"{TLIT}", t.Rate, // validated identifier: safe inside a literal
 		"{NOW}", nowMsSQL, "{NOWNS}", nowNsSQL, "{NOWUS}", nowUsSQL,
 		"{TOL}", tol, "{GUARD}", guard,
+		"{FLOOR}", floorSQL, "{FMARGIN}", strconv.FormatInt(syncguard.FenceMarginMs*syncguard.FencePerMs, 10),
 	)
 	// Committing a transaction that sent a NOTIFY takes a database-wide
 	// lock, which releases need not pay for nobody: a release notifies
@@ -208,7 +214,7 @@ SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyPlainCo
 ), fc AS MATERIALIZED (
   SELECT f.fence FROM {F} f, hd WHERE f.fence_key = hd.fence_key FOR UPDATE OF f
 ), dec AS MATERIALIZED (
-  SELECT h.waiter_id, h.ttl_ms, h.fence_key, COALESCE((SELECT max(fence) FROM fc), 0) + 1 AS next
+  SELECT h.waiter_id, h.ttl_ms, h.fence_key, GREATEST(COALESCE((SELECT max(fence) FROM fc), 0) + 1, {FLOOR}) AS next
   FROM hd h
 ), gr AS (
   UPDATE {L} l SET lock_id = d.waiter_id, expires_at_ms = k.now_ms + d.ttl_ms, acquired_at_ms = k.now_ms,
@@ -319,8 +325,14 @@ SELECT d.tat_rel, (SELECT count(*) FROM up) FROM dec d`,
     LIMIT $1::int FOR UPDATE SKIP LOCKED)
   AND live_until_ms < {NOW} - {GUARD}
   RETURNING 1
+), f AS (
+  DELETE FROM {F} WHERE fence_key IN (
+    SELECT fence_key FROM {F} WHERE fence < {FLOOR} - {FMARGIN}
+    LIMIT $1::int FOR UPDATE SKIP LOCKED)
+  AND fence < {FLOOR} - {FMARGIN}
+  RETURNING 1
 )
-SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM c), (SELECT count(*) FROM w)`,
+SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM c), (SELECT count(*) FROM w), (SELECT count(*) FROM f)`,
 
 		channel:   t.Locks,
 		listenApp: listenAppName(t.Locks),
@@ -353,7 +365,7 @@ const acquireCore = `WITH live AS MATERIALIZED (
 ), fc AS MATERIALIZED (
   SELECT f.fence FROM {F} f, clk WHERE f.fence_key = $2::text AND clk.free FOR UPDATE OF f
 ), dec AS MATERIALIZED (
-  SELECT k.now_ms, k.free, COALESCE((SELECT max(fence) FROM fc), 0) + 1 AS next
+  SELECT k.now_ms, k.free, GREATEST(COALESCE((SELECT max(fence) FROM fc), 0) + 1, {FLOOR}) AS next
   FROM clk k
 ), lk AS (
   INSERT INTO {L} AS l (key, lock_id, expires_at_ms, acquired_at_ms, fence, user_key)

@@ -11,8 +11,12 @@ const sweepBatch = 5000
 
 // Sweep deletes lock rows expired by more than [syncguard.CleanupGuardMs],
 // expired fenced records, spent rate state (theoretical arrival time in
-// the past) and hand-off waiters that stopped renewing their place, and
-// returns how many rows it deleted. Fence counters are never deleted. Every deletion re-checks its condition on the latest row version
+// the past), hand-off waiters that stopped renewing their place and fence
+// counters that the fence floor has passed by [syncguard.FenceMarginMs]
+// (the key's next fence is the floor, which is greater), and returns how
+// many rows it deleted. So storage follows the live locks: after N
+// distinct keys are locked and released, a sweep more than the margin
+// later returns the tables to their baseline. Every deletion re-checks its condition on the latest row version
 // under the row lock, so a lock re-acquired meanwhile is left alone, and
 // rows locked by a running operation are skipped until the next sweep.
 // Run it from a cron job or a background goroutine; it is idempotent and
@@ -22,12 +26,12 @@ func (d *Driver) Sweep(ctx context.Context) (deleted int64, err error) {
 		return 0, err
 	}
 	for {
-		var a, b, c, w int64
-		if err := d.pool.QueryRow(ctx, d.q.sweep, sweepBatch).Scan(&a, &b, &c, &w); err != nil {
+		var a, b, c, w, f int64
+		if err := d.pool.QueryRow(ctx, d.q.sweep, sweepBatch).Scan(&a, &b, &c, &w, &f); err != nil {
 			return deleted, mapError(ctx, err)
 		}
-		deleted += a + b + c + w
-		if a < sweepBatch && b < sweepBatch && c < sweepBatch && w < sweepBatch {
+		deleted += a + b + c + w + f
+		if a < sweepBatch && b < sweepBatch && c < sweepBatch && w < sweepBatch && f < sweepBatch {
 			return deleted, nil
 		}
 	}

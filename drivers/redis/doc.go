@@ -34,7 +34,7 @@
 // the driver, {tag}, placed right after the prefix:
 //
 //	syncguard:{tag}:lock:<key>    lock record
-//	syncguard:{tag}:fence:<key>   fence counter (never expires, never deleted)
+//	syncguard:{tag}:fence:<key>   fence counter (expires once the floor has passed it)
 //	syncguard:{tag}:id:<lockID>   lock-ID index → lock record
 //	syncguard:{tag}:rec:<key>     fenced record
 //	syncguard:{tag}:rate:<key>    GCRA state
@@ -57,35 +57,18 @@
 // user keys of the same 22-character shape, a collision that needs a
 // 128-bit digest match.
 //
-// # Fences across failover
+// # Fences across restarts and failover
 //
-// Fences of a key start at 1 and strictly increase. Redis replicates
-// asynchronously, so a primary that dies right after an acquisition may
-// take the last fence increments with it, and a promoted replica could hand
-// the same fence out again. The driver prevents that without extra round
-// trips: the fence counter stores, next to the count, the replication ID of
-// the primary that wrote it. A primary that finds a counter written under
-// another replication ID (it was promoted, or restarted with a new ID, or
-// the slot migrated) adds a bump of 1,000,000 ([DefaultFailoverBump],
-// [WithFailoverBump]) before incrementing; a counter missing on a primary
-// that was itself promoted (INFO's master_replid2 is set) starts at the
-// bump. The trade-off:
-//
-//   - Fences stay unique as long as fewer than 1,000,000 acquisitions of
-//     one key are lost in one failover: the replication lag would have to
-//     hold that many acquisitions of a single key.
-//   - The first fence of a never-used key is 000000000000001 on a primary
-//     that never failed over, and 000000001000001 on one that was promoted.
-//     Fences are tokens to compare, not counts of acquisitions.
-//   - Each failover spends 10^6 of the 9×10^14 fence range per key
-//     (about 900 million failovers).
-//   - A server restarted without persistence loses its counters; with RDB
-//     or AOF it keeps what it persisted, and writes after the last fsync are
-//     lost. Use a replica (the failover case above) or appendfsync always
-//     if fences must survive a single node's crash.
-//
-// The acquisition script reads INFO replication for this (a few
-// microseconds of server time).
+// A fence is max(counter + 1, the server clock in 10 µs units since 2025)
+// ([syncguard.FenceFloor]), computed in the acquisition script. Redis
+// replicates asynchronously and a node without persistence forgets
+// everything when it restarts; the floor keeps fences increasing across
+// both — a promoted replica, or a restarted node, hands out fences from its
+// clock, greater than every earlier one as long as the clocks agree within
+// the time since the key's last acquisition. The counter only orders
+// acquisitions within one 10 µs unit and expires [syncguard.FenceMarginMs]
+// after the floor has passed it, so Redis keeps state only for live keys.
+// The script reads no INFO and makes no extra round trip.
 //
 // # Wake-up
 //

@@ -242,8 +242,8 @@ return exp`
 		Arg(lockID, formatInt(off.Milliseconds()), formatInt(int64(fence)), k).Build()).Error()
 }
 
-// SetFence writes key's counter under the current primary's replication
-// ID, so the next acquisition gets value+1.
+// SetFence writes key's counter, so the next acquisition gets value+1 (or
+// the time floor, if that is higher).
 func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
@@ -253,10 +253,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 	if err != nil {
 		return err
 	}
-	return h.c.Do(ctx, h.c.B().Eval().Script(`
-local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or ''
-redis.call('HSET', KEYS[1], 'n', ARGV[1], 'e', rid)
-return 1`).Numkeys(1).Key(kn.fence()).Arg(formatInt(value)).Build()).Error()
+	return h.c.Do(ctx, h.c.B().Hset().Key(kn.fence()).FieldValue().FieldValue("n", formatInt(value)).Build()).Error()
 }
 
 func (h *harness) exists(ctx context.Context, key string, name func(keyNames) string) (bool, error) {

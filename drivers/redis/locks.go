@@ -56,7 +56,7 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 	}
 	c := getCall()
 	c.set([]string{an.lock, an.fence, an.index, an.queue},
-		lockID, d.ttlArg(ttlMs), k, an.sp, d.bump, fenceMaxStr, tolStr, queued, d.waiterLiveMs, d.inbox)
+		lockID, d.ttlArg(ttlMs), k, an.sp, fenceMarginStr, fenceMaxStr, tolStr, queued, d.waiterLiveMs, d.inbox)
 	vals, err := d.run(ctx, d.s.acquire, c).ToArray()
 	if err != nil {
 		if outcomeUnknown(err) && waiterID == "" { // a waiter's Stop releases its ID
@@ -107,7 +107,7 @@ func (d *Driver) releaseUnknown(lockID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
 	defer cancel()
 	idx, sp := d.idKey(lockID)
-	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr, d.bump, fenceMaxStr, goneTTLStr}).Error()
+	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr, fenceMarginStr, fenceMaxStr, goneTTLStr}).Error()
 }
 
 // Release deletes the lock identified by lockID if it is live. Of
@@ -123,7 +123,7 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	}
 	idx, sp := d.idKey(lockID)
 	c := getCall()
-	c.set([]string{idx}, lockID, sp, tolStr, d.bump, fenceMaxStr)
+	c.set([]string{idx}, lockID, sp, tolStr, fenceMarginStr, fenceMaxStr)
 	code, err := d.run(ctx, d.s.release, c).AsInt64()
 	if err != nil {
 		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)

@@ -37,11 +37,6 @@ func (Capabilities) Name() string { return "redis" }
 // DefaultKeyPrefix is the key prefix used when [WithKeyPrefix] is not given.
 const DefaultKeyPrefix = "syncguard"
 
-// DefaultFailoverBump is the amount a fence counter jumps when it is first
-// used on a primary other than the one that last wrote it (see the package
-// documentation).
-const DefaultFailoverBump = 1_000_000
-
 // Option configures a [Driver]; pass options to [New].
 type Option func(*options)
 
@@ -49,7 +44,6 @@ type options struct {
 	prefix            string
 	cleanupInIsLocked bool
 	logger            *slog.Logger
-	bump              int64
 }
 
 // WithKeyPrefix sets the prefix of every key the driver writes (default
@@ -78,15 +72,6 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
 
-// WithFailoverBump sets how far a fence counter jumps when a promoted
-// primary first uses it (default [DefaultFailoverBump]). It must exceed the
-// number of acquisitions of one key that can be lost in a failover, that is
-// made on the old primary but not yet replicated when it died. Values below
-// 1 or above 10^12 are rejected by [New].
-func WithFailoverBump(n int64) Option {
-	return func(o *options) { o.bump = n }
-}
-
 // Driver is the Redis driver. It is safe for concurrent use. Create it with
 // [New]; it does not own the client (Close the client yourself), but a
 // driver with active release watchers should be closed with [Driver.Close]
@@ -97,7 +82,6 @@ type Driver struct {
 	bodyLimit int
 	cleanup   bool
 	logger    *slog.Logger
-	bump      string
 	s         *scripts
 	hub       *watchHub
 	bg        sync.WaitGroup // background releases of unknown outcome
@@ -123,7 +107,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 	if client == nil {
 		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: client must not be nil")
 	}
-	o := options{prefix: DefaultKeyPrefix, bump: DefaultFailoverBump}
+	o := options{prefix: DefaultKeyPrefix}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&o)
@@ -132,9 +116,6 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 	prefix, err := validatePrefix(o.prefix)
 	if err != nil {
 		return nil, err
-	}
-	if o.bump < 1 || o.bump > 1_000_000_000_000 {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: failover bump must be in [1, 10^12]")
 	}
 	sep := 0
 	if prefix != "" {
@@ -146,7 +127,6 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		bodyLimit: storageLimit - len(prefix) - sep - layoutOverhead,
 		cleanup:   o.cleanupInIsLocked,
 		logger:    o.logger,
-		bump:      formatInt(o.bump),
 		s:         newScripts(),
 
 		inbox:        newInbox(),

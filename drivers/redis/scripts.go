@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/syncguard/syncguard"
 )
 
 // The Lua scripts of the driver. Each operation is one script, run by SHA
@@ -27,40 +29,32 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// luaGrant defines grant(lk, fk, ik, id, ttl, key, old, bump, fenceMax,
+// luaGrant defines grant(lk, fk, ik, id, ttl, key, old, margin, fenceMax,
 // tol): it writes a new lock for id on the lock key lk (fence counter fk,
 // index key ik), replacing the dead record old (or nil), and returns its
 // fence and expiry, or -1 and the would-be fence on overflow (nothing
-// written). It needs now.
+// written). It needs t and now.
 //
-// Fences survive failover: the counter hash stores the fence (n) and the
-// replication ID (e) of the primary that wrote it. A primary that finds a
-// counter written under another replication ID (it was promoted from a
-// replica, or the slot moved) adds bump to it before incrementing, so the
-// increments its predecessor did not replicate are skipped over. A missing
-// counter on a primary that was itself promoted (master_replid2 set) starts
-// at bump, because its predecessor may have created it unreplicated.
-const luaGrant = `
-local function grant(lk, fk, ik, id, ttl, key, old, bump, fmax, tol)
-  local info = redis.call('INFO', 'replication')
-  local p = string.find(info, 'master_replid:', 1, true)
-  local rid = p and string.sub(info, p + 14, p + 53) or ''
-  local c = redis.call('HMGET', fk, 'n', 'e')
-  local n = 0
-  if c[1] then
-    n = tonumber(c[1]) or 0
-    if c[2] ~= rid then n = n + bump end
-  else
-    p = string.find(info, 'master_replid2:', 1, true)
-    if p and string.sub(info, p + 15, p + 54) ~= '0000000000000000000000000000000000000000' then n = bump end
-  end
-  n = n + 1
+// A fence is max(counter + 1, floor), the floor being the server time in
+// 10 µs units since 2025-01-01 ([syncguard.FenceFloor]): it increases even
+// when the counter is gone — after a restart without persistence, or a
+// failover that lost unreplicated writes — as long as the clock has not
+// gone back by more than the time since the key's last acquisition. So the
+// counter (field n of the hash fk) only orders acquisitions within one 10
+// µs unit or a clock step back, and expires once the floor has passed it
+// by margin ms ([syncguard.FenceKeepMs]): Redis keeps state for live keys
+// only.
+var luaGrant = `
+local function grant(lk, fk, ik, id, ttl, key, old, margin, fmax, tol)
+  local fl = (tonumber(t[1]) - ` + fenceEpochSStr + `) * ` + fencePerSStr + ` + math.floor(tonumber(t[2]) / ` + fenceUnitUsStr + `)
+  local n = math.max((tonumber(redis.call('HGET', fk, 'n')) or 0) + 1, fl)
   if n > fmax then return -1, n end
   if old then redis.call('DEL', string.sub(ik, 1, -23) .. string.sub(old, 1, 22)) end
   local exp = now + ttl
   local fs = string.format('%d', n)
   local px = string.format('%d', ttl + tol)
-  redis.call('HSET', fk, 'n', fs, 'e', rid)
+  redis.call('HSET', fk, 'n', fs)
+  redis.call('PEXPIRE', fk, string.format('%d', math.ceil((n - fl) / ` + fencePerMsStr + `) + margin))
   redis.call('SET', lk, id .. string.format('%d|%d|', exp, now) .. fs .. '|' .. key, 'PX', px)
   redis.call('SET', ik, lk, 'PX', px)
   return n, exp
@@ -68,7 +62,7 @@ end
 `
 
 // acquireScript: KEYS lock, fence, newIndex, queue; ARGV lockID, ttl,
-// key, slotPrefix, bump, fenceMax, tolerance, queued ("1" for a queued
+// key, slotPrefix, fence margin (ms), fenceMax, tolerance, queued ("1" for a queued
 // waiter, whose lockID is its waiter ID, else ""), waiter liveness (ms),
 // the waiter's inbox (inboxLen characters, see watch.go).
 // Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
@@ -89,7 +83,7 @@ end
 // nor acquires; it returns {0, exp} or {0, 0}. This makes an attempt that
 // reaches the server after its caller gave up, and after the release that
 // compensated for it, harmless.
-const acquireScript = luaNow + luaGrant + `
+var acquireScript = luaNow + luaGrant + `
 local v = redis.call('GET', KEYS[1])
 if v then
   local e = tonumber(string.match(v, '^(%d+)|', 23))
@@ -114,7 +108,7 @@ return {1, n, exp, now}
 `
 
 // releaseScript: KEYS index[, queue]; ARGV lockID, slotPrefix, tolerance,
-// bump, fenceMax[, gone TTL (ms)[, queue member]].
+// fence margin (ms), fenceMax[, gone TTL (ms)[, queue member]].
 // Returns 1 released, -1 not found (or owned by another ID), -2 expired.
 // Ownership is checked before anything is deleted: another owner's record
 // is never touched.
@@ -139,7 +133,7 @@ return {1, n, exp, now}
 // With the optional queue key and member it is a waiter's leave: the
 // member leaves the queue first, and a lock granted to it is released
 // (and handed on) like any other.
-const releaseScript = `
+var releaseScript = `
 if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
 local lk = redis.call('GET', KEYS[1])
 if lk == '' then return -1 end
@@ -177,6 +171,15 @@ if not granted then redis.pcall('SPUBLISH', sp .. 'rel:' .. body, '') end
 if (not e) or e <= now - tol then return -2 end
 return 1
 `
+
+// The fence floor's constants, for the scripts (see syncguard.FenceFloor).
+var (
+	fenceEpochSStr = formatInt(syncguard.FenceEpochMs / 1000)
+	fencePerMsStr  = formatInt(syncguard.FencePerMs)
+	fencePerSStr   = formatInt(syncguard.FencePerMs * 1000)
+	fenceUnitUsStr = formatInt(1000 / syncguard.FencePerMs)
+	fenceMarginStr = formatInt(syncguard.FenceMarginMs)
+)
 
 // goneTTLStr is how long (ms) a retired lock ID stays retired (see
 // releaseScript): far longer than an abandoned request can still take to

@@ -253,7 +253,7 @@ func (d *Driver) leave(kn keyNames, id string, ttlMs int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 	defer cancel()
 	_ = d.exec(ctx, d.s.release, []string{kn.sp + "id:" + id, kn.queue()},
-		[]string{id, kn.sp, tolStr, d.bump, fenceMaxStr, goneTTLStr, id + d.inbox + formatInt(ttlMs)}).Error()
+		[]string{id, kn.sp, tolStr, fenceMarginStr, fenceMaxStr, goneTTLStr, id + d.inbox + formatInt(ttlMs)}).Error()
 }
 
 // grant is a lock that a release granted to a queued waiter.

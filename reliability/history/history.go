@@ -53,7 +53,9 @@ const (
 	// replication, documented in drivers/redis). Fences must still increase.
 	Failover
 	// Wipe: the store lost all its data (the in-memory Firestore emulator
-	// restarted). Everything, including fence counters, starts afresh.
+	// restarted, a Redis node restarted without persistence). Locks and
+	// records start afresh; fences must still increase (they are floored
+	// by the clock, see syncguard.FenceFloor).
 	Wipe
 )
 
@@ -295,7 +297,9 @@ func step(s State, in Input, out Output) []State {
 		n.RecKnown, n.HasRec, n.RecFence, n.RecValue = false, false, 0, ""
 		return []State{n}
 	case Wipe:
-		return []State{s, initState()}
+		n := initState()
+		n.LastFence = s.LastFence
+		return []State{s, n}
 	case Acquire:
 		if out.Unknown {
 			res := []State{s}

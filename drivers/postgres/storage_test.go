@@ -1,0 +1,96 @@
+package postgres
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/syncguard/syncguard"
+)
+
+// TestStorageFollowsLiveLocks: 20,000 distinct keys locked and released
+// leave one fence counter each until the floor has passed them by
+// FenceMarginMs; a Sweep after that returns every table to its baseline.
+func TestStorageFollowsLiveLocks(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t, nil)
+	d := newDriver(t, db.pool)
+	ctx := context.Background()
+	rows := func() map[string]int {
+		t.Helper()
+		out := map[string]int{}
+		for _, tb := range []string{"syncguard_locks", "syncguard_fence_counters", "syncguard_records", "syncguard_rate", "syncguard_locks_waiters"} {
+			var n int
+			if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM `+tb).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			out[tb] = n
+		}
+		return out
+	}
+	base := rows()
+	const n = 20_000
+	const workers = 16
+	start := time.Now()
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := w; i < n; i += workers {
+				r, err := d.Acquire(ctx, "payment:"+strconv.Itoa(i), time.Minute)
+				if err == nil && r.Acquired {
+					_, err = d.Release(ctx, r.LockID)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	right := rows()
+	if right["syncguard_fence_counters"] != base["syncguard_fence_counters"]+n {
+		t.Errorf("right after: %v; want %d more fence counters", right, n)
+	}
+	// A sweep keeps the counters of keys locked within the margin.
+	for i := range 100 {
+		r, err := d.Acquire(ctx, "fresh:"+strconv.Itoa(i), time.Minute)
+		if err != nil || !r.Acquired {
+			t.Fatalf("Acquire = %+v, %v", r, err)
+		}
+		if _, err := d.Release(ctx, r.LockID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	freshDone := time.Now()
+	if _, err := d.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var kept int
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM syncguard_fence_counters WHERE key_debug IN (SELECT left(encode(sha256(convert_to('fresh:' || i, 'UTF8')), 'hex'), 24) FROM generate_series(0, 99) i)`).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if kept != 100 {
+		t.Errorf("a sweep within the margin left %d of the 100 fresh counters; want all", kept)
+	}
+	time.Sleep(time.Until(freshDone.Add(time.Duration(syncguard.FenceMarginMs)*time.Millisecond + 200*time.Millisecond)))
+	swept, err := d.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := rows()
+	t.Logf("%d keys locked and released in %v; rows before %v, right after %v, after the margin and a Sweep (%d deleted) %v",
+		n, took.Round(time.Millisecond), base, right, swept, after)
+	for tb, want := range base {
+		if after[tb] != want {
+			t.Errorf("%s: %d rows after the sweep; want the baseline %d", tb, after[tb], want)
+		}
+	}
+}

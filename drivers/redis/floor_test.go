@@ -1,0 +1,145 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/syncguard/syncguard"
+)
+
+// startPrivate starts a redis-server without persistence on a free
+// loopback port and returns its port; it is killed when t ends.
+func startPrivate(t *testing.T, port int) *exec.Cmd {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		needBackend(t, "redis-server not installed: %v", err)
+	}
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, 10*time.Second, fmt.Sprintf("redis-server on %d", port), func() bool {
+		_, err := redisCLI(port, "ping")
+		return err == nil
+	})
+	return cmd
+}
+
+// TestFenceAcrossRestartWithoutPersistence is issue 20's measurement: five
+// acquisitions of a key, SHUTDOWN NOSAVE, a restart that has lost every
+// counter, and the next fences are still greater (they were 1 and 2).
+func TestFenceAcrossRestartWithoutPersistence(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	cmd := startPrivate(t, port)
+	c := newClient(t, []string{"127.0.0.1:" + strconv.Itoa(port)}, func(o *rueidis.ClientOption) { o.DisableRetry = true })
+	d := newDriver(t, c)
+	ctx := context.Background()
+	cycle := func() syncguard.Fence {
+		t.Helper()
+		var r syncguard.AcquireResult
+		waitFor(t, 10*time.Second, "an acquisition", func() bool {
+			actx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			var err error
+			r, err = d.Acquire(actx, "restart", time.Minute)
+			return err == nil && r.Acquired
+		})
+		if _, err := d.Release(ctx, r.LockID); err != nil {
+			t.Fatal(err)
+		}
+		return r.Fence
+	}
+	var before []syncguard.Fence
+	for range 5 {
+		before = append(before, cycle())
+	}
+	_, _ = redisCLI(port, "shutdown", "nosave")
+	_ = cmd.Wait()
+	startPrivate(t, port)
+	if out, _ := redisCLI(port, "dbsize"); strings.TrimSpace(out) != "0" {
+		t.Fatalf("restarted server holds %s keys; want an empty one", out)
+	}
+	after := []syncguard.Fence{cycle(), cycle()}
+	t.Logf("fences before the restart %v, after %v", before, after)
+	last := before[len(before)-1]
+	for i, f := range after {
+		if f <= last {
+			t.Errorf("fence %d after the restart = %v; want > %v (the last before it)", i, f, last)
+		}
+		last = f
+	}
+}
+
+// TestStorageFollowsLiveLocks: 20,000 distinct keys locked and released
+// leave fence counters only until the floor has passed them by
+// FenceMarginMs; then the key count is back to the baseline.
+func TestStorageFollowsLiveLocks(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	startPrivate(t, port)
+	c := newClient(t, []string{"127.0.0.1:" + strconv.Itoa(port)})
+	d := newDriver(t, c)
+	ctx := context.Background()
+	info := func() (keys int64, mem string) {
+		t.Helper()
+		keys, err := c.Do(ctx, c.B().Dbsize().Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.Do(ctx, c.B().Info().Section("memory").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(out, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
+				mem = v
+			}
+		}
+		return keys, mem
+	}
+	baseKeys, baseMem := info()
+	const n = 20_000
+	const workers = 16
+	start := time.Now()
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := w; i < n; i += workers {
+				r, err := d.Acquire(ctx, "payment:"+strconv.Itoa(i), time.Minute)
+				if err == nil && r.Acquired {
+					_, err = d.Release(ctx, r.LockID)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	rightKeys, rightMem := info()
+	// The margin runs from each key's last acquisition.
+	time.Sleep(time.Until(start.Add(took + time.Duration(syncguard.FenceMarginMs)*time.Millisecond + 500*time.Millisecond)))
+	waitFor(t, 5*time.Second, "expired fence counters", func() bool { k, _ := info(); return k == baseKeys })
+	afterKeys, afterMem := info()
+	t.Logf("%d keys locked and released in %v: keys %d → %d → %d, used_memory %s → %s → %s",
+		n, took.Round(time.Millisecond), baseKeys, rightKeys, afterKeys, baseMem, rightMem, afterMem)
+	if rightKeys < n {
+		t.Errorf("right after: %d keys; want the %d counters still kept", rightKeys, n)
+	}
+}
