@@ -80,7 +80,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if _, err := syncguard.NormalizeKey(key); err != nil {
 		return p.fail(usageError("KEY: %v", err))
 	}
-	sess, err := openBackend(ctx, a.backend, conf)
+	sess, err := openBackend(ctx, a.backend, conf, p.logger())
 	if err != nil {
 		return p.fail(err)
 	}
@@ -178,7 +178,7 @@ func releaseCommand(ctx context.Context, args []string, stdin io.Reader, stdout,
 	if !a.raw && id != "" {
 		p.hideID(id)
 	}
-	sess, err := openBackend(ctx, a.backend, conf)
+	sess, err := openBackend(ctx, a.backend, conf, p.logger())
 	if err != nil {
 		return p.fail(err)
 	}

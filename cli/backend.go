@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -41,7 +42,8 @@ const backendURLHelp = `Backend URLs (--backend or SYNCGUARD_BACKEND):
                                       (drivers/firestore/cmd/syncguard)`
 
 // guardRunner acquires key and hands the typed lease's essentials to fn.
-type guardRunner func(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool) (held, error)
+// Library log records go to log.
+type guardRunner func(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error)
 
 // held is a type-erased lease.
 type held struct {
@@ -53,8 +55,8 @@ type held struct {
 }
 
 func runnerFor[C syncguard.FencedCapabilities](d syncguard.Driver[C]) guardRunner {
-	g := syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
-	return func(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool) (held, error) {
+	return func(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error) {
+		g := syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}), syncguard.WithLogger(log))
 		var (
 			l   *syncguard.Lease[C]
 			err error
@@ -96,7 +98,7 @@ func (c *config) backendHelp() string {
 // ([exitCodeFor]): a URL that cannot work is a usage error, a backend that
 // cannot be reached, refuses the credentials or lacks the database is
 // unavailable. No message contains the URL's password.
-func openBackend(ctx context.Context, raw string, conf *config) (*Session, error) {
+func openBackend(ctx context.Context, raw string, conf *config, log *slog.Logger) (*Session, error) {
 	if raw == "" {
 		return nil, usageError("no backend: pass --backend URL or set SYNCGUARD_BACKEND\n\n%s", conf.backendHelp())
 	}
@@ -119,12 +121,12 @@ func openBackend(ctx context.Context, raw string, conf *config) (*Session, error
 		if err := checkOptions(u, nil); err != nil {
 			return nil, err
 		}
-		d := memory.New()
+		d := memory.New(memory.WithLogger(log))
 		return NewSession("memory", d, nil), nil
 	case "redis", "rediss", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel":
-		return openRedis(ctx, u)
+		return openRedis(ctx, u, log)
 	case "postgres", "postgresql":
-		return openPostgres(ctx, u)
+		return openPostgres(ctx, u, log)
 	case "firestore":
 		return nil, usageError("backend firestore:// is not in this binary: install the Firestore build, go install github.com/syncguard/syncguard/drivers/firestore/cmd/syncguard@latest")
 	default:
@@ -149,7 +151,7 @@ func checkOptions(u *url.URL, known []string) error {
 // and what rueidis.ParseURL reads.
 var redisOptions = []string{"prefix", "db", "dial_timeout", "write_timeout", "addr", "protocol", "client_name", "max_retries", "client_cache"}
 
-func openRedis(ctx context.Context, u *url.URL) (*Session, error) {
+func openRedis(ctx context.Context, u *url.URL, log *slog.Logger) (*Session, error) {
 	sentinel := strings.HasSuffix(u.Scheme, "+sentinel")
 	known := redisOptions
 	if sentinel {
@@ -189,7 +191,7 @@ func openRedis(ctx context.Context, u *url.URL) (*Session, error) {
 	if opt.Dialer.Timeout == 0 {
 		opt.Dialer.Timeout = 5 * time.Second
 	}
-	var ropts []redis.Option
+	ropts := []redis.Option{redis.WithLogger(log)}
 	if hasPrefix {
 		ropts = append(ropts, redis.WithKeyPrefix(prefix))
 	}
@@ -230,7 +232,7 @@ func redisConnectError(u *url.URL, addrs []string, err error) error {
 	return unavailableError("cannot connect to Redis at %s: %s", at, msg)
 }
 
-func openPostgres(ctx context.Context, u *url.URL) (*Session, error) {
+func openPostgres(ctx context.Context, u *url.URL, log *slog.Logger) (*Session, error) {
 	cfg, err := pgxpool.ParseConfig(u.String())
 	if err != nil {
 		return nil, usageError("invalid PostgreSQL URL: %s", redactURLs(err.Error()))
@@ -241,11 +243,11 @@ func openPostgres(ctx context.Context, u *url.URL) (*Session, error) {
 	if err != nil {
 		return nil, usageError("invalid PostgreSQL URL %s: %v", u.Redacted(), err)
 	}
-	if err := postgres.Setup(cctx, pool); err != nil {
+	if err := postgres.Setup(cctx, pool, postgres.WithLogger(log)); err != nil {
 		pool.Close()
 		return nil, postgresConnectError(u, cfg, err)
 	}
-	d, err := postgres.New(pool)
+	d, err := postgres.New(pool, postgres.WithLogger(log))
 	if err != nil {
 		pool.Close()
 		return nil, err

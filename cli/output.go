@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -257,3 +260,47 @@ func redactedURL(raw string) string {
 	}
 	return s
 }
+
+// logHandler passes the library's and drivers' log records (Warn and
+// above; Error only under --quiet) to the printer, so that --json output
+// stays JSON and passwords stay masked.
+type logHandler struct {
+	p     *printer
+	attrs []slog.Attr
+}
+
+// logger is a *slog.Logger writing through p.
+func (p *printer) logger() *slog.Logger { return slog.New(&logHandler{p: p}) }
+
+func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool {
+	if h.p.quiet {
+		return l >= slog.LevelError
+	}
+	return l >= slog.LevelWarn
+}
+
+func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
+	fields := map[string]any{"level": r.Level.String(), "msg": r.Message}
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	add := func(a slog.Attr) bool {
+		v := a.Value.Resolve().String()
+		if _, taken := fields[a.Key]; !taken {
+			fields[a.Key] = v
+		}
+		fmt.Fprintf(&b, " %s=%q", a.Key, v)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	h.p.line("log", fields, b.String())
+	return nil
+}
+
+func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logHandler{p: h.p, attrs: append(slices.Clip(h.attrs), as...)}
+}
+
+func (h *logHandler) WithGroup(string) slog.Handler { return h }

@@ -112,7 +112,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, co
 	if _, err := syncguard.NormalizeKey(cfg.key); err != nil {
 		return p.fail(usageError("--key: %v", err))
 	}
-	sess, err := openBackend(ctx, cfg.backend, conf)
+	sess, err := openBackend(ctx, cfg.backend, conf, p.logger())
 	if err != nil {
 		return p.fail(err)
 	}
@@ -181,7 +181,7 @@ func runLocked(ctx context.Context, sess *Session, cfg runConfig, p *printer, st
 	if !cfg.noWait && !p.quiet && !p.json {
 		stopSpinner = waiting(stderr, isTTY(stderr), keyText(cfg.key, cfg.raw))
 	}
-	h, err := sess.guard(actx, cfg.key, opts, cfg.noWait)
+	h, err := sess.guard(actx, cfg.key, opts, cfg.noWait, p.logger())
 	stopSpinner()
 	signal.Stop(waitSigs)
 	close(acquired)
