@@ -251,6 +251,9 @@ func urlPassword(raw string) string {
 
 // redactedURL is raw with its password masked, for messages.
 func redactedURL(raw string) string {
+	if urlPassword(raw) == "" {
+		return redactURLs(raw)
+	}
 	if u, err := url.Parse(raw); err == nil {
 		return u.Redacted()
 	}
