@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/syncguard/syncguard"
 )
@@ -308,6 +309,15 @@ func execUnderLock(cfg runConfig, h held, p *printer, stdout, stderr io.Writer) 
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
 	cmd.Env = childEnv(os.Environ(), h, cfg.key)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// At a terminal, the command's group becomes the foreground group (so
+	// that it can read the terminal and gets Ctrl-C itself); syncguard
+	// takes the terminal back when it exits.
+	ttyFD, foreground := foregroundTTY()
+	if foreground {
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = ttyFD
+		defer reclaimTTY(ttyFD)
+	}
 	// A process of the group that keeps the command's output pipe open
 	// (when stdout is not a file) must not hold up Wait for ever.
 	cmd.WaitDelay = cfg.grace + time.Second
@@ -346,6 +356,27 @@ func execUnderLock(cfg runConfig, h held, p *printer, stdout, stderr io.Writer) 
 			group(syscall.SIGKILL)
 		}
 	}
+}
+
+// foregroundTTY returns standard input's descriptor when it is a terminal
+// whose foreground process group is syncguard's.
+func foregroundTTY() (int, bool) {
+	fd := int(os.Stdin.Fd())
+	var pgrp int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&pgrp))); errno != 0 {
+		return 0, false
+	}
+	return fd, int(pgrp) == syscall.Getpgrp()
+}
+
+// reclaimTTY makes syncguard's process group the terminal's foreground
+// group again. A background process that does so gets SIGTTOU unless it
+// ignores it; the command has been started already, so ignoring it from
+// now on changes nothing for the command.
+func reclaimTTY(fd int) {
+	signal.Ignore(syscall.SIGTTOU)
+	pgrp := int32(syscall.Getpgrp())
+	_, _, _ = syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCSPGRP, uintptr(unsafe.Pointer(&pgrp)))
 }
 
 // drainGroup waits until process group pgid is empty, sending SIGKILL when

@@ -647,3 +647,25 @@ func groupMembers(pgid int) []int {
 	}
 	return out
 }
+
+// TestRunAtTerminal: at a terminal (a pseudo-terminal from script(1)), the
+// command's process group is the foreground group, so a command that reads
+// the terminal is not stopped by SIGTTIN.
+func TestRunAtTerminal(t *testing.T) {
+	t.Parallel()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) not found (util-linux)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, "-qec", binary+` run --backend memory:// --key k -- sh -c 'read x; echo "got=$x"'`, "/dev/null")
+	cmd.Stdin = strings.NewReader("hello\n")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("run at a terminal hung (the command was stopped reading the terminal?); output %q", out)
+	}
+	if err != nil || !strings.Contains(string(out), "got=hello") {
+		t.Errorf("run at a terminal: %v, output %q; want got=hello", err, out)
+	}
+}
