@@ -456,7 +456,9 @@ func procGroup(pid string) (pgid int, state byte, ok bool) {
 }
 
 func exitCodeOf(err error) int {
-	if err == nil {
+	if err == nil || errors.Is(err, exec.ErrWaitDelay) {
+		// ErrWaitDelay: the command exited 0, and a process it left
+		// behind held its output open past WaitDelay.
 		return 0
 	}
 	var ee *exec.ExitError
