@@ -28,11 +28,11 @@ import (
 const (
 	ExitOK          = 0   // success
 	ExitFailure     = 1   // the operation did not succeed (e.g. release found no lock)
-	ExitUsage       = 2   // bad flags, URL, key or TTL
+	ExitUsage       = 2   // wrong usage only: bad flags, key or TTL, or a URL that cannot work
 	ExitDoubleCh    = 3   // the locked demo run charged a payment twice
-	ExitUnavailable = 69  // the backend failed (EX_UNAVAILABLE)
+	ExitUnavailable = 69  // the backend cannot be used: unreachable, credentials refused, database missing, or an operation failed (EX_UNAVAILABLE)
 	ExitBusy        = 75  // run: the lock is busy (--no-wait, or --wait ran out)
-	ExitLost        = 76  // run: the lock was lost while the command ran; it was stopped
+	ExitLost        = 76  // run: the lock was lost while the command ran; its process group was stopped
 	ExitNoCommand   = 127 // run: the command could not be started
 )
 
