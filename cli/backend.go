@@ -108,7 +108,7 @@ func openBackend(ctx context.Context, raw string, conf *config, log *slog.Logger
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, usageError("invalid backend URL %s: %v", redactedURL(raw), err)
+		return nil, usageError("invalid backend URL %s: %s", redactedURL(raw), parseErrorText(raw, err))
 	}
 	if u.Scheme == "" {
 		return nil, usageError("backend URL %s has no scheme (redis://, postgres://, memory://…)\n\n%s", redactedURL(raw), conf.backendHelp())

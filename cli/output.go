@@ -217,7 +217,7 @@ func helpText(fs *flag.FlagSet, usage string) string {
 
 // urlUserinfo matches the userinfo of anything URL-like in a text:
 // scheme "://" user ":" password "@".
-var urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s:"'` + "`" + `]*):[^/?#@\s]*@`)
+var urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s:"'` + "`" + `]*):[^@\s"'` + "`" + `]*@`)
 
 // redactURLs masks the password of every URL in s (user:xxxxx@), whether
 // or not the URL parses.
@@ -225,9 +225,11 @@ func redactURLs(s string) string {
 	return urlUserinfo.ReplaceAllString(s, "${1}:xxxxx@")
 }
 
-// urlPassword returns the (still escaped) password of a URL as written, ""
-// if it has none. It works on URLs that do not parse.
-func urlPassword(raw string) string {
+// urlUserinfoOf returns the userinfo of a URL as written ("" if none):
+// what precedes its last "@" (so that a password with an unescaped "/",
+// "?" or "#" is found too; an "@" in the query makes it mask too much,
+// never too little). It works on URLs that do not parse.
+func urlUserinfoOf(raw string) string {
 	_, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		_, rest, ok = strings.Cut(raw, ":")
@@ -235,18 +237,47 @@ func urlPassword(raw string) string {
 			return ""
 		}
 	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
 	at := strings.LastIndex(rest, "@")
 	if at < 0 {
 		return ""
 	}
-	_, pw, ok := strings.Cut(rest[:at], ":")
+	return rest[:at]
+}
+
+// urlPassword returns the (still escaped) password of a URL as written, ""
+// if it has none. It works on URLs that do not parse.
+func urlPassword(raw string) string {
+	_, pw, ok := strings.Cut(urlUserinfoOf(raw), ":")
 	if !ok {
 		return ""
 	}
 	return pw
+}
+
+var quoted = regexp.MustCompile(`"[^"]*"`)
+
+// parseErrorText is the text of a URL parse error of raw with every quoted
+// fragment that is part of raw's password masked (net/url quotes the bad
+// port, host character or escape it found).
+func parseErrorText(raw string, err error) string {
+	pw := urlPassword(raw)
+	msg := err.Error()
+	if pw == "" {
+		return msg
+	}
+	masked := false
+	msg = quoted.ReplaceAllStringFunc(msg, func(q string) string {
+		frag := strings.TrimLeft(strings.Trim(q, `"`), ":")
+		if frag != "" && strings.Contains(pw, frag) {
+			masked = true
+			return `"xxxxx"`
+		}
+		return q
+	})
+	if masked {
+		msg += " (in the password: percent-encode / ? # @ : in a password)"
+	}
+	return msg
 }
 
 // redactedURL is raw with its password masked, for messages.

@@ -20,6 +20,7 @@ func TestRedactURLs(t *testing.T) {
 		{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
 		{"redis://user@127.0.0.1:6379", "redis://user@127.0.0.1:6379"},
 		{"no url here: a:b@c", "no url here: a:b@c"},
+		{`parse "redis://u:pa/ss@h": invalid port`, `parse "redis://u:xxxxx@h": invalid port`},
 	}
 	for _, tt := range tests {
 		if got := redactURLs(tt.in); got != tt.want {
@@ -36,7 +37,8 @@ func TestRedactedURLAndPassword(t *testing.T) {
 		{"redis://:s%2Fcret@h:1/0", "s%2Fcret", "redis://:xxxxx@h:1/0"},
 		{"redis:user:secret@h", "secret", "redis:user:secret@h"}, // opaque: url.Parse keeps it; the printer masks "secret"
 		{"memory://", "", "memory://"},
-		{"redis://h?x=a:b@c", "", "redis://h?x=a:b@c"},
+		{"redis://h?x=a@c", "", "redis://h?x=a@c"},
+		{"redis://u:pa/ss@h:1", "pa/ss", "redis://u:xxxxx@h:1"},
 	}
 	for _, tt := range tests {
 		if got := urlPassword(tt.raw); got != tt.pw {
@@ -128,6 +130,26 @@ func TestExitCodeFor(t *testing.T) {
 	for _, tt := range tests {
 		if got := exitCodeFor(tt.err); got != tt.want {
 			t.Errorf("exitCodeFor(%v) = %d; want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestParseErrorText: net/url's error for a password with an unescaped
+// "/", "#" or "?" quotes part of the password; the message masks it (the
+// ports are closed: nothing is contacted).
+func TestParseErrorText(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{"redis://u:sec/ret@127.0.0.1:6379", "redis://u:sec@ret@127.0.0.1:1", "postgres://u:sec#ret@127.0.0.1/db", "redis://u:sec?ret@127.0.0.1:1"} {
+		_, err := openBackend(context.Background(), raw, newConfig(nil), nil)
+		if err == nil {
+			t.Errorf("%s: opened", raw)
+			continue
+		}
+		pw := urlPassword(raw)
+		for _, frag := range []string{pw, "sec", "ret"} {
+			if strings.Contains(err.Error(), frag) {
+				t.Errorf("%s: error %q shows %q", raw, err, frag)
+			}
 		}
 	}
 }
