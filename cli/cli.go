@@ -127,6 +127,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg *conf
 		usage(stdout)
 		return exitOK
 	default:
+		if flagGiven(args, "json") {
+			newPrinter("", stderr, args).fail(usageError("unknown command %q: run, status, release, demo or version", args[0]))
+			return exitUsage
+		}
 		fmt.Fprintf(stderr, "syncguard: unknown command %q\n\n", args[0])
 		usage(stderr)
 		return exitUsage
