@@ -72,6 +72,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if code, done := parseFlags(fs, args, statusUsage+"\n"+conf.backendHelp()+"\n", stdout, p); done {
 		return code
 	}
+	p.json, p.quiet = a.json, a.quiet
 	p.secretURL(a.backend)
 	if fs.NArg() != 1 {
 		return p.fail(usageError("status takes one argument, the KEY (got %d)", fs.NArg()))
@@ -142,6 +143,7 @@ func releaseCommand(ctx context.Context, args []string, stdin io.Reader, stdout,
 	if code, done := parseFlags(fs, args, releaseUsage+"\n"+conf.backendHelp()+"\n", stdout, p); done {
 		return code
 	}
+	p.json, p.quiet = a.json, a.quiet
 	p.secretURL(a.backend)
 	keyGiven := false
 	fs.Visit(func(f *flag.Flag) { keyGiven = keyGiven || f.Name == "key" })

@@ -95,6 +95,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, co
 	if code, done := parseFlags(fs, args, runUsage+"\n"+conf.backendHelp()+"\n", stdout, p); done {
 		return code
 	}
+	p.json, p.quiet = jsonOut, quiet // as parsed (the pre-scan saw arguments of the command too)
 	p.secretURL(cfg.backend)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return p.fail(usageError("%v", err))
