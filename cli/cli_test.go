@@ -44,6 +44,8 @@ func TestRunCommands(t *testing.T) {
 	}{
 		{name: "no args", args: nil, wantCode: exitUsage, wantErr: "Usage:"},
 		{name: "unknown", args: []string{"frobnicate"}, wantCode: exitUsage, wantErr: `unknown command "frobnicate"`},
+		{name: "unknown json", args: []string{"--json", "status"}, wantCode: exitUsage, wantErr: `{"error":"unknown command \"--json\": run, status, release, demo or version","event":"error","exitCode":2,`},
+		{name: "version json", args: []string{"version", "--json"}, wantCode: exitOK, wantOut: `{"version":"`},
 		{name: "version", args: []string{"version"}, wantCode: exitOK, wantOut: "syncguard "},
 		{name: "help", args: []string{"help"}, wantCode: exitOK, wantOut: "syncguard demo"},
 		{name: "demo bad flag", args: []string{"demo", "-nope"}, wantCode: exitUsage, wantErr: "flag provided but not defined"},

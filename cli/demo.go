@@ -21,19 +21,28 @@ type demoConfig struct {
 	work     time.Duration // simulated payment-provider latency
 }
 
+const demoUsage = `Usage: syncguard demo [-workers N] [-payments N] [-work DURATION]
+
+Race N workers over the same payments without and with a lock (in-process
+memory driver, no server needed). Exits 0 only if the locked run charged no
+payment twice. It takes no arguments.
+`
+
 func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	p := newPrinter("demo", stderr, args)
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfg := demoConfig{}
 	fs.IntVar(&cfg.workers, "workers", 8, "concurrent workers")
 	fs.IntVar(&cfg.payments, "payments", 12, "payments to process")
 	fs.DurationVar(&cfg.work, "work", 2*time.Millisecond, "simulated latency between reading a payment and charging it")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, done := parseFlags(fs, args, demoUsage, stdout, p); done {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return p.fail(usageError("demo takes no arguments"))
 	}
 	if cfg.workers < 1 || cfg.workers > 1000 || cfg.payments < 1 || cfg.payments > 100000 || cfg.work < 0 || cfg.work > time.Second {
-		fmt.Fprintln(stderr, "syncguard demo: -workers must be 1..1000, -payments 1..100000, -work 0..1s")
-		return exitUsage
+		return p.fail(usageError("-workers must be 1..1000, -payments 1..100000, -work 0..1s"))
 	}
 	res, err := runDemo(ctx, cfg, stdout)
 	if err != nil {

@@ -218,7 +218,7 @@ func TestRunExitCodesAndEnvironment(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || !st.Locked || len(st.Fence) != 15 {
 		t.Errorf("status --json = %d %q (%v)", code, out, err)
 	}
-	code, out, _ = sg(t, "status", "--backend", backend, "free-key")
+	code, out, _ = sg(t, "status", "--raw", "--backend", backend, "free-key")
 	if code != 0 || out != "free-key: free\n" {
 		t.Errorf("status of a free key = %d %q", code, out)
 	}
@@ -234,7 +234,8 @@ func TestRunExitCodesAndEnvironment(t *testing.T) {
 		{[]string{"run", "--backend", backend, "--key", "k", "--ttl", "0s", "--", "true"}, cli.ExitUsage}, // bad TTL
 		{[]string{"run", "--backend", backend, "--key", "nocmd", "--", "/nonexistent/cmd"}, cli.ExitNoCommand},
 		{[]string{"release", "--backend", backend, "not-a-lock-id"}, cli.ExitUsage},
-		{[]string{"release", "--backend", backend, "AAAAAAAAAAAAAAAAAAAAAA"}, cli.ExitFailure},
+		{[]string{"release", "--backend", backend, "AAAAAAAAAAAAAAAAAAAAAA"}, cli.ExitFailure}, // deprecated positional ID
+		{[]string{"release", "--backend", backend, "--key", "free-key"}, cli.ExitFailure},
 		{[]string{"run", "--backend", "memory://", "--key", "mem", "--", "true"}, cli.ExitOK},
 	} {
 		if code, _, stderr := sg(t, tc.args...); code != tc.code {
@@ -266,7 +267,7 @@ func TestRunForwardsSignals(t *testing.T) {
 	if code := exitCodeOf(err); code != 42 || rest != "got-term\n" {
 		t.Errorf("after SIGTERM: exit %d, output %q; want 42 and got-term (stderr %s)", code, rest, stderr.String())
 	}
-	code, out, _ := sg(t, "status", "--backend", backend, "sig")
+	code, out, _ := sg(t, "status", "--raw", "--backend", backend, "sig")
 	if code != 0 || out != "sig: free\n" {
 		t.Errorf("status after the run = %d %q; want free", code, out)
 	}

@@ -2,23 +2,25 @@
 //
 // Usage:
 //
-//	syncguard run --backend URL --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] -- COMMAND [ARGS…]
-//	syncguard status --backend URL [--json] KEY
-//	syncguard release --backend URL [--json] LOCK_ID
+//	syncguard run [--backend URL] --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] [--quiet] [--raw] -- COMMAND [ARGS…]
+//	syncguard status [--backend URL] [--json] [--raw] KEY
+//	syncguard release [--backend URL] [--json] [--raw] [--key KEY]   (lock ID on stdin or in SYNCGUARD_LOCK_ID)
 //	syncguard demo [-workers N] [-payments N] [-work D]
 //	syncguard version
 //
 // run is a distributed flock for cron jobs and deploy scripts: it acquires
-// KEY, keeps the lock alive while COMMAND runs (exporting SYNCGUARD_FENCE,
-// SYNCGUARD_LOCK_ID and SYNCGUARD_KEY to it), forwards SIGINT, SIGTERM,
-// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, releases the lock when COMMAND
-// exits and exits with COMMAND's exit code (128+N if signal N ended it).
-// Its own exit codes: 75 the lock is busy (--no-wait, or --wait ran out),
-// 76 the lock was lost while COMMAND ran (COMMAND got SIGTERM, and SIGKILL
-// after --grace), 69 the backend failed, 2 usage, 127 COMMAND could not
-// be started, 130 interrupted while waiting. Flags also come from
-// SYNCGUARD_BACKEND, SYNCGUARD_KEY, SYNCGUARD_TTL, SYNCGUARD_WAIT and
-// SYNCGUARD_GRACE.
+// KEY, keeps the lock alive while COMMAND runs in a process group of its own
+// (exporting SYNCGUARD_FENCE, SYNCGUARD_LOCK_ID and SYNCGUARD_KEY to it, and
+// not SYNCGUARD_BACKEND), forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1
+// and SIGUSR2 to that group, releases the lock when COMMAND exits and exits
+// with COMMAND's exit code (128+N if signal N ended it). Its own exit codes:
+// 75 the lock is busy (--no-wait, or --wait ran out), 76 the lock was lost
+// while COMMAND ran (the group got SIGTERM, and SIGKILL after --grace), 69
+// the backend cannot be used (unreachable, credentials refused, database
+// missing), 2 usage, 127 COMMAND could not be started, 130 interrupted while
+// waiting. Flags also come from SYNCGUARD_BACKEND, SYNCGUARD_KEY,
+// SYNCGUARD_TTL, SYNCGUARD_WAIT and SYNCGUARD_GRACE. Output shows hashes of
+// keys and lock IDs unless --raw is given, and never the URL's password.
 //
 // The demo runs on the in-process memory driver and needs no server: N
 // workers race to process the same payments, first without a lock and then

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/cli"
 	sgfirestore "github.com/syncguard/syncguard/drivers/firestore"
 )
@@ -33,10 +34,18 @@ func main() {
 	os.Exit(code)
 }
 
-// open connects to the Firestore project a firestore:// URL names.
+// open connects to the Firestore project a firestore:// URL names. A URL
+// that cannot work is an InvalidArgument error (exit 2); a failure to
+// connect is any other error (exit 69).
 func open(ctx context.Context, u *url.URL) (*cli.Session, error) {
 	if u.Host == "" {
-		return nil, fmt.Errorf("firestore:// needs a project: firestore://PROJECT")
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore:// needs a project: firestore://PROJECT")
+	}
+	for name := range u.Query() {
+		if name != "locks" && name != "fences" {
+			return nil, syncguard.NewError(syncguard.InvalidArgument,
+				fmt.Sprintf("firestore URL: unknown option %q (known: locks, fences)", name))
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

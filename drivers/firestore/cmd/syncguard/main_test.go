@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,30 @@ func TestRunOnFirestore(t *testing.T) {
 	if strings.TrimSpace(string(got)) != "start\nend\nstart\nend" {
 		t.Errorf("sections overlapped or are missing:\n%s", got)
 	}
-	if out, _ := exec.Command(bin, "status", "--backend", backend, "turns").Output(); string(out) != "turns: free\n" {
+	if out, _ := exec.Command(bin, "status", "--raw", "--backend", backend, "turns").Output(); string(out) != "turns: free\n" {
 		t.Errorf("status after the runs = %q", out)
+	}
+}
+
+// TestFirestoreURLErrors: a firestore:// URL that cannot work is a usage
+// error (exit 2), with no emulator needed.
+func TestFirestoreURLErrors(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "syncguard")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ url, want string }{
+		{"firestore://", "needs a project"},
+		{"firestore://p?foo=bar", `unknown option "foo"`},
+	} {
+		cmd := exec.Command(bin, "run", "--backend", tc.url, "--key", "k", "--", "true")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: %v, stderr %q; want exit 2 and %q", tc.url, err, stderr.String(), tc.want)
+		}
 	}
 }
