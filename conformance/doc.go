@@ -1,7 +1,8 @@
 // Package conformance is the shared behaviour suite that every SyncGuard
 // driver must pass. It implements every case of conformance-cases.md tagged
 // [all] (plus case 26), and the project's additions of contract §13: fenced
-// records (R cases), GCRA rate (G cases) and wake-up (W cases).
+// records (R cases), GCRA rate (G cases) and wake-up (W cases), and K01:
+// every key the key rule accepts works on the driver.
 //
 // It is an ordinary package, imported by each driver's tests, in the style
 // of gocloud.dev's drivertest: the driver package implements a small
