@@ -82,7 +82,10 @@ func (l *RateLimiter) Allow(ctx context.Context, key string) (bool, error) {
 // AllowN accounts n events for key if all of them may happen now, and
 // otherwise none. The result tells how many remain and, when refused, how
 // long to wait (RetryAfter); n = 0 only inspects the state. It fails with
-// InvalidArgument for an invalid key or a negative n.
+// InvalidArgument for an invalid key, a negative n, or an n above the
+// limit's Burst: such a request could never be allowed, and no RetryAfter
+// would help (the driver-level [RateStore.AllowN] refuses it as a result
+// instead).
 func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult, error) {
 	if ctx == nil {
 		return RateResult{}, invalidArg("nil context")
@@ -90,6 +93,11 @@ func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult
 	k, err := l.key(key)
 	if err != nil {
 		return RateResult{}, err
+	}
+	if n > l.limit.Burst {
+		return RateResult{}, &LockError{Code: InvalidArgument, Key: k,
+			Message: "RateLimiter.AllowN: n = " + strconv.Itoa(n) + " exceeds the burst (" + strconv.Itoa(l.limit.Burst) +
+				"): such a request can never be allowed"}
 	}
 	return l.store.AllowN(ctx, k, l.limit, n)
 }
