@@ -95,7 +95,7 @@ func FencedPrefix(p string) FencedOption {
 func FencedTTL(d time.Duration) FencedOption {
 	return func(c *fencedConfig) {
 		if _, err := RecordTTLMillis(d); err != nil && c.err == nil {
-			c.err = invalidArg("FencedTTL must be 0 or a positive whole number of milliseconds")
+			c.err = optionError("FencedTTL", "the record TTL must be 0 (no expiry) or a positive whole number of milliseconds, got %v", d)
 		}
 		c.ttl = d
 	}

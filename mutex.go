@@ -116,7 +116,7 @@ func NewMutex[C Capabilities](g *Guard[C], key string, opts ...MutexOption) (*Di
 		}
 	}
 	if cfg.retry <= 0 {
-		return nil, invalidArg("MutexRetryDelay must be positive")
+		return nil, optionError("MutexRetryDelay", "the retry delay must be positive, got %v", cfg.retry)
 	}
 	aopts := append(append([]AcquireOption(nil), cfg.opts...), AutoExtend(true))
 	// Validate key and options now, so that Lock never meets bad input.

@@ -109,7 +109,7 @@ const DefaultOncePrefix = "once:"
 func Retention(d time.Duration) OnceOption {
 	return func(c *onceConfig) {
 		if _, err := TTLMillis(d); err != nil && c.err == nil {
-			c.err = invalidArg("Retention must be a positive whole number of milliseconds")
+			c.err = optionError("Retention", "the retention must be a positive whole number of milliseconds, at most 100 years, got %v", d)
 		}
 		c.retention = d
 	}
@@ -126,7 +126,7 @@ func NonBlocking() OnceOption {
 func WithCodec(codec Codec) OnceOption {
 	return func(c *onceConfig) {
 		if codec == nil && c.err == nil {
-			c.err = invalidArg("WithCodec: codec must not be nil")
+			c.err = optionError("WithCodec", "codec must not be nil")
 		}
 		c.codec = codec
 	}
