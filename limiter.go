@@ -37,13 +37,21 @@ type LimiterOption func(*limiterConfig)
 
 type limiterConfig struct {
 	prefix string
+	err    error
 }
 
 // LimiterPrefix is prepended to every key (default none). Give limiters
 // with different limits different prefixes: limiters that share a key
-// share its state. The prefixed key must fit [MaxKeyBytes].
+// share its state. It must be valid UTF-8 of at most 489 bytes. A key that
+// does not fit [MaxKeyBytes] with the prefix is kept under the prefix and a
+// digest of both, so every valid key works.
 func LimiterPrefix(p string) LimiterOption {
-	return func(c *limiterConfig) { c.prefix = p }
+	return func(c *limiterConfig) {
+		if err := checkPrefix("LimiterPrefix", p); err != nil && c.err == nil {
+			c.err = err
+		}
+		c.prefix = p
+	}
 }
 
 // NewRateLimiter returns a limiter enforcing limit through store — any
@@ -65,6 +73,9 @@ func NewRateLimiter(store RateStore, limit RateLimit, opts ...LimiterOption) (*R
 		if o != nil {
 			o(&cfg)
 		}
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
 	}
 	return &RateLimiter{store: store, limit: limit, prefix: cfg.prefix}, nil
 }
@@ -168,11 +179,5 @@ func (l *RateLimiter) Reset(ctx context.Context, key string) error {
 }
 
 func (l *RateLimiter) key(key string) (string, error) {
-	if _, err := NormalizeKey(key); err != nil {
-		return "", err
-	}
-	if l.prefix == "" {
-		return key, nil
-	}
-	return NormalizeKey(l.prefix + key)
+	return prefixedName(l.prefix, key)
 }

@@ -197,9 +197,6 @@ func hostileRun(t *testing.T, b syncguard.Backend, calls []hostileCall) (checked
 			if !c.usesKey && !c.usesID && !c.usesTTL && in.ctx != nil {
 				continue
 			}
-			if hostileSkip(c, in) {
-				continue
-			}
 			checked++
 			name := fmt.Sprintf("%s/%s", c.name, in.name)
 			err := func() (err error) {
@@ -239,24 +236,6 @@ func hostileMayAccept(c hostileCall, in hostileInput) bool {
 		return true
 	case c.name == "PutRecord" && in.name == "zero TTL":
 		return true
-	}
-	return false
-}
-
-// hostileSkip: OncePerKey and FencedWriter prepend their prefix ("once:",
-// "fenced:") and then apply the key rule to the whole name, so a key within
-// that many bytes of MaxKeyBytes is refused; those inputs are not checked
-// against them.
-func hostileSkip(c hostileCall, in hostileInput) bool {
-	n, err := syncguard.NormalizeKey(in.key)
-	if err != nil || !in.valid {
-		return false
-	}
-	switch c.name {
-	case "OncePerKey.Do":
-		return len(syncguard.DefaultOncePrefix+n) > syncguard.MaxKeyBytes
-	case "FencedWriter.Write":
-		return len(syncguard.DefaultFencedPrefix+n) > syncguard.MaxKeyBytes
 	}
 	return false
 }
