@@ -15,7 +15,7 @@ import (
 // must fail (or succeed) as their capability types dictate.
 //
 // The build runs in a temporary copy of the module (go.mod, go.sum, the
-// root package and testdata/capcheck) with -mod=mod, so the go tool may
+// root package, the internal packages it imports and testdata/capcheck) with -mod=mod, so the go tool may
 // adjust the copy's go.mod without touching the real one.
 func TestCapabilitiesCompileTime(t *testing.T) {
 	if testing.Short() {
@@ -108,6 +108,12 @@ func copyModuleForCapcheck(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The internal packages the root package imports.
+	internal, err := filepath.Glob(filepath.Join("internal", "caller", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs = append(srcs, internal...)
 	for _, f := range srcs {
 		if !strings.HasSuffix(f, "_test.go") {
 			copyFile(f, filepath.Join(dst, f))

@@ -66,3 +66,27 @@ func ExampleDistributedMutex_LockContext() {
 	// held
 	// unlock: <nil>
 }
+
+// TryLockContext tells "another holder runs it" (false, nil) from "cannot
+// tell" (false, err), which TryLock reports alike as false.
+func ExampleDistributedMutex_TryLockContext() {
+	d := memory.New()
+	g := syncguard.New(d)
+	ctx := context.Background()
+	other, _ := g.TryAcquire(ctx, "report:nightly") // another process holds it
+	m, _ := syncguard.NewMutex(g, "report:nightly")
+
+	ok, err := m.TryLockContext(ctx)
+	switch {
+	case err != nil:
+		fmt.Println("cannot tell whether the report runs elsewhere:", err)
+	case !ok:
+		fmt.Println("another instance is running the report")
+	default:
+		defer m.Unlock()
+		fmt.Println("running the report")
+	}
+	other.Close()
+	// Output:
+	// another instance is running the report
+}

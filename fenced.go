@@ -83,9 +83,16 @@ func WithFencedStore(s FencedStore) FencedOption {
 }
 
 // FencedPrefix sets the prefix of record names in the driver-backed store
-// (default "fenced:"). The prefixed resource name must fit [MaxKeyBytes].
+// (default "fenced:"). It must be valid UTF-8 of at most 489 bytes. A
+// resource name that does not fit [MaxKeyBytes] with the prefix is stored
+// under the prefix and a digest of both, so every valid key works.
 func FencedPrefix(p string) FencedOption {
-	return func(c *fencedConfig) { c.prefix = p }
+	return func(c *fencedConfig) {
+		if err := checkPrefix("FencedPrefix", p); err != nil && c.err == nil {
+			c.err = err
+		}
+		c.prefix = p
+	}
 }
 
 // FencedTTL makes values in the driver-backed store expire d after their
@@ -95,7 +102,7 @@ func FencedPrefix(p string) FencedOption {
 func FencedTTL(d time.Duration) FencedOption {
 	return func(c *fencedConfig) {
 		if _, err := RecordTTLMillis(d); err != nil && c.err == nil {
-			c.err = invalidArg("FencedTTL must be 0 or a positive whole number of milliseconds")
+			c.err = optionError("FencedTTL", "the record TTL must be 0 (no expiry) or a positive whole number of milliseconds, got %v", d)
 		}
 		c.ttl = d
 	}
@@ -158,10 +165,7 @@ type recordFencedStore struct {
 }
 
 func (s recordFencedStore) name(resource string) (string, error) {
-	if _, err := NormalizeKey(resource); err != nil {
-		return "", err
-	}
-	return NormalizeKey(s.prefix + resource)
+	return prefixedName(s.prefix, resource)
 }
 
 func (s recordFencedStore) WriteFenced(ctx context.Context, resource string, fence Fence, value []byte) error {

@@ -719,7 +719,7 @@ func TestGuardCancellation(t *testing.T) {
 func TestGuardValidation(t *testing.T) {
 	var nilCtx context.Context
 	bg := context.Background()
-	const ttlMsg = "ttlMs must be a positive integer"
+	const ttlMsg = "syncguard.TTL: the lock TTL must be a positive whole number of milliseconds, got "
 	tests := []struct {
 		name    string
 		ctx     context.Context
@@ -727,22 +727,22 @@ func TestGuardValidation(t *testing.T) {
 		opts    []AcquireOption
 		wantMsg string
 	}{
-		{"case110_ttl_negative", bg, "k", []AcquireOption{TTL(-time.Millisecond)}, ttlMsg},
-		{"case110_ttl_zero", bg, "k", []AcquireOption{TTL(0)}, ttlMsg},
-		{"case110_ttl_fractional_ms", bg, "k", []AcquireOption{TTL(1500 * time.Microsecond)}, ttlMsg},
-		{"case110_ttl_over_100_years", bg, "k", []AcquireOption{TTL(101 * 365 * 24 * time.Hour)}, "ttlMs exceeds maximum of 100 years"},
+		{"case110_ttl_negative", bg, "k", []AcquireOption{TTL(-time.Millisecond)}, ttlMsg + "-1ms"},
+		{"case110_ttl_zero", bg, "k", []AcquireOption{TTL(0)}, ttlMsg + "0s"},
+		{"case110_ttl_fractional_ms", bg, "k", []AcquireOption{TTL(1500 * time.Microsecond)}, ttlMsg + "1.5ms"},
+		{"case110_ttl_over_100_years", bg, "k", []AcquireOption{TTL(101 * 365 * 24 * time.Hour)}, "syncguard.TTL: the lock TTL must be at most 100 years, got 884760h0m0s"},
 		{"case110_empty_key", bg, "", nil, "Key must not be empty"},
 		{"case110_empty_key_wins_over_ttl", bg, "", []AcquireOption{TTL(0)}, "Key must not be empty"},
 		{"case110_invalid_utf8_key", bg, "\xff", nil, "Key must be valid UTF-8"},
 		{"case110_long_key", bg, strings.Repeat("k", MaxKeyBytes+1), nil, "Key exceeds maximum length of 512 bytes"},
-		{"case110_max_retries_negative", bg, "k", []AcquireOption{MaxRetries(-1)}, "MaxRetries must not be negative"},
-		{"case110_retry_delay_negative", bg, "k", []AcquireOption{RetryDelay(-time.Millisecond)}, "RetryDelay must not be negative"},
-		{"case110_timeout_zero", bg, "k", []AcquireOption{Timeout(0)}, "Timeout must be positive"},
-		{"case110_timeout_negative", bg, "k", []AcquireOption{Timeout(-time.Second)}, "Timeout must be positive"},
-		{"case110_unknown_backoff", bg, "k", []AcquireOption{Backoff(BackoffStrategy(7))}, "unknown backoff strategy"},
-		{"case110_unknown_jitter", bg, "k", []AcquireOption{Jitter(JitterStrategy(-1))}, "unknown jitter strategy"},
-		{"case110_nil_backoff_policy", bg, "k", []AcquireOption{BackOffPolicy(nil)}, "BackOffPolicy must not be nil"},
-		{"case110_first_invalid_option_wins", bg, "k", []AcquireOption{MaxRetries(-1), Timeout(0)}, "MaxRetries must not be negative"},
+		{"case110_max_retries_negative", bg, "k", []AcquireOption{MaxRetries(-1)}, "syncguard.MaxRetries: the number of retries must not be negative, got -1"},
+		{"case110_retry_delay_negative", bg, "k", []AcquireOption{RetryDelay(-time.Millisecond)}, "syncguard.RetryDelay: the retry delay must not be negative, got -1ms"},
+		{"case110_timeout_zero", bg, "k", []AcquireOption{Timeout(0)}, "syncguard.Timeout: the acquisition timeout must be positive, got 0s"},
+		{"case110_timeout_negative", bg, "k", []AcquireOption{Timeout(-time.Second)}, "syncguard.Timeout: the acquisition timeout must be positive, got -1s"},
+		{"case110_unknown_backoff", bg, "k", []AcquireOption{Backoff(BackoffStrategy(7))}, "syncguard.Backoff: unknown backoff strategy 7 (want BackoffExponential or BackoffFixed)"},
+		{"case110_unknown_jitter", bg, "k", []AcquireOption{Jitter(JitterStrategy(-1))}, "syncguard.Jitter: unknown jitter strategy -1 (want JitterEqual, JitterFull or JitterNone)"},
+		{"case110_nil_backoff_policy", bg, "k", []AcquireOption{BackOffPolicy(nil)}, "syncguard.BackOffPolicy: newPolicy must not be nil"},
+		{"case110_first_invalid_option_wins", bg, "k", []AcquireOption{MaxRetries(-1), Timeout(0)}, "syncguard.MaxRetries: the number of retries must not be negative, got -1"},
 		{"case110_nil_ctx", nilCtx, "k", nil, "nil context"},
 	}
 	for _, tc := range tests {

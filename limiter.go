@@ -37,13 +37,21 @@ type LimiterOption func(*limiterConfig)
 
 type limiterConfig struct {
 	prefix string
+	err    error
 }
 
 // LimiterPrefix is prepended to every key (default none). Give limiters
 // with different limits different prefixes: limiters that share a key
-// share its state. The prefixed key must fit [MaxKeyBytes].
+// share its state. It must be valid UTF-8 of at most 489 bytes. A key that
+// does not fit [MaxKeyBytes] with the prefix is kept under the prefix and a
+// digest of both, so every valid key works.
 func LimiterPrefix(p string) LimiterOption {
-	return func(c *limiterConfig) { c.prefix = p }
+	return func(c *limiterConfig) {
+		if err := checkPrefix("LimiterPrefix", p); err != nil && c.err == nil {
+			c.err = err
+		}
+		c.prefix = p
+	}
 }
 
 // NewRateLimiter returns a limiter enforcing limit through store — any
@@ -66,6 +74,9 @@ func NewRateLimiter(store RateStore, limit RateLimit, opts ...LimiterOption) (*R
 			o(&cfg)
 		}
 	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
 	return &RateLimiter{store: store, limit: limit, prefix: cfg.prefix}, nil
 }
 
@@ -82,7 +93,10 @@ func (l *RateLimiter) Allow(ctx context.Context, key string) (bool, error) {
 // AllowN accounts n events for key if all of them may happen now, and
 // otherwise none. The result tells how many remain and, when refused, how
 // long to wait (RetryAfter); n = 0 only inspects the state. It fails with
-// InvalidArgument for an invalid key or a negative n.
+// InvalidArgument for an invalid key, a negative n, or an n above the
+// limit's Burst: such a request could never be allowed, and no RetryAfter
+// would help (the driver-level [RateStore.AllowN] refuses it as a result
+// instead).
 func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult, error) {
 	if ctx == nil {
 		return RateResult{}, invalidArg("nil context")
@@ -90,6 +104,11 @@ func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult
 	k, err := l.key(key)
 	if err != nil {
 		return RateResult{}, err
+	}
+	if n > l.limit.Burst {
+		return RateResult{}, &LockError{Code: InvalidArgument, Key: k,
+			Message: "RateLimiter.AllowN: n = " + strconv.Itoa(n) + " exceeds the burst (" + strconv.Itoa(l.limit.Burst) +
+				"): such a request can never be allowed"}
 	}
 	return l.store.AllowN(ctx, k, l.limit, n)
 }
@@ -160,11 +179,5 @@ func (l *RateLimiter) Reset(ctx context.Context, key string) error {
 }
 
 func (l *RateLimiter) key(key string) (string, error) {
-	if _, err := NormalizeKey(key); err != nil {
-		return "", err
-	}
-	if l.prefix == "" {
-		return key, nil
-	}
-	return NormalizeKey(l.prefix + key)
+	return prefixedName(l.prefix, key)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -99,6 +100,14 @@ func TestRateLimiterMatchesGCRA(t *testing.T) {
 			for i, s := range tc.steps {
 				now = start.Add(s.at)
 				got, err := lim.AllowN(context.Background(), "k", s.n)
+				if s.n > tc.limit.Burst {
+					// Never allowed: refused as invalid, changing nothing
+					// (as the definition's refusal changes nothing).
+					if !errors.Is(err, syncguard.ErrInvalidArgument) {
+						t.Fatalf("step %d (n=%d > burst %d) = %+v, %v; want InvalidArgument", i, s.n, tc.limit.Burst, got, err)
+					}
+					continue
+				}
 				if err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
@@ -261,10 +270,40 @@ func TestRateLimiterInvalid(t *testing.T) {
 		"nil ctx":    func() error { _, err := lim.Allow(nilCtx, "k"); return err },
 		"reset nil":  func() error { return lim.Reset(nilCtx, "k") },
 		"wait 0":     func() error { return lim.WaitN(context.Background(), "k", 0) },
+		"n > burst":  func() error { _, err := lim.AllowN(context.Background(), "k", 2); return err },
 	} {
 		if err := call(); !errors.Is(err, syncguard.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}
+	}
+}
+
+// TestRateLimiterAllowNAboveBurst: a request for more than the burst is
+// refused with InvalidArgument on every driver (it could never be allowed)
+// and changes nothing; n = burst is still allowed.
+func TestRateLimiterAllowNAboveBurst(t *testing.T) {
+	t.Parallel()
+	for _, d := range drivertest.Drivers(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			lim, err := syncguard.NewRateLimiter(d.Driver, syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := "rl:above-burst:" + d.Name + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+			res, err := lim.AllowN(ctx, key, 6)
+			if !errors.Is(err, syncguard.ErrInvalidArgument) || !strings.Contains(err.Error(), "exceeds the burst (5)") {
+				t.Fatalf("AllowN(6) with burst 5 = %+v, %v; want InvalidArgument naming the burst", res, err)
+			}
+			if diff := cmp.Diff(syncguard.RateResult{}, res); diff != "" {
+				t.Errorf("result with the error (-want +got):\n%s", diff)
+			}
+			res, err = lim.AllowN(ctx, key, 5)
+			if err != nil || res.Allowed != 5 {
+				t.Errorf("AllowN(5) with burst 5 after the refusal = %+v, %v; want all 5 allowed", res, err)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package syncguard
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -31,13 +32,15 @@ func IsLive(expiresAtMs, nowMs int64) bool {
 // be a positive integer").
 func TTLMillis(ttl time.Duration) (int64, error) {
 	if ttl <= 0 || ttl%time.Millisecond != 0 {
-		return 0, invalidArg("ttlMs must be a positive integer")
+		// The contract's message first (shared with upstream), then
+		// what it means for a time.Duration.
+		return 0, invalidArg(fmt.Sprintf("ttlMs must be a positive integer: a TTL must be a positive whole number of milliseconds, got %v", ttl))
 	}
 	ms := int64(ttl / time.Millisecond)
 	// Keep now+ttl well inside the 2^53 range shared with JavaScript
 	// clients and Lua numbers: TTLs up to ~100 years.
 	if ms > maxTTLMs {
-		return 0, invalidArg("ttlMs exceeds maximum of 100 years")
+		return 0, invalidArg(fmt.Sprintf("ttlMs exceeds maximum of 100 years: got %v", ttl))
 	}
 	return ms, nil
 }
@@ -54,15 +57,16 @@ func UnixMs(t time.Time) int64 { return t.UnixMilli() }
 func ValidateRateLimit(lim RateLimit, n int) error {
 	switch {
 	case lim.Limit <= 0:
-		return invalidArg("rate limit must be positive")
+		return invalidArg(fmt.Sprintf("rate limit must be positive: RateLimit.Limit is %d", lim.Limit))
 	case lim.Period <= 0:
-		return invalidArg("rate period must be positive")
+		return invalidArg(fmt.Sprintf("rate period must be positive: RateLimit.Period is %v", lim.Period))
 	case lim.Burst <= 0:
-		return invalidArg("rate burst must be positive")
+		return invalidArg(fmt.Sprintf("rate burst must be positive: RateLimit.Burst is %d", lim.Burst))
 	case lim.Period/time.Duration(lim.Limit) < time.Microsecond:
-		return invalidArg("rate emission interval (period/limit) must be at least 1µs")
+		return invalidArg(fmt.Sprintf("rate emission interval (period/limit) must be at least 1µs: %v/%d is %v",
+			lim.Period, lim.Limit, lim.Period/time.Duration(lim.Limit)))
 	case n < 0:
-		return invalidArg("rate cost n must not be negative")
+		return invalidArg(fmt.Sprintf("rate cost n must not be negative, got %d", n))
 	case n > 1<<30 || lim.Burst > 1<<30:
 		return invalidArg("rate cost or burst too large")
 	}

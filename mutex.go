@@ -116,7 +116,7 @@ func NewMutex[C Capabilities](g *Guard[C], key string, opts ...MutexOption) (*Di
 		}
 	}
 	if cfg.retry <= 0 {
-		return nil, invalidArg("MutexRetryDelay must be positive")
+		return nil, optionError("MutexRetryDelay", "the retry delay must be positive, got %v", cfg.retry)
 	}
 	aopts := append(append([]AcquireOption(nil), cfg.opts...), AutoExtend(true))
 	// Validate key and options now, so that Lock never meets bad input.
@@ -205,23 +205,61 @@ func (m *DistributedMutex[C]) LockContext(ctx context.Context) error {
 
 // TryLock tries to lock m with one attempt and reports whether it
 // succeeded. It does not wait for the local lock nor retry a contended key.
-// A backend error goes to the error handler and TryLock reports false.
+// A backend error goes to the error handler and TryLock reports false, as
+// for a held mutex; use [DistributedMutex.TryLockContext] to tell the two
+// apart.
 func (m *DistributedMutex[C]) TryLock() bool {
+	ok, err := m.TryLockContext(context.Background())
+	if err != nil {
+		m.report(err)
+	}
+	return ok
+}
+
+// TryLockContext is [DistributedMutex.TryLock] that returns its failure
+// instead of reporting it. It returns:
+//
+//   - true, nil: m is now locked (until Unlock, whatever becomes of ctx);
+//   - false, nil: m is held, by another goroutine of this process or by
+//     another holder of the key;
+//   - false and an error: TryLockContext could not find out — the backend's
+//     error (ServiceUnavailable, NetworkTimeout, ...), Aborted or
+//     NetworkTimeout when ctx ended (see [ContextError]), InvalidArgument
+//     for a nil ctx. The error handler is not called.
+//
+// Like TryLock it makes one attempt and does not wait.
+//
+//	ok, err := m.TryLockContext(ctx)
+//	switch {
+//	case err != nil:
+//		return fmt.Errorf("cannot tell whether the job runs elsewhere: %w", err)
+//	case !ok:
+//		log.Print("another instance is running the job")
+//		return nil
+//	}
+//	defer m.Unlock()
+func (m *DistributedMutex[C]) TryLockContext(ctx context.Context) (bool, error) {
+	if ctx == nil {
+		return false, invalidArg("nil context")
+	}
+	if err := ctx.Err(); err != nil {
+		return false, ContextError(err)
+	}
 	select {
 	case m.local <- struct{}{}:
 	default:
-		return false
+		return false, nil
 	}
-	lease, cancel, err := m.acquire(context.Background(), true)
+	lease, cancel, err := m.acquire(ctx, true)
 	if err != nil {
 		<-m.local
-		if !errors.Is(err, ErrLocked) {
-			m.report(err)
+		if errors.Is(err, ErrLocked) {
+			return false, nil
 		}
-		return false
+		return false, err
 	}
 	m.set(lease, cancel)
-	return true
+	return true, nil
 }
 
 // Unlock releases m. It panics if m is not locked, like sync.Mutex.

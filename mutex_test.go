@@ -150,6 +150,57 @@ func TestMutexTryLock(t *testing.T) {
 	}
 }
 
+// TestMutexTryLockContext: TryLockContext tells a held mutex (false, nil)
+// from a failure to find out (false, error), which TryLock cannot.
+func TestMutexTryLockContext(t *testing.T) {
+	t.Parallel()
+	d := &countingDriver{Driver: memory.New()}
+	var reported []error
+	g := syncguard.New[memory.Capabilities](d)
+	m1 := newMutex(t, g, "mx:trylockctx", syncguard.OnMutexError(func(err error) { reported = append(reported, err) }))
+	m2 := newMutex(t, g, "mx:trylockctx")
+	ctx := t.Context()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+
+	type result struct {
+		OK   bool
+		Code syncguard.Code // 0: no error
+	}
+	try := func(m *syncguard.DistributedMutex[memory.Capabilities], ctx context.Context) result {
+		ok, err := m.TryLockContext(ctx)
+		r := result{OK: ok}
+		if err != nil {
+			r.Code = syncguard.CodeOf(err)
+		}
+		return r
+	}
+	d.fail.Store(1)
+	if got, want := try(m1, ctx), (result{Code: syncguard.ServiceUnavailable}); got != want {
+		t.Errorf("TryLockContext on a failing backend = %+v; want %+v", got, want)
+	}
+	//nolint:staticcheck // a nil context is the point.
+	if got, want := try(m1, nil), (result{Code: syncguard.InvalidArgument}); got != want {
+		t.Errorf("TryLockContext(nil) = %+v; want %+v", got, want)
+	}
+	if got, want := try(m1, cancelled), (result{Code: syncguard.Aborted}); got != want {
+		t.Errorf("TryLockContext(cancelled) = %+v; want %+v", got, want)
+	}
+	if got, want := try(m1, ctx), (result{OK: true}); got != want {
+		t.Fatalf("TryLockContext of a free mutex = %+v; want %+v", got, want)
+	}
+	if got, want := try(m1, ctx), (result{}); got != want {
+		t.Errorf("TryLockContext of a locally held mutex = %+v; want %+v", got, want)
+	}
+	if got, want := try(m2, ctx), (result{}); got != want {
+		t.Errorf("TryLockContext of a remotely held mutex = %+v; want %+v", got, want)
+	}
+	m1.Unlock()
+	if len(reported) != 0 {
+		t.Errorf("the error handler was called with %v; TryLockContext returns its errors", reported)
+	}
+}
+
 func TestMutexLockContext(t *testing.T) {
 	t.Parallel()
 	for _, d := range drivertest.Drivers(t) {

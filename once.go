@@ -109,7 +109,7 @@ const DefaultOncePrefix = "once:"
 func Retention(d time.Duration) OnceOption {
 	return func(c *onceConfig) {
 		if _, err := TTLMillis(d); err != nil && c.err == nil {
-			c.err = invalidArg("Retention must be a positive whole number of milliseconds")
+			c.err = optionError("Retention", "the retention must be a positive whole number of milliseconds, at most 100 years, got %v", d)
 		}
 		c.retention = d
 	}
@@ -126,7 +126,7 @@ func NonBlocking() OnceOption {
 func WithCodec(codec Codec) OnceOption {
 	return func(c *onceConfig) {
 		if codec == nil && c.err == nil {
-			c.err = invalidArg("WithCodec: codec must not be nil")
+			c.err = optionError("WithCodec", "codec must not be nil")
 		}
 		c.codec = codec
 	}
@@ -140,9 +140,17 @@ func RecordErrors(on bool) OnceOption {
 }
 
 // OncePrefix sets the prefix of the lock keys and record names (default
-// "once:"). The prefixed key must fit [MaxKeyBytes].
+// "once:"). It must be valid UTF-8 of at most 489 bytes. A key that does
+// not fit [MaxKeyBytes] with the prefix is kept under the prefix and a
+// digest of both (see [StorageKey] for the same rule), so every valid key
+// works.
 func OncePrefix(p string) OnceOption {
-	return func(c *onceConfig) { c.prefix = p }
+	return func(c *onceConfig) {
+		if err := checkPrefix("OncePrefix", p); err != nil && c.err == nil {
+			c.err = err
+		}
+		c.prefix = p
+	}
 }
 
 // OnceAcquireOptions sets the options of the lock acquisitions, such as
@@ -219,10 +227,7 @@ func (o *OncePerKey[C, T]) Do(ctx context.Context, key string, fn func(ctx conte
 	if fn == nil {
 		return zero, invalidArg("OncePerKey.Do: fn must not be nil")
 	}
-	if _, err := NormalizeKey(key); err != nil {
-		return zero, err
-	}
-	name, err := NormalizeKey(o.cfg.prefix + key)
+	name, err := prefixedName(o.cfg.prefix, key)
 	if err != nil {
 		return zero, err
 	}

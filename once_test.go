@@ -331,7 +331,7 @@ func TestOnceInvalid(t *testing.T) {
 		"nil ctx":   func() error { _, err := o.Do(nilCtx, "k", fn); return err },
 		"nil fn":    func() error { _, err := o.Do(context.Background(), "k", nil); return err },
 		"empty key": func() error { _, err := o.Do(context.Background(), "", fn); return err },
-		"long key":  func() error { _, err := o.Do(context.Background(), string(make([]byte, 510)), fn); return err },
+		"long key":  func() error { _, err := o.Do(context.Background(), string(make([]byte, 513)), fn); return err },
 	} {
 		if err := call(); !errors.Is(err, syncguard.ErrInvalidArgument) {
 			t.Errorf("%s: Do = %v, want InvalidArgument", name, err)

@@ -1,6 +1,7 @@
 package syncguard
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -141,16 +142,42 @@ type acquireConfig struct {
 	err        *LockError
 }
 
-func (c *acquireConfig) fail(msg string) {
+// fail records the first invalid option: an InvalidArgument naming the Go
+// option (see optionError).
+func (c *acquireConfig) fail(option, format string, args ...any) {
 	if c.err == nil {
-		c.err = invalidArg(msg)
+		c.err = optionError(option, format, args...)
 	}
 }
 
+// optionError is the InvalidArgument of an invalid option value: it names
+// the option as the caller wrote it ("syncguard.TTL: ...") and shows the
+// value it got, in Go syntax.
+func optionError(option, format string, args ...any) *LockError {
+	return invalidArg("syncguard." + option + ": " + fmt.Sprintf(format, args...))
+}
+
 // TTL sets the lock's time to live (default 30s). It must be a positive
-// whole number of milliseconds.
+// whole number of milliseconds, at most 100 years.
 func TTL(d time.Duration) AcquireOption {
-	return func(c *acquireConfig) { c.ttl = d }
+	return func(c *acquireConfig) {
+		if msg := ttlProblem(d); msg != "" {
+			c.fail("TTL", "%s, got %v", msg, d)
+			return
+		}
+		c.ttl = d
+	}
+}
+
+// ttlProblem describes what makes d an invalid lock TTL, or returns "".
+func ttlProblem(d time.Duration) string {
+	if d <= 0 || d%time.Millisecond != 0 {
+		return "the lock TTL must be a positive whole number of milliseconds"
+	}
+	if d/time.Millisecond > maxTTLMs {
+		return "the lock TTL must be at most 100 years"
+	}
+	return ""
 }
 
 // MaxRetries sets how many times a contended acquisition is retried
@@ -158,7 +185,7 @@ func TTL(d time.Duration) AcquireOption {
 func MaxRetries(n int) AcquireOption {
 	return func(c *acquireConfig) {
 		if n < 0 {
-			c.fail("MaxRetries must not be negative")
+			c.fail("MaxRetries", "the number of retries must not be negative, got %d", n)
 			return
 		}
 		c.maxRetries = n
@@ -170,7 +197,7 @@ func MaxRetries(n int) AcquireOption {
 func RetryDelay(d time.Duration) AcquireOption {
 	return func(c *acquireConfig) {
 		if d < 0 {
-			c.fail("RetryDelay must not be negative")
+			c.fail("RetryDelay", "the retry delay must not be negative, got %v", d)
 			return
 		}
 		c.retryDelay = d
@@ -181,7 +208,7 @@ func RetryDelay(d time.Duration) AcquireOption {
 func Backoff(s BackoffStrategy) AcquireOption {
 	return func(c *acquireConfig) {
 		if s != BackoffExponential && s != BackoffFixed {
-			c.fail("unknown backoff strategy")
+			c.fail("Backoff", "unknown backoff strategy %d (want BackoffExponential or BackoffFixed)", int(s))
 			return
 		}
 		c.backoff = s
@@ -192,7 +219,7 @@ func Backoff(s BackoffStrategy) AcquireOption {
 func Jitter(s JitterStrategy) AcquireOption {
 	return func(c *acquireConfig) {
 		if s < JitterEqual || s > JitterNone {
-			c.fail("unknown jitter strategy")
+			c.fail("Jitter", "unknown jitter strategy %d (want JitterEqual, JitterFull or JitterNone)", int(s))
 			return
 		}
 		c.jitter = s
@@ -204,7 +231,7 @@ func Jitter(s JitterStrategy) AcquireOption {
 func Timeout(d time.Duration) AcquireOption {
 	return func(c *acquireConfig) {
 		if d <= 0 {
-			c.fail("Timeout must be positive")
+			c.fail("Timeout", "the acquisition timeout must be positive, got %v", d)
 			return
 		}
 		c.timeout = d
@@ -218,7 +245,7 @@ func Timeout(d time.Duration) AcquireOption {
 func BackOffPolicy(newPolicy func() backoff.BackOff) AcquireOption {
 	return func(c *acquireConfig) {
 		if newPolicy == nil {
-			c.fail("BackOffPolicy must not be nil")
+			c.fail("BackOffPolicy", "newPolicy must not be nil")
 			return
 		}
 		c.policy = newPolicy

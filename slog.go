@@ -3,6 +3,9 @@ package syncguard
 import (
 	"context"
 	"log/slog"
+	"time"
+
+	"github.com/syncguard/syncguard/internal/caller"
 )
 
 // SlogOption configures [NewSlogObserver].
@@ -20,7 +23,10 @@ func SlogLevels(normal, problem slog.Level) SlogOption {
 // lockIdHash, reason, code and latency (empty ones omitted), plus key and
 // lockId when the event carries raw fields. Events with Result "error" and
 // lost-lease events are logged at Warn, others at Debug (see [SlogLevels]).
-// A nil l means slog.Default() at the time of each event.
+// A nil l means slog.Default() at the time of each event. The record's
+// source (slog.HandlerOptions.AddSource) is the user's call into SyncGuard,
+// such as the line of g.Do; events of a lease's heartbeat name the library
+// function that runs it.
 func NewSlogObserver(l *slog.Logger, opts ...SlogOption) Observer {
 	o := &slogObserver{l: l, normal: slog.LevelDebug, problem: slog.LevelWarn}
 	for _, opt := range opts {
@@ -72,7 +78,12 @@ func (o *slogObserver) OnEvent(e Event) {
 	if e.LockID != "" {
 		a = append(a, slog.String("lockId", e.LockID))
 	}
-	l.LogAttrs(ctx, level, e.Type.LogMessage(), a...)
+	// The record's source is the user's call into SyncGuard, not this
+	// adapter (see zapobserver for the same rule).
+	_, pc, _ := caller.Frame()
+	r := slog.NewRecord(time.Now(), level, e.Type.LogMessage(), pc)
+	r.AddAttrs(a...)
+	_ = l.Handler().Handle(ctx, r)
 }
 
 // IsProblem reports whether e deserves attention: a call that failed with

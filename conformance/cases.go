@@ -12,7 +12,7 @@ import (
 type testCase[C syncguard.FencedCapabilities] struct {
 	// id is the subtest name: "caseNNN_title" for catalogue cases, "Rnn_…"
 	// (fenced records), "Gnn_…" (GCRA rate) and "Wnn_…" (wake-up) for the
-	// additions of contract §13.
+	// additions of contract §13, "Knn_…" for the key rule.
 	id string
 	fn func(c *tc[C])
 	// alone: run before the concurrent cases, one at a time (cases that
@@ -166,6 +166,8 @@ func registry[C syncguard.FencedCapabilities]() []testCase[C] {
 		{id: "W08_leaving_waiter_hands_its_grant_on", fn: w08[C]},
 		{id: "W09_unsubscribed_waiter_keeps_its_turn", fn: w09[C], alone: true},
 		{id: "W10_unsubscribed_waiter_queues_and_claims", fn: w10[C]},
+		// The one key rule (keys.go)
+		{id: "K01_every_valid_key_works", fn: k01[C]},
 	}
 }
 
@@ -177,7 +179,8 @@ func (idCaps) Name() string { return "ids" }
 // CaseIDs returns the IDs (subtest names) of every case [Run] runs, in
 // catalogue order: "caseNNN_…" for cases of conformance-cases.md (case 41
 // has two, its [FIX] variant being "case041_fix_…"), "Rnn_…" for fenced
-// records, "Gnn_…" for GCRA rate and "Wnn_…" for wake-up.
+// records, "Gnn_…" for GCRA rate, "Wnn_…" for wake-up and "Knn_…" for the
+// key rule (every key [syncguard.NormalizeKey] accepts works everywhere).
 func CaseIDs() []string {
 	reg := registry[idCaps]()
 	ids := make([]string, len(reg))

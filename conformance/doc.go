@@ -1,7 +1,8 @@
 // Package conformance is the shared behaviour suite that every SyncGuard
 // driver must pass. It implements every case of conformance-cases.md tagged
 // [all] (plus case 26), and the project's additions of contract §13: fenced
-// records (R cases), GCRA rate (G cases) and wake-up (W cases).
+// records (R cases), GCRA rate (G cases) and wake-up (W cases), and K01:
+// every key the key rule accepts works on the driver.
 //
 // It is an ordinary package, imported by each driver's tests, in the style
 // of gocloud.dev's drivertest: the driver package implements a small
@@ -18,15 +19,14 @@
 // it, each case on keys prefixed with its own ID and a random per-run token:
 //
 //	type harness struct {
-//		client *redis.Client
+//		client rueidis.Client
+//		driver *redis.Driver // over client, with the run's key prefix
 //		prefix string
 //	}
 //
-//	func (h *harness) Driver() syncguard.Driver[redis.Capabilities] {
-//		return redis.New(h.client, redis.WithKeyPrefix(h.prefix))
-//	}
+//	func (h *harness) Driver() syncguard.Driver[redis.Capabilities] { return h.driver }
 //
-//	func (h *harness) Close() { deleteKeys(h.client, h.prefix+"*"); h.client.Close() }
+//	func (h *harness) Close() { h.driver.Close(); deleteKeys(h.client, h.prefix+"*"); h.client.Close() }
 //
 //	func TestConformance(t *testing.T) {
 //		conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[redis.Capabilities], error) {
@@ -34,7 +34,13 @@
 //			if err != nil {
 //				t.Skipf("Redis not available (start it with scripts/test): %v", err)
 //			}
-//			return &harness{client: client, prefix: "sgtest:" + t.Name()}, nil
+//			prefix := "sgtest:" + t.Name()
+//			d, err := redis.New(client, redis.WithKeyPrefix(prefix))
+//			if err != nil {
+//				client.Close()
+//				return nil, err
+//			}
+//			return &harness{client: client, driver: d, prefix: prefix}, nil
 //		}, conformance.Options{
 //			Capabilities: syncguard.CapabilityInfo{Name: "redis", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
 //		})

@@ -12,10 +12,12 @@ import (
 	"github.com/syncguard/syncguard/drivers/memory"
 )
 
-// Hostile inputs against every public entry point of the drivers and of
-// Guard: each call must return without panicking, either succeed (the
-// input is valid, if odd) or fail with InvalidArgument. Any other outcome
-// is listed as a finding.
+// Hostile inputs against every public entry point of the drivers, of Guard
+// and of the primitives: each call must return without panicking; an input
+// the key rule accepts (valid) must succeed, an invalid one must fail with
+// InvalidArgument. Any other outcome is listed as a finding: InvalidArgument
+// for a valid key is a finding too (PostgreSQL once refused NUL bytes with
+// SQLSTATE 22021 after a round trip).
 
 var (
 	tenMB      = strings.Repeat("k", 10<<20)
@@ -28,8 +30,8 @@ type hostileInput struct {
 	key    string
 	lockID string
 	ttl    time.Duration
-	// valid: the input is acceptable, success is expected (an
-	// InvalidArgument is also accepted).
+	// valid: the input is acceptable (the key rule accepts the key): the
+	// call must succeed.
 	valid bool
 }
 
@@ -39,6 +41,13 @@ func hostileInputs() []hostileInput {
 	id := syncguard.NewLockID()
 	return []hostileInput{
 		{"NUL byte in key", ctx, "a\x00b", id, time.Second, true},
+		{"NUL-only key", ctx, "\x00", id, time.Second, true},
+		{"control characters in key", ctx, "c\x01\x1b[31m\r\n\t\x7f\u0085\u009f", id, time.Second, true},
+		{"astral-plane key", ctx, "🔒\U00020000\U000e0001\U0010fffd", id, time.Second, true},
+		{"ohm sign key (NFC: Ω)", ctx, "\u2126\x00", id, time.Second, true},
+		{"512-byte key of 4-byte runes", ctx, strings.Repeat("🔒", 128), id, time.Second, true},
+		{"512-byte key of NULs", ctx, strings.Repeat("\x00", 512), id, time.Second, true},
+		{"768-byte NFD key (512 in NFC)", ctx, strings.Repeat("e\u0301", 256), id, time.Second, true},
 		{"invalid UTF-8 key", ctx, invalidUTF, id, time.Second, false},
 		{"empty key", ctx, "", id, time.Second, false},
 		{"10 MB key", ctx, tenMB, id, time.Second, false},
@@ -198,8 +207,12 @@ func hostileRun(t *testing.T, b syncguard.Backend, calls []hostileCall) (checked
 				}()
 				return c.call(b, in)
 			}()
+			wantOK := in.valid && !hostileAlwaysInvalid(c)
 			switch code := syncguard.CodeOf(err); {
-			case err == nil && (in.valid || hostileMayAccept(c, in)):
+			case wantOK && err == nil:
+			case wantOK:
+				t.Errorf("%s: %v (code %v); want success: the key rule accepts this key", name, truncate(err.Error()), code)
+			case err == nil && hostileMayAccept(c, in):
 			case code == syncguard.InvalidArgument:
 			case err == nil:
 				t.Errorf("%s: accepted; want InvalidArgument", name)
@@ -217,7 +230,7 @@ func hostileRun(t *testing.T, b syncguard.Backend, calls []hostileCall) (checked
 // context and TTL.
 func hostileMayAccept(c hostileCall, in hostileInput) bool {
 	switch {
-	case c.name == "nil Lease":
+	case c.name == "nil Lease", c.name == "NewMutex+TryLock" && in.ctx == nil:
 		return true
 	case strings.HasPrefix(c.name, "AllowN") && (in.name == "huge TTL" || in.name == "sub-millisecond TTL"):
 		return true
@@ -225,6 +238,58 @@ func hostileMayAccept(c hostileCall, in hostileInput) bool {
 		return true
 	}
 	return false
+}
+
+// hostileAlwaysInvalid: calls that are invalid whatever the input (then a
+// valid key still yields InvalidArgument).
+func hostileAlwaysInvalid(c hostileCall) bool {
+	return c.name == "AllowN negative n"
+}
+
+// primitiveCalls: the primitives' key-taking entry points (keys as typed by
+// users, under the primitives' default prefixes).
+func primitiveCalls[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C]) []hostileCall {
+	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 10, Period: time.Minute, Burst: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	once, err := syncguard.NewOncePerKey[string](g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, err := syncguard.NewFencedWriter(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []hostileCall{
+		{"RateLimiter.Allow", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+			_, err := lim.Allow(in.ctx, in.key)
+			return err
+		}},
+		{"OncePerKey.Do", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+			_, err := once.Do(in.ctx, in.key, func(context.Context) (string, error) { return "done", nil })
+			return err
+		}},
+		{"FencedWriter.Write", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+			l, err := g.TryAcquire(context.Background(), "fw-holder:"+token())
+			if err != nil {
+				return fmt.Errorf("setup: %w", err)
+			}
+			defer l.Close()
+			return fw.Write(in.ctx, l, in.key, []byte("v"))
+		}},
+		{"NewMutex+TryLock", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+			m, err := syncguard.NewMutex(g, in.key)
+			if err != nil {
+				return err
+			}
+			if !m.TryLock() {
+				return fmt.Errorf("TryLock of a free key failed")
+			}
+			m.Unlock()
+			return nil
+		}},
+	}
 }
 
 func truncate(s string) string {
@@ -239,6 +304,7 @@ func TestHostileInputMemory(t *testing.T) {
 	d := memory.New()
 	n := hostileRun(t, d, driverCalls)
 	n += hostileRun(t, d, guardCalls(syncguard.New(d)))
+	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d)))
 	t.Logf("memory: %d hostile calls checked", n)
 }
 
@@ -248,6 +314,7 @@ func TestHostileInputRedis(t *testing.T) {
 	d := redisDriver(t, c, "sgrel:"+token())
 	n := hostileRun(t, d, driverCalls)
 	n += hostileRun(t, d, guardCalls(syncguard.New(d)))
+	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d)))
 	t.Logf("redis: %d hostile calls checked", n)
 }
 
@@ -258,6 +325,7 @@ func TestHostileInputPostgres(t *testing.T) {
 	d := pgDriver(t, pgPool(t, dsn, schema, nil))
 	n := hostileRun(t, d, driverCalls)
 	n += hostileRun(t, d, guardCalls(syncguard.New(d)))
+	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d)))
 	t.Logf("postgres: %d hostile calls checked", n)
 }
 

@@ -139,7 +139,7 @@ INSERT INTO syncguard_locks (key, lock_id, expires_at_ms, acquired_at_ms, fence,
 SELECT $1, $2, `+nowMsSQL+` + $6::bigint, `+nowMsSQL+` - 1000, lpad($3::bigint::text, 15, '0'), $4 FROM f
 ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
   acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key`,
-		base, lockID, int64(fence), k, fk, off.Milliseconds())
+		base, lockID, int64(fence), dbText(k), fk, off.Milliseconds())
 	return err
 }
 
@@ -151,7 +151,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 	base, _ := baseKey(k)
 	fk, _ := fenceKey(base)
 	_, err = h.db.pool.Exec(ctx, `INSERT INTO syncguard_fence_counters (fence_key, fence, key_debug)
-VALUES ($1, $2, $3) ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence`, fk, value, k)
+VALUES ($1, $2, $3) ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence`, fk, value, dbText(k))
 	return err
 }
 

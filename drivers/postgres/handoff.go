@@ -277,7 +277,7 @@ func (d *Driver) acquireQueued(ctx context.Context, k, base, fk, id string, ttl 
 	}
 	b := &pgx.Batch{}
 	b.Queue(d.q.advisory, base)
-	b.Queue(d.q.acquireQueued, base, fk, id, k, ttlMs, int64(syncguard.FenceMax), live.Milliseconds()).
+	b.Queue(d.q.acquireQueued, base, fk, id, dbText(k), ttlMs, int64(syncguard.FenceMax), live.Milliseconds()).
 		QueryRow(func(row pgx.Row) error {
 			// Unused columns: the server time, and (queued,
 			// synchronous_commit) for the statement's own use.

@@ -11,14 +11,18 @@ import (
 	"github.com/syncguard/syncguard"
 )
 
-// baseKey returns the storage key of a normalised key (contract §3).
+// baseKey returns the storage key of a normalised key (contract §3), in
+// its stored form (dbText).
 func baseKey(k string) (string, error) {
-	return syncguard.StorageKey("", k, storageLimit, storageReserve)
+	b, err := syncguard.StorageKey("", k, storageLimit, storageReserve)
+	return dbText(b), err
 }
 
-// fenceKey returns the fence counter key of a base key.
+// fenceKey returns the fence counter key of a base key, both in their
+// stored form (dbText).
 func fenceKey(base string) (string, error) {
-	return syncguard.StorageKey("", "fence:"+base, storageLimit, storageReserve)
+	f, err := syncguard.StorageKey("", "fence:"+fromDBText(base), storageLimit, storageReserve)
+	return dbText(f), err
 }
 
 // lockKeys normalises key and derives its base and fence keys.
@@ -68,7 +72,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 	)
 	b := &pgx.Batch{}
 	b.Queue(d.q.advisory, base)
-	b.Queue(d.q.acquire, base, fk, lockID, k, ttlMs, int64(syncguard.FenceMax)).QueryRow(func(row pgx.Row) error {
+	b.Queue(d.q.acquire, base, fk, lockID, dbText(k), ttlMs, int64(syncguard.FenceMax)).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&free, &next, &exp, &fenceW, nil) // the server's now: unused here
 	})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
@@ -335,13 +339,13 @@ func (d *Driver) lookup(ctx context.Context, sql, arg, wantID string) (*syncguar
 	}
 	return &syncguard.RawLockInfo{
 		LockInfo: syncguard.LockInfo{
-			KeyHash:      syncguard.HashKey(userKey),
+			KeyHash:      syncguard.HashKey(fromDBText(userKey)),
 			LockIDHash:   syncguard.HashKey(id),
 			Fence:        f,
 			ExpiresAtMs:  exp,
 			AcquiredAtMs: acq,
 		},
-		Key:    userKey,
+		Key:    fromDBText(userKey),
 		LockID: id,
 	}, nil
 }

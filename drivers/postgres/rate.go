@@ -32,8 +32,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 
 	var tat, granted int64
 	b := &pgx.Batch{}
-	b.Queue(d.q.rateLock, k)
-	b.Queue(d.q.allow, k, increment, burstOffset).QueryRow(func(row pgx.Row) error {
+	b.Queue(d.q.rateLock, dbText(k))
+	b.Queue(d.q.allow, dbText(k), increment, burstOffset).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&tat, &granted)
 	})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
@@ -63,7 +63,7 @@ func (d *Driver) ResetRate(ctx context.Context, key string) error {
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return err
 	}
-	if _, err := d.pool.Exec(ctx, d.q.resetRate, k); err != nil {
+	if _, err := d.pool.Exec(ctx, d.q.resetRate, dbText(k)); err != nil {
 		return withKey(mapError(ctx, err), k)
 	}
 	return nil

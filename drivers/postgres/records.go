@@ -51,7 +51,7 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 		value = []byte{}
 	}
 	var stored, seen *int64
-	if err := d.pool.QueryRow(ctx, d.q.putRecord, n, int64(fence), value, ttlMs).Scan(&stored, &seen); err != nil {
+	if err := d.pool.QueryRow(ctx, d.q.putRecord, dbText(n), int64(fence), value, ttlMs).Scan(&stored, &seen); err != nil {
 		return syncguard.PutResult{}, withKey(mapError(ctx, err), n)
 	}
 	if stored != nil {
@@ -61,7 +61,7 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 		// The conflicting row is newer than this statement's snapshot:
 		// read it (a second round trip, only in this race).
 		var cur int64
-		err := d.pool.QueryRow(ctx, d.q.recordFence, n).Scan(&cur)
+		err := d.pool.QueryRow(ctx, d.q.recordFence, dbText(n)).Scan(&cur)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return syncguard.PutResult{}, nil
 		}
@@ -87,7 +87,7 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 		f   int64
 		exp *int64
 	)
-	err = d.pool.QueryRow(ctx, d.q.getRecord, n).Scan(&v, &f, &exp)
+	err = d.pool.QueryRow(ctx, d.q.getRecord, dbText(n)).Scan(&v, &f, &exp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -114,7 +114,7 @@ func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return false, err
 	}
-	tag, err := d.pool.Exec(ctx, d.q.deleteRecord, n, int64(fence))
+	tag, err := d.pool.Exec(ctx, d.q.deleteRecord, dbText(n), int64(fence))
 	if err != nil {
 		return false, withKey(mapError(ctx, err), n)
 	}

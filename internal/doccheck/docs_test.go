@@ -43,8 +43,9 @@ func goBlocks(t *testing.T, path string) []goBlock {
 // TestRunnableDocsCompile compiles every Go block in README.md and docs/
 // that is a complete program or package (it starts with a package
 // clause): such blocks claim to be runnable, so they must build against
-// the current API. Other blocks are fragments. Blocks that import the
-// Firestore driver belong to that module and are compiled there.
+// the current API. Other blocks are fragments, type-checked by
+// TestDocFragmentsTypeCheck. Blocks that import the Firestore driver belong
+// to that module and are compiled there.
 func TestRunnableDocsCompile(t *testing.T) {
 	t.Parallel()
 	root := repoRoot(t)
