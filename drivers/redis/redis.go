@@ -42,6 +42,10 @@ const DefaultKeyPrefix = "syncguard"
 // documentation).
 const DefaultFailoverBump = 1_000_000
 
+// DefaultCallTimeout bounds every request the driver makes when
+// [WithCallTimeout] is not given.
+const DefaultCallTimeout = 3 * time.Second
+
 // Option configures a [Driver]; pass options to [New].
 type Option func(*options)
 
@@ -50,6 +54,7 @@ type options struct {
 	cleanupInIsLocked bool
 	logger            *slog.Logger
 	bump              int64
+	callTimeout       time.Duration
 }
 
 // WithKeyPrefix sets the prefix of every key the driver writes (default
@@ -87,6 +92,18 @@ func WithFailoverBump(n int64) Option {
 	return func(o *options) { o.bump = n }
 }
 
+// WithCallTimeout bounds every request the driver makes (default
+// [DefaultCallTimeout]), whatever the caller's context: a call whose
+// context has no deadline, or a later one, returns NetworkTimeout after d
+// when Redis does not answer (stopped, unreachable, or too slow), and
+// ServiceUnavailable earlier when the connection is refused. Retries inside
+// rueidis (it retries read-only commands while the server is away) happen
+// only within d. The caller's own deadline still applies when it is
+// earlier. Values ≤ 0 are rejected by [New].
+func WithCallTimeout(d time.Duration) Option {
+	return func(o *options) { o.callTimeout = d }
+}
+
 // Driver is the Redis driver. It is safe for concurrent use. Create it with
 // [New]; it does not own the client (Close the client yourself), but a
 // driver with active release watchers should be closed with [Driver.Close]
@@ -110,6 +127,8 @@ type Driver struct {
 	// abandonGrace is how long a request whose caller gave up may still
 	// run (see exec.go; tests shorten it).
 	abandonGrace time.Duration
+	// callTimeout bounds every request (WithCallTimeout).
+	callTimeout time.Duration
 }
 
 // New returns a driver that stores locks through client, which may be a
@@ -123,7 +142,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 	if client == nil {
 		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: client must not be nil")
 	}
-	o := options{prefix: DefaultKeyPrefix, bump: DefaultFailoverBump}
+	o := options{prefix: DefaultKeyPrefix, bump: DefaultFailoverBump, callTimeout: DefaultCallTimeout}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&o)
@@ -135,6 +154,9 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 	}
 	if o.bump < 1 || o.bump > 1_000_000_000_000 {
 		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: failover bump must be in [1, 10^12]")
+	}
+	if o.callTimeout <= 0 {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: call timeout must be positive")
 	}
 	sep := 0
 	if prefix != "" {
@@ -152,6 +174,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		inbox:        newInbox(),
 		waiterLiveMs: formatInt(waiterLive.Milliseconds()),
 		abandonGrace: abandonGrace,
+		callTimeout:  o.callTimeout,
 	}
 	d.hub = newWatchHub(d)
 	return d, nil
