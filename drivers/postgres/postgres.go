@@ -400,7 +400,11 @@ func (d *Driver) Close() {
 }
 
 // bound returns ctx bounded by the call timeout (WithCallTimeout).
+// A nil ctx is passed through, for the operation's own check to reject.
 func (d *Driver) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		return nil, func() {}
+	}
 	return context.WithTimeout(ctx, d.opts.callTimeout)
 }
 
