@@ -289,12 +289,18 @@ func TestFaultPausedHolderPostgres(t *testing.T) {
 // the same time) and stops it when t ends.
 func privateCluster(t *testing.T) (dir string, addrs []string) {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		needBackend(t, "redis-server not installed")
-	}
 	base := 7200
 	if v := os.Getenv("SYNCGUARD_RELIABILITY_CLUSTER_PORT"); v != "" {
 		base, _ = strconv.Atoi(v)
+	}
+	return privateClusterAt(t, base)
+}
+
+// privateClusterAt is privateCluster on ports base to base+5.
+func privateClusterAt(t *testing.T, base int) (dir string, addrs []string) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		needBackend(t, "redis-server not installed")
 	}
 	for p := base; p < base+6; p++ {
 		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err != nil {

@@ -6,6 +6,7 @@
 package faultproxy
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -65,15 +66,21 @@ func (p *Proxy) accept() {
 	}
 }
 
-// pipe copies src to dst chunk by chunk, dropping chunks while the proxy
-// blackholes and delaying them while it is slow.
+// pipe copies src to dst chunk by chunk, holding chunks while the proxy
+// blackholes (as a network partition does: nothing arrives, nothing is
+// closed, and what TCP had sent is delivered once the partition heals;
+// dropping bytes instead would corrupt the stream) and delaying them while
+// it is slow.
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !p.blackhole.Load() {
+		if n > 0 {
+			for p.blackhole.Load() && !p.isClosed() {
+				time.Sleep(5 * time.Millisecond)
+			}
 			if d := time.Duration(p.delay.Load()); d > 0 {
 				time.Sleep(d)
 			}
@@ -87,11 +94,17 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	}
 }
 
+func (p *Proxy) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
 // Addr is the proxy's listening address (127.0.0.1:port).
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Blackhole starts (true) or ends (false) dropping all data. Connections
-// stay open; data sent meanwhile is lost.
+// Blackhole starts (true) or ends (false) a partition: no data passes,
+// connections stay open, and data sent meanwhile is delivered after it.
 func (p *Proxy) Blackhole(on bool) { p.blackhole.Store(on) }
 
 // Slow delays every chunk by d in each direction (0: no delay).
@@ -108,4 +121,67 @@ func (p *Proxy) Close() {
 	p.mu.Unlock()
 	p.ln.Close()
 	p.wg.Wait()
+}
+
+// Pool hands out one Proxy per target, started on first use, and applies
+// faults to all of them: a client whose dial function goes through
+// DialContext (rueidis's ClientOption.DialCtxFn) reaches every node it
+// learns of, a Redis Cluster's included, through the pool.
+type Pool struct {
+	mu        sync.Mutex
+	proxies   map[string]*Proxy
+	delay     time.Duration
+	blackhole bool
+}
+
+// NewPool returns an empty pool.
+func NewPool() *Pool { return &Pool{proxies: map[string]*Proxy{}} }
+
+// DialContext connects to target through its proxy.
+func (p *Pool) DialContext(ctx context.Context, target string) (net.Conn, error) {
+	p.mu.Lock()
+	px, ok := p.proxies[target]
+	if !ok {
+		var err error
+		if px, err = Start(target); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		px.Slow(p.delay)
+		px.Blackhole(p.blackhole)
+		p.proxies[target] = px
+	}
+	p.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", px.Addr())
+}
+
+// Blackhole applies Proxy.Blackhole to every proxy, present and future.
+func (p *Pool) Blackhole(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blackhole = on
+	for _, px := range p.proxies {
+		px.Blackhole(on)
+	}
+}
+
+// Slow applies Proxy.Slow to every proxy, present and future.
+func (p *Pool) Slow(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
+	for _, px := range p.proxies {
+		px.Slow(d)
+	}
+}
+
+// Close closes every proxy.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, px := range p.proxies {
+		px.Close()
+	}
+	clear(p.proxies)
 }
