@@ -92,10 +92,17 @@ func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOp
 // waiter retries as soon as the key is released instead of sleeping the
 // whole delay; setting up that subscription is bounded by the Timeout too.
 //
+// An attempt that fails because the backend is unreachable or slow
+// (ServiceUnavailable or NetworkTimeout from the driver) is retried the
+// same way, so a restart or failover shorter than the Timeout is ridden out
+// ([RetryUnavailable] turns that off). Each attempt is bounded by the
+// driver's call timeout.
+//
 // It returns a [Lease] the caller must release, typically with
 // defer lease.Close(). When retries or the timeout run out it returns an
-// AcquisitionTimeout *LockError that also matches [ErrLocked]; when ctx ends
-// it returns Aborted (cancelled) or NetworkTimeout (deadline).
+// AcquisitionTimeout *LockError that also matches [ErrLocked], or the last
+// attempt's ServiceUnavailable or NetworkTimeout error if it failed so;
+// when ctx ends it returns Aborted (cancelled) or NetworkTimeout (deadline).
 func (g *Guard[C]) Acquire(ctx context.Context, key string, opts ...AcquireOption) (*Lease[C], error) {
 	cfg, nkey, err := g.prepare(ctx, key, false, opts)
 	if err != nil {
