@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -68,7 +69,8 @@ func (c *call) put() {
 // the same dial.
 //
 // An abandoned request still ends: abandonGrace after its caller gave up
-// (ctx ended or the call timeout passed), its own context is cancelled too.
+// (ctx ended or the call timeout passed), or when the driver is closed if
+// that is sooner, its own context is cancelled too.
 // Without that, rueidis would keep retrying a read-only command for as long
 // as the server is unreachable, one goroutine per abandoned call.
 func (d *Driver) exec(ctx context.Context, s *rueidis.Lua, keys, args []string) rueidis.RedisResult {
@@ -111,10 +113,24 @@ func (o op) run(ctx context.Context, client rueidis.Client) rueidis.RedisResult 
 func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
 	ch := make(chan rueidis.RedisResult, 1)
 	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+	var stopOnClose atomic.Pointer[func() bool]
 	go func() {
 		ch <- o.run(rctx, d.client)
 		rcancel()
+		if stop := stopOnClose.Load(); stop != nil {
+			(*stop)()
+		}
 	}()
+	// abandon leaves the request to its goroutine: it is cancelled
+	// abandonGrace later, or when the driver is closed if that is sooner.
+	abandon := func() {
+		time.AfterFunc(d.abandonGrace, rcancel)
+		stop := context.AfterFunc(d.closed, rcancel)
+		stopOnClose.Store(&stop)
+		if rctx.Err() != nil { // the goroutine finished before the Store
+			stop()
+		}
+	}
 	var bound <-chan time.Time
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d.callTimeout {
 		t := time.NewTimer(d.callTimeout)
@@ -125,10 +141,10 @@ func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
 	case r := <-ch:
 		return r
 	case <-ctx.Done():
-		time.AfterFunc(d.abandonGrace, rcancel)
+		abandon()
 		return rueidis.NewErrorResult(ctx.Err()) // o is left to its goroutine
 	case <-bound:
-		time.AfterFunc(d.abandonGrace, rcancel)
+		abandon()
 		return rueidis.NewErrorResult(d.callTimeoutError())
 	}
 }

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -129,6 +130,9 @@ type Driver struct {
 	abandonGrace time.Duration
 	// callTimeout bounds every request (WithCallTimeout).
 	callTimeout time.Duration
+	// closed ends with Close: it cancels abandoned requests (exec.go).
+	closed     context.Context
+	closeCalls context.CancelFunc
 }
 
 // New returns a driver that stores locks through client, which may be a
@@ -176,6 +180,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		abandonGrace: abandonGrace,
 		callTimeout:  o.callTimeout,
 	}
+	d.closed, d.closeCalls = context.WithCancel(context.Background())
 	d.hub = newWatchHub(d)
 	return d, nil
 }
@@ -206,10 +211,12 @@ func (d *Driver) Client() rueidis.Client { return d.client }
 func (d *Driver) KeyPrefix() string { return d.prefix }
 
 // Close ends the driver's release subscriptions (watchers still waiting
-// are woken) and waits for background clean-up releases to finish (each is
-// bounded by 5 s). It does not close the client. Operations other than
-// WatchRelease keep working after Close.
+// are woken), cancels requests whose callers gave up on them (their
+// context ended or the call timeout passed) and waits for background
+// clean-up releases to finish (each is bounded by 5 s). It does not close
+// the client. Operations other than WatchRelease keep working after Close.
 func (d *Driver) Close() {
+	d.closeCalls()
 	d.hub.close()
 	d.bg.Wait()
 }
