@@ -109,28 +109,40 @@ func (o op) run(ctx context.Context, client rueidis.Client) rueidis.RedisResult 
 	return r
 }
 
+// flight is one request on its goroutine (see call).
+type flight struct {
+	ch     chan rueidis.RedisResult
+	ctx    context.Context // the request's: the caller's without its cancellation
+	cancel context.CancelFunc
+	// stop unregisters the cancellation at Close of an abandoned request.
+	stop atomic.Pointer[func() bool]
+}
+
+// fly runs o for f and hands the result over.
+func (d *Driver) fly(f *flight, o op) {
+	f.ch <- o.run(f.ctx, d.client)
+	f.cancel()
+	if stop := f.stop.Load(); stop != nil {
+		(*stop)()
+	}
+}
+
+// abandon leaves f to its goroutine: the request is cancelled abandonGrace
+// later, or when the driver is closed if that is sooner.
+func (d *Driver) abandon(f *flight) {
+	time.AfterFunc(d.abandonGrace, f.cancel)
+	stop := context.AfterFunc(d.closed, f.cancel)
+	f.stop.Store(&stop)
+	if f.ctx.Err() != nil { // the request finished before the Store
+		stop()
+	}
+}
+
 // call runs o as exec describes.
 func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
-	ch := make(chan rueidis.RedisResult, 1)
-	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	var stopOnClose atomic.Pointer[func() bool]
-	go func() {
-		ch <- o.run(rctx, d.client)
-		rcancel()
-		if stop := stopOnClose.Load(); stop != nil {
-			(*stop)()
-		}
-	}()
-	// abandon leaves the request to its goroutine: it is cancelled
-	// abandonGrace later, or when the driver is closed if that is sooner.
-	abandon := func() {
-		time.AfterFunc(d.abandonGrace, rcancel)
-		stop := context.AfterFunc(d.closed, rcancel)
-		stopOnClose.Store(&stop)
-		if rctx.Err() != nil { // the goroutine finished before the Store
-			stop()
-		}
-	}
+	f := &flight{ch: make(chan rueidis.RedisResult, 1)}
+	f.ctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go d.fly(f, o)
 	var bound <-chan time.Time
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d.callTimeout {
 		t := time.NewTimer(d.callTimeout)
@@ -138,13 +150,13 @@ func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
 		bound = t.C
 	}
 	select {
-	case r := <-ch:
+	case r := <-f.ch:
 		return r
 	case <-ctx.Done():
-		abandon()
+		d.abandon(f)
 		return rueidis.NewErrorResult(ctx.Err()) // o is left to its goroutine
 	case <-bound:
-		abandon()
+		d.abandon(f)
 		return rueidis.NewErrorResult(d.callTimeoutError())
 	}
 }
