@@ -528,7 +528,7 @@ func failoverWaiters(t *testing.T, ctx context.Context, d *redis.Driver, key str
 				return
 			}
 		}
-		t.Logf("waiters (30s budget) on %s through a failover (promotion after %v): got the lock after %v", key, promotion.Round(time.Millisecond), took)
+		t.Logf("waiters (30s budget) on %s through a failover (promotion after %v): returned after %v", key, promotion.Round(time.Millisecond), took)
 	}
 }
 
