@@ -92,10 +92,17 @@ func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOp
 // waiter retries as soon as the key is released instead of sleeping the
 // whole delay; setting up that subscription is bounded by the Timeout too.
 //
+// An attempt that fails because the backend is unreachable or slow
+// (ServiceUnavailable or NetworkTimeout from the driver) is retried the
+// same way, so a restart or failover shorter than the Timeout is ridden out
+// ([RetryUnavailable] turns that off). Each attempt is bounded by the
+// driver's call timeout.
+//
 // It returns a [Lease] the caller must release, typically with
 // defer lease.Close(). When retries or the timeout run out it returns an
-// AcquisitionTimeout *LockError that also matches [ErrLocked]; when ctx ends
-// it returns Aborted (cancelled) or NetworkTimeout (deadline).
+// AcquisitionTimeout *LockError that also matches [ErrLocked], or the last
+// attempt's ServiceUnavailable or NetworkTimeout error if it failed so;
+// when ctx ends it returns Aborted (cancelled) or NetworkTimeout (deadline).
 func (g *Guard[C]) Acquire(ctx context.Context, key string, opts ...AcquireOption) (*Lease[C], error) {
 	cfg, nkey, err := g.prepare(ctx, key, false, opts)
 	if err != nil {
@@ -281,6 +288,9 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 		hand      *Handoff // the queued waiter, with a HandoffWatcher
 		timer     *time.Timer
 		wctx      context.Context // ctx bounded by the Timeout, for subscribing
+		// backendErr is the last attempt's error when it was a
+		// retryable backend failure, nil when it was contention.
+		backendErr error
 	)
 	defer func() {
 		if stop != nil {
@@ -299,25 +309,32 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 	}
 	for attempt := 1; ; attempt++ {
 		if time.Since(start) >= cfg.timeout {
-			return AcquireResult{}, acquisitionTimeout(key, "Timeout reached while acquiring lock")
+			return AcquireResult{}, giveUp(backendErr, key, "Timeout reached while acquiring lock")
 		}
 		res, err := g.attemptWith(ctx, key, cfg.ttl, hand)
+		backendErr = nil
 		if err != nil {
-			return res, err
-		}
-		if res.Acquired {
+			if cfg.failFast || !retryableBackendError(ctx, err) {
+				return res, err
+			}
+			// The backend is unreachable or did not answer in time:
+			// wait and try again like a contended attempt, so that a
+			// restart or failover shorter than the Timeout is ridden
+			// out. If the retries run out, this error is returned.
+			backendErr = err
+		} else if res.Acquired {
 			return res, nil
 		}
 		if attempt > cfg.maxRetries {
-			return AcquireResult{}, acquisitionTimeout(key, "Failed to acquire lock after "+attempts(attempt))
+			return AcquireResult{}, giveUp(backendErr, key, "Failed to acquire lock after "+attempts(attempt))
 		}
 		d := policy.NextBackOff()
 		if d == backoff.Stop {
-			return AcquireResult{}, acquisitionTimeout(key, "Backoff policy stopped after "+attempts(attempt))
+			return AcquireResult{}, giveUp(backendErr, key, "Backoff policy stopped after "+attempts(attempt))
 		}
 		remaining := cfg.timeout - time.Since(start)
 		if remaining <= 0 {
-			return AcquireResult{}, acquisitionTimeout(key, "Timeout reached before next retry")
+			return AcquireResult{}, giveUp(backendErr, key, "Timeout reached before next retry")
 		}
 		d = max(min(d, remaining), 0)
 		if hand != nil && hand.Renew > 0 {
@@ -372,6 +389,43 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			}
 		}
 	}
+}
+
+// RetryUnavailable sets whether an acquisition retries attempts that fail
+// because the backend is unreachable or slow (ServiceUnavailable or
+// NetworkTimeout from the driver, not from ctx) as it retries a contended
+// key: with the same backoff, MaxRetries and Timeout. Default true, so a
+// waiter whose Timeout is longer than a backend restart or failover gets
+// the lock afterwards; when the retries run out on such a failure, the
+// acquisition returns that failure rather than AcquisitionTimeout. false
+// restores failing on the first backend error.
+//
+// Each attempt is bounded by the driver's call timeout, so an acquisition
+// returns within Timeout plus one call timeout.
+func RetryUnavailable(on bool) AcquireOption {
+	return func(c *acquireConfig) { c.failFast = !on }
+}
+
+// retryableBackendError reports an attempt's error that acquireLoop
+// retries: the backend unreachable or too slow, while ctx is still live.
+func retryableBackendError(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	switch CodeOf(err) {
+	case ServiceUnavailable, NetworkTimeout:
+		return true
+	}
+	return false
+}
+
+// giveUp is the error of an acquisition whose retries ran out: the last
+// attempt's backend failure if it failed, else AcquisitionTimeout.
+func giveUp(backendErr error, key, msg string) error {
+	if backendErr != nil {
+		return backendErr
+	}
+	return acquisitionTimeout(key, msg)
 }
 
 func attempts(n int) string {

@@ -860,7 +860,7 @@ func TestGuardErrorMapping(t *testing.T) {
 }
 
 func TestGuardReleaseFailureIsolation(t *testing.T) {
-	relErr := NewError(ServiceUnavailable, "release backend down")
+	relErr := NewError(Internal, "release backend down")
 	wantInfo := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "café", Source: SourceDisposal}
 	fnErr := errors.New("fn failed")
 	tests := []struct {
@@ -1093,7 +1093,7 @@ func TestGuardDoLease(t *testing.T) {
 	})
 
 	t.Run("fn_panic_release_failure_reaches_callback", func(t *testing.T) {
-		relErr := NewError(ServiceUnavailable, "down")
+		relErr := NewError(Internal, "down")
 		f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: relErr})
 		rec := &releaseErrRecorder{}
 		g := newFakeGuard(f, WithOnReleaseError(rec.record))

@@ -161,7 +161,10 @@ func (l *Lease[C]) markLost(reason string, cause error) {
 // call deleted it. Only the first Release or Close reaches the backend;
 // later calls return false without I/O, even if the first failed (use the
 // driver's Release with LockID to retry). Errors are returned, not sent to
-// the release-error callback.
+// the release-error callback. A release that fails with ServiceUnavailable
+// or NetworkTimeout (the backend away) is retried in the background until
+// it succeeds or the lease expires, so the key frees soon after the backend
+// returns; this holds for [Lease.Close] and [Guard.Do] too.
 func (l *Lease[C]) Release(ctx context.Context) (bool, error) {
 	ok, _, err := l.release(ctx)
 	return ok, err
@@ -202,7 +205,74 @@ func (l *Lease[C]) doRelease(ctx context.Context) (res ReleaseResult, err error)
 		l.mu.Unlock()
 		l.cancel(context.Canceled)
 	}()
-	return l.g.d.Release(ctx, l.lockID)
+	res, err = l.g.d.Release(ctx, l.lockID)
+	if err != nil && backendAway(err) {
+		l.releaseLater()
+	}
+	return res, err
+}
+
+// backendAway reports a release error that says the backend could not be
+// reached or did not answer in time: the lock is most likely still held.
+func backendAway(err error) bool {
+	switch CodeOf(err) {
+	case ServiceUnavailable, NetworkTimeout:
+		return true
+	}
+	return false
+}
+
+// Delays between the background retries of a release (releaseLater).
+const (
+	releaseRetryFirst = 50 * time.Millisecond
+	releaseRetryMax   = 500 * time.Millisecond
+)
+
+// releaseLater retries the release of the lease in the background after it
+// failed because the backend was away, so that the key frees soon after the
+// backend returns instead of at the end of the TTL. The retries end at the
+// lease's expiry (the backend's last reported expiry read on the local
+// clock, at most one TTL from now): after it the lock is free anyway, so
+// the goroutine never outlives the lease. Each retry is bounded
+// by the driver's call timeout and by that expiry; a retry that the backend
+// answers (released, or not found because it expired) ends them, and so does
+// any error other than ServiceUnavailable or NetworkTimeout.
+func (l *Lease[C]) releaseLater() {
+	left := min(time.Until(time.UnixMilli(l.expiresAtMs.Load())), l.ttl)
+	if left <= 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		defer cancel()
+		delay := releaseRetryFirst
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := l.retryRelease(ctx); err == nil || !backendAway(err) || ctx.Err() != nil {
+				return
+			}
+			delay = min(2*delay, releaseRetryMax)
+			t.Reset(delay)
+		}
+	}()
+}
+
+// retryRelease is one background retry of the release; a driver panic is
+// an error that ends the retries.
+func (l *Lease[C]) retryRelease(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(r)
+		}
+	}()
+	_, err = l.g.d.Release(ctx, l.lockID)
+	return err
 }
 
 func panicError(r any) error {

@@ -207,7 +207,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 	t.Run("case127_close_releases_never_fails", func(t *testing.T) {
 		for _, st := range []fakeStep[ReleaseResult]{
 			{res: ReleaseResult{OK: true}},
-			{err: NewError(ServiceUnavailable, "down")},
+			{err: NewError(Internal, "down")},
 			{err: errors.New("plain")},
 			{panicVal: "driver panic"},
 		} {
@@ -351,7 +351,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 
 	t.Run("case131_close_during_failing_release", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			boom := NewError(ServiceUnavailable, "down")
+			boom := NewError(Internal, "down")
 			rec := &releaseErrRecorder{}
 			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom, delay: 50 * time.Millisecond})
 			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
@@ -374,7 +374,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 	})
 
 	t.Run("case132_immediate_failure", func(t *testing.T) {
-		boom := NewError(ServiceUnavailable, "down")
+		boom := NewError(Internal, "down")
 		rec := &releaseErrRecorder{}
 		f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom})
 		l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
@@ -395,7 +395,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 
 	t.Run("case133_disposal_errors_reach_callback_once", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			boom := NewError(ServiceUnavailable, "down")
+			boom := NewError(Internal, "down")
 			rec := &releaseErrRecorder{}
 			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom, delay: 20 * time.Millisecond})
 			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "cafe\u0301")
@@ -545,6 +545,10 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 				if errs, _, _ := rec.snapshot(); len(errs) != 1 {
 					t.Errorf("callback calls after the late outcome = %d, want 1", len(errs))
 				}
+				// The timed-out release is retried in the background
+				// until the lease expires: let those retries end.
+				time.Sleep(2 * time.Hour)
+				synctest.Wait()
 			})
 		}
 	})
@@ -619,7 +623,7 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 	t.Run("case139_late_failure_after_timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			rec := &releaseErrRecorder{}
-			late := NewError(ServiceUnavailable, "late failure")
+			late := NewError(Internal, "late failure")
 			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: late, delay: 100 * ms, ignoreCtx: true})
 			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(50*ms), WithOnReleaseError(rec.record)), "k")
 			start := time.Now()

@@ -299,6 +299,9 @@ func TestMutexLockRetriesBackendErrors(t *testing.T) {
 	d.fail.Store(2)
 	var got []syncguard.Code
 	m := newMutex(t, syncguard.New[memory.Capabilities](d), "mx:retry",
+		// Fail-fast rounds: each backend error ends a round (by default
+		// the round retries it; see TestAcquireRidesOutUnavailability).
+		syncguard.MutexAcquireOptions(syncguard.RetryUnavailable(false)),
 		syncguard.MutexRetryDelay(time.Millisecond),
 		syncguard.OnMutexError(func(err error) { got = append(got, syncguard.CodeOf(err)) }))
 	m.Lock()

@@ -139,6 +139,7 @@ type acquireConfig struct {
 	timeout    time.Duration
 	policy     func() backoff.BackOff
 	autoExtend *bool
+	failFast   bool // RetryUnavailable(false)
 	err        *LockError
 }
 

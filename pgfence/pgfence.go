@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -201,9 +202,31 @@ func (t Table) upsertSQL(fence syncguard.Fence, values map[string]any) (string, 
 // Use it with [syncguard.WithFencedStore]. It is safe for concurrent use if
 // db is (a *pgxpool.Pool is; a *pgx.Conn is not).
 type Store struct {
-	db    DB
-	table Table
-	quote string
+	db          DB
+	table       Table
+	quote       string
+	callTimeout time.Duration
+}
+
+// DefaultCallTimeout bounds each WriteFenced and ReadFenced of a [Store]
+// when [WithCallTimeout] is not given.
+const DefaultCallTimeout = 3 * time.Second
+
+// StoreOption configures a [Store]; pass options to [NewStore].
+type StoreOption func(*Store)
+
+// WithCallTimeout bounds each WriteFenced and ReadFenced of the Store
+// (default [DefaultCallTimeout]), whatever the caller's context: when the
+// server does not answer within d (unreachable, or too slow) the call fails
+// with NetworkTimeout. The caller's own deadline still applies when it is
+// earlier. d ≤ 0 keeps the default. Exec and Table.Upsert, which run your
+// statements, are bounded by your context only.
+func WithCallTimeout(d time.Duration) StoreOption {
+	return func(s *Store) {
+		if d > 0 {
+			s.callTimeout = d
+		}
+	}
 }
 
 // DefaultStoreTable is the table of a Store created with an empty name.
@@ -212,7 +235,7 @@ const DefaultStoreTable = "syncguard_fenced"
 // NewStore returns a Store over table (default "syncguard_fenced") on db.
 // It fails with InvalidArgument for a nil db or an invalid table name and
 // does no I/O.
-func NewStore(db DB, table string) (*Store, error) {
+func NewStore(db DB, table string, opts ...StoreOption) (*Store, error) {
 	if db == nil {
 		return nil, invalid("pgfence: db must not be nil")
 	}
@@ -223,7 +246,13 @@ func NewStore(db DB, table string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, table: Table{Name: table, Key: []string{"resource"}, Fence: "fence"}, quote: q}, nil
+	st := &Store{db: db, table: Table{Name: table, Key: []string{"resource"}, Fence: "fence"}, quote: q, callTimeout: DefaultCallTimeout}
+	for _, o := range opts {
+		if o != nil {
+			o(st)
+		}
+	}
+	return st, nil
 }
 
 // CreateTable creates the Store's table if it does not exist.
@@ -246,6 +275,8 @@ func (s *Store) WriteFenced(ctx context.Context, resource string, fence syncguar
 	if value == nil {
 		value = []byte{}
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
 	return s.table.Upsert(ctx, s.db, fence, map[string]any{"resource": r, "value": value})
 }
 
@@ -258,6 +289,8 @@ func (s *Store) ReadFenced(ctx context.Context, resource string) (*syncguard.Rec
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
 	var (
 		fence int64
 		value []byte

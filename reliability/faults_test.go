@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/reliability/history"
 	"github.com/syncguard/syncguard/reliability/workload"
 )
@@ -288,12 +289,18 @@ func TestFaultPausedHolderPostgres(t *testing.T) {
 // the same time) and stops it when t ends.
 func privateCluster(t *testing.T) (dir string, addrs []string) {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		needBackend(t, "redis-server not installed")
-	}
 	base := 7200
 	if v := os.Getenv("SYNCGUARD_RELIABILITY_CLUSTER_PORT"); v != "" {
 		base, _ = strconv.Atoi(v)
+	}
+	return privateClusterAt(t, base)
+}
+
+// privateClusterAt is privateCluster on ports base to base+5.
+func privateClusterAt(t *testing.T, base int) (dir string, addrs []string) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		needBackend(t, "redis-server not installed")
 	}
 	for p := base; p < base+6; p++ {
 		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err != nil {
@@ -427,6 +434,7 @@ func TestFaultRedisClusterFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
+		waiters := failoverWaiters(t, ctx, d, "{"+key+"}w")
 		start := history.Now()
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill: %v", err)
@@ -451,6 +459,7 @@ func TestFaultRedisClusterFailover(t *testing.T) {
 		promoted := history.Now()
 		rec.Event(90+i, history.Failover, start, promoted)
 		t.Logf("killed master %s (shard of %s): promotion after %v", victim, key, time.Duration(promoted-start).Round(time.Millisecond))
+		waiters(time.Duration(promoted - start))
 		sleepCtx(ctx, 1500*time.Millisecond)
 		if out, err := exec.Command("redis-server", filepath.Join(dir, port, "redis.conf")).CombinedOutput(); err != nil {
 			t.Fatalf("restart %s: %v %s", port, err, out)
@@ -475,6 +484,52 @@ func TestFaultRedisClusterFailover(t *testing.T) {
 		rec.AddOp(w.wait(t, 30*time.Second)...)
 	}
 	checkHistory(t, "redis-cluster failover", rec.Ops())
+}
+
+// failoverWaiters holds key (in the shard about to lose its master) and
+// starts three Guard waiters on it (Acquire with a 30s budget, contexts
+// without deadline), as `syncguard run --wait 30s` would. The returned
+// function waits for them: each must get the lock (issue 16: they used to
+// give up on the first backend error, about 2s into a failover).
+func failoverWaiters(t *testing.T, ctx context.Context, d *redis.Driver, key string) func(promotion time.Duration) {
+	g := syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
+	if _, err := g.TryAcquire(ctx, key, syncguard.TTL(3*time.Second)); err != nil {
+		t.Errorf("failover waiters: holder: %v", err)
+		return func(time.Duration) {}
+	}
+	start := time.Now()
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	res := make(chan result, 3)
+	for range 3 {
+		go func() {
+			l, err := g.Acquire(context.Background(), key, syncguard.Timeout(30*time.Second), syncguard.MaxRetries(10_000),
+				syncguard.TTL(time.Second))
+			took := time.Since(start)
+			if err == nil {
+				l.Close()
+			}
+			res <- result{took, err}
+		}()
+	}
+	return func(promotion time.Duration) {
+		var took []time.Duration
+		for range 3 {
+			select {
+			case r := <-res:
+				if r.err != nil {
+					t.Errorf("a waiter with a 30s budget failed during the failover: %v (after %v)", r.err, r.took)
+				}
+				took = append(took, r.took.Round(time.Millisecond))
+			case <-time.After(40 * time.Second):
+				t.Error("a waiter with a 30s budget had not returned 40s after the failover began")
+				return
+			}
+		}
+		t.Logf("waiters (30s budget) on %s through a failover (promotion after %v): returned after %v", key, promotion.Round(time.Millisecond), took)
+	}
 }
 
 func otherPort(addrs []string, not string) string {

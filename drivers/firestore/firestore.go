@@ -2,6 +2,8 @@ package firestore
 
 import (
 	"context"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"log/slog"
 	"strings"
 	"sync"
@@ -54,6 +56,7 @@ type options struct {
 	maxAttempts                                                   int
 	logger                                                        *slog.Logger
 	now                                                           func() time.Time
+	callTimeout                                                   time.Duration
 }
 
 // WithCollections sets the lock and fence-counter collections (defaults
@@ -113,6 +116,21 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
 
+// DefaultCallTimeout bounds every operation of the driver when
+// [WithCallTimeout] is not given.
+const DefaultCallTimeout = 5 * time.Second
+
+// WithCallTimeout bounds every operation of the driver (default
+// [DefaultCallTimeout]), whatever the caller's context: an operation whose
+// context has no deadline, or a later one, fails with NetworkTimeout after
+// d when Firestore does not answer (unreachable, or too slow). The SDK
+// retries Unavailable replies, and a transaction its aborted attempts, only
+// within d. The caller's own deadline still applies when it is earlier.
+// Values ≤ 0 make [New] fail with InvalidArgument.
+func WithCallTimeout(d time.Duration) Option {
+	return func(o *options) { o.callTimeout = d }
+}
+
 // withClock replaces the client clock; tests use it.
 func withClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
@@ -133,6 +151,7 @@ type Driver struct {
 	bgCancel                      context.CancelFunc
 	bg                            sync.WaitGroup
 	stripes                       *stripes
+	callTimeout                   time.Duration
 }
 
 // New returns a driver over client. It fails with an InvalidArgument
@@ -148,6 +167,7 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 		rateCollection:   DefaultRateCollection,
 		maxAttempts:      DefaultMaxAttempts,
 		now:              time.Now,
+		callTimeout:      DefaultCallTimeout,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -168,6 +188,9 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 	if o.maxAttempts < 1 {
 		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: max attempts must be at least 1")
 	}
+	if o.callTimeout <= 0 {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: call timeout must be positive")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Driver{
 		client:      client,
@@ -184,6 +207,7 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 		bgCtx:       ctx,
 		bgCancel:    cancel,
 		stripes:     newStripes(),
+		callTimeout: o.callTimeout,
 	}, nil
 }
 
@@ -221,4 +245,64 @@ func (d *Driver) log() *slog.Logger {
 		return d.logger
 	}
 	return slog.Default()
+}
+
+// bound returns ctx bounded by the call timeout (WithCallTimeout).
+// A nil ctx is passed through, for the operation's own check to reject.
+func (d *Driver) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		return nil, func() {}
+	}
+	return context.WithTimeout(ctx, d.callTimeout)
+}
+
+// runTx runs f in a transaction (see firestore.Client.RunTransaction) and
+// returns when ctx ends, even if the SDK does not: after a failed attempt
+// the SDK rolls the transaction back on a context of its own (the caller's
+// without its cancellation, bounded by 5 s), so a transaction cut by the
+// call timeout against a slow server took up to 3.9 s to return in the
+// fault matrix. The transaction then finishes on its goroutine (Close waits
+// for it); f is not called again once runTx returned, and a call of f in
+// progress (its calls use ctx, which has ended) is waited for, so the
+// caller may read what f wrote.
+//
+// The driver validates every input before it calls Firestore, so an
+// InvalidArgument reply inside a transaction means that the server no
+// longer knows the transaction ("Transaction is invalid or closed": the
+// server restarted, or lost it, while the transaction ran): a valid call
+// whose transaction died with the server gets ServiceUnavailable, a
+// retryable code, not InvalidArgument (issue 16).
+func (d *Driver) runTx(ctx context.Context, f func(context.Context, *firestore.Transaction) error) error {
+	var (
+		mu        sync.Mutex
+		abandoned bool
+	)
+	guarded := func(ctx context.Context, tx *firestore.Transaction) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			return ctx.Err()
+		}
+		return f(ctx, tx)
+	}
+	done := make(chan error, 1)
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		done <- d.client.RunTransaction(ctx, guarded, d.txOpts())
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		abandoned = true
+		mu.Unlock()
+		return ctx.Err()
+	}
+	if err != nil && status.Code(err) == codes.InvalidArgument {
+		return &syncguard.LockError{Code: syncguard.ServiceUnavailable,
+			Message: "firestore: the transaction died with the server: " + err.Error(), Cause: err}
+	}
+	return err
 }

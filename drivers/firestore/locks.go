@@ -81,6 +81,8 @@ func (d *Driver) fenceRefs(k, base, fid string) []*firestore.DocumentRef {
 // it. So an acquisition whose result the caller never saw does not block
 // the key until its TTL.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return syncguard.AcquireResult{}, err
@@ -112,7 +114,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		res  syncguard.AcquireResult
 		warn bool
 	)
-	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		res, warn = syncguard.AcquireResult{}, false
 		if err := ctx.Err(); err != nil {
 			return err
@@ -166,7 +168,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		res = syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}
 		warn = w
 		return nil
-	}, d.txOpts())
+	})
 	if err != nil {
 		if res.Acquired { // the last attempt's commit was sent, or about to be
 			d.bg.Add(1)
@@ -306,7 +308,7 @@ func (d *Driver) mutateByID(ctx context.Context, lockID string, apply func(tx *f
 		}
 		defer unlock()
 	}
-	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		live, expired, err := d.resolve(ctx, tx, lockID, refs)
 		switch {
 		case err != nil:
@@ -320,7 +322,7 @@ func (d *Driver) mutateByID(ctx context.Context, lockID string, apply func(tx *f
 			detail = syncguard.DetailNotFound
 		}
 		return nil
-	}, d.txOpts())
+	})
 	if err != nil {
 		return "", mapError(ctx, err, "", lockID)
 	}
@@ -330,6 +332,8 @@ func (d *Driver) mutateByID(ctx context.Context, lockID string, apply func(tx *f
 // Release deletes the live lock lockID. Of concurrent or repeated releases
 // exactly one reports OK; Detail tells "expired" from "not-found".
 func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return syncguard.ReleaseResult{}, err
 	}
@@ -349,6 +353,8 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 // clock), updating only expiresAtMs. It never recreates an absent or
 // expired lock.
 func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return syncguard.ExtendResult{}, err
 	}
@@ -387,6 +393,8 @@ func getDoc(ctx context.Context, ref *firestore.DocumentRef) (*firestore.Documen
 
 // IsLocked reports whether a live lock holds key (one document read).
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return false, err
@@ -464,6 +472,8 @@ func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.Lock
 
 // LookupRawByKey is LookupByKey with the raw normalised key and lock ID.
 func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return nil, err
@@ -489,6 +499,8 @@ func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.Raw
 // LookupRawByID is LookupByID with the raw normalised key and lock ID. It
 // runs the lockId query (one indexed read) and re-checks the ID.
 func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 // new theoretical arrival time (and an expiresAt for a Firestore TTL
 // policy); a refused one, and n = 0, writes nothing.
 func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit, n int) (syncguard.RateResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return syncguard.RateResult{}, err
@@ -37,7 +39,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 	}
 	defer unlock()
 	var res syncguard.RateResult
-	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		res = syncguard.RateResult{}
 		s, err := tx.Get(ref)
 		if err != nil && !isNotFound(err) {
@@ -67,7 +69,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 			"tat":       nowNs + newTat,
 			"expiresAt": time.Unix(0, nowNs+newTat),
 		})
-	}, d.txOpts())
+	})
 	if err != nil {
 		return syncguard.RateResult{}, mapError(ctx, err, k, "")
 	}
@@ -76,6 +78,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 
 // ResetRate forgets the GCRA state of key.
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return err

@@ -41,6 +41,8 @@ func (r record) live(now int64) bool { return r.exp == 0 || r.exp > now }
 // expiry) or a positive whole number of milliseconds on the client clock.
 // Firestore limits a document to 1 MiB, which bounds value.
 func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	n, err := syncguard.NormalizeKey(name)
 	if err != nil {
 		return syncguard.PutResult{}, err
@@ -72,7 +74,7 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 	}
 	defer unlock()
 	var res syncguard.PutResult
-	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		res = syncguard.PutResult{}
 		s, err := tx.Get(ref)
 		if err != nil && !isNotFound(err) {
@@ -95,7 +97,7 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 		}
 		res = syncguard.PutResult{Stored: true, Fence: fence}
 		return nil
-	}, d.txOpts())
+	})
 	if err != nil {
 		return syncguard.PutResult{}, mapError(ctx, err, n, "")
 	}
@@ -104,6 +106,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 
 // GetRecord returns the live record stored under name, or nil (one read).
 func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	n, err := syncguard.NormalizeKey(name)
 	if err != nil {
 		return nil, err
@@ -129,6 +133,8 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 // DeleteRecord deletes the live record stored under name if its fence is ≤
 // fence, in one transaction, reporting whether it deleted one.
 func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	n, err := syncguard.NormalizeKey(name)
 	if err != nil {
 		return false, err
@@ -150,7 +156,7 @@ func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.
 	}
 	defer unlock()
 	var deleted bool
-	err = d.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		deleted = false
 		s, err := tx.Get(ref)
 		if err != nil {
@@ -168,7 +174,7 @@ func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.
 		}
 		deleted = true
 		return tx.Delete(ref)
-	}, d.txOpts())
+	})
 	if err != nil {
 		return false, mapError(ctx, err, n, "")
 	}

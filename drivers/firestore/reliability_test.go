@@ -166,13 +166,29 @@ func (e *privateEmulator) client(t *testing.T) *firestore.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := firestore.NewClient(ctx, projectID,
-		option.WithEndpoint(e.addr()), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	return clientFor(t, ctx, e.addr())
+}
+
+// clientFor returns a client whose connection goes to addr. It passes its
+// own gRPC connection: firestore.NewClient dials FIRESTORE_EMULATOR_HOST
+// whenever it is set and ignores option.WithEndpoint (issue 16: the
+// restart test's clients talked to the shared emulator, so killing the
+// private one touched nothing), but a connection given with
+// option.WithGRPCConn comes after its own in the options and wins.
+func clientFor(t *testing.T, ctx context.Context, addr string) *firestore.Client {
+	t.Helper()
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(emulatorOwner{}))
 	if err != nil {
-		t.Fatalf("client for the private emulator: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, err := firestore.NewClient(ctx, projectID, option.WithGRPCConn(conn))
+	if err != nil {
+		_ = conn.Close()
+		t.Fatalf("client for %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close(); _ = conn.Close() })
 	return c
 }
 
@@ -209,7 +225,24 @@ func TestReliabilityEmulatorRestart(t *testing.T) {
 	up := history.Now()
 	rec.Event(99, history.Wipe, down, up)
 	t.Logf("emulator down for %v", time.Duration(up-down).Round(time.Millisecond))
-	sleepFor(ctx, 4*time.Second)
+	// Recovery: the client reconnects by gRPC's reconnect backoff (1s,
+	// growing 1.6x per failed attempt while the emulator was away), not at
+	// once.
+	restarted := time.Now()
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err := d.Acquire(pctx, "probe:"+token(), time.Second)
+		pcancel()
+		if err == nil && r.Acquired {
+			t.Logf("first acquisition %v after the emulator accepted connections again", time.Since(restarted).Round(time.Millisecond))
+			break
+		}
+		if time.Since(restarted) > 30*time.Second || ctx.Err() != nil {
+			t.Fatalf("no acquisition within 30s of the restart: %v", err)
+		}
+		sleepFor(ctx, 20*time.Millisecond)
+	}
+	sleepFor(ctx, 3*time.Second)
 	cancel()
 	counts := <-done
 	ops, errs := counts.Snapshot()

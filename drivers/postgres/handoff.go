@@ -257,6 +257,8 @@ func (d *Driver) giveUp(ctx context.Context, base, id string) {
 // on the normalised key k. Its outcome, when unknown (ctx ended in
 // flight), is settled by the waiter's Stop, which leaves and releases id.
 func (d *Driver) acquireQueued(ctx context.Context, k, base, fk, id string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	ttlMs, err := syncguard.TTLMillis(ttl)
 	if err != nil {
 		return syncguard.AcquireResult{}, err

@@ -52,6 +52,8 @@ const compensateTimeout = 5 * time.Second
 // Acquire releases its lock ID in the background (best effort, 5s) before
 // returning the error.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, base, fk, err := lockKeys(key)
 	if err != nil {
 		return syncguard.AcquireResult{}, err
@@ -160,6 +162,8 @@ func withLockID(err error, id string) error {
 // until its TTL (plus tolerance) runs out. Acknowledged acquires, extends
 // and fences are never lost; see the release query in queries.go.
 func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return syncguard.ReleaseResult{}, err
 	}
@@ -200,6 +204,8 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 // locks the row before reading the clock. It never recreates an absent or
 // expired lock.
 func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return syncguard.ExtendResult{}, err
 	}
@@ -233,6 +239,8 @@ const cleanupTimeout = 5 * time.Second
 // than [syncguard.CleanupGuardMs] is deleted afterwards in the background;
 // that never changes the result or touches the fence counter.
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return false, err
@@ -319,6 +327,8 @@ func (d *Driver) lookupByID(ctx context.Context, lockID string) (*syncguard.RawL
 }
 
 func (d *Driver) lookup(ctx context.Context, sql, arg, wantID string) (*syncguard.RawLockInfo, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	var (
 		base, id, fence, userKey string
 		exp, acq, nowMs          int64

@@ -138,6 +138,7 @@ type options struct {
 	logger            *slog.Logger
 	wakeups           bool
 	listenConfig      *pgx.ConnConfig
+	callTimeout       time.Duration
 
 	// extendDelay is a test hook: a server-side sleep inserted into the
 	// Extend statement before it locks the row.
@@ -214,13 +215,30 @@ func WithListenConfig(cfg *pgx.ConnConfig) Option {
 	return func(o *options) { o.listenConfig = cfg }
 }
 
+// DefaultCallTimeout bounds every operation of the driver when
+// [WithCallTimeout] is not given.
+const DefaultCallTimeout = 3 * time.Second
+
+// WithCallTimeout bounds every operation of the driver (default
+// [DefaultCallTimeout]), whatever the caller's context: an operation whose
+// context has no deadline, or a later one, fails with NetworkTimeout after
+// d when the server does not answer (unreachable, or too slow), and with
+// ServiceUnavailable earlier when connections are refused. It covers
+// waiting for a pool connection, dialling and the statements. The caller's
+// own deadline still applies when it is earlier. Values ≤ 0 make [New]
+// fail with InvalidArgument.
+func WithCallTimeout(d time.Duration) Option {
+	return func(o *options) { o.callTimeout = d }
+}
+
 func buildOptions(opts []Option) (options, error) {
 	o := options{
 		tables: Tables{
 			Locks: DefaultLockTable, Fences: DefaultFenceTable,
 			Records: DefaultRecordTable, Rate: DefaultRateTable,
 		},
-		wakeups: true,
+		wakeups:     true,
+		callTimeout: DefaultCallTimeout,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -229,6 +247,9 @@ func buildOptions(opts []Option) (options, error) {
 	}
 	if err := o.tables.validate(); err != nil {
 		return o, err
+	}
+	if o.callTimeout <= 0 {
+		return o, syncguard.NewError(syncguard.InvalidArgument, "call timeout must be positive")
 	}
 	if o.extendDelay < 0 {
 		return o, syncguard.NewError(syncguard.InvalidArgument, "negative extend delay")
@@ -377,6 +398,15 @@ func (d *Driver) Close() {
 		d.bgStop()
 	})
 	d.bg.Wait()
+}
+
+// bound returns ctx bounded by the call timeout (WithCallTimeout).
+// A nil ctx is passed through, for the operation's own check to reject.
+func (d *Driver) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		return nil, func() {}
+	}
+	return context.WithTimeout(ctx, d.opts.callTimeout)
 }
 
 // goBackground runs fn on a detached context bounded by timeout, tracked

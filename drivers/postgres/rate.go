@@ -16,6 +16,8 @@ import (
 // under its row lock and writes the new one if granted. n = 0 only
 // inspects; a refused request writes nothing.
 func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit, n int) (syncguard.RateResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return syncguard.RateResult{}, err
@@ -56,6 +58,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 
 // ResetRate forgets the GCRA state of key.
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return err

@@ -33,6 +33,8 @@ func checkRecordFence(f syncguard.Fence) error {
 // Stored false with the stored fence. ttl 0 means no expiry. Records live
 // in their own table.
 func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	n, err := syncguard.NormalizeKey(name)
 	if err != nil {
 		return syncguard.PutResult{}, err
@@ -75,6 +77,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 
 // GetRecord returns the live record stored under name, or nil.
 func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	n, err := syncguard.NormalizeKey(name)
 	if err != nil {
 		return nil, err
@@ -104,6 +108,8 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 // DeleteRecord deletes the live record stored under name if its fence is ≤
 // fence, reporting whether it deleted one.
 func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	n, err := syncguard.NormalizeKey(name)
 	if err != nil {
 		return false, err

@@ -86,14 +86,14 @@ func TestAbandonedCallEnds(t *testing.T) {
 	}
 }
 
-// callsInFlight counts the goroutines running a driver call (exec.go's
-// call) in this process.
+// callsInFlight counts the goroutines running a driver request (exec.go's
+// fly) in this process.
 func callsInFlight() int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "drivers/redis.(*Driver).call.func1")
+			return strings.Count(string(buf[:n]), "drivers/redis.(*Driver).fly(")
 		}
 		buf = make([]byte, 2*len(buf))
 	}

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -37,6 +38,10 @@ func (Capabilities) Name() string { return "redis" }
 // DefaultKeyPrefix is the key prefix used when [WithKeyPrefix] is not given.
 const DefaultKeyPrefix = "syncguard"
 
+// DefaultCallTimeout bounds every request the driver makes when
+// [WithCallTimeout] is not given.
+const DefaultCallTimeout = 3 * time.Second
+
 // Option configures a [Driver]; pass options to [New].
 type Option func(*options)
 
@@ -44,6 +49,7 @@ type options struct {
 	prefix            string
 	cleanupInIsLocked bool
 	logger            *slog.Logger
+	callTimeout       time.Duration
 }
 
 // WithKeyPrefix sets the prefix of every key the driver writes (default
@@ -72,6 +78,18 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
 
+// WithCallTimeout bounds every request the driver makes (default
+// [DefaultCallTimeout]), whatever the caller's context: a call whose
+// context has no deadline, or a later one, returns NetworkTimeout after d
+// when Redis does not answer (stopped, unreachable, or too slow), and
+// ServiceUnavailable earlier when the connection is refused. Retries inside
+// rueidis (it retries read-only commands while the server is away) happen
+// only within d. The caller's own deadline still applies when it is
+// earlier. Values ≤ 0 are rejected by [New].
+func WithCallTimeout(d time.Duration) Option {
+	return func(o *options) { o.callTimeout = d }
+}
+
 // Driver is the Redis driver. It is safe for concurrent use. Create it with
 // [New]; it does not own the client (Close the client yourself), but a
 // driver with active release watchers should be closed with [Driver.Close]
@@ -94,6 +112,11 @@ type Driver struct {
 	// abandonGrace is how long a request whose caller gave up may still
 	// run (see exec.go; tests shorten it).
 	abandonGrace time.Duration
+	// callTimeout bounds every request (WithCallTimeout).
+	callTimeout time.Duration
+	// closed ends with Close: it cancels abandoned requests (exec.go).
+	closed     context.Context
+	closeCalls context.CancelFunc
 }
 
 // New returns a driver that stores locks through client, which may be a
@@ -107,7 +130,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 	if client == nil {
 		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: client must not be nil")
 	}
-	o := options{prefix: DefaultKeyPrefix}
+	o := options{prefix: DefaultKeyPrefix, callTimeout: DefaultCallTimeout}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&o)
@@ -116,6 +139,9 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 	prefix, err := validatePrefix(o.prefix)
 	if err != nil {
 		return nil, err
+	}
+	if o.callTimeout <= 0 {
+		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: call timeout must be positive")
 	}
 	sep := 0
 	if prefix != "" {
@@ -132,7 +158,9 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		inbox:        newInbox(),
 		waiterLiveMs: formatInt(waiterLive.Milliseconds()),
 		abandonGrace: abandonGrace,
+		callTimeout:  o.callTimeout,
 	}
+	d.closed, d.closeCalls = context.WithCancel(context.Background())
 	d.hub = newWatchHub(d)
 	return d, nil
 }
@@ -163,10 +191,12 @@ func (d *Driver) Client() rueidis.Client { return d.client }
 func (d *Driver) KeyPrefix() string { return d.prefix }
 
 // Close ends the driver's release subscriptions (watchers still waiting
-// are woken) and waits for background clean-up releases to finish (each is
-// bounded by 5 s). It does not close the client. Operations other than
-// WatchRelease keep working after Close.
+// are woken), cancels requests whose callers gave up on them (their
+// context ended or the call timeout passed) and waits for background
+// clean-up releases to finish (each is bounded by 5 s). It does not close
+// the client. Operations other than WatchRelease keep working after Close.
 func (d *Driver) Close() {
+	d.closeCalls()
 	d.hub.close()
 	d.bg.Wait()
 }

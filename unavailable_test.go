@@ -1,0 +1,161 @@
+package syncguard_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/drivers/memory"
+)
+
+// flakyDriver fails the next acquires / releases with a backend error. It
+// embeds the plain driver interface, so the Guard sees no hand-off or
+// release watcher: every attempt goes through its Acquire.
+type flakyDriver struct {
+	syncguard.Driver[memory.Capabilities]
+	code     syncguard.Code
+	acquires atomic.Int32
+	failAcq  atomic.Int32 // fail this many Acquire calls
+	releases atomic.Int32
+	failRel  atomic.Int32 // fail this many Release calls
+}
+
+func (f *flakyDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+	f.acquires.Add(1)
+	if f.failAcq.Add(-1) >= 0 {
+		return syncguard.AcquireResult{}, syncguard.NewError(f.code, "backend away")
+	}
+	return f.Driver.Acquire(ctx, key, ttl)
+}
+
+func (f *flakyDriver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+	f.releases.Add(1)
+	if f.failRel.Add(-1) >= 0 {
+		return syncguard.ReleaseResult{}, syncguard.NewError(f.code, "backend away")
+	}
+	return f.Driver.Release(ctx, lockID)
+}
+
+// TestAcquireRidesOutUnavailability: within its Timeout an acquisition
+// retries ServiceUnavailable and NetworkTimeout like contention (issue 16:
+// a waiter with a budget survives a restart or failover shorter than its
+// budget); RetryUnavailable(false) fails on the first one; an outage longer
+// than the Timeout returns the backend's error, not AcquisitionTimeout; and
+// the caller's own context is never retried.
+func TestAcquireRidesOutUnavailability(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		code      syncguard.Code
+		fail      int32
+		opts      []syncguard.AcquireOption
+		cancelled bool
+		wantCode  syncguard.Code // 0: acquired
+		wantCalls int32
+	}{
+		{name: "unavailable, then up", code: syncguard.ServiceUnavailable, fail: 3, wantCalls: 4},
+		{name: "timeouts, then up", code: syncguard.NetworkTimeout, fail: 2, wantCalls: 3},
+		{name: "fail fast", code: syncguard.ServiceUnavailable, fail: 3, opts: []syncguard.AcquireOption{syncguard.RetryUnavailable(false)},
+			wantCode: syncguard.ServiceUnavailable, wantCalls: 1},
+		{name: "outage longer than the retries", code: syncguard.ServiceUnavailable, fail: 100, opts: []syncguard.AcquireOption{syncguard.MaxRetries(4)},
+			wantCode: syncguard.ServiceUnavailable, wantCalls: 5},
+		{name: "outage longer than the Timeout", code: syncguard.NetworkTimeout, fail: 1 << 20, opts: []syncguard.AcquireOption{syncguard.MaxRetries(1 << 20), syncguard.Timeout(100 * time.Millisecond)},
+			wantCode: syncguard.NetworkTimeout},
+		{name: "internal errors are not retried", code: syncguard.Internal, fail: 3, wantCode: syncguard.Internal, wantCalls: 1},
+		{name: "cancelled caller", code: syncguard.ServiceUnavailable, fail: 3, cancelled: true, wantCode: syncguard.Aborted, wantCalls: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := &flakyDriver{Driver: memory.New(), code: tc.code}
+			f.failAcq.Store(tc.fail)
+			g := syncguard.New[memory.Capabilities](f)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancelled {
+				cancel()
+			}
+			opts := append([]syncguard.AcquireOption{syncguard.RetryDelay(time.Millisecond)}, tc.opts...)
+			start := time.Now()
+			l, err := g.Acquire(ctx, "k", opts...)
+			took := time.Since(start)
+			if tc.wantCode == 0 {
+				if err != nil {
+					t.Fatalf("Acquire: %v", err)
+				}
+				l.Close()
+			} else {
+				if got := syncguard.CodeOf(err); got != tc.wantCode {
+					t.Fatalf("Acquire: %v (code %v); want %v", err, got, tc.wantCode)
+				}
+				if errors.Is(err, syncguard.ErrLocked) {
+					t.Errorf("a backend failure matches ErrLocked: %v", err)
+				}
+			}
+			if tc.wantCalls != 0 && f.acquires.Load() != tc.wantCalls {
+				t.Errorf("%d attempts; want %d", f.acquires.Load(), tc.wantCalls)
+			}
+			if took > time.Second {
+				t.Errorf("took %v", took)
+			}
+		})
+	}
+}
+
+// TestReleaseRetriedInBackground: a release that fails because the backend
+// is away is retried in the background, so the key frees soon after the
+// backend returns (issue 16: on PostgreSQL the next Lock took the whole
+// 30 s TTL); with the backend away for good, the retries end at the
+// lease's expiry and leave no goroutine behind.
+func TestReleaseRetriedInBackground(t *testing.T) {
+	// Not parallel: goleak compares with the goroutines at its start.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for _, code := range []syncguard.Code{syncguard.ServiceUnavailable, syncguard.NetworkTimeout} {
+		f := &flakyDriver{Driver: memory.New(), code: code}
+		g := syncguard.New[memory.Capabilities](f, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
+		ctx := context.Background()
+		l, err := g.Acquire(ctx, "k", syncguard.TTL(30*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.failRel.Store(3) // the release and the first two retries
+		if ok, err := l.Release(ctx); ok || syncguard.CodeOf(err) != code {
+			t.Fatalf("Release = %v, %v; want %v", ok, err, code)
+		}
+		start := time.Now()
+		for {
+			locked, err := g.IsLocked(ctx, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !locked {
+				break
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("%v: key still locked %v after the failed release", code, time.Since(start))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("%v: key free %v after the failed release, %d release calls", code, time.Since(start).Round(time.Millisecond), f.releases.Load())
+
+		// Away for good: the retries end with the lease.
+		l, err = g.Acquire(ctx, "k2", syncguard.TTL(300*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.failRel.Store(1 << 20)
+		l.Close()
+		before := f.releases.Load()
+		time.Sleep(600 * time.Millisecond)
+		after := f.releases.Load()
+		time.Sleep(300 * time.Millisecond)
+		if f.releases.Load() != after || after == before {
+			t.Errorf("%v: release calls %d → %d → %d; want retries that stop at the expiry", code, before, after, f.releases.Load())
+		}
+	}
+}
