@@ -41,9 +41,8 @@ func TestConformanceSingle(t *testing.T) {
 }
 
 // TestConformanceCluster runs the shared suite against the local 3-master,
-// 3-replica cluster. (The failover test has a cluster of its own: after a
-// failover a promoted primary starts the fences of new keys at the
-// failover bump, not at 1, which case 043 would report.)
+// 3-replica cluster. (The failover test has a cluster of its own, which it
+// leaves with a killed and restarted node.)
 func TestConformanceCluster(t *testing.T) {
 	c := clusterClient(t)
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
