@@ -26,7 +26,7 @@ func TestIdempotencyRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	idem, err := httpmw.Idempotency(syncguard.New(d))
+	idem, err := httpmw.Idempotency(syncguard.New(d), httpmw.Scope(httpmw.ScopeByHeader("Authorization")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +41,7 @@ func TestIdempotencyRedisDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		req.Header.Set("Idempotency-Key", key)
+		req.Header.Set("Authorization", "Bearer alice")
 		c := &http.Client{Timeout: 20 * time.Second}
 		start := time.Now()
 		res, err := c.Do(req)
@@ -56,8 +57,8 @@ func TestIdempotencyRedisDown(t *testing.T) {
 	r.kill()
 	res, took := post("down-" + token())
 	t.Logf("Redis stopped: %d after %v (Retry-After %q)", res.StatusCode, took.Round(time.Millisecond), res.Header.Get("Retry-After"))
-	if res.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("status %d; want 503", res.StatusCode)
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Errorf("status %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 	if bound := redis.DefaultCallTimeout + 500*time.Millisecond; took > bound {
 		t.Errorf("answered after %v; want within the call timeout (%v) + 500ms", took, redis.DefaultCallTimeout)
