@@ -317,6 +317,17 @@ func TestAttackRateLimitKeys(t *testing.T) {
 					t.Errorf("%s: (-want +got):\n%s", name, diff)
 				}
 			}
+			// Many duplicates of the header: the key function sees the first.
+			dup := httptest.NewRequest("GET", "/", nil)
+			dup.Header["X-User-Id"] = []string{"dup-user", "other-1", "other-2"}
+			dupSend := func() int {
+				rec := httptest.NewRecorder()
+				byHeader.ServeHTTP(rec, dup.Clone(context.Background()))
+				return rec.Code
+			}
+			if got := []int{dupSend(), dupSend()}; got[1] != 429 {
+				t.Errorf("duplicated header: %v; want the second refused", got)
+			}
 
 			byIP := newMW()
 			var allowed int
@@ -371,4 +382,59 @@ type codeStore struct {
 
 func (s codeStore) AllowN(context.Context, string, syncguard.RateLimit, int) (syncguard.RateResult, error) {
 	return syncguard.RateResult{}, syncguard.NewError(s.code, "failing store")
+}
+
+// TestAttackIdempotencyHostileHeaders: hostile Idempotency-Key headers get
+// 400 before any backend call, and hostile scope values (the credentials a
+// client sends) work as scopes, on every driver: nothing a client sends
+// bypasses the middleware or reaches the backend unhashed.
+func TestAttackIdempotencyHostileHeaders(t *testing.T) {
+	t.Parallel()
+	for _, d := range drivertest.Drivers(t) {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			mw, err := httpmw.Idempotency(syncguard.New(d.Driver), httpmw.Scope(httpmw.ScopeByHeader("Authorization")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				w.WriteHeader(http.StatusCreated)
+			}))
+			req := func(keys []string, auth ...string) *http.Request {
+				r := httptest.NewRequest("POST", "http://api.example/x", nil)
+				r.Header["Idempotency-Key"] = keys
+				r.Header["Authorization"] = auth
+				return r
+			}
+			for name, keys := range map[string][]string{
+				"300 bytes":    {strings.Repeat("k", 300)},
+				"invalid utf8": {"\xff\xfe"},
+				"nul":          {"\"a\x00b\""},
+				"controls":     {"\"a\x1b[31m\""},
+				"duplicates":   {"\"a\"", "\"a\"", "\"a\""},
+				"empty":        {""},
+			} {
+				if got := send(t, h, req(keys, "Bearer x")); got.Status != http.StatusBadRequest {
+					t.Errorf("key %s: %d; want 400", name, got.Status)
+				}
+			}
+			if n := calls.Load(); n != 0 {
+				t.Errorf("handler ran %d times for malformed keys", n)
+			}
+			for name, auth := range map[string][]string{
+				"10 KiB":       {"Bearer " + strings.Repeat("t", 10<<10)},
+				"nul":          {"Bearer a\x00b"},
+				"invalid utf8": {"Bearer \xff\xfe"},
+				"duplicates":   {"Bearer a", "Bearer b"},
+			} {
+				key := `"` + marker(t) + `"`
+				first, retry := send(t, h, req([]string{key}, auth...)), send(t, h, req([]string{key}, auth...))
+				if first.Status != 201 || retry.Status != 201 || retry.Replayed != "true" {
+					t.Errorf("scope %s: %+v then %+v; want 201 then its replay", name, first, retry)
+				}
+			}
+		})
+	}
 }
