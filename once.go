@@ -229,9 +229,9 @@ func (o *OncePerKey[C, T]) Do(ctx context.Context, key string, fn func(ctx conte
 	if !o.g.opObserving() {
 		return o.do(ctx, name, fn, new(bool))
 	}
-	start, replayed := time.Now(), false
-	v, err := o.do(ctx, name, fn, &replayed)
-	o.g.emitOnce(ctx, name, start, replayed, err)
+	octx, start, replayed := o.g.startOp(ctx, EventOnce), time.Now(), false
+	v, err := o.do(octx, name, fn, &replayed)
+	o.g.emitOnce(octx, name, start, replayed, err)
 	return v, err
 }
 

@@ -62,7 +62,9 @@ const (
 type OperationObserver interface {
 	Observer
 	// StartOperation is called when a Guard acquisition (op
-	// EventAcquisition) or a lease release (op EventLeaseRelease) begins.
+	// EventAcquisition), a lease release (op EventLeaseRelease) or an
+	// [OncePerKey.Do] (op EventOnce, whose acquisitions and releases nest
+	// in it) begins.
 	// The context it returns, which must be derived from ctx, is the one
 	// the operation's driver calls receive and the one passed with the
 	// operation's events, its final event included (exactly one per

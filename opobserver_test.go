@@ -270,6 +270,14 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 		{Type: syncguard.EventOnce, Result: syncguard.ResultOK, Reason: syncguard.ReasonReplayed},
 		{Type: syncguard.EventOnce, Result: syncguard.ResultFail, Reason: syncguard.ReasonInProgress},
 	}
+	for i := range got {
+		if got[i].Type == syncguard.EventOnce {
+			if got[i].Op != syncguard.EventOnce {
+				t.Errorf("once event %d outside its operation's context", i)
+			}
+			got[i].Op = ""
+		}
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rate and once events (-want +got):\n%s", diff)
 	}
