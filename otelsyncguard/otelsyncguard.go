@@ -214,15 +214,26 @@ func dbSystem(name string) string {
 	return name
 }
 
-// opKey is the context key of an operation started by StartOperation.
-type opKey struct{}
+// Span kinds as ready options (immutable).
+var (
+	spanKindClient   = trace.WithSpanKind(trace.SpanKindClient)
+	spanKindInternal = trace.WithSpanKind(trace.SpanKindInternal)
+)
 
-// opState is an operation in flight: its span and, for acquisitions, the
-// number of backend attempts.
-type opState struct {
+// opSpan is the span of an operation in flight, put in the context as
+// the current span (so that the operation's backend calls nest under it)
+// with the operation and, for acquisitions, the number of backend
+// attempts.
+type opSpan struct {
+	trace.Span
 	op       syncguard.EventType
-	span     trace.Span
 	attempts atomic.Int64
+}
+
+// opFrom returns the operation whose span is ctx's current span, or nil.
+func opFrom(ctx context.Context) *opSpan {
+	st, _ := trace.SpanFromContext(ctx).(*opSpan)
+	return st
 }
 
 // StartOperation starts the span of an acquisition, a release or an
@@ -239,9 +250,8 @@ func (o *Observer) StartOperation(ctx context.Context, op syncguard.EventType) c
 	default:
 		return ctx
 	}
-	ctx, span := o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(o.system))
-	return context.WithValue(ctx, opKey{}, &opState{op: op, span: span})
+	_, span := o.tracer.Start(ctx, name, spanKindInternal)
+	return trace.ContextWithSpan(ctx, &opSpan{Span: span, op: op})
 }
 
 // OnEvent records e without a context: its spans have no parent.
@@ -251,32 +261,32 @@ func (o *Observer) OnEvent(e syncguard.Event) { o.OnEventContext(context.Backgro
 // the operation e finishes, or records the span of the backend call e
 // reports.
 func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
-	st, _ := ctx.Value(opKey{}).(*opState)
+	st := opFrom(ctx)
 	switch e.Type {
 	case syncguard.EventAcquisition:
 		outcome := acquisitionOutcome(e)
-		o.acquisitions.Add(ctx, 1, o.opt(setKey{metric: 1, outcome: outcome, code: errCode(e, outcome)}))
-		o.wait.Record(ctx, e.Latency.Seconds(), o.opt(setKey{metric: 2, outcome: outcome}))
+		o.acquisitions.Add(ctx, 1, o.opts(setKey{metric: 1, outcome: outcome, code: errCode(e, outcome)}).add...)
+		o.wait.Record(ctx, e.Latency.Seconds(), o.opts(setKey{metric: 2, outcome: outcome}).record...)
 		if st != nil && st.op == e.Type {
 			o.endOp(st, e, AttrOutcome.String(outcome), AttrAttempts.Int64(st.attempts.Load()))
 		}
 	case syncguard.EventLeaseRelease:
-		o.hold.Record(ctx, e.Held.Seconds(), o.opt(setKey{metric: 3}))
+		o.hold.Record(ctx, e.Held.Seconds(), o.opts(setKey{metric: 3}).record...)
 		if st != nil && st.op == e.Type {
 			o.endOp(st, e, AttrResult.String(e.Result), AttrHoldSeconds.Float64(e.Held.Seconds()))
 		}
 	case syncguard.EventOnce:
 		outcome := onceOutcome(e)
-		o.idem.Add(ctx, 1, o.opt(setKey{metric: 4, outcome: outcome, code: errCode(e, outcome)}))
+		o.idem.Add(ctx, 1, o.opts(setKey{metric: 4, outcome: outcome, code: errCode(e, outcome)}).add...)
 		if st != nil && st.op == e.Type {
-			o.endOp(st, e, AttrOutcome.String(outcome))
+			o.endOp(st, e, AttrOutcome.String(outcome), attribute.KeyValue{})
 		}
 	case syncguard.EventLost:
-		o.lost.Add(ctx, 1, o.opt(setKey{metric: 5}))
-		_, span := o.tracer.Start(ctx, SpanLeaseLost, trace.WithSpanKind(trace.SpanKindInternal))
+		o.lost.Add(ctx, 1, o.opts(setKey{metric: 5}).add...)
+		_, span := o.tracer.Start(ctx, SpanLeaseLost, spanKindInternal)
 		if span.IsRecording() {
-			span.SetAttributes(o.system, AttrReason.String(e.Reason))
-			o.identity(span, e)
+			var buf [8]attribute.KeyValue
+			span.SetAttributes(o.identity(append(buf[:0], o.system, AttrReason.String(e.Reason)), e)...)
 			span.SetStatus(codes.Error, "lease lost")
 		}
 		span.End()
@@ -286,7 +296,7 @@ func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
 }
 
 // backendCall records the metrics and the span of one driver call.
-func (o *Observer) backendCall(ctx context.Context, st *opState, e syncguard.Event) {
+func (o *Observer) backendCall(ctx context.Context, st *opSpan, e syncguard.Event) {
 	name := backendSpanName(e.Type)
 	if name == "" {
 		return
@@ -294,16 +304,16 @@ func (o *Observer) backendCall(ctx context.Context, st *opState, e syncguard.Eve
 	switch e.Type {
 	case syncguard.EventAcquire:
 		outcome := attemptOutcome(e)
-		o.attempts.Add(ctx, 1, o.opt(setKey{metric: 6, outcome: outcome, code: errCode(e, outcome)}))
+		o.attempts.Add(ctx, 1, o.opts(setKey{metric: 6, outcome: outcome, code: errCode(e, outcome)}).add...)
 		if e.Handoff && e.Result == syncguard.ResultOK {
-			o.handoffs.Add(ctx, 1, o.opt(setKey{metric: 7}))
+			o.handoffs.Add(ctx, 1, o.opts(setKey{metric: 7}).add...)
 		}
 		if st != nil && st.op == syncguard.EventAcquisition {
 			st.attempts.Add(1)
 		}
 	case syncguard.EventExtend:
 		if e.AutoExtend && e.Result != syncguard.ResultOK {
-			o.extendFailures.Add(ctx, 1, o.opt(setKey{metric: 8, outcome: e.Result, code: e.Code}))
+			o.extendFailures.Add(ctx, 1, o.opts(setKey{metric: 8, outcome: e.Result, code: e.Code}).add...)
 		}
 	case syncguard.EventRate:
 		decision := "allowed"
@@ -313,65 +323,69 @@ func (o *Observer) backendCall(ctx context.Context, st *opState, e syncguard.Eve
 		case syncguard.ResultError:
 			decision = "error"
 		}
-		o.rate.Add(ctx, 1, o.opt(setKey{metric: 9, outcome: decision, code: e.Code}))
+		o.rate.Add(ctx, 1, o.opts(setKey{metric: 9, outcome: decision, code: e.Code}).add...)
 	}
-	o.backend.Record(ctx, e.Latency.Seconds(), o.opt(setKey{metric: 10, op: e.Type, outcome: e.Result, code: e.Code}))
+	o.backend.Record(ctx, e.Latency.Seconds(), o.opts(setKey{metric: 10, op: e.Type, outcome: e.Result, code: e.Code}).record...)
 
 	end := time.Now()
-	_, span := o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(end.Add(-e.Latency)))
+	_, span := o.tracer.Start(ctx, name, spanKindClient, trace.WithTimestamp(end.Add(-e.Latency)))
 	if span.IsRecording() {
-		span.SetAttributes(o.system, AttrOperation.String(string(e.Type)), AttrResult.String(e.Result))
-		if e.Reason != "" {
-			span.SetAttributes(AttrReason.String(e.Reason))
-		}
+		var buf [12]attribute.KeyValue
+		a := append(buf[:0], o.system, AttrOperation.String(string(e.Type)), AttrResult.String(e.Result))
 		if e.Handoff {
-			span.SetAttributes(AttrHandoff.Bool(true))
+			a = append(a, AttrHandoff.Bool(true))
 		}
 		if e.AutoExtend {
-			span.SetAttributes(AttrAutoExtend.Bool(true))
+			a = append(a, AttrAutoExtend.Bool(true))
 		}
-		o.identity(span, e)
+		span.SetAttributes(o.identity(a, e)...)
 		if e.Result == syncguard.ResultError {
-			span.SetAttributes(AttrErrorType.String(e.Code.String()))
 			span.SetStatus(codes.Error, e.Code.String())
 		}
 	}
 	span.End(trace.WithTimestamp(end))
 }
 
-// endOp sets the final attributes and status of an operation's span and
-// ends it.
-func (o *Observer) endOp(st *opState, e syncguard.Event, attrs ...attribute.KeyValue) {
-	span := st.span
-	if span.IsRecording() {
-		span.SetAttributes(attrs...)
-		if e.Reason != "" {
-			span.SetAttributes(AttrReason.String(e.Reason))
+// endOp sets the final attributes (a2 only if valid) and status of an
+// operation's span and ends it.
+func (o *Observer) endOp(st *opSpan, e syncguard.Event, a1, a2 attribute.KeyValue) {
+	if st.IsRecording() {
+		var buf [12]attribute.KeyValue
+		a := append(buf[:0], o.system, a1)
+		if a2.Valid() {
+			a = append(a, a2)
 		}
-		o.identity(span, e)
+		st.SetAttributes(o.identity(a, e)...)
 		if e.Result == syncguard.ResultError {
-			span.SetAttributes(AttrErrorType.String(e.Code.String()))
-			span.SetStatus(codes.Error, e.Code.String())
+			st.SetStatus(codes.Error, e.Code.String())
 		}
 	}
-	span.End()
+	st.End()
 }
 
-// identity sets the key and lock ID attributes of a span: hashes, and raw
-// values when the event carries them (raw output switched on).
-func (o *Observer) identity(span trace.Span, e syncguard.Event) {
+// identity appends to a the attributes every span of e has: its reason
+// and error type, the key and lock ID hashes, and the raw key and lock ID
+// when the event carries them (raw output switched on).
+func (o *Observer) identity(a []attribute.KeyValue, e syncguard.Event) []attribute.KeyValue {
+	if e.Reason != "" {
+		a = append(a, AttrReason.String(e.Reason))
+	}
+	if e.Result == syncguard.ResultError {
+		a = append(a, AttrErrorType.String(e.Code.String()))
+	}
 	if e.KeyHash != "" {
-		span.SetAttributes(AttrKeyHash.String(e.KeyHash))
+		a = append(a, AttrKeyHash.String(e.KeyHash))
 	}
 	if e.LockIDHash != "" {
-		span.SetAttributes(AttrLockIDHash.String(e.LockIDHash))
+		a = append(a, AttrLockIDHash.String(e.LockIDHash))
 	}
 	if e.Key != "" {
-		span.SetAttributes(AttrKey.String(e.Key))
+		a = append(a, AttrKey.String(e.Key))
 	}
 	if e.LockID != "" {
-		span.SetAttributes(AttrLockID.String(e.LockID))
+		a = append(a, AttrLockID.String(e.LockID))
 	}
+	return a
 }
 
 func backendSpanName(t syncguard.EventType) string {
@@ -443,10 +457,17 @@ type setKey struct {
 	code    syncguard.Code
 }
 
-// opt returns the cached measurement option holding k's attributes.
-func (o *Observer) opt(k setKey) metric.MeasurementOption {
+// measurementOpts holds the options of a measurement with one attribute
+// set, ready to pass without allocating.
+type measurementOpts struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+// opts returns the cached measurement options holding k's attributes.
+func (o *Observer) opts(k setKey) *measurementOpts {
 	if v, ok := o.sets.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(*measurementOpts)
 	}
 	attrs := []attribute.KeyValue{o.system}
 	switch k.metric {
@@ -463,6 +484,6 @@ func (o *Observer) opt(k setKey) metric.MeasurementOption {
 		attrs = append(attrs, AttrErrorType.String(k.code.String()))
 	}
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	v, _ := o.sets.LoadOrStore(k, opt)
-	return v.(metric.MeasurementOption)
+	v, _ := o.sets.LoadOrStore(k, &measurementOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}})
+	return v.(*measurementOpts)
 }
