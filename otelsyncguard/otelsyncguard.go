@@ -36,6 +36,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/syncguard/syncguard"
 )
@@ -137,7 +138,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // [syncguard.OperationObserver] and is safe for concurrent use; one
 // Observer serves any number of Guards of one backend.
 type Observer struct {
-	tracer trace.Tracer
+	tracer trace.Tracer // nil: no tracing (a no-op provider)
 	system attribute.KeyValue
 
 	acquisitions, attempts, handoffs, lost, extendFailures, rate, idem metric.Int64Counter
@@ -167,7 +168,10 @@ func New(caps syncguard.Capabilities, opts ...Option) (*Observer, error) {
 	if cfg.tp == nil {
 		cfg.tp = otel.GetTracerProvider()
 	}
-	o := &Observer{tracer: cfg.tp.Tracer(ScopeName), system: AttrDBSystem.String(dbSystem(caps.Name()))}
+	o := &Observer{system: AttrDBSystem.String(dbSystem(caps.Name()))}
+	if _, noop := cfg.tp.(tracenoop.TracerProvider); !noop {
+		o.tracer = cfg.tp.Tracer(ScopeName)
+	}
 	m := cfg.mp.Meter(ScopeName)
 	var err error
 	counter := func(name, unit, desc string) metric.Int64Counter {
@@ -250,6 +254,9 @@ func (o *Observer) StartOperation(ctx context.Context, op syncguard.EventType) c
 	default:
 		return ctx
 	}
+	if o.tracer == nil {
+		return ctx
+	}
 	_, span := o.tracer.Start(ctx, name, spanKindInternal)
 	return trace.ContextWithSpan(ctx, &opSpan{Span: span, op: op})
 }
@@ -283,6 +290,9 @@ func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
 		}
 	case syncguard.EventLost:
 		o.lost.Add(ctx, 1, o.opts(setKey{metric: 5}).add...)
+		if o.tracer == nil {
+			return
+		}
 		_, span := o.tracer.Start(ctx, SpanLeaseLost, spanKindInternal)
 		if span.IsRecording() {
 			var buf [8]attribute.KeyValue
@@ -327,6 +337,12 @@ func (o *Observer) backendCall(ctx context.Context, st *opSpan, e syncguard.Even
 	}
 	o.backend.Record(ctx, e.Latency.Seconds(), o.opts(setKey{metric: 10, op: e.Type, outcome: e.Result, code: e.Code}).record...)
 
+	// A call inside an operation whose span is not sampled is not traced
+	// either: samplers decide for a whole trace (ParentBased, the
+	// default, and TraceIDRatioBased alike).
+	if o.tracer == nil || (st != nil && !st.IsRecording()) {
+		return
+	}
 	end := time.Now()
 	_, span := o.tracer.Start(ctx, name, spanKindClient, trace.WithTimestamp(end.Add(-e.Latency)))
 	if span.IsRecording() {
