@@ -280,6 +280,9 @@ func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
 	case syncguard.EventLeaseRelease:
 		o.hold.Record(ctx, e.Held.Seconds(), o.opts(setKey{metric: 3}).record...)
 		if st != nil && st.op == e.Type {
+			if st.IsRecording() {
+				st.SetAttributes(AttrOperation.String(string(syncguard.EventRelease)))
+			}
 			o.endOp(st, e, AttrResult.String(e.Result), AttrHoldSeconds.Float64(e.Held.Seconds()))
 		}
 	case syncguard.EventOnce:
@@ -341,6 +344,11 @@ func (o *Observer) backendCall(ctx context.Context, st *opSpan, e syncguard.Even
 	// either: samplers decide for a whole trace (ParentBased, the
 	// default, and TraceIDRatioBased alike).
 	if o.tracer == nil || (st != nil && !st.IsRecording()) {
+		return
+	}
+	// A lease release is one backend call: its span (syncguard.release)
+	// is that call's span too, rather than the parent of a second one.
+	if st != nil && st.op == syncguard.EventLeaseRelease && e.Type == syncguard.EventRelease {
 		return
 	}
 	end := time.Now()

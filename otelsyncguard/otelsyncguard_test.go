@@ -271,7 +271,7 @@ func exercise[C syncguard.FencedCapabilities](t *testing.T, d syncguard.Driver[C
 	}
 	for _, name := range []string{
 		otelsyncguard.SpanAcquire, otelsyncguard.SpanRelease, otelsyncguard.SpanOnce, otelsyncguard.SpanLeaseLost,
-		"syncguard.backend.acquire", "syncguard.backend.release", "syncguard.backend.extend",
+		"syncguard.backend.acquire", "syncguard.backend.extend",
 		"syncguard.backend.isLocked", "syncguard.backend.lookup", "syncguard.backend.rate",
 	} {
 		if countSpans(spans, name) == 0 {
