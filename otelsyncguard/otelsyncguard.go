@@ -145,8 +145,11 @@ type Observer struct {
 	wait, hold, backend                                                metric.Float64Histogram
 
 	// sets caches the metric attribute options by their low-cardinality
-	// content (a setKey), so that a measurement allocates no attributes.
-	sets sync.Map
+	// content (a setKey), so that a measurement allocates nothing: a map
+	// read without locking, replaced (copied) under setsMu when a new
+	// combination appears, which happens a bounded number of times.
+	sets   atomic.Pointer[map[setKey]*measurementOpts]
+	setsMu sync.Mutex
 }
 
 // New returns an Observer for a driver with capabilities caps; db.system
@@ -490,8 +493,18 @@ type measurementOpts struct {
 
 // opts returns the cached measurement options holding k's attributes.
 func (o *Observer) opts(k setKey) *measurementOpts {
-	if v, ok := o.sets.Load(k); ok {
-		return v.(*measurementOpts)
+	if m := o.sets.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	o.setsMu.Lock()
+	defer o.setsMu.Unlock()
+	old := o.sets.Load()
+	if old != nil {
+		if v, ok := (*old)[k]; ok {
+			return v
+		}
 	}
 	attrs := []attribute.KeyValue{o.system}
 	switch k.metric {
@@ -508,6 +521,21 @@ func (o *Observer) opts(k setKey) *measurementOpts {
 		attrs = append(attrs, AttrErrorType.String(k.code.String()))
 	}
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	v, _ := o.sets.LoadOrStore(k, &measurementOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}})
-	return v.(*measurementOpts)
+	v := &measurementOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
+	m := make(map[setKey]*measurementOpts, 1+lenOf(old))
+	if old != nil {
+		for key, val := range *old {
+			m[key] = val
+		}
+	}
+	m[k] = v
+	o.sets.Store(&m)
+	return v
+}
+
+func lenOf(m *map[setKey]*measurementOpts) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
