@@ -49,6 +49,11 @@ func New[C Capabilities](d Driver[C], opts ...Option) *Guard[C] {
 	}
 	if g.cfg.observer != nil {
 		d = WithTelemetry(d, g.cfg.observer, g.cfg.telemetryOpts...)
+		for _, opt := range g.cfg.telemetryOpts {
+			if opt != nil {
+				opt(&g.cfg.tel)
+			}
+		}
 	}
 	g.d = d
 	g.caps = Describe(d.Capabilities())
@@ -76,7 +81,11 @@ func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOp
 	if err != nil {
 		return nil, err
 	}
-	res, err := g.attempt(ctx, nkey, cfg.ttl)
+	octx, start := g.startOp(ctx, EventAcquisition), time.Now()
+	res, err := g.attempt(octx, nkey, cfg.ttl)
+	if g.opObserving() {
+		g.emitAcquisition(octx, nkey, start, res, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +117,7 @@ func (g *Guard[C]) Acquire(ctx context.Context, key string, opts ...AcquireOptio
 	if err != nil {
 		return nil, err
 	}
-	res, err := g.acquireLoop(ctx, nkey, cfg)
+	res, err := g.observedAcquireLoop(ctx, nkey, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +144,7 @@ func (g *Guard[C]) Do(ctx context.Context, key string, fn func(ctx context.Conte
 	if err != nil {
 		return err
 	}
-	res, err := g.acquireLoop(ctx, nkey, cfg)
+	res, err := g.observedAcquireLoop(ctx, nkey, cfg)
 	if err != nil {
 		return err
 	}
@@ -269,6 +278,18 @@ func (g *Guard[C]) attemptWith(ctx context.Context, key string, ttl time.Duratio
 		return res, &LockError{Code: Internal, Message: "driver error: " + err.Error(), Key: key, Cause: err}
 	}
 	return res, nil
+}
+
+// observedAcquireLoop is acquireLoop reported to an OperationObserver as
+// an acquisition.
+func (g *Guard[C]) observedAcquireLoop(ctx context.Context, key string, cfg acquireConfig) (AcquireResult, error) {
+	if !g.opObserving() {
+		return g.acquireLoop(ctx, key, cfg)
+	}
+	octx, start := g.startOp(ctx, EventAcquisition), time.Now()
+	res, err := g.acquireLoop(octx, key, cfg)
+	g.emitAcquisition(octx, key, start, res, err)
+	return res, err
 }
 
 // acquireLoop is contract §10's retry loop.
@@ -474,6 +495,5 @@ func (g *Guard[C]) emitLost(l *Lease[C], reason string) {
 		return
 	}
 	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: keyHash, LockIDHash: HashKey(l.lockID), Reason: reason}
-	defer func() { _ = recover() }()
-	g.cfg.observer.OnEvent(ev)
+	notifyCtx(g.cfg.observer, l.ctx, ev)
 }

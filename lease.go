@@ -22,6 +22,8 @@ type Lease[C Capabilities] struct {
 	fence  Fence
 	ttl    time.Duration
 
+	acquiredAt time.Time // local clock, for EventLeaseRelease's Held
+
 	expiresAtMs atomic.Int64
 
 	ctx    context.Context
@@ -55,6 +57,8 @@ func (g *Guard[C]) newLease(ctx context.Context, key string, res AcquireResult, 
 		fence:  res.Fence,
 		ttl:    cfg.ttl,
 		lost:   make(chan struct{}),
+
+		acquiredAt: time.Now(),
 	}
 	l.expiresAtMs.Store(res.ExpiresAtMs)
 	l.ctx, l.cancel = context.WithCancelCause(ctx)
@@ -195,9 +199,17 @@ func (l *Lease[C]) release(ctx context.Context) (ok, called bool, err error) {
 // moved it to leaseReleasing.
 func (l *Lease[C]) doRelease(ctx context.Context) (res ReleaseResult, err error) {
 	l.stopHeartbeat()
+	observed := l.g.opObserving()
+	var start time.Time
+	if observed {
+		ctx, start = l.g.startOp(ctx, EventLeaseRelease), time.Now()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError(r)
+		}
+		if observed {
+			l.g.emitLeaseRelease(ctx, l, start, res, err)
 		}
 		l.mu.Lock()
 		l.state = leaseReleased
@@ -307,14 +319,17 @@ func (l *Lease[C]) Close() {
 	l.done = make(chan struct{})
 	l.mu.Unlock()
 
+	// The release must not be cancelled with the lease's context, but it
+	// keeps its values (such as the caller's trace span).
+	bg := context.WithoutCancel(l.ctx)
 	d := l.g.cfg.disposeTimeout
 	if d <= 0 {
-		if _, err := l.doRelease(context.Background()); err != nil {
+		if _, err := l.doRelease(bg); err != nil {
 			l.g.reportReleaseError(err, l)
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(bg, d)
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
@@ -380,6 +395,7 @@ func (l *Lease[C]) stopHeartbeat() {
 // expiry (measured from the start of the last successful call).
 func (l *Lease[C]) heartbeat(ctx context.Context, acquiredAt time.Time) {
 	defer close(l.hbDone)
+	ctx = withAutoExtend(ctx) // marks its extend events
 	interval := l.ttl / 3
 	deadline := acquiredAt.Add(l.ttl)
 	timer := time.NewTimer(interval)

@@ -231,8 +231,22 @@ func (o *OncePerKey[C, T]) Do(ctx context.Context, key string, fn func(ctx conte
 	if err != nil {
 		return zero, err
 	}
+	if !o.g.opObserving() {
+		return o.do(ctx, name, fn, new(bool))
+	}
+	octx, start, replayed := o.g.startOp(ctx, EventOnce), time.Now(), false
+	v, err := o.do(octx, name, fn, &replayed)
+	o.g.emitOnce(octx, name, start, replayed, err)
+	return v, err
+}
+
+// do is Do after validation; it sets *replayed when it returns a stored
+// outcome.
+func (o *OncePerKey[C, T]) do(ctx context.Context, name string, fn func(ctx context.Context) (T, error), replayed *bool) (T, error) {
+	var zero T
 	for {
 		if v, ok, err := o.lookup(ctx, name); ok {
+			*replayed = err == nil || !isLockError(err)
 			return v, err
 		}
 		var (
@@ -245,6 +259,7 @@ func (o *OncePerKey[C, T]) Do(ctx context.Context, key string, fn func(ctx conte
 			// finished between our first look and our acquisition.
 			if v, ok, err := o.lookup(lctx, name); ok {
 				res, resErr, final = v, err, true
+				*replayed = err == nil || !isLockError(err)
 				return nil
 			}
 			res, resErr = o.run(lctx, name, FenceOf(l), fn)
@@ -357,4 +372,11 @@ func parseEnvelope(b []byte) (state byte, payload []byte, err error) {
 		return b[1], b[2:], nil
 	}
 	return 0, nil, errors.New("unknown record state")
+}
+
+// isLockError reports whether err is a *LockError (a backend or decoding
+// failure of lookup, not a stored outcome).
+func isLockError(err error) bool {
+	var le *LockError
+	return errors.As(err, &le)
 }

@@ -14,6 +14,7 @@ type Option func(*guardConfig)
 type guardConfig struct {
 	observer       Observer
 	telemetryOpts  []TelemetryOption
+	tel            telemetryConfig // built from telemetryOpts
 	onReleaseError func(error, ReleaseErrorInfo)
 	disposeTimeout time.Duration
 	releaseTimeout time.Duration

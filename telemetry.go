@@ -62,8 +62,19 @@ type Event struct {
 	// Code is the error's code when Result is ResultError ([CodeOf], or
 	// Internal for an error that is not a *LockError); 0 otherwise.
 	Code Code
-	// Latency is the time spent in the driver call.
+	// Latency is the time spent in the driver call (for operation events:
+	// in the operation, see [EventAcquisition]).
 	Latency time.Duration
+	// Handoff marks an acquire event of an attempt made by a queued waiter
+	// of a [HandoffWatcher] (a successful one claimed a hand-off or found
+	// the key free). Set only for an [OperationObserver].
+	Handoff bool
+	// AutoExtend marks an extend event of a lease's heartbeat (see
+	// [AutoExtend]). Set only for an [OperationObserver].
+	AutoExtend bool
+	// Held is, for [EventLeaseRelease], the time from the acquisition of
+	// the lease to the start of its release.
+	Held time.Duration
 }
 
 // Observer receives events. OnEvent is called synchronously on the
@@ -144,7 +155,8 @@ func IncludeRawFunc(f func(Event) bool) TelemetryOption {
 // (contract §8, with the project's error events).
 //
 // After each Acquire, Release, Extend, IsLocked, LookupByKey and LookupByID
-// the decorator emits exactly one [Event]:
+// the decorator emits exactly one [Event] (and after each AllowN one
+// [EventRate] when o is an [OperationObserver]):
 //
 //   - acquire: KeyHash; ok if acquired, else fail with Reason "locked";
 //     raw Key and, if acquired, LockID.
@@ -159,8 +171,8 @@ func IncludeRawFunc(f func(Event) bool) TelemetryOption {
 // configured by [IncludeRaw] or [IncludeRawFunc] (default: never).
 //
 // The decorator never changes a result, an error or the capabilities, and
-// it recovers panics of o. The record and rate methods pass through without
-// events. The returned driver implements [ReleaseWatcher],
+// it recovers panics of o. The record methods and ResetRate pass through
+// without events. The returned driver implements [ReleaseWatcher],
 // [HandoffWatcher] and [RawLookup] by delegating to d; use
 // [AsReleaseWatcher], [AsHandoffWatcher] and [AsRawLookup] to learn
 // whether d actually supports them (when it does not, the methods return an
@@ -175,6 +187,7 @@ func WithTelemetry[C Capabilities](d Driver[C], o Observer, opts ...TelemetryOpt
 		return d
 	}
 	t := &telemetryDriver[C]{inner: d, obs: o}
+	_, t.ops = o.(OperationObserver)
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&t.cfg)
@@ -189,6 +202,7 @@ type telemetryDriver[C Capabilities] struct {
 	inner Driver[C]
 	obs   Observer
 	cfg   telemetryConfig
+	ops   bool // obs is an OperationObserver
 }
 
 // Unwrap returns the decorated driver.
@@ -201,14 +215,15 @@ func (t *telemetryDriver[C]) Capabilities() C { return t.inner.Capabilities() }
 func (t *telemetryDriver[C]) Acquire(ctx context.Context, key string, ttl time.Duration) (AcquireResult, error) {
 	start := time.Now()
 	res, err := t.inner.Acquire(ctx, key, ttl)
-	t.emitAcquire(key, start, res, err)
+	t.emitAcquire(ctx, key, start, res, err, false)
 	return res, err
 }
 
 // emitAcquire emits the event of an acquisition attempt of key that
 // started at start.
-func (t *telemetryDriver[C]) emitAcquire(key string, start time.Time, res AcquireResult, err error) {
-	ev := Event{Type: EventAcquire, Latency: time.Since(start)}
+// handoff marks an attempt of a queued waiter.
+func (t *telemetryDriver[C]) emitAcquire(ctx context.Context, key string, start time.Time, res AcquireResult, err error, handoff bool) {
+	ev := Event{Type: EventAcquire, Latency: time.Since(start), Handoff: handoff}
 	nk, valid := keyForEvent(&ev, key)
 	switch {
 	case err != nil:
@@ -224,14 +239,14 @@ func (t *telemetryDriver[C]) emitAcquire(key string, start time.Time, res Acquir
 			ev.LockID = res.LockID
 		}
 	}
-	t.emit(ev)
+	t.emit(ctx, ev)
 }
 
 // Release calls the decorated driver and emits a release event.
 func (t *telemetryDriver[C]) Release(ctx context.Context, lockID string) (ReleaseResult, error) {
 	start := time.Now()
 	res, err := t.inner.Release(ctx, lockID)
-	t.emitOutcome(EventRelease, lockID, time.Since(start), res.OK, res.Detail, err)
+	t.emitOutcome(ctx, EventRelease, lockID, time.Since(start), res.OK, res.Detail, err)
 	return res, err
 }
 
@@ -239,7 +254,7 @@ func (t *telemetryDriver[C]) Release(ctx context.Context, lockID string) (Releas
 func (t *telemetryDriver[C]) Extend(ctx context.Context, lockID string, ttl time.Duration) (ExtendResult, error) {
 	start := time.Now()
 	res, err := t.inner.Extend(ctx, lockID, ttl)
-	t.emitOutcome(EventExtend, lockID, time.Since(start), res.OK, res.Detail, err)
+	t.emitOutcome(ctx, EventExtend, lockID, time.Since(start), res.OK, res.Detail, err)
 	return res, err
 }
 
@@ -247,7 +262,7 @@ func (t *telemetryDriver[C]) Extend(ctx context.Context, lockID string, ttl time
 func (t *telemetryDriver[C]) IsLocked(ctx context.Context, key string) (bool, error) {
 	start := time.Now()
 	locked, err := t.inner.IsLocked(ctx, key)
-	t.emitKey(EventIsLocked, key, time.Since(start), locked, err)
+	t.emitKey(ctx, EventIsLocked, key, time.Since(start), locked, err)
 	return locked, err
 }
 
@@ -255,7 +270,7 @@ func (t *telemetryDriver[C]) IsLocked(ctx context.Context, key string) (bool, er
 func (t *telemetryDriver[C]) LookupByKey(ctx context.Context, key string) (*LockInfo, error) {
 	start := time.Now()
 	info, err := t.inner.LookupByKey(ctx, key)
-	t.emitKey(EventLookup, key, time.Since(start), info != nil, err)
+	t.emitKey(ctx, EventLookup, key, time.Since(start), info != nil, err)
 	return info, err
 }
 
@@ -263,7 +278,7 @@ func (t *telemetryDriver[C]) LookupByKey(ctx context.Context, key string) (*Lock
 func (t *telemetryDriver[C]) LookupByID(ctx context.Context, lockID string) (*LockInfo, error) {
 	start := time.Now()
 	info, err := t.inner.LookupByID(ctx, lockID)
-	t.emitOutcome(EventLookup, lockID, time.Since(start), info != nil, "", err)
+	t.emitOutcome(ctx, EventLookup, lockID, time.Since(start), info != nil, "", err)
 	return info, err
 }
 
@@ -276,7 +291,7 @@ func (t *telemetryDriver[C]) LookupRawByKey(ctx context.Context, key string) (*R
 	}
 	start := time.Now()
 	info, err := r.LookupRawByKey(ctx, key)
-	t.emitKey(EventLookup, key, time.Since(start), info != nil, err)
+	t.emitKey(ctx, EventLookup, key, time.Since(start), info != nil, err)
 	return info, err
 }
 
@@ -289,7 +304,7 @@ func (t *telemetryDriver[C]) LookupRawByID(ctx context.Context, lockID string) (
 	}
 	start := time.Now()
 	info, err := r.LookupRawByID(ctx, lockID)
-	t.emitOutcome(EventLookup, lockID, time.Since(start), info != nil, "", err)
+	t.emitOutcome(ctx, EventLookup, lockID, time.Since(start), info != nil, "", err)
 	return info, err
 }
 
@@ -327,7 +342,7 @@ func (t *telemetryDriver[C]) wrapHandoff(key string, h *Handoff) *Handoff {
 	wrapped.Acquire = func(ctx context.Context, ttl time.Duration) (AcquireResult, error) {
 		start := time.Now()
 		res, err := h.Acquire(ctx, ttl)
-		t.emitAcquire(key, start, res, err)
+		t.emitAcquire(ctx, key, start, res, err, true)
 		return res, err
 	}
 	return &wrapped
@@ -358,9 +373,22 @@ func (t *telemetryDriver[C]) DeleteRecord(ctx context.Context, name string, fenc
 	return t.inner.DeleteRecord(ctx, name, fence)
 }
 
-// AllowN passes through without an event.
+// AllowN calls the decorated driver and emits a rate event to an
+// [OperationObserver]; for other observers it passes through.
 func (t *telemetryDriver[C]) AllowN(ctx context.Context, key string, limit RateLimit, n int) (RateResult, error) {
-	return t.inner.AllowN(ctx, key, limit, n)
+	if !t.ops {
+		return t.inner.AllowN(ctx, key, limit, n)
+	}
+	start := time.Now()
+	res, err := t.inner.AllowN(ctx, key, limit, n)
+	ev := Event{Type: EventRate, Latency: time.Since(start)}
+	nk, valid := keyForEvent(&ev, key)
+	setResult(&ev, n <= 0 || res.Allowed > 0, ReasonLimited, err)
+	if valid && t.wantRaw(ev) {
+		ev.Key = nk
+	}
+	t.emit(ctx, ev)
+	return res, err
 }
 
 // ResetRate passes through without an event.
@@ -369,20 +397,20 @@ func (t *telemetryDriver[C]) ResetRate(ctx context.Context, key string) error {
 }
 
 // emitKey emits an event for a key-addressed call whose success is ok.
-func (t *telemetryDriver[C]) emitKey(typ EventType, key string, lat time.Duration, ok bool, err error) {
+func (t *telemetryDriver[C]) emitKey(ctx context.Context, typ EventType, key string, lat time.Duration, ok bool, err error) {
 	ev := Event{Type: typ, Latency: lat}
 	nk, valid := keyForEvent(&ev, key)
 	setResult(&ev, ok, "", err)
 	if valid && t.wantRaw(ev) {
 		ev.Key = nk
 	}
-	t.emit(ev)
+	t.emit(ctx, ev)
 }
 
 // emitOutcome emits an event for a lockID-addressed call whose success is
 // ok; detail becomes the reason of a failure.
-func (t *telemetryDriver[C]) emitOutcome(typ EventType, lockID string, lat time.Duration, ok bool, detail string, err error) {
-	ev := Event{Type: typ, Latency: lat}
+func (t *telemetryDriver[C]) emitOutcome(ctx context.Context, typ EventType, lockID string, lat time.Duration, ok bool, detail string, err error) {
+	ev := Event{Type: typ, Latency: lat, AutoExtend: typ == EventExtend && t.ops && isAutoExtend(ctx)}
 	valid := ValidLockID(lockID)
 	if valid {
 		ev.LockIDHash = HashKey(lockID)
@@ -391,16 +419,18 @@ func (t *telemetryDriver[C]) emitOutcome(typ EventType, lockID string, lat time.
 	if valid && t.wantRaw(ev) {
 		ev.LockID = lockID
 	}
-	t.emit(ev)
+	t.emit(ctx, ev)
 }
+
+func (t *telemetryDriver[C]) wantRaw(ev Event) bool { return t.cfg.wantRaw(ev) }
 
 // wantRaw reports whether raw fields are to be added to ev. A panicking
 // predicate means no.
-func (t *telemetryDriver[C]) wantRaw(ev Event) (raw bool) {
-	if t.cfg.rawAll {
+func (c *telemetryConfig) wantRaw(ev Event) (raw bool) {
+	if c.rawAll {
 		return true
 	}
-	if t.cfg.rawFunc == nil {
+	if c.rawFunc == nil {
 		return false
 	}
 	defer func() {
@@ -408,10 +438,10 @@ func (t *telemetryDriver[C]) wantRaw(ev Event) (raw bool) {
 			raw = false
 		}
 	}()
-	return t.cfg.rawFunc(ev)
+	return c.rawFunc(ev)
 }
 
-func (t *telemetryDriver[C]) emit(ev Event) { notify(t.obs, ev) }
+func (t *telemetryDriver[C]) emit(ctx context.Context, ev Event) { notifyCtx(t.obs, ctx, ev) }
 
 // keyForEvent sets ev.KeyHash from key if key is valid and returns the
 // normalised key. Invalid keys (possibly huge) are neither hashed nor kept.
