@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/internal/churn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -430,30 +431,10 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 		return len(snaps)
 	}
 	baseF, baseL := count(d.fences), count(d.locks)
-	const workers = 16
-	start := time.Now()
-	errs := make(chan error, workers)
-	for w := range workers {
-		go func() {
-			for i := w; i < n; i += workers {
-				r, err := d.Acquire(ctx, "payment:"+strconv.Itoa(i), time.Minute)
-				if err == nil && r.Acquired {
-					_, err = d.Release(ctx, r.LockID)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
+	took, err := churn.Run(ctx, d, "payment:", n, 16)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range workers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	took := time.Since(start)
 	rightF, rightL := count(d.fences), count(d.locks)
 	if rightF != baseF+n {
 		t.Errorf("right after: %d fence counters; want %d", rightF, baseF+n)

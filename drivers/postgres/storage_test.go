@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/internal/churn"
 )
 
 // TestStorageFollowsLiveLocks: 20,000 distinct keys locked and released
@@ -31,30 +32,10 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 	}
 	base := rows()
 	const n = 20_000
-	const workers = 16
-	start := time.Now()
-	errs := make(chan error, workers)
-	for w := range workers {
-		go func() {
-			for i := w; i < n; i += workers {
-				r, err := d.Acquire(ctx, "payment:"+strconv.Itoa(i), time.Minute)
-				if err == nil && r.Acquired {
-					_, err = d.Release(ctx, r.LockID)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
+	took, err := churn.Run(ctx, d, "payment:", n, 16)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range workers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	took := time.Since(start)
 	right := rows()
 	if right["syncguard_fence_counters"] != base["syncguard_fence_counters"]+n {
 		t.Errorf("right after: %v; want %d more fence counters", right, n)

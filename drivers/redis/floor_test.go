@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/internal/churn"
 )
 
 // startPrivate starts a redis-server without persistence on a free
@@ -108,30 +109,10 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 	}
 	baseKeys, baseMem := info()
 	const n = 20_000
-	const workers = 16
-	start := time.Now()
-	errs := make(chan error, workers)
-	for w := range workers {
-		go func() {
-			for i := w; i < n; i += workers {
-				r, err := d.Acquire(ctx, "payment:"+strconv.Itoa(i), time.Minute)
-				if err == nil && r.Acquired {
-					_, err = d.Release(ctx, r.LockID)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
+	took, err := churn.Run(ctx, d, "payment:", n, 16)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range workers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	took := time.Since(start)
 	rightKeys, rightMem := info()
 	// Counters are kept for the margin after their key's last acquisition
 	// (the first keys' may be gone already on a slow machine): 100 keys
