@@ -88,35 +88,54 @@ func newSyncGuardRedisWith(o rueidis.ClientOption) (Locker, error) {
 }
 
 func newSyncGuardPostgres(ns string) (Locker, error) {
+	d, pool, err := newPostgresDriver()
+	if err != nil {
+		return nil, err
+	}
+	return &guardLocker[postgres.Capabilities]{g: syncguard.New(d), close: func() { d.Close(); pool.Close() }}, nil
+}
+
+// newSyncGuardPostgresDriver is the PostgreSQL driver alone, no Guard.
+func newSyncGuardPostgresDriver(ns string) (Locker, error) {
+	d, pool, err := newPostgresDriver()
+	if err != nil {
+		return nil, err
+	}
+	return &driverLocker{d: d, close: func() { d.Close(); pool.Close() }}, nil
+}
+
+// newPostgresDriver returns a PostgreSQL driver over a pool of 16
+// connections with every statement prepared on connect.
+func newPostgresDriver() (*postgres.Driver, *pgxpool.Pool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg, err := pgxpool.ParseConfig(PostgresURL())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The tables first, through a pool that prepares nothing: statements
 	// prepared on connect need them (a fresh database has none).
 	setup, err := pgxpool.NewWithConfig(ctx, cfg.Copy())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = postgres.Setup(ctx, setup)
 	setup.Close()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.MaxConns = 16
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return postgres.PrepareConn(ctx, c) }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d, err := postgres.New(pool)
 	if err != nil {
 		pool.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &guardLocker[postgres.Capabilities]{g: syncguard.New(d), close: func() { d.Close(); pool.Close() }}, nil
+	return d, pool, nil
 }
 
 // The memory driver is in-process: every Locker of one namespace shares
