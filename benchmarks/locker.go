@@ -82,6 +82,9 @@ func Impls() []Impl {
 		// Guard over a rueidis client without auto-pipelining (pooled
 		// connections), to choose the client options.
 		{Name: "sg-redis-pooled", Backend: Redis, Driver: true, New: newSyncGuardRedisPooled},
+		// Guard over the PostgreSQL driver through PgBouncer
+		// ($SYNCGUARD_BENCH_PGBOUNCER), transaction pooling.
+		{Name: "sg-postgres-pgbouncer", Backend: Postgres, Driver: true, New: newSyncGuardPgBouncer},
 		{Name: "sg-postgres-driver", Backend: Postgres, Driver: true, NoContended: true, New: newSyncGuardPostgresDriver},
 		{Name: "sg-memory-driver", Backend: Memory, Driver: true, NoContended: true, New: newSyncGuardMemoryDriver},
 	}
