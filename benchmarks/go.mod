@@ -3,9 +3,11 @@ module github.com/syncguard/syncguard/benchmarks
 go 1.26.0
 
 require (
+	cirello.io/pglock v1.16.2
 	github.com/bsm/redislock v0.9.4
 	github.com/go-redsync/redsync/v4 v4.18.1
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/lib/pq v1.12.3
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/redis/rueidis v1.0.79
 	github.com/syncguard/syncguard v0.0.0-00010101000000-000000000000

@@ -65,13 +65,9 @@ func PostgresURL() string {
 	return "postgres://postgres@127.0.0.1:5432/test"
 }
 
-// extraImpls are libraries registered by files built only with a build tag
-// (pglock_adapter.go, -tags pglock); Impls lists them last.
-var extraImpls []Impl
-
 // Impls returns every library under test, SyncGuard's adapters first.
 func Impls() []Impl {
-	return append([]Impl{
+	return []Impl{
 		{Name: "syncguard-redis", Backend: Redis, SyncGuard: true, New: newSyncGuardRedis},
 		{Name: "redsync", Backend: Redis, New: newRedsync},
 		{Name: "redislock", Backend: Redis, New: newRedislock},
@@ -79,14 +75,19 @@ func Impls() []Impl {
 		{Name: "raw-rueidis", Backend: Redis, Baseline: true, NoContended: true, New: newRawRueidis},
 		{Name: "syncguard-postgres", Backend: Postgres, SyncGuard: true, New: newSyncGuardPostgres},
 		{Name: "pg-advisory", Backend: Postgres, Baseline: true, New: newPGAdvisory},
+		{Name: "pglock", Backend: Postgres, New: newPGLock},
 		{Name: "syncguard-memory", Backend: Memory, SyncGuard: true, New: newSyncGuardMemory},
 		// The drivers alone, without Guard (no waiting Lock).
 		{Name: "sg-redis-driver", Backend: Redis, Driver: true, NoContended: true, New: newSyncGuardRedisDriver},
 		// Guard over a rueidis client without auto-pipelining (pooled
 		// connections), to choose the client options.
 		{Name: "sg-redis-pooled", Backend: Redis, Driver: true, New: newSyncGuardRedisPooled},
+		// Guard over the PostgreSQL driver through PgBouncer
+		// ($SYNCGUARD_BENCH_PGBOUNCER), transaction pooling.
+		{Name: "sg-postgres-pgbouncer", Backend: Postgres, Driver: true, New: newSyncGuardPgBouncer},
+		{Name: "sg-postgres-driver", Backend: Postgres, Driver: true, NoContended: true, New: newSyncGuardPostgresDriver},
 		{Name: "sg-memory-driver", Backend: Memory, Driver: true, NoContended: true, New: newSyncGuardMemoryDriver},
-	}, extraImpls...)
+	}
 }
 
 // Find returns the Impl called name.

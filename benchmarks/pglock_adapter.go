@@ -1,8 +1,5 @@
-//go:build pglock
-
-// The cirello.io/pglock adapter. The module proxy refuses cirello.io/pglock
-// (403), so this file is built only with -tags pglock and a go.mod that
-// points cirello.io/pglock at a local copy of its source: see pglock.sh.
+// The cirello.io/pglock adapter: the released module (v1.16.2, from the Go
+// module proxy), over database/sql with lib/pq as its README shows.
 
 package benchmarks
 
@@ -16,10 +13,6 @@ import (
 	"cirello.io/pglock"
 	_ "github.com/lib/pq" // pglock.New accepts lib/pq connections only
 )
-
-func init() {
-	extraImpls = append(extraImpls, Impl{Name: "pglock", Backend: Postgres, New: newPGLock})
-}
 
 // pglockLocker runs cirello.io/pglock as its documentation recommends:
 // pglock.New over database/sql with lib/pq (its "ratified" driver), the lock

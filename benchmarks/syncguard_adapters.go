@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"time"
 
@@ -88,35 +89,85 @@ func newSyncGuardRedisWith(o rueidis.ClientOption) (Locker, error) {
 }
 
 func newSyncGuardPostgres(ns string) (Locker, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cfg, err := pgxpool.ParseConfig(PostgresURL())
+	d, pool, err := newPostgresDriver()
 	if err != nil {
 		return nil, err
+	}
+	return &guardLocker[postgres.Capabilities]{g: syncguard.New(d), close: func() { d.Close(); pool.Close() }}, nil
+}
+
+// newSyncGuardPostgresDriver is the PostgreSQL driver alone, no Guard.
+func newSyncGuardPostgresDriver(ns string) (Locker, error) {
+	d, pool, err := newPostgresDriver()
+	if err != nil {
+		return nil, err
+	}
+	return &driverLocker{d: d, close: func() { d.Close(); pool.Close() }}, nil
+}
+
+// newPostgresDriver returns a PostgreSQL driver over a pool of 16
+// connections with every statement prepared on connect.
+func newPostgresDriver() (*postgres.Driver, *pgxpool.Pool, error) {
+	return newPostgresDriverAt(PostgresURL(), false)
+}
+
+// newSyncGuardPgBouncer is Guard over the PostgreSQL driver with its pool
+// on the PgBouncer (transaction pooling) at $SYNCGUARD_BENCH_PGBOUNCER, as
+// docs/postgres.md recommends: QueryExecModeExec, nothing prepared, LISTEN
+// on a direct connection to PostgresURL.
+func newSyncGuardPgBouncer(ns string) (Locker, error) {
+	u := os.Getenv("SYNCGUARD_BENCH_PGBOUNCER")
+	if u == "" {
+		return nil, errors.New("SYNCGUARD_BENCH_PGBOUNCER is not set (a PgBouncer URL in front of the benchmark database)")
+	}
+	d, pool, err := newPostgresDriverAt(u, true)
+	if err != nil {
+		return nil, err
+	}
+	return &guardLocker[postgres.Capabilities]{g: syncguard.New(d), close: func() { d.Close(); pool.Close() }}, nil
+}
+
+func newPostgresDriverAt(url string, bouncer bool) (*postgres.Driver, *pgxpool.Pool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	var opts []postgres.Option
+	if bouncer {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		direct, err := pgx.ParseConfig(PostgresURL())
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, postgres.WithListenConfig(direct))
 	}
 	// The tables first, through a pool that prepares nothing: statements
 	// prepared on connect need them (a fresh database has none).
 	setup, err := pgxpool.NewWithConfig(ctx, cfg.Copy())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = postgres.Setup(ctx, setup)
 	setup.Close()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.MaxConns = 16
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return postgres.PrepareConn(ctx, c) }
+	if !bouncer {
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return postgres.PrepareConn(ctx, c) }
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	d, err := postgres.New(pool)
+	d, err := postgres.New(pool, opts...)
 	if err != nil {
 		pool.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &guardLocker[postgres.Capabilities]{g: syncguard.New(d), close: func() { d.Close(); pool.Close() }}, nil
+	return d, pool, nil
 }
 
 // The memory driver is in-process: every Locker of one namespace shares

@@ -3,7 +3,9 @@ package postgres
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,8 +25,25 @@ type harness struct {
 	d       *Driver
 	cleanup *Driver
 
+	// opts configure every driver of the harness (tables, LISTEN
+	// connection); names maps the default table names in the harness's
+	// own SQL to the harness's (nil: the defaults).
+	opts  []Option
+	names *strings.Replacer
+	// noLatency makes DriverWithLatency return nil (the cases that need
+	// it skip): see TestConformanceThroughPgBouncer.
+	noLatency bool
+
 	mu      sync.Mutex
 	closers []func()
+}
+
+// sql renders s, written with the default table names, for the harness.
+func (h *harness) sql(s string) string {
+	if h.names == nil {
+		return s
+	}
+	return h.names.Replace(s)
 }
 
 var (
@@ -74,7 +93,7 @@ func (h *harness) openDriver(ctx context.Context, opts ...Option) (syncguard.Dri
 	if err != nil {
 		return nil, err
 	}
-	d, err := New(pool, opts...)
+	d, err := New(pool, append(slices.Clone(h.opts), opts...)...)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -88,6 +107,9 @@ func (h *harness) openDriver(ctx context.Context, opts ...Option) (syncguard.Dri
 // DriverWithLatency returns a driver whose pool connects through a local
 // TCP proxy delaying every chunk by d in each direction.
 func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
+	if h.noLatency {
+		return nil
+	}
 	p, err := delayproxy.Start(net.JoinHostPort(h.db.cfg.ConnConfig.Host, strconv.Itoa(int(h.db.cfg.ConnConfig.Port))), d)
 	if err != nil {
 		h.t.Errorf("latency proxy: %v", err)
@@ -102,7 +124,7 @@ func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabiliti
 		h.t.Errorf("latency pool: %v", err)
 		return nil
 	}
-	drv, err := New(pool)
+	drv, err := New(pool, h.opts...)
 	if err != nil {
 		pool.Close()
 		p.Close()
@@ -119,27 +141,33 @@ func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabiliti
 }
 
 func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence syncguard.Fence, off time.Duration) error {
-	return writeRawLock(ctx, h.db.pool, key, lockID, fence, off)
+	return writeRawLockSQL(ctx, h.db.pool, h.sql(rawLockSQL), key, lockID, fence, off)
 }
 
 // writeRawLock stores a lock row directly (default table names): expiry
 // server-now + off; the fence counter is raised to fence if lower.
 func writeRawLock(ctx context.Context, pool *pgxpool.Pool, key, lockID string, fence syncguard.Fence, off time.Duration) error {
+	return writeRawLockSQL(ctx, pool, rawLockSQL, key, lockID, fence, off)
+}
+
+// rawLockSQL is writeRawLock's statement.
+const rawLockSQL = `WITH f AS (
+  INSERT INTO syncguard_fence_counters (fence_key, fence, key_debug) VALUES ($5, $3, $4)
+  ON CONFLICT (fence_key) DO UPDATE SET fence = GREATEST(syncguard_fence_counters.fence, EXCLUDED.fence)
+  RETURNING 1)
+INSERT INTO syncguard_locks (key, lock_id, expires_at_ms, acquired_at_ms, fence, user_key)
+SELECT $1, $2, ` + nowMsSQL + ` + $6::bigint, ` + nowMsSQL + ` - 1000, lpad($3::bigint::text, 15, '0'), $4 FROM f
+ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
+  acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key`
+
+func writeRawLockSQL(ctx context.Context, pool *pgxpool.Pool, sql, key, lockID string, fence syncguard.Fence, off time.Duration) error {
 	k, err := syncguard.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
 	base, _ := baseKey(k)
 	fk, _ := fenceKey(base)
-	_, err = pool.Exec(ctx, `WITH f AS (
-  INSERT INTO syncguard_fence_counters (fence_key, fence, key_debug) VALUES ($5, $3, $4)
-  ON CONFLICT (fence_key) DO UPDATE SET fence = GREATEST(syncguard_fence_counters.fence, EXCLUDED.fence)
-  RETURNING 1)
-INSERT INTO syncguard_locks (key, lock_id, expires_at_ms, acquired_at_ms, fence, user_key)
-SELECT $1, $2, `+nowMsSQL+` + $6::bigint, `+nowMsSQL+` - 1000, lpad($3::bigint::text, 15, '0'), $4 FROM f
-ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
-  acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key`,
-		base, lockID, int64(fence), dbText(k), fk, off.Milliseconds())
+	_, err = pool.Exec(ctx, sql, base, lockID, int64(fence), dbText(k), fk, off.Milliseconds())
 	return err
 }
 
@@ -150,8 +178,8 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 	}
 	base, _ := baseKey(k)
 	fk, _ := fenceKey(base)
-	_, err = h.db.pool.Exec(ctx, `INSERT INTO syncguard_fence_counters (fence_key, fence, key_debug)
-VALUES ($1, $2, $3) ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence`, fk, value, dbText(k))
+	_, err = h.db.pool.Exec(ctx, h.sql(`INSERT INTO syncguard_fence_counters (fence_key, fence, key_debug)
+VALUES ($1, $2, $3) ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence`), fk, value, dbText(k))
 	return err
 }
 
@@ -162,7 +190,7 @@ func (h *harness) LockDataExists(ctx context.Context, key string) (bool, error) 
 	}
 	base, _ := baseKey(k)
 	var ok bool
-	err = h.db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM syncguard_locks WHERE key = $1)`, base).Scan(&ok)
+	err = h.db.pool.QueryRow(ctx, h.sql(`SELECT EXISTS (SELECT 1 FROM syncguard_locks WHERE key = $1)`), base).Scan(&ok)
 	return ok, err
 }
 
@@ -174,7 +202,7 @@ func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, err
 	base, _ := baseKey(k)
 	fk, _ := fenceKey(base)
 	var ok bool
-	err = h.db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM syncguard_fence_counters WHERE fence_key = $1)`, fk).Scan(&ok)
+	err = h.db.pool.QueryRow(ctx, h.sql(`SELECT EXISTS (SELECT 1 FROM syncguard_fence_counters WHERE fence_key = $1)`), fk).Scan(&ok)
 	return ok, err
 }
 

@@ -176,8 +176,21 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	// statement: its key most likely has more waiters.
 	handoff := d.wasContended(lockID)
 	if !handoff {
-		err = d.pool.QueryRow(ctx, d.q.release, lockID, d.q.channel).
-			Scan(&found, &deleted, nil, nil, &queued)
+		args := []any{lockID, d.q.channel}
+		var (
+			seen   *bool
+			probed time.Time
+		)
+		if d.opts.wakeups {
+			seen, probed = d.listenerSeen()
+			args = append(args, seen)
+		}
+		var answer *bool
+		err = d.pool.QueryRow(ctx, d.q.release, args...).
+			Scan(&found, &deleted, nil, nil, &queued, &answer)
+		if err == nil && seen == nil && answer != nil {
+			d.sawListener(*answer, probed)
+		}
 		handoff = err == nil && queued > 0
 	}
 	if handoff {
@@ -358,4 +371,47 @@ func (d *Driver) lookup(ctx context.Context, sql, arg, wantID string) (*syncguar
 		Key:    fromDBText(userKey),
 		LockID: id,
 	}, nil
+}
+
+// listenerProbeTTL is how long a release reuses the answer of the listener
+// probe, and listenSeenDelay how long a new LISTEN connection waits before
+// it counts as active (see listener.run): twice the TTL, so that no release
+// that starts after it still uses an answer from before the connection.
+const (
+	listenerProbeTTL = 50 * time.Millisecond
+	listenSeenDelay  = 2 * listenerProbeTTL
+)
+
+// listenerSeen tells a plain release whether a LISTEN connection of the
+// lock table is connected, so that it sends its NOTIFY only then: true
+// while the driver's own listener is up, else the answer of the last
+// pg_stat_activity probe if it was sent less than listenerProbeTTL ago,
+// else nil: the release probes in its own statement and reports the answer
+// (sawListener) with the time it was sent (probed). Reading
+// pg_stat_activity copies every backend's status: done in every release, it
+// was the bottleneck of parallel releases (docs/postgres.md).
+func (d *Driver) listenerSeen() (seen *bool, probed time.Time) {
+	d.lis.mu.Lock()
+	up := d.lis.up
+	d.lis.mu.Unlock()
+	now := time.Now()
+	if up {
+		return &up, now
+	}
+	d.seenMu.Lock()
+	defer d.seenMu.Unlock()
+	if !d.seenAt.IsZero() && now.Sub(d.seenAt) < listenerProbeTTL {
+		v := d.seen
+		return &v, now
+	}
+	return nil, now
+}
+
+// sawListener records the answer of a listener probe sent at probed.
+func (d *Driver) sawListener(seen bool, probed time.Time) {
+	d.seenMu.Lock()
+	defer d.seenMu.Unlock()
+	if probed.After(d.seenAt) {
+		d.seen, d.seenAt = seen, probed
+	}
 }

@@ -354,6 +354,10 @@ type Driver struct {
 	handedMu sync.Mutex
 	handed   map[string]struct{} // lock IDs taken by hand-off waiters (see markContended)
 
+	seenMu sync.Mutex
+	seen   bool      // a listener of the lock table was connected at seenAt
+	seenAt time.Time // when the last listener probe was sent (zero: never)
+
 	closeOnce sync.Once
 }
 

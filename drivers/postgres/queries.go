@@ -63,17 +63,24 @@ func buildQueries(o options) queries {
 	grant := `
   SELECT pg_notify($2::text, '` + grantPrefix + `' || lock_id || '|' || fence || '|' || expires_at_ms || '|' || acquired_at_ms) FROM gr
   WHERE ` + listening
-	notifyPlain, notifyPlainCount := "", "0"
+	notifyPlain, notifyPlainCount, releaseProbe := "", "0", "NULL::bool"
 	notifyHandoff := `, ntf AS MATERIALIZED (` + grant + `
 )`
 	if o.wakeups {
+		// $3: a listener was seen (see Driver.listenerSeen); probing
+		// pg_stat_activity in every release caps parallel releases.
+		// $3: whether a listener was seen (Driver.listenerSeen), NULL to
+		// probe now (COALESCE evaluates the probe only then).
 		plain := `
   SELECT pg_notify($2::text, md5(key)) FROM del
-  WHERE ` + listening
+  WHERE COALESCE($3::bool, ` + listening + `)`
 		notifyPlain = `, ntf AS MATERIALIZED (` + plain + `
 )`
 		notifyPlainCount = "(SELECT count(*) FROM ntf)"
-		notifyHandoff = `, ntf AS MATERIALIZED (` + plain + `
+		releaseProbe = `CASE WHEN $3::bool IS NULL THEN ` + listening + ` END`
+		notifyHandoff = `, ntf AS MATERIALIZED (
+  SELECT pg_notify($2::text, md5(key)) FROM del
+  WHERE ` + listening + `
   UNION ALL` + grant + `
 )`
 	}
@@ -136,7 +143,9 @@ FROM dec d`,
 VALUES ($1::text, $2::text, -1, {NOW} + ` + strconv.Itoa(leftKeepMs) + `, 0, '')
 ON CONFLICT (key, waiter_id) DO UPDATE SET seq = -1, live_until_ms = EXCLUDED.live_until_ms`,
 
-		// $1 lock ID, $2 notification channel.
+		// $1 lock ID, $2 notification channel, $3 (with wakeups only)
+		// whether a listener was seen, or NULL to probe pg_stat_activity
+		// (last column: the probe's answer).
 		//
 		// The plain release: it deletes the lock unless waiters are
 		// queued for its key (last column), which releaseHandoff then
@@ -191,7 +200,7 @@ ON CONFLICT (key, waiter_id) DO UPDATE SET seq = -1, live_until_ms = EXCLUDED.li
   RETURNING l.key
 )` + notifyPlain + `
 SELECT (SELECT count(*) FROM clk), (SELECT count(*) FROM del), ` + notifyPlainCount + `, $2::text,
-  (SELECT count(*) FROM clk WHERE queued) FROM sc`,
+  (SELECT count(*) FROM clk WHERE queued), ` + releaseProbe + ` FROM sc`,
 
 		// $1 lock ID, $2 notification channel, $3 fence max: the release
 		// of a key with queued waiters, which the plain release leaves

@@ -327,6 +327,14 @@ func (l *listener) run(ctx context.Context, done chan struct{}) {
 			continue
 		}
 		backoff = listenBackoffMin
+		// Releases learn of listeners from a probe they cache for up to
+		// listenerProbeTTL (see Driver.listenerSeen): wait until every
+		// cached "nobody listens" predates this connection, so that a
+		// release that follows WatchRelease's return notifies.
+		select {
+		case <-ctx.Done():
+		case <-time.After(listenSeenDelay):
+		}
 		l.mu.Lock()
 		l.up = true
 		select {

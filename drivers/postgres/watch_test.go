@@ -246,3 +246,42 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 		t.Error("no NOTIFY for a release while the driver listened")
 	}
 }
+
+// TestNotifyForAnotherDriversListener: a release caches the answer of its
+// pg_stat_activity probe for listenerProbeTTL, yet a release that follows
+// the return of another driver's (another process's) first WatchRelease
+// still notifies, even when its cached answer, taken just before, was "no
+// listener".
+func TestNotifyForAnotherDriversListener(t *testing.T) {
+	t.Parallel()
+	tables := WithTables(Tables{Locks: "notify_" + randHex(4)})
+	db := newTestDB(t, nil, tables)
+	d := newDriver(t, db.pool, tables)
+	other := newDriver(t, db.pool, tables)
+	ctx := t.Context()
+	for i := range 3 {
+		r, err := d.Acquire(ctx, "k", time.Minute)
+		if err != nil || !r.Acquired {
+			t.Fatalf("Acquire = %+v, %v", r, err)
+		}
+		if i == 0 {
+			// Caches "no listener" just before the other driver listens.
+			r0, err := d.Acquire(ctx, "warm", time.Minute)
+			if err != nil || !r0.Acquired {
+				t.Fatalf("Acquire = %+v, %v", r0, err)
+			}
+			if _, err := d.Release(ctx, r0.LockID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ch, stop, err := other.WatchRelease(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+			t.Fatalf("Release = %+v, %v", rr, err)
+		}
+		waitSignal(t, ch, 2*time.Second, "another driver's release")
+		stop()
+	}
+}

@@ -233,16 +233,8 @@ func targets(w io.Writer, sums map[string]map[string]med) {
 	}
 	ratio("(driver alone) Redis serial vs raw rueidis (report only)", "serial", "sg-redis-driver", "raw-rueidis", 0, thr, false)
 	ratio("(driver alone) Redis 64 goroutines vs raw rueidis (report only)", "parallel", "sg-redis-driver", "raw-rueidis", 0, thr, false)
-	// cirello.io/pglock is not on the module proxy: it is measured only in a
-	// build with -tags pglock (benchmarks/pglock.sh), as the impl "pglock".
-	pgNote := " (pglock not built: see benchmarks/pglock.sh)"
-	for _, sc := range []string{"serial", "parallel"} {
-		if _, ok := get(sc, "pglock"); ok {
-			pgNote = ""
-		}
-	}
-	ratio("PostgreSQL serial ≥ 2× cirello pglock"+pgNote, "serial", "syncguard-postgres", "pglock", 2, thr, false)
-	ratio("PostgreSQL parallel ≥ 3× cirello pglock"+pgNote, "parallel", "syncguard-postgres", "pglock", 3, thr, false)
+	ratio("PostgreSQL serial ≥ 2× cirello pglock", "serial", "syncguard-postgres", "pglock", 2, thr, false)
+	ratio("PostgreSQL parallel ≥ 3× cirello pglock", "parallel", "syncguard-postgres", "pglock", 3, thr, false)
 	ratio("PostgreSQL serial vs advisory locks (report only)", "serial", "syncguard-postgres", "pg-advisory", 0, thr, false)
 	ratio("PostgreSQL parallel vs advisory locks (report only)", "parallel", "syncguard-postgres", "pg-advisory", 0, thr, false)
 	if m, ok := get("samekey", "sg-memory-driver"); ok {
