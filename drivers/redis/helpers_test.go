@@ -160,18 +160,6 @@ func deletePrefix(c rueidis.Client, prefix string) {
 	}
 }
 
-// serverNowMs reads the server clock of the node serving slot.
-func serverNowMs(ctx context.Context, c rueidis.Client, anyKeyInSlot string) (int64, error) {
-	// EVAL with the key routes to its node; TIME inside reads that clock.
-	v, err := c.Do(ctx, c.B().Eval().Script(`local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`).Numkeys(1).Key(anyKeyInSlot).Build()).AsInt64()
-	return v, err
-}
-
-// replID reads master_replid of the node serving key's slot.
-func replID(ctx context.Context, c rueidis.Client, key string) (string, error) {
-	return c.Do(ctx, c.B().Eval().Script(`return string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')`).Numkeys(1).Key(key).Build()).ToString()
-}
-
 // harness is the conformance harness of one store (single node or cluster).
 type harness struct {
 	c      rueidis.Client
