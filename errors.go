@@ -127,6 +127,19 @@ func CodeOf(err error) Code {
 	return 0
 }
 
+// IsUnavailable reports whether err says the backend could not be reached
+// or did not answer in time: its code is ServiceUnavailable or
+// NetworkTimeout. Guard retries such acquisitions within their Timeout,
+// leases retry such releases in the background, and the rate-limit
+// middleware fails open only on them.
+func IsUnavailable(err error) bool {
+	switch CodeOf(err) {
+	case ServiceUnavailable, NetworkTimeout:
+		return true
+	}
+	return false
+}
+
 // ContextError maps a context error to a *LockError: context.Canceled to
 // Aborted and context.DeadlineExceeded to NetworkTimeout, both wrapping the
 // context error. It returns nil for nil and wraps anything else as Internal.

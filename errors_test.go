@@ -273,3 +273,23 @@ func TestCheckContext(t *testing.T) {
 		}
 	})
 }
+
+func TestIsUnavailable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("plain"), false},
+		{NewError(ServiceUnavailable, "down"), true},
+		{fmt.Errorf("wrapped: %w", NewError(NetworkTimeout, "slow")), true},
+		{NewError(InvalidArgument, "bad key"), false},
+		{NewError(Internal, "bug"), false},
+		{acquisitionTimeout("k", "busy"), false},
+	} {
+		if got := IsUnavailable(tc.err); got != tc.want {
+			t.Errorf("IsUnavailable(%v) = %v; want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -430,14 +430,7 @@ func RetryUnavailable(on bool) AcquireOption {
 // retryableBackendError reports an attempt's error that acquireLoop
 // retries: the backend unreachable or too slow, while ctx is still live.
 func retryableBackendError(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	switch CodeOf(err) {
-	case ServiceUnavailable, NetworkTimeout:
-		return true
-	}
-	return false
+	return ctx.Err() == nil && IsUnavailable(err)
 }
 
 // giveUp is the error of an acquisition whose retries ran out: the last

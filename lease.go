@@ -218,20 +218,10 @@ func (l *Lease[C]) doRelease(ctx context.Context) (res ReleaseResult, err error)
 		l.cancel(context.Canceled)
 	}()
 	res, err = l.g.d.Release(ctx, l.lockID)
-	if err != nil && backendAway(err) {
+	if err != nil && IsUnavailable(err) {
 		l.releaseLater()
 	}
 	return res, err
-}
-
-// backendAway reports a release error that says the backend could not be
-// reached or did not answer in time: the lock is most likely still held.
-func backendAway(err error) bool {
-	switch CodeOf(err) {
-	case ServiceUnavailable, NetworkTimeout:
-		return true
-	}
-	return false
 }
 
 // Delays between the background retries of a release (releaseLater).
@@ -266,7 +256,7 @@ func (l *Lease[C]) releaseLater() {
 				return
 			case <-t.C:
 			}
-			if err := l.retryRelease(ctx); err == nil || !backendAway(err) || ctx.Err() != nil {
+			if err := l.retryRelease(ctx); err == nil || !IsUnavailable(err) || ctx.Err() != nil {
 				return
 			}
 			delay = min(2*delay, releaseRetryMax)

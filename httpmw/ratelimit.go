@@ -158,15 +158,6 @@ func limiterKey(name string) string {
 	return hashedPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// failOpenable reports whether err says the backend could not be asked.
-func failOpenable(err error) bool {
-	switch syncguard.CodeOf(err) {
-	case syncguard.ServiceUnavailable, syncguard.NetworkTimeout:
-		return true
-	}
-	return false
-}
-
 // RateLimit returns a middleware that counts each request against l under
 // the key of [KeyFunc] (default: the client IP) and refuses requests over
 // the limit with 429 Too Many Requests.
@@ -223,7 +214,7 @@ func RateLimit(l *syncguard.RateLimiter, opts ...RateLimitOption) (func(http.Han
 					return // the client is gone
 				}
 				cfg.onError(r, err)
-				if cfg.failClosed || !failOpenable(err) {
+				if cfg.failClosed || !syncguard.IsUnavailable(err) {
 					w.Header().Set(HeaderRetryAfter, "1")
 					problem(w, http.StatusServiceUnavailable, "Rate limiter unavailable", "")
 					return
