@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -337,17 +336,12 @@ type onceDoer interface {
 	Do(ctx context.Context, key string, fn func(ctx context.Context) (storedResponse, error)) (storedResponse, error)
 }
 
-// scopedKey is the name a client's key is stored under: the base64url
-// SHA-256 of the length-prefixed scope and key, so that no scope/key pair
+// scopedKey is the name a client's key is stored under: the
+// [syncguard.HashedKey] digest (the first 16 bytes of SHA-256) of the
+// length-prefixed scope and key, so that no scope/key pair
 // aliases another and no raw client identifier reaches the backend.
 func scopedKey(scope, key string) string {
-	h := sha256.New()
-	io.WriteString(h, strconv.Itoa(len(scope)))
-	h.Write([]byte{':'})
-	io.WriteString(h, scope)
-	h.Write([]byte{':'})
-	io.WriteString(h, key)
-	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+	return syncguard.HashedKey(strconv.Itoa(len(scope)) + ":" + scope + ":" + key)
 }
 
 func (c *idemConfig) serve(once onceDoer, next http.Handler, w http.ResponseWriter, r *http.Request) {

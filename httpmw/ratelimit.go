@@ -1,8 +1,6 @@
 package httpmw
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
@@ -148,14 +146,13 @@ const hashedPrefix = "#h:"
 const maxClientKey = 128
 
 // limiterKey maps any client name to a valid limiter key, one-to-one up to
-// SHA-256 collisions.
+// collisions of syncguard.HashedKey (the first 16 bytes of SHA-256).
 func limiterKey(name string) string {
 	if len(name) <= maxClientKey && utf8.ValidString(name) && !strings.HasPrefix(name, hashedPrefix) &&
 		strings.IndexFunc(name, unicode.IsControl) < 0 {
 		return name
 	}
-	sum := sha256.Sum256([]byte(name))
-	return hashedPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
+	return hashedPrefix + syncguard.HashedKey(name)
 }
 
 // RateLimit returns a middleware that counts each request against l under
