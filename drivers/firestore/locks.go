@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -59,6 +60,10 @@ func (d *Driver) txOpts() firestore.TransactionOption { return firestore.MaxAtte
 // hashed IDs, the counter of its former ID, which floors the new one.
 func (d *Driver) fenceRefs(k, base, fid string) []*firestore.DocumentRef {
 	refs := []*firestore.DocumentRef{d.fences.Doc(fid)}
+	// Only hashed IDs moved: a literal ID is what the former rule gave.
+	if !strings.HasPrefix(base, hashMark) {
+		return refs
+	}
 	if old, err := legacyDocID(k); err == nil && old != base {
 		if oldFid, err := legacyDocID("fence:" + old); err == nil {
 			refs = append(refs, d.fences.Doc(oldFid))

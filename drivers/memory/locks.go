@@ -100,7 +100,6 @@ func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, now
 	}
 	if ks == nil {
 		ks = &keyState{key: k, sh: sh}
-		ks.keep.ks = ks
 		sh.keys[k] = ks
 	} else if ks.lockID != "" {
 		// Overwrite an expired lock: its ID no longer resolves.
