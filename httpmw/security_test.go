@@ -154,18 +154,9 @@ func TestAttackNoRawIdentifiersStored(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		ctx := context.Background()
-		var found []string
-		var cursor uint64
-		for {
-			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match("*"+m+"*").Count(1000).Build()).AsScanEntry()
-			if err != nil {
-				t.Fatal(err)
-			}
-			found = append(found, e.Elements...)
-			if cursor = e.Cursor; cursor == 0 {
-				break
-			}
+		found, err := drivertest.RedisKeys(context.Background(), c, "*"+m+"*")
+		if err != nil {
+			t.Fatal(err)
 		}
 		if len(found) > 0 {
 			t.Errorf("Redis keys naming the client: %q", found)

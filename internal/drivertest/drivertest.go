@@ -206,21 +206,37 @@ func Postgres(t testing.TB) (d *postgres.Driver, ok bool) {
 func deletePrefix(c rueidis.Client, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	keys, _ := RedisKeys(ctx, c, prefix+":*")
+	for _, k := range keys {
+		_ = c.Do(ctx, c.B().Del().Key(k).Build()).Error()
+	}
+}
+
+// RedisKeys returns the keys matching the SCAN pattern match on every node
+// of c; a node whose scan fails contributes what it returned before, and
+// the first such error is returned.
+func RedisKeys(ctx context.Context, c rueidis.Client, match string) ([]string, error) {
+	var (
+		keys  []string
+		first error
+	)
 	for _, node := range c.Nodes() {
 		var cursor uint64
 		for {
-			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(prefix+":*").Count(1000).Build()).AsScanEntry()
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
 			if err != nil {
+				if first == nil {
+					first = err
+				}
 				break
 			}
-			for _, k := range e.Elements {
-				_ = c.Do(ctx, c.B().Del().Key(k).Build()).Error()
-			}
+			keys = append(keys, e.Elements...)
 			if cursor = e.Cursor; cursor == 0 {
 				break
 			}
 		}
 	}
+	return keys, first
 }
 
 func randomHex(n int) string {
