@@ -52,82 +52,53 @@ type FencedStore interface {
 //
 // FencedWriter only compiles for drivers whose capability type declares
 // fencing. It is safe for concurrent use.
-type FencedWriter[C FencedCapabilities] struct {
+type FencedWriter[C Fenced] struct {
 	store FencedStore
 }
 
-// FencedOption configures a [FencedWriter]; pass options to
-// [NewFencedWriter].
-type FencedOption func(*fencedConfig)
-
 type fencedConfig struct {
-	store  FencedStore
-	prefix string
-	ttl    time.Duration
-	err    *LockError
+	store FencedStore
 }
 
-// DefaultFencedPrefix is prepended to resource names in the driver-backed
-// store.
-const DefaultFencedPrefix = "fenced:"
-
-// WithFencedStore writes to s instead of the Guard's driver, for example a
-// pgfence.Store over a PostgreSQL table.
-func WithFencedStore(s FencedStore) FencedOption {
-	return func(c *fencedConfig) {
-		if s == nil && c.err == nil {
-			c.err = invalidArg("WithFencedStore: store must not be nil")
+// WithFencedStore makes a [FencedWriter] write to s instead of the Guard's
+// driver, for example a pgfence.Store over a PostgreSQL table.
+func WithFencedStore(s FencedStore) Option {
+	return func(c *config) {
+		problem := ""
+		if s == nil {
+			problem = "store must not be nil"
 		}
-		c.store = s
-	}
-}
-
-// FencedPrefix sets the prefix of record names in the driver-backed store
-// (default "fenced:"). It must be valid UTF-8 of at most 489 bytes. A
-// resource name that does not fit [MaxKeyBytes] with the prefix is stored
-// under the prefix and a digest of both, so every valid key works.
-func FencedPrefix(p string) FencedOption {
-	return func(c *fencedConfig) {
-		if err := checkPrefix("FencedPrefix", p); err != nil && c.err == nil {
-			c.err = err
-		}
-		c.prefix = p
-	}
-}
-
-// FencedTTL makes values in the driver-backed store expire d after their
-// last write (default 0: never). A value that expired no longer protects
-// its resource against older fences, so keep d well above the longest a
-// holder may stall.
-func FencedTTL(d time.Duration) FencedOption {
-	return func(c *fencedConfig) {
-		if _, err := RecordTTLMillis(d); err != nil && c.err == nil {
-			c.err = optionError("FencedTTL", "the record TTL must be 0 (no expiry) or a positive whole number of milliseconds, got %v", d)
-		}
-		c.ttl = d
+		c.set("WithFencedStore", problem)
+		c.fenced.store = s
 	}
 }
 
 // NewFencedWriter returns a FencedWriter for leases of g. By default it
 // stores values as fenced records of g's driver; see [WithFencedStore].
 // It fails with InvalidArgument for invalid options and does no I/O.
-func NewFencedWriter[C FencedCapabilities](g *Guard[C], opts ...FencedOption) (*FencedWriter[C], error) {
+func NewFencedWriter[C Fenced](g *Guard[C], opts ...Option) (*FencedWriter[C], error) {
 	if g == nil {
 		return nil, invalidArg("NewFencedWriter: guard must not be nil")
 	}
-	cfg := fencedConfig{prefix: DefaultFencedPrefix}
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+	c := config{}
+	if err := applyOptions(&c, "NewFencedWriter", []string{"WithFencedStore", "WithPrefix", "WithRetention"}, opts); err != nil {
+		return nil, err
+	}
+	store := c.fenced.store
+	if store == nil {
+		if g.records == nil {
+			return nil, invalidArg("NewFencedWriter: the driver has no record store")
 		}
+		rs := recordFencedStore{rs: g.records, prefix: "fenced:"}
+		if c.prefix != nil {
+			rs.prefix = *c.prefix
+		}
+		if c.ret != nil {
+			rs.ttl = *c.ret
+		}
+		store = rs
 	}
-	if cfg.err != nil {
-		return nil, cfg.err
-	}
-	if cfg.store == nil {
-		cfg.store = recordFencedStore{rs: g.d, prefix: cfg.prefix, ttl: cfg.ttl}
-	}
-	return &FencedWriter[C]{store: cfg.store}, nil
+	return &FencedWriter[C]{store: store}, nil
 }
 
 // Write stores value for resource under l's fence. It returns nil when the

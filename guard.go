@@ -10,68 +10,92 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Guard is the entry point for locking with one driver. It adds to the
-// driver's single attempts what applications need: acquisition with retry
-// and backoff, leases that release on every path and can keep themselves
-// alive, observers, and the fenced-only features its capability type C
+// driver's single attempts what applications need: validation, acquisition
+// with retry and backoff, leases that release on every path and can keep
+// themselves alive, observers, and the features its capability type C
 // allows.
 //
 // A Guard is safe for concurrent use by multiple goroutines. Create one per
 // driver and share it.
-type Guard[C Capabilities] struct {
-	d    Driver[C]
-	caps CapabilityInfo
+type Guard[C driver.Capabilities] struct {
+	base driver.LockStore // the driver itself
+	d    driver.LockStore // base, observed when an observer is configured
+	info driver.Info
 	cfg  guardConfig
+	// acquire are the WithAcquireOptions defaults.
+	acquire []AcquireOption
+	// records and rates are the driver's optional stores (nil if none),
+	// observed like d.
+	records driver.RecordStore
+	rates   driver.RateStore
 	// watcher is the driver's optional wake-up interface (nil if none).
-	watcher ReleaseWatcher
+	watcher driver.ReleaseWatcher
 	// handoff is the driver's optional queued wake-up interface, used
 	// instead of watcher (nil if none).
-	handoff HandoffWatcher
+	handoff driver.HandoffWatcher
+	// err is an option New could not take; every call returns it.
+	err *LockError
 }
 
-// New returns a Guard over driver d. C is inferred from d:
+// New returns a Guard over driver d. C is inferred from d, so features that
+// need a capability are checked by the compiler:
 //
-//	g := syncguard.New(memory.New()) // *Guard[memory.Capabilities]
-func New[C Capabilities](d Driver[C], opts ...Option) *Guard[C] {
-	g := &Guard[C]{cfg: guardConfig{releaseTimeout: DefaultReleaseTimeout}}
-	for _, o := range opts {
-		if o != nil {
-			o(&g.cfg)
-		}
-	}
+//	g := syncguard.New(redis.New(client)) // *Guard[redis.Capabilities]
+//
+// Code that should not name its driver (tests on the in-process driver,
+// production on Redis, or a driver chosen at run time) uses [NewFenced]
+// instead. New takes WithObserver, WithRawEvents, WithLogger,
+// WithOnReleaseError, WithReleaseTimeout, WithDisposeTimeout and
+// WithAcquireOptions; an invalid option is returned by every call of the
+// Guard.
+func New[C driver.Capabilities](d driver.Driver[C], opts ...Option) *Guard[C] {
+	return newGuard[C](d, d.Capabilities(), opts)
+}
+
+// NewFenced is [New] for any driver with fencing, giving the one type
+// *Guard[Fenced] whatever the driver: an application written against it
+// runs unchanged on the in-process driver in tests and on Redis or
+// PostgreSQL in production, and a driver can be chosen at run time:
+//
+//	var g *syncguard.Guard[syncguard.Fenced]
+//	switch backend {
+//	case "redis":
+//		g = syncguard.NewFenced(redis.New(client))
+//	default:
+//		g = syncguard.NewFenced(memory.New())
+//	}
+//
+// A driver without fencing does not compile here.
+func NewFenced[C Fenced](d driver.Driver[C], opts ...Option) *Guard[Fenced] {
+	return newGuard[Fenced](d, d.Capabilities(), opts)
+}
+
+func newGuard[C driver.Capabilities](d driver.LockStore, caps driver.Capabilities, opts []Option) *Guard[C] {
+	c := config{guard: guardConfig{releaseTimeout: defaultReleaseTimeout}}
+	err := applyOptions(&c, "New", guardOptions, opts)
+	g := &Guard[C]{base: d, d: d, info: driver.Describe(caps), cfg: c.guard, acquire: c.acquire, err: err}
 	if g.cfg.logger == nil {
 		g.cfg.logger = slog.Default()
 	}
 	if g.cfg.random == nil {
 		g.cfg.random = rand.Float64
 	}
-	if g.cfg.observer != nil {
-		d = WithTelemetry(d, g.cfg.observer, g.cfg.telemetryOpts...)
-		for _, opt := range g.cfg.telemetryOpts {
-			if opt != nil {
-				opt(&g.cfg.tel)
-			}
-		}
-	}
-	g.d = d
-	g.caps = Describe(d.Capabilities())
-	if w, ok := AsReleaseWatcher(d); ok {
-		g.watcher = w
-	}
-	if h, ok := AsHandoffWatcher(d); ok {
-		g.handoff = h
+	g.records, _ = d.(driver.RecordStore)
+	g.rates, _ = d.(driver.RateStore)
+	g.watcher, _ = d.(driver.ReleaseWatcher)
+	g.handoff, _ = d.(driver.HandoffWatcher)
+	if !nilObserver(g.cfg.observer) {
+		g.observe()
 	}
 	return g
 }
 
-// Driver returns the driver the Guard calls (decorated with telemetry when
-// an observer is configured).
-func (g *Guard[C]) Driver() Driver[C] { return g.d }
-
 // Capabilities describes the driver's guarantees at run time.
-func (g *Guard[C]) Capabilities() CapabilityInfo { return g.caps }
+func (g *Guard[C]) Capabilities() driver.Info { return g.info }
 
 // TryAcquire makes one attempt to acquire key. If another owner holds it,
 // it returns a nil lease and [ErrLocked]. Only TTL and AutoExtend take
@@ -172,42 +196,85 @@ func (g *Guard[C]) Do(ctx context.Context, key string, fn func(ctx context.Conte
 
 // IsLocked reports whether a live lock holds key.
 func (g *Guard[C]) IsLocked(ctx context.Context, key string) (bool, error) {
-	if ctx == nil {
-		return false, invalidArg("nil context")
+	nkey, err := g.check(ctx, key)
+	if err != nil {
+		return false, err
 	}
-	return g.d.IsLocked(ctx, key)
+	return g.d.IsLocked(ctx, nkey)
 }
 
-// Lookup returns sanitized information on key's live lock, or nil.
-// Diagnostic only.
+// LockInfo describes a live lock for diagnostics. The key and lock ID
+// appear only as digests (the first 12 bytes of their SHA-256, base64url),
+// so that it can be logged safely.
+type LockInfo struct {
+	KeyHash      string
+	LockIDHash   string
+	Fence        Fence
+	ExpiresAtMs  int64
+	AcquiredAtMs int64
+}
+
+func hashedInfo(i *driver.LockInfo) *LockInfo {
+	if i == nil {
+		return nil
+	}
+	return &LockInfo{KeyHash: driver.HashKey(i.Key), LockIDHash: driver.HashKey(i.LockID), Fence: i.Fence, ExpiresAtMs: i.ExpiresAtMs, AcquiredAtMs: i.AcquiredAtMs}
+}
+
+// Lookup returns information on key's live lock, or nil. Diagnostic only.
 func (g *Guard[C]) Lookup(ctx context.Context, key string) (*LockInfo, error) {
-	if ctx == nil {
-		return nil, invalidArg("nil context")
+	nkey, err := g.check(ctx, key)
+	if err != nil {
+		return nil, err
 	}
-	return g.d.LookupByKey(ctx, key)
+	info, err := g.d.LookupByKey(ctx, nkey)
+	return hashedInfo(info), err
 }
 
-// LookupID returns sanitized information on the live lock with lockID, or
-// nil. Diagnostic only.
+// LookupID returns information on the live lock with lockID, or nil.
+// Diagnostic only; a driver without a lock-ID index returns
+// InvalidArgument.
 func (g *Guard[C]) LookupID(ctx context.Context, lockID string) (*LockInfo, error) {
-	if ctx == nil {
-		return nil, invalidArg("nil context")
+	if err := g.checkID(ctx, lockID); err != nil {
+		return nil, err
 	}
-	return g.d.LookupByID(ctx, lockID)
+	info, err := g.d.LookupByID(ctx, lockID)
+	return hashedInfo(info), err
 }
 
 // Owns reports whether lockID identifies a live lock. Diagnostic only: it
 // can change right after it returns, so never gate a release on it.
 func (g *Guard[C]) Owns(ctx context.Context, lockID string) (bool, error) {
-	if ctx == nil {
-		return false, invalidArg("nil context")
+	info, err := g.LookupID(ctx, lockID)
+	return info != nil, err
+}
+
+// check validates a call's context and key before any I/O and returns the
+// normalised key: the driver receives only valid input.
+func (g *Guard[C]) check(ctx context.Context, key string) (string, error) {
+	if g.err != nil {
+		return "", g.err
 	}
-	return Owns(ctx, g.d, lockID)
+	if err := driver.CheckContext(ctx); err != nil {
+		return "", err
+	}
+	return driver.NormalizeKey(key)
+}
+
+// checkID is check for a lock ID.
+func (g *Guard[C]) checkID(ctx context.Context, lockID string) error {
+	if g.err != nil {
+		return g.err
+	}
+	if err := driver.CheckContext(ctx); err != nil {
+		return err
+	}
+	return driver.ValidateLockID(lockID)
 }
 
 // FenceOf returns the fencing token of l, or 0 for a nil lease. It only
 // compiles for drivers whose capability type declares fencing.
-func FenceOf[C FencedCapabilities](l *Lease[C]) Fence {
+func FenceOf[C Fenced](l *Lease[C]) Fence {
 	if l == nil {
 		return 0
 	}
@@ -217,15 +284,18 @@ func FenceOf[C FencedCapabilities](l *Lease[C]) Fence {
 // prepare validates everything before any I/O: context, key, options, TTL.
 func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bool, opts []AcquireOption) (acquireConfig, string, error) {
 	cfg := acquireConfig{
-		ttl:        DefaultTTL,
-		maxRetries: DefaultMaxRetries,
-		retryDelay: DefaultRetryDelay,
-		timeout:    DefaultTimeout,
+		ttl:        driver.DefaultTTL,
+		maxRetries: defaultMaxRetries,
+		retryDelay: defaultRetryDelay,
+		timeout:    defaultTimeout,
+	}
+	if g.err != nil {
+		return cfg, "", g.err
 	}
 	if ctx == nil {
 		return cfg, "", invalidArg("nil context")
 	}
-	for _, o := range g.cfg.defaults {
+	for _, o := range g.acquire {
 		if o != nil {
 			o(&cfg)
 		}
@@ -238,14 +308,14 @@ func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bo
 	if cfg.autoExtend == nil {
 		cfg.autoExtend = &autoExtendDefault
 	}
-	nkey, err := NormalizeKey(key)
+	nkey, err := driver.NormalizeKey(key)
 	if err != nil {
 		return cfg, "", err
 	}
 	if cfg.err != nil {
 		return cfg, "", cfg.err
 	}
-	if _, err := TTLMillis(cfg.ttl); err != nil {
+	if _, err := driver.TTLMillis(cfg.ttl); err != nil {
 		return cfg, "", err
 	}
 	return cfg, nkey, nil
@@ -467,7 +537,7 @@ func (g *Guard[C]) releaseDetached(ctx context.Context, l *Lease[C]) (ok, called
 
 // reportReleaseError calls the release-error callback, swallowing panics.
 func (g *Guard[C]) reportReleaseError(err error, l *Lease[C]) {
-	info := ReleaseErrorInfo{LockID: l.lockID, Key: l.key, Source: SourceDisposal}
+	info := ReleaseErrorInfo{LockID: l.lockID, Key: l.key}
 	defer func() { _ = recover() }()
 	if g.cfg.onReleaseError != nil {
 		g.cfg.onReleaseError(err, info)
@@ -477,7 +547,7 @@ func (g *Guard[C]) reportReleaseError(err error, l *Lease[C]) {
 		slog.String("error", err.Error()),
 		slog.String("errorType", fmt.Sprintf("%T", err)),
 		slog.String("code", CodeOf(err).String()),
-		slog.String("source", info.Source))
+		slog.String("source", "disposal"))
 }
 
 // emitLost reports a lost lease to the observer, if any.

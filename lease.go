@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Lease is a held lock: the handle returned by [Guard.Acquire] and
@@ -217,7 +219,7 @@ func (l *Lease[C]) doRelease(ctx context.Context) (res ReleaseResult, err error)
 		l.mu.Unlock()
 		l.cancel(context.Canceled)
 	}()
-	res, err = l.g.d.Release(ctx, l.lockID)
+	res, err = l.g.d.Release(ctx, l.key, l.lockID)
 	if err != nil && IsUnavailable(err) {
 		l.releaseLater()
 	}
@@ -273,7 +275,7 @@ func (l *Lease[C]) retryRelease(ctx context.Context) (err error) {
 			err = panicError(r)
 		}
 	}()
-	_, err = l.g.d.Release(ctx, l.lockID)
+	_, err = l.g.d.Release(ctx, l.key, l.lockID)
 	return err
 }
 
@@ -352,10 +354,13 @@ func (l *Lease[C]) Extend(ctx context.Context, ttl time.Duration) (bool, error) 
 	if l == nil {
 		return false, nil
 	}
-	if ctx == nil {
-		return false, invalidArg("nil context")
+	if err := driver.CheckContext(ctx); err != nil {
+		return false, err
 	}
-	res, err := l.g.d.Extend(ctx, l.lockID, ttl)
+	if _, err := driver.TTLMillis(ttl); err != nil {
+		return false, err
+	}
+	res, err := l.g.d.Extend(ctx, l.key, l.lockID, ttl)
 	if err != nil {
 		return false, err
 	}
@@ -398,7 +403,7 @@ func (l *Lease[C]) heartbeat(ctx context.Context, acquiredAt time.Time) {
 		}
 		start := time.Now()
 		cctx, cancel := context.WithDeadline(ctx, deadline)
-		res, err := l.g.d.Extend(cctx, l.lockID, l.ttl)
+		res, err := l.g.d.Extend(cctx, l.key, l.lockID, l.ttl)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // RateLimiter limits how often something may happen per key — per user,
@@ -26,58 +28,41 @@ import (
 // A RateLimiter is safe for concurrent use and keeps no state of its own.
 // The net/http middleware is in the httpmw package.
 type RateLimiter struct {
-	store  RateStore
+	store  driver.RateStore
 	limit  RateLimit
 	prefix string
 }
 
-// LimiterOption configures a [RateLimiter]; pass options to
-// [NewRateLimiter].
-type LimiterOption func(*limiterConfig)
-
 type limiterConfig struct {
 	prefix string
-	err    error
 }
 
-// LimiterPrefix is prepended to every key (default none). Give limiters
-// with different limits different prefixes: limiters that share a key
-// share its state. It must be valid UTF-8 of at most 489 bytes. A key that
-// does not fit [MaxKeyBytes] with the prefix is kept under the prefix and a
-// digest of both, so every valid key works.
-func LimiterPrefix(p string) LimiterOption {
-	return func(c *limiterConfig) {
-		if err := checkPrefix("LimiterPrefix", p); err != nil && c.err == nil {
-			c.err = err
-		}
-		c.prefix = p
-	}
-}
-
-// NewRateLimiter returns a limiter enforcing limit through store — any
-// driver, or a Guard's [Guard.Driver]:
+// NewRateLimiter returns a limiter enforcing limit through g's driver; its
+// decisions reach g's observer:
 //
-//	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 20})
+//	lim, err := syncguard.NewRateLimiter(g, syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 20})
 //
-// It fails with InvalidArgument if limit is invalid (see [RateLimit]); it
-// does no I/O.
-func NewRateLimiter(store RateStore, limit RateLimit, opts ...LimiterOption) (*RateLimiter, error) {
-	if store == nil {
-		return nil, invalidArg("NewRateLimiter: store must not be nil")
+// It takes [WithPrefix]. It fails with InvalidArgument if limit is invalid
+// (see [RateLimit]) or the driver keeps no rate state; it does no I/O.
+func NewRateLimiter[C driver.Capabilities](g *Guard[C], limit RateLimit, opts ...Option) (*RateLimiter, error) {
+	if g == nil {
+		return nil, invalidArg("NewRateLimiter: guard must not be nil")
 	}
-	if err := ValidateRateLimit(limit, 1); err != nil {
+	if g.rates == nil {
+		return nil, invalidArg("NewRateLimiter: the driver has no rate store")
+	}
+	if err := driver.ValidateRateLimit(limit, 1); err != nil {
 		return nil, err
 	}
-	var cfg limiterConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
+	c := config{}
+	if err := applyOptions(&c, "NewRateLimiter", []string{"WithPrefix"}, opts); err != nil {
+		return nil, err
 	}
-	if cfg.err != nil {
-		return nil, cfg.err
+	r := &RateLimiter{store: g.rates, limit: limit}
+	if c.prefix != nil {
+		r.prefix = *c.prefix
 	}
-	return &RateLimiter{store: store, limit: limit, prefix: cfg.prefix}, nil
+	return r, nil
 }
 
 // Limit returns the limiter's limit.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // DistributedMutex is a mutual exclusion lock shared by every process that
@@ -39,7 +41,7 @@ import (
 //
 // A DistributedMutex is safe for concurrent use and must not be copied
 // after first use. It holds no goroutine while unlocked.
-type DistributedMutex[C Capabilities] struct {
+type DistributedMutex[C driver.Capabilities] struct {
 	g       *Guard[C]
 	key     string
 	opts    []AcquireOption
@@ -58,45 +60,36 @@ type DistributedMutex[C Capabilities] struct {
 	cancel context.CancelFunc // ends the lease's context on Unlock
 }
 
-// MutexOption configures a [DistributedMutex]; pass options to [NewMutex].
-type MutexOption func(*mutexConfig)
-
 type mutexConfig struct {
-	opts    []AcquireOption
 	onError func(error)
 	retry   time.Duration
 }
 
-// MutexAcquireOptions sets the acquisition options of every distributed
-// acquisition the mutex makes, for example TTL (default 30s) or the retry
-// and backoff settings of one waiting round. Timeout and MaxRetries only
-// bound one round: Lock and LockContext start another round until they
-// hold the lock or their context ends. AutoExtend is always on.
-func MutexAcquireOptions(opts ...AcquireOption) MutexOption {
-	return func(c *mutexConfig) { c.opts = append(c.opts, opts...) }
-}
-
-// OnMutexError sets the handler of failures that [DistributedMutex.Lock],
+// WithOnError sets the handler of failures that [DistributedMutex.Lock],
 // [DistributedMutex.TryLock] and [DistributedMutex.Unlock] cannot return:
 // backend errors while locking (Lock retries after each, so the handler may
 // be called repeatedly; a handler that panics aborts the Lock), and lost or
 // failed releases (errors matching [ErrLockLost], or the backend's error).
 //
 // The default handler logs the error's message, its code and the key's
-// [HashKey] (never the raw key) at Error level with the Guard's logger
+// digest (never the raw key) at Error level with the Guard's logger
 // ([WithLogger]). The handler must be safe for concurrent use.
-func OnMutexError(fn func(err error)) MutexOption {
-	return func(c *mutexConfig) { c.onError = fn }
+func WithOnError(fn func(err error)) Option {
+	return func(c *config) { c.set("WithOnError", ""); c.mutex.onError = fn }
 }
 
-// MutexRetryDelay sets how long Lock waits after a backend error before it
-// tries again (default 1s). It must be positive.
-func MutexRetryDelay(d time.Duration) MutexOption {
-	return func(c *mutexConfig) { c.retry = d }
+// WithErrorBackoff sets how long [DistributedMutex.Lock] waits after a
+// backend error before it tries again (default 1s). It must be positive.
+func WithErrorBackoff(d time.Duration) Option {
+	return func(c *config) {
+		problem := ""
+		if d <= 0 {
+			problem = fmt.Sprintf("the retry delay must be positive, got %v", d)
+		}
+		c.set("WithErrorBackoff", problem)
+		c.mutex.retry = d
+	}
 }
-
-// DefaultMutexRetryDelay is the pause of Lock after a backend error.
-const DefaultMutexRetryDelay = time.Second
 
 // NewMutex returns an unlocked mutex for key on g's backend. It fails with
 // InvalidArgument for an invalid key or invalid options; it does no I/O.
@@ -105,26 +98,22 @@ const DefaultMutexRetryDelay = time.Second
 // process, share one DistributedMutex per key between goroutines: two
 // DistributedMutex values of one key in one process also exclude each
 // other, but through the backend.
-func NewMutex[C Capabilities](g *Guard[C], key string, opts ...MutexOption) (*DistributedMutex[C], error) {
+func NewMutex[C driver.Capabilities](g *Guard[C], key string, opts ...Option) (*DistributedMutex[C], error) {
 	if g == nil {
 		return nil, invalidArg("NewMutex: guard must not be nil")
 	}
-	cfg := mutexConfig{retry: DefaultMutexRetryDelay}
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
+	c := config{mutex: mutexConfig{retry: time.Second}}
+	if err := applyOptions(&c, "NewMutex", []string{"WithAcquireOptions", "WithOnError", "WithErrorBackoff"}, opts); err != nil {
+		return nil, err
 	}
-	if cfg.retry <= 0 {
-		return nil, optionError("MutexRetryDelay", "the retry delay must be positive, got %v", cfg.retry)
-	}
-	aopts := append(append([]AcquireOption(nil), cfg.opts...), AutoExtend(true))
+	cfg := c.mutex
+	aopts := append(append([]AcquireOption(nil), c.acquire...), AutoExtend(true))
 	// Validate key and options now, so that Lock never meets bad input.
 	acfg, _, err := g.prepare(context.Background(), key, true, aopts)
 	if err != nil {
 		return nil, err
 	}
-	nkey, _ := NormalizeKey(key)
+	nkey, _ := driver.NormalizeKey(key)
 	m := &DistributedMutex[C]{
 		g:       g,
 		key:     nkey,

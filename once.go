@@ -77,13 +77,10 @@ func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 // An OncePerKey is safe for concurrent use. It keeps no state of its own:
 // everything lives in the backend, so instances in different processes with
 // the same prefix, codec and T cooperate.
-type OncePerKey[C FencedCapabilities, T any] struct {
+type OncePerKey[T any, C Fenced] struct {
 	g   *Guard[C]
 	cfg onceConfig
 }
-
-// OnceOption configures an [OncePerKey]; pass options to [NewOncePerKey].
-type OnceOption func(*onceConfig)
 
 type onceConfig struct {
 	retention    time.Duration
@@ -93,73 +90,33 @@ type onceConfig struct {
 	prefix       string
 	opts         []AcquireOption
 	roundPause   time.Duration // between waiting rounds
-	err          *LockError
 }
 
-// DefaultRetention is how long OncePerKey keeps a result by default.
-const DefaultRetention = 24 * time.Hour
+// WithNonBlocking makes [OncePerKey.Do] fail at once with [ErrInProgress]
+// while another caller runs the function of the key, instead of waiting
+// for its result.
+func WithNonBlocking() Option {
+	return func(c *config) { c.set("WithNonBlocking", ""); c.once.nonBlocking = true }
+}
 
-// DefaultOncePrefix is prepended to OncePerKey keys by default, so their
-// locks and records do not collide with other uses of the same key.
-const DefaultOncePrefix = "once:"
-
-// Retention sets how long a result is kept and replayed (default 24h); it
-// must be a positive whole number of milliseconds. After it, the next Do
-// runs the function again.
-func Retention(d time.Duration) OnceOption {
-	return func(c *onceConfig) {
-		if _, err := TTLMillis(d); err != nil && c.err == nil {
-			c.err = optionError("Retention", "the retention must be a positive whole number of milliseconds, at most 100 years, got %v", d)
+// WithCodec sets how [OncePerKey] encodes results (default [JSONCodec]).
+// All OncePerKey instances of one prefix must use the same codec.
+func WithCodec(codec Codec) Option {
+	return func(c *config) {
+		problem := ""
+		if codec == nil {
+			problem = "codec must not be nil"
 		}
-		c.retention = d
+		c.set("WithCodec", problem)
+		c.once.codec = codec
 	}
 }
 
-// NonBlocking makes Do fail at once with [ErrInProgress] while another
-// caller runs the function of the key, instead of waiting for its result.
-func NonBlocking() OnceOption {
-	return func(c *onceConfig) { c.nonBlocking = true }
-}
-
-// WithCodec sets how results are encoded (default [JSONCodec]). All
-// OncePerKey instances of one prefix must use the same codec.
-func WithCodec(codec Codec) OnceOption {
-	return func(c *onceConfig) {
-		if codec == nil && c.err == nil {
-			c.err = optionError("WithCodec", "codec must not be nil")
-		}
-		c.codec = codec
-	}
-}
-
-// RecordErrors makes a failed function's error message part of the record
-// (default off): until the retention ends, later callers receive a
-// [RecordedError] instead of running the function again.
-func RecordErrors(on bool) OnceOption {
-	return func(c *onceConfig) { c.recordErrors = on }
-}
-
-// OncePrefix sets the prefix of the lock keys and record names (default
-// "once:"). It must be valid UTF-8 of at most 489 bytes. A key that does
-// not fit [MaxKeyBytes] with the prefix is kept under the prefix and a
-// digest of both (see [StorageKey] for the same rule), so every valid key
-// works.
-func OncePrefix(p string) OnceOption {
-	return func(c *onceConfig) {
-		if err := checkPrefix("OncePrefix", p); err != nil && c.err == nil {
-			c.err = err
-		}
-		c.prefix = p
-	}
-}
-
-// OnceAcquireOptions sets the options of the lock acquisitions, such as
-// TTL (default 30s; the lease extends itself while the function runs) or
-// the backoff of a waiting caller. In blocking mode Timeout and MaxRetries
-// bound one waiting round only: Do waits until the result is there or its
-// context ends.
-func OnceAcquireOptions(opts ...AcquireOption) OnceOption {
-	return func(c *onceConfig) { c.opts = append(c.opts, opts...) }
+// WithRecordErrors makes a failed function's error message part of an
+// [OncePerKey] record (default off): until the retention ends, later
+// callers receive a [RecordedError] instead of running the function again.
+func WithRecordErrors(on bool) Option {
+	return func(c *config) { c.set("WithRecordErrors", ""); c.once.recordErrors = on }
 }
 
 // NewOncePerKey returns an OncePerKey for results of type T on g's backend.
@@ -169,18 +126,27 @@ func OnceAcquireOptions(opts ...AcquireOption) OnceOption {
 //
 // It fails with InvalidArgument for invalid options and does no I/O. It
 // only compiles for drivers with fencing tokens.
-func NewOncePerKey[T any, C FencedCapabilities](g *Guard[C], opts ...OnceOption) (*OncePerKey[C, T], error) {
+func NewOncePerKey[T any, C Fenced](g *Guard[C], opts ...Option) (*OncePerKey[T, C], error) {
 	if g == nil {
 		return nil, invalidArg("NewOncePerKey: guard must not be nil")
 	}
-	cfg := onceConfig{retention: DefaultRetention, codec: JSONCodec{}, prefix: DefaultOncePrefix}
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
+	c := config{once: onceConfig{codec: JSONCodec{}}}
+	if err := applyOptions(&c, "NewOncePerKey", []string{"WithAcquireOptions", "WithPrefix", "WithRetention", "WithNonBlocking", "WithCodec", "WithRecordErrors"}, opts); err != nil {
+		return nil, err
 	}
-	if cfg.err != nil {
-		return nil, cfg.err
+	cfg := c.once
+	cfg.opts, cfg.retention, cfg.prefix = c.acquire, 24*time.Hour, "once:"
+	if c.ret != nil {
+		if *c.ret <= 0 {
+			return nil, invalidArg(fmt.Sprintf("syncguard.WithRetention: the retention of NewOncePerKey must be positive, got %v", *c.ret))
+		}
+		cfg.retention = *c.ret
+	}
+	if c.prefix != nil {
+		cfg.prefix = *c.prefix
+	}
+	if g.records == nil {
+		return nil, invalidArg("NewOncePerKey: the driver has no record store")
 	}
 	acfg, _, err := g.prepare(context.Background(), "k", true, cfg.opts)
 	if err != nil {
@@ -190,7 +156,7 @@ func NewOncePerKey[T any, C FencedCapabilities](g *Guard[C], opts ...OnceOption)
 	if cfg.nonBlocking {
 		cfg.opts = append(cfg.opts, MaxRetries(0))
 	}
-	return &OncePerKey[C, T]{g: g, cfg: cfg}, nil
+	return &OncePerKey[T, C]{g: g, cfg: cfg}, nil
 }
 
 // record states (first byte of the stored value after the version).
@@ -219,7 +185,7 @@ const (
 //     NetworkTimeout when ctx ends while waiting, or the backend's error.
 //
 // In blocking mode Do waits for a running caller as long as ctx allows.
-func (o *OncePerKey[C, T]) Do(ctx context.Context, key string, fn func(ctx context.Context) (T, error)) (T, error) {
+func (o *OncePerKey[T, C]) Do(ctx context.Context, key string, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	if ctx == nil {
 		return zero, invalidArg("nil context")
@@ -242,7 +208,7 @@ func (o *OncePerKey[C, T]) Do(ctx context.Context, key string, fn func(ctx conte
 
 // do is Do after validation; it sets *replayed when it returns a stored
 // outcome.
-func (o *OncePerKey[C, T]) do(ctx context.Context, name string, fn func(ctx context.Context) (T, error), replayed *bool) (T, error) {
+func (o *OncePerKey[T, C]) do(ctx context.Context, name string, fn func(ctx context.Context) (T, error), replayed *bool) (T, error) {
 	var zero T
 	for {
 		if v, ok, err := o.lookup(ctx, name); ok {
@@ -291,10 +257,10 @@ func (o *OncePerKey[C, T]) do(ctx context.Context, name string, fn func(ctx cont
 // run marks name running under fence, executes fn and records its outcome.
 // A panic in fn propagates; the running marker it leaves is overwritten by
 // the next runner, whose fence is newer.
-func (o *OncePerKey[C, T]) run(ctx context.Context, name string, fence Fence, fn func(context.Context) (T, error)) (T, error) {
+func (o *OncePerKey[T, C]) run(ctx context.Context, name string, fence Fence, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
 	ttl := o.cfg.retention
-	put, err := o.g.d.PutRecord(ctx, name, fence, envelope(stateRun, nil), ttl)
+	put, err := o.g.records.PutRecord(ctx, name, fence, envelope(stateRun, nil), ttl)
 	if err != nil {
 		return zero, err
 	}
@@ -308,10 +274,10 @@ func (o *OncePerKey[C, T]) run(ctx context.Context, name string, fence Fence, fn
 	defer cancel()
 	if fnErr != nil {
 		if o.cfg.recordErrors {
-			if _, err := o.g.d.PutRecord(wctx, name, fence, envelope(stateFailed, []byte(fnErr.Error())), ttl); err != nil {
+			if _, err := o.g.records.PutRecord(wctx, name, fence, envelope(stateFailed, []byte(fnErr.Error())), ttl); err != nil {
 				return zero, errors.Join(fnErr, err)
 			}
-		} else if _, err := o.g.d.DeleteRecord(wctx, name, fence); err != nil {
+		} else if _, err := o.g.records.DeleteRecord(wctx, name, fence); err != nil {
 			// The running marker stays; the next caller overwrites it.
 			return zero, errors.Join(fnErr, err)
 		}
@@ -319,10 +285,10 @@ func (o *OncePerKey[C, T]) run(ctx context.Context, name string, fence Fence, fn
 	}
 	data, err := o.cfg.codec.Marshal(v)
 	if err != nil {
-		_, _ = o.g.d.DeleteRecord(wctx, name, fence)
+		_, _ = o.g.records.DeleteRecord(wctx, name, fence)
 		return zero, &LockError{Code: InvalidArgument, Message: "OncePerKey: encoding the result: " + err.Error(), Key: name, Cause: err}
 	}
-	put, err = o.g.d.PutRecord(wctx, name, fence, envelope(stateDone, data), ttl)
+	put, err = o.g.records.PutRecord(wctx, name, fence, envelope(stateDone, data), ttl)
 	if err != nil {
 		return zero, fmt.Errorf("syncguard: OncePerKey: storing the result: %w", err)
 	}
@@ -333,8 +299,8 @@ func (o *OncePerKey[C, T]) run(ctx context.Context, name string, fence Fence, fn
 }
 
 // lookup returns the settled outcome stored under name, if any.
-func (o *OncePerKey[C, T]) lookup(ctx context.Context, name string) (v T, ok bool, err error) {
-	rec, err := o.g.d.GetRecord(ctx, name)
+func (o *OncePerKey[T, C]) lookup(ctx context.Context, name string) (v T, ok bool, err error) {
+	rec, err := o.g.records.GetRecord(ctx, name)
 	if err != nil {
 		return v, true, err
 	}

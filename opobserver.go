@@ -36,14 +36,11 @@ const (
 	EventOnce EventType = "once"
 )
 
-// Reasons of operation events.
+// Reasons of operation events (see Event.Reason).
 const (
-	// ReasonLimited: a rate request was refused.
-	ReasonLimited = "limited"
-	// ReasonReplayed: OncePerKey returned a stored outcome.
-	ReasonReplayed = "replayed"
-	// ReasonInProgress: OncePerKey found another caller running.
-	ReasonInProgress = "in-progress"
+	reasonLimited    = "limited"
+	reasonReplayed   = "replayed"
+	reasonInProgress = "in-progress"
 )
 
 // OperationObserver is an [Observer] that also sees the context of each
@@ -165,7 +162,7 @@ func (g *Guard[C]) startOp(ctx context.Context, op EventType) context.Context {
 // emitOp sends the operation event ev (its KeyHash set) to the Guard's
 // OperationObserver, adding the raw key as configured.
 func (g *Guard[C]) emitOp(ctx context.Context, ev Event, key string) {
-	if key != "" && g.cfg.tel.wantRaw(ev) {
+	if key != "" && wantRaw(g.cfg.raw, ev) {
 		ev.Key = key
 	}
 	notifyCtx(g.cfg.observer, ctx, ev)
@@ -183,7 +180,7 @@ func (g *Guard[C]) emitLeaseRelease(ctx context.Context, l *Lease[C], start time
 	ev := Event{Type: EventLeaseRelease, KeyHash: HashKey(l.key), LockIDHash: HashKey(l.lockID),
 		Latency: time.Since(start), Held: start.Sub(l.acquiredAt)}
 	setResult(&ev, res.OK, res.Detail, err)
-	if g.cfg.tel.wantRaw(ev) {
+	if wantRaw(g.cfg.raw, ev) {
 		ev.Key, ev.LockID = l.key, l.lockID
 	}
 	notifyCtx(g.cfg.observer, ctx, ev)
@@ -195,13 +192,11 @@ func (g *Guard[C]) emitOnce(ctx context.Context, name string, start time.Time, r
 	var rec *RecordedError
 	switch {
 	case replayed && (err == nil || errors.As(err, &rec)):
-		ev.Result, ev.Reason = ResultOK, ReasonReplayed
+		ev.Result, ev.Reason = ResultOK, reasonReplayed
 	case errors.Is(err, ErrInProgress):
-		ev.Result, ev.Reason = ResultFail, ReasonInProgress
-	case err != nil:
-		setError(&ev, err)
+		ev.Result, ev.Reason = ResultFail, reasonInProgress
 	default:
-		ev.Result = ResultOK
+		setResult(&ev, true, "", err)
 	}
 	g.emitOp(ctx, ev, name)
 }

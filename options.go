@@ -3,25 +3,71 @@ package syncguard
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/syncguard/syncguard/driver"
 )
 
-// Option configures a [Guard]. Pass options to [New].
-type Option func(*guardConfig)
+// Option configures a [Guard] ([New]) or a primitive built on one
+// ([NewMutex], [NewOncePerKey], [NewRateLimiter], [NewFencedWriter]). Each
+// constructor's documentation lists the options it takes; any other is an
+// InvalidArgument error naming the option (for New, returned by every
+// call of the Guard).
+type Option func(*config)
+
+// config is what options set; each constructor reads its part.
+type config struct {
+	guard   guardConfig
+	mutex   mutexConfig
+	once    onceConfig
+	limiter limiterConfig
+	fenced  fencedConfig
+	acquire []AcquireOption // WithAcquireOptions
+	prefix  *string         // WithPrefix
+	ret     *time.Duration  // WithRetention
+	used    []string        // option names, in order
+	err     *LockError      // the first invalid option value
+}
+
+// set records that option was given and, when problem is not "", that its
+// value is invalid.
+func (c *config) set(option, problem string) {
+	c.used = append(c.used, option)
+	if problem != "" && c.err == nil {
+		c.err = invalidArg("syncguard." + option + ": " + problem)
+	}
+}
+
+// applyOptions runs opts into c and checks that each is one of allowed,
+// the options constructor ctor takes.
+func applyOptions(c *config, ctor string, allowed []string, opts []Option) *LockError {
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	for _, name := range c.used {
+		if !slices.Contains(allowed, name) {
+			return invalidArg(fmt.Sprintf("syncguard.%s does not apply to syncguard.%s", name, ctor))
+		}
+	}
+	return c.err
+}
 
 type guardConfig struct {
 	observer       Observer
-	telemetryOpts  []TelemetryOption
-	tel            telemetryConfig // built from telemetryOpts
+	raw            func(Event) bool
 	onReleaseError func(error, ReleaseErrorInfo)
 	disposeTimeout time.Duration
 	releaseTimeout time.Duration
 	logger         *slog.Logger
-	defaults       []AcquireOption
 	random         func() float64 // tests only
 }
+
+// guardOptions are the options New takes.
+var guardOptions = []string{"WithObserver", "WithRawEvents", "WithOnReleaseError", "WithDisposeTimeout", "WithReleaseTimeout", "WithLogger", "WithAcquireOptions", "withRandom"}
 
 // ReleaseErrorInfo describes a release that failed where no caller could
 // receive the error: in [Lease.Close] and in [Guard.Do].
@@ -30,23 +76,24 @@ type ReleaseErrorInfo struct {
 	// Key is the normalised key. It may be sensitive; the default handler
 	// never logs it.
 	Key string
-	// Source is "disposal".
-	Source string
 }
 
-// SourceDisposal is ReleaseErrorInfo.Source for releases made by
-// [Lease.Close] and [Guard.Do].
-const SourceDisposal = "disposal"
+// WithObserver sends an [Event] to o for every backend call the Guard, its
+// leases and the primitives built on it make, and for whole operations
+// (see [EventType]). Observer panics are recovered and never change
+// results. Keys and lock IDs are reported as hashes unless
+// [WithRawEvents] says otherwise.
+func WithObserver(o Observer) Option {
+	return func(c *config) { c.set("WithObserver", ""); c.guard.observer = o }
+}
 
-// WithObserver sends an [Event] to o for every driver call the Guard and its
-// leases make, plus lost-lease events. Observer panics are recovered and
-// never change results. Keys and lock IDs are reported as hashes unless
-// [IncludeRaw] is among opts.
-func WithObserver(o Observer, opts ...TelemetryOption) Option {
-	return func(c *guardConfig) {
-		c.observer = o
-		c.telemetryOpts = opts
-	}
+// WithRawEvents decides raw output per event: f sees the complete hashed
+// event and returns whether to add the raw normalised key and lock ID. The
+// default (nil) is never. Raw keys and lock IDs may be sensitive; a lock
+// ID lets its reader release the lock. If f panics, the event stays
+// hashed.
+func WithRawEvents(f func(Event) bool) Option {
+	return func(c *config) { c.set("WithRawEvents", ""); c.guard.raw = f }
 }
 
 // WithOnReleaseError sets the callback for releases that fail in
@@ -54,7 +101,7 @@ func WithObserver(o Observer, opts ...TelemetryOption) Option {
 // replaces the default, which logs the error's message and type (never the
 // key or lock ID) at Warn level. Panics in fn are recovered and ignored.
 func WithOnReleaseError(fn func(err error, info ReleaseErrorInfo)) Option {
-	return func(c *guardConfig) { c.onReleaseError = fn }
+	return func(c *config) { c.set("WithOnReleaseError", ""); c.guard.onReleaseError = fn }
 }
 
 // WithDisposeTimeout bounds [Lease.Close]: the release runs on a fresh
@@ -62,7 +109,7 @@ func WithOnReleaseError(fn func(err error, info ReleaseErrorInfo)) Option {
 // driver ignores its context, reporting one NetworkTimeout error to the
 // release-error callback. d ≤ 0 (the default) means no timeout.
 func WithDisposeTimeout(d time.Duration) Option {
-	return func(c *guardConfig) { c.disposeTimeout = d }
+	return func(c *config) { c.set("WithDisposeTimeout", ""); c.guard.disposeTimeout = d }
 }
 
 // WithReleaseTimeout sets the deadline of the detached release that
@@ -70,28 +117,66 @@ func WithDisposeTimeout(d time.Duration) Option {
 // does not use the caller's context, so a cancelled caller never leaks its
 // lock until the TTL.
 func WithReleaseTimeout(d time.Duration) Option {
-	return func(c *guardConfig) {
+	return func(c *config) {
+		c.set("WithReleaseTimeout", "")
 		if d > 0 {
-			c.releaseTimeout = d
+			c.guard.releaseTimeout = d
 		}
 	}
 }
 
-// WithLogger sets the logger of the default release-error handler and of
-// lost-lease reports (default slog.Default()).
+// WithLogger sets the logger of the default release-error handler, of
+// lost-lease reports and of the mutex's default error handler (default
+// slog.Default()).
 func WithLogger(l *slog.Logger) Option {
-	return func(c *guardConfig) { c.logger = l }
+	return func(c *config) { c.set("WithLogger", ""); c.guard.logger = l }
 }
 
-// WithAcquireDefaults sets acquisition options applied before the options
-// of each call.
-func WithAcquireDefaults(opts ...AcquireOption) Option {
-	return func(c *guardConfig) { c.defaults = append(c.defaults, opts...) }
+// WithAcquireOptions sets acquisition options: for [New], defaults applied
+// before the options of each call; for [NewMutex] and [NewOncePerKey],
+// the options of every acquisition the primitive makes.
+func WithAcquireOptions(opts ...AcquireOption) Option {
+	return func(c *config) { c.set("WithAcquireOptions", ""); c.acquire = append(c.acquire, opts...) }
+}
+
+// WithPrefix sets the prefix of the keys and record names of
+// [NewOncePerKey] (default "once:"), [NewRateLimiter] (default none: give
+// limiters with different limits different prefixes, since limiters that
+// share a key share its state) and [NewFencedWriter]'s driver-backed store
+// (default "fenced:"). It must be valid UTF-8 of at most 489 bytes. A key
+// that does not fit 512 bytes with the prefix is kept under the prefix and
+// a digest of both, so every valid key works.
+func WithPrefix(p string) Option {
+	return func(c *config) {
+		problem := ""
+		if err := checkPrefix("WithPrefix", p); err != nil {
+			problem = err.Message[len("syncguard.WithPrefix: "):]
+		}
+		c.set("WithPrefix", problem)
+		c.prefix = &p
+	}
+}
+
+// WithRetention sets how long stored outcomes are kept: for
+// [NewOncePerKey], how long a result is replayed (default 24h; positive);
+// for [NewFencedWriter]'s driver-backed store, how long a value lives
+// after its last write (default 0: for ever; a value that expired no
+// longer protects its resource against older fences). It must be a whole
+// number of milliseconds, at most 100 years.
+func WithRetention(d time.Duration) Option {
+	return func(c *config) {
+		problem := ""
+		if _, err := driver.RecordTTLMillis(d); err != nil {
+			problem = fmt.Sprintf("the retention must be 0 or a positive whole number of milliseconds, at most 100 years, got %v", d)
+		}
+		c.set("WithRetention", problem)
+		c.ret = &d
+	}
 }
 
 // withRandom replaces the jitter source (tests).
 func withRandom(f func() float64) Option {
-	return func(c *guardConfig) { c.random = f }
+	return func(c *config) { c.set("withRandom", ""); c.guard.random = f }
 }
 
 // AcquireOption configures one acquisition: [Guard.Acquire],
@@ -124,11 +209,11 @@ const (
 
 // Acquisition defaults (contract §10).
 const (
-	DefaultMaxRetries = 10
-	DefaultRetryDelay = 100 * time.Millisecond
-	DefaultTimeout    = 5 * time.Second
-	// DefaultReleaseTimeout bounds the detached release of Guard.Do.
-	DefaultReleaseTimeout = 5 * time.Second
+	defaultMaxRetries = 10
+	defaultRetryDelay = 100 * time.Millisecond
+	defaultTimeout    = 5 * time.Second
+	// defaultReleaseTimeout bounds the detached release of Guard.Do.
+	defaultReleaseTimeout = 5 * time.Second
 )
 
 type acquireConfig struct {
@@ -171,12 +256,15 @@ func TTL(d time.Duration) AcquireOption {
 	}
 }
 
+// maxTTL is the longest lock TTL (driver.TTLMillis's bound).
+const maxTTL = 100 * 365 * 24 * time.Hour
+
 // ttlProblem describes what makes d an invalid lock TTL, or returns "".
 func ttlProblem(d time.Duration) string {
 	if d <= 0 || d%time.Millisecond != 0 {
 		return "the lock TTL must be a positive whole number of milliseconds"
 	}
-	if d/time.Millisecond > maxTTLMs {
+	if d > maxTTL {
 		return "the lock TTL must be at most 100 years"
 	}
 	return ""
@@ -240,14 +328,14 @@ func Timeout(d time.Duration) AcquireOption {
 	}
 }
 
-// BackOffPolicy replaces the built-in backoff (RetryDelay, Backoff, Jitter)
+// BackoffPolicy replaces the built-in backoff (RetryDelay, Backoff, Jitter)
 // with a github.com/cenkalti/backoff/v4 policy; newPolicy is called once per
 // acquisition. MaxRetries and Timeout still apply; backoff.Stop ends the
 // acquisition with AcquisitionTimeout.
-func BackOffPolicy(newPolicy func() backoff.BackOff) AcquireOption {
+func BackoffPolicy(newPolicy func() backoff.BackOff) AcquireOption {
 	return func(c *acquireConfig) {
 		if newPolicy == nil {
-			c.fail("BackOffPolicy", "newPolicy must not be nil")
+			c.fail("BackoffPolicy", "newPolicy must not be nil")
 			return
 		}
 		c.policy = newPolicy

@@ -8,33 +8,17 @@ import (
 	"github.com/syncguard/syncguard/internal/caller"
 )
 
-// SlogOption configures [NewSlogObserver].
-type SlogOption func(*slogObserver)
-
-// SlogLevels sets the levels of [NewSlogObserver]: normal for "ok" and
-// "fail" events (default slog.LevelDebug), problem for "error" and "lost"
-// events (default slog.LevelWarn).
-func SlogLevels(normal, problem slog.Level) SlogOption {
-	return func(o *slogObserver) { o.normal, o.problem = normal, problem }
-}
-
 // NewSlogObserver returns an [Observer] that logs each event to l with the
 // message "syncguard <type>" and the attributes type, result, keyHash,
 // lockIdHash, reason, code and latency (empty ones omitted), plus key and
 // lockId when the event carries raw fields. Events with Result "error" and
-// lost-lease events are logged at Warn, others at Debug (see [SlogLevels]).
+// lost-lease events are logged at Warn, others at Debug.
 // A nil l means slog.Default() at the time of each event. The record's
 // source (slog.HandlerOptions.AddSource) is the user's call into SyncGuard,
 // such as the line of g.Do; events of a lease's heartbeat name the library
 // function that runs it.
-func NewSlogObserver(l *slog.Logger, opts ...SlogOption) Observer {
-	o := &slogObserver{l: l, normal: slog.LevelDebug, problem: slog.LevelWarn}
-	for _, opt := range opts {
-		if opt != nil {
-			opt(o)
-		}
-	}
-	return o
+func NewSlogObserver(l *slog.Logger) Observer {
+	return &slogObserver{l: l, normal: slog.LevelDebug, problem: slog.LevelWarn}
 }
 
 type slogObserver struct {
@@ -95,19 +79,5 @@ func (e Event) IsProblem() bool {
 // LogMessage returns the log message for events of type t, such as
 // "syncguard acquire".
 func (t EventType) LogMessage() string {
-	switch t {
-	case EventAcquire:
-		return "syncguard acquire"
-	case EventRelease:
-		return "syncguard release"
-	case EventExtend:
-		return "syncguard extend"
-	case EventIsLocked:
-		return "syncguard isLocked"
-	case EventLookup:
-		return "syncguard lookup"
-	case EventLost:
-		return "syncguard lost"
-	}
 	return "syncguard " + string(t)
 }

@@ -1,4 +1,4 @@
-package syncguard
+package driver
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func TestPollingHandoff(t *testing.T) {
 			results = results[1:]
 			return r, nil
 		}, Renew: time.Second}
-		h = PollingHandoff(h, lookupFunc(func(_ context.Context, key string) (*RawLockInfo, error) {
+		h = PollingHandoff(h, (func(_ context.Context, key string) (*LockInfo, error) {
 			if key != "k" {
 				t.Errorf("looked up %q; want the waiter's key", key)
 			}
@@ -36,9 +36,9 @@ func TestPollingHandoff(t *testing.T) {
 			log = append(log, "look")
 			switch {
 			case looks >= grantedAt:
-				return &RawLockInfo{Key: "k", LockID: "w"}, nil // granted to the waiter
+				return &LockInfo{Key: "k", LockID: "w"}, nil // granted to the waiter
 			case looks == 1:
-				return &RawLockInfo{Key: "k", LockID: "other"}, nil // still held by another
+				return &LockInfo{Key: "k", LockID: "other"}, nil // still held by another
 			default:
 				return nil, nil // free (taken by a full attempt, not a look)
 			}
@@ -74,15 +74,4 @@ func TestPollingHandoff(t *testing.T) {
 			t.Errorf("calls (-want +got):\n%s", diff)
 		}
 	})
-}
-
-// lookupFunc is a RawLookup whose LookupRawByKey is the function itself.
-type lookupFunc func(ctx context.Context, key string) (*RawLockInfo, error)
-
-func (f lookupFunc) LookupRawByKey(ctx context.Context, key string) (*RawLockInfo, error) {
-	return f(ctx, key)
-}
-
-func (f lookupFunc) LookupRawByID(context.Context, string) (*RawLockInfo, error) {
-	return nil, errors.New("lookupFunc: LookupRawByID not used")
 }

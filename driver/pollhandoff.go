@@ -1,4 +1,4 @@
-package syncguard
+package driver
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 // every full does an attempt go through h.Acquire, which renews the
 // waiter's place in the queue (full must be well within the driver's
 // waiter liveness). The attempts in between only look up key's live lock
-// through l and, if it carries waiterID (the hand-off granted it to the
+// through lookup and, if it carries waiterID (the hand-off granted it to the
 // waiter), make the full attempt that claims it. A waiter that has not
 // joined the queue yet (its latest full attempt did not report
 // contention) always makes the full attempt.
-func PollingHandoff(h *Handoff, l RawLookup, key, waiterID string, renew, full time.Duration) *Handoff {
+func PollingHandoff(h *Handoff, lookup func(ctx context.Context, key string) (*LockInfo, error), key, waiterID string, renew, full time.Duration) *Handoff {
 	var (
 		mu     sync.Mutex
 		last   time.Time // of the latest full attempt
@@ -29,7 +29,7 @@ func PollingHandoff(h *Handoff, l RawLookup, key, waiterID string, renew, full t
 		poll := joined && time.Since(last) < full
 		mu.Unlock()
 		if poll {
-			info, err := l.LookupRawByKey(ctx, key)
+			info, err := lookup(ctx, key)
 			if err != nil {
 				return AcquireResult{}, err
 			}

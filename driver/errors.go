@@ -1,0 +1,165 @@
+package driver
+
+import (
+	"context"
+	"errors"
+)
+
+// Code classifies a [LockError]. Every backend failure maps to one of these.
+type Code int
+
+// Error codes. The zero value is not a valid code.
+const (
+	// ServiceUnavailable: the backend cannot be reached or refused the
+	// operation transiently (connection refused or reset, failover,
+	// serialization failure). Retrying later may succeed.
+	ServiceUnavailable Code = iota + 1
+	// AuthFailed: the backend rejected the credentials or permissions.
+	AuthFailed
+	// InvalidArgument: bad input (key, lock ID, TTL, configuration) or a
+	// misconfigured backend (missing table or index). Do not retry.
+	InvalidArgument
+	// RateLimited: the backend is out of capacity (too many connections,
+	// quota exhausted). Back off.
+	RateLimited
+	// NetworkTimeout: the operation did not finish in time, including an
+	// expired context deadline. Its outcome is unknown.
+	NetworkTimeout
+	// AcquisitionTimeout: Guard gave up acquiring a contended lock after its
+	// retries or its timeout. Such errors also match ErrLocked.
+	AcquisitionTimeout
+	// Aborted: the caller's context was cancelled.
+	Aborted
+	// Internal: anything else, including fence overflow.
+	Internal
+)
+
+var codeNames = [...]string{
+	ServiceUnavailable: "ServiceUnavailable",
+	AuthFailed:         "AuthFailed",
+	InvalidArgument:    "InvalidArgument",
+	RateLimited:        "RateLimited",
+	NetworkTimeout:     "NetworkTimeout",
+	AcquisitionTimeout: "AcquisitionTimeout",
+	Aborted:            "Aborted",
+	Internal:           "Internal",
+}
+
+// String returns the code's name, such as "InvalidArgument".
+func (c Code) String() string {
+	if c > 0 && int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return "Unknown"
+}
+
+// LockError is the error type of every syncguard operation.
+//
+// It works with errors.Is (matching the sentinel of the same Code, and the
+// Cause chain) and errors.As.
+type LockError struct {
+	// Code classifies the failure.
+	Code Code
+	// Message is a human-readable description; Error returns it.
+	Message string
+	// Key is the normalised key involved, if any. It may be sensitive:
+	// loggers in this package never print it.
+	Key string
+	// LockID is the lock ID involved, if any.
+	LockID string
+	// Cause is the underlying error, if any.
+	Cause error
+}
+
+// Error returns "syncguard: " and Message, or the code's name when
+// Message is empty.
+func (e *LockError) Error() string {
+	if e.Message != "" {
+		return "syncguard: " + e.Message
+	}
+	return "syncguard: " + e.Code.String()
+}
+
+// Unwrap returns the cause.
+func (e *LockError) Unwrap() error { return e.Cause }
+
+// Is reports whether target is a *LockError with the same Code, so that
+// errors.Is(err, ErrAborted) matches any Aborted error.
+func (e *LockError) Is(target error) bool {
+	t, ok := target.(*LockError)
+	return ok && t.Code == e.Code
+}
+
+// Sentinels for errors.Is, one per Code.
+var (
+	ErrServiceUnavailable = &LockError{Code: ServiceUnavailable}
+	ErrAuthFailed         = &LockError{Code: AuthFailed}
+	ErrInvalidArgument    = &LockError{Code: InvalidArgument}
+	ErrRateLimited        = &LockError{Code: RateLimited}
+	ErrNetworkTimeout     = &LockError{Code: NetworkTimeout}
+	ErrAcquisitionTimeout = &LockError{Code: AcquisitionTimeout}
+	ErrAborted            = &LockError{Code: Aborted}
+	ErrInternal           = &LockError{Code: Internal}
+)
+
+// NewError returns a *LockError with the given code and message.
+func NewError(code Code, message string) *LockError {
+	return &LockError{Code: code, Message: message}
+}
+
+// CodeOf returns the Code of the first *LockError in err's chain, or 0 if
+// there is none.
+func CodeOf(err error) Code {
+	var le *LockError
+	if errors.As(err, &le) {
+		return le.Code
+	}
+	return 0
+}
+
+// IsUnavailable reports whether err says the backend could not be reached
+// or did not answer in time: its code is ServiceUnavailable or
+// NetworkTimeout. Guard retries such acquisitions within their Timeout,
+// leases retry such releases in the background, and the rate-limit
+// middleware fails open only on them.
+func IsUnavailable(err error) bool {
+	switch CodeOf(err) {
+	case ServiceUnavailable, NetworkTimeout:
+		return true
+	}
+	return false
+}
+
+// ContextError maps a context error to a *LockError: context.Canceled to
+// Aborted and context.DeadlineExceeded to NetworkTimeout, both wrapping the
+// context error. It returns nil for nil and wraps anything else as Internal.
+// Drivers use it for ctx.Err() and for errors their clients return after a
+// context ended.
+func ContextError(err error) *LockError {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		return &LockError{Code: Aborted, Message: "operation aborted: context canceled", Cause: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &LockError{Code: NetworkTimeout, Message: "operation timed out: context deadline exceeded", Cause: err}
+	default:
+		return &LockError{Code: Internal, Message: err.Error(), Cause: err}
+	}
+}
+
+// CheckContext returns ContextError(ctx.Err()) as an error, or nil when ctx
+// is still live. Drivers call it after validation and before I/O.
+func CheckContext(ctx context.Context) error {
+	if ctx == nil {
+		return invalidArg("nil context")
+	}
+	if err := ctx.Err(); err != nil {
+		return ContextError(err)
+	}
+	return nil
+}
+
+func invalidArg(msg string) *LockError {
+	return &LockError{Code: InvalidArgument, Message: msg}
+}
