@@ -4,7 +4,6 @@ package syncguard
 
 import "github.com/syncguard/syncguard/driver"
 
-
 const FenceEpochMs = driver.FenceEpochMs
 const FencePerMs = driver.FencePerMs
 const FenceMarginMs = driver.FenceMarginMs
@@ -82,7 +81,6 @@ const NetworkTimeout = driver.NetworkTimeout
 const AcquisitionTimeout = driver.AcquisitionTimeout
 const Aborted = driver.Aborted
 const Internal = driver.Internal
-
 
 var NewError = driver.NewError
 var CodeOf = driver.CodeOf

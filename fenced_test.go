@@ -23,7 +23,7 @@ func TestFencedWriterStaleHolder(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			g := syncguard.New(d.Driver)
+			g := d.NewGuard()
 			w, err := syncguard.NewFencedWriter(g)
 			if err != nil {
 				t.Fatal(err)

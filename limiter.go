@@ -37,28 +37,31 @@ type limiterConfig struct {
 	prefix string
 }
 
-// NewRateLimiter returns a limiter enforcing limit through g's driver; its
-// decisions reach g's observer:
+// NewRateLimiter returns a limiter enforcing limit through store — any
+// driver that keeps rate state (every driver of this module does):
 //
-//	lim, err := syncguard.NewRateLimiter(g, syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 20})
+//	lim, err := syncguard.NewRateLimiter(memory.New(), syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 20})
 //
-// It takes [WithPrefix]. It fails with InvalidArgument if limit is invalid
-// (see [RateLimit]) or the driver keeps no rate state; it does no I/O.
-func NewRateLimiter[C driver.Capabilities](g *Guard[C], limit RateLimit, opts ...Option) (*RateLimiter, error) {
-	if g == nil {
-		return nil, invalidArg("NewRateLimiter: guard must not be nil")
-	}
-	if g.rates == nil {
-		return nil, invalidArg("NewRateLimiter: the driver has no rate store")
+// It takes [WithPrefix], and [WithObserver] and [WithRawEvents] to report
+// each decision as an [EventRate]. It fails with InvalidArgument if limit
+// is invalid (see [RateLimit]); it does no I/O.
+func NewRateLimiter(store driver.RateStore, limit RateLimit, opts ...Option) (*RateLimiter, error) {
+	if store == nil {
+		return nil, invalidArg("NewRateLimiter: store must not be nil")
 	}
 	if err := driver.ValidateRateLimit(limit, 1); err != nil {
 		return nil, err
 	}
 	c := config{}
-	if err := applyOptions(&c, "NewRateLimiter", []string{"WithPrefix"}, opts); err != nil {
+	if err := applyOptions(&c, "NewRateLimiter", []string{"WithPrefix", "WithObserver", "WithRawEvents"}, opts); err != nil {
 		return nil, err
 	}
-	r := &RateLimiter{store: g.rates, limit: limit}
+	r := &RateLimiter{store: store, limit: limit}
+	if !nilObserver(c.guard.observer) {
+		o := &observed{rates: store, obs: c.guard.observer, raw: c.guard.raw}
+		_, o.ops = o.obs.(OperationObserver)
+		r.store = o
+	}
 	if c.prefix != nil {
 		r.prefix = *c.prefix
 	}

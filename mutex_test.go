@@ -20,9 +20,9 @@ var _ sync.Locker = (*syncguard.DistributedMutex[memory.Capabilities])(nil)
 // fastWait makes contended acquisitions poll quickly in tests.
 var fastWait = syncguard.MutexAcquireOptions(syncguard.RetryDelay(5*time.Millisecond), syncguard.Timeout(time.Second))
 
-func newMutex[C syncguard.Capabilities](t *testing.T, g *syncguard.Guard[C], key string, opts ...syncguard.MutexOption) *syncguard.DistributedMutex[C] {
+func newMutex[C syncguard.Capabilities](t *testing.T, g *syncguard.Guard[C], key string, opts ...syncguard.Option) *syncguard.DistributedMutex[C] {
 	t.Helper()
-	m, err := syncguard.NewMutex(g, key, append([]syncguard.MutexOption{fastWait}, opts...)...)
+	m, err := syncguard.NewMutex(g, key, append([]syncguard.Option{fastWait}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewMutex: %v", err)
 	}
@@ -37,8 +37,8 @@ func TestMutexExclusion(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			m1 := newMutex(t, syncguard.New(d.Driver), "mx:excl")
-			m2 := newMutex(t, syncguard.New(d.Driver), "mx:excl")
+			m1 := newMutex(t, d.NewGuard(), "mx:excl")
+			m2 := newMutex(t, d.NewGuard(), "mx:excl")
 			var (
 				inside, overlaps atomic.Int32
 				mu               sync.Mutex
@@ -130,8 +130,8 @@ func TestMutexTryLock(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			m1 := newMutex(t, syncguard.New(d.Driver), "mx:try")
-			m2 := newMutex(t, syncguard.New(d.Driver), "mx:try")
+			m1 := newMutex(t, d.NewGuard(), "mx:try")
+			m2 := newMutex(t, d.NewGuard(), "mx:try")
 			if !m1.TryLock() {
 				t.Fatal("TryLock of a free mutex failed")
 			}
@@ -206,8 +206,8 @@ func TestMutexLockContext(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			holder := newMutex(t, syncguard.New(d.Driver), "mx:ctx")
-			waiter := newMutex(t, syncguard.New(d.Driver), "mx:ctx")
+			holder := newMutex(t, d.NewGuard(), "mx:ctx")
+			waiter := newMutex(t, d.NewGuard(), "mx:ctx")
 			if err := holder.LockContext(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -261,7 +261,7 @@ func TestMutexLost(t *testing.T) {
 				mu   sync.Mutex
 				errs []error
 			)
-			m := newMutex(t, syncguard.New(d.Driver, syncguard.WithLogger(discardLogger())), "mx:lost",
+			m := newMutex(t, d.NewGuard(syncguard.WithLogger(discardLogger())), "mx:lost",
 				syncguard.MutexAcquireOptions(syncguard.TTL(300*time.Millisecond)),
 				syncguard.OnMutexError(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
 			if isClosedChan(m.Lost()) == false {
@@ -338,13 +338,13 @@ func TestNewMutexInvalid(t *testing.T) {
 		name string
 		g    *syncguard.Guard[memory.Capabilities]
 		key  string
-		opts []syncguard.MutexOption
+		opts []syncguard.Option
 	}{
 		{"nil guard", nil, "k", nil},
 		{"empty key", g, "", nil},
 		{"bad utf8", g, "\xff", nil},
-		{"bad ttl", g, "k", []syncguard.MutexOption{syncguard.MutexAcquireOptions(syncguard.TTL(-1))}},
-		{"bad retry delay", g, "k", []syncguard.MutexOption{syncguard.MutexRetryDelay(0)}},
+		{"bad ttl", g, "k", []syncguard.Option{syncguard.MutexAcquireOptions(syncguard.TTL(-1))}},
+		{"bad retry delay", g, "k", []syncguard.Option{syncguard.MutexRetryDelay(0)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -378,7 +378,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func BenchmarkMutexLockUnlock(b *testing.B) {
 	for _, d := range drivertest.Drivers(b) {
 		b.Run(d.Name, func(b *testing.B) {
-			m, err := syncguard.NewMutex(syncguard.New(d.Driver), "bench:mutex")
+			m, err := syncguard.NewMutex(d.NewGuard(), "bench:mutex")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -397,7 +397,7 @@ func BenchmarkMutexLockUnlock(b *testing.B) {
 func BenchmarkMutexLockUnlockParallel(b *testing.B) {
 	for _, d := range drivertest.Drivers(b) {
 		b.Run(d.Name, func(b *testing.B) {
-			m, err := syncguard.NewMutex(syncguard.New(d.Driver), "bench:mutex:par")
+			m, err := syncguard.NewMutex(d.NewGuard(), "bench:mutex:par")
 			if err != nil {
 				b.Fatal(err)
 			}

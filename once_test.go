@@ -22,9 +22,9 @@ type receipt struct {
 	Amount int
 }
 
-func newOnce[T any, C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C], opts ...syncguard.OnceOption) *syncguard.OncePerKey[C, T] {
+func newOnce[T any, C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C], opts ...syncguard.Option) *syncguard.OncePerKey[T, C] {
 	t.Helper()
-	opts = append([]syncguard.OnceOption{syncguard.OnceAcquireOptions(syncguard.RetryDelay(5 * time.Millisecond))}, opts...)
+	opts = append([]syncguard.Option{syncguard.OnceAcquireOptions(syncguard.RetryDelay(5 * time.Millisecond))}, opts...)
 	o, err := syncguard.NewOncePerKey[T](g, opts...)
 	if err != nil {
 		t.Fatalf("NewOncePerKey: %v", err)
@@ -39,9 +39,9 @@ func TestOnceConcurrent(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			onces := []*syncguard.OncePerKey[drivertest.Caps, receipt]{
-				newOnce[receipt](t, syncguard.New(d.Driver)),
-				newOnce[receipt](t, syncguard.New(d.Driver)),
+			onces := []*syncguard.OncePerKey[receipt, syncguard.Fenced]{
+				newOnce[receipt](t, d.NewGuard()),
+				newOnce[receipt](t, d.NewGuard()),
 			}
 			var runs atomic.Int32
 			var wg sync.WaitGroup
@@ -81,8 +81,8 @@ func TestOnceNonBlocking(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			runner := newOnce[string](t, syncguard.New(d.Driver))
-			other := newOnce[string](t, syncguard.New(d.Driver), syncguard.NonBlocking())
+			runner := newOnce[string](t, d.NewGuard())
+			other := newOnce[string](t, d.NewGuard(), syncguard.NonBlocking())
 			started, finish := make(chan struct{}), make(chan struct{})
 			done := make(chan error, 1)
 			go func() {
@@ -134,7 +134,7 @@ func TestOnceErrors(t *testing.T) {
 				{name: "recorded", record: true, wantRuns: 1, wantSecond: &syncguard.RecordedError{Message: "card declined"}},
 			}
 			for _, tc := range tests {
-				o := newOnce[int](t, syncguard.New(d.Driver), syncguard.RecordErrors(tc.record), syncguard.OncePrefix("once:"+tc.name+":"))
+				o := newOnce[int](t, d.NewGuard(), syncguard.RecordErrors(tc.record), syncguard.OncePrefix("once:"+tc.name+":"))
 				var runs atomic.Int32
 				fn := func(ctx context.Context) (int, error) {
 					if runs.Add(1) == 1 {
@@ -175,8 +175,8 @@ func TestOnceStaleRunner(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			short := syncguard.OnceAcquireOptions(syncguard.TTL(100*time.Millisecond), syncguard.AutoExtend(false))
-			a := newOnce[string](t, syncguard.New(d.Driver), short)
-			b := newOnce[string](t, syncguard.New(d.Driver), syncguard.NonBlocking())
+			a := newOnce[string](t, d.NewGuard(), short)
+			b := newOnce[string](t, d.NewGuard(), syncguard.NonBlocking())
 			aStarted, aResume := make(chan struct{}), make(chan struct{})
 			aDone := make(chan error, 1)
 			go func() {
@@ -310,7 +310,7 @@ func TestOnceCodec(t *testing.T) {
 func TestOnceInvalid(t *testing.T) {
 	t.Parallel()
 	g := syncguard.New(memory.New())
-	for name, opts := range map[string][]syncguard.OnceOption{
+	for name, opts := range map[string][]syncguard.Option{
 		"retention zero":   {syncguard.Retention(0)},
 		"retention sub-ms": {syncguard.Retention(time.Microsecond)},
 		"nil codec":        {syncguard.WithCodec(nil)},

@@ -22,7 +22,7 @@ func TestPrimitivesAcceptEveryValidKey(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			g := syncguard.New(d.Driver)
+			g := d.NewGuard()
 			run := strings.Repeat("r", 8) + time.Now().Format("150405.000000000")
 			long := func(end string) string { // 512 bytes, NUL included
 				k := "long\x00" + run + ":"

@@ -13,11 +13,11 @@ type EventType string
 // emits one after each call it, its leases or its primitives make, and
 // EventLost when a lease is lost before its holder released it.
 const (
-	EventAcquire  EventType = "acquire"
-	EventRelease  EventType = "release"
-	EventExtend   EventType = "extend"
-	EventLookup   EventType = "lookup"
-	EventLost     EventType = "lost"
+	EventAcquire EventType = "acquire"
+	EventRelease EventType = "release"
+	EventExtend  EventType = "extend"
+	EventLookup  EventType = "lookup"
+	EventLost    EventType = "lost"
 )
 
 // Event results.

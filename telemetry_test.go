@@ -731,10 +731,10 @@ func TestTelemetryOptionalInterfaces(t *testing.T) {
 			t.Errorf("WatchRelease = %v, %v, %v; want Internal %q", ch, stop != nil, err, msgNotSupported)
 		}
 		tr := d.(RawLookup)
-		if info, err := tr.LookupRawByKey(ctx, telemetryTestKey); info != nil || CodeOf(err) != Internal {
+		if info, err := tr.LookupByKey(ctx, telemetryTestKey); info != nil || CodeOf(err) != Internal {
 			t.Errorf("LookupRawByKey = %v, %v; want Internal", info, err)
 		}
-		if info, err := tr.LookupRawByID(ctx, telemetryTestID); info != nil || CodeOf(err) != Internal {
+		if info, err := tr.LookupByID(ctx, telemetryTestID); info != nil || CodeOf(err) != Internal {
 			t.Errorf("LookupRawByID = %v, %v; want Internal", info, err)
 		}
 		if ev := rec.take(); len(ev) != 0 {
@@ -762,10 +762,10 @@ func TestTelemetryOptionalInterfaces(t *testing.T) {
 		if !ok {
 			t.Fatal("AsRawLookup: not found")
 		}
-		if got, err := r.LookupRawByKey(ctx, telemetryTestKey); err != nil || got != raw {
+		if got, err := r.LookupByKey(ctx, telemetryTestKey); err != nil || got != raw {
 			t.Errorf("LookupRawByKey = %v, %v", got, err)
 		}
-		if got, err := r.LookupRawByID(ctx, telemetryTestID); err != nil || got != raw {
+		if got, err := r.LookupByID(ctx, telemetryTestID); err != nil || got != raw {
 			t.Errorf("LookupRawByID = %v, %v", got, err)
 		}
 		if fake.count("WatchRelease") != 1 || fake.count("LookupRawByKey") != 1 || fake.count("LookupRawByID") != 1 {

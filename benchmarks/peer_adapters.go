@@ -176,7 +176,7 @@ func (l *rawLocker) Lock(ctx context.Context, key string) (Unlock, error) {
 
 func (l *rawLocker) TryLock(ctx context.Context, key string) (Unlock, bool, error) {
 	k := "raw:" + key
-	id := syncguard.NewLockID()
+	id := driver.NewLockID()
 	err := l.c.Do(ctx, l.c.B().Set().Key(k).Value(id).Nx().PxMilliseconds(LockTTL.Milliseconds()).Build()).Error()
 	if rueidis.IsRedisNil(err) {
 		return nil, false, nil

@@ -30,7 +30,7 @@ var acquireOpts = []syncguard.AcquireOption{
 	syncguard.AutoExtend(false),
 }
 
-type guardLocker[C syncguard.Capabilities] struct {
+type guardLocker[C driver.Capabilities] struct {
 	g     *syncguard.Guard[C]
 	close func()
 }
@@ -192,7 +192,7 @@ func newSyncGuardMemory(ns string) (Locker, error) {
 // driverLocker calls a driver directly, without Guard: the driver's own
 // cost, for the serial and parallel scenarios.
 type driverLocker struct {
-	d     syncguard.Backend
+	d     driver.Backend
 	close func()
 }
 

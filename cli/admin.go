@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // lockIDEnv is where `syncguard release` takes the lock ID from when it is
@@ -78,7 +78,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return p.fail(usageError("status takes one argument, the KEY (got %d)", fs.NArg()))
 	}
 	key := fs.Arg(0)
-	if _, err := syncguard.NormalizeKey(key); err != nil {
+	if _, err := driver.NormalizeKey(key); err != nil {
 		return p.fail(usageError("KEY: %v", err))
 	}
 	sess, err := openBackend(ctx, a.backend, conf, p.logger())
@@ -86,16 +86,8 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return p.fail(err)
 	}
 	defer sess.close()
-	var info *syncguard.RawLockInfo
-	if a.raw {
-		info, err = syncguard.GetByKeyRaw(ctx, sess.backend, key)
-	} else {
-		var li *syncguard.LockInfo
-		li, err = syncguard.GetByKey(ctx, sess.backend, key)
-		if li != nil {
-			info = &syncguard.RawLockInfo{LockInfo: *li}
-		}
-	}
+	nkey, _ := driver.NormalizeKey(key)
+	info, err := sess.backend.LookupByKey(ctx, nkey)
 	if err != nil {
 		return p.fail(fmt.Errorf("backend %s: %w", sess.name, err))
 	}
@@ -106,7 +98,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 			out["fence"] = info.Fence.String()
 			out["expiresAtMs"] = info.ExpiresAtMs
 			out["acquiredAtMs"] = info.AcquiredAtMs
-			out["lockIdHash"] = info.LockIDHash
+			out["lockIdHash"] = driver.HashKey(info.LockID)
 			if a.raw {
 				out["lockId"] = info.LockID
 			}
@@ -115,7 +107,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		fmt.Fprintln(stdout, string(b))
 		return exitOK
 	}
-	name := "key hash " + syncguard.HashKey(key)
+	name := "key hash " + driver.HashKey(key)
 	if a.raw {
 		name = key
 	}
@@ -124,7 +116,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return exitOK
 	}
 	left := time.Until(time.UnixMilli(info.ExpiresAtMs)).Round(time.Millisecond)
-	id := "lock ID hash " + info.LockIDHash
+	id := "lock ID hash " + driver.HashKey(info.LockID)
 	if a.raw {
 		id = "lock ID " + info.LockID
 	}
@@ -157,7 +149,7 @@ func releaseCommand(ctx context.Context, args []string, stdin io.Reader, stdout,
 		id = fs.Arg(0)
 		p.warn("a lock ID on the command line is deprecated: other users see it in the process list; pass it on standard input or in " + lockIDEnv)
 	case keyGiven:
-		if _, err := syncguard.NormalizeKey(*byKey); err != nil {
+		if _, err := driver.NormalizeKey(*byKey); err != nil {
 			return p.fail(usageError("--key: %v", err))
 		}
 	case os.Getenv(lockIDEnv) != "" && fs.NArg() == 0:
@@ -173,7 +165,7 @@ func releaseCommand(ctx context.Context, args []string, stdin io.Reader, stdout,
 		}
 	}
 	if !keyGiven {
-		if err := syncguard.ValidateLockID(id); err != nil {
+		if err := driver.ValidateLockID(id); err != nil {
 			return p.fail(usageError("%v: a lock ID is 22 characters of A-Z, a-z, 0-9, - and _", err))
 		}
 	}
@@ -185,23 +177,25 @@ func releaseCommand(ctx context.Context, args []string, stdin io.Reader, stdout,
 		return p.fail(err)
 	}
 	defer sess.close()
+	relKey := "" // a release by lock ID alone unless --key named it
 	if keyGiven {
-		info, err := syncguard.GetByKeyRaw(ctx, sess.backend, *byKey)
+		nkey, err := driver.NormalizeKey(*byKey)
+		if err != nil {
+			return p.fail(usageError("--key: %v", err))
+		}
+		info, err := sess.backend.LookupByKey(ctx, nkey)
 		if err != nil {
 			return p.fail(fmt.Errorf("backend %s: %w", sess.name, err))
 		}
 		if info == nil {
-			return releaseResult(p, stdout, a, "", syncguard.ReleaseResult{Detail: syncguard.DetailNotFound})
+			return releaseResult(p, stdout, a, "", driver.ReleaseResult{Detail: driver.DetailNotFound})
 		}
-		if info.LockID == syncguard.RawLockIDUnavailable {
-			return p.fail(usageError("backend %s cannot look up a lock ID by key: release by lock ID", sess.name))
-		}
-		id = info.LockID
+		id, relKey = info.LockID, nkey
 		if !a.raw {
 			p.hideID(id)
 		}
 	}
-	r, err := sess.backend.Release(ctx, id)
+	r, err := sess.backend.Release(ctx, relKey, id)
 	if err != nil {
 		return p.fail(fmt.Errorf("backend %s: %w", sess.name, err))
 	}
@@ -209,7 +203,7 @@ func releaseCommand(ctx context.Context, args []string, stdin io.Reader, stdout,
 }
 
 // releaseResult prints the outcome of a release and returns its exit code.
-func releaseResult(p *printer, stdout io.Writer, a adminFlags, id string, r syncguard.ReleaseResult) int {
+func releaseResult(p *printer, stdout io.Writer, a adminFlags, id string, r driver.ReleaseResult) int {
 	code := exitOK
 	if !r.OK {
 		code = exitFailure
@@ -217,7 +211,7 @@ func releaseResult(p *printer, stdout io.Writer, a adminFlags, id string, r sync
 	if a.json {
 		out := map[string]any{"released": r.OK, "detail": r.Detail}
 		if id != "" {
-			out["lockIdHash"] = syncguard.HashKey(id)
+			out["lockIdHash"] = driver.HashKey(id)
 			if a.raw {
 				out["lockId"] = id
 			}
@@ -226,7 +220,7 @@ func releaseResult(p *printer, stdout io.Writer, a adminFlags, id string, r sync
 		fmt.Fprintln(stdout, string(b))
 		return code
 	}
-	name := "lock ID hash " + syncguard.HashKey(id)
+	name := "lock ID hash " + driver.HashKey(id)
 	if a.raw {
 		name = "lock ID " + id
 	}

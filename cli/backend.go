@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/drivers/postgres"
 	"github.com/syncguard/syncguard/drivers/redis"
@@ -41,11 +42,7 @@ const backendURLHelp = `Backend URLs (--backend or SYNCGUARD_BACKEND):
   firestore://PROJECT                 only in the Firestore build of syncguard
                                       (drivers/firestore/cmd/syncguard)`
 
-// guardRunner acquires key and hands the typed lease's essentials to fn.
-// Library log records go to log.
-type guardRunner func(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error)
-
-// held is a type-erased lease.
+// held is what the run command needs of its lease.
 type held struct {
 	lockID  string
 	fence   syncguard.Fence
@@ -54,11 +51,13 @@ type held struct {
 	release func(ctx context.Context) error
 }
 
-func runnerFor[C syncguard.FencedCapabilities](d syncguard.Driver[C]) guardRunner {
-	return func(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error) {
-		g := syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}), syncguard.WithLogger(log))
+// acquire acquires key on the session's backend (once when try is set).
+// Library log records go to log.
+func (s *Session) acquire(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error) {
+	{
+		g := s.newGuard(syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}), syncguard.WithLogger(log))
 		var (
-			l   *syncguard.Lease[C]
+			l   *syncguard.Lease[syncguard.Fenced]
 			err error
 		)
 		if try {
@@ -202,7 +201,7 @@ func openRedis(ctx context.Context, u *url.URL, log *slog.Logger) (*Session, err
 	d, err := redis.New(client, ropts...)
 	if err != nil {
 		client.Close()
-		if syncguard.CodeOf(err) == syncguard.InvalidArgument {
+		if driver.CodeOf(err) == driver.InvalidArgument {
 			return nil, usageError("Redis URL %s: %v", u.Redacted(), err)
 		}
 		return nil, unavailableError("Redis at %s: %v", strings.Join(opt.InitAddress, ","), err)
@@ -280,7 +279,7 @@ func postgresConnectError(u *url.URL, cfg *pgxpool.Config, err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return unavailableError("cannot connect to PostgreSQL at %s: connection refused: is PostgreSQL running there? (check the host and port of --backend or SYNCGUARD_BACKEND)", at)
 	}
-	if c := syncguard.CodeOf(err); c == syncguard.NetworkTimeout {
+	if c := driver.CodeOf(err); c == driver.NetworkTimeout {
 		return unavailableError("cannot connect to PostgreSQL at %s: timed out: check the host, port and firewall", at)
 	}
 	return unavailableError("cannot use PostgreSQL at %s: %v", at, err)

@@ -21,6 +21,7 @@ import (
 	"os"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Exit codes of the command. `syncguard run` otherwise exits with its
@@ -48,7 +49,7 @@ const (
 )
 
 // Opener opens a backend named by a URL of its scheme. An error whose
-// [syncguard.CodeOf] is InvalidArgument is reported as wrong usage (exit
+// [driver.CodeOf] is InvalidArgument is reported as wrong usage (exit
 // 2: the URL cannot work); any other error as an unavailable backend (exit
 // 69). The command masks the URL's password in every message it prints.
 type Opener func(ctx context.Context, u *url.URL) (*Session, error)
@@ -56,19 +57,23 @@ type Opener func(ctx context.Context, u *url.URL) (*Session, error)
 // Session is an open backend. Build it with [NewSession].
 type Session struct {
 	name    string
-	backend syncguard.Backend
+	backend driver.LockStore
 	close   func()
-	guard   guardRunner
+	// newGuard builds a Guard over backend: the session chooses its
+	// driver at run time, so every Guard has the one type Guard[Fenced].
+	newGuard func(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced]
 }
 
 // NewSession wraps driver d for the command; close releases what the
 // opener created (clients, pools) and is called once when the command is
 // done with the backend.
-func NewSession[C syncguard.FencedCapabilities](name string, d syncguard.Driver[C], close func()) *Session {
+func NewSession[C driver.Fenced](name string, d driver.Driver[C], close func()) *Session {
 	if close == nil {
 		close = func() {}
 	}
-	return &Session{name: name, backend: d, close: close, guard: runnerFor(d)}
+	return &Session{name: name, backend: d, close: close, newGuard: func(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced] {
+		return syncguard.NewFenced(d, opts...)
+	}}
 }
 
 // Option configures [Main].

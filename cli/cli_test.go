@@ -3,10 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
-	"go.uber.org/goleak"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // cliError is an error with the exit code it ends the command with.
@@ -44,7 +44,7 @@ func exitCodeFor(err error) int {
 	if errors.As(err, &ce) {
 		return ce.code
 	}
-	if syncguard.CodeOf(err) == syncguard.InvalidArgument {
+	if driver.CodeOf(err) == driver.InvalidArgument {
 		return exitUsage
 	}
 	return exitUnavailable
@@ -113,7 +113,7 @@ func (p *printer) redact(s string) string {
 		s = strings.ReplaceAll(s, c, "xxxxx")
 	}
 	for _, id := range p.hide {
-		s = strings.ReplaceAll(s, id, "lock-ID-hash:"+syncguard.HashKey(id))
+		s = strings.ReplaceAll(s, id, "lock-ID-hash:"+driver.HashKey(id))
 	}
 	return s
 }
@@ -164,7 +164,7 @@ func (p *printer) warn(msg string) {
 func (p *printer) fail(err error) int {
 	code := exitCodeFor(err)
 	fields := map[string]any{"error": err.Error(), "exitCode": code}
-	if c := syncguard.CodeOf(err); c != 0 {
+	if c := driver.CodeOf(err); c != 0 {
 		fields["code"] = c.String()
 	}
 	human := err.Error()

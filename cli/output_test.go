@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 func TestRedactURLs(t *testing.T) {
@@ -69,7 +69,7 @@ func TestPrinterMasks(t *testing.T) {
 				t.Errorf("json=%v: output shows %q:\n%s", asJSON, leak, out)
 			}
 		}
-		if !strings.Contains(out, syncguard.HashKey(id)) {
+		if !strings.Contains(out, driver.HashKey(id)) {
 			t.Errorf("json=%v: output lacks the lock ID's hash:\n%s", asJSON, out)
 		}
 		if asJSON {
@@ -122,9 +122,9 @@ func TestExitCodeFor(t *testing.T) {
 	}{
 		{usageError("x"), exitUsage},
 		{unavailableError("x"), exitUnavailable},
-		{syncguard.NewError(syncguard.InvalidArgument, "x"), exitUsage},
-		{syncguard.NewError(syncguard.AuthFailed, "x"), exitUnavailable},
-		{syncguard.NewError(syncguard.ServiceUnavailable, "x"), exitUnavailable},
+		{driver.NewError(driver.InvalidArgument, "x"), exitUsage},
+		{driver.NewError(driver.AuthFailed, "x"), exitUnavailable},
+		{driver.NewError(driver.ServiceUnavailable, "x"), exitUnavailable},
 		{context.DeadlineExceeded, exitUnavailable},
 	}
 	for _, tt := range tests {

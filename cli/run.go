@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // forwarded are the signals `syncguard run` passes on to the command's
@@ -111,7 +112,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, co
 	case cfg.wait < 0 || cfg.grace < 0:
 		return p.fail(usageError("--wait and --grace must not be negative"))
 	}
-	if _, err := syncguard.NormalizeKey(cfg.key); err != nil {
+	if _, err := driver.NormalizeKey(cfg.key); err != nil {
 		return p.fail(usageError("--key: %v", err))
 	}
 	sess, err := openBackend(ctx, cfg.backend, conf, p.logger())
@@ -125,7 +126,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, co
 // keyFields are the fields naming key in an event: its hash, and the key
 // itself with --raw.
 func keyFields(key string, raw bool) map[string]any {
-	m := map[string]any{"keyHash": syncguard.HashKey(key)}
+	m := map[string]any{"keyHash": driver.HashKey(key)}
 	if raw {
 		m["key"] = key
 	}
@@ -137,7 +138,7 @@ func keyText(key string, raw bool) string {
 	if raw {
 		return fmt.Sprintf("%q", key)
 	}
-	return "key hash " + syncguard.HashKey(key)
+	return "key hash " + driver.HashKey(key)
 }
 
 func isTTY(w io.Writer) bool {
@@ -183,7 +184,7 @@ func runLocked(ctx context.Context, sess *Session, cfg runConfig, p *printer, st
 	if !cfg.noWait && !p.quiet && !p.json {
 		stopSpinner = waiting(stderr, isTTY(stderr), keyText(cfg.key, cfg.raw))
 	}
-	h, err := sess.guard(actx, cfg.key, opts, cfg.noWait, p.logger())
+	h, err := sess.acquire(actx, cfg.key, opts, cfg.noWait, p.logger())
 	stopSpinner()
 	signal.Stop(waitSigs)
 	close(acquired)
@@ -192,7 +193,7 @@ func runLocked(ctx context.Context, sess *Session, cfg runConfig, p *printer, st
 	case errors.Is(err, syncguard.ErrLocked):
 		p.info("busy", kf, fmt.Sprintf("lock %s is busy", keyText(cfg.key, cfg.raw)))
 		return exitBusy
-	case syncguard.CodeOf(err) == syncguard.Aborted:
+	case driver.CodeOf(err) == driver.Aborted:
 		p.info("aborted", kf, "interrupted while waiting for the lock")
 		return 130
 	case err != nil:
@@ -202,7 +203,7 @@ func runLocked(ctx context.Context, sess *Session, cfg runConfig, p *printer, st
 		p.hideID(h.lockID)
 	}
 	ev := keyFields(cfg.key, cfg.raw)
-	ev["lockIdHash"], ev["fence"], ev["backend"] = syncguard.HashKey(h.lockID), h.fence.String(), sess.name
+	ev["lockIdHash"], ev["fence"], ev["backend"] = driver.HashKey(h.lockID), h.fence.String(), sess.name
 	if cfg.raw {
 		ev["lockId"] = h.lockID
 	}
@@ -215,7 +216,7 @@ func runLocked(ctx context.Context, sess *Session, cfg runConfig, p *printer, st
 	cancel()
 	if lost {
 		ev := keyFields(cfg.key, cfg.raw)
-		ev["lockIdHash"], ev["reason"] = syncguard.HashKey(h.lockID), errString(h.lostErr())
+		ev["lockIdHash"], ev["reason"] = driver.HashKey(h.lockID), errString(h.lostErr())
 		if left > 0 {
 			ev["processesLeft"] = left
 		}

@@ -6,21 +6,22 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // H. Cancellation (context): cases 92–97.
 
 // allOps calls every lock operation with ctx on key and lockID and reports
 // each error.
-func allOps[C syncguard.FencedCapabilities](c *tc[C], ctx context.Context, key, lockID string, fn func(op string, err error)) {
+func allOps[C driver.Fenced](c *tc[C], ctx context.Context, key, lockID string, fn func(op string, err error)) {
 	r, err := c.d.Acquire(ctx, key, 30*time.Second)
 	if err == nil && r.Acquired {
-		_, _ = c.d.Release(c.ctx, r.LockID)
+		_, _ = c.d.Release(c.ctx, "", r.LockID)
 	}
 	fn("Acquire", err)
-	_, err = c.d.Release(ctx, lockID)
+	_, err = c.d.Release(ctx, "", lockID)
 	fn("Release", err)
-	_, err = c.d.Extend(ctx, lockID, 30*time.Second)
+	_, err = c.d.Extend(ctx, "", lockID, 30*time.Second)
 	fn("Extend", err)
 	_, err = c.d.IsLocked(ctx, key)
 	fn("IsLocked", err)
@@ -38,11 +39,11 @@ func cancelledContext(parent context.Context) context.Context {
 
 // case092: a cancelled context fails every operation with Aborted, and
 // release/extend under it leave the lock alone.
-func case092[C syncguard.FencedCapabilities](c *tc[C]) {
+func case092[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	allOps(c, cancelledContext(c.ctx), c.key("other"), r.LockID, func(op string, err error) {
-		c.wantCode(op+" with a cancelled context", err, syncguard.Aborted, "abort")
+		c.wantCode(op+" with a cancelled context", err, driver.Aborted, "abort")
 	})
 	info := c.lookupID(r.LockID)
 	if info == nil || info.ExpiresAtMs != r.ExpiresAtMs {
@@ -53,7 +54,7 @@ func case092[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case093: a live context works for every operation.
-func case093[C syncguard.FencedCapabilities](c *tc[C]) {
+func case093[C driver.Fenced](c *tc[C]) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	k := c.key("k")
@@ -67,10 +68,10 @@ func case093[C syncguard.FencedCapabilities](c *tc[C]) {
 	if info, err := c.d.LookupByKey(ctx, k); err != nil || info == nil {
 		c.Errorf("LookupByKey = %+v, %v; want the lock", info, err)
 	}
-	if e, err := c.d.Extend(ctx, r.LockID, 40*time.Second); err != nil || !e.OK {
+	if e, err := c.d.Extend(ctx, "", r.LockID, 40*time.Second); err != nil || !e.OK {
 		c.Errorf("Extend = %+v, %v; want OK", e, err)
 	}
-	if rr, err := c.d.Release(ctx, r.LockID); err != nil || !rr.OK {
+	if rr, err := c.d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 		c.Errorf("Release = %+v, %v; want OK", rr, err)
 	}
 }
@@ -80,8 +81,8 @@ func case093[C syncguard.FencedCapabilities](c *tc[C]) {
 // subtest "latency", needs [LatencyInjector]) delays the wire by 1s, so the
 // cancellation always happens in flight: Aborted must come within 100ms of
 // it (250ms allowed here for loaded CI machines).
-func case094[C syncguard.FencedCapabilities](c *tc[C]) {
-	run := func(s *tc[C], d syncguard.Driver[C], key string) (r syncguard.AcquireResult, sinceStart, sinceCancel time.Duration, err error) {
+func case094[C driver.Fenced](c *tc[C]) {
+	run := func(s *tc[C], d driver.Driver[C], key string) (r driver.AcquireResult, sinceStart, sinceCancel time.Duration, err error) {
 		ctx, cancel := context.WithCancel(s.ctx)
 		defer cancel()
 		start := time.Now()
@@ -96,7 +97,7 @@ func case094[C syncguard.FencedCapabilities](c *tc[C]) {
 	case err == nil && r.Acquired:
 		c.wantRelease(r.LockID, true)
 	case err != nil:
-		c.wantCode("Acquire cancelled after 50ms", err, syncguard.Aborted, "")
+		c.wantCode("Acquire cancelled after 50ms", err, driver.Aborted, "")
 		if sinceStart > 500*time.Millisecond {
 			c.Errorf("Acquire cancelled after 50ms returned after %v; want within 500ms", sinceStart)
 		}
@@ -114,11 +115,11 @@ func case094[C syncguard.FencedCapabilities](c *tc[C]) {
 		r, _, sinceCancel, err := run(s, d, k)
 		if err == nil {
 			if r.Acquired {
-				_, _ = s.d.Release(s.ctx, r.LockID)
+				_, _ = s.d.Release(s.ctx, "", r.LockID)
 			}
 			s.Fatalf("Acquire with 1s latency cancelled after 50ms = %+v, nil; want Aborted", r)
 		}
-		s.wantCode("Acquire cancelled in flight", err, syncguard.Aborted, "")
+		s.wantCode("Acquire cancelled in flight", err, driver.Aborted, "")
 		if sinceCancel > 250*time.Millisecond {
 			s.Errorf("Acquire cancelled in flight returned %v after the cancellation; want within 100ms (250ms allowed)", sinceCancel)
 		}
@@ -127,7 +128,7 @@ func case094[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case095: a shared context, once cancelled, fails later calls with a
 // LockError; the locks are then released with a fresh context.
-func case095[C syncguard.FencedCapabilities](c *tc[C]) {
+func case095[C driver.Fenced](c *tc[C]) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	k1, k2 := c.key("k1"), c.key("k2")
 	r1, err1 := c.d.Acquire(ctx, k1, 30*time.Second)
@@ -138,7 +139,7 @@ func case095[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 	cancel()
 	var le *syncguard.LockError
-	if _, err := c.d.Extend(ctx, r1.LockID, 30*time.Second); !errors.As(err, &le) {
+	if _, err := c.d.Extend(ctx, "", r1.LockID, 30*time.Second); !errors.As(err, &le) {
 		c.Errorf("Extend with the cancelled shared context: %v; want a *LockError", err)
 	}
 	if _, err := c.d.IsLocked(ctx, k2); !errors.As(err, &le) {
@@ -151,19 +152,19 @@ func case095[C syncguard.FencedCapabilities](c *tc[C]) {
 // case096: an expired deadline is NetworkTimeout wrapping
 // context.DeadlineExceeded; a cancellation is Aborted wrapping
 // context.Canceled.
-func case096[C syncguard.FencedCapabilities](c *tc[C]) {
+func case096[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	dctx, cancel := context.WithDeadline(c.ctx, time.Now().Add(-time.Second))
 	defer cancel()
 	allOps(c, dctx, c.key("other"), r.LockID, func(op string, err error) {
-		c.wantCode(op+" past its deadline", err, syncguard.NetworkTimeout, "")
+		c.wantCode(op+" past its deadline", err, driver.NetworkTimeout, "")
 		if !errors.Is(err, context.DeadlineExceeded) {
 			c.Errorf("%s past its deadline: %v does not match context.DeadlineExceeded", op, err)
 		}
 	})
 	allOps(c, cancelledContext(c.ctx), c.key("other"), r.LockID, func(op string, err error) {
-		c.wantCode(op+" cancelled", err, syncguard.Aborted, "")
+		c.wantCode(op+" cancelled", err, driver.Aborted, "")
 		if !errors.Is(err, context.Canceled) {
 			c.Errorf("%s cancelled: %v does not match context.Canceled", op, err)
 		}
@@ -176,7 +177,7 @@ func case096[C syncguard.FencedCapabilities](c *tc[C]) {
 // leaves no lock behind (best-effort compensation), within 1s
 // ([LatencyInjector]: the wire is delayed by 300ms and the context is
 // cancelled 450ms in, while the reply is in flight).
-func case097[C syncguard.FencedCapabilities](c *tc[C]) {
+func case097[C driver.Fenced](c *tc[C]) {
 	li := harnessAs[LatencyInjector[C]](c, "LatencyInjector")
 	const latency = 300 * time.Millisecond
 	d := li.DriverWithLatency(latency)

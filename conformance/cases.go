@@ -5,11 +5,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // testCase is one registered case.
-type testCase[C syncguard.FencedCapabilities] struct {
+type testCase[C driver.Fenced] struct {
 	// id is the subtest name: "caseNNN_title" for catalogue cases, "Rnn_…"
 	// (fenced records), "Gnn_…" (GCRA rate) and "Wnn_…" (wake-up) for the
 	// additions of contract §13, "Knn_…" for the key rule.
@@ -21,7 +21,7 @@ type testCase[C syncguard.FencedCapabilities] struct {
 }
 
 // registry lists every implemented case, in catalogue order.
-func registry[C syncguard.FencedCapabilities]() []testCase[C] {
+func registry[C driver.Fenced]() []testCase[C] {
 	return []testCase[C]{
 		// A. Lifecycle (lifecycle.go)
 		{id: "case001_basic_lifecycle", fn: case001[C]},
@@ -172,7 +172,7 @@ func registry[C syncguard.FencedCapabilities]() []testCase[C] {
 }
 
 // idCaps instantiates the registry for CaseIDs.
-type idCaps struct{ syncguard.WithFencing }
+type idCaps struct{ driver.WithFencing }
 
 func (idCaps) Name() string { return "ids" }
 
@@ -180,7 +180,7 @@ func (idCaps) Name() string { return "ids" }
 // catalogue order: "caseNNN_…" for cases of conformance-cases.md (case 41
 // has two, its [FIX] variant being "case041_fix_…"), "Rnn_…" for fenced
 // records, "Gnn_…" for GCRA rate, "Wnn_…" for wake-up and "Knn_…" for the
-// key rule (every key [syncguard.NormalizeKey] accepts works everywhere).
+// key rule (every key [driver.NormalizeKey] accepts works everywhere).
 func CaseIDs() []string {
 	reg := registry[idCaps]()
 	ids := make([]string, len(reg))

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // M. Concurrency: cases 155–159. Shared state in the critical sections is
@@ -20,8 +21,8 @@ import (
 
 // retryAcquire makes up to attempts single attempts, delay apart. It
 // reports the result of the last attempt. Safe to call from any goroutine.
-func retryAcquire[C syncguard.FencedCapabilities](c *tc[C], key string, ttl time.Duration, attempts int, delay time.Duration) (syncguard.AcquireResult, error) {
-	var r syncguard.AcquireResult
+func retryAcquire[C driver.Fenced](c *tc[C], key string, ttl time.Duration, attempts int, delay time.Duration) (driver.AcquireResult, error) {
+	var r driver.AcquireResult
 	for i := range attempts {
 		var err error
 		r, err = c.d.Acquire(c.ctx, key, ttl)
@@ -38,7 +39,7 @@ func retryAcquire[C syncguard.FencedCapabilities](c *tc[C], key string, ttl time
 }
 
 // case155: five single-attempt workers; winners work 20ms.
-func case155[C syncguard.FencedCapabilities](c *tc[C]) {
+func case155[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	var ok, failed atomic.Int32
 	gather(5, func(int) {
@@ -53,7 +54,7 @@ func case155[C syncguard.FencedCapabilities](c *tc[C]) {
 		}
 		ok.Add(1)
 		_ = sleepCtx(c.ctx, 20*time.Millisecond)
-		if rr, err := c.d.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := c.d.Release(c.ctx, "", r.LockID); err != nil || !rr.OK {
 			c.Errorf("Release = %+v, %v; want OK", rr, err)
 		}
 	})
@@ -64,7 +65,7 @@ func case155[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case156: three workers increment a counter read-sleep-write under the
 // lock: no update is lost.
-func case156[C syncguard.FencedCapabilities](c *tc[C]) {
+func case156[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	var (
 		counter atomic.Int64
@@ -83,7 +84,7 @@ func case156[C syncguard.FencedCapabilities](c *tc[C]) {
 		mu.Lock()
 		seen = append(seen, v+1)
 		mu.Unlock()
-		if rr, err := c.d.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := c.d.Release(c.ctx, "", r.LockID); err != nil || !rr.OK {
 			c.Errorf("Release = %+v, %v; want OK", rr, err)
 		}
 	})
@@ -95,7 +96,7 @@ func case156[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case157: ten workers append their index read-sleep-write under the lock:
 // all ten entries survive, distinct.
-func case157[C syncguard.FencedCapabilities](c *tc[C]) {
+func case157[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	var list atomic.Pointer[[]int]
 	list.Store(&[]int{})
@@ -109,7 +110,7 @@ func case157[C syncguard.FencedCapabilities](c *tc[C]) {
 		_ = sleepCtx(c.ctx, 5*time.Millisecond)
 		next := append(slices.Clone(cur), i)
 		list.Store(&next)
-		if rr, err := c.d.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := c.d.Release(c.ctx, "", r.LockID); err != nil || !rr.OK {
 			c.Errorf("Release = %+v, %v; want OK", rr, err)
 		}
 	})
@@ -122,7 +123,7 @@ func case157[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case158: five retrying workers with 10ms sections: no errors, at least
 // one success, the key free at the end.
-func case158[C syncguard.FencedCapabilities](c *tc[C]) {
+func case158[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	var ok atomic.Int32
 	gather(5, func(int) {
@@ -136,7 +137,7 @@ func case158[C syncguard.FencedCapabilities](c *tc[C]) {
 		}
 		ok.Add(1)
 		_ = sleepCtx(c.ctx, 10*time.Millisecond)
-		if rr, err := c.d.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := c.d.Release(c.ctx, "", r.LockID); err != nil || !rr.OK {
 			c.Errorf("Release = %+v, %v; want OK", rr, err)
 		}
 	})
@@ -152,7 +153,7 @@ func case158[C syncguard.FencedCapabilities](c *tc[C]) {
 // The catalogue also asks for ≥ 2 processes; separate processes are out of
 // scope for an in-test suite (drivers with a shared server may add such a
 // test of their own), so goroutines with separate Guards stand in for them.
-func case159[C syncguard.FencedCapabilities](c *tc[C]) {
+func case159[C driver.Fenced](c *tc[C]) {
 	const workers = 4
 	k := c.key("k")
 	var (

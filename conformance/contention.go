@@ -5,14 +5,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // B. Contention: cases 9–15.
 
 // case009: a held key is contended, as a result and not an error.
-func case009[C syncguard.FencedCapabilities](c *tc[C]) {
+func case009[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantContended(k, 30*time.Second)
@@ -22,7 +21,7 @@ func case009[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case010: contended acquisitions change nothing: not the lock data, and
 // the next fence is still greater than the holder's.
-func case010[C syncguard.FencedCapabilities](c *tc[C]) {
+func case010[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	before := c.lookupKey(k)
@@ -48,7 +47,7 @@ func case010[C syncguard.FencedCapabilities](c *tc[C]) {
 // at the same time (a barrier proves it) and the whole run, with 50ms of
 // work under each lock, fits in Timing.ParallelBudget. Run once with a 30s
 // TTL and once with 5s (the e2e variant).
-func case011[C syncguard.FencedCapabilities](c *tc[C]) {
+func case011[C driver.Fenced](c *tc[C]) {
 	for _, ttl := range []time.Duration{30 * time.Second, 5 * time.Second} {
 		keys := []string{c.key("a:" + ttl.String()), c.key("b:" + ttl.String()), c.key("c:" + ttl.String())}
 		b := newBarrier(len(keys))
@@ -64,7 +63,7 @@ func case011[C syncguard.FencedCapabilities](c *tc[C]) {
 				c.Errorf("the three locks were never held at the same time")
 			}
 			_ = sleepCtx(c.ctx, 50*time.Millisecond)
-			if rr, err := c.d.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+			if rr, err := c.d.Release(c.ctx, "", r.LockID); err != nil || !rr.OK {
 				c.Errorf("Release(%q) = %+v, %v; want OK", r.LockID, rr, err)
 			}
 		})
@@ -75,7 +74,7 @@ func case011[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case012: a released key can be acquired again.
-func case012[C syncguard.FencedCapabilities](c *tc[C]) {
+func case012[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantRelease(r.LockID, true)
@@ -85,13 +84,13 @@ func case012[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case013: waiters are refused while the holder lives and succeed after its
 // TTL and tolerance have passed.
-func case013[C syncguard.FencedCapabilities](c *tc[C]) {
+func case013[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	gather(3, func(int) {
 		r, err := c.d.Acquire(c.ctx, k, 30*time.Second)
-		if err != nil || r.Acquired || r.Reason != syncguard.ReasonLocked {
-			c.Errorf("contended Acquire = %+v, %v; want Reason %q and no error", r, err, syncguard.ReasonLocked)
+		if err != nil || r.Acquired || r.Reason != driver.ReasonLocked {
+			c.Errorf("contended Acquire = %+v, %v; want Reason %q and no error", r, err, driver.ReasonLocked)
 		}
 	})
 	c.sleep(c.tm.Wait)
@@ -103,7 +102,7 @@ func case013[C syncguard.FencedCapabilities](c *tc[C]) {
 // one wins. (The catalogue also expects a loser on Redis and PostgreSQL,
 // but a driver may legitimately serialise the attempts, so the suite does
 // not require one.)
-func case014[C syncguard.FencedCapabilities](c *tc[C]) {
+func case014[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	var wins, losses atomic.Int32
 	start := time.Now()
@@ -115,11 +114,11 @@ func case014[C syncguard.FencedCapabilities](c *tc[C]) {
 		case r.Acquired:
 			wins.Add(1)
 			_ = sleepCtx(c.ctx, 10*time.Millisecond)
-			if rr, err := c.d.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+			if rr, err := c.d.Release(c.ctx, "", r.LockID); err != nil || !rr.OK {
 				c.Errorf("Release = %+v, %v; want OK", rr, err)
 			}
-		case r.Reason != syncguard.ReasonLocked:
-			c.Errorf("Acquire = %+v; want Reason %q", r, syncguard.ReasonLocked)
+		case r.Reason != driver.ReasonLocked:
+			c.Errorf("Acquire = %+v; want Reason %q", r, driver.ReasonLocked)
 		default:
 			losses.Add(1)
 		}
@@ -132,14 +131,14 @@ func case014[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case015: contention is never an error, however many attempts collide.
-func case015[C syncguard.FencedCapabilities](c *tc[C]) {
+func case015[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	gather(10, func(i int) {
 		ttl := time.Duration(100+i) * time.Millisecond
 		res, err := c.d.Acquire(c.ctx, k, ttl)
-		if err != nil || res.Acquired || res.Reason != syncguard.ReasonLocked {
-			c.Errorf("contended Acquire #%d = %+v, %v; want Reason %q and no error", i, res, err, syncguard.ReasonLocked)
+		if err != nil || res.Acquired || res.Reason != driver.ReasonLocked {
+			c.Errorf("contended Acquire #%d = %+v, %v; want Reason %q and no error", i, res, err, driver.ReasonLocked)
 		}
 		if locked, err := c.d.IsLocked(c.ctx, k); err != nil || !locked {
 			c.Errorf("IsLocked during contention = %v, %v; want true, nil", locked, err)
@@ -157,8 +156,8 @@ func case015[C syncguard.FencedCapabilities](c *tc[C]) {
 		}
 		if res.Acquired {
 			won.Add(1)
-		} else if res.Reason != syncguard.ReasonLocked {
-			c.Errorf("Acquire #%d = %+v; want Reason %q", i, res, syncguard.ReasonLocked)
+		} else if res.Reason != driver.ReasonLocked {
+			c.Errorf("Acquire #%d = %+v; want Reason %q", i, res, driver.ReasonLocked)
 		}
 	})
 	if w := won.Load(); w != 1 {

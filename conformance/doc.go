@@ -24,7 +24,7 @@
 //		prefix string
 //	}
 //
-//	func (h *harness) Driver() syncguard.Driver[redis.Capabilities] { return h.driver }
+//	func (h *harness) Driver() driver.Driver[redis.Capabilities] { return h.driver }
 //
 //	func (h *harness) Close() { h.driver.Close(); deleteKeys(h.client, h.prefix+"*"); h.client.Close() }
 //
@@ -42,7 +42,6 @@
 //			}
 //			return &harness{client: client, driver: d, prefix: prefix}, nil
 //		}, conformance.Options{
-//			Capabilities: syncguard.CapabilityInfo{Name: "redis", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
 //		})
 //	}
 //

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // C. Expiry, tolerance and extend: cases 16–26.
 
 // case016: a short lock expires by itself.
-func case016[C syncguard.FencedCapabilities](c *tc[C]) {
+func case016[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	c.wantLocked(k, true)
@@ -21,7 +21,7 @@ func case016[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case017: an extension keeps the lock past its original expiry.
-func case017[C syncguard.FencedCapabilities](c *tc[C]) {
+func case017[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 500*time.Millisecond)
 	c.sleep(300 * time.Millisecond)
@@ -38,7 +38,7 @@ func case017[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case018: the same with shorter times.
-func case018[C syncguard.FencedCapabilities](c *tc[C]) {
+func case018[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 200*time.Millisecond)
 	c.sleep(100 * time.Millisecond)
@@ -49,7 +49,7 @@ func case018[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case019: an expired lock cannot be extended back to life.
-func case019[C syncguard.FencedCapabilities](c *tc[C]) {
+func case019[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.Wait)
@@ -58,7 +58,7 @@ func case019[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case020: an expired key is re-acquirable at once (cleanup disabled).
-func case020[C syncguard.FencedCapabilities](c *tc[C]) {
+func case020[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.Wait)
@@ -68,7 +68,7 @@ func case020[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case021: repeated extensions.
-func case021[C syncguard.FencedCapabilities](c *tc[C]) {
+func case021[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 2000*time.Millisecond)
 	c.sleep(500 * time.Millisecond)
@@ -80,7 +80,7 @@ func case021[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case022: a long lock after an expired short one.
-func case022[C syncguard.FencedCapabilities](c *tc[C]) {
+func case022[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.Wait)
@@ -92,16 +92,16 @@ func case022[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case023: a lock is free once TTL + tolerance have passed.
-func case023[C syncguard.FencedCapabilities](c *tc[C]) {
+func case023[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, 500*time.Millisecond)
-	c.sleep(500*time.Millisecond + syncguard.Tolerance + 100*time.Millisecond)
+	c.sleep(500*time.Millisecond + driver.Tolerance + 100*time.Millisecond)
 	c.wantLocked(k, false)
 }
 
 // case024: Extend sets the expiry to authority-now + ttl, even when that
 // shortens the lock.
-func case024[C syncguard.FencedCapabilities](c *tc[C]) {
+func case024[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	start := time.Now()
 	r := c.mustAcquire(k, 30*time.Second)
@@ -124,7 +124,7 @@ func case024[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case025: lookups report exactly the expiry the driver returned.
-func case025[C syncguard.FencedCapabilities](c *tc[C]) {
+func case025[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	check := func(when string, want int64) {
@@ -152,12 +152,12 @@ func case025[C syncguard.FencedCapabilities](c *tc[C]) {
 // and check together took less than 45ms on the test's clock (it retries
 // otherwise). The expired side writes authority-now − Tolerance, which can
 // only get older.
-func case026[C syncguard.FencedCapabilities](c *tc[C]) {
+func case026[C driver.Fenced](c *tc[C]) {
 	w := harnessAs[RawLockWriter](c, "RawLockWriter")
 	const margin = 50 * time.Millisecond
 	write := func(key string, offset time.Duration) string {
 		c.Helper()
-		id := syncguard.NewLockID()
+		id := driver.NewLockID()
 		if m, ok := any(c.h).(LockIDMinter); ok {
 			id = m.LockIDFor(key)
 		}
@@ -173,13 +173,13 @@ func case026[C syncguard.FencedCapabilities](c *tc[C]) {
 		for attempt := range 5 {
 			k := c.key(fmt.Sprintf("live:%s:%d", what, attempt))
 			start := time.Now()
-			id := write(k, -(syncguard.Tolerance - margin))
+			id := write(k, -(driver.Tolerance - margin))
 			ok, detail := check(k, id)
 			if time.Since(start) >= margin-5*time.Millisecond {
 				continue // too slow to tell: the lock may really have expired
 			}
 			if !ok {
-				c.Errorf("lock expired %v ago (inside the tolerance): %s: %s", syncguard.Tolerance-margin, what, detail)
+				c.Errorf("lock expired %v ago (inside the tolerance): %s: %s", driver.Tolerance-margin, what, detail)
 			}
 			return
 		}
@@ -200,22 +200,22 @@ func case026[C syncguard.FencedCapabilities](c *tc[C]) {
 
 	// Exactly Tolerance past expiry: not live.
 	k1 := c.key("expired:IsLocked")
-	write(k1, -syncguard.Tolerance)
+	write(k1, -driver.Tolerance)
 	if c.isLocked(k1) {
-		c.Errorf("IsLocked of a lock expired %v ago = true; want false", syncguard.Tolerance)
+		c.Errorf("IsLocked of a lock expired %v ago = true; want false", driver.Tolerance)
 	}
 	k2 := c.key("expired:Acquire")
-	write(k2, -syncguard.Tolerance)
+	write(k2, -driver.Tolerance)
 	r := c.acquire(k2, 30*time.Second)
 	if !r.Acquired {
-		c.Errorf("Acquire over a lock expired %v ago = %+v; want acquired", syncguard.Tolerance, r)
+		c.Errorf("Acquire over a lock expired %v ago = %+v; want acquired", driver.Tolerance, r)
 	} else {
 		c.wantRelease(r.LockID, true)
 	}
 	k3 := c.key("expired:Extend")
-	id3 := write(k3, -syncguard.Tolerance)
+	id3 := write(k3, -driver.Tolerance)
 	if e := c.extend(id3, 30*time.Second); e.OK {
-		c.Errorf("Extend of a lock expired %v ago = %+v; want not OK", syncguard.Tolerance, e)
+		c.Errorf("Extend of a lock expired %v ago = %+v; want not OK", driver.Tolerance, e)
 	}
 	c.wantLocked(k3, false)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // E. Fence monotonicity: cases 36–45.
@@ -21,7 +22,7 @@ func (c *tc[C]) sub(name string, fn func(s *tc[C])) bool {
 }
 
 // case036: fence format: 15 digits, positive, parses back.
-func case036[C syncguard.FencedCapabilities](c *tc[C]) {
+func case036[C driver.Fenced](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 30*time.Second)
 	s := r.Fence.String()
 	if !fencePattern.MatchString(s) {
@@ -31,7 +32,7 @@ func case036[C syncguard.FencedCapabilities](c *tc[C]) {
 	if err != nil || n == 0 || syncguard.Fence(n) != r.Fence {
 		c.Errorf("strconv.ParseUint(%q) = %d, %v; want %d > 0", s, n, err, uint64(r.Fence))
 	}
-	if f, err := syncguard.ParseFence(s); err != nil || f != r.Fence {
+	if f, err := driver.ParseFence(s); err != nil || f != r.Fence {
 		c.Errorf("ParseFence(%q) = %v, %v; want %v", s, f, err, r.Fence)
 	}
 	c.wantRelease(r.LockID, true)
@@ -39,7 +40,7 @@ func case036[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case037: five cycles on one key give increasing fences, as strings and as
 // integers.
-func case037[C syncguard.FencedCapabilities](c *tc[C]) {
+func case037[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	var prev syncguard.Fence
 	for i := range 5 {
@@ -53,7 +54,7 @@ func case037[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case038: each key's fence increases.
-func case038[C syncguard.FencedCapabilities](c *tc[C]) {
+func case038[C driver.Fenced](c *tc[C]) {
 	ka, kb := c.key("a"), c.key("b")
 	a1 := c.mustAcquire(ka, 30*time.Second)
 	b1 := c.mustAcquire(kb, 30*time.Second)
@@ -70,9 +71,9 @@ func case038[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case039: cycles on one key do not move another key's fence past the time
 // floor: B's next fence is greater than its last and at the floor.
-func case039[C syncguard.FencedCapabilities](c *tc[C]) {
+func case039[C driver.Fenced](c *tc[C]) {
 	ka, kb := c.key("a"), c.key("b")
-	lo := c.floorNow(-syncguard.Tolerance)
+	lo := c.floorNow(-driver.Tolerance)
 	b1 := c.mustAcquire(kb, 30*time.Second)
 	c.wantRelease(b1.LockID, true)
 	for range 3 {
@@ -88,7 +89,7 @@ func case039[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case040: the counter survives release and the passing of the TTL.
-func case040[C syncguard.FencedCapabilities](c *tc[C]) {
+func case040[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r1 := c.mustAcquire(k, 1000*time.Millisecond)
 	c.wantRelease(r1.LockID, true)
@@ -101,7 +102,7 @@ func case040[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case041: as case 40 with an IsLocked in between.
-func case041[C syncguard.FencedCapabilities](c *tc[C]) {
+func case041[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r1 := c.mustAcquire(k, 1000*time.Millisecond)
 	c.wantRelease(r1.LockID, true)
@@ -121,7 +122,7 @@ func case041[C syncguard.FencedCapabilities](c *tc[C]) {
 // and the next acquisition gets a larger fence. All lock operations use
 // DriverWithCleanup, except a control lock on Driver (cleanup off), whose
 // data IsLocked must leave alone.
-func case041Fix[C syncguard.FencedCapabilities](c *tc[C]) {
+func case041Fix[C driver.Fenced](c *tc[C]) {
 	ch := harnessAs[CleanupHarness[C]](c, "CleanupHarness")
 	d := ch.DriverWithCleanup()
 	if d == nil {
@@ -136,7 +137,7 @@ func case041Fix[C syncguard.FencedCapabilities](c *tc[C]) {
 	// Control: a lock of the plain driver (cleanup off), expired as long.
 	kOff := c.key("cleanup-off")
 	c.mustAcquire(kOff, 1000*time.Millisecond)
-	c.sleep(1000*time.Millisecond + syncguard.CleanupGuardMs*time.Millisecond + 300*time.Millisecond)
+	c.sleep(1000*time.Millisecond + driver.CleanupGuardMs*time.Millisecond + 300*time.Millisecond)
 	if locked, err := d.IsLocked(c.ctx, k); err != nil || locked {
 		c.Fatalf("IsLocked past expiry + cleanup guard = %v, %v; want false", locked, err)
 	}
@@ -166,7 +167,7 @@ func case041Fix[C syncguard.FencedCapabilities](c *tc[C]) {
 		// The counter is kept until the floor has passed its fence by
 		// FenceMarginMs; after that it may go (the next fence is the floor).
 		exists, err := si.FenceCounterExists(s.ctx, k)
-		if within := time.Since(acquiredAt) < time.Duration(syncguard.FenceMarginMs-500)*time.Millisecond; err != nil || (within && !exists) {
+		if within := time.Since(acquiredAt) < time.Duration(driver.FenceMarginMs-500)*time.Millisecond; err != nil || (within && !exists) {
 			s.Errorf("FenceCounterExists after cleanup, within the fence margin = %v, %v; want true (cleanup keeps the counter)", exists, err)
 		}
 		// With cleanup off (the default), IsLocked is read-only, also in
@@ -184,14 +185,14 @@ func case041Fix[C syncguard.FencedCapabilities](c *tc[C]) {
 	if r2.Fence <= r1.Fence {
 		c.Errorf("fence after cleanup = %v; want > %v", r2.Fence, r1.Fence)
 	}
-	if rr, err := d.Release(c.ctx, r2.LockID); err != nil || !rr.OK {
+	if rr, err := d.Release(c.ctx, "", r2.LockID); err != nil || !rr.OK {
 		c.Errorf("Release = %+v, %v; want OK", rr, err)
 	}
 }
 
 // case042: three release/wait/IsLocked cycles give strictly increasing
 // fences.
-func case042[C syncguard.FencedCapabilities](c *tc[C]) {
+func case042[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	var prev syncguard.Fence
 	for i := range 3 {
@@ -207,10 +208,10 @@ func case042[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case043: the first fence of a never-used key is the time floor: the
-// backend's clock in 10 µs units since 2025 (syncguard.FenceFloor), within
+// backend's clock in 10 µs units since 2025 (driver.FenceFloor), within
 // the tolerance of the test's clock.
-func case043[C syncguard.FencedCapabilities](c *tc[C]) {
-	lo := c.floorNow(-syncguard.Tolerance)
+func case043[C driver.Fenced](c *tc[C]) {
+	lo := c.floorNow(-driver.Tolerance)
 	r := c.mustAcquire(c.key("fresh"), 30*time.Second)
 	c.wantFloored("first fence of a new key", r.Fence, lo)
 	c.wantRelease(r.LockID, true)
@@ -218,12 +219,12 @@ func case043[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case044: 20 simultaneous first acquisitions of a key: one wins with the
 // time floor; then 20 cycles give strictly increasing fences.
-func case044[C syncguard.FencedCapabilities](c *tc[C]) {
+func case044[C driver.Fenced](c *tc[C]) {
 	k := c.key("fresh")
-	lo := c.floorNow(-syncguard.Tolerance)
+	lo := c.floorNow(-driver.Tolerance)
 	var (
 		mu   sync.Mutex
-		wins []syncguard.AcquireResult
+		wins []driver.AcquireResult
 	)
 	gather(20, func(int) {
 		r, err := c.d.Acquire(c.ctx, k, 30*time.Second)
@@ -259,21 +260,21 @@ func case044[C syncguard.FencedCapabilities](c *tc[C]) {
 // (Both acquisitions past FenceWarn must log a warning through the driver's
 // logger; the suite cannot see a driver's logger, so drivers check that in
 // their own tests.)
-func case045[C syncguard.FencedCapabilities](c *tc[C]) {
+func case045[C driver.Fenced](c *tc[C]) {
 	fs := harnessAs[FenceSetter](c, "FenceSetter")
 	k := c.key("overflow")
-	err := fs.SetFence(c.ctx, k, int64(syncguard.FenceMax)-1)
+	err := fs.SetFence(c.ctx, k, int64(driver.FenceMax)-1)
 	c.skipUnsupported("FenceSetter", err)
 	if err != nil {
 		c.Fatalf("SetFence: %v", err)
 	}
 	r := c.mustAcquire(k, 30*time.Second)
-	if r.Fence != syncguard.FenceMax {
-		c.Errorf("fence after preset %v = %v; want %v", syncguard.FenceMax-1, r.Fence, syncguard.FenceMax)
+	if r.Fence != driver.FenceMax {
+		c.Errorf("fence after preset %v = %v; want %v", driver.FenceMax-1, r.Fence, driver.FenceMax)
 	}
 	c.wantRelease(r.LockID, true)
 	res, err := c.d.Acquire(c.ctx, k, 30*time.Second)
-	c.wantCode("Acquire past FenceMax", err, syncguard.Internal, "")
+	c.wantCode("Acquire past FenceMax", err, driver.Internal, "")
 	if res.Acquired {
 		c.Errorf("Acquire past FenceMax = %+v; want not acquired", res)
 	}
@@ -283,12 +284,12 @@ func case045[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 
 	k2 := c.key("warn")
-	if err := fs.SetFence(c.ctx, k2, int64(syncguard.FenceWarn)); err != nil {
+	if err := fs.SetFence(c.ctx, k2, int64(driver.FenceWarn)); err != nil {
 		c.Fatalf("SetFence: %v", err)
 	}
 	r2 := c.mustAcquire(k2, 30*time.Second)
-	if r2.Fence != syncguard.FenceWarn+1 {
-		c.Errorf("fence after preset %v = %v; want %v", syncguard.FenceWarn, r2.Fence, syncguard.FenceWarn+1)
+	if r2.Fence != driver.FenceWarn+1 {
+		c.Errorf("fence after preset %v = %v; want %v", driver.FenceWarn, r2.Fence, driver.FenceWarn+1)
 	}
 	c.wantRelease(r2.LockID, true)
 }
@@ -298,7 +299,7 @@ func case045[C syncguard.FencedCapabilities](c *tc[C]) {
 // writes, or a sweep would) still gets a fence greater than every earlier
 // one, from the time floor; and a counter ahead of the floor is continued
 // from, not replaced by the floor.
-func f01[C syncguard.FencedCapabilities](c *tc[C]) {
+func f01[C driver.Fenced](c *tc[C]) {
 	fs := harnessAs[FenceSetter](c, "FenceSetter")
 	k := c.key("floor")
 	var last syncguard.Fence

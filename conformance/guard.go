@@ -12,19 +12,20 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // I, J. The Guard layer end to end: Guard.Do (the Lock helper) and leases.
 // Cases 112, 115–120, 123, 124, 140–144.
 
 // lease is shorthand for the lease type of a Guard.
-type lease[C syncguard.Capabilities] = *syncguard.Lease[C]
+type lease[C driver.Capabilities] = *syncguard.Lease[C]
 
 var errBoom = errors.New("conformance: boom")
 
 // case112: fn's error is returned unchanged and the lock is still released,
 // whether fn fails at once or after a sleep.
-func case112[C syncguard.FencedCapabilities](c *tc[C]) {
+func case112[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	for _, delay := range []time.Duration{0, 10 * time.Millisecond} {
 		k := c.key(fmt.Sprint("k:", delay))
@@ -42,7 +43,7 @@ func case112[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case115: fn runs while the lock is held; it is released afterwards.
-func case115[C syncguard.FencedCapabilities](c *tc[C]) {
+func case115[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	for _, want := range []string{"success", "done"} {
 		k := c.key(want)
@@ -64,7 +65,7 @@ func case115[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case116: results of several types flow out of fn; side effects of a
 // result-less fn are visible.
-func case116[C syncguard.FencedCapabilities](c *tc[C]) {
+func case116[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	type payload struct {
 		ID   int
@@ -97,7 +98,7 @@ func case116[C syncguard.FencedCapabilities](c *tc[C]) {
 // holdInDo runs g.Do on key in a goroutine; fn signals on the returned
 // channel once the lock is held, then holds it for hold. The Do error is
 // sent on the second channel.
-func holdInDo[C syncguard.FencedCapabilities](c *tc[C], g *syncguard.Guard[C], key string, hold time.Duration, opts ...syncguard.AcquireOption) (<-chan struct{}, <-chan error) {
+func holdInDo[C driver.Fenced](c *tc[C], g *syncguard.Guard[C], key string, hold time.Duration, opts ...syncguard.AcquireOption) (<-chan struct{}, <-chan error) {
 	held := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -127,7 +128,7 @@ func await[T any](c interface {
 
 // case117: a waiter whose Timeout ends while the holder still works fails
 // with AcquisitionTimeout (also matching ErrLocked) without running fn.
-func case117[C syncguard.FencedCapabilities](c *tc[C]) {
+func case117[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	held, doneA := holdInDo(c, g, k, 800*time.Millisecond, syncguard.TTL(60*time.Second))
@@ -151,7 +152,7 @@ func case117[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case118: a waiter retries until the holder is done; both run.
-func case118[C syncguard.FencedCapabilities](c *tc[C]) {
+func case118[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	held, doneA := holdInDo(c, g, k, 30*time.Millisecond)
@@ -172,7 +173,7 @@ func case118[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case119: the second holder starts only after the first ended.
-func case119[C syncguard.FencedCapabilities](c *tc[C]) {
+func case119[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	var (
@@ -219,7 +220,7 @@ func case119[C syncguard.FencedCapabilities](c *tc[C]) {
 // case120: sequential use of one key and parallel use of three keys. The
 // parallel sections are held at the same time (a barrier proves it) and
 // finish within 100ms + Timing.ParallelBudget.
-func case120[C syncguard.FencedCapabilities](c *tc[C]) {
+func case120[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("seq")
 	var got []int
@@ -256,7 +257,7 @@ func case120[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case123: cancelling the caller's context inside fn does not leak the
 // lock: Do releases on a detached context.
-func case123[C syncguard.FencedCapabilities](c *tc[C]) {
+func case123[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -270,7 +271,7 @@ func case123[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case124: fn receives the lease (lock ID and fence as the store has them);
 // a lock that expired while fn ran is reported as ErrLockLost.
-func case124[C syncguard.FencedCapabilities](c *tc[C]) {
+func case124[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	err := g.Do(c.ctx, k, func(ctx context.Context, l lease[C]) error {
@@ -278,11 +279,11 @@ func case124[C syncguard.FencedCapabilities](c *tc[C]) {
 		if err != nil || info == nil {
 			return fmt.Errorf("LookupByKey inside fn = %+v, %v", info, err)
 		}
-		if info.LockIDHash != syncguard.HashKey(l.LockID()) || info.Fence != syncguard.FenceOf(l) {
+		if info.LockID != l.LockID() || info.Fence != syncguard.FenceOf(l) {
 			c.Errorf("lease (lockID hash %s, fence %v) differs from LookupByKey %+v",
-				syncguard.HashKey(l.LockID()), syncguard.FenceOf(l), info)
+				driver.HashKey(l.LockID()), syncguard.FenceOf(l), info)
 		}
-		if ok, err := syncguard.Owns(ctx, c.d, l.LockID()); err != nil || !ok {
+		if ok, err := c.guard().Owns(ctx, l.LockID()); err != nil || !ok {
 			c.Errorf("Owns(lease's lock ID) = %v, %v; want true", ok, err)
 		}
 		return nil
@@ -302,7 +303,7 @@ func case124[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case140: a deferred Close releases on every exit of the scope: normal
 // return, error return and panic.
-func case140[C syncguard.FencedCapabilities](c *tc[C]) {
+func case140[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	scope := func(k string, body func() error) (err error) {
 		l, err := g.Acquire(c.ctx, k)
@@ -336,7 +337,7 @@ func case140[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case141: Release through the lease, then again, then Extend.
-func case141[C syncguard.FencedCapabilities](c *tc[C]) {
+func case141[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	l, err := g.Acquire(c.ctx, k)
@@ -357,7 +358,7 @@ func case141[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case142: Extend through the lease keeps it alive.
-func case142[C syncguard.FencedCapabilities](c *tc[C]) {
+func case142[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	l, err := g.Acquire(c.ctx, k, syncguard.TTL(500*time.Millisecond))
@@ -379,7 +380,7 @@ func case142[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case143: a failed acquisition's (nil) lease does nothing on Close: the
 // holder keeps its lock.
-func case143[C syncguard.FencedCapabilities](c *tc[C]) {
+func case143[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
@@ -399,7 +400,7 @@ func case143[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // case144: nested scopes release inner then outer; parallel scopes on
 // three keys all release.
-func case144[C syncguard.FencedCapabilities](c *tc[C]) {
+func case144[C driver.Fenced](c *tc[C]) {
 	g := c.guard()
 	k1, k2 := c.key("outer"), c.key("inner")
 	func() {

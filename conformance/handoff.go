@@ -3,18 +3,18 @@ package conformance
 import (
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
-// First come, first served hand-off (optional [syncguard.HandoffWatcher]):
+// First come, first served hand-off (optional [driver.HandoffWatcher]):
 // W06–W08 and W10. W05 and W09 (turns.go) cover it through Guards.
 
 // handoffWatcher returns the driver's HandoffWatcher or skips the case.
-func (c *tc[C]) handoffWatcher() syncguard.HandoffWatcher {
+func (c *tc[C]) handoffWatcher() driver.HandoffWatcher {
 	c.Helper()
-	hw, ok := syncguard.AsHandoffWatcher(c.d)
+	hw, ok := asHandoff(c.d)
 	if !ok {
-		c.Skip("driver does not implement syncguard.HandoffWatcher")
+		c.Skip("driver does not implement driver.HandoffWatcher")
 	}
 	return hw
 }
@@ -22,7 +22,7 @@ func (c *tc[C]) handoffWatcher() syncguard.HandoffWatcher {
 // queueWaiter subscribes a waiter to key, takes its initial signal and
 // makes its first (contended) attempt, which queues it. The waiter stops
 // when the case ends.
-func (c *tc[C]) queueWaiter(hw syncguard.HandoffWatcher, key string) *syncguard.Handoff {
+func (c *tc[C]) queueWaiter(hw driver.HandoffWatcher, key string) *driver.Handoff {
 	c.Helper()
 	h, err := hw.WatchHandoff(c.ctx, key)
 	if err != nil {
@@ -55,7 +55,7 @@ func (c *tc[C]) wantSignal(ch <-chan struct{}, d time.Duration, what string) {
 // waiter without I/O whose C holds no signal and whose first attempt
 // queues it; the releases then hand the key to the subscribed waiter first
 // and to the warm one next.
-func w06[C syncguard.FencedCapabilities](c *tc[C]) {
+func w06[C driver.Fenced](c *tc[C]) {
 	hw := c.handoffWatcher()
 	k := c.key("k")
 	for _, key := range []string{k, ""} {
@@ -79,7 +79,7 @@ func w06[C syncguard.FencedCapabilities](c *tc[C]) {
 	if r, err := h.Acquire(c.ctx, 30*time.Second); err != nil || r.Acquired {
 		c.Fatalf("first attempt = %+v, %v; want contended (queued)", r, err)
 	}
-	for _, w := range []*syncguard.Handoff{first, h} {
+	for _, w := range []*driver.Handoff{first, h} {
 		c.wantRelease(holder.LockID, true)
 		c.wantSignal(w.C, 2*time.Second, "next waiter")
 		r, err := w.Acquire(c.ctx, 30*time.Second)
@@ -95,11 +95,11 @@ func w06[C syncguard.FencedCapabilities](c *tc[C]) {
 // waiters behind the head are contended. The head's next attempt returns
 // the lock under the head's ID with a higher fence, and LookupByID finds
 // it. Once the queue is empty a release frees the key.
-func w07[C syncguard.FencedCapabilities](c *tc[C]) {
+func w07[C driver.Fenced](c *tc[C]) {
 	hw := c.handoffWatcher()
 	k := c.key("k")
 	holder := c.mustAcquire(k, 30*time.Second)
-	hs := []*syncguard.Handoff{c.queueWaiter(hw, k), c.queueWaiter(hw, k), c.queueWaiter(hw, k)}
+	hs := []*driver.Handoff{c.queueWaiter(hw, k), c.queueWaiter(hw, k), c.queueWaiter(hw, k)}
 	prev, fence := holder.LockID, holder.Fence
 	for i, h := range hs {
 		c.wantRelease(prev, true)
@@ -137,7 +137,7 @@ func w07[C syncguard.FencedCapabilities](c *tc[C]) {
 // and the second stops after being granted the key, which then reaches
 // the third. Stop may act in the background; the case only waits for its
 // effects.
-func w08[C syncguard.FencedCapabilities](c *tc[C]) {
+func w08[C driver.Fenced](c *tc[C]) {
 	hw := c.handoffWatcher()
 	k := c.key("k")
 	holder := c.mustAcquire(k, 30*time.Second)
@@ -168,16 +168,16 @@ func w08[C syncguard.FencedCapabilities](c *tc[C]) {
 // contended), its next attempt claims the lock with the next fence, and
 // its release hands the key on to the subscribed waiter, which is
 // signalled. Stop is idempotent.
-func w10[C syncguard.FencedCapabilities](c *tc[C]) {
+func w10[C driver.Fenced](c *tc[C]) {
 	hw := c.handoffWatcher()
 	o := harnessAs[UnheardDriverOpener[C]](c, "UnheardDriverOpener")
 	ud, err := o.OpenUnheardDriver(c.ctx)
 	if err != nil {
 		c.Fatalf("OpenUnheardDriver: %v", err)
 	}
-	uhw, ok := syncguard.AsHandoffWatcher(ud)
+	uhw, ok := asHandoff(ud)
 	if !ok {
-		c.Fatal("the unheard driver does not implement syncguard.HandoffWatcher")
+		c.Fatal("the unheard driver does not implement driver.HandoffWatcher")
 	}
 	k := c.key("k")
 	if h := uhw.WarmHandoff(k); h != nil {
@@ -185,7 +185,7 @@ func w10[C syncguard.FencedCapabilities](c *tc[C]) {
 		c.Fatal("WarmHandoff of a driver without wake-ups returned a waiter")
 	}
 	_, err = uhw.WatchHandoff(c.ctx, "")
-	c.wantCode("WatchHandoff(\"\") without wake-ups", err, syncguard.InvalidArgument, "")
+	c.wantCode("WatchHandoff(\"\") without wake-ups", err, driver.InvalidArgument, "")
 	holder := c.mustAcquire(k, 30*time.Second)
 	first, err := uhw.WatchHandoff(c.ctx, k)
 	if err != nil || first == nil {
@@ -217,7 +217,7 @@ func w10[C syncguard.FencedCapabilities](c *tc[C]) {
 	if err != nil || !r.Acquired || r.Fence != grant.Fence {
 		c.Fatalf("the first waiter's next attempt = %+v, %v; want the grant with fence %v", r, err, grant.Fence)
 	}
-	if rr, err := ud.Release(c.ctx, r.LockID); err != nil || !rr.OK {
+	if rr, err := ud.Release(c.ctx, "", r.LockID); err != nil || !rr.OK {
 		c.Fatalf("Release of the first waiter's lock = %+v, %v", rr, err)
 	}
 	c.wantSignal(second.C, 5*time.Second, "the subscribed waiter, next in turn")

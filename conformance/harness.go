@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Harness gives the suite access to one driver under test. [Run] builds one
@@ -18,13 +19,13 @@ import (
 // The cases that need one of them skip (naming the interface) when the
 // harness lacks it, or when its method returns an error matching
 // errors.ErrUnsupported.
-type Harness[C syncguard.FencedCapabilities] interface {
+type Harness[C driver.Fenced] interface {
 	// Driver returns the driver under test. Its store must be isolated for
 	// this run (a key prefix, a database, tables or collections of its own)
 	// so that runs never see each other's data; the suite additionally
 	// prefixes every key with the case's name and a random per-run token.
 	// Every call returns a driver over the same store.
-	Driver() syncguard.Driver[C]
+	Driver() driver.Driver[C]
 	// Close releases the harness's resources. It may delete the run's
 	// namespace. It is called once, after every case has finished.
 	Close()
@@ -33,7 +34,7 @@ type Harness[C syncguard.FencedCapabilities] interface {
 // Factory builds the [Harness] of one run of [Run]. ctx bounds the
 // construction (two minutes); t is the test that called Run, so a factory
 // may call t.Skip when its backend is not available, or register cleanups.
-type Factory[C syncguard.FencedCapabilities] func(ctx context.Context, t *testing.T) (Harness[C], error)
+type Factory[C driver.Fenced] func(ctx context.Context, t *testing.T) (Harness[C], error)
 
 // RawLockWriter is an optional harness interface for the tolerance-boundary
 // case (026): it writes lock data directly into the store, bypassing the
@@ -53,7 +54,7 @@ type RawLockWriter interface {
 // LockIDMinter is an optional harness interface for drivers whose lock IDs
 // carry routing information (the Redis driver encodes the key's cluster
 // slot in its IDs). When the harness implements it, [RawLockWriter] is given
-// IDs minted by LockIDFor instead of [syncguard.NewLockID].
+// IDs minted by LockIDFor instead of [driver.NewLockID].
 type LockIDMinter interface {
 	// LockIDFor returns a fresh, valid lock ID for a lock of key.
 	LockIDFor(key string) string
@@ -83,23 +84,23 @@ type StorageInspector interface {
 
 // CleanupHarness is an optional harness interface for the cleanup case
 // (041 FIX).
-type CleanupHarness[C syncguard.FencedCapabilities] interface {
+type CleanupHarness[C driver.Fenced] interface {
 	// DriverWithCleanup returns a driver over the same store as Driver with
 	// CleanupInIsLocked switched on. Case 041 FIX makes all its lock
 	// operations through this driver and inspects the store through
 	// [StorageInspector].
-	DriverWithCleanup() syncguard.Driver[C]
+	DriverWithCleanup() driver.Driver[C]
 }
 
 // LatencyInjector is an optional harness interface for the mid-flight
 // cancellation cases (094 FIX, 097). Drivers without a network (the memory
 // driver) do not implement it.
-type LatencyInjector[C syncguard.FencedCapabilities] interface {
+type LatencyInjector[C driver.Fenced] interface {
 	// DriverWithLatency returns a driver over the same store as Driver
 	// whose requests and replies are each delayed by d on the wire (for
 	// example through a local TCP proxy), so that a context can be cancelled
 	// while a request is in flight.
-	DriverWithLatency(d time.Duration) syncguard.Driver[C]
+	DriverWithLatency(d time.Duration) driver.Driver[C]
 }
 
 // DriverOpener is an optional harness interface for the cases in which
@@ -107,8 +108,8 @@ type LatencyInjector[C syncguard.FencedCapabilities] interface {
 // returns a new driver over the same store as Driver with connections of
 // its own, as another process would have; the harness closes it in Close.
 // Without it, those cases share Driver among their workers.
-type DriverOpener[C syncguard.FencedCapabilities] interface {
-	OpenDriver(ctx context.Context) (syncguard.Driver[C], error)
+type DriverOpener[C driver.Fenced] interface {
+	OpenDriver(ctx context.Context) (driver.Driver[C], error)
 }
 
 // UnheardDriverOpener is an optional harness interface for cases W09 and
@@ -119,8 +120,8 @@ type DriverOpener[C syncguard.FencedCapabilities] interface {
 // (for example a Redis user refused SSUBSCRIBE, or a PostgreSQL driver
 // with its wake-ups off); the harness closes it in Close. Without it, W09
 // and W10 are skipped.
-type UnheardDriverOpener[C syncguard.FencedCapabilities] interface {
-	OpenUnheardDriver(ctx context.Context) (syncguard.Driver[C], error)
+type UnheardDriverOpener[C driver.Fenced] interface {
+	OpenUnheardDriver(ctx context.Context) (driver.Driver[C], error)
 }
 
 // Options configures [Run]. The zero value suits Redis and PostgreSQL.
@@ -128,10 +129,6 @@ type Options struct {
 	// Timing holds the suite's wall-clock constants; zero fields take the
 	// Redis/PostgreSQL defaults.
 	Timing Timing
-	// Capabilities is the expected description of the driver's capability
-	// type, checked by case 153 (for example {"redis", true, "server"}).
-	// When zero, case 153 only checks that the description is consistent.
-	Capabilities syncguard.CapabilityInfo
 	// ExclusionDuration is how long case 159 runs its goroutines against one
 	// key with an overlap detector (default 3s).
 	ExclusionDuration time.Duration

@@ -9,12 +9,13 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Keys (the one key rule): K01.
 //
-// [syncguard.NormalizeKey] is the only key rule: a key is valid if it is
-// non-empty UTF-8 of at most [syncguard.MaxKeyBytes] bytes after NFC, and
+// [driver.NormalizeKey] is the only key rule: a key is valid if it is
+// non-empty UTF-8 of at most [driver.MaxKeyBytes] bytes after NFC, and
 // every driver must then accept it for every operation. Nothing else may
 // refuse a key: not a NUL byte a database cannot store in a text column,
 // not a control character, not a character outside the BMP, not a key
@@ -42,7 +43,7 @@ func (c *tc[C]) hostileKeys() []hostileKey {
 	}
 	one := func(what, k string) hostileKey { return hostileKey{what, k, k} }
 	pair := func(what, nfc, other string) hostileKey { return hostileKey{what, nfc, other} }
-	e512 := fill(c.key("512:é:"), "é", syncguard.MaxKeyBytes)
+	e512 := fill(c.key("512:é:"), "é", driver.MaxKeyBytes)
 	return []hostileKey{
 		one("bare NUL", "\x00"),
 		one("NUL", c.key("nul:\x00")),
@@ -63,10 +64,10 @@ func (c *tc[C]) hostileKeys() []hostileKey {
 		pair("NFC/NFD é", c.key("café"), c.key("cafe\u0301")),
 		pair("NFC/NFD Hangul", c.key("한글"), c.key("\u1112\u1161\u11ab\u1100\u1173\u11af")),
 		pair("NFC/NFD Å and the angstrom sign", c.key("\u00c5"), c.key("\u212b")),
-		one("512 bytes", fill(c.key("512:a:"), "a", syncguard.MaxKeyBytes)),
-		one("512 bytes of 4-byte runes", fill(c.key("512:🔒:"), "🔒", syncguard.MaxKeyBytes)),
-		one("512 bytes of NULs", fill(c.key("512:nul:"), "\x00", syncguard.MaxKeyBytes)),
-		one("512 bytes of controls", fill(c.key("512:ctl:"), "\x01\x1f", syncguard.MaxKeyBytes)),
+		one("512 bytes", fill(c.key("512:a:"), "a", driver.MaxKeyBytes)),
+		one("512 bytes of 4-byte runes", fill(c.key("512:🔒:"), "🔒", driver.MaxKeyBytes)),
+		one("512 bytes of NULs", fill(c.key("512:nul:"), "\x00", driver.MaxKeyBytes)),
+		one("512 bytes of controls", fill(c.key("512:ctl:"), "\x01\x1f", driver.MaxKeyBytes)),
 		// 512 bytes in NFC, about 760 as typed (NFD): the limit applies
 		// after normalisation.
 		pair("512 bytes in NFC, longer in NFD", e512, norm.NFD.String(e512)),
@@ -76,20 +77,20 @@ func (c *tc[C]) hostileKeys() []hostileKey {
 // K01: every key the key rule accepts is locked, fenced, rate-limited and
 // recorded by the driver, under each of its spellings, and distinct keys
 // never share state.
-func k01[C syncguard.FencedCapabilities](c *tc[C]) {
+func k01[C driver.Fenced](c *tc[C]) {
 	keys := c.hostileKeys()
 	seen := map[string]string{}
 	for _, hk := range keys {
 		for _, k := range []string{hk.key, hk.alias} {
-			n, err := syncguard.NormalizeKey(k)
+			n, err := driver.NormalizeKey(k)
 			if err != nil {
 				c.Fatalf("%s: NormalizeKey(%q): %v; the key rule must accept it", hk.what, k, err)
 			}
-			if want, _ := syncguard.NormalizeKey(hk.key); n != want {
+			if want, _ := driver.NormalizeKey(hk.key); n != want {
 				c.Fatalf("%s: %q and %q normalise differently", hk.what, hk.key, hk.alias)
 			}
 		}
-		n, _ := syncguard.NormalizeKey(hk.key)
+		n, _ := driver.NormalizeKey(hk.key)
 		if other, dup := seen[n]; dup {
 			c.Fatalf("%s and %s normalise to one key", hk.what, other)
 		}
@@ -99,10 +100,10 @@ func k01[C syncguard.FencedCapabilities](c *tc[C]) {
 	// Locks: all keys held at once (distinct keys never contend), each
 	// contended under its other spelling and looked up under it.
 	const ttl = 30 * time.Second
-	first := make([]syncguard.AcquireResult, len(keys))
+	first := make([]driver.AcquireResult, len(keys))
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
 		r, err := c.d.Acquire(c.ctx, hk.key, ttl)
-		if err != nil || !r.Acquired || r.Fence == 0 || !syncguard.ValidLockID(r.LockID) {
+		if err != nil || !r.Acquired || r.Fence == 0 || !driver.ValidLockID(r.LockID) {
 			fail("Acquire(key) = %+v, %v; want acquired with a lock ID and a fence", r, err)
 			return
 		}
@@ -113,35 +114,30 @@ func k01[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
 		r := first[i]
-		if got, err := c.d.Acquire(c.ctx, hk.alias, ttl); err != nil || got.Acquired || got.Reason != syncguard.ReasonLocked {
+		if got, err := c.d.Acquire(c.ctx, hk.alias, ttl); err != nil || got.Acquired || got.Reason != driver.ReasonLocked {
 			fail("Acquire(alias) of the held key = %+v, %v; want contended", got, err)
 		}
 		if ok, err := c.d.IsLocked(c.ctx, hk.alias); err != nil || !ok {
 			fail("IsLocked(alias) = %v, %v; want true", ok, err)
 		}
 		if info, err := c.d.LookupByKey(c.ctx, hk.alias); err != nil || info == nil ||
-			info.KeyHash != syncguard.HashKey(hk.key) || info.LockIDHash != syncguard.HashKey(r.LockID) || info.Fence != r.Fence {
+			info.Key != hk.key || info.LockID != r.LockID || info.Fence != r.Fence {
 			fail("LookupByKey(alias) = %+v, %v; want the lock (fence %v)", info, err, r.Fence)
 		}
 		if info, err := c.d.LookupByID(c.ctx, r.LockID); err != nil || info == nil ||
-			info.KeyHash != syncguard.HashKey(hk.key) || info.Fence != r.Fence {
+			info.Key != hk.key || info.Fence != r.Fence {
 			fail("LookupByID = %+v, %v; want the lock of the key (fence %v)", info, err, r.Fence)
 		}
-		want, _ := syncguard.NormalizeKey(hk.key)
-		raw, err := syncguard.GetByIDRaw(c.ctx, c.d, r.LockID)
-		if err != nil || raw == nil || (raw.Key != syncguard.RawKeyUnavailable && raw.Key != want) || raw.LockID != r.LockID {
-			fail("GetByIDRaw = %+v, %v; want the raw normalised key and lock ID", raw, err)
-		}
-		if got, err := c.d.Extend(c.ctx, r.LockID, ttl); err != nil || !got.OK {
+		if got, err := c.d.Extend(c.ctx, "", r.LockID, ttl); err != nil || !got.OK {
 			fail("Extend = %+v, %v; want OK", got, err)
 		}
 	})
 
 	// Fences: released and taken again under the other spelling, each key
 	// fences on from its own counter.
-	second := make([]syncguard.AcquireResult, len(keys))
+	second := make([]driver.AcquireResult, len(keys))
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
-		if rr, err := c.d.Release(c.ctx, first[i].LockID); err != nil || !rr.OK {
+		if rr, err := c.d.Release(c.ctx, "", first[i].LockID); err != nil || !rr.OK {
 			fail("Release = %+v, %v; want OK", rr, err)
 			return
 		}
@@ -163,23 +159,23 @@ func k01[C syncguard.FencedCapabilities](c *tc[C]) {
 	// the other spelling; an older fence is refused.
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
 		f := second[i].Fence
-		if got, err := c.d.PutRecord(c.ctx, hk.key, f, []byte(hk.key), time.Minute); err != nil || !got.Stored {
+		if got, err := c.b.PutRecord(c.ctx, hk.key, f, []byte(hk.key), time.Minute); err != nil || !got.Stored {
 			fail("PutRecord(key, %v) = %+v, %v; want stored", f, got, err)
 		}
 	})
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
 		f := second[i].Fence
-		rec, err := c.d.GetRecord(c.ctx, hk.alias)
+		rec, err := c.b.GetRecord(c.ctx, hk.alias)
 		if err != nil || rec == nil || string(rec.Value) != hk.key || rec.Fence != f {
 			fail("GetRecord(alias) = %+v, %v; want the key's own record (fence %v)", rec, err, f)
 		}
-		if got, err := c.d.PutRecord(c.ctx, hk.alias, first[i].Fence, []byte("stale"), time.Minute); err != nil || got.Stored || got.Fence != f {
+		if got, err := c.b.PutRecord(c.ctx, hk.alias, first[i].Fence, []byte("stale"), time.Minute); err != nil || got.Stored || got.Fence != f {
 			fail("PutRecord(alias, older fence) = %+v, %v; want refused with fence %v", got, err, f)
 		}
-		if ok, err := c.d.DeleteRecord(c.ctx, hk.alias, f); err != nil || !ok {
+		if ok, err := c.b.DeleteRecord(c.ctx, hk.alias, f); err != nil || !ok {
 			fail("DeleteRecord(alias, %v) = %v, %v; want deleted", f, ok, err)
 		}
-		if rr, err := c.d.Release(c.ctx, second[i].LockID); err != nil || !rr.OK {
+		if rr, err := c.d.Release(c.ctx, "", second[i].LockID); err != nil || !rr.OK {
 			fail("Release = %+v, %v; want OK", rr, err)
 		}
 	})
@@ -189,21 +185,21 @@ func k01[C syncguard.FencedCapabilities](c *tc[C]) {
 	// under the other spelling, is refused.
 	lim := syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
-		if r, err := c.d.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
+		if r, err := c.b.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
 			fail("AllowN(key) = %+v, %v; want allowed", r, err)
 		}
 	})
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
-		if r, err := c.d.AllowN(c.ctx, hk.alias, lim, 1); err != nil || r.Allowed != 0 || r.RetryAfter <= 0 {
+		if r, err := c.b.AllowN(c.ctx, hk.alias, lim, 1); err != nil || r.Allowed != 0 || r.RetryAfter <= 0 {
 			fail("AllowN(alias) after the key's one unit = %+v, %v; want refused", r, err)
 		}
-		if err := c.d.ResetRate(c.ctx, hk.alias); err != nil {
+		if err := c.b.ResetRate(c.ctx, hk.alias); err != nil {
 			fail("ResetRate(alias): %v", err)
 		}
-		if r, err := c.d.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
+		if r, err := c.b.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
 			fail("AllowN(key) after ResetRate(alias) = %+v, %v; want allowed", r, err)
 		}
-		_ = c.d.ResetRate(c.ctx, hk.key)
+		_ = c.b.ResetRate(c.ctx, hk.key)
 	})
 }
 

@@ -4,13 +4,13 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // A. Lifecycle: cases 1–8.
 
 // case001: acquire, IsLocked, release, IsLocked.
-func case001[C syncguard.FencedCapabilities](c *tc[C]) {
+func case001[C driver.Fenced](c *tc[C]) {
 	k := c.key("lifecycle:basic:test")
 	r := c.mustAcquire(k, 30*time.Second)
 	if now := nowMs(); r.ExpiresAtMs <= now {
@@ -22,7 +22,7 @@ func case001[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case002: the fence of an acquisition is 15 digits and positive.
-func case002[C syncguard.FencedCapabilities](c *tc[C]) {
+func case002[C driver.Fenced](c *tc[C]) {
 	r := c.mustAcquire(c.key("fence"), 30*time.Second)
 	s := r.Fence.String()
 	if !fencePattern.MatchString(s) {
@@ -35,9 +35,9 @@ func case002[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case003: three keys acquired and released concurrently.
-func case003[C syncguard.FencedCapabilities](c *tc[C]) {
+func case003[C driver.Fenced](c *tc[C]) {
 	keys := []string{c.key("a"), c.key("b"), c.key("c")}
-	res := make([]syncguard.AcquireResult, len(keys))
+	res := make([]driver.AcquireResult, len(keys))
 	gather(len(keys), func(i int) {
 		r, err := c.d.Acquire(c.ctx, keys[i], 20*time.Second)
 		if err != nil || !r.Acquired {
@@ -57,7 +57,7 @@ func case003[C syncguard.FencedCapabilities](c *tc[C]) {
 		c.wantLocked(keys[i], true)
 	}
 	gather(len(keys), func(i int) {
-		r, err := c.d.Release(c.ctx, res[i].LockID)
+		r, err := c.d.Release(c.ctx, "", res[i].LockID)
 		if err != nil || !r.OK {
 			c.Errorf("Release(%q) = %+v, %v; want OK", res[i].LockID, r, err)
 		}
@@ -68,19 +68,19 @@ func case003[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case004: a second release of one lock reports false without error.
-func case004[C syncguard.FencedCapabilities](c *tc[C]) {
+func case004[C driver.Fenced](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 30*time.Second)
 	c.wantRelease(r.LockID, true)
 	c.wantRelease(r.LockID, false)
 }
 
 // case005: releasing an ID that was never issued is a false result.
-func case005[C syncguard.FencedCapabilities](c *tc[C]) {
+func case005[C driver.Fenced](c *tc[C]) {
 	c.wantRelease(foreignID("AAAAAAAAAAAAAAAAAAAAAA"), false)
 }
 
 // case006: ten acquire/release cycles on one key.
-func case006[C syncguard.FencedCapabilities](c *tc[C]) {
+func case006[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	for range 10 {
 		r := c.mustAcquire(k, 30*time.Second)
@@ -91,7 +91,7 @@ func case006[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case007: the owner may extend and release.
-func case007[C syncguard.FencedCapabilities](c *tc[C]) {
+func case007[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantExtend(r.LockID, 40*time.Second, true)
@@ -100,7 +100,7 @@ func case007[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case008: the composed and decomposed forms of a key address one lock.
-func case008[C syncguard.FencedCapabilities](c *tc[C]) {
+func case008[C driver.Fenced](c *tc[C]) {
 	decomposed := c.key("cafe\u0301")
 	composed := c.key("caf\u00e9")
 	r := c.mustAcquire(decomposed, 30*time.Second)
@@ -110,10 +110,10 @@ func case008[C syncguard.FencedCapabilities](c *tc[C]) {
 	if info == nil {
 		c.Fatalf("LookupByKey(composed) = nil; want the lock acquired under the decomposed form")
 	}
-	if want := syncguard.HashKey(r.LockID); info.LockIDHash != want {
+	if want := driver.HashKey(r.LockID); info.LockIDHash != want {
 		c.Errorf("LookupByKey(composed).LockIDHash = %q; want HashKey(lockID) = %q", info.LockIDHash, want)
 	}
-	if want := syncguard.HashKey(composed); info.KeyHash != want {
+	if want := driver.HashKey(composed); info.KeyHash != want {
 		c.Errorf("LookupByKey(composed).KeyHash = %q; want %q", info.KeyHash, want)
 	}
 	c.wantRelease(r.LockID, true)

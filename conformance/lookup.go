@@ -1,21 +1,20 @@
 package conformance
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // F. Lookup and diagnostics: cases 48–61.
 
 // checkSanitised verifies the sanitized view of the lock r of key.
-func (c *tc[C]) checkSanitised(what, key string, ttl time.Duration, r syncguard.AcquireResult, info *syncguard.LockInfo) {
+func (c *tc[C]) checkSanitised(what, key string, ttl time.Duration, r driver.AcquireResult, info *syncguard.LockInfo) {
 	c.Helper()
 	if info == nil {
 		c.Fatalf("%s of a held lock = nil", what)
@@ -39,7 +38,7 @@ func (c *tc[C]) checkSanitised(what, key string, ttl time.Duration, r syncguard.
 }
 
 // case048: LookupByKey returns a sanitized view.
-func case048[C syncguard.FencedCapabilities](c *tc[C]) {
+func case048[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.checkSanitised("LookupByKey", k, 30*time.Second, r, c.lookupKey(k))
@@ -47,7 +46,7 @@ func case048[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case049: LookupByID returns the same sanitized view.
-func case049[C syncguard.FencedCapabilities](c *tc[C]) {
+func case049[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.checkSanitised("LookupByID", k, 30*time.Second, r, c.lookupID(r.LockID))
@@ -55,7 +54,7 @@ func case049[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case050: absent key and ID are nil results.
-func case050[C syncguard.FencedCapabilities](c *tc[C]) {
+func case050[C driver.Fenced](c *tc[C]) {
 	if info := c.lookupKey(c.key("lookup:nonexistent:test")); info != nil {
 		c.Errorf("LookupByKey(absent) = %+v; want nil", info)
 	}
@@ -65,7 +64,7 @@ func case050[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case051: an expired lock is nil in both modes.
-func case051[C syncguard.FencedCapabilities](c *tc[C]) {
+func case051[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.LookupWait)
@@ -78,7 +77,7 @@ func case051[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case052: an expired short lock is nil by ID.
-func case052[C syncguard.FencedCapabilities](c *tc[C]) {
+func case052[C driver.Fenced](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 100*time.Millisecond)
 	c.sleep(1200 * time.Millisecond)
 	if info := c.lookupID(r.LockID); info != nil {
@@ -87,7 +86,7 @@ func case052[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case053: an active lock by ID.
-func case053[C syncguard.FencedCapabilities](c *tc[C]) {
+func case053[C driver.Fenced](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 2000*time.Millisecond)
 	info := c.lookupID(r.LockID)
 	if info == nil {
@@ -107,26 +106,26 @@ func case053[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case054: LookupByKey validates keys.
-func case054[C syncguard.FencedCapabilities](c *tc[C]) {
+func case054[C driver.Fenced](c *tc[C]) {
 	_, err := c.d.LookupByKey(c.ctx, "")
-	c.wantCode(`LookupByKey("")`, err, syncguard.InvalidArgument, "")
+	c.wantCode(`LookupByKey("")`, err, driver.InvalidArgument, "")
 	_, err = c.d.LookupByKey(c.ctx, strings.Repeat("x", 600))
-	c.wantCode("LookupByKey(600×x)", err, syncguard.InvalidArgument, "exceeds maximum length")
+	c.wantCode("LookupByKey(600×x)", err, driver.InvalidArgument, "exceeds maximum length")
 }
 
 // case055: LookupByID validates lock IDs.
-func case055[C syncguard.FencedCapabilities](c *tc[C]) {
+func case055[C driver.Fenced](c *tc[C]) {
 	for _, id := range []string{"", "invalid-lockid", "too-short", "this-is-way-too-long-for-valid-lockid"} {
 		_, err := c.d.LookupByID(c.ctx, id)
-		c.wantCode(fmt.Sprintf("LookupByID(%q)", id), err, syncguard.InvalidArgument, "Invalid lockId format")
+		c.wantCode(fmt.Sprintf("LookupByID(%q)", id), err, driver.InvalidArgument, "Invalid lockId format")
 	}
 }
 
 // case056: concurrent lookups of a held key agree.
-func case056[C syncguard.FencedCapabilities](c *tc[C]) {
+func case056[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
-	infos := make([]*syncguard.LockInfo, 3)
+	infos := make([]*driver.LockInfo, 3)
 	gather(3, func(i int) {
 		info, err := c.d.LookupByKey(c.ctx, k)
 		if err != nil || info == nil {
@@ -143,8 +142,8 @@ func case056[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case057: lookups of several keys return each key's own fence.
-func case057[C syncguard.FencedCapabilities](c *tc[C]) {
-	var rs []syncguard.AcquireResult
+func case057[C driver.Fenced](c *tc[C]) {
+	var rs []driver.AcquireResult
 	for i := range 3 {
 		k := c.key(fmt.Sprint(i))
 		r := c.mustAcquire(k, 30*time.Second)
@@ -164,9 +163,9 @@ func case057[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case058: the hashes are HashKey of the normalised key and of the lock ID.
-func case058[C syncguard.FencedCapabilities](c *tc[C]) {
+func case058[C driver.Fenced](c *tc[C]) {
 	k := c.key("cafe\u0301:hash")
-	nk, err := syncguard.NormalizeKey(k)
+	nk, err := driver.NormalizeKey(k)
 	if err != nil {
 		c.Fatal(err)
 	}
@@ -179,10 +178,10 @@ func case058[C syncguard.FencedCapabilities](c *tc[C]) {
 			c.Errorf("%s = nil", m.what)
 			continue
 		}
-		if want := syncguard.HashKey(nk); m.info.KeyHash != want {
+		if want := driver.HashKey(nk); m.info.KeyHash != want {
 			c.Errorf("%s: KeyHash = %q; want HashKey(normalised key) = %q", m.what, m.info.KeyHash, want)
 		}
-		if want := syncguard.HashKey(r.LockID); m.info.LockIDHash != want {
+		if want := driver.HashKey(r.LockID); m.info.LockIDHash != want {
 			c.Errorf("%s: LockIDHash = %q; want HashKey(lockID) = %q", m.what, m.info.LockIDHash, want)
 		}
 	}
@@ -193,7 +192,7 @@ func case058[C syncguard.FencedCapabilities](c *tc[C]) {
 // alone; lookups of an expired lock neither resurrect nor delete it (the
 // latter checked in storage by the nested subtest "storage", which needs
 // [StorageInspector]).
-func case059[C syncguard.FencedCapabilities](c *tc[C]) {
+func case059[C driver.Fenced](c *tc[C]) {
 	k := c.key("live")
 	r := c.mustAcquire(k, 30*time.Second)
 	for i := range 5 {
@@ -211,7 +210,7 @@ func case059[C syncguard.FencedCapabilities](c *tc[C]) {
 
 	ke := c.key("expired")
 	re := c.mustAcquire(ke, 100*time.Millisecond)
-	c.sleep(100*time.Millisecond + syncguard.Tolerance + 200*time.Millisecond)
+	c.sleep(100*time.Millisecond + driver.Tolerance + 200*time.Millisecond)
 	c.sub("storage", func(s *tc[C]) {
 		si := harnessAs[StorageInspector](s, "StorageInspector")
 		before, err := si.LockDataExists(s.ctx, ke)
@@ -249,119 +248,47 @@ func case059[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // noRaw hides a driver's optional interfaces (RawLookup, ReleaseWatcher).
-type noRaw struct{ syncguard.Backend }
+type noRaw struct{ driver.Backend }
 
-// case060: GetByKeyRaw and GetByIDRaw add the raw normalised key and lock ID
-// (or the documented placeholders for a driver without RawLookup; both
-// paths are exercised, the second by hiding the driver's RawLookup).
-func case060[C syncguard.FencedCapabilities](c *tc[C]) {
+// case060: the driver's lookups return the raw normalised key and lock ID
+// (the Guard hashes them, case 048); after release both are nil.
+func case060[C driver.Fenced](c *tc[C]) {
 	k := c.key("cafe\u0301:raw")
-	nk, _ := syncguard.NormalizeKey(k)
+	nk, _ := driver.NormalizeKey(k)
 	r := c.mustAcquire(k, 30*time.Second)
-	info := c.lookupKey(k)
-	if info == nil {
-		c.Fatal("LookupByKey = nil")
+	want := &driver.LockInfo{Key: nk, LockID: r.LockID, Fence: r.Fence, ExpiresAtMs: r.ExpiresAtMs, AcquiredAtMs: r.ExpiresAtMs - 30_000}
+	gk, err := c.d.LookupByKey(c.ctx, nk)
+	if err != nil {
+		c.Fatalf("LookupByKey: %v", err)
 	}
-	_, hasRaw := syncguard.AsRawLookup(c.d)
-	wantKey, wantID := syncguard.RawLockInfo{LockInfo: *info, Key: nk, LockID: r.LockID}, syncguard.RawLockInfo{LockInfo: *info, Key: nk, LockID: r.LockID}
-	if !hasRaw {
-		wantKey.LockID = syncguard.RawLockIDUnavailable
-		wantID.Key = syncguard.RawKeyUnavailable
+	if diff := cmp.Diff(want, gk); diff != "" {
+		c.Errorf("LookupByKey (-want +got):\n%s", diff)
 	}
-	check := func(what string, b syncguard.Backend, wantK, wantI syncguard.RawLockInfo) {
-		c.Helper()
-		gk, err := syncguard.GetByKeyRaw(c.ctx, b, k)
-		if err != nil {
-			c.Fatalf("%s GetByKeyRaw: %v", what, err)
-		}
-		if diff := cmp.Diff(&wantK, gk); diff != "" {
-			c.Errorf("%s GetByKeyRaw (-want +got):\n%s", what, diff)
-		}
-		gi, err := syncguard.GetByIDRaw(c.ctx, b, r.LockID)
-		if err != nil {
-			c.Fatalf("%s GetByIDRaw: %v", what, err)
-		}
-		if diff := cmp.Diff(&wantI, gi); diff != "" {
-			c.Errorf("%s GetByIDRaw (-want +got):\n%s", what, diff)
-		}
+	gi, err := c.d.LookupByID(c.ctx, r.LockID)
+	if err != nil {
+		c.Fatalf("LookupByID: %v", err)
 	}
-	check("driver:", c.d, wantKey, wantID)
-	noRawKey, noRawID := wantKey, wantID
-	noRawKey.LockID, noRawID.Key = syncguard.RawLockIDUnavailable, syncguard.RawKeyUnavailable
-	check("driver without RawLookup:", noRaw{c.d}, noRawKey, noRawID)
-
+	if diff := cmp.Diff(want, gi); diff != "" {
+		c.Errorf("LookupByID (-want +got):\n%s", diff)
+	}
 	c.wantRelease(r.LockID, true)
-	for _, b := range []syncguard.Backend{c.d, noRaw{c.d}} {
-		if gk, err := syncguard.GetByKeyRaw(c.ctx, b, k); err != nil || gk != nil {
-			c.Errorf("GetByKeyRaw after release = %+v, %v; want nil, nil", gk, err)
-		}
-		if gi, err := syncguard.GetByIDRaw(c.ctx, b, r.LockID); err != nil || gi != nil {
-			c.Errorf("GetByIDRaw after release = %+v, %v; want nil, nil", gi, err)
-		}
+	if gk, err := c.d.LookupByKey(c.ctx, nk); err != nil || gk != nil {
+		c.Errorf("LookupByKey after release = %+v, %v; want nil, nil", gk, err)
+	}
+	if gi, err := c.d.LookupByID(c.ctx, r.LockID); err != nil || gi != nil {
+		c.Errorf("LookupByID after release = %+v, %v; want nil, nil", gi, err)
 	}
 }
 
-// recorder is a Backend that records what the lookup helpers pass to it.
-type recorder struct {
-	syncguard.Backend
-	mu   sync.Mutex
-	ctxs []context.Context
-	args []string
-}
-
-func (r *recorder) note(ctx context.Context, arg string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.ctxs = append(r.ctxs, ctx)
-	r.args = append(r.args, arg)
-}
-
-func (r *recorder) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
-	r.note(ctx, key)
-	return r.Backend.LookupByKey(ctx, key)
-}
-
-func (r *recorder) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
-	r.note(ctx, lockID)
-	return r.Backend.LookupByID(ctx, lockID)
-}
-
-type markerKey struct{}
-
-// case061: Owns is true while held and false after release; GetByKey and
-// GetByID pass their context and argument through unchanged.
-func case061[C syncguard.FencedCapabilities](c *tc[C]) {
-	k := c.key("cafe\u0301:owns") // decomposed: must reach the driver as is
+// case061: Owns is true while held and false after release.
+func case061[C driver.Fenced](c *tc[C]) {
+	k := c.key("cafe\u0301:owns")
 	r := c.mustAcquire(k, 30*time.Second)
-	if ok, err := syncguard.Owns(c.ctx, c.d, r.LockID); err != nil || !ok {
+	if ok, err := c.guard().Owns(c.ctx, r.LockID); err != nil || !ok {
 		c.Errorf("Owns while held = %v, %v; want true", ok, err)
 	}
-	rec := &recorder{Backend: c.d}
-	ctx := context.WithValue(c.ctx, markerKey{}, "marker")
-	byKey, err := syncguard.GetByKey(ctx, rec, k)
-	if err != nil {
-		c.Fatalf("GetByKey: %v", err)
-	}
-	byID, err := syncguard.GetByID(ctx, rec, r.LockID)
-	if err != nil {
-		c.Fatalf("GetByID: %v", err)
-	}
-	if diff := cmp.Diff(c.lookupKey(k), byKey); diff != "" {
-		c.Errorf("GetByKey differs from LookupByKey (-lookup +helper):\n%s", diff)
-	}
-	if diff := cmp.Diff(c.lookupID(r.LockID), byID); diff != "" {
-		c.Errorf("GetByID differs from LookupByID (-lookup +helper):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{k, r.LockID}, rec.args); diff != "" {
-		c.Errorf("arguments the helpers passed to the backend (-want +got):\n%s", diff)
-	}
-	for i, got := range rec.ctxs {
-		if got != ctx {
-			c.Errorf("call %d: the helper did not pass the caller's context through", i)
-		}
-	}
 	c.wantRelease(r.LockID, true)
-	if ok, err := syncguard.Owns(c.ctx, c.d, r.LockID); err != nil || ok {
+	if ok, err := c.guard().Owns(c.ctx, r.LockID); err != nil || ok {
 		c.Errorf("Owns after release = %v, %v; want false", ok, err)
 	}
 }

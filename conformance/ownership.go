@@ -5,14 +5,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // D. Ownership: cases 29–35.
 
 // case029: a foreign ID cannot release the lock.
-func case029[C syncguard.FencedCapabilities](c *tc[C]) {
+func case029[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantRelease(foreignID("abcdefghijklmnopqrstuv"), false)
@@ -21,7 +20,7 @@ func case029[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case030: a foreign ID cannot extend the lock.
-func case030[C syncguard.FencedCapabilities](c *tc[C]) {
+func case030[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantExtend(foreignID("eHh4eHh4eHh4eHh4eHh4eA"), 60*time.Second, false)
@@ -30,7 +29,7 @@ func case030[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case031: releasing one key's lock leaves another key's lock alone.
-func case031[C syncguard.FencedCapabilities](c *tc[C]) {
+func case031[C driver.Fenced](c *tc[C]) {
 	k1, k2 := c.key("k1"), c.key("k2")
 	r1 := c.mustAcquire(k1, 30*time.Second)
 	r2 := c.mustAcquire(k2, 30*time.Second)
@@ -43,7 +42,7 @@ func case031[C syncguard.FencedCapabilities](c *tc[C]) {
 // case032: after its lock expired and was taken over, the stale holder can
 // neither extend nor release, nor see its lock, and the new holder is
 // untouched.
-func case032[C syncguard.FencedCapabilities](c *tc[C]) {
+func case032[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r1 := c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.LookupWait)
@@ -69,12 +68,12 @@ func case032[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case033: concurrent releases with a foreign ID all fail.
-func case033[C syncguard.FencedCapabilities](c *tc[C]) {
+func case033[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	bad := foreignID("wrongLockIdValue1234ab")
 	gather(3, func(int) {
-		res, err := c.d.Release(c.ctx, bad)
+		res, err := c.d.Release(c.ctx, "", bad)
 		if err != nil || res.OK {
 			c.Errorf("Release(foreign) = %+v, %v; want not OK, no error", res, err)
 		}
@@ -84,7 +83,7 @@ func case033[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case034: a foreign release after an extension fails.
-func case034[C syncguard.FencedCapabilities](c *tc[C]) {
+func case034[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantExtend(r.LockID, 40*time.Second, true)
@@ -94,12 +93,12 @@ func case034[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case035: of ten concurrent releases of one lock exactly one succeeds.
-func case035[C syncguard.FencedCapabilities](c *tc[C]) {
+func case035[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	var oks atomic.Int32
 	gather(10, func(int) {
-		res, err := c.d.Release(c.ctx, r.LockID)
+		res, err := c.d.Release(c.ctx, "", r.LockID)
 		if err != nil {
 			c.Errorf("Release: unexpected error: %v", err)
 		}

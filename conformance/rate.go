@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // GCRA rate (contract §13): G01–G08.
@@ -57,7 +58,7 @@ func (c *tc[C]) rate10() syncguard.RateLimit {
 
 func (c *tc[C]) allowN(key string, lim syncguard.RateLimit, n int) syncguard.RateResult {
 	c.Helper()
-	r, err := c.d.AllowN(c.ctx, key, lim, n)
+	r, err := c.b.AllowN(c.ctx, key, lim, n)
 	if err != nil {
 		c.Fatalf("AllowN(%q, %+v, %d): unexpected error: %v", key, lim, n, err)
 	}
@@ -87,7 +88,7 @@ func (c *tc[C]) exhaust(key string, lim syncguard.RateLimit) syncguard.RateResul
 
 // G01: a full burst is allowed with Remaining counting down, then the next
 // request is denied with RetryAfter ≈ one emission interval.
-func g01[C syncguard.FencedCapabilities](c *tc[C]) {
+func g01[C driver.Fenced](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	ref := &refGCRA{lim: rate10}
@@ -138,7 +139,7 @@ func g01[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // G02: n = 0 inspects without consuming.
-func g02[C syncguard.FencedCapabilities](c *tc[C]) {
+func g02[C driver.Fenced](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	for i := range 2 {
@@ -164,7 +165,7 @@ func g02[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // G03: after sleeping RetryAfter, one more request is allowed.
-func g03[C syncguard.FencedCapabilities](c *tc[C]) {
+func g03[C driver.Fenced](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	denial := c.exhaust(k, rate10)
@@ -178,11 +179,11 @@ func g03[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // G04: ResetRate restores the full burst.
-func g04[C syncguard.FencedCapabilities](c *tc[C]) {
+func g04[C driver.Fenced](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	c.exhaust(k, rate10)
-	if err := c.d.ResetRate(c.ctx, k); err != nil {
+	if err := c.b.ResetRate(c.ctx, k); err != nil {
 		c.Fatalf("ResetRate: %v", err)
 	}
 	if r := c.allowN(k, rate10, 1); r.Allowed != 1 || r.Remaining != rate10.Burst-1 {
@@ -193,13 +194,13 @@ func g04[C syncguard.FencedCapabilities](c *tc[C]) {
 			c.Errorf("request %d after ResetRate = %+v; want allowed", i+2, r)
 		}
 	}
-	if err := c.d.ResetRate(c.ctx, c.key("never-used")); err != nil {
+	if err := c.b.ResetRate(c.ctx, c.key("never-used")); err != nil {
 		c.Errorf("ResetRate of a never-used key: %v; want nil", err)
 	}
 }
 
 // G05: a cost above the burst is never allowed; a cost equal to it is.
-func g05[C syncguard.FencedCapabilities](c *tc[C]) {
+func g05[C driver.Fenced](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	over := rate10.Burst + 1
@@ -210,7 +211,7 @@ func g05[C syncguard.FencedCapabilities](c *tc[C]) {
 	if r := c.allowN(k, rate10, over); r.Allowed != 0 {
 		c.Errorf("AllowN(%d) with burst %d later = %+v; want denied", over, rate10.Burst, r)
 	}
-	if err := c.d.ResetRate(c.ctx, k); err != nil {
+	if err := c.b.ResetRate(c.ctx, k); err != nil {
 		c.Fatalf("ResetRate: %v", err)
 	}
 	if r := c.allowN(k, rate10, over); r.Allowed != 0 {
@@ -223,12 +224,12 @@ func g05[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // G06: concurrent requests are decided atomically: of 40 simultaneous
 // requests against a burst of 10 with a one-hour period exactly 10 pass.
-func g06[C syncguard.FencedCapabilities](c *tc[C]) {
+func g06[C driver.Fenced](c *tc[C]) {
 	k := c.key("rate")
 	lim := syncguard.RateLimit{Limit: 10, Period: time.Hour, Burst: 10}
 	var allowed atomic.Int32
 	gather(40, func(int) {
-		r, err := c.d.AllowN(c.ctx, k, lim, 1)
+		r, err := c.b.AllowN(c.ctx, k, lim, 1)
 		if err != nil {
 			c.Errorf("AllowN: %v", err)
 			return
@@ -241,7 +242,7 @@ func g06[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // G07: invalid limits, costs and keys are InvalidArgument.
-func g07[C syncguard.FencedCapabilities](c *tc[C]) {
+func g07[C driver.Fenced](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	for _, m := range []struct {
@@ -257,30 +258,30 @@ func g07[C syncguard.FencedCapabilities](c *tc[C]) {
 		{syncguard.RateLimit{Limit: 10_000, Period: time.Millisecond, Burst: 5}, 1}, // 100ns interval
 		{rate10, -1},
 	} {
-		_, err := c.d.AllowN(c.ctx, k, m.lim, m.n)
-		c.wantCode(fmt.Sprintf("AllowN(%+v, %d)", m.lim, m.n), err, syncguard.InvalidArgument, "")
+		_, err := c.b.AllowN(c.ctx, k, m.lim, m.n)
+		c.wantCode(fmt.Sprintf("AllowN(%+v, %d)", m.lim, m.n), err, driver.InvalidArgument, "")
 	}
-	_, err := c.d.AllowN(c.ctx, "", rate10, 1)
-	c.wantCode(`AllowN("")`, err, syncguard.InvalidArgument, "")
-	c.wantCode(`ResetRate("")`, c.d.ResetRate(c.ctx, ""), syncguard.InvalidArgument, "")
+	_, err := c.b.AllowN(c.ctx, "", rate10, 1)
+	c.wantCode(`AllowN("")`, err, driver.InvalidArgument, "")
+	c.wantCode(`ResetRate("")`, c.b.ResetRate(c.ctx, ""), driver.InvalidArgument, "")
 	if r := c.allowN(k, rate10, 1); r.Allowed != 1 || r.Remaining != rate10.Burst-1 {
 		c.Errorf("first valid request after invalid ones = %+v; want Allowed 1, Remaining %d", r, rate10.Burst-1)
 	}
 }
 
 // G08: rate operations report context errors like lock operations.
-func g08[C syncguard.FencedCapabilities](c *tc[C]) {
+func g08[C driver.Fenced](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	dctx, cancel := context.WithDeadline(c.ctx, time.Now().Add(-time.Second))
 	defer cancel()
 	for _, m := range []struct {
 		ctx  context.Context
-		code syncguard.Code
-	}{{cancelledContext(c.ctx), syncguard.Aborted}, {dctx, syncguard.NetworkTimeout}} {
-		_, err := c.d.AllowN(m.ctx, k, rate10, 1)
+		code driver.Code
+	}{{cancelledContext(c.ctx), driver.Aborted}, {dctx, driver.NetworkTimeout}} {
+		_, err := c.b.AllowN(m.ctx, k, rate10, 1)
 		c.wantCode("AllowN", err, m.code, "")
-		c.wantCode("ResetRate", c.d.ResetRate(m.ctx, k), m.code, "")
+		c.wantCode("ResetRate", c.b.ResetRate(m.ctx, k), m.code, "")
 	}
 	if r := c.allowN(k, rate10, 1); r.Remaining != rate10.Burst-1 {
 		c.Errorf("first request after failed ones = %+v; want Remaining %d (nothing consumed)", r, rate10.Burst-1)

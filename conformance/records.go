@@ -9,22 +9,23 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Fenced records (contract §13): R01–R13.
 
-func (c *tc[C]) put(name string, fence syncguard.Fence, value string, ttl time.Duration) syncguard.PutResult {
+func (c *tc[C]) put(name string, fence syncguard.Fence, value string, ttl time.Duration) driver.PutResult {
 	c.Helper()
-	r, err := c.d.PutRecord(c.ctx, name, fence, []byte(value), ttl)
+	r, err := c.b.PutRecord(c.ctx, name, fence, []byte(value), ttl)
 	if err != nil {
 		c.Fatalf("PutRecord(%q, %v): unexpected error: %v", name, fence, err)
 	}
 	return r
 }
 
-func (c *tc[C]) get(name string) *syncguard.Record {
+func (c *tc[C]) get(name string) *driver.Record {
 	c.Helper()
-	r, err := c.d.GetRecord(c.ctx, name)
+	r, err := c.b.GetRecord(c.ctx, name)
 	if err != nil {
 		c.Fatalf("GetRecord(%q): unexpected error: %v", name, err)
 	}
@@ -32,7 +33,7 @@ func (c *tc[C]) get(name string) *syncguard.Record {
 }
 
 // wantRecord asserts the value and fence stored under name.
-func (c *tc[C]) wantRecord(name, value string, fence syncguard.Fence) *syncguard.Record {
+func (c *tc[C]) wantRecord(name, value string, fence syncguard.Fence) *driver.Record {
 	c.Helper()
 	r := c.get(name)
 	if r == nil {
@@ -44,7 +45,7 @@ func (c *tc[C]) wantRecord(name, value string, fence syncguard.Fence) *syncguard
 	return r
 }
 
-func (c *tc[C]) wantPut(name string, fence syncguard.Fence, value string, want syncguard.PutResult) {
+func (c *tc[C]) wantPut(name string, fence syncguard.Fence, value string, want driver.PutResult) {
 	c.Helper()
 	if diff := cmp.Diff(want, c.put(name, fence, value, 0)); diff != "" {
 		c.Fatalf("PutRecord(%q, fence %v) (-want +got):\n%s", name, fence, diff)
@@ -52,9 +53,9 @@ func (c *tc[C]) wantPut(name string, fence syncguard.Fence, value string, want s
 }
 
 // R01: a put into an empty name is stored.
-func r01[C syncguard.FencedCapabilities](c *tc[C]) {
+func r01[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
-	c.wantPut(n, 3, "v3", syncguard.PutResult{Stored: true, Fence: 3})
+	c.wantPut(n, 3, "v3", driver.PutResult{Stored: true, Fence: 3})
 	r := c.wantRecord(n, "v3", 3)
 	if r.ExpiresAtMs != 0 {
 		c.Errorf("ExpiresAtMs of a record without TTL = %d; want 0", r.ExpiresAtMs)
@@ -62,39 +63,39 @@ func r01[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // R02: the same fence may write again (the same holder).
-func r02[C syncguard.FencedCapabilities](c *tc[C]) {
+func r02[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
-	c.wantPut(n, 3, "first", syncguard.PutResult{Stored: true, Fence: 3})
-	c.wantPut(n, 3, "second", syncguard.PutResult{Stored: true, Fence: 3})
+	c.wantPut(n, 3, "first", driver.PutResult{Stored: true, Fence: 3})
+	c.wantPut(n, 3, "second", driver.PutResult{Stored: true, Fence: 3})
 	c.wantRecord(n, "second", 3)
 }
 
 // R03: an older fence is refused, reporting the current fence, and changes
 // nothing.
-func r03[C syncguard.FencedCapabilities](c *tc[C]) {
+func r03[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
-	c.wantPut(n, 5, "v5", syncguard.PutResult{Stored: true, Fence: 5})
-	c.wantPut(n, 4, "v4", syncguard.PutResult{Stored: false, Fence: 5})
+	c.wantPut(n, 5, "v5", driver.PutResult{Stored: true, Fence: 5})
+	c.wantPut(n, 4, "v4", driver.PutResult{Stored: false, Fence: 5})
 	c.wantRecord(n, "v5", 5)
 }
 
 // R04: a newer fence replaces the record.
-func r04[C syncguard.FencedCapabilities](c *tc[C]) {
+func r04[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
-	c.wantPut(n, 5, "v5", syncguard.PutResult{Stored: true, Fence: 5})
-	c.wantPut(n, 9, "v9", syncguard.PutResult{Stored: true, Fence: 9})
+	c.wantPut(n, 5, "v5", driver.PutResult{Stored: true, Fence: 5})
+	c.wantPut(n, 9, "v9", driver.PutResult{Stored: true, Fence: 9})
 	c.wantRecord(n, "v9", 9)
 }
 
 // R05: an absent record is nil, not an error.
-func r05[C syncguard.FencedCapabilities](c *tc[C]) {
+func r05[C driver.Fenced](c *tc[C]) {
 	if r := c.get(c.key("absent")); r != nil {
 		c.Errorf("GetRecord(absent) = %+v; want nil", r)
 	}
 }
 
 // R06: a record with a TTL expires.
-func r06[C syncguard.FencedCapabilities](c *tc[C]) {
+func r06[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
 	before := nowMs()
 	if r := c.put(n, 1, "v", c.tm.Short); !r.Stored {
@@ -110,13 +111,13 @@ func r06[C syncguard.FencedCapabilities](c *tc[C]) {
 		c.Errorf("GetRecord %v after a put with TTL %v = %+v; want nil", c.tm.Wait, c.tm.Short, r)
 	}
 	// An expired record no longer blocks older fences.
-	c.wantPut(n, 1, "again", syncguard.PutResult{Stored: true, Fence: 1})
+	c.wantPut(n, 1, "again", driver.PutResult{Stored: true, Fence: 1})
 }
 
 // R07: TTL 0 means no expiry.
-func r07[C syncguard.FencedCapabilities](c *tc[C]) {
+func r07[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
-	c.wantPut(n, 1, "forever", syncguard.PutResult{Stored: true, Fence: 1})
+	c.wantPut(n, 1, "forever", driver.PutResult{Stored: true, Fence: 1})
 	c.sleep(c.tm.Wait)
 	if r := c.wantRecord(n, "forever", 1); r.ExpiresAtMs != 0 {
 		c.Errorf("ExpiresAtMs = %d; want 0 (no expiry)", r.ExpiresAtMs)
@@ -124,10 +125,10 @@ func r07[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // R08: values are copied in and out.
-func r08[C syncguard.FencedCapabilities](c *tc[C]) {
+func r08[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
 	buf := []byte("original")
-	if r, err := c.d.PutRecord(c.ctx, n, 1, buf, 0); err != nil || !r.Stored {
+	if r, err := c.b.PutRecord(c.ctx, n, 1, buf, 0); err != nil || !r.Stored {
 		c.Fatalf("PutRecord = %+v, %v", r, err)
 	}
 	copy(buf, "MUTATED!")
@@ -137,39 +138,39 @@ func r08[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // R09: record names are validated and normalised like keys.
-func r09[C syncguard.FencedCapabilities](c *tc[C]) {
+func r09[C driver.Fenced](c *tc[C]) {
 	for _, bad := range []struct{ name, msg string }{{"", ""}, {strings.Repeat("x", 600), "exceeds maximum length"}} {
-		_, err := c.d.PutRecord(c.ctx, bad.name, 1, []byte("v"), 0)
-		c.wantCode(fmt.Sprintf("PutRecord(%d bytes)", len(bad.name)), err, syncguard.InvalidArgument, bad.msg)
-		_, err = c.d.GetRecord(c.ctx, bad.name)
-		c.wantCode(fmt.Sprintf("GetRecord(%d bytes)", len(bad.name)), err, syncguard.InvalidArgument, bad.msg)
-		_, err = c.d.DeleteRecord(c.ctx, bad.name, 1)
-		c.wantCode(fmt.Sprintf("DeleteRecord(%d bytes)", len(bad.name)), err, syncguard.InvalidArgument, bad.msg)
+		_, err := c.b.PutRecord(c.ctx, bad.name, 1, []byte("v"), 0)
+		c.wantCode(fmt.Sprintf("PutRecord(%d bytes)", len(bad.name)), err, driver.InvalidArgument, bad.msg)
+		_, err = c.b.GetRecord(c.ctx, bad.name)
+		c.wantCode(fmt.Sprintf("GetRecord(%d bytes)", len(bad.name)), err, driver.InvalidArgument, bad.msg)
+		_, err = c.b.DeleteRecord(c.ctx, bad.name, 1)
+		c.wantCode(fmt.Sprintf("DeleteRecord(%d bytes)", len(bad.name)), err, driver.InvalidArgument, bad.msg)
 	}
-	_, err := c.d.PutRecord(c.ctx, c.key("bad-ttl"), 1, []byte("v"), 1500*time.Microsecond)
-	c.wantCode("PutRecord(ttl 1.5ms)", err, syncguard.InvalidArgument, "")
-	_, err = c.d.PutRecord(c.ctx, c.key("bad-ttl"), 1, []byte("v"), -time.Second)
-	c.wantCode("PutRecord(ttl -1s)", err, syncguard.InvalidArgument, "")
+	_, err := c.b.PutRecord(c.ctx, c.key("bad-ttl"), 1, []byte("v"), 1500*time.Microsecond)
+	c.wantCode("PutRecord(ttl 1.5ms)", err, driver.InvalidArgument, "")
+	_, err = c.b.PutRecord(c.ctx, c.key("bad-ttl"), 1, []byte("v"), -time.Second)
+	c.wantCode("PutRecord(ttl -1s)", err, driver.InvalidArgument, "")
 
-	c.wantPut(c.key("cafe\u0301"), 2, "nfc", syncguard.PutResult{Stored: true, Fence: 2})
+	c.wantPut(c.key("cafe\u0301"), 2, "nfc", driver.PutResult{Stored: true, Fence: 2})
 	c.wantRecord(c.key("caf\u00e9"), "nfc", 2)
-	longest := fill(c.key("max:"), "a", syncguard.MaxKeyBytes)
-	c.wantPut(longest, 1, "512 bytes", syncguard.PutResult{Stored: true, Fence: 1})
+	longest := fill(c.key("max:"), "a", driver.MaxKeyBytes)
+	c.wantPut(longest, 1, "512 bytes", driver.PutResult{Stored: true, Fence: 1})
 	c.wantRecord(longest, "512 bytes", 1)
 }
 
 // R10: records and locks live in separate namespaces, both ways.
-func r10[C syncguard.FencedCapabilities](c *tc[C]) {
+func r10[C driver.Fenced](c *tc[C]) {
 	// A record does not lock, and does not touch the key's fence counter:
 	// a record fence far above the time floor does not raise the lock's.
 	n := c.key("shared-a")
 	high := c.floorNow(time.Hour)
-	c.wantPut(n, high, "record", syncguard.PutResult{Stored: true, Fence: high})
+	c.wantPut(n, high, "record", driver.PutResult{Stored: true, Fence: high})
 	c.wantLocked(n, false)
 	if info := c.lookupKey(n); info != nil {
 		c.Errorf("LookupByKey(name of a record) = %+v; want nil", info)
 	}
-	lo := c.floorNow(-syncguard.Tolerance)
+	lo := c.floorNow(-driver.Tolerance)
 	r := c.mustAcquire(n, 30*time.Second)
 	c.wantFloored("first lock fence of a name holding a record with a fence an hour ahead", r.Fence, lo)
 	c.wantRecord(n, "record", high)
@@ -183,8 +184,8 @@ func r10[C syncguard.FencedCapabilities](c *tc[C]) {
 		c.Errorf("GetRecord(key of a lock) = %+v; want nil", rec)
 	}
 	before := c.lookupKey(k)
-	c.wantPut(k, high, "beside the lock", syncguard.PutResult{Stored: true, Fence: high})
-	if ok, err := c.d.DeleteRecord(c.ctx, k, high); err != nil || !ok {
+	c.wantPut(k, high, "beside the lock", driver.PutResult{Stored: true, Fence: high})
+	if ok, err := c.b.DeleteRecord(c.ctx, k, high); err != nil || !ok {
 		c.Errorf("DeleteRecord = %v, %v; want true", ok, err)
 	}
 	if diff := cmp.Diff(before, c.lookupKey(k)); diff != "" {
@@ -199,11 +200,11 @@ func r10[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // R11: concurrent puts of fences 1..20 leave fence 20's value.
-func r11[C syncguard.FencedCapabilities](c *tc[C]) {
+func r11[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
 	gather(20, func(i int) {
 		f := syncguard.Fence(i + 1)
-		r, err := c.d.PutRecord(c.ctx, n, f, []byte(fmt.Sprint("v", i+1)), 0)
+		r, err := c.b.PutRecord(c.ctx, n, f, []byte(fmt.Sprint("v", i+1)), 0)
 		if err != nil {
 			c.Errorf("PutRecord(fence %v): %v", f, err)
 			return
@@ -216,15 +217,15 @@ func r11[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // R12: DeleteRecord deletes only with a fence ≥ the stored one.
-func r12[C syncguard.FencedCapabilities](c *tc[C]) {
+func r12[C driver.Fenced](c *tc[C]) {
 	del := func(name string, f syncguard.Fence, want bool) {
 		c.Helper()
-		if ok, err := c.d.DeleteRecord(c.ctx, name, f); err != nil || ok != want {
+		if ok, err := c.b.DeleteRecord(c.ctx, name, f); err != nil || ok != want {
 			c.Fatalf("DeleteRecord(%q, %v) = %v, %v; want %v", name, f, ok, err, want)
 		}
 	}
 	n := c.key("rec")
-	c.wantPut(n, 5, "v", syncguard.PutResult{Stored: true, Fence: 5})
+	c.wantPut(n, 5, "v", driver.PutResult{Stored: true, Fence: 5})
 	del(n, 4, false)
 	c.wantRecord(n, "v", 5)
 	del(n, 5, true)
@@ -233,26 +234,26 @@ func r12[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 	del(n, 5, false)
 	n2 := c.key("rec2")
-	c.wantPut(n2, 5, "v", syncguard.PutResult{Stored: true, Fence: 5})
+	c.wantPut(n2, 5, "v", driver.PutResult{Stored: true, Fence: 5})
 	del(n2, 6, true)
 	del(c.key("absent"), 1, false)
 }
 
 // R13: record operations report context errors like lock operations.
-func r13[C syncguard.FencedCapabilities](c *tc[C]) {
+func r13[C driver.Fenced](c *tc[C]) {
 	n := c.key("rec")
-	c.wantPut(n, 1, "v", syncguard.PutResult{Stored: true, Fence: 1})
+	c.wantPut(n, 1, "v", driver.PutResult{Stored: true, Fence: 1})
 	dctx, cancel := context.WithDeadline(c.ctx, time.Now().Add(-time.Second))
 	defer cancel()
 	for _, m := range []struct {
 		ctx  context.Context
-		code syncguard.Code
-	}{{cancelledContext(c.ctx), syncguard.Aborted}, {dctx, syncguard.NetworkTimeout}} {
-		_, err := c.d.PutRecord(m.ctx, n, 2, []byte("x"), 0)
+		code driver.Code
+	}{{cancelledContext(c.ctx), driver.Aborted}, {dctx, driver.NetworkTimeout}} {
+		_, err := c.b.PutRecord(m.ctx, n, 2, []byte("x"), 0)
 		c.wantCode("PutRecord", err, m.code, "")
-		_, err = c.d.GetRecord(m.ctx, n)
+		_, err = c.b.GetRecord(m.ctx, n)
 		c.wantCode("GetRecord", err, m.code, "")
-		_, err = c.d.DeleteRecord(m.ctx, n, 2)
+		_, err = c.b.DeleteRecord(m.ctx, n, 2)
 		c.wantCode("DeleteRecord", err, m.code, "")
 	}
 	c.wantRecord(n, "v", 1)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 )
 
@@ -40,13 +41,13 @@ type refDriver struct {
 
 // refCaps is the capability type of refDriver.
 type refCaps struct {
-	syncguard.WithFencing
-	syncguard.WithServerTime
+	driver.WithFencing
+	driver.WithServerTime
 }
 
 func (refCaps) Name() string { return "reference" }
 
-var _ syncguard.Driver[refCaps] = (*refDriver)(nil)
+var _ driver.Driver[refCaps] = (*refDriver)(nil)
 
 func (d *refDriver) Capabilities() refCaps { return refCaps{} }
 
@@ -58,130 +59,130 @@ func (d *refDriver) wire(ctx context.Context) error {
 		return nil
 	}
 	if err := sleepCtx(ctx, d.latency); err != nil {
-		return syncguard.ContextError(err)
+		return driver.ContextError(err)
 	}
 	return nil
 }
 
-func (d *refDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
-	k, err := syncguard.NormalizeKey(key)
+func (d *refDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	ms, err := syncguard.TTLMillis(ttl)
+	ms, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
 	if err := d.wire(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
 	res, err := d.acquire(k, ms)
 	if err != nil || !res.Acquired {
 		return res, err
 	}
 	if err := d.wire(ctx); err != nil { // reply lost: compensate
-		_, _ = (&refDriver{st: d.st}).Release(context.Background(), res.LockID)
-		return syncguard.AcquireResult{}, err
+		_, _ = (&refDriver{st: d.st}).Release(context.Background(), "", res.LockID)
+		return driver.AcquireResult{}, err
 	}
 	return res, nil
 }
 
-func (d *refDriver) acquire(k string, ttlMs int64) (syncguard.AcquireResult, error) {
+func (d *refDriver) acquire(k string, ttlMs int64) (driver.AcquireResult, error) {
 	s := d.st
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := now()
-	if l := s.locks[k]; l != nil && syncguard.IsLive(l.exp, n) {
-		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+	if l := s.locks[k]; l != nil && driver.IsLive(l.exp, n) {
+		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
 	}
-	f, _, err := syncguard.CheckNewFence(s.fences[k] + 1)
+	f, _, err := driver.CheckNewFence(s.fences[k] + 1)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
 	s.fences[k] = int64(f)
 	if old := s.locks[k]; old != nil {
 		delete(s.ids, old.id)
 	}
-	l := &refLock{id: syncguard.NewLockID(), exp: n + ttlMs, acq: n, fence: f}
+	l := &refLock{id: driver.NewLockID(), exp: n + ttlMs, acq: n, fence: f}
 	s.locks[k], s.ids[l.id] = l, k
-	return syncguard.AcquireResult{Acquired: true, LockID: l.id, Fence: f, ExpiresAtMs: l.exp}, nil
+	return driver.AcquireResult{Acquired: true, LockID: l.id, Fence: f, ExpiresAtMs: l.exp}, nil
 }
 
 // byID resolves a live lock; the caller holds s.mu.
 func (s *refStore) byID(id string) (string, *refLock, string) {
 	k, ok := s.ids[id]
 	if !ok || s.locks[k] == nil || s.locks[k].id != id {
-		return "", nil, syncguard.DetailNotFound
+		return "", nil, driver.DetailNotFound
 	}
-	if l := s.locks[k]; syncguard.IsLive(l.exp, now()) {
+	if l := s.locks[k]; driver.IsLive(l.exp, now()) {
 		return k, l, ""
 	}
-	return "", nil, syncguard.DetailExpired
+	return "", nil, driver.DetailExpired
 }
 
-func (d *refDriver) Release(ctx context.Context, id string) (syncguard.ReleaseResult, error) {
-	if err := syncguard.ValidateLockID(id); err != nil {
-		return syncguard.ReleaseResult{}, err
+func (d *refDriver) Release(ctx context.Context, _, id string) (driver.ReleaseResult, error) {
+	if err := driver.ValidateLockID(id); err != nil {
+		return driver.ReleaseResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ReleaseResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ReleaseResult{}, err
 	}
 	s := d.st
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, l, detail := s.byID(id)
 	if l == nil {
-		return syncguard.ReleaseResult{Detail: detail}, nil
+		return driver.ReleaseResult{Detail: detail}, nil
 	}
 	delete(s.locks, k)
 	delete(s.ids, id)
-	return syncguard.ReleaseResult{OK: true}, nil
+	return driver.ReleaseResult{OK: true}, nil
 }
 
-func (d *refDriver) Extend(ctx context.Context, id string, ttl time.Duration) (syncguard.ExtendResult, error) {
-	if err := syncguard.ValidateLockID(id); err != nil {
-		return syncguard.ExtendResult{}, err
+func (d *refDriver) Extend(ctx context.Context, _, id string, ttl time.Duration) (driver.ExtendResult, error) {
+	if err := driver.ValidateLockID(id); err != nil {
+		return driver.ExtendResult{}, err
 	}
-	ms, err := syncguard.TTLMillis(ttl)
+	ms, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.ExtendResult{}, err
+		return driver.ExtendResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ExtendResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ExtendResult{}, err
 	}
 	s := d.st
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, l, detail := s.byID(id)
 	if l == nil {
-		return syncguard.ExtendResult{Detail: detail}, nil
+		return driver.ExtendResult{Detail: detail}, nil
 	}
 	l.exp = now() + ms
-	return syncguard.ExtendResult{OK: true, ExpiresAtMs: l.exp}, nil
+	return driver.ExtendResult{OK: true, ExpiresAtMs: l.exp}, nil
 }
 
 func (d *refDriver) IsLocked(ctx context.Context, key string) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	s := d.st
 	s.mu.Lock()
 	l := s.locks[k]
 	n := now()
-	live := l != nil && syncguard.IsLive(l.exp, n)
+	live := l != nil && driver.IsLive(l.exp, n)
 	s.mu.Unlock()
-	if l != nil && !live && d.cleanup && n-l.exp > syncguard.CleanupGuardMs {
+	if l != nil && !live && d.cleanup && n-l.exp > driver.CleanupGuardMs {
 		go func() { // fire and forget, re-checking the expiry
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			if cur := s.locks[k]; cur != nil && now()-cur.exp > syncguard.CleanupGuardMs {
+			if cur := s.locks[k]; cur != nil && now()-cur.exp > driver.CleanupGuardMs {
 				delete(s.ids, cur.id)
 				delete(s.locks, k)
 			}
@@ -190,32 +191,32 @@ func (d *refDriver) IsLocked(ctx context.Context, key string) (bool, error) {
 	return live, nil
 }
 
-func (s *refStore) info(k string, l *refLock) *syncguard.LockInfo {
-	return &syncguard.LockInfo{KeyHash: syncguard.HashKey(k), LockIDHash: syncguard.HashKey(l.id), Fence: l.fence, ExpiresAtMs: l.exp, AcquiredAtMs: l.acq}
+func (s *refStore) info(k string, l *refLock) *driver.LockInfo {
+	return &driver.LockInfo{Key: k, LockID: l.id, Fence: l.fence, ExpiresAtMs: l.exp, AcquiredAtMs: l.acq}
 }
 
-func (d *refDriver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
-	k, err := syncguard.NormalizeKey(key)
+func (d *refDriver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	s := d.st
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l := s.locks[k]; l != nil && syncguard.IsLive(l.exp, now()) {
+	if l := s.locks[k]; l != nil && driver.IsLive(l.exp, now()) {
 		return s.info(k, l), nil
 	}
 	return nil, nil
 }
 
-func (d *refDriver) LookupByID(ctx context.Context, id string) (*syncguard.LockInfo, error) {
-	if err := syncguard.ValidateLockID(id); err != nil {
+func (d *refDriver) LookupByID(ctx context.Context, id string) (*driver.LockInfo, error) {
+	if err := driver.ValidateLockID(id); err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	s := d.st
@@ -227,11 +228,11 @@ func (d *refDriver) LookupByID(ctx context.Context, id string) (*syncguard.LockI
 	return nil, nil
 }
 
-func (d *refDriver) PutRecord(ctx context.Context, name string, f syncguard.Fence, v []byte, ttl time.Duration) (syncguard.PutResult, error) {
+func (d *refDriver) PutRecord(ctx context.Context, name string, f syncguard.Fence, v []byte, ttl time.Duration) (driver.PutResult, error) {
 	return d.st.mem.PutRecord(ctx, name, f, v, ttl)
 }
 
-func (d *refDriver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+func (d *refDriver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
 	return d.st.mem.GetRecord(ctx, name)
 }
 
@@ -258,17 +259,17 @@ var (
 	_ LatencyInjector[refCaps] = (*refHarness)(nil)
 )
 
-func (h *refHarness) Driver() syncguard.Driver[refCaps] { return &refDriver{st: h.st} }
-func (h *refHarness) Close()                            {}
-func (h *refHarness) DriverWithCleanup() syncguard.Driver[refCaps] {
+func (h *refHarness) Driver() driver.Driver[refCaps] { return &refDriver{st: h.st} }
+func (h *refHarness) Close()                         {}
+func (h *refHarness) DriverWithCleanup() driver.Driver[refCaps] {
 	return &refDriver{st: h.st, cleanup: true}
 }
-func (h *refHarness) DriverWithLatency(d time.Duration) syncguard.Driver[refCaps] {
+func (h *refHarness) DriverWithLatency(d time.Duration) driver.Driver[refCaps] {
 	return &refDriver{st: h.st, latency: d}
 }
 
 func (h *refHarness) WriteRawLock(_ context.Context, key, id string, f syncguard.Fence, off time.Duration) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -285,7 +286,7 @@ func (h *refHarness) WriteRawLock(_ context.Context, key, id string, f syncguard
 }
 
 func (h *refHarness) SetFence(_ context.Context, key string, v int64) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -296,14 +297,14 @@ func (h *refHarness) SetFence(_ context.Context, key string, v int64) error {
 }
 
 func (h *refHarness) LockDataExists(_ context.Context, key string) (bool, error) {
-	k, _ := syncguard.NormalizeKey(key)
+	k, _ := driver.NormalizeKey(key)
 	h.st.mu.Lock()
 	defer h.st.mu.Unlock()
 	return h.st.locks[k] != nil, nil
 }
 
 func (h *refHarness) FenceCounterExists(_ context.Context, key string) (bool, error) {
-	k, _ := syncguard.NormalizeKey(key)
+	k, _ := driver.NormalizeKey(key)
 	h.st.mu.Lock()
 	defer h.st.mu.Unlock()
 	_, ok := h.st.fences[k]

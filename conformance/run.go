@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // harnessTimeout bounds the Factory.
@@ -38,13 +39,13 @@ const clockSkew = time.Second
 // many goroutines.
 //
 // Use -run to select cases, e.g. -run 'TestConformance/memory/case0[0-9]'.
-func Run[C syncguard.FencedCapabilities](t *testing.T, newHarness Factory[C], opts Options) {
+func Run[C driver.Fenced](t *testing.T, newHarness Factory[C], opts Options) {
 	t.Helper()
 	run(t, newHarness, opts, nil)
 }
 
 // run is Run restricted to the cases whose ID keep accepts (all if nil).
-func run[C syncguard.FencedCapabilities](t *testing.T, newHarness Factory[C], opts Options, keep func(id string) bool) {
+func run[C driver.Fenced](t *testing.T, newHarness Factory[C], opts Options, keep func(id string) bool) {
 	t.Helper()
 	if newHarness == nil {
 		t.Fatal("conformance.Run: nil Factory")
@@ -65,6 +66,7 @@ func run[C syncguard.FencedCapabilities](t *testing.T, newHarness Factory[C], op
 	if d == nil {
 		t.Fatal("conformance.Run: Harness.Driver returned nil")
 	}
+	backend, _ := any(d).(driver.Backend)
 	name := d.Capabilities().Name()
 	if name == "" {
 		name = "driver"
@@ -86,6 +88,7 @@ func run[C syncguard.FencedCapabilities](t *testing.T, newHarness Factory[C], op
 					T:      t,
 					ctx:    ctx,
 					d:      d,
+					b:      backend,
 					h:      h,
 					tm:     opts.Timing,
 					opts:   opts,
@@ -135,10 +138,11 @@ func newToken() string {
 // tc is the state of one running case. Its helper methods call Fatal and
 // must only be used on the case's own goroutine; goroutines started by a
 // case call the driver directly and report with Errorf.
-type tc[C syncguard.FencedCapabilities] struct {
+type tc[C driver.Fenced] struct {
 	*testing.T
 	ctx    context.Context
-	d      syncguard.Driver[C]
+	d      driver.Driver[C]
+	b      driver.Backend // d's record and rate stores
 	h      Harness[C]
 	tm     Timing
 	opts   Options
@@ -153,14 +157,14 @@ func (c *tc[C]) key(name string) string { return c.prefix + name }
 // the acquisition and floorNow(+Tolerance) after it (the backend's clock,
 // server or client, is trusted to agree within the tolerance).
 func (c *tc[C]) floorNow(off time.Duration) syncguard.Fence {
-	return syncguard.FenceFloor(time.Now().Add(off).UnixMicro())
+	return driver.FenceFloor(time.Now().Add(off).UnixMicro())
 }
 
 // wantFloored checks that f, the fence of a key whose counter had no
 // higher value, lies within [lo, floorNow(+Tolerance)].
 func (c *tc[C]) wantFloored(what string, f, lo syncguard.Fence) {
 	c.Helper()
-	if hi := c.floorNow(syncguard.Tolerance); f < lo || f > hi {
+	if hi := c.floorNow(driver.Tolerance); f < lo || f > hi {
 		c.Errorf("%s = %v; want the time floor, within [%v, %v]", what, f, lo, hi)
 	}
 }
@@ -193,7 +197,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // acquire makes one acquisition that must not fail with an error.
-func (c *tc[C]) acquire(key string, ttl time.Duration) syncguard.AcquireResult {
+func (c *tc[C]) acquire(key string, ttl time.Duration) driver.AcquireResult {
 	c.Helper()
 	r, err := c.d.Acquire(c.ctx, key, ttl)
 	if err != nil {
@@ -204,13 +208,13 @@ func (c *tc[C]) acquire(key string, ttl time.Duration) syncguard.AcquireResult {
 
 // mustAcquire acquires key, failing the case unless it succeeds with a
 // well-formed result.
-func (c *tc[C]) mustAcquire(key string, ttl time.Duration) syncguard.AcquireResult {
+func (c *tc[C]) mustAcquire(key string, ttl time.Duration) driver.AcquireResult {
 	c.Helper()
 	r := c.acquire(key, ttl)
 	if !r.Acquired {
 		c.Fatalf("Acquire(%q, %v) = %+v; want acquired", key, ttl, r)
 	}
-	if !syncguard.ValidLockID(r.LockID) {
+	if !driver.ValidLockID(r.LockID) {
 		c.Fatalf("Acquire(%q): LockID %q does not match %s", key, r.LockID, lockIDPattern)
 	}
 	if r.Fence == 0 {
@@ -223,14 +227,14 @@ func (c *tc[C]) mustAcquire(key string, ttl time.Duration) syncguard.AcquireResu
 func (c *tc[C]) wantContended(key string, ttl time.Duration) {
 	c.Helper()
 	r := c.acquire(key, ttl)
-	if r.Acquired || r.Reason != syncguard.ReasonLocked {
-		c.Fatalf("Acquire(%q) of a held key = %+v; want Acquired false, Reason %q", key, r, syncguard.ReasonLocked)
+	if r.Acquired || r.Reason != driver.ReasonLocked {
+		c.Fatalf("Acquire(%q) of a held key = %+v; want Acquired false, Reason %q", key, r, driver.ReasonLocked)
 	}
 }
 
-func (c *tc[C]) release(lockID string) syncguard.ReleaseResult {
+func (c *tc[C]) release(lockID string) driver.ReleaseResult {
 	c.Helper()
-	r, err := c.d.Release(c.ctx, lockID)
+	r, err := c.d.Release(c.ctx, "", lockID)
 	if err != nil {
 		c.Fatalf("Release(%q): unexpected error: %v", lockID, err)
 	}
@@ -245,9 +249,9 @@ func (c *tc[C]) wantRelease(lockID string, ok bool) {
 	}
 }
 
-func (c *tc[C]) extend(lockID string, ttl time.Duration) syncguard.ExtendResult {
+func (c *tc[C]) extend(lockID string, ttl time.Duration) driver.ExtendResult {
 	c.Helper()
-	r, err := c.d.Extend(c.ctx, lockID, ttl)
+	r, err := c.d.Extend(c.ctx, "", lockID, ttl)
 	if err != nil {
 		c.Fatalf("Extend(%q, %v): unexpected error: %v", lockID, ttl, err)
 	}
@@ -255,7 +259,7 @@ func (c *tc[C]) extend(lockID string, ttl time.Duration) syncguard.ExtendResult 
 }
 
 // wantExtend asserts the OK of an extension and returns its result.
-func (c *tc[C]) wantExtend(lockID string, ttl time.Duration, ok bool) syncguard.ExtendResult {
+func (c *tc[C]) wantExtend(lockID string, ttl time.Duration, ok bool) driver.ExtendResult {
 	c.Helper()
 	r := c.extend(lockID, ttl)
 	if r.OK != ok {
@@ -280,18 +284,20 @@ func (c *tc[C]) wantLocked(key string, want bool) {
 	}
 }
 
+// lookupKey is the Guard's (hashed) lookup of key.
 func (c *tc[C]) lookupKey(key string) *syncguard.LockInfo {
 	c.Helper()
-	info, err := c.d.LookupByKey(c.ctx, key)
+	info, err := c.guard().Lookup(c.ctx, key)
 	if err != nil {
 		c.Fatalf("LookupByKey(%q): unexpected error: %v", key, err)
 	}
 	return info
 }
 
+// lookupID is the Guard's (hashed) lookup of lockID.
 func (c *tc[C]) lookupID(lockID string) *syncguard.LockInfo {
 	c.Helper()
-	info, err := c.d.LookupByID(c.ctx, lockID)
+	info, err := c.guard().LookupID(c.ctx, lockID)
 	if err != nil {
 		c.Fatalf("LookupByID(%q): unexpected error: %v", lockID, err)
 	}
@@ -300,7 +306,7 @@ func (c *tc[C]) lookupID(lockID string) *syncguard.LockInfo {
 
 // wantCode reports (without stopping the case) unless err is a *LockError
 // with the given code whose message contains substr (if substr ≠ "").
-func (c *tc[C]) wantCode(what string, err error, code syncguard.Code, substr string) {
+func (c *tc[C]) wantCode(what string, err error, code driver.Code, substr string) {
 	c.Helper()
 	if msg := codeMismatch(err, code, substr); msg != "" {
 		c.Errorf("%s: %s", what, msg)
@@ -308,7 +314,7 @@ func (c *tc[C]) wantCode(what string, err error, code syncguard.Code, substr str
 }
 
 // codeMismatch describes how err differs from the expectation, or returns "".
-func codeMismatch(err error, code syncguard.Code, substr string) string {
+func codeMismatch(err error, code driver.Code, substr string) string {
 	if err == nil {
 		return fmt.Sprintf("no error; want %v", code)
 	}
@@ -336,7 +342,7 @@ func (c *tc[C]) skipUnsupported(iface string, err error) {
 
 // harnessAs returns the harness as optional interface I or skips the case,
 // naming the interface.
-func harnessAs[I any, C syncguard.FencedCapabilities](c *tc[C], iface string) I {
+func harnessAs[I any, C driver.Fenced](c *tc[C], iface string) I {
 	c.Helper()
 	v, ok := any(c.h).(I)
 	if !ok {
@@ -391,8 +397,20 @@ func (b *barrier) arrive(ctx context.Context) bool {
 
 // foreignID returns a well-formed lock ID that no driver minted.
 func foreignID(s string) string {
-	if !syncguard.ValidLockID(s) {
+	if !driver.ValidLockID(s) {
 		panic("conformance: bad foreign ID " + s)
 	}
 	return s
+}
+
+// asHandoff returns d's HandoffWatcher, if it has one.
+func asHandoff(d any) (driver.HandoffWatcher, bool) {
+	w, ok := d.(driver.HandoffWatcher)
+	return w, ok
+}
+
+// asWatcher returns d's ReleaseWatcher, if it has one.
+func asWatcher(d any) (driver.ReleaseWatcher, bool) {
+	w, ok := d.(driver.ReleaseWatcher)
+	return w, ok
 }

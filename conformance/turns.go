@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Guards of several processes taking turns on one key (contract §13):
@@ -26,9 +27,9 @@ const turnWorkers = 6
 const turnTTL = 30 * time.Second
 
 // workerDrivers returns one driver per worker.
-func (c *tc[C]) workerDrivers(n int) []syncguard.Driver[C] {
+func (c *tc[C]) workerDrivers(n int) []driver.Driver[C] {
 	c.Helper()
-	ds := make([]syncguard.Driver[C], n)
+	ds := make([]driver.Driver[C], n)
 	o, ok := c.h.(DriverOpener[C])
 	for i := range ds {
 		ds[i] = c.d
@@ -78,7 +79,7 @@ func (e *exclusion) hold(errorf func(string, ...any), f syncguard.Fence, d time.
 // succeeds, and soon after the last worker is done the key is free: no
 // lock is left to a waiter that gave up, nor to an acquisition whose
 // caller never saw its result.
-func w04[C syncguard.FencedCapabilities](c *tc[C]) {
+func w04[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	rounds := 25
 	if c.tm.Short > time.Second { // slow backends (Firestore's emulator)
@@ -149,7 +150,7 @@ func w04[C syncguard.FencedCapabilities](c *tc[C]) {
 // of the turn cases plus extra. Mutual exclusion and rising fences are
 // checked as it runs. It returns each worker's critical sections and the
 // longest wait of an Acquire.
-func (c *tc[C]) takeTurns(ds []syncguard.Driver[C], k string, extra ...syncguard.AcquireOption) ([]int32, time.Duration) {
+func (c *tc[C]) takeTurns(ds []driver.Driver[C], k string, extra ...syncguard.AcquireOption) ([]int32, time.Duration) {
 	c.Helper()
 	opts := append([]syncguard.AcquireOption{syncguard.TTL(turnTTL), syncguard.Timeout(turnTTL),
 		syncguard.MaxRetries(1000), syncguard.AutoExtend(false)}, extra...)
@@ -191,7 +192,7 @@ func (c *tc[C]) takeTurns(ds []syncguard.Driver[C], k string, extra ...syncguard
 	return got, time.Duration(maxWait.Load())
 }
 
-// W05: with a [syncguard.HandoffWatcher], Guards that re-acquire one key
+// W05: with a [driver.HandoffWatcher], Guards that re-acquire one key
 // at once after each release share it out first come, first served: over
 // 3 s the fewest critical sections of a worker are at least half the most
 // (a wake-everyone scheme lets the releaser, who needs no wake-up, win
@@ -199,7 +200,7 @@ func (c *tc[C]) takeTurns(ds []syncguard.Driver[C], k string, extra ...syncguard
 // near the 30 s TTL (a grant left to nobody) or relies on the 2 s backoff
 // alone (bound 3 s: a waiter that misses a wake-up still attempts every
 // Renew period).
-func w05[C syncguard.FencedCapabilities](c *tc[C]) {
+func w05[C driver.Fenced](c *tc[C]) {
 	c.handoffWatcher()
 	got, maxWait := c.takeTurns(c.workerDrivers(turnWorkers), c.key("k"), syncguard.RetryDelay(2*time.Second))
 	lo, hi := slices.Min(got), slices.Max(got)
@@ -212,20 +213,20 @@ func w05[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 }
 
-// W09: with a [syncguard.HandoffWatcher] and an [UnheardDriverOpener],
+// W09: with a [driver.HandoffWatcher] and an [UnheardDriverOpener],
 // Guards of four processes take turns on one key for 3 s, holding it
 // 2 ms, and one of them cannot subscribe to wake-ups. That one is not
 // starved by the others' hand-offs (which a poller would find granting the
 // key to the queue on every release): its critical sections are at least
 // half the most of any worker. Mutual exclusion holds and fences rise.
-func w09[C syncguard.FencedCapabilities](c *tc[C]) {
+func w09[C driver.Fenced](c *tc[C]) {
 	c.handoffWatcher()
 	o := harnessAs[UnheardDriverOpener[C]](c, "UnheardDriverOpener")
 	unheard, err := o.OpenUnheardDriver(c.ctx)
 	if err != nil {
 		c.Fatalf("OpenUnheardDriver: %v", err)
 	}
-	got, _ := c.takeTurns(append([]syncguard.Driver[C]{unheard}, c.workerDrivers(3)...), c.key("k"))
+	got, _ := c.takeTurns(append([]driver.Driver[C]{unheard}, c.workerDrivers(3)...), c.key("k"))
 	c.Logf("critical sections per worker (the first cannot subscribe) %v", got)
 	if got[0]*2 < slices.Max(got) {
 		c.Errorf("critical sections per worker %v: the one that cannot subscribe is below half the most; want it to keep its turn", got)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // G. Validation, keys and errors: cases 62–75 (65 and 69 are unit cases).
@@ -16,7 +17,7 @@ import (
 func (c *tc[C]) keyOps(key string, fn func(op string, err error)) {
 	r, err := c.d.Acquire(c.ctx, key, 30*time.Second)
 	if err == nil && r.Acquired {
-		_, _ = c.d.Release(c.ctx, r.LockID)
+		_, _ = c.d.Release(c.ctx, "", r.LockID)
 	}
 	fn("Acquire", err)
 	_, err = c.d.IsLocked(c.ctx, key)
@@ -28,25 +29,25 @@ func (c *tc[C]) keyOps(key string, fn func(op string, err error)) {
 // idOps runs Release, Extend and LookupByID with lockID and reports each
 // error.
 func (c *tc[C]) idOps(lockID string, fn func(op string, err error)) {
-	_, err := c.d.Release(c.ctx, lockID)
+	_, err := c.d.Release(c.ctx, "", lockID)
 	fn("Release", err)
-	_, err = c.d.Extend(c.ctx, lockID, 30*time.Second)
+	_, err = c.d.Extend(c.ctx, "", lockID, 30*time.Second)
 	fn("Extend", err)
 	_, err = c.d.LookupByID(c.ctx, lockID)
 	fn("LookupByID", err)
 }
 
 // case062: the empty key is invalid.
-func case062[C syncguard.FencedCapabilities](c *tc[C]) {
+func case062[C driver.Fenced](c *tc[C]) {
 	c.keyOps("", func(op string, err error) {
-		c.wantCode(op+`("")`, err, syncguard.InvalidArgument, "")
+		c.wantCode(op+`("")`, err, driver.InvalidArgument, "")
 	})
 }
 
 // case063: a 600-byte key is invalid.
-func case063[C syncguard.FencedCapabilities](c *tc[C]) {
+func case063[C driver.Fenced](c *tc[C]) {
 	c.keyOps(strings.Repeat("x", 600), func(op string, err error) {
-		c.wantCode(op+"(600×x)", err, syncguard.InvalidArgument, "exceeds maximum length")
+		c.wantCode(op+"(600×x)", err, driver.InvalidArgument, "exceeds maximum length")
 	})
 }
 
@@ -57,24 +58,24 @@ func fill(prefix, unit string, n int) string {
 }
 
 // case064: 512 bytes is the limit, measured in UTF-8 bytes.
-func case064[C syncguard.FencedCapabilities](c *tc[C]) {
-	for _, k := range []string{fill(c.key("a:"), "a", syncguard.MaxKeyBytes), fill(c.key("lock:"), "🔒", syncguard.MaxKeyBytes)} {
+func case064[C driver.Fenced](c *tc[C]) {
+	for _, k := range []string{fill(c.key("a:"), "a", driver.MaxKeyBytes), fill(c.key("lock:"), "🔒", driver.MaxKeyBytes)} {
 		r := c.mustAcquire(k, 30*time.Second)
 		c.wantLocked(k, true)
 		c.wantRelease(r.LockID, true)
 	}
-	if _, err := syncguard.NormalizeKey(strings.Repeat("🔒", 128)); err != nil {
+	if _, err := driver.NormalizeKey(strings.Repeat("🔒", 128)); err != nil {
 		c.Errorf("NormalizeKey(128×🔒, 512 bytes): %v; want accepted", err)
 	}
-	c.keyOps(fill(c.key("x:"), "x", syncguard.MaxKeyBytes+1), func(op string, err error) {
-		c.wantCode(op+"(513 bytes)", err, syncguard.InvalidArgument, "exceeds maximum length")
+	c.keyOps(fill(c.key("x:"), "x", driver.MaxKeyBytes+1), func(op string, err error) {
+		c.wantCode(op+"(513 bytes)", err, driver.InvalidArgument, "exceeds maximum length")
 	})
 }
 
 // case066: the empty lock ID is invalid.
-func case066[C syncguard.FencedCapabilities](c *tc[C]) {
+func case066[C driver.Fenced](c *tc[C]) {
 	c.idOps("", func(op string, err error) {
-		c.wantCode(op+`("")`, err, syncguard.InvalidArgument, "Invalid lockId format")
+		c.wantCode(op+`("")`, err, driver.InvalidArgument, "Invalid lockId format")
 	})
 }
 
@@ -97,21 +98,21 @@ func malformedIDs() []string {
 }
 
 // case067: malformed lock IDs are rejected by every ID-taking operation.
-func case067[C syncguard.FencedCapabilities](c *tc[C]) {
+func case067[C driver.Fenced](c *tc[C]) {
 	for _, id := range malformedIDs() {
 		c.idOps(id, func(op string, err error) {
-			c.wantCode(fmt.Sprintf("%s(%q)", op, id), err, syncguard.InvalidArgument, "Invalid lockId format")
+			c.wantCode(fmt.Sprintf("%s(%q)", op, id), err, driver.InvalidArgument, "Invalid lockId format")
 		})
 	}
 }
 
 // case068: well-formed lock IDs are accepted (and simply not found).
-func case068[C syncguard.FencedCapabilities](c *tc[C]) {
+func case068[C driver.Fenced](c *tc[C]) {
 	for _, id := range []string{
 		"ABCDEFGHIJKLMNOPQRSTUV", "abcdefghijklmnopqrstuv", "0123456789ABCDEFGHIJKL",
 		"___---_-_-_-_-_-_-_-_-", "aA0-_bB1-_cC2-_dD3-_eE",
 	} {
-		r, err := c.d.Release(c.ctx, id)
+		r, err := c.d.Release(c.ctx, "", id)
 		if err != nil || r.OK {
 			c.Errorf("Release(%q) = %+v, %v; want not OK, no error", id, r, err)
 		}
@@ -119,14 +120,14 @@ func case068[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case070: TTL validation for Acquire and Extend.
-func case070[C syncguard.FencedCapabilities](c *tc[C]) {
+func case070[C driver.Fenced](c *tc[C]) {
 	k := c.key("k")
 	held := c.mustAcquire(k, 30*time.Second)
 	for _, ttl := range []time.Duration{0, -time.Millisecond, 1500 * time.Microsecond} {
 		_, err := c.d.Acquire(c.ctx, c.key("bad"), ttl)
-		c.wantCode(fmt.Sprintf("Acquire(ttl %v)", ttl), err, syncguard.InvalidArgument, "")
-		_, err = c.d.Extend(c.ctx, held.LockID, ttl)
-		c.wantCode(fmt.Sprintf("Extend(ttl %v)", ttl), err, syncguard.InvalidArgument, "")
+		c.wantCode(fmt.Sprintf("Acquire(ttl %v)", ttl), err, driver.InvalidArgument, "")
+		_, err = c.d.Extend(c.ctx, "", held.LockID, ttl)
+		c.wantCode(fmt.Sprintf("Extend(ttl %v)", ttl), err, driver.InvalidArgument, "")
 	}
 	c.wantLocked(c.key("bad"), false)
 	if info := c.lookupID(held.LockID); info == nil || info.ExpiresAtMs != held.ExpiresAtMs {
@@ -140,7 +141,7 @@ func case070[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case071: absent resources are results, not errors.
-func case071[C syncguard.FencedCapabilities](c *tc[C]) {
+func case071[C driver.Fenced](c *tc[C]) {
 	c.wantExtend(foreignID("BBBBBBBBBBBBBBBBBBBBBB"), 30*time.Second, false)
 	c.wantLocked(c.key("error:nonexistent:resource"), false)
 }
@@ -149,7 +150,7 @@ func case071[C syncguard.FencedCapabilities](c *tc[C]) {
 // ".", "..", "__x__" and "a/b" are used unprefixed (only here), because a
 // prefix would hide the hazard they test (Firestore document IDs); the
 // harness's per-run namespace isolates them.
-func case072[C syncguard.FencedCapabilities](c *tc[C]) {
+func case072[C driver.Fenced](c *tc[C]) {
 	keys := []string{
 		c.key("key:with:colons"), c.key("key/with/slashes"), c.key("key-with-dashes"),
 		c.key("key_with_underscores"), c.key("key.with.dots"),
@@ -164,10 +165,10 @@ func case072[C syncguard.FencedCapabilities](c *tc[C]) {
 		if !c.isLocked(k) {
 			c.Errorf("IsLocked(%q) = false; want true", k)
 		}
-		if info := c.lookupID(r.LockID); info == nil || info.KeyHash != syncguard.HashKey(k) {
+		if info := c.lookupID(r.LockID); info == nil || info.KeyHash != driver.HashKey(k) {
 			c.Errorf("LookupByID(lock of %q) = %+v; want its lock", k, info)
 		}
-		if info := c.lookupKey(k); info == nil || info.LockIDHash != syncguard.HashKey(r.LockID) {
+		if info := c.lookupKey(k); info == nil || info.LockIDHash != driver.HashKey(r.LockID) {
 			c.Errorf("LookupByKey(%q) = %+v; want its lock", k, info)
 		}
 		if rr := c.release(r.LockID); !rr.OK {
@@ -180,7 +181,7 @@ func case072[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case073: Unicode keys.
-func case073[C syncguard.FencedCapabilities](c *tc[C]) {
+func case073[C driver.Fenced](c *tc[C]) {
 	for _, name := range []string{"key-with-emoji-🔒", "clé-française", "キー", "ключ"} {
 		k := c.key(name)
 		r := c.mustAcquire(k, 30*time.Second)
@@ -190,10 +191,10 @@ func case073[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case074: a storm of invalid calls leaves the driver working.
-func case074[C syncguard.FencedCapabilities](c *tc[C]) {
+func case074[C driver.Fenced](c *tc[C]) {
 	gather(10, func(int) {
 		_, err1 := c.d.Acquire(c.ctx, "", 30*time.Second)
-		_, err2 := c.d.Release(c.ctx, "invalid")
+		_, err2 := c.d.Release(c.ctx, "", "invalid")
 		if err1 == nil || err2 == nil {
 			c.Errorf("invalid calls returned no error: %v, %v", err1, err2)
 		}
@@ -203,11 +204,11 @@ func case074[C syncguard.FencedCapabilities](c *tc[C]) {
 }
 
 // case075: every error is a *LockError with a code and a message.
-func case075[C syncguard.FencedCapabilities](c *tc[C]) {
+func case075[C driver.Fenced](c *tc[C]) {
 	_, e1 := c.d.Acquire(c.ctx, "", 30*time.Second)
 	_, e2 := c.d.IsLocked(c.ctx, "")
 	_, e3 := c.d.LookupByKey(c.ctx, "")
-	_, e4 := c.d.Release(c.ctx, "invalid")
+	_, e4 := c.d.Release(c.ctx, "", "invalid")
 	for i, err := range []error{e1, e2, e3, e4} {
 		var le *syncguard.LockError
 		if !errors.As(err, &le) {

@@ -7,25 +7,26 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
-// Wake-up (contract §13, optional [syncguard.ReleaseWatcher]): W01–W03.
+// Wake-up (contract §13, optional [driver.ReleaseWatcher]): W01–W03.
 // Each case skips when syncguard.AsReleaseWatcher finds no watcher.
 
 // wakeLatency bounds how long a release may take to reach a watcher.
 const wakeLatency = time.Second
 
-func (c *tc[C]) watcher() syncguard.ReleaseWatcher {
+func (c *tc[C]) watcher() driver.ReleaseWatcher {
 	c.Helper()
-	w, ok := syncguard.AsReleaseWatcher(c.d)
+	w, ok := asWatcher(c.d)
 	if !ok {
-		c.Skip("driver does not implement syncguard.ReleaseWatcher")
+		c.Skip("driver does not implement driver.ReleaseWatcher")
 	}
 	return w
 }
 
 // W01: releasing a watched key signals the watcher within 1s.
-func w01[C syncguard.FencedCapabilities](c *tc[C]) {
+func w01[C driver.Fenced](c *tc[C]) {
 	w := c.watcher()
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
@@ -46,13 +47,13 @@ func w01[C syncguard.FencedCapabilities](c *tc[C]) {
 	if err == nil && stop2 != nil {
 		stop2()
 	}
-	c.wantCode(`WatchRelease("")`, err, syncguard.InvalidArgument, "")
+	c.wantCode(`WatchRelease("")`, err, driver.InvalidArgument, "")
 }
 
 // W02: stop is idempotent, and stopped (or context-ended) subscriptions
 // leave no goroutines behind. Runs alone, before the other cases, because
 // it counts the process's goroutines.
-func w02[C syncguard.FencedCapabilities](c *tc[C]) {
+func w02[C driver.Fenced](c *tc[C]) {
 	w := c.watcher()
 	const n = 50
 	baseline := runtime.NumGoroutine()
@@ -96,7 +97,7 @@ func w02[C syncguard.FencedCapabilities](c *tc[C]) {
 
 // W03: a Guard waiting on a contended key with a long retry delay acquires
 // within 1s of the release, woken by the watcher rather than its backoff.
-func w03[C syncguard.FencedCapabilities](c *tc[C]) {
+func w03[C driver.Fenced](c *tc[C]) {
 	c.watcher()
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // L. Cross-backend consistency: cases 152 and 153.
@@ -15,7 +15,7 @@ import (
 func outcome(ok bool, err error) string {
 	switch {
 	case err != nil:
-		return "error:" + syncguard.CodeOf(err).String()
+		return "error:" + driver.CodeOf(err).String()
 	case ok:
 		return "true"
 	default:
@@ -26,7 +26,7 @@ func outcome(ok bool, err error) string {
 // case152: every driver produces the same transcript for one fixed
 // sequence of operations. (The whole suite is the matrix; this case pins a
 // compact transcript so that a difference shows up as one readable diff.)
-func case152[C syncguard.FencedCapabilities](c *tc[C]) {
+func case152[C driver.Fenced](c *tc[C]) {
 	k := c.key("matrix")
 	foreign := foreignID("ZZZZZZZZZZZZZZZZZZZZZZ")
 	var got []string
@@ -39,21 +39,21 @@ func case152[C syncguard.FencedCapabilities](c *tc[C]) {
 	got = append(got, "reason="+r.Reason)
 	v, err := c.d.IsLocked(c.ctx, k)
 	add("isLocked", v, err)
-	e, err := c.d.Extend(c.ctx, foreign, 30*time.Second)
+	e, err := c.d.Extend(c.ctx, "", foreign, 30*time.Second)
 	add("extend-foreign", e.OK, err)
-	rr, err := c.d.Release(c.ctx, foreign)
+	rr, err := c.d.Release(c.ctx, "", foreign)
 	add("release-foreign", rr.OK, err)
 	info, err := c.d.LookupByKey(c.ctx, k)
 	add("lookupByKey", info != nil, err)
 	info, err = c.d.LookupByID(c.ctx, r1.LockID)
 	add("lookupByID", info != nil, err)
-	e, err = c.d.Extend(c.ctx, r1.LockID, 30*time.Second)
+	e, err = c.d.Extend(c.ctx, "", r1.LockID, 30*time.Second)
 	add("extend", e.OK, err)
-	rr, err = c.d.Release(c.ctx, r1.LockID)
+	rr, err = c.d.Release(c.ctx, "", r1.LockID)
 	add("release", rr.OK, err)
-	rr, err = c.d.Release(c.ctx, r1.LockID)
+	rr, err = c.d.Release(c.ctx, "", r1.LockID)
 	add("release-again", rr.OK, err)
-	e, err = c.d.Extend(c.ctx, r1.LockID, 30*time.Second)
+	e, err = c.d.Extend(c.ctx, "", r1.LockID, 30*time.Second)
 	add("extend-released", e.OK, err)
 	v, err = c.d.IsLocked(c.ctx, k)
 	add("isLocked-released", v, err)
@@ -63,12 +63,12 @@ func case152[C syncguard.FencedCapabilities](c *tc[C]) {
 	add("acquire-empty-key", false, err)
 	_, err = c.d.Acquire(c.ctx, k, 0)
 	add("acquire-zero-ttl", false, err)
-	_, err = c.d.Release(c.ctx, "not-an-id")
+	_, err = c.d.Release(c.ctx, "", "not-an-id")
 	add("release-bad-id", false, err)
 	r2, err := c.d.Acquire(c.ctx, k, 30*time.Second)
 	add("reacquire", r2.Acquired, err)
 	got = append(got, fmt.Sprintf("fence-increases=%t", r2.Fence > r1.Fence))
-	rr, err = c.d.Release(c.ctx, r2.LockID)
+	rr, err = c.d.Release(c.ctx, "", r2.LockID)
 	add("release-reacquired", rr.OK, err)
 
 	want := []string{
@@ -98,27 +98,21 @@ func case152[C syncguard.FencedCapabilities](c *tc[C]) {
 	}
 }
 
-// case153: the capability description is consistent and, when
-// Options.Capabilities is set, equals it.
-func case153[C syncguard.FencedCapabilities](c *tc[C]) {
-	info := syncguard.Describe(c.d.Capabilities())
+// case153: the capability type says what the driver implements: a Fenced
+// driver stores fenced records, a FairHandoff driver queues its waiters
+// (HandoffWatcher), and Guard.Capabilities reports the same description.
+func case153[C driver.Fenced](c *tc[C]) {
+	info := driver.Describe(c.d.Capabilities())
 	if info.Name == "" {
 		c.Error("Capabilities().Name() is empty")
 	}
-	if !info.SupportsFencing {
-		c.Error("SupportsFencing = false for a fenced capability type")
+	if _, ok := any(c.d).(driver.RecordStore); info.Fencing && !ok {
+		c.Error("the capability type declares fencing but the driver is no RecordStore")
 	}
-	if info.TimeAuthority != syncguard.TimeAuthorityServer && info.TimeAuthority != syncguard.TimeAuthorityClient {
-		c.Errorf("TimeAuthority = %q; want server or client", info.TimeAuthority)
+	if _, ok := any(c.d).(driver.HandoffWatcher); info.FairHandoff != ok {
+		c.Errorf("FairHandoff = %v but the driver implements HandoffWatcher: %v", info.FairHandoff, ok)
 	}
 	if diff := cmp.Diff(info, c.guard().Capabilities()); diff != "" {
 		c.Errorf("Guard.Capabilities differs from Describe (-describe +guard):\n%s", diff)
-	}
-	if c.opts.Capabilities == (syncguard.CapabilityInfo{}) {
-		c.Logf("Options.Capabilities not set; got %+v", info)
-		return
-	}
-	if diff := cmp.Diff(c.opts.Capabilities, info); diff != "" {
-		c.Errorf("capabilities (-want +got):\n%s", diff)
 	}
 }

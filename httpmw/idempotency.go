@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // HeaderIdempotencyKey is the request header that carries the key.
@@ -45,7 +46,7 @@ type idemConfig struct {
 	replay      string
 	store       func(status int) bool
 	fingerprint func(r *http.Request, body []byte) string
-	onceOpts    []syncguard.OnceOption
+	onceOpts    []syncguard.Option
 	onError     func(*http.Request, error)
 	logger      *slog.Logger
 	replayHdr   map[string]bool
@@ -171,10 +172,10 @@ func FingerprintFunc(fn func(r *http.Request, body []byte) string) IdempotencyOp
 }
 
 // IdempotencyOnceOptions passes options to the underlying
-// [syncguard.OncePerKey], such as [syncguard.Retention] (how long a
-// response is replayed; default 24h), [syncguard.OncePrefix] (default
-// "idem:") or [syncguard.OnceAcquireOptions] (the lock's TTL).
-func IdempotencyOnceOptions(opts ...syncguard.OnceOption) IdempotencyOption {
+// [syncguard.OncePerKey], such as [syncguard.WithRetention] (how long a
+// response is replayed; default 24h), [syncguard.WithPrefix] (default
+// "idem:") or [syncguard.WithAcquireOptions] (the lock's TTL).
+func IdempotencyOnceOptions(opts ...syncguard.Option) IdempotencyOption {
 	return func(c *idemConfig) { c.onceOpts = append(c.onceOpts, opts...) }
 }
 
@@ -233,7 +234,7 @@ func OnIdempotencyError(fn func(r *http.Request, err error)) IdempotencyOption {
 
 func (c *idemConfig) fail(msg string) {
 	if c.err == nil {
-		c.err = syncguard.NewError(syncguard.InvalidArgument, "httpmw: "+msg)
+		c.err = driver.NewError(driver.InvalidArgument, "httpmw: "+msg)
 	}
 }
 
@@ -280,7 +281,7 @@ var errNotStored = errors.New("httpmw: response not stored")
 // InvalidArgument for invalid options or a missing [Scope]; it only
 // compiles for drivers with fencing tokens. docs/security.md describes what
 // it protects against and what the application must still do.
-func Idempotency[C syncguard.FencedCapabilities](g *syncguard.Guard[C], opts ...IdempotencyOption) (func(http.Handler) http.Handler, error) {
+func Idempotency[C driver.Fenced](g *syncguard.Guard[C], opts ...IdempotencyOption) (func(http.Handler) http.Handler, error) {
 	cfg := idemConfig{
 		methods:     map[string]bool{http.MethodPost: true, http.MethodPatch: true},
 		required:    true,
@@ -314,12 +315,12 @@ func Idempotency[C syncguard.FencedCapabilities](g *syncguard.Guard[C], opts ...
 		cfg.onError = func(r *http.Request, err error) {
 			logger.Warn("httpmw: idempotency backend error",
 				slog.String("error", err.Error()),
-				slog.String("code", syncguard.CodeOf(err).String()),
+				slog.String("code", driver.CodeOf(err).String()),
 				slog.String("method", r.Method))
 		}
 	}
-	onceOpts := append([]syncguard.OnceOption{syncguard.OncePrefix(DefaultIdempotencyPrefix)}, cfg.onceOpts...)
-	onceOpts = append(onceOpts, syncguard.NonBlocking())
+	onceOpts := append([]syncguard.Option{syncguard.WithPrefix(DefaultIdempotencyPrefix)}, cfg.onceOpts...)
+	onceOpts = append(onceOpts, syncguard.WithNonBlocking())
 	once, err := syncguard.NewOncePerKey[storedResponse](g, onceOpts...)
 	if err != nil {
 		return nil, err
@@ -337,11 +338,11 @@ type onceDoer interface {
 }
 
 // scopedKey is the name a client's key is stored under: the
-// [syncguard.HashedKey] digest (the first 16 bytes of SHA-256) of the
+// [driver.HashedKey] digest (the first 16 bytes of SHA-256) of the
 // length-prefixed scope and key, so that no scope/key pair
 // aliases another and no raw client identifier reaches the backend.
 func scopedKey(scope, key string) string {
-	return syncguard.HashedKey(strconv.Itoa(len(scope)) + ":" + scope + ":" + key)
+	return driver.HashedKey(strconv.Itoa(len(scope)) + ":" + scope + ":" + key)
 }
 
 func (c *idemConfig) serve(once onceDoer, next http.Handler, w http.ResponseWriter, r *http.Request) {

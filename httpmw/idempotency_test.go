@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/httpmw"
 	"github.com/syncguard/syncguard/internal/drivertest"
@@ -64,7 +65,7 @@ type response struct {
 	Body     string
 }
 
-func newServer[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C], h http.Handler, opts ...httpmw.IdempotencyOption) *httptest.Server {
+func newServer[C driver.Fenced](t *testing.T, g *syncguard.Guard[C], h http.Handler, opts ...httpmw.IdempotencyOption) *httptest.Server {
 	t.Helper()
 	// As the docs show: keys scoped to the caller's credentials (the test
 	// client sends "Authorization: Bearer test" unless told otherwise).
@@ -113,7 +114,7 @@ func TestIdempotencyFlow(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			h := &orders{}
-			srv := newServer(t, syncguard.New(d.Driver), h)
+			srv := newServer(t, d.NewGuard(), h)
 			first := `{"item":"book"}`
 			type step struct {
 				name                  string
@@ -162,8 +163,8 @@ func TestIdempotencyConcurrent(t *testing.T) {
 			t.Parallel()
 			h := &orders{block: make(chan struct{}), started: make(chan struct{}, 1)}
 			// Two "processes": two middlewares over two Guards.
-			srvA := newServer(t, syncguard.New(d.Driver), h)
-			srvB := newServer(t, syncguard.New(d.Driver), h)
+			srvA := newServer(t, d.NewGuard(), h)
+			srvB := newServer(t, d.NewGuard(), h)
 
 			firstDone := make(chan response, 1)
 			go func() { firstDone <- do(t, srvA, "POST", "/pay", `"p-1"`, `{"amount":5}`) }()
@@ -213,7 +214,7 @@ func TestIdempotencyRace(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			h := &orders{}
-			srv := newServer(t, syncguard.New(d.Driver), h)
+			srv := newServer(t, d.NewGuard(), h)
 			var wg sync.WaitGroup
 			results := make([]response, 12)
 			for i := range results {
@@ -243,7 +244,7 @@ func TestIdempotencyOptions(t *testing.T) {
 
 	t.Run("5xx stored by default", func(t *testing.T) {
 		h := &orders{status: func(n int32) int { return 500 }}
-		srv := newServer(t, g, h, httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o0:")))
+		srv := newServer(t, g, h, httpmw.IdempotencyOnceOptions(syncguard.WithPrefix("o0:")))
 		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != 500 || got.Replayed != "" {
 			t.Errorf("first = %+v", got)
 		}
@@ -262,7 +263,7 @@ func TestIdempotencyOptions(t *testing.T) {
 			return 201
 		}}
 		srv := newServer(t, g, h, httpmw.StoreStatus(func(s int) bool { return s != 503 }),
-			httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o1:")))
+			httpmw.IdempotencyOnceOptions(syncguard.WithPrefix("o1:")))
 		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != 503 {
 			t.Errorf("first = %+v", got)
 		}
@@ -275,7 +276,7 @@ func TestIdempotencyOptions(t *testing.T) {
 	})
 	t.Run("large response completed, not replayed", func(t *testing.T) {
 		h := &orders{size: 100}
-		srv := newServer(t, g, h, httpmw.MaxResponseBytes(64), httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o2:")))
+		srv := newServer(t, g, h, httpmw.MaxResponseBytes(64), httpmw.IdempotencyOnceOptions(syncguard.WithPrefix("o2:")))
 		if got := do(t, srv, "POST", "/", `"a"`, ""); got.Status != 201 || len(got.Body) != 100 || got.Replayed != "" || got.Order != "order-1" {
 			t.Errorf("first = %+v", got)
 		}
@@ -292,7 +293,7 @@ func TestIdempotencyOptions(t *testing.T) {
 	t.Run("scope", func(t *testing.T) {
 		h := &orders{}
 		srv := newServer(t, g, h, httpmw.Scope(func(r *http.Request) string { return r.Header.Get("X-Account") }),
-			httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o3:")))
+			httpmw.IdempotencyOnceOptions(syncguard.WithPrefix("o3:")))
 		a := do(t, srv, "POST", "/", `"same"`, "", "X-Account", "alice")
 		b := do(t, srv, "POST", "/", `"same"`, "", "X-Account", "bob")
 		a2 := do(t, srv, "POST", "/", `"same"`, "", "X-Account", "alice")
@@ -303,7 +304,7 @@ func TestIdempotencyOptions(t *testing.T) {
 	t.Run("optional key and methods", func(t *testing.T) {
 		h := &orders{}
 		srv := newServer(t, g, h, httpmw.KeyRequired(false), httpmw.Methods("put"),
-			httpmw.ReplayHeader("X-Replayed"), httpmw.IdempotencyOnceOptions(syncguard.OncePrefix("o4:")))
+			httpmw.ReplayHeader("X-Replayed"), httpmw.IdempotencyOnceOptions(syncguard.WithPrefix("o4:")))
 		if got := do(t, srv, "PUT", "/", "", ""); got.Status != 201 {
 			t.Errorf("PUT without key = %+v", got)
 		}
@@ -351,7 +352,7 @@ func TestIdempotencyOptions(t *testing.T) {
 			"replay":       httpmw.ReplayHeader(""),
 			"store":        httpmw.StoreStatus(nil),
 			"fingerprint":  httpmw.FingerprintFunc(nil),
-			"once":         httpmw.IdempotencyOnceOptions(syncguard.Retention(-1)),
+			"once":         httpmw.IdempotencyOnceOptions(syncguard.WithRetention(-1)),
 			"nil scope":    httpmw.Scope(nil),
 			"set-cookie":   httpmw.ReplayHeaders("X-Ok", "set-cookie"),
 			"hop-by-hop":   httpmw.ReplayHeaders("Connection"),
@@ -364,17 +365,17 @@ func TestIdempotencyOptions(t *testing.T) {
 }
 
 // downBackend fails every record read.
-type downBackend struct{ syncguard.Backend }
+type downBackend struct{ driver.Backend }
 
-func (downBackend) GetRecord(context.Context, string) (*syncguard.Record, error) {
-	return nil, syncguard.NewError(syncguard.ServiceUnavailable, "down")
+func (downBackend) GetRecord(context.Context, string) (*driver.Record, error) {
+	return nil, driver.NewError(driver.ServiceUnavailable, "down")
 }
 
 // TestIdempotencyBackendDown: the middleware fails closed with 503 and
 // reports the error; the handler does not run.
 func TestIdempotencyBackendDown(t *testing.T) {
 	t.Parallel()
-	g := syncguard.New(drivertest.Wrap("down", downBackend{memory.New()}))
+	g := syncguard.New(drivertest.Fake(downBackend{memory.New()}))
 	h := &orders{}
 	var reported atomic.Int32
 	srv := newServer(t, g, h, httpmw.OnIdempotencyError(func(r *http.Request, err error) {

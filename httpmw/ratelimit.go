@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Rate-limit response headers (draft-ietf-httpapi-ratelimit-headers) and
@@ -81,7 +82,7 @@ func ClientIPPrefix(v4Bits, v6Bits int) RateLimitOption {
 	return func(c *rateConfig) {
 		if v4Bits < 8 || v4Bits > 32 || v6Bits < 16 || v6Bits > 128 {
 			if c.err == nil {
-				c.err = syncguard.NewError(syncguard.InvalidArgument,
+				c.err = driver.NewError(driver.InvalidArgument,
 					"httpmw.ClientIPPrefix: want 8-32 IPv4 bits and 16-128 IPv6 bits, got "+strconv.Itoa(v4Bits)+" and "+strconv.Itoa(v6Bits))
 			}
 			return
@@ -142,17 +143,17 @@ func clientIP(remote string, v4Bits, v6Bits int) string {
 const hashedPrefix = "#h:"
 
 // maxClientKey is the longest client name used as it is; longer names are
-// hashed, leaving room for a limiter prefix within syncguard.MaxKeyBytes.
+// hashed, leaving room for a limiter prefix within driver.MaxKeyBytes.
 const maxClientKey = 128
 
 // limiterKey maps any client name to a valid limiter key, one-to-one up to
-// collisions of syncguard.HashedKey (the first 16 bytes of SHA-256).
+// collisions of driver.HashedKey (the first 16 bytes of SHA-256).
 func limiterKey(name string) string {
 	if len(name) <= maxClientKey && utf8.ValidString(name) && !strings.HasPrefix(name, hashedPrefix) &&
 		strings.IndexFunc(name, unicode.IsControl) < 0 {
 		return name
 	}
-	return hashedPrefix + syncguard.HashedKey(name)
+	return hashedPrefix + driver.HashedKey(name)
 }
 
 // RateLimit returns a middleware that counts each request against l under
@@ -171,7 +172,7 @@ func limiterKey(name string) string {
 // fails with InvalidArgument for a nil limiter.
 func RateLimit(l *syncguard.RateLimiter, opts ...RateLimitOption) (func(http.Handler) http.Handler, error) {
 	if l == nil {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "httpmw: RateLimit: limiter must not be nil")
+		return nil, driver.NewError(driver.InvalidArgument, "httpmw: RateLimit: limiter must not be nil")
 	}
 	cfg := rateConfig{v4Bits: 32, v6Bits: 64}
 	for _, o := range opts {
@@ -194,7 +195,7 @@ func RateLimit(l *syncguard.RateLimiter, opts ...RateLimitOption) (func(http.Han
 		cfg.onError = func(r *http.Request, err error) {
 			logger.Warn("httpmw: rate limiter backend error",
 				slog.String("error", err.Error()),
-				slog.String("code", syncguard.CodeOf(err).String()))
+				slog.String("code", driver.CodeOf(err).String()))
 		}
 	}
 	burst := strconv.Itoa(l.Limit().Burst)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/httpmw"
 	"github.com/syncguard/syncguard/internal/drivertest"
@@ -77,7 +78,7 @@ func TestRateLimitHeaders(t *testing.T) {
 type failingStore struct{}
 
 func (failingStore) AllowN(context.Context, string, syncguard.RateLimit, int) (syncguard.RateResult, error) {
-	return syncguard.RateResult{}, syncguard.NewError(syncguard.ServiceUnavailable, "down")
+	return syncguard.RateResult{}, driver.NewError(driver.ServiceUnavailable, "down")
 }
 func (failingStore) ResetRate(context.Context, string) error { return nil }
 

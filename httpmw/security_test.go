@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/httpmw"
 	"github.com/syncguard/syncguard/internal/drivertest"
@@ -84,7 +85,7 @@ func TestAttackCrossClientReplay(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			mw, err := httpmw.Idempotency(syncguard.New(d.Driver), httpmw.Scope(httpmw.ScopeByHeader("Authorization")))
+			mw, err := httpmw.Idempotency(d.NewGuard(), httpmw.Scope(httpmw.ScopeByHeader("Authorization")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,8 +134,8 @@ func TestAttackNoRawIdentifiersStored(t *testing.T) {
 	t.Parallel()
 	m := marker(t)
 	email, key := "alice-"+m+"@example.com", "key-"+m
-	run := func(t *testing.T, d syncguard.Driver[drivertest.Caps]) {
-		mw, err := httpmw.Idempotency(syncguard.New(d), httpmw.Scope(func(*http.Request) string { return email }))
+	run := func(t *testing.T, g *syncguard.Guard[syncguard.Fenced]) {
+		mw, err := httpmw.Idempotency(g, httpmw.Scope(func(*http.Request) string { return email }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +149,7 @@ func TestAttackNoRawIdentifiersStored(t *testing.T) {
 		if !ok {
 			return
 		}
-		run(t, drivertest.Wrap("redis", d))
+		run(t, syncguard.NewFenced(d))
 		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{drivertest.RedisAddr()}, DisableCache: true})
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +169,7 @@ func TestAttackNoRawIdentifiersStored(t *testing.T) {
 		if !ok {
 			return
 		}
-		run(t, drivertest.Wrap("postgres", d))
+		run(t, syncguard.NewFenced(d))
 		ctx := context.Background()
 		conn, err := pgx.Connect(ctx, drivertest.PostgresURL())
 		if err != nil {
@@ -217,7 +218,7 @@ func TestAttackHeadersAndSize(t *testing.T) {
 				}
 				w.WriteHeader(http.StatusCreated)
 			})
-			mw, err := httpmw.Idempotency(syncguard.New(d.Driver), httpmw.Scope(httpmw.ScopeByHeader("Authorization")),
+			mw, err := httpmw.Idempotency(d.NewGuard(), httpmw.Scope(httpmw.ScopeByHeader("Authorization")),
 				httpmw.ReplayHeaders("X-Echo"), httpmw.MaxResponseBytes(64<<10))
 			if err != nil {
 				t.Fatal(err)
@@ -281,7 +282,7 @@ func TestAttackRateLimitKeys(t *testing.T) {
 			t.Parallel()
 			newMW := func(opts ...httpmw.RateLimitOption) http.Handler {
 				lim, err := syncguard.NewRateLimiter(d.Driver, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1},
-					syncguard.LimiterPrefix("rl:"+marker(t)+":"))
+					syncguard.WithPrefix("rl:"+marker(t)+":"))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -343,13 +344,13 @@ func TestAttackRateLimitKeys(t *testing.T) {
 func TestRateLimitFailOpenOnlyOnOutage(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		code syncguard.Code
+		code driver.Code
 		want int
 	}{
-		{syncguard.ServiceUnavailable, 204},
-		{syncguard.NetworkTimeout, 204},
-		{syncguard.InvalidArgument, 503},
-		{syncguard.Internal, 503},
+		{driver.ServiceUnavailable, 204},
+		{driver.NetworkTimeout, 204},
+		{driver.InvalidArgument, 503},
+		{driver.Internal, 503},
 	} {
 		lim, err := syncguard.NewRateLimiter(codeStore{code: tc.code}, syncguard.RateLimit{Limit: 1, Period: time.Second, Burst: 1})
 		if err != nil {
@@ -367,12 +368,12 @@ func TestRateLimitFailOpenOnlyOnOutage(t *testing.T) {
 
 // codeStore fails every call with its code.
 type codeStore struct {
-	syncguard.RateStore
-	code syncguard.Code
+	driver.RateStore
+	code driver.Code
 }
 
 func (s codeStore) AllowN(context.Context, string, syncguard.RateLimit, int) (syncguard.RateResult, error) {
-	return syncguard.RateResult{}, syncguard.NewError(s.code, "failing store")
+	return syncguard.RateResult{}, driver.NewError(s.code, "failing store")
 }
 
 // TestAttackIdempotencyHostileHeaders: hostile Idempotency-Key headers get
@@ -385,7 +386,7 @@ func TestAttackIdempotencyHostileHeaders(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			var calls atomic.Int32
-			mw, err := httpmw.Idempotency(syncguard.New(d.Driver), httpmw.Scope(httpmw.ScopeByHeader("Authorization")))
+			mw, err := httpmw.Idempotency(d.NewGuard(), httpmw.Scope(httpmw.ScopeByHeader("Authorization")))
 			if err != nil {
 				t.Fatal(err)
 			}

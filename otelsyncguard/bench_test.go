@@ -50,7 +50,7 @@ func BenchmarkGuardPairsMemory(b *testing.B) {
 	benchPairs(b, memory.New())
 }
 
-func benchPairs[C syncguard.Capabilities](b *testing.B, d syncguard.Driver[C]) {
+func benchPairs[C driver.Capabilities](b *testing.B, d driver.Driver[C]) {
 	for _, variant := range []string{"off", "metrics", "sampled10", "on"} {
 		var opts []syncguard.Option
 		if variant != "off" {

@@ -12,7 +12,7 @@
 //
 // Metric attributes have low cardinality: the backend (db.system), the
 // operation, the outcome and the error code, never a key or lock ID. Spans
-// carry the keys and lock IDs as [syncguard.HashKey] digests
+// carry the keys and lock IDs as [driver.HashKey] digests
 // (syncguard.key.hash, syncguard.lock_id.hash), and the raw values
 // (syncguard.key, syncguard.lock_id) only when the Guard's observer was
 // given [syncguard.IncludeRaw] or [syncguard.IncludeRawFunc].
@@ -96,7 +96,7 @@ const (
 const (
 	// AttrDBSystem is the backend: redis, postgresql, firestore, memory.
 	AttrDBSystem = attribute.Key("db.system")
-	// AttrErrorType is the syncguard.Code of an error, such as
+	// AttrErrorType is the driver.Code of an error, such as
 	// ServiceUnavailable.
 	AttrErrorType   = attribute.Key("error.type")
 	AttrOutcome     = attribute.Key("syncguard.outcome")
@@ -155,9 +155,9 @@ type Observer struct {
 // New returns an Observer for a driver with capabilities caps; db.system
 // is caps.Name(), with "postgres" reported as "postgresql". It fails only
 // if an instrument cannot be created.
-func New(caps syncguard.Capabilities, opts ...Option) (*Observer, error) {
+func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 	if caps == nil {
-		return nil, &syncguard.LockError{Code: syncguard.InvalidArgument, Message: "otelsyncguard.New: capabilities must not be nil"}
+		return nil, &syncguard.LockError{Code: driver.InvalidArgument, Message: "otelsyncguard.New: capabilities must not be nil"}
 	}
 	var cfg config
 	for _, o := range opts {
@@ -423,7 +423,7 @@ func backendSpanName(t syncguard.EventType) string {
 		return SpanBackendPrefix + "release"
 	case syncguard.EventExtend:
 		return SpanBackendPrefix + "extend"
-	case syncguard.EventIsLocked:
+	case syncguard.EventLookup:
 		return SpanBackendPrefix + "isLocked"
 	case syncguard.EventLookup:
 		return SpanBackendPrefix + "lookup"
@@ -439,7 +439,7 @@ func acquisitionOutcome(e syncguard.Event) string {
 		return "acquired"
 	case e.Result == syncguard.ResultFail:
 		return "contended"
-	case e.Code == syncguard.AcquisitionTimeout:
+	case e.Code == driver.AcquisitionTimeout:
 		return "timed_out"
 	}
 	return "error"
@@ -468,7 +468,7 @@ func onceOutcome(e syncguard.Event) string {
 }
 
 // errCode is e's code when outcome is "error", else 0.
-func errCode(e syncguard.Event, outcome string) syncguard.Code {
+func errCode(e syncguard.Event, outcome string) driver.Code {
 	if outcome == "error" {
 		return e.Code
 	}
@@ -481,7 +481,7 @@ type setKey struct {
 	metric  int
 	op      syncguard.EventType
 	outcome string
-	code    syncguard.Code
+	code    driver.Code
 }
 
 // measurementOpts holds the options of a measurement with one attribute

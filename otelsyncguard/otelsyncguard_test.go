@@ -74,7 +74,7 @@ type fixture struct {
 	obs    *otelsyncguard.Observer
 }
 
-func newFixture(t *testing.T, caps syncguard.Capabilities) fixture {
+func newFixture(t *testing.T, caps driver.Capabilities) fixture {
 	t.Helper()
 	f := fixture{reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder()}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.reader))
@@ -91,7 +91,7 @@ func newFixture(t *testing.T, caps syncguard.Capabilities) fixture {
 	return f
 }
 
-func exercise[C syncguard.FencedCapabilities](t *testing.T, d syncguard.Driver[C]) {
+func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 	f := newFixture(t, d.Capabilities())
 	g := syncguard.New(d, syncguard.WithObserver(f.obs))
 	other := syncguard.New(d) // another process, not observed
@@ -136,7 +136,7 @@ func exercise[C syncguard.FencedCapabilities](t *testing.T, d syncguard.Driver[C
 	if _, err := g.TryAcquire(ctx, rawMark+"busy"); !errors.Is(err, syncguard.ErrLocked) {
 		t.Fatalf("TryAcquire: %v", err)
 	}
-	if _, err := g.Acquire(ctx, rawMark+"busy", syncguard.MaxRetries(1), syncguard.RetryDelay(5*time.Millisecond)); syncguard.CodeOf(err) != syncguard.AcquisitionTimeout {
+	if _, err := g.Acquire(ctx, rawMark+"busy", syncguard.MaxRetries(1), syncguard.RetryDelay(5*time.Millisecond)); driver.CodeOf(err) != driver.AcquisitionTimeout {
 		t.Fatalf("Acquire of a held key: %v", err)
 	}
 	held.Close()
@@ -160,7 +160,7 @@ func exercise[C syncguard.FencedCapabilities](t *testing.T, d syncguard.Driver[C
 
 	// Rate limiting through httpmw: a burst of 1, the second request is
 	// refused.
-	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, syncguard.LimiterPrefix(rawMark))
+	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, syncguard.WithPrefix(rawMark))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func exercise[C syncguard.FencedCapabilities](t *testing.T, d syncguard.Driver[C
 	// Idempotency through httpmw: a request, its replay, and a conflict
 	// with a request still running.
 	idem, err := httpmw.Idempotency(g, httpmw.Scope(httpmw.ScopeByHeader("Authorization")),
-		httpmw.IdempotencyOnceOptions(syncguard.OncePrefix(rawMark)))
+		httpmw.IdempotencyOnceOptions(syncguard.WithPrefix(rawMark)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestRawKeysOptIn(t *testing.T) {
 					case otelsyncguard.AttrLockID:
 						sawID = sawID || kv.Value.AsString() == l.LockID()
 					case otelsyncguard.AttrKeyHash:
-						sawHash = sawHash || kv.Value.AsString() == syncguard.HashKey(rawMark+"k")
+						sawHash = sawHash || kv.Value.AsString() == driver.HashKey(rawMark+"k")
 					}
 				}
 			}
@@ -363,7 +363,7 @@ func TestRawKeysOptIn(t *testing.T) {
 // TestNewValidation: nil capabilities are an InvalidArgument error.
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
-	if _, err := otelsyncguard.New(nil); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	if _, err := otelsyncguard.New(nil); driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("New(nil) = %v, want InvalidArgument", err)
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // DB is the part of pgx the helpers use. *pgx.Conn, *pgxpool.Pool and
@@ -257,7 +258,7 @@ func NewStore(db DB, table string, opts ...StoreOption) (*Store, error) {
 
 // CreateTable creates the Store's table if it does not exist.
 func (s *Store) CreateTable(ctx context.Context) error {
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	_, err := s.db.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.quote+
@@ -268,7 +269,7 @@ func (s *Store) CreateTable(ctx context.Context) error {
 // WriteFenced stores value for resource if the stored fence is ≤ fence,
 // or returns an error matching [syncguard.ErrStaleFence].
 func (s *Store) WriteFenced(ctx context.Context, resource string, fence syncguard.Fence, value []byte) error {
-	r, err := syncguard.NormalizeKey(resource)
+	r, err := driver.NormalizeKey(resource)
 	if err != nil {
 		return err
 	}
@@ -281,12 +282,12 @@ func (s *Store) WriteFenced(ctx context.Context, resource string, fence syncguar
 }
 
 // ReadFenced returns the value and fence stored for resource, or nil.
-func (s *Store) ReadFenced(ctx context.Context, resource string) (*syncguard.Record, error) {
-	r, err := syncguard.NormalizeKey(resource)
+func (s *Store) ReadFenced(ctx context.Context, resource string) (*driver.Record, error) {
+	r, err := driver.NormalizeKey(resource)
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
@@ -302,7 +303,7 @@ func (s *Store) ReadFenced(ctx context.Context, resource string) (*syncguard.Rec
 	if err != nil {
 		return nil, mapError(ctx, err)
 	}
-	return &syncguard.Record{Value: value, Fence: syncguard.Fence(fence)}, nil
+	return &driver.Record{Value: value, Fence: syncguard.Fence(fence)}, nil
 }
 
 func check(ctx context.Context, db DB, fence syncguard.Fence) error {
@@ -314,10 +315,10 @@ func check(ctx context.Context, db DB, fence syncguard.Fence) error {
 	case fence > 999_999_999_999_999:
 		return invalid("pgfence: fence exceeds 15 digits")
 	}
-	return syncguard.CheckContext(ctx)
+	return driver.CheckContext(ctx)
 }
 
-func invalid(msg string) error { return syncguard.NewError(syncguard.InvalidArgument, msg) }
+func invalid(msg string) error { return driver.NewError(driver.InvalidArgument, msg) }
 
 // mapError maps a pgx error to a *syncguard.LockError (contract §7's
 // PostgreSQL mapping, in short).
@@ -326,28 +327,28 @@ func mapError(ctx context.Context, err error) error {
 		return nil
 	}
 	if ctx.Err() != nil {
-		return syncguard.ContextError(ctx.Err())
+		return driver.ContextError(ctx.Err())
 	}
-	code := syncguard.Internal
+	code := driver.Internal
 	var pe *pgconn.PgError
 	switch {
 	case errors.As(err, &pe):
 		switch {
 		case strings.HasPrefix(pe.Code, "08"), pe.Code == "40001", pe.Code == "40P01", pe.Code == "57P01":
-			code = syncguard.ServiceUnavailable
+			code = driver.ServiceUnavailable
 		case pe.Code == "28000", pe.Code == "28P01", pe.Code == "42501":
-			code = syncguard.AuthFailed
+			code = driver.AuthFailed
 		case strings.HasPrefix(pe.Code, "22"), strings.HasPrefix(pe.Code, "23"), strings.HasPrefix(pe.Code, "42"):
-			code = syncguard.InvalidArgument
+			code = driver.InvalidArgument
 		case strings.HasPrefix(pe.Code, "53"):
-			code = syncguard.RateLimited
+			code = driver.RateLimited
 		case pe.Code == "57014":
-			code = syncguard.NetworkTimeout
+			code = driver.NetworkTimeout
 		}
 	case pgconn.Timeout(err):
-		code = syncguard.NetworkTimeout
+		code = driver.NetworkTimeout
 	case pgconn.SafeToRetry(err), errors.As(err, new(net.Error)):
-		code = syncguard.ServiceUnavailable
+		code = driver.ServiceUnavailable
 	}
 	return &syncguard.LockError{Code: code, Message: "pgfence: " + err.Error(), Cause: err}
 }

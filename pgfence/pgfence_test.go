@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/drivertest"
 	"github.com/syncguard/syncguard/pgfence"
 	"go.uber.org/goleak"
@@ -144,7 +145,7 @@ func TestExec(t *testing.T) {
 	if note != "by 4" {
 		t.Errorf("note = %q", note)
 	}
-	if _, err := pgfence.Exec(ctx, p, 4, "UPDATE "+name+" SET nope = 1 WHERE fence <= $1"); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	if _, err := pgfence.Exec(ctx, p, 4, "UPDATE "+name+" SET nope = 1 WHERE fence <= $1"); driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("bad column: %v", err)
 	}
 }
@@ -163,7 +164,7 @@ func TestStoreStaleHolder(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			g := syncguard.New(d.Driver)
+			g := d.NewGuard()
 			w, err := syncguard.NewFencedWriter(g, syncguard.WithFencedStore(st))
 			if err != nil {
 				t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/reliability/history"
 	"github.com/syncguard/syncguard/reliability/workload"
@@ -105,7 +106,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // faultWorkload runs clients against proxied (through the faults) and
 // direct (healthy path) backends on one store while inject runs, then
 // checks the merged history.
-func faultWorkload(t *testing.T, name string, proxied, direct syncguard.Backend, notApplied func(error) bool, inject func(ctx context.Context) int) {
+func faultWorkload(t *testing.T, name string, proxied, direct driver.Backend, notApplied func(error) bool, inject func(ctx context.Context) int) {
 	t.Helper()
 	var rec history.Recorder
 	cfg := defaultConfig()
@@ -118,7 +119,7 @@ func faultWorkload(t *testing.T, name string, proxied, direct syncguard.Backend,
 		p []string
 	}
 	results := make(chan result, 2)
-	for i, b := range []syncguard.Backend{proxied, direct} {
+	for i, b := range []driver.Backend{proxied, direct} {
 		c := cfg
 		c.ClientBase = i * 10
 		c.Clients = 4 - 2*i // 4 through the proxy, 2 direct
@@ -196,7 +197,7 @@ func TestFaultPostgresProxy(t *testing.T) {
 // with its fence; the test SIGSTOPs it past TTL + tolerance, takes the key
 // over and writes with the newer fence, SIGCONTs it and checks that every
 // write the worker made after resuming was refused and its release failed.
-func pausedHolder(t *testing.T, name string, b syncguard.Backend, workerArgs []string) {
+func pausedHolder(t *testing.T, name string, b driver.Backend, workerArgs []string) {
 	t.Helper()
 	const key = "paused"
 	ttl := 500 * time.Millisecond
@@ -212,7 +213,7 @@ func pausedHolder(t *testing.T, name string, b syncguard.Backend, workerArgs []s
 	}
 	stopped := time.Now()
 	var rec history.Recorder
-	time.Sleep(ttl + syncguard.Tolerance + 300*time.Millisecond)
+	time.Sleep(ttl + driver.Tolerance + 300*time.Millisecond)
 	// Take over.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -260,7 +261,7 @@ func pausedHolder(t *testing.T, name string, b syncguard.Backend, workerArgs []s
 	}
 	t.Logf("%s: %d late fenced writes after SIGCONT, %d refused", name, late, refused)
 	rec.AddOp(ops...)
-	if _, err := b.Release(ctx, r.LockID); err != nil {
+	if _, err := b.Release(ctx, "", r.LockID); err != nil {
 		t.Error(err)
 	}
 	checkHistory(t, name, rec.Ops())

@@ -13,7 +13,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/reliability/history"
 	"github.com/syncguard/syncguard/reliability/workload"
@@ -159,7 +159,7 @@ func TestModel(t *testing.T) {
 // historyRun runs the workload in goroutines against b and, if
 // workerArgs is not nil, in two worker processes against the same store,
 // and checks the merged history.
-func historyRun(t *testing.T, name string, b syncguard.Backend, workerArgs []string, cfg workload.Config) history.Result {
+func historyRun(t *testing.T, name string, b driver.Backend, workerArgs []string, cfg workload.Config) history.Result {
 	t.Helper()
 	var rec history.Recorder
 	var procs []*workerProc
@@ -257,10 +257,10 @@ type brokenDriver struct {
 	n atomic.Uint64
 }
 
-func (b *brokenDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+func (b *brokenDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	r, err := b.Driver.Acquire(ctx, key, ttl)
 	if err == nil && !r.Acquired && b.n.Add(1)%5 == 0 {
-		return syncguard.AcquireResult{Acquired: true, LockID: syncguard.NewLockID(), Fence: 1 << 40, ExpiresAtMs: time.Now().UnixMilli() + ttl.Milliseconds()}, nil
+		return driver.AcquireResult{Acquired: true, LockID: driver.NewLockID(), Fence: 1 << 40, ExpiresAtMs: time.Now().UnixMilli() + ttl.Milliseconds()}, nil
 	}
 	return r, err
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 )
 
@@ -38,7 +39,7 @@ type hostileInput struct {
 //nolint:staticcheck // nil contexts are the point.
 func hostileInputs() []hostileInput {
 	ctx := context.Background()
-	id := syncguard.NewLockID()
+	id := driver.NewLockID()
 	return []hostileInput{
 		{"NUL byte in key", ctx, "a\x00b", id, time.Second, true},
 		{"NUL-only key", ctx, "\x00", id, time.Second, true},
@@ -69,103 +70,103 @@ type hostileCall struct {
 	// uses says which inputs matter for the call (a call that takes no
 	// TTL ignores a bad one: then it may succeed).
 	usesKey, usesID, usesTTL bool
-	call                     func(b syncguard.Backend, in hostileInput) error
+	call                     func(b driver.Backend, in hostileInput) error
 }
 
 var driverCalls = []hostileCall{
-	{"Acquire", true, false, true, func(b syncguard.Backend, in hostileInput) error {
+	{"Acquire", true, false, true, func(b driver.Backend, in hostileInput) error {
 		r, err := b.Acquire(in.ctx, in.key, in.ttl)
 		if err == nil && r.Acquired {
-			_, _ = b.Release(context.Background(), r.LockID)
+			_, _ = b.Release(context.Background(), "", r.LockID)
 		}
 		return err
 	}},
-	{"Release", false, true, false, func(b syncguard.Backend, in hostileInput) error {
-		_, err := b.Release(in.ctx, in.lockID)
+	{"Release", false, true, false, func(b driver.Backend, in hostileInput) error {
+		_, err := b.Release(in.ctx, "", in.lockID)
 		return err
 	}},
-	{"Extend", false, true, true, func(b syncguard.Backend, in hostileInput) error {
-		_, err := b.Extend(in.ctx, in.lockID, in.ttl)
+	{"Extend", false, true, true, func(b driver.Backend, in hostileInput) error {
+		_, err := b.Extend(in.ctx, "", in.lockID, in.ttl)
 		return err
 	}},
-	{"IsLocked", true, false, false, func(b syncguard.Backend, in hostileInput) error {
+	{"IsLocked", true, false, false, func(b driver.Backend, in hostileInput) error {
 		_, err := b.IsLocked(in.ctx, in.key)
 		return err
 	}},
-	{"LookupByKey", true, false, false, func(b syncguard.Backend, in hostileInput) error {
+	{"LookupByKey", true, false, false, func(b driver.Backend, in hostileInput) error {
 		_, err := b.LookupByKey(in.ctx, in.key)
 		return err
 	}},
-	{"LookupByID", false, true, false, func(b syncguard.Backend, in hostileInput) error {
+	{"LookupByID", false, true, false, func(b driver.Backend, in hostileInput) error {
 		_, err := b.LookupByID(in.ctx, in.lockID)
 		return err
 	}},
-	{"PutRecord", true, false, true, func(b syncguard.Backend, in hostileInput) error {
+	{"PutRecord", true, false, true, func(b driver.Backend, in hostileInput) error {
 		_, err := b.PutRecord(in.ctx, in.key, 1, []byte("v\x00\xff"), in.ttl)
 		return err
 	}},
-	{"GetRecord", true, false, false, func(b syncguard.Backend, in hostileInput) error {
+	{"GetRecord", true, false, false, func(b driver.Backend, in hostileInput) error {
 		_, err := b.GetRecord(in.ctx, in.key)
 		return err
 	}},
-	{"DeleteRecord", true, false, false, func(b syncguard.Backend, in hostileInput) error {
+	{"DeleteRecord", true, false, false, func(b driver.Backend, in hostileInput) error {
 		_, err := b.DeleteRecord(in.ctx, in.key, 1)
 		return err
 	}},
-	{"AllowN", true, false, true, func(b syncguard.Backend, in hostileInput) error {
+	{"AllowN", true, false, true, func(b driver.Backend, in hostileInput) error {
 		// The TTL doubles as the rate period.
 		_, err := b.AllowN(in.ctx, in.key, syncguard.RateLimit{Limit: 10, Period: in.ttl, Burst: 10}, 1)
 		return err
 	}},
-	{"AllowN negative n", true, false, false, func(b syncguard.Backend, in hostileInput) error {
+	{"AllowN negative n", true, false, false, func(b driver.Backend, in hostileInput) error {
 		_, err := b.AllowN(in.ctx, in.key, syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 10}, -1)
 		return err
 	}},
-	{"ResetRate", true, false, false, func(b syncguard.Backend, in hostileInput) error {
+	{"ResetRate", true, false, false, func(b driver.Backend, in hostileInput) error {
 		return b.ResetRate(in.ctx, in.key)
 	}},
 }
 
 // guardCalls: Guard's entry points, over a driver.
-func guardCalls[C syncguard.Capabilities](g *syncguard.Guard[C]) []hostileCall {
+func guardCalls[C driver.Capabilities](g *syncguard.Guard[C]) []hostileCall {
 	return []hostileCall{
-		{"Guard.TryAcquire", true, false, true, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.TryAcquire", true, false, true, func(_ driver.Backend, in hostileInput) error {
 			l, err := g.TryAcquire(in.ctx, in.key, syncguard.TTL(in.ttl))
 			if err == nil {
 				l.Close()
 			}
 			return err
 		}},
-		{"Guard.Acquire", true, false, true, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.Acquire", true, false, true, func(_ driver.Backend, in hostileInput) error {
 			l, err := g.Acquire(in.ctx, in.key, syncguard.TTL(in.ttl), syncguard.Timeout(time.Second))
 			if err == nil {
 				l.Close()
 			}
 			return err
 		}},
-		{"Guard.Do", true, false, true, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.Do", true, false, true, func(_ driver.Backend, in hostileInput) error {
 			return g.Do(in.ctx, in.key, func(context.Context, *syncguard.Lease[C]) error { return nil }, syncguard.TTL(in.ttl))
 		}},
-		{"Guard.Do nil function", false, false, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.Do nil function", false, false, false, func(_ driver.Backend, in hostileInput) error {
 			return g.Do(in.ctx, "k", nil)
 		}},
-		{"Guard.IsLocked", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.IsLocked", true, false, false, func(_ driver.Backend, in hostileInput) error {
 			_, err := g.IsLocked(in.ctx, in.key)
 			return err
 		}},
-		{"Guard.Lookup", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.Lookup", true, false, false, func(_ driver.Backend, in hostileInput) error {
 			_, err := g.Lookup(in.ctx, in.key)
 			return err
 		}},
-		{"Guard.LookupID", false, true, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.LookupID", false, true, false, func(_ driver.Backend, in hostileInput) error {
 			_, err := g.LookupID(in.ctx, in.lockID)
 			return err
 		}},
-		{"Guard.Owns", false, true, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"Guard.Owns", false, true, false, func(_ driver.Backend, in hostileInput) error {
 			_, err := g.Owns(in.ctx, in.lockID)
 			return err
 		}},
-		{"nil Lease", false, false, true, func(_ syncguard.Backend, in hostileInput) error {
+		{"nil Lease", false, false, true, func(_ driver.Backend, in hostileInput) error {
 			var l *syncguard.Lease[C]
 			if _, err := l.Release(in.ctx); err != nil {
 				return err
@@ -183,7 +184,7 @@ func guardCalls[C syncguard.Capabilities](g *syncguard.Guard[C]) []hostileCall {
 // findings: panics, and errors other than InvalidArgument where the input
 // is invalid for the call (or any error but InvalidArgument for a valid
 // one).
-func hostileRun(t *testing.T, b syncguard.Backend, calls []hostileCall) (checked int) {
+func hostileRun(t *testing.T, b driver.Backend, calls []hostileCall) (checked int) {
 	t.Helper()
 	for _, c := range calls {
 		for _, in := range hostileInputs() {
@@ -208,12 +209,12 @@ func hostileRun(t *testing.T, b syncguard.Backend, calls []hostileCall) (checked
 				return c.call(b, in)
 			}()
 			wantOK := in.valid && !hostileAlwaysInvalid(c)
-			switch code := syncguard.CodeOf(err); {
+			switch code := driver.CodeOf(err); {
 			case wantOK && err == nil:
 			case wantOK:
 				t.Errorf("%s: %v (code %v); want success: the key rule accepts this key", name, truncate(err.Error()), code)
 			case err == nil && hostileMayAccept(c, in):
-			case code == syncguard.InvalidArgument:
+			case code == driver.InvalidArgument:
 			case err == nil:
 				t.Errorf("%s: accepted; want InvalidArgument", name)
 			default:
@@ -248,7 +249,7 @@ func hostileAlwaysInvalid(c hostileCall) bool {
 
 // primitiveCalls: the primitives' key-taking entry points (keys as typed by
 // users, under the primitives' default prefixes).
-func primitiveCalls[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C]) []hostileCall {
+func primitiveCalls[C driver.Fenced](t *testing.T, g *syncguard.Guard[C]) []hostileCall {
 	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 10, Period: time.Minute, Burst: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -262,15 +263,15 @@ func primitiveCalls[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.G
 		t.Fatal(err)
 	}
 	return []hostileCall{
-		{"RateLimiter.Allow", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"RateLimiter.Allow", true, false, false, func(_ driver.Backend, in hostileInput) error {
 			_, err := lim.Allow(in.ctx, in.key)
 			return err
 		}},
-		{"OncePerKey.Do", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"OncePerKey.Do", true, false, false, func(_ driver.Backend, in hostileInput) error {
 			_, err := once.Do(in.ctx, in.key, func(context.Context) (string, error) { return "done", nil })
 			return err
 		}},
-		{"FencedWriter.Write", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"FencedWriter.Write", true, false, false, func(_ driver.Backend, in hostileInput) error {
 			l, err := g.TryAcquire(context.Background(), "fw-holder:"+token())
 			if err != nil {
 				return fmt.Errorf("setup: %w", err)
@@ -278,7 +279,7 @@ func primitiveCalls[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.G
 			defer l.Close()
 			return fw.Write(in.ctx, l, in.key, []byte("v"))
 		}},
-		{"NewMutex+TryLock", true, false, false, func(_ syncguard.Backend, in hostileInput) error {
+		{"NewMutex+TryLock", true, false, false, func(_ driver.Backend, in hostileInput) error {
 			m, err := syncguard.NewMutex(g, in.key)
 			if err != nil {
 				return err
@@ -332,14 +333,14 @@ func TestHostileInputPostgres(t *testing.T) {
 // FuzzMemoryDriverInput: arbitrary keys, lock IDs and TTLs never panic the
 // memory driver; failures are InvalidArgument.
 func FuzzMemoryDriverInput(f *testing.F) {
-	f.Add("k", syncguard.NewLockID(), int64(time.Second))
+	f.Add("k", driver.NewLockID(), int64(time.Second))
 	f.Add("a\x00b", "\x00", int64(-1))
 	f.Add(invalidUTF, strings.Repeat("A", 22), int64(math.MaxInt64))
 	d := memory.New()
 	f.Fuzz(func(t *testing.T, key, lockID string, ttl int64) {
 		ctx := context.Background()
 		check := func(op string, err error) {
-			if err != nil && syncguard.CodeOf(err) != syncguard.InvalidArgument {
+			if err != nil && driver.CodeOf(err) != driver.InvalidArgument {
 				t.Fatalf("%s(%q, %q, %d): %v", op, key, lockID, ttl, err)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/postgres"
 	"github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/internal/faultproxy"
@@ -56,7 +57,7 @@ type cell struct {
 	backend, fault, entry string
 	deadline              bool // the caller's context had a deadline
 	took, bound           time.Duration
-	code                  syncguard.Code
+	code                  driver.Code
 	err                   error
 }
 
@@ -88,7 +89,7 @@ func (m *matrix) recovered(s string) {
 // entries builds the entry points over g (leases, mutex and records are
 // set up now, while the backend is healthy); tag keeps the keys of two
 // builds apart. fenced, if not nil, is a FencedStore on the backend (pgfence).
-func entries[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C], rs syncguard.RateStore, tag string, fenced syncguard.FencedStore) []entry {
+func entries[C driver.Fenced](t *testing.T, g *syncguard.Guard[C], rs driver.RateStore, tag string, fenced syncguard.FencedStore) []entry {
 	t.Helper()
 	ctx := context.Background()
 	lease := func(key string) *syncguard.Lease[C] {
@@ -99,7 +100,7 @@ func entries[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C]
 		return l
 	}
 	relL, extL, fwL := lease("rel"), lease("ext"), lease("fw")
-	m, err := syncguard.NewMutex(g, tag+"mx", syncguard.MutexAcquireOptions(syncguard.TTL(matrixTTL)))
+	m, err := syncguard.NewMutex(g, tag+"mx", syncguard.WithAcquireOptions(syncguard.TTL(matrixTTL)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func entries[C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C]
 		t.Fatalf("setup: Lock: %v", err)
 	}
 	var tryErr error
-	m2, err := syncguard.NewMutex(g, tag+"mx2", syncguard.OnMutexError(func(err error) { tryErr = err }))
+	m2, err := syncguard.NewMutex(g, tag+"mx2", syncguard.WithOnError(func(err error) { tryErr = err }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,9 +196,9 @@ func runCell(t *testing.T, mx *matrix, backend, fault string, build func(tag str
 					return
 				}
 				c := cell{backend: backend, fault: fault, entry: e.name, deadline: v.deadline,
-					took: time.Since(start), bound: e.bound, code: syncguard.CodeOf(err), err: err}
+					took: time.Since(start), bound: e.bound, code: driver.CodeOf(err), err: err}
 				mx.add(c)
-				if c.code != syncguard.ServiceUnavailable && c.code != syncguard.NetworkTimeout {
+				if c.code != driver.ServiceUnavailable && c.code != driver.NetworkTimeout {
 					t.Errorf("%s/%s/%s (deadline %v): %v (code %v); want ServiceUnavailable or NetworkTimeout",
 						backend, fault, e.name, v.deadline, err, c.code)
 				}
@@ -228,7 +229,7 @@ func runCell(t *testing.T, mx *matrix, backend, fault string, build func(tag str
 }
 
 // probe is one successful acquisition and release.
-func probe[C syncguard.Capabilities](g *syncguard.Guard[C]) func(ctx context.Context) error {
+func probe[C driver.Capabilities](g *syncguard.Guard[C]) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		l, err := g.TryAcquire(ctx, "probe:"+token())
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/postgres"
 	"github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/internal/pgserver"
@@ -30,7 +31,7 @@ const recoveryRestarts = 3
 // once the server is back; and that a lease held across the restart is
 // reported held (Extend true) exactly when the backend still has it
 // (durable is whether the server keeps its data).
-func recoverAfterRestarts[C syncguard.Capabilities](t *testing.T, name string, g *syncguard.Guard[C], srv restartable, durable bool) {
+func recoverAfterRestarts[C driver.Capabilities](t *testing.T, name string, g *syncguard.Guard[C], srv restartable, durable bool) {
 	ctx := context.Background()
 	for i := range recoveryRestarts {
 		held, err := g.Acquire(ctx, fmt.Sprintf("held%d", i), syncguard.TTL(20*time.Second))
@@ -51,7 +52,7 @@ func recoverAfterRestarts[C syncguard.Capabilities](t *testing.T, name string, g
 		start := time.Now()
 		if _, err := g.TryAcquire(ctx, "during"); err == nil {
 			t.Errorf("%s: TryAcquire succeeded with the server down", name)
-		} else if code := syncguard.CodeOf(err); code != syncguard.ServiceUnavailable && code != syncguard.NetworkTimeout {
+		} else if code := driver.CodeOf(err); code != driver.ServiceUnavailable && code != driver.NetworkTimeout {
 			t.Errorf("%s: TryAcquire with the server down: %v", name, err)
 		}
 		during := time.Since(start)
@@ -116,7 +117,7 @@ func TestRecoveryAfterRestart(t *testing.T) {
 // blackholed must learn it (Lost closed, its context cancelled) strictly
 // before another client, connected directly, acquires the key. It returns
 // the margin.
-func lostBeforeStolen[C syncguard.Capabilities](t *testing.T, holder, thief *syncguard.Guard[C], p *proxy, ttl time.Duration) time.Duration {
+func lostBeforeStolen[C driver.Capabilities](t *testing.T, holder, thief *syncguard.Guard[C], p *proxy, ttl time.Duration) time.Duration {
 	t.Helper()
 	ctx := context.Background()
 	key := "lbs:" + token()

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/reliability/workload"
 )
@@ -18,7 +18,7 @@ func soakDuration() time.Duration {
 	return 5 * time.Second
 }
 
-func soak(t *testing.T, name string, b syncguard.Backend) {
+func soak(t *testing.T, name string, b driver.Backend) {
 	t.Helper()
 	start := time.Now()
 	r := workload.Soak(t.Context(), b, workload.SoakConfig{Duration: soakDuration(), Workers: 8, Keys: 4, Prefix: "soak-" + token()})

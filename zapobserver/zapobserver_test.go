@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/zapobserver"
 )
 
@@ -35,14 +36,14 @@ func TestTelemetryZapObserver(t *testing.T) {
 		},
 		{
 			name:  "case145/acquire-contended",
-			event: syncguard.Event{Type: syncguard.EventAcquire, Result: syncguard.ResultFail, KeyHash: "kh", Reason: syncguard.ReasonLocked},
+			event: syncguard.Event{Type: syncguard.EventAcquire, Result: syncguard.ResultFail, KeyHash: "kh", Reason: driver.ReasonLocked},
 			want: logLine{zapcore.DebugLevel, "syncguard acquire", map[string]any{
 				"type": "acquire", "result": "fail", "keyHash": "kh", "reason": "locked", "latency": time.Duration(0),
 			}},
 		},
 		{
 			name:  "case147/extend-error",
-			event: syncguard.Event{Type: syncguard.EventExtend, Result: syncguard.ResultError, LockIDHash: "ih", Code: syncguard.ServiceUnavailable},
+			event: syncguard.Event{Type: syncguard.EventExtend, Result: syncguard.ResultError, LockIDHash: "ih", Code: driver.ServiceUnavailable},
 			want: logLine{zapcore.WarnLevel, "syncguard extend", map[string]any{
 				"type": "extend", "result": "error", "lockIdHash": "ih", "code": "ServiceUnavailable", "latency": time.Duration(0),
 			}},
@@ -83,7 +84,7 @@ func TestTelemetryZapObserverLevelFilter(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	o := zapobserver.New(zap.New(core))
 	o.OnEvent(syncguard.Event{Type: syncguard.EventRelease, Result: syncguard.ResultOK})
-	o.OnEvent(syncguard.Event{Type: syncguard.EventRelease, Result: syncguard.ResultError, Code: syncguard.Aborted})
+	o.OnEvent(syncguard.Event{Type: syncguard.EventRelease, Result: syncguard.ResultError, Code: driver.Aborted})
 	if n := logs.Len(); n != 1 {
 		t.Fatalf("%d entries, want only the warning", n)
 	}
@@ -94,7 +95,7 @@ func TestTelemetryZapObserverNilLogger(t *testing.T) {
 	o := zapobserver.New(nil) // resolved per event
 	undo := zap.ReplaceGlobals(zap.New(core))
 	defer undo()
-	o.OnEvent(syncguard.Event{Type: syncguard.EventIsLocked, Result: syncguard.ResultFail})
+	o.OnEvent(syncguard.Event{Type: syncguard.EventLookup, Result: syncguard.ResultFail})
 	if n := logs.Len(); n != 1 {
 		t.Fatalf("%d entries via zap.L(), want 1", n)
 	}
@@ -105,12 +106,12 @@ type zapFakeCaps struct{}
 
 func (zapFakeCaps) Name() string { return "zap-fake" }
 
-type zapFakeDriver struct{ syncguard.Backend }
+type zapFakeDriver struct{ driver.Backend }
 
 func (zapFakeDriver) Capabilities() zapFakeCaps { return zapFakeCaps{} }
 
-func (zapFakeDriver) Release(context.Context, string) (syncguard.ReleaseResult, error) {
-	return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+func (zapFakeDriver) Release(context.Context, string) (driver.ReleaseResult, error) {
+	return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
 }
 
 func TestTelemetryZapObserverWithTelemetry(t *testing.T) {
@@ -120,7 +121,7 @@ func TestTelemetryZapObserverWithTelemetry(t *testing.T) {
 	if res, err := d.Release(context.Background(), id); err != nil || res.OK {
 		t.Fatalf("Release = %+v, %v", res, err)
 	}
-	entries := logs.FilterField(zap.String("lockIdHash", syncguard.HashKey(id))).FilterField(zap.String("reason", "not-found")).All()
+	entries := logs.FilterField(zap.String("lockIdHash", driver.HashKey(id))).FilterField(zap.String("reason", "not-found")).All()
 	if len(entries) != 1 {
 		t.Fatalf("entries = %+v", logs.All())
 	}

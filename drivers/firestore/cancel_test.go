@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestCancelledAcquireLeavesNoLock: an Acquire whose context ends at any
@@ -45,8 +45,8 @@ func TestCancelledAcquireLeavesNoLock(t *testing.T) {
 		case err == nil:
 			t.Fatalf("round %d: Acquire = %+v; want acquired or failed (the key is free)", i, r)
 		default:
-			var le *syncguard.LockError
-			if !errors.As(err, &le) || le.Code != syncguard.Aborted {
+			var le *driver.LockError
+			if !errors.As(err, &le) || le.Code != driver.Aborted {
 				t.Fatalf("round %d: Acquire error %v; want Aborted", i, err)
 			}
 			cancelled++

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/conformance"
 )
 
@@ -29,7 +28,6 @@ func TestConformance(t *testing.T) {
 		Timing: conformance.Timing{
 			Short: 2 * time.Second, Wait: 5 * time.Second, LookupWait: 4 * time.Second, ParallelBudget: 5 * time.Second,
 		},
-		Capabilities: syncguard.CapabilityInfo{Name: "firestore", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityClient},
 		// The emulator serialises conflicting transactions (holding one for
 		// up to 2 s); a few cases at a time keep the cases' timing meaningful.
 		MaxConcurrentCases: 8,

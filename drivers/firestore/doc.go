@@ -17,7 +17,7 @@
 // Firestore offers no server clock that a transaction can read, so expiry
 // is judged by the clock of each client, read inside the transaction after
 // its reads. The capability type says so: [Capabilities] does not satisfy
-// [syncguard.ServerTimeCapabilities]. Every process using the same
+// [driver.ServerTime]. Every process using the same
 // collections must keep its clock synchronised (NTP): aim for ≤ 100 ms of
 // skew, alert at 200 ms, and do not deploy at 500 ms or more. A client whose
 // clock runs ahead sees locks expire early and can take a lock that is

@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/churn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -78,14 +79,14 @@ func TestNewValidation(t *testing.T) {
 		if tt.ok != (err == nil) {
 			t.Errorf("%s: err = %v; want ok=%v", tt.name, err, tt.ok)
 		}
-		if err != nil && syncguard.CodeOf(err) != syncguard.InvalidArgument {
-			t.Errorf("%s: code %v; want InvalidArgument", tt.name, syncguard.CodeOf(err))
+		if err != nil && driver.CodeOf(err) != driver.InvalidArgument {
+			t.Errorf("%s: code %v; want InvalidArgument", tt.name, driver.CodeOf(err))
 		}
 		if d != nil {
 			d.Close()
 		}
 	}
-	if _, err := New(nil); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	if _, err := New(nil); driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("New(nil): %v", err)
 	}
 }
@@ -97,7 +98,7 @@ func TestDuplicateDocuments(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, newClient(t))
 	ctx := context.Background()
-	id := syncguard.NewLockID()
+	id := driver.NewLockID()
 	now := time.Now().UnixMilli()
 	write := func(doc string, exp int64) {
 		t.Helper()
@@ -110,7 +111,7 @@ func TestDuplicateDocuments(t *testing.T) {
 	write("dup-live", now+60_000)
 	write("dup-expired", now-60_000)
 	info, err := d.LookupByID(ctx, id)
-	if err != nil || info == nil || info.KeyHash != syncguard.HashKey("dup-live") {
+	if err != nil || info == nil || info.KeyHash != driver.HashKey("dup-live") {
 		t.Fatalf("LookupByID = %+v, %v; want the live duplicate", info, err)
 	}
 	if r, err := d.Release(ctx, id); err != nil || !r.OK {
@@ -124,7 +125,7 @@ func TestDuplicateDocuments(t *testing.T) {
 	write("dup-a", now+60_000)
 	write("dup-b", now+60_000)
 	_, err = d.Release(ctx, id)
-	if syncguard.CodeOf(err) != syncguard.Internal || !errors.Is(err, errDuplicateLive) {
+	if driver.CodeOf(err) != driver.Internal || !errors.Is(err, errDuplicateLive) {
 		t.Errorf("Release with two live duplicates = %v; want Internal (duplicate live documents)", err)
 	}
 	if _, err := d.Extend(ctx, id, time.Minute); !errors.Is(err, errDuplicateLive) {
@@ -149,7 +150,7 @@ func TestCancelInsideTransaction(t *testing.T) {
 	start := time.Now()
 	_, err = d.Acquire(ctx, "stuck", time.Minute)
 	unlock()
-	if syncguard.CodeOf(err) != syncguard.NetworkTimeout || !errors.Is(err, context.DeadlineExceeded) {
+	if driver.CodeOf(err) != driver.NetworkTimeout || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Acquire past its deadline = %v; want NetworkTimeout wrapping DeadlineExceeded", err)
 	}
 	if took := time.Since(start); took > 400*time.Millisecond {
@@ -159,7 +160,7 @@ func TestCancelInsideTransaction(t *testing.T) {
 	// context error, which the SDK does not retry.
 	cctx, ccancel := context.WithCancel(context.Background())
 	ccancel()
-	if _, err := d.Release(cctx, syncguard.NewLockID()); syncguard.CodeOf(err) != syncguard.Aborted {
+	if _, err := d.Release(cctx, driver.NewLockID()); driver.CodeOf(err) != driver.Aborted {
 		t.Errorf("Release(cancelled) = %v; want Aborted", err)
 	}
 }
@@ -169,27 +170,27 @@ func TestErrorMapping(t *testing.T) {
 	bg := context.Background()
 	tests := []struct {
 		err  error
-		code syncguard.Code
+		code driver.Code
 	}{
-		{status.Error(codes.PermissionDenied, "x"), syncguard.AuthFailed},
-		{status.Error(codes.Unauthenticated, "x"), syncguard.AuthFailed},
-		{status.Error(codes.DeadlineExceeded, "x"), syncguard.NetworkTimeout},
-		{status.Error(codes.Unavailable, "x"), syncguard.ServiceUnavailable},
-		{status.Error(codes.Internal, "x"), syncguard.ServiceUnavailable},
-		{status.Error(codes.Aborted, "Transaction lock timeout."), syncguard.ServiceUnavailable},
-		{status.Error(codes.InvalidArgument, "x"), syncguard.InvalidArgument},
-		{status.Error(codes.FailedPrecondition, "index"), syncguard.InvalidArgument},
-		{status.Error(codes.ResourceExhausted, "x"), syncguard.RateLimited},
-		{status.Error(codes.Canceled, "x"), syncguard.Aborted},
-		{status.Error(codes.Unknown, "x"), syncguard.Internal},
-		{context.Canceled, syncguard.Aborted},
-		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), syncguard.NetworkTimeout},
-		{errors.New("other"), syncguard.Internal},
+		{status.Error(codes.PermissionDenied, "x"), driver.AuthFailed},
+		{status.Error(codes.Unauthenticated, "x"), driver.AuthFailed},
+		{status.Error(codes.DeadlineExceeded, "x"), driver.NetworkTimeout},
+		{status.Error(codes.Unavailable, "x"), driver.ServiceUnavailable},
+		{status.Error(codes.Internal, "x"), driver.ServiceUnavailable},
+		{status.Error(codes.Aborted, "Transaction lock timeout."), driver.ServiceUnavailable},
+		{status.Error(codes.InvalidArgument, "x"), driver.InvalidArgument},
+		{status.Error(codes.FailedPrecondition, "index"), driver.InvalidArgument},
+		{status.Error(codes.ResourceExhausted, "x"), driver.RateLimited},
+		{status.Error(codes.Canceled, "x"), driver.Aborted},
+		{status.Error(codes.Unknown, "x"), driver.Internal},
+		{context.Canceled, driver.Aborted},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), driver.NetworkTimeout},
+		{errors.New("other"), driver.Internal},
 	}
 	for _, tt := range tests {
 		got := mapError(bg, tt.err, "k", "")
-		if syncguard.CodeOf(got) != tt.code {
-			t.Errorf("mapError(%v) = %v; want %v", tt.err, syncguard.CodeOf(got), tt.code)
+		if driver.CodeOf(got) != tt.code {
+			t.Errorf("mapError(%v) = %v; want %v", tt.err, driver.CodeOf(got), tt.code)
 		}
 		if !errors.Is(got, tt.err) {
 			t.Errorf("mapError(%v) does not wrap it", tt.err)
@@ -314,7 +315,7 @@ func FuzzDocID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
-		k, err := syncguard.NormalizeKey(key)
+		k, err := driver.NormalizeKey(key)
 		if err != nil {
 			return
 		}
@@ -336,15 +337,15 @@ func TestHashedIDsDoNotAlias(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, newClient(t))
 	ctx := context.Background()
-	victim := "tenant/42-" + syncguard.NewLockID()
-	for _, attacker := range []string{syncguard.HashedKey(victim), "#" + syncguard.HashedKey(victim)} {
+	victim := "tenant/42-" + driver.NewLockID()
+	for _, attacker := range []string{driver.HashedKey(victim), "#" + driver.HashedKey(victim)} {
 		vid, _ := docID(victim)
 		aid, _ := docID(attacker)
 		if vid == aid {
 			t.Fatalf("docID(%q) = docID(%q) = %q", victim, attacker, vid)
 		}
 	}
-	attacker := syncguard.HashedKey(victim)
+	attacker := driver.HashedKey(victim)
 	v, err := d.Acquire(ctx, victim, time.Minute)
 	if err != nil || !v.Acquired {
 		t.Fatalf("Acquire(victim) = %+v, %v", v, err)
@@ -359,7 +360,7 @@ func TestHashedIDsDoNotAlias(t *testing.T) {
 	if rec, err := d.GetRecord(ctx, attacker); err != nil || rec != nil {
 		t.Errorf("GetRecord(attacker) = %+v, %v; want none", rec, err)
 	}
-	lim := syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}
+	lim := driver.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}
 	if r, err := d.AllowN(ctx, victim, lim, 1); err != nil || r.Allowed != 1 {
 		t.Fatalf("AllowN(victim) = %+v, %v", r, err)
 	}
@@ -376,7 +377,7 @@ func TestFenceFloorAcrossIDChange(t *testing.T) {
 	c := newClient(t)
 	d := newDriver(t, c)
 	ctx := context.Background()
-	key := "tenant/7/" + syncguard.NewLockID()
+	key := "tenant/7/" + driver.NewLockID()
 	old, err := legacyDocID(key)
 	if err != nil {
 		t.Fatal(err)
@@ -384,7 +385,7 @@ func TestFenceFloorAcrossIDChange(t *testing.T) {
 	oldFid, _ := legacyDocID("fence:" + old)
 	// The former counter runs an hour ahead of the time floor, so that
 	// continuing from it is visible.
-	ahead := syncguard.FenceFloor(time.Now().Add(time.Hour).UnixMicro())
+	ahead := driver.FenceFloor(time.Now().Add(time.Hour).UnixMicro())
 	if _, err := d.fences.Doc(oldFid).Set(ctx, map[string]any{"fence": ahead.String(), "keyDebug": key}); err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +404,7 @@ func TestFenceFloorAcrossIDChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := snap.Data()["keyDebug"]; got != syncguard.HashKey(key) {
+	if got := snap.Data()["keyDebug"]; got != driver.HashKey(key) {
 		t.Errorf("keyDebug = %q; want HashKey of the key, never the key", got)
 	}
 }
@@ -439,7 +440,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 	if rightF != baseF+n {
 		t.Errorf("right after: %d fence counters; want %d", rightF, baseF+n)
 	}
-	time.Sleep(time.Until(time.Now().Add(time.Duration(syncguard.FenceMarginMs)*time.Millisecond + 200*time.Millisecond)))
+	time.Sleep(time.Until(time.Now().Add(time.Duration(driver.FenceMarginMs)*time.Millisecond + 200*time.Millisecond)))
 	swept, err := d.Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // mapError turns an error from the Firestore client into a
-// *syncguard.LockError, by type: the context's error first (Canceled →
+// *driver.LockError, by type: the context's error first (Canceled →
 // Aborted, DeadlineExceeded → NetworkTimeout, wrapping it), then the gRPC
 // status code (contract §7):
 //
@@ -31,36 +31,36 @@ func mapError(ctx context.Context, err error, key, lockID string) error {
 	return le
 }
 
-func classify(ctx context.Context, err error) *syncguard.LockError {
-	var le *syncguard.LockError
+func classify(ctx context.Context, err error) *driver.LockError {
+	var le *driver.LockError
 	if errors.As(err, &le) {
-		return &syncguard.LockError{Code: le.Code, Message: le.Message, Cause: err}
+		return &driver.LockError{Code: le.Code, Message: le.Message, Cause: err}
 	}
 	if errors.Is(err, errDuplicateLive) {
-		return &syncguard.LockError{Code: syncguard.Internal, Message: err.Error(), Cause: err}
+		return &driver.LockError{Code: driver.Internal, Message: err.Error(), Cause: err}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return syncguard.ContextError(err)
+		return driver.ContextError(err)
 	}
 	if ctx != nil && ctx.Err() != nil {
-		return syncguard.ContextError(ctx.Err())
+		return driver.ContextError(ctx.Err())
 	}
-	code := syncguard.Internal
+	code := driver.Internal
 	switch status.Code(err) {
 	case codes.PermissionDenied, codes.Unauthenticated:
-		code = syncguard.AuthFailed
+		code = driver.AuthFailed
 	case codes.DeadlineExceeded:
-		code = syncguard.NetworkTimeout
+		code = driver.NetworkTimeout
 	case codes.Unavailable, codes.Internal, codes.Aborted:
-		code = syncguard.ServiceUnavailable
+		code = driver.ServiceUnavailable
 	case codes.InvalidArgument, codes.FailedPrecondition:
-		code = syncguard.InvalidArgument
+		code = driver.InvalidArgument
 	case codes.ResourceExhausted:
-		code = syncguard.RateLimited
+		code = driver.RateLimited
 	case codes.Canceled:
-		code = syncguard.Aborted
+		code = driver.Aborted
 	}
-	return &syncguard.LockError{Code: code, Message: "firestore: " + err.Error(), Cause: err}
+	return &driver.LockError{Code: code, Message: "firestore: " + err.Error(), Cause: err}
 }
 
 func isNotFound(err error) bool { return status.Code(err) == codes.NotFound }

@@ -2,34 +2,32 @@ package firestore
 
 import (
 	"context"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/syncguard/syncguard/driver"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"cloud.google.com/go/firestore"
-	"github.com/syncguard/syncguard"
 )
 
 // Compile-time checks of the interfaces *Driver implements.
 var (
-	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
-	_ syncguard.Backend              = (*Driver)(nil)
-	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
-	_ syncguard.RawLookup            = (*Driver)(nil)
-
-	_ syncguard.FencedCapabilities = Capabilities{}
+	_ driver.Driver[Capabilities] = (*Driver)(nil)
+	_ driver.Backend              = (*Driver)(nil)
+	_ driver.ReleaseWatcher       = (*Driver)(nil)
 )
 
-// Capabilities is the capability type of the Firestore driver: it supports
-// fencing tokens; its time authority is the client's clock (Firestore has
-// no server clock usable inside a transaction), so it does not satisfy
-// [syncguard.ServerTimeCapabilities] and code that demands server time
-// does not compile with it.
+// Capabilities is the capability type of the Firestore driver: fencing
+// tokens and state shared by every process. Expiry is judged by each
+// client's clock (keep clocks synchronised), and waiters poll: it has
+// neither [driver.ServerTime] nor [driver.FairHandoff].
 type Capabilities struct {
-	syncguard.WithFencing
+	driver.WithFencing
+	driver.WithCrossProcess
 }
 
 // Name returns "firestore".
@@ -94,7 +92,7 @@ func WithRateCollection(name string) Option {
 }
 
 // WithCleanupInIsLocked makes IsLocked delete a lock document that is more
-// than [syncguard.CleanupGuardMs] past its expiry, in a background
+// than [driver.CleanupGuardMs] past its expiry, in a background
 // transaction that re-checks the expiry. It never changes IsLocked's result
 // and never touches fence counters. Default false.
 func WithCleanupInIsLocked(enabled bool) Option {
@@ -110,7 +108,7 @@ func WithMaxAttempts(n int) Option {
 }
 
 // WithLogger sets the logger for the driver's warnings (duplicate lock
-// documents, fence counters passing [syncguard.FenceWarn]); they carry key
+// documents, fence counters passing [driver.FenceWarn]); they carry key
 // hashes, never keys. The default is [slog.Default].
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
@@ -155,10 +153,10 @@ type Driver struct {
 }
 
 // New returns a driver over client. It fails with an InvalidArgument
-// [syncguard.LockError] for a nil client or invalid options.
+// [driver.LockError] for a nil client or invalid options.
 func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 	if client == nil {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: client must not be nil")
+		return nil, driver.NewError(driver.InvalidArgument, "firestore: client must not be nil")
 	}
 	o := options{
 		collection:       DefaultCollection,
@@ -181,15 +179,15 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 			return nil, err
 		}
 		if seen[n] {
-			return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: collections must differ: "+n+" is used twice")
+			return nil, driver.NewError(driver.InvalidArgument, "firestore: collections must differ: "+n+" is used twice")
 		}
 		seen[n] = true
 	}
 	if o.maxAttempts < 1 {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: max attempts must be at least 1")
+		return nil, driver.NewError(driver.InvalidArgument, "firestore: max attempts must be at least 1")
 	}
 	if o.callTimeout <= 0 {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore: call timeout must be positive")
+		return nil, driver.NewError(driver.InvalidArgument, "firestore: call timeout must be positive")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Driver{
@@ -216,13 +214,13 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 func validateCollection(n string) error {
 	switch {
 	case n == "":
-		return syncguard.NewError(syncguard.InvalidArgument, "firestore: collection name must not be empty")
+		return driver.NewError(driver.InvalidArgument, "firestore: collection name must not be empty")
 	case strings.Contains(n, "/"):
-		return syncguard.NewError(syncguard.InvalidArgument, "firestore: collection name must not contain '/': "+n)
+		return driver.NewError(driver.InvalidArgument, "firestore: collection name must not contain '/': "+n)
 	case n == "." || n == "..", reservedID(n):
-		return syncguard.NewError(syncguard.InvalidArgument, "firestore: reserved collection name: "+n)
+		return driver.NewError(driver.InvalidArgument, "firestore: reserved collection name: "+n)
 	case len(n) > 1500:
-		return syncguard.NewError(syncguard.InvalidArgument, "firestore: collection name too long")
+		return driver.NewError(driver.InvalidArgument, "firestore: collection name too long")
 	}
 	return nil
 }
@@ -301,7 +299,7 @@ func (d *Driver) runTx(ctx context.Context, f func(context.Context, *firestore.T
 		return ctx.Err()
 	}
 	if err != nil && status.Code(err) == codes.InvalidArgument {
-		return &syncguard.LockError{Code: syncguard.ServiceUnavailable,
+		return &driver.LockError{Code: driver.ServiceUnavailable,
 			Message: "firestore: the transaction died with the server: " + err.Error(), Cause: err}
 	}
 	return err

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/delayproxy"
 	"go.uber.org/goleak"
 	"google.golang.org/api/option"
@@ -123,8 +123,8 @@ func newHarness(t *testing.T, c *firestore.Client) *harness {
 	return &harness{c: c, d: d, dc: dc, opts: opts}
 }
 
-func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
-func (h *harness) DriverWithCleanup() syncguard.Driver[Capabilities] { return h.dc }
+func (h *harness) Driver() driver.Driver[Capabilities]            { return h.d }
+func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.dc }
 func (h *harness) Close() {
 	h.d.Close()
 	h.dc.Close()
@@ -138,7 +138,7 @@ func (h *harness) Close() {
 // DriverWithLatency returns a driver over the same collections whose
 // client reaches the emulator through a loopback proxy delaying every
 // chunk by d each way.
-func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
+func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities] {
 	p, err := delayproxy.Start(os.Getenv("FIRESTORE_EMULATOR_HOST"), d)
 	if err != nil {
 		return nil
@@ -180,7 +180,7 @@ func (emulatorOwner) RequireTransportSecurity() bool { return false }
 
 // OpenDriver returns a driver over the same collections with a client of
 // its own, as another process would have.
-func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], error) {
 	c, err := firestore.NewClient(ctx, projectID)
 	if err != nil {
 		return nil, err
@@ -198,8 +198,8 @@ func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities
 
 // WriteRawLock writes a lock document directly, expiring at client-now +
 // off.
-func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence syncguard.Fence, off time.Duration) error {
-	k, err := syncguard.NormalizeKey(key)
+func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -216,13 +216,13 @@ func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence sy
 
 // SetFence sets key's fence counter.
 func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
 	base, _ := docID(k)
 	fid, _ := fenceID(base)
-	f, err := syncguard.FormatFence(value)
+	f, err := driver.FormatFence(value)
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 }
 
 func (h *harness) exists(ctx context.Context, key string, fence bool) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}

@@ -3,7 +3,7 @@ package firestore
 import (
 	"strings"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // storageLimit is Firestore's document ID budget (1500 B).
@@ -17,17 +17,17 @@ const hashMark = "#"
 
 // docID returns the document ID of a normalised key (or record name): the
 // key itself when Firestore can take it literally, otherwise "#" and the
-// 22-character base64url SHA-256 digest ([syncguard.HashedKey]). Hashed
+// 22-character base64url SHA-256 digest ([driver.HashedKey]). Hashed
 // are keys over the ID budget, keys Firestore would misread (containing
 // '/', "." or "..", of the reserved form __x__) and keys starting with "#".
 func docID(k string) (string, error) {
 	if k == "" {
-		return "", syncguard.NewError(syncguard.InvalidArgument, "Key must not be empty")
+		return "", driver.NewError(driver.InvalidArgument, "Key must not be empty")
 	}
 	if len(k) <= storageLimit && !unsafeID(k) && !strings.HasPrefix(k, hashMark) {
 		return k, nil
 	}
-	return hashMark + syncguard.HashedKey(k), nil
+	return hashMark + driver.HashedKey(k), nil
 }
 
 // legacyDocID is the document ID releases before the domain separation
@@ -35,12 +35,12 @@ func docID(k string) (string, error) {
 // counter with the counter kept there, so fences do not go back across
 // the upgrade.
 func legacyDocID(k string) (string, error) {
-	id, err := syncguard.StorageKey("", k, storageLimit, 0)
+	id, err := driver.StorageKey("", k, storageLimit, 0)
 	if err != nil {
 		return "", err
 	}
 	if unsafeID(id) {
-		id = syncguard.HashedKey(id)
+		id = driver.HashedKey(id)
 	}
 	return id, nil
 }

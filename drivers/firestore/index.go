@@ -3,7 +3,7 @@ package firestore
 import (
 	"context"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -15,7 +15,7 @@ import (
 // InvalidArgument with a message naming the index and how to create it
 // (see docs/firestore.md).
 func (d *Driver) CheckIndex(ctx context.Context) error {
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	_, err := d.locks.Where("lockId", "==", "index-probe").Limit(1).Documents(ctx).GetAll()
@@ -23,8 +23,8 @@ func (d *Driver) CheckIndex(ctx context.Context) error {
 		return nil
 	}
 	if status.Code(err) == codes.FailedPrecondition {
-		return &syncguard.LockError{
-			Code: syncguard.InvalidArgument,
+		return &driver.LockError{
+			Code: driver.InvalidArgument,
 			Message: "firestore: the single-field index on " + d.lockName + ".lockId is missing; create it with " +
 				"`gcloud firestore indexes fields update lockId --collection-group=" + d.lockName + " --index=order=ASCENDING` " +
 				"(see docs/firestore.md)",

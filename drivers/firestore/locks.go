@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // lockDoc is a decoded lock document.
@@ -17,7 +17,7 @@ type lockDoc struct {
 	expiresAtMs  int64
 	acquiredAtMs int64
 	key          string
-	fence        syncguard.Fence
+	fence        driver.Fence
 }
 
 func decodeLock(s *firestore.DocumentSnapshot) (lockDoc, bool) {
@@ -30,24 +30,20 @@ func decodeLock(s *firestore.DocumentSnapshot) (lockDoc, bool) {
 	acq, _ := m["acquiredAtMs"].(int64)
 	key, _ := m["key"].(string)
 	fs, _ := m["fence"].(string)
-	f, err := syncguard.ParseFence(fs)
+	f, err := driver.ParseFence(fs)
 	if !ok1 || !ok2 || err != nil {
 		return lockDoc{}, false
 	}
 	return lockDoc{lockID: id, expiresAtMs: exp, acquiredAtMs: acq, key: key, fence: f}, true
 }
 
-func (l lockDoc) info() *syncguard.RawLockInfo {
-	return &syncguard.RawLockInfo{
-		LockInfo: syncguard.LockInfo{
-			KeyHash:      syncguard.HashKey(l.key),
-			LockIDHash:   syncguard.HashKey(l.lockID),
-			Fence:        l.fence,
-			ExpiresAtMs:  l.expiresAtMs,
-			AcquiredAtMs: l.acquiredAtMs,
-		},
-		Key:    l.key,
-		LockID: l.lockID,
+func (l lockDoc) info() *driver.LockInfo {
+	return &driver.LockInfo{
+		Key:          l.key,
+		LockID:       l.lockID,
+		Fence:        l.fence,
+		ExpiresAtMs:  l.expiresAtMs,
+		AcquiredAtMs: l.acquiredAtMs,
 	}
 }
 
@@ -77,7 +73,7 @@ func (d *Driver) fenceRefs(k, base, fid string) []*firestore.DocumentRef {
 // writes) writes the next fence and the lock. The time authority is this
 // process's clock, read inside the transaction after its reads. Contention
 // is the result {Acquired: false, Reason: "locked"} and writes nothing; a
-// fence past [syncguard.FenceMax] fails with Internal and writes nothing.
+// fence past [driver.FenceMax] fails with Internal and writes nothing.
 //
 // When the call fails after its commit may have been sent (its context
 // ended, the connection broke), Acquire releases the lock ID it minted in
@@ -85,42 +81,42 @@ func (d *Driver) fenceRefs(k, base, fid string) []*firestore.DocumentRef {
 // more after 200 ms for a commit applied late; [Driver.Close] waits for
 // it. So an acquisition whose result the caller never saw does not block
 // the key until its TTL.
-func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
 	base, err := docID(k)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
 	fid, err := fenceID(base)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
 	refs := d.fenceRefs(k, base, fid)
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
-	lockID := syncguard.NewLockID()
+	lockID := driver.NewLockID()
 	lockRef, fenceRef := d.locks.Doc(base), refs[0]
 	unlock, err := d.stripes.lock(ctx, lockRef.Path)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
 	defer unlock()
 	var (
-		res  syncguard.AcquireResult
+		res  driver.AcquireResult
 		warn bool
 	)
 	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		res, warn = syncguard.AcquireResult{}, false
+		res, warn = driver.AcquireResult{}, false
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -133,8 +129,8 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		}
 		nowT := d.now()
 		now := nowT.UnixMilli()
-		if l, ok := decodeLock(snaps[0]); ok && syncguard.IsLive(l.expiresAtMs, now) {
-			res.Reason = syncguard.ReasonLocked
+		if l, ok := decodeLock(snaps[0]); ok && driver.IsLive(l.expiresAtMs, now) {
+			res.Reason = driver.ReasonLocked
 			return nil
 		}
 		// The counter, or where there is none yet the counter of the
@@ -145,15 +141,15 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 				continue
 			}
 			fs, _ := snap.Data()["fence"].(string)
-			f, err := syncguard.ParseFence(fs)
+			f, err := driver.ParseFence(fs)
 			if err != nil {
-				return syncguard.NewError(syncguard.Internal, "firestore: corrupt fence counter document")
+				return driver.NewError(driver.Internal, "firestore: corrupt fence counter document")
 			}
 			last = int64(f)
 			break
 		}
 		nowUs := nowT.UnixMicro()
-		fence, w, err := syncguard.CheckNewFence(max(last+1, int64(syncguard.FenceFloor(nowUs))))
+		fence, w, err := driver.CheckNewFence(max(last+1, int64(driver.FenceFloor(nowUs))))
 		if err != nil {
 			return err
 		}
@@ -161,8 +157,8 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		// expireAt: when the floor will have passed the fence by the margin;
 		// Sweep (or a Firestore TTL policy on the field) deletes the counter
 		// after it.
-		keepUntil := time.UnixMilli(now + syncguard.FenceKeepMs(fence, nowUs))
-		if err := tx.Set(fenceRef, map[string]any{"fence": fence.String(), "keyDebug": syncguard.HashKey(k), "expireAt": keepUntil}); err != nil {
+		keepUntil := time.UnixMilli(now + driver.FenceKeepMs(fence, nowUs))
+		if err := tx.Set(fenceRef, map[string]any{"fence": fence.String(), "keyDebug": driver.HashKey(k), "expireAt": keepUntil}); err != nil {
 			return err
 		}
 		if err := tx.Set(lockRef, map[string]any{
@@ -170,7 +166,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 		}); err != nil {
 			return err
 		}
-		res = syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}
+		res = driver.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}
 		warn = w
 		return nil
 	})
@@ -179,14 +175,14 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 			d.bg.Add(1)
 			go d.releaseUnknown(lockID)
 		}
-		return syncguard.AcquireResult{}, mapError(ctx, err, k, "")
+		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
 	if warn {
 		d.log().LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
 			slog.String("backend", "firestore"),
-			slog.String("keyHash", syncguard.HashKey(k)),
+			slog.String("keyHash", driver.HashKey(k)),
 			slog.String("fence", res.Fence.String()),
-			slog.String("fenceMax", syncguard.FenceMax.String()))
+			slog.String("fenceMax", driver.FenceMax.String()))
 	}
 	return res, nil
 }
@@ -270,7 +266,7 @@ func (d *Driver) resolve(ctx context.Context, tx *firestore.Transaction, lockID 
 		if !ok || l.lockID != lockID { // gone or taken over since the query
 			continue
 		}
-		if syncguard.IsLive(l.expiresAtMs, now) {
+		if driver.IsLive(l.expiresAtMs, now) {
 			lives = append(lives, s)
 		} else {
 			stale = append(stale, s)
@@ -279,7 +275,7 @@ func (d *Driver) resolve(ctx context.Context, tx *firestore.Transaction, lockID 
 	if len(lives)+len(stale) > 1 {
 		d.log().LogAttrs(ctx, slog.LevelWarn, "syncguard: duplicate lock documents for one lock ID",
 			slog.String("backend", "firestore"),
-			slog.String("lockIdHash", syncguard.HashKey(lockID)),
+			slog.String("lockIdHash", driver.HashKey(lockID)),
 			slog.Int("documents", len(lives)+len(stale)), slog.Int("live", len(lives)))
 		if len(lives) > 1 {
 			return nil, false, errDuplicateLive
@@ -322,9 +318,9 @@ func (d *Driver) mutateByID(ctx context.Context, lockID string, apply func(tx *f
 			detail = ""
 			return apply(tx, live)
 		case expired:
-			detail = syncguard.DetailExpired
+			detail = driver.DetailExpired
 		default:
-			detail = syncguard.DetailNotFound
+			detail = driver.DetailNotFound
 		}
 		return nil
 	})
@@ -336,39 +332,39 @@ func (d *Driver) mutateByID(ctx context.Context, lockID string, apply func(tx *f
 
 // Release deletes the live lock lockID. Of concurrent or repeated releases
 // exactly one reports OK; Detail tells "expired" from "not-found".
-func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ReleaseResult{}, err
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ReleaseResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ReleaseResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ReleaseResult{}, err
 	}
 	detail, err := d.mutateByID(ctx, lockID, func(tx *firestore.Transaction, live *firestore.DocumentSnapshot) error {
 		return tx.Delete(live.Ref)
 	})
 	if err != nil {
-		return syncguard.ReleaseResult{}, err
+		return driver.ReleaseResult{}, err
 	}
-	return syncguard.ReleaseResult{OK: detail == "", Detail: detail}, nil
+	return driver.ReleaseResult{OK: detail == "", Detail: detail}, nil
 }
 
 // Extend sets the expiry of the live lock lockID to now + ttl (client
 // clock), updating only expiresAtMs. It never recreates an absent or
 // expired lock.
-func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ExtendResult{}, err
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ExtendResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.ExtendResult{}, err
+		return driver.ExtendResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ExtendResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ExtendResult{}, err
 	}
 	var exp int64
 	detail, err := d.mutateByID(ctx, lockID, func(tx *firestore.Transaction, live *firestore.DocumentSnapshot) error {
@@ -376,12 +372,12 @@ func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (
 		return tx.Update(live.Ref, []firestore.Update{{Path: "expiresAtMs", Value: exp}})
 	})
 	if err != nil {
-		return syncguard.ExtendResult{}, err
+		return driver.ExtendResult{}, err
 	}
 	if detail != "" {
-		return syncguard.ExtendResult{Detail: detail}, nil
+		return driver.ExtendResult{Detail: detail}, nil
 	}
-	return syncguard.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
+	return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
 }
 
 // getDoc reads a document; a missing one is (nil, nil).
@@ -400,7 +396,7 @@ func getDoc(ctx context.Context, ref *firestore.DocumentRef) (*firestore.Documen
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
@@ -408,7 +404,7 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	ref := d.locks.Doc(base)
@@ -421,10 +417,10 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 		return false, nil
 	}
 	now := d.nowMs()
-	if syncguard.IsLive(l.expiresAtMs, now) {
+	if driver.IsLive(l.expiresAtMs, now) {
 		return true, nil
 	}
-	if d.cleanup && now-l.expiresAtMs > syncguard.CleanupGuardMs {
+	if d.cleanup && now-l.expiresAtMs > driver.CleanupGuardMs {
 		d.cleanupLater(ref)
 	}
 	return false, nil
@@ -447,7 +443,7 @@ func (d *Driver) cleanupLater(ref *firestore.DocumentRef) {
 				return err
 			}
 			l, ok := decodeLock(s)
-			if !ok || d.nowMs()-l.expiresAtMs <= syncguard.CleanupGuardMs {
+			if !ok || d.nowMs()-l.expiresAtMs <= driver.CleanupGuardMs {
 				return nil
 			}
 			return tx.Delete(ref)
@@ -455,31 +451,11 @@ func (d *Driver) cleanupLater(ref *firestore.DocumentRef) {
 	}()
 }
 
-// LookupByKey returns sanitized information about the live lock on key,
-// or nil.
-func (d *Driver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
-	r, err := d.LookupRawByKey(ctx, key)
-	if r == nil || err != nil {
-		return nil, err
-	}
-	return &r.LockInfo, nil
-}
-
-// LookupByID returns sanitized information about the live lock lockID, or
-// nil.
-func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
-	r, err := d.LookupRawByID(ctx, lockID)
-	if r == nil || err != nil {
-		return nil, err
-	}
-	return &r.LockInfo, nil
-}
-
-// LookupRawByKey is LookupByKey with the raw normalised key and lock ID.
-func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+// LookupByKey returns the live lock of key, or nil.
+func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -487,7 +463,7 @@ func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.Raw
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	s, err := getDoc(ctx, d.locks.Doc(base))
@@ -495,21 +471,21 @@ func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.Raw
 		return nil, mapError(ctx, err, k, "")
 	}
 	l, ok := decodeLock(s)
-	if !ok || !syncguard.IsLive(l.expiresAtMs, d.nowMs()) {
+	if !ok || !driver.IsLive(l.expiresAtMs, d.nowMs()) {
 		return nil, nil
 	}
 	return l.info(), nil
 }
 
-// LookupRawByID is LookupByID with the raw normalised key and lock ID. It
+// LookupByID returns the live lock lockID, or nil. It
 // runs the lockId query (one indexed read) and re-checks the ID.
-func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
+func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := syncguard.ValidateLockID(lockID); err != nil {
+	if err := driver.ValidateLockID(lockID); err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	docs, err := d.locks.Where("lockId", "==", lockID).Documents(ctx).GetAll()
@@ -519,12 +495,12 @@ func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.R
 	if len(docs) > 1 {
 		d.log().LogAttrs(ctx, slog.LevelWarn, "syncguard: duplicate lock documents for one lock ID",
 			slog.String("backend", "firestore"),
-			slog.String("lockIdHash", syncguard.HashKey(lockID)),
+			slog.String("lockIdHash", driver.HashKey(lockID)),
 			slog.Int("documents", len(docs)))
 	}
 	now := d.nowMs()
 	for _, s := range docs {
-		if l, ok := decodeLock(s); ok && l.lockID == lockID && syncguard.IsLive(l.expiresAtMs, now) {
+		if l, ok := decodeLock(s); ok && l.lockID == lockID && driver.IsLive(l.expiresAtMs, now) {
 			return l.info(), nil
 		}
 	}

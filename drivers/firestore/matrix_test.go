@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/faultproxy"
 )
 
@@ -54,7 +55,7 @@ func fsEntries(t *testing.T, g *syncguard.Guard[Capabilities], tag string) []fsE
 		return l
 	}
 	relL, extL, fwL := lease("rel"), lease("ext"), lease("fw")
-	m, err := syncguard.NewMutex(g, tag+"mx", syncguard.MutexAcquireOptions(syncguard.TTL(fsTTL)))
+	m, err := syncguard.NewMutex(g, tag+"mx", syncguard.WithAcquireOptions(syncguard.TTL(fsTTL)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func fsEntries(t *testing.T, g *syncguard.Guard[Capabilities], tag string) []fsE
 		t.Fatalf("setup: Lock: %v", err)
 	}
 	var tryErr error
-	m2, err := syncguard.NewMutex(g, tag+"mx2", syncguard.OnMutexError(func(err error) { tryErr = err }))
+	m2, err := syncguard.NewMutex(g, tag+"mx2", syncguard.WithOnError(func(err error) { tryErr = err }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func fsEntries(t *testing.T, g *syncguard.Guard[Capabilities], tag string) []fsE
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 1000, Period: time.Second, Burst: 1000})
+	lim, err := syncguard.NewRateLimiter(g.Driver(), driver.RateLimit{Limit: 1000, Period: time.Second, Burst: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func fsCell(t *testing.T, rows *[]string, mu *sync.Mutex, fault string, g *syncg
 	inject()
 	type res struct {
 		took time.Duration
-		code syncguard.Code
+		code driver.Code
 	}
 	got := map[string]*[2]res{}
 	var gmu sync.Mutex
@@ -147,8 +148,8 @@ func fsCell(t *testing.T, rows *[]string, mu *sync.Mutex, fault string, g *syncg
 					t.Errorf("%s/%s: no answer after 30s (hang)", fault, e.name)
 					return
 				}
-				took, code := time.Since(start), syncguard.CodeOf(err)
-				if code != syncguard.ServiceUnavailable && code != syncguard.NetworkTimeout {
+				took, code := time.Since(start), driver.CodeOf(err)
+				if code != driver.ServiceUnavailable && code != driver.NetworkTimeout {
 					t.Errorf("%s/%s (deadline %v): %v (code %v); want ServiceUnavailable or NetworkTimeout", fault, e.name, i == 1, err, code)
 				}
 				if took > e.bound+fsSlack {
@@ -283,7 +284,7 @@ func TestTransactionDiedWithServer(t *testing.T) {
 	err := d.runTx(context.Background(), func(context.Context, *firestore.Transaction) error {
 		return status.Error(codes.InvalidArgument, "Transaction is invalid or closed.")
 	})
-	if got := syncguard.CodeOf(mapError(context.Background(), err, "k", "")); got != syncguard.ServiceUnavailable {
+	if got := driver.CodeOf(mapError(context.Background(), err, "k", "")); got != driver.ServiceUnavailable {
 		t.Errorf("code %v (%v); want ServiceUnavailable", got, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // The primitives of the core module on the Firestore driver. (The core
@@ -52,7 +53,7 @@ func TestPrimitiveFencedWriterStaleHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(&syncguard.Record{Value: []byte("250 (B)"), Fence: syncguard.FenceOf(b)}, rec); diff != "" {
+	if diff := cmp.Diff(&driver.Record{Value: []byte("250 (B)"), Fence: syncguard.FenceOf(b)}, rec); diff != "" {
 		t.Errorf("stored record (-want +got):\n%s", diff)
 	}
 }
@@ -121,7 +122,7 @@ func TestPrimitiveMutexAndLimiter(t *testing.T) {
 	if n := overlaps.Load(); n != 0 {
 		t.Errorf("%d overlaps under the mutex", n)
 	}
-	l, err := syncguard.NewRateLimiter(d, syncguard.RateLimit{Limit: 5, Period: time.Hour, Burst: 5})
+	l, err := syncguard.NewRateLimiter(d, driver.RateLimit{Limit: 5, Period: time.Hour, Burst: 5})
 	if err != nil {
 		t.Fatal(err)
 	}

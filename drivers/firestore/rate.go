@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // AllowN accounts n units against key under lim with the generic cell rate
@@ -13,34 +13,34 @@ import (
 // clock, in integer nanoseconds. A granted request with n > 0 stores the
 // new theoretical arrival time (and an expiresAt for a Firestore TTL
 // policy); a refused one, and n = 0, writes nothing.
-func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit, n int) (syncguard.RateResult, error) {
+func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.RateResult{}, err
+		return driver.RateResult{}, err
 	}
-	if err := syncguard.ValidateRateLimit(lim, n); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.ValidateRateLimit(lim, n); err != nil {
+		return driver.RateResult{}, err
 	}
 	ei := int64(lim.Period) / int64(lim.Limit)
 	id, err := docID(k)
 	if err != nil {
-		return syncguard.RateResult{}, err
+		return driver.RateResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.RateResult{}, err
 	}
 	increment, burstOffset := ei*int64(n), ei*int64(lim.Burst)
 	ref := d.rates.Doc(id)
 	unlock, err := d.stripes.lock(ctx, ref.Path)
 	if err != nil {
-		return syncguard.RateResult{}, err
+		return driver.RateResult{}, err
 	}
 	defer unlock()
-	var res syncguard.RateResult
+	var res driver.RateResult
 	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		res = syncguard.RateResult{}
+		res = driver.RateResult{}
 		s, err := tx.Get(ref)
 		if err != nil && !isNotFound(err) {
 			return err
@@ -58,10 +58,10 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 		newTat := tat + increment
 		diff := burstOffset - newTat // now − allowAt
 		if diff < 0 {
-			res = syncguard.RateResult{RetryAfter: time.Duration(-diff), ResetAfter: time.Duration(tat)}
+			res = driver.RateResult{RetryAfter: time.Duration(-diff), ResetAfter: time.Duration(tat)}
 			return nil
 		}
-		res = syncguard.RateResult{Allowed: n, Remaining: int(diff / ei), ResetAfter: time.Duration(newTat)}
+		res = driver.RateResult{Allowed: n, Remaining: int(diff / ei), ResetAfter: time.Duration(newTat)}
 		if n == 0 {
 			return nil
 		}
@@ -71,7 +71,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 		})
 	})
 	if err != nil {
-		return syncguard.RateResult{}, mapError(ctx, err, k, "")
+		return driver.RateResult{}, mapError(ctx, err, k, "")
 	}
 	return res, nil
 }
@@ -80,7 +80,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func (d *Driver) ResetRate(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	if _, err := d.rates.Doc(id).Delete(ctx); err != nil {

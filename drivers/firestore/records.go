@@ -5,16 +5,16 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 func errZeroFence() error {
-	return syncguard.NewError(syncguard.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
 }
 
 // record is a decoded fenced-record document {fence, value, expiresAtMs}.
 type record struct {
-	fence syncguard.Fence
+	fence driver.Fence
 	value []byte
 	exp   int64 // 0: none
 }
@@ -30,7 +30,7 @@ func decodeRecord(s *firestore.DocumentSnapshot) (record, bool) {
 	if !ok1 || !ok2 || f < 1 {
 		return record{}, false
 	}
-	return record{fence: syncguard.Fence(f), value: v, exp: exp}, true
+	return record{fence: driver.Fence(f), value: v, exp: exp}, true
 }
 
 func (r record) live(now int64) bool { return r.exp == 0 || r.exp > now }
@@ -40,29 +40,29 @@ func (r record) live(now int64) bool { return r.exp == 0 || r.exp > now }
 // nothing and reports Stored false with the stored fence. ttl is 0 (no
 // expiry) or a positive whole number of milliseconds on the client clock.
 // Firestore limits a document to 1 MiB, which bounds value.
-func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
+func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence, value []byte, ttl time.Duration) (driver.PutResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := syncguard.NormalizeKey(name)
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
 	if fence == 0 {
-		return syncguard.PutResult{}, errZeroFence()
+		return driver.PutResult{}, errZeroFence()
 	}
-	if _, err := syncguard.FormatFence(int64(fence)); err != nil {
-		return syncguard.PutResult{}, err
+	if _, err := driver.FormatFence(int64(fence)); err != nil {
+		return driver.PutResult{}, err
 	}
-	ttlMs, err := syncguard.RecordTTLMillis(ttl)
+	ttlMs, err := driver.RecordTTLMillis(ttl)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
 	id, err := docID(n)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.PutResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.PutResult{}, err
 	}
 	if value == nil {
 		value = []byte{}
@@ -70,12 +70,12 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 	ref := d.records.Doc(id)
 	unlock, err := d.stripes.lock(ctx, ref.Path)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
 	defer unlock()
-	var res syncguard.PutResult
+	var res driver.PutResult
 	err = d.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		res = syncguard.PutResult{}
+		res = driver.PutResult{}
 		s, err := tx.Get(ref)
 		if err != nil && !isNotFound(err) {
 			return err
@@ -95,20 +95,20 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 		if err := tx.Set(ref, map[string]any{"fence": int64(fence), "value": value, "expiresAtMs": exp}); err != nil {
 			return err
 		}
-		res = syncguard.PutResult{Stored: true, Fence: fence}
+		res = driver.PutResult{Stored: true, Fence: fence}
 		return nil
 	})
 	if err != nil {
-		return syncguard.PutResult{}, mapError(ctx, err, n, "")
+		return driver.PutResult{}, mapError(ctx, err, n, "")
 	}
 	return res, nil
 }
 
 // GetRecord returns the live record stored under name, or nil (one read).
-func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := syncguard.NormalizeKey(name)
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	s, err := getDoc(ctx, d.records.Doc(id))
@@ -127,15 +127,15 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 	if !ok || !r.live(d.nowMs()) {
 		return nil, nil
 	}
-	return &syncguard.Record{Value: r.value, Fence: r.fence, ExpiresAtMs: r.exp}, nil
+	return &driver.Record{Value: r.value, Fence: r.fence, ExpiresAtMs: r.exp}, nil
 }
 
 // DeleteRecord deletes the live record stored under name if its fence is ≤
 // fence, in one transaction, reporting whether it deleted one.
-func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
+func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fence) (bool, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := syncguard.NormalizeKey(name)
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
 		return false, err
 	}
@@ -146,7 +146,7 @@ func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.
 	if err != nil {
 		return false, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	ref := d.records.Doc(id)

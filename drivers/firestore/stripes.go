@@ -4,7 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // numStripes is the number of local serialisation stripes per driver.
@@ -42,6 +42,6 @@ func (s *stripes) lock(ctx context.Context, doc string) (func(), error) {
 	case ch <- struct{}{}:
 		return func() { <-ch }, nil
 	case <-ctx.Done():
-		return nil, syncguard.ContextError(ctx.Err())
+		return nil, driver.ContextError(ctx.Err())
 	}
 }

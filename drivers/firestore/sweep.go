@@ -4,16 +4,15 @@ import (
 	"context"
 
 	"cloud.google.com/go/firestore"
+	"github.com/syncguard/syncguard/driver"
 	"google.golang.org/api/iterator"
-
-	"github.com/syncguard/syncguard"
 )
 
 // sweepPage is how many fence counters one query of Sweep reads.
 const sweepPage = 500
 
 // Sweep deletes the fence counters that the fence floor has passed by
-// [syncguard.FenceMarginMs] — the key's next fence is the floor, which is
+// [driver.FenceMarginMs] — the key's next fence is the floor, which is
 // greater — and returns how many it deleted. A counter written after Sweep
 // read it is left alone (each delete carries the read's update time as a
 // precondition). So storage follows the live locks: after N distinct keys
@@ -23,16 +22,16 @@ const sweepPage = 500
 // enable a Firestore TTL policy on the counters' expireAt field, which
 // holds the same moment.
 func (d *Driver) Sweep(ctx context.Context) (deleted int64, err error) {
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return 0, err
 	}
 	for {
-		limit := int64(syncguard.FenceFloor(d.now().UnixMicro())) - syncguard.FenceMarginMs*syncguard.FencePerMs
+		limit := int64(driver.FenceFloor(d.now().UnixMicro())) - driver.FenceMarginMs*driver.FencePerMs
 		if limit <= 0 {
 			return deleted, nil
 		}
 		// Fences are 15 zero-padded digits: string order is numeric order.
-		snaps, err := d.fences.Where("fence", "<", syncguard.Fence(limit).String()).Limit(sweepPage).Documents(ctx).GetAll()
+		snaps, err := d.fences.Where("fence", "<", driver.Fence(limit).String()).Limit(sweepPage).Documents(ctx).GetAll()
 		if err != nil && err != iterator.Done {
 			return deleted, mapError(ctx, err, "", "")
 		}

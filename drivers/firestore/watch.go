@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // WatchRelease subscribes to releases of key through a snapshot listener
@@ -18,7 +18,7 @@ import (
 //
 // Each watch holds one listen stream; stop ends it (idempotent).
 func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -26,11 +26,11 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
 	if err := d.bgCtx.Err(); err != nil {
-		return nil, nil, syncguard.NewError(syncguard.ServiceUnavailable, "firestore: driver closed")
+		return nil, nil, driver.NewError(driver.ServiceUnavailable, "firestore: driver closed")
 	}
 	wctx, cancel := context.WithCancel(d.bgCtx)
 	it := d.locks.Doc(base).Snapshots(wctx)
@@ -60,7 +60,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 				return
 			}
 			l, ok := decodeLock(s)
-			free := !ok || !syncguard.IsLive(l.expiresAtMs, d.nowMs())
+			free := !ok || !driver.IsLive(l.expiresAtMs, d.nowMs())
 			if first {
 				first = false
 				if free {
@@ -86,7 +86,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 		}
 	case <-ctx.Done():
 		stop()
-		return nil, nil, syncguard.ContextError(ctx.Err())
+		return nil, nil, driver.ContextError(ctx.Err())
 	}
 	return ch, stop, nil
 }

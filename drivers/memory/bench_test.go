@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // BenchmarkMemoryAcquireRelease measures one acquire+release pair on one
@@ -19,7 +19,7 @@ func BenchmarkMemoryAcquireRelease(b *testing.B) {
 		if err != nil || !r.Acquired {
 			b.Fatalf("Acquire = %+v, %v", r, err)
 		}
-		if rel, err := d.Release(bg, r.LockID); err != nil || !rel.OK {
+		if rel, err := d.Release(bg, "", r.LockID); err != nil || !rel.OK {
 			b.Fatalf("Release = %+v, %v", rel, err)
 		}
 	}
@@ -39,7 +39,7 @@ func BenchmarkMemoryAcquireReleaseParallel(b *testing.B) {
 				b.Errorf("Acquire = %+v, %v", r, err)
 				return
 			}
-			if rel, err := d.Release(bg, r.LockID); err != nil || !rel.OK {
+			if rel, err := d.Release(bg, "", r.LockID); err != nil || !rel.OK {
 				b.Errorf("Release = %+v, %v", rel, err)
 				return
 			}
@@ -64,7 +64,7 @@ func BenchmarkMemoryContended(b *testing.B) {
 // BenchmarkMemoryAllowN measures one GCRA decision.
 func BenchmarkMemoryAllowN(b *testing.B) {
 	d := New()
-	lim := syncguard.RateLimit{Limit: 1 << 30, Period: time.Hour, Burst: 1 << 30}
+	lim := driver.RateLimit{Limit: 1 << 30, Period: time.Hour, Burst: 1 << 30}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := d.AllowN(bg, "bench:rate", lim, 1); err != nil {

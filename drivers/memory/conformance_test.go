@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/conformance"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // harness runs the shared conformance suite against the memory driver. As
@@ -27,14 +27,14 @@ var (
 	_ conformance.StorageInspector             = (*harness)(nil)
 )
 
-func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
-func (h *harness) DriverWithCleanup() syncguard.Driver[Capabilities] { return h.cleanup }
-func (h *harness) Close()                                            {}
+func (h *harness) Driver() driver.Driver[Capabilities]            { return h.d }
+func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.cleanup }
+func (h *harness) Close()                                         {}
 
 // WriteRawLock stores a lock of key with the given ID and fence expiring at
 // clock-now + off, replacing any lock data of key.
-func (h *harness) WriteRawLock(_ context.Context, key, lockID string, fence syncguard.Fence, off time.Duration) error {
-	k, err := syncguard.NormalizeKey(key)
+func (h *harness) WriteRawLock(_ context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (h *harness) WriteRawLock(_ context.Context, key, lockID string, fence sync
 
 // SetFence presets key's fence counter.
 func (h *harness) SetFence(_ context.Context, key string, value int64) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func (h *harness) SetFence(_ context.Context, key string, value int64) error {
 }
 
 func (h *harness) inspect(key string, q func(ks *keyState) bool) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
@@ -109,7 +109,5 @@ func (h *harness) FenceCounterExists(_ context.Context, key string) (bool, error
 func TestConformance(t *testing.T) {
 	conformance.Run(t, func(context.Context, *testing.T) (conformance.Harness[Capabilities], error) {
 		return &harness{d: New(), cleanup: New(WithCleanupInIsLocked(true))}, nil
-	}, conformance.Options{
-		Capabilities: syncguard.CapabilityInfo{Name: "memory", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
-	})
+	}, conformance.Options{})
 }

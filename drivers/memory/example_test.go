@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 )
 
@@ -25,14 +25,14 @@ func Example() {
 	second, err := d.Acquire(ctx, "payment:123", 30*time.Second)
 	fmt.Println("acquired:", second.Acquired, "reason:", second.Reason, "error:", err)
 
-	rel, _ := d.Release(ctx, first.LockID)
+	rel, _ := d.Release(ctx, "", first.LockID)
 	fmt.Println("released:", rel.OK)
 
 	// Fences keep increasing across acquisitions of the key (they are
 	// floored by the clock: 15 digits, about 6·10¹² in 2027).
 	third, _ := d.Acquire(ctx, "payment:123", 30*time.Second)
 	fmt.Println("acquired:", third.Acquired, "fence increased:", third.Fence > first.Fence)
-	fmt.Println(syncguard.Describe(d.Capabilities()))
+	fmt.Println(driver.Describe(d.Capabilities()))
 
 	// Output:
 	// acquired: true
@@ -57,7 +57,7 @@ func ExampleWithClock() {
 	held, _ = d.IsLocked(ctx, "job")
 	fmt.Println("held after tolerance:", held)
 
-	ext, _ := d.Extend(ctx, lock.LockID, time.Second)
+	ext, _ := d.Extend(ctx, "", lock.LockID, time.Second)
 	fmt.Println("extend:", ext.OK, ext.Detail)
 
 	// Output:

@@ -4,13 +4,13 @@ import (
 	"context"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // waiter is one queued waiter of a key: the state behind a
-// [syncguard.Handoff] of this driver.
+// [driver.Handoff] of this driver.
 type waiter struct {
-	h   syncguard.Handoff // returned to the caller; h.C is ch
+	h   driver.Handoff // returned to the caller; h.C is ch
 	d   *Driver
 	ch  chan struct{} // capacity 1; never closed
 	key string        // normalised; immutable
@@ -30,17 +30,17 @@ type waiter struct {
 // grant is what a hand-off wrote, for the fence warning logged outside the
 // critical section.
 type grant struct {
-	fence syncguard.Fence
+	fence driver.Fence
 	warn  bool
 }
 
 // WatchHandoff returns a new queued waiter of key (see
-// [syncguard.HandoffWatcher]): a first-come-first-served hand-off that
+// [driver.HandoffWatcher]): a first-come-first-served hand-off that
 // replaces the wake-everyone of [Driver.WatchRelease] for [syncguard.Guard].
 //
 // Each key has a FIFO queue of waiters. A waiter's ID is minted like a
 // lock ID and becomes the lock ID of the lock it gets. An attempt through
-// [syncguard.Handoff.Acquire] is one normal acquisition under that ID: a
+// [driver.Handoff.Acquire] is one normal acquisition under that ID: a
 // free (or expired) key is taken, and the waiter leaves the queue; a
 // contended attempt puts the waiter at the tail of the queue the first
 // time and keeps its place on later attempts, renewing the TTL it asks
@@ -71,12 +71,12 @@ type grant struct {
 //
 // The returned waiter's C holds one signal, so that its first attempt
 // happens at once.
-func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
-	k, err := syncguard.NormalizeKey(key)
+func (d *Driver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	w := d.newWaiter(k)
@@ -85,7 +85,7 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 }
 
 // WarmHandoff is WatchHandoff for a caller about to make its first
-// attempt (see [syncguard.HandoffWatcher]): in-process there is no
+// attempt (see [driver.HandoffWatcher]): in-process there is no
 // subscription to set up, so it returns a new waiter, whose C holds no
 // signal, whenever that first attempt would queue, that is when a live
 // lock holds key. It returns nil for a free key (and for an invalid key):
@@ -94,8 +94,8 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 // usually takes the key, and no waiter is allocated on the uncontended
 // path; if it loses a race, the caller subscribes with WatchHandoff. The
 // look at the key is one short critical section, no I/O.
-func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
-	k, err := syncguard.NormalizeKey(key)
+func (d *Driver) WarmHandoff(key string) *driver.Handoff {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil
 	}
@@ -103,7 +103,7 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 	sh.mu.Lock()
 	nowMs, _ := d.now()
 	ks := sh.keys[k]
-	held := ks != nil && ks.lockID != "" && syncguard.IsLive(ks.expiresAtMs, nowMs)
+	held := ks != nil && ks.lockID != "" && driver.IsLive(ks.expiresAtMs, nowMs)
 	sh.mu.Unlock()
 	if !held {
 		return nil
@@ -113,7 +113,7 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 
 func (d *Driver) newWaiter(k string) *waiter {
 	w := &waiter{d: d, ch: make(chan struct{}, 1), key: k, sh: d.shardFor(k)}
-	w.h = syncguard.Handoff{C: w.ch, Acquire: w.acquire, Stop: w.stop}
+	w.h = driver.Handoff{C: w.ch, Acquire: w.acquire, Stop: w.stop}
 	return w
 }
 
@@ -127,13 +127,13 @@ func (w *waiter) signal() {
 
 // acquire is Handoff.Acquire: it claims a lock granted to w, or makes one
 // acquisition attempt under w's ID, queuing w if the key is held.
-func (w *waiter) acquire(ctx context.Context, ttl time.Duration) (syncguard.AcquireResult, error) {
-	ttlMs, err := syncguard.TTLMillis(ttl)
+func (w *waiter) acquire(ctx context.Context, ttl time.Duration) (driver.AcquireResult, error) {
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
 	d, sh := w.d, w.sh
 	sh.mu.Lock()
@@ -141,8 +141,8 @@ func (w *waiter) acquire(ctx context.Context, ttl time.Duration) (syncguard.Acqu
 	if w.granted {
 		w.granted = false
 		ks := w.ks
-		if ks.lockID == w.id && syncguard.IsLive(ks.expiresAtMs, nowMs) {
-			res := syncguard.AcquireResult{Acquired: true, LockID: w.id, Fence: syncguard.Fence(ks.fence), ExpiresAtMs: ks.expiresAtMs}
+		if ks.lockID == w.id && driver.IsLive(ks.expiresAtMs, nowMs) {
+			res := driver.AcquireResult{Acquired: true, LockID: w.id, Fence: driver.Fence(ks.fence), ExpiresAtMs: ks.expiresAtMs}
 			w.id = "" // a later attempt (a misuse) would get a lock of its own
 			sh.mu.Unlock()
 			return res, nil
@@ -164,7 +164,7 @@ func (w *waiter) acquire(ctx context.Context, ttl time.Duration) (syncguard.Acqu
 		w.ttlMs = ttlMs
 		if !w.queued {
 			if w.id == "" {
-				w.id = syncguard.NewLockID()
+				w.id = driver.NewLockID()
 			}
 			w.ks = ks
 			ks.push(w)
@@ -216,7 +216,7 @@ func (w *waiter) stop() {
 func (d *Driver) handOff(sh *shard, ks *keyState, nowMs int64) grant {
 	w := ks.qhead
 	ks.unlink(w)
-	fence, warn, err := syncguard.CheckNewFence(ks.fence + 1)
+	fence, warn, err := driver.CheckNewFence(ks.fence + 1)
 	if err == nil {
 		d.writeLock(sh, ks, w.id, fence, nowMs+w.ttlMs, nowMs)
 		w.granted = true

@@ -14,10 +14,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // waiterOf returns the driver state behind h, whose first field h is.
-func waiterOf(h *syncguard.Handoff) *waiter {
+func waiterOf(h *driver.Handoff) *waiter {
 	if unsafe.Offsetof(waiter{}.h) != 0 {
 		panic("waiter.h is not the first field")
 	}
@@ -50,22 +51,22 @@ func queue(d *Driver, key string) []string {
 }
 
 // idOf returns the waiter's ID.
-func idOf(h *syncguard.Handoff) string {
+func idOf(h *driver.Handoff) string {
 	w := waiterOf(h)
 	w.sh.mu.Lock()
 	defer w.sh.mu.Unlock()
 	return w.id
 }
 
-func mustWait(t *testing.T, h *syncguard.Handoff, ttl time.Duration) {
+func mustWait(t *testing.T, h *driver.Handoff, ttl time.Duration) {
 	t.Helper()
 	r, err := h.Acquire(bg, ttl)
-	if err != nil || r.Acquired || r.Reason != syncguard.ReasonLocked {
+	if err != nil || r.Acquired || r.Reason != driver.ReasonLocked {
 		t.Fatalf("waiter attempt = %+v, %v; want contended", r, err)
 	}
 }
 
-func mustClaim(t *testing.T, h *syncguard.Handoff, ttl time.Duration) syncguard.AcquireResult {
+func mustClaim(t *testing.T, h *driver.Handoff, ttl time.Duration) driver.AcquireResult {
 	t.Helper()
 	r, err := h.Acquire(bg, ttl)
 	if err != nil || !r.Acquired {
@@ -76,13 +77,13 @@ func mustClaim(t *testing.T, h *syncguard.Handoff, ttl time.Duration) syncguard.
 
 func mustRelease(t *testing.T, d *Driver, id string) {
 	t.Helper()
-	if r, err := d.Release(bg, id); err != nil || !r.OK {
+	if r, err := d.Release(bg, "", id); err != nil || !r.OK {
 		t.Fatalf("Release(%s) = %+v, %v", id, r, err)
 	}
 }
 
 // signals reports which of hs hold a signal, consuming them.
-func signals(hs ...*syncguard.Handoff) []bool {
+func signals(hs ...*driver.Handoff) []bool {
 	out := make([]bool, len(hs))
 	for i, h := range hs {
 		out[i] = signalled(h.C)
@@ -95,7 +96,7 @@ func TestHandoffFIFO(t *testing.T) {
 	d, clk := newTest(t)
 	holder := mustAcquire(t, d, key, time.Minute)
 	ttls := []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}
-	var hs []*syncguard.Handoff
+	var hs []*driver.Handoff
 	for _, ttl := range ttls {
 		h := d.WarmHandoff(key)
 		defer h.Stop()
@@ -128,12 +129,12 @@ func TestHandoffFIFO(t *testing.T) {
 			t.Fatal("granted key not locked")
 		}
 		id := idOf(hs[i])
-		info, err := d.LookupRawByID(bg, id)
+		info, err := d.LookupByID(bg, id)
 		if err != nil || info == nil || info.LockID != id || info.Fence != prevFence+1 {
 			t.Fatalf("LookupRawByID(waiter) = %+v, %v", info, err)
 		}
 		r := mustClaim(t, h, time.Hour) // the grant, with the TTL it queued with
-		want2 := syncguard.AcquireResult{Acquired: true, LockID: id, Fence: prevFence + 1, ExpiresAtMs: clk.Ms() + ttls[i].Milliseconds()}
+		want2 := driver.AcquireResult{Acquired: true, LockID: id, Fence: prevFence + 1, ExpiresAtMs: clk.Ms() + ttls[i].Milliseconds()}
 		if diff := cmp.Diff(want2, r); diff != "" {
 			t.Fatalf("claim %d (-want +got):\n%s", i, diff)
 		}
@@ -142,7 +143,7 @@ func TestHandoffFIFO(t *testing.T) {
 		}
 		prevID, prevFence = r.LockID, r.Fence
 	}
-	if e, err := d.Extend(bg, prevID, time.Minute); err != nil || !e.OK {
+	if e, err := d.Extend(bg, "", prevID, time.Minute); err != nil || !e.OK {
 		t.Fatalf("Extend(granted) = %+v, %v", e, err)
 	}
 	mustRelease(t, d, prevID)
@@ -160,50 +161,50 @@ func TestHandoffLeave(t *testing.T) {
 		name string
 		// run gets the holder's lock ID and three queued waiters; it returns
 		// the waiter expected to hold the key at the end (-1: nobody).
-		run  func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int
+		run  func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int
 		want int
 	}{
-		{"leave before grant", func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int {
+		{"leave before grant", func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int {
 			hs[0].Stop()
 			mustRelease(t, d, holder)
 			return 1
 		}, 1},
-		{"leave from the middle", func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int {
+		{"leave from the middle", func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int {
 			hs[1].Stop()
 			mustRelease(t, d, holder)
 			r := mustClaim(t, hs[0], time.Second)
 			mustRelease(t, d, r.LockID)
 			return 2
 		}, 2},
-		{"leave after grant hands on", func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int {
+		{"leave after grant hands on", func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int {
 			mustRelease(t, d, holder)
 			id0 := idOf(hs[0])
 			hs[0].Stop()
-			if r, _ := d.Release(bg, id0); r.OK || r.Detail != syncguard.DetailNotFound {
+			if r, _ := d.Release(bg, "", id0); r.OK || r.Detail != driver.DetailNotFound {
 				t.Errorf("Release(stopped waiter's grant) = %+v; want not-found", r)
 			}
 			return 1
 		}, 1},
-		{"stop is idempotent", func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int {
+		{"stop is idempotent", func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int {
 			mustRelease(t, d, holder)
 			hs[0].Stop()
 			hs[0].Stop()
 			return 1
 		}, 1},
-		{"stop after claim keeps the lock", func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int {
+		{"stop after claim keeps the lock", func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int {
 			mustRelease(t, d, holder)
 			mustClaim(t, hs[0], time.Second)
 			hs[0].Stop()
 			return 0
 		}, 0},
-		{"everyone leaves", func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int {
+		{"everyone leaves", func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int {
 			for _, h := range hs {
 				h.Stop()
 			}
 			mustRelease(t, d, holder)
 			return -1
 		}, -1},
-		{"attempt after stop does not queue", func(t *testing.T, d *Driver, holder string, hs []*syncguard.Handoff) int {
+		{"attempt after stop does not queue", func(t *testing.T, d *Driver, holder string, hs []*driver.Handoff) int {
 			hs[0].Stop()
 			mustWait(t, hs[0], time.Second)
 			if q := queue(d, key); slices.Contains(q, idOf(hs[0])) {
@@ -217,7 +218,7 @@ func TestHandoffLeave(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d, _ := newTest(t)
 			holder := mustAcquire(t, d, key, time.Minute)
-			hs := make([]*syncguard.Handoff, 3)
+			hs := make([]*driver.Handoff, 3)
 			ids := make([]string, 3)
 			for i := range hs {
 				hs[i] = d.WarmHandoff(key)
@@ -233,7 +234,7 @@ func TestHandoffLeave(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("run returned %d; want %d", got, tt.want)
 			}
-			info, err := d.LookupRawByKey(bg, key)
+			info, err := d.LookupByKey(bg, key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -270,7 +271,7 @@ func TestHandoffFreeKey(t *testing.T) {
 		}
 		defer h.Stop()
 		r := mustClaim(t, h, 5*time.Second)
-		if r.Fence != 1 || r.ExpiresAtMs != clk.Ms()+5000 || !syncguard.ValidLockID(r.LockID) {
+		if r.Fence != 1 || r.ExpiresAtMs != clk.Ms()+5000 || !driver.ValidLockID(r.LockID) {
 			t.Fatalf("attempt = %+v", r)
 		}
 		if q := queue(d, key); len(q) != 0 {
@@ -289,7 +290,7 @@ func TestHandoffFreeKey(t *testing.T) {
 		defer h1.Stop()
 		mustWait(t, h0, time.Second)
 		mustWait(t, h1, time.Second)
-		clk.Advance(time.Second + syncguard.Tolerance)
+		clk.Advance(time.Second + driver.Tolerance)
 		// The second waiter comes first: it takes the free key and leaves
 		// the queue; the head is signalled by the overwrite.
 		r := mustClaim(t, h1, time.Second)
@@ -331,12 +332,12 @@ func TestHandoffFreeKey(t *testing.T) {
 		mustWait(t, h, time.Second)
 		mustRelease(t, d, holder.LockID)
 		granted := idOf(h)
-		clk.Advance(time.Second + syncguard.Tolerance)
+		clk.Advance(time.Second + driver.Tolerance)
 		r := mustClaim(t, h, time.Second)
 		if r.LockID == granted || r.Fence != 3 {
 			t.Fatalf("claim after the grant expired = %+v; want a new ID and fence 3", r)
 		}
-		if rr, _ := d.Release(bg, granted); rr.OK {
+		if rr, _ := d.Release(bg, "", granted); rr.OK {
 			t.Fatal("the expired grant's ID still releases")
 		}
 	})
@@ -355,7 +356,7 @@ func TestWatchHandoff(t *testing.T) {
 	if h.Renew != 0 {
 		t.Errorf("Renew = %v; want 0", h.Renew)
 	}
-	if _, err := d.WatchHandoff(bg, ""); !errors.Is(err, syncguard.ErrInvalidArgument) {
+	if _, err := d.WatchHandoff(bg, ""); !errors.Is(err, driver.ErrInvalidArgument) {
 		t.Errorf("WatchHandoff(\"\") = %v; want InvalidArgument", err)
 	}
 	if h := d.WarmHandoff(string([]byte{0xff})); h != nil {
@@ -363,19 +364,16 @@ func TestWatchHandoff(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(bg)
 	cancel()
-	if _, err := d.WatchHandoff(ctx, "k"); !errors.Is(err, syncguard.ErrAborted) {
+	if _, err := d.WatchHandoff(ctx, "k"); !errors.Is(err, driver.ErrAborted) {
 		t.Errorf("WatchHandoff(cancelled) = %v; want Aborted", err)
 	}
-	if _, err := h.Acquire(ctx, time.Second); !errors.Is(err, syncguard.ErrAborted) {
+	if _, err := h.Acquire(ctx, time.Second); !errors.Is(err, driver.ErrAborted) {
 		t.Errorf("Acquire(cancelled) = %v; want Aborted", err)
 	}
-	if _, err := h.Acquire(bg, 0); !errors.Is(err, syncguard.ErrInvalidArgument) {
+	if _, err := h.Acquire(bg, 0); !errors.Is(err, driver.ErrInvalidArgument) {
 		t.Errorf("Acquire(ttl 0) = %v; want InvalidArgument", err)
 	}
-	var _ syncguard.HandoffWatcher = d
-	if _, ok := syncguard.AsHandoffWatcher(syncguard.WithTelemetry[Capabilities](d, syncguard.ObserverFunc(func(syncguard.Event) {}))); !ok {
-		t.Error("not a HandoffWatcher through the telemetry decorator")
-	}
+	var _ driver.HandoffWatcher = d
 }
 
 func TestHandoffFenceOverflow(t *testing.T) {
@@ -385,7 +383,7 @@ func TestHandoffFenceOverflow(t *testing.T) {
 	h := d.WarmHandoff(key)
 	defer h.Stop()
 	mustWait(t, h, time.Second)
-	setFence(d, key, int64(syncguard.FenceMax))
+	setFence(d, key, int64(driver.FenceMax))
 	mustRelease(t, d, holder.LockID)
 	if !signalled(h.C) {
 		t.Fatal("head not signalled")
@@ -393,7 +391,7 @@ func TestHandoffFenceOverflow(t *testing.T) {
 	if isLocked(t, d, key) {
 		t.Fatal("a lock was granted past FenceMax")
 	}
-	if _, err := h.Acquire(bg, time.Second); !errors.Is(err, syncguard.ErrInternal) {
+	if _, err := h.Acquire(bg, time.Second); !errors.Is(err, driver.ErrInternal) {
 		t.Fatalf("attempt past FenceMax = %v; want Internal", err)
 	}
 }
@@ -421,7 +419,7 @@ func TestHandoffConcurrent(t *testing.T) {
 						return
 					}
 				}
-				var r syncguard.AcquireResult
+				var r driver.AcquireResult
 				for n := 0; ; n++ {
 					var err error
 					if g%4 == 3 && n == 0 {
@@ -449,7 +447,7 @@ func TestHandoffConcurrent(t *testing.T) {
 					t.Error("two holders")
 				}
 				inCS.Store(0)
-				if rr, err := d.Release(bg, r.LockID); err != nil || !rr.OK {
+				if rr, err := d.Release(bg, "", r.LockID); err != nil || !rr.OK {
 					t.Errorf("Release = %+v, %v", rr, err)
 				}
 			}

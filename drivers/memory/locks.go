@@ -6,13 +6,13 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // keyState is the lock state of one normalised key. It is created by the
 // first acquisition of the key and deleted by the sweep once it holds no
 // lock and no waiters and the fence floor has passed its fence by
-// [syncguard.FenceMarginMs] (keep), so memory follows the live locks. All
+// [driver.FenceMarginMs] (keep), so memory follows the live locks. All
 // fields but key and sh are guarded by sh.mu.
 type keyState struct {
 	key string // normalised key; immutable
@@ -44,29 +44,29 @@ func (e *keepEntry) hn() *hnode { return &e.node }
 // Acquire takes key for ttl if no live lock holds it. Contention is the
 // result {Acquired: false, Reason: "locked"} and writes nothing. A new lock
 // gets a fresh lock ID, the key's next fence and ExpiresAtMs = now + ttl. If
-// the next fence would exceed [syncguard.FenceMax], Acquire fails with
+// the next fence would exceed [driver.FenceMax], Acquire fails with
 // Internal and stores nothing. A free key is taken even while waiters of
 // [Driver.WatchHandoff] are queued for it (which happens only after a lock
 // expired without a release); a key granted to a waiter is locked.
-func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
-	k, err := syncguard.NormalizeKey(key)
+func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
 	sh := d.shardFor(k)
 	sh.mu.Lock()
 	nowMs, nowNs := d.now()
 	ks := sh.keys[k]
-	if ks != nil && ks.lockID != "" && syncguard.IsLive(ks.expiresAtMs, nowMs) {
+	if ks != nil && ks.lockID != "" && driver.IsLive(ks.expiresAtMs, nowMs) {
 		sh.mu.Unlock()
-		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
 	}
 	res, _, warn, err := d.acquireLocked(sh, ks, k, "", ttlMs, nowMs, nowNs)
 	sh.mu.Unlock()
@@ -82,21 +82,21 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 // key's state (nil only for a never-locked key whose first fence
 // overflowed) and whether the caller must log a fence warning once it has
 // released sh.mu.
-func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, nowMs, nowNs int64) (syncguard.AcquireResult, *keyState, bool, error) {
-	if ks != nil && ks.lockID != "" && syncguard.IsLive(ks.expiresAtMs, nowMs) {
-		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, ks, false, nil
+func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, nowMs, nowNs int64) (driver.AcquireResult, *keyState, bool, error) {
+	if ks != nil && ks.lockID != "" && driver.IsLive(ks.expiresAtMs, nowMs) {
+		return driver.AcquireResult{Reason: driver.ReasonLocked}, ks, false, nil
 	}
 	var last int64
 	if ks != nil {
 		last = ks.fence
 	}
-	fence, warn, err := syncguard.CheckNewFence(max(last+1, int64(syncguard.FenceFloor(nowNs/1000))))
+	fence, warn, err := driver.CheckNewFence(max(last+1, int64(driver.FenceFloor(nowNs/1000))))
 	if err != nil {
-		var le *syncguard.LockError
+		var le *driver.LockError
 		if errors.As(err, &le) {
 			le.Key = k
 		}
-		return syncguard.AcquireResult{}, ks, false, err
+		return driver.AcquireResult{}, ks, false, err
 	}
 	if ks == nil {
 		ks = &keyState{key: k, sh: sh}
@@ -108,20 +108,20 @@ func (d *Driver) acquireLocked(sh *shard, ks *keyState, k, id string, ttlMs, now
 	if id == "" {
 		// Minted only now, so that contention and overflow cost no
 		// randomness.
-		id = syncguard.NewLockID()
+		id = driver.NewLockID()
 	}
 	exp := nowMs + ttlMs
 	d.writeLock(sh, ks, id, fence, exp, nowMs)
 	ks.keep.ks = ks // also for a state a test harness made
-	sh.keepExp.set(&ks.keep, nowMs+syncguard.FenceKeepMs(fence, nowNs/1000))
+	sh.keepExp.set(&ks.keep, nowMs+driver.FenceKeepMs(fence, nowNs/1000))
 	d.sweep(sh, nowMs, nowNs)
-	return syncguard.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, ks, warn, nil
+	return driver.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, ks, warn, nil
 }
 
 // writeLock stores the lock (id, fence, expiry exp, acquired at nowMs) as
 // the lock data of ks, which holds none, and indexes it by id. The caller
-// holds sh.mu and has checked fence with [syncguard.CheckNewFence].
-func (d *Driver) writeLock(sh *shard, ks *keyState, id string, fence syncguard.Fence, exp, nowMs int64) {
+// holds sh.mu and has checked fence with [driver.CheckNewFence].
+func (d *Driver) writeLock(sh *shard, ks *keyState, id string, fence driver.Fence, exp, nowMs int64) {
 	ks.ids = d.idShardFor(id)
 	ks.fence = int64(fence)
 	ks.lockID = id
@@ -140,12 +140,12 @@ func (d *Driver) writeLock(sh *shard, ks *keyState, id string, fence syncguard.F
 // If waiters of [Driver.WatchHandoff] are queued for the key, the release
 // grants the key to the oldest of them in the same atomic step (a new lock
 // under its ID with the next fence) and signals that waiter.
-func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ReleaseResult{}, err
+func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ReleaseResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ReleaseResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ReleaseResult{}, err
 	}
 	// Claim the ID: take it out of the index first, so that of concurrent
 	// releases only one proceeds. Whatever happens next, the lock data of
@@ -158,16 +158,16 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	}
 	is.mu.Unlock()
 	if ks == nil {
-		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
 	}
 	sh := ks.sh
 	sh.mu.Lock()
 	if ks.lockID != lockID { // taken over or swept since it was claimed
 		sh.mu.Unlock()
-		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
 	}
 	nowMs, nowNs := d.now()
-	live := syncguard.IsLive(ks.expiresAtMs, nowMs)
+	live := driver.IsLive(ks.expiresAtMs, nowMs)
 	ks.ids = nil // already unindexed
 	d.dropLock(sh, ks)
 	var g grant
@@ -180,58 +180,58 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 		d.warnFence(ctx, ks.key, g.fence)
 	}
 	if !live {
-		return syncguard.ReleaseResult{Detail: syncguard.DetailExpired}, nil
+		return driver.ReleaseResult{Detail: driver.DetailExpired}, nil
 	}
-	return syncguard.ReleaseResult{OK: true}, nil
+	return driver.ReleaseResult{OK: true}, nil
 }
 
 // Extend sets the expiry of the live lock identified by lockID to now + ttl
 // (a reset, which may shorten it), keeping its ID, fence and acquisition
 // time. It never recreates an absent or expired lock.
-func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ExtendResult{}, err
+func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ExtendResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.ExtendResult{}, err
+		return driver.ExtendResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ExtendResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ExtendResult{}, err
 	}
 	ks := d.resolve(lockID)
 	if ks == nil {
-		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
 	}
 	sh := ks.sh
 	sh.mu.Lock()
 	if ks.lockID != lockID {
 		sh.mu.Unlock()
-		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
 	}
 	nowMs, nowNs := d.now()
-	if !syncguard.IsLive(ks.expiresAtMs, nowMs) {
+	if !driver.IsLive(ks.expiresAtMs, nowMs) {
 		sh.mu.Unlock()
-		return syncguard.ExtendResult{Detail: syncguard.DetailExpired}, nil
+		return driver.ExtendResult{Detail: driver.DetailExpired}, nil
 	}
 	exp := nowMs + ttlMs
 	ks.expiresAtMs = exp
 	sh.lockExp.set(ks, exp)
 	d.sweep(sh, nowMs, nowNs)
 	sh.mu.Unlock()
-	return syncguard.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
+	return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
 }
 
 // IsLocked reports whether a live lock holds key. It is read-only unless
 // [WithCleanupInIsLocked] is set; then it also deletes the data of a lock
-// of key expired by more than [syncguard.CleanupGuardMs], without changing
+// of key expired by more than [driver.CleanupGuardMs], without changing
 // the result or the fence counter.
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	sh := d.shardFor(k)
@@ -242,50 +242,21 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 		sh.mu.Unlock()
 		return false, nil
 	}
-	live := syncguard.IsLive(ks.expiresAtMs, nowMs)
-	if !live && d.cleanupInIsLocked && nowMs-ks.expiresAtMs > syncguard.CleanupGuardMs {
+	live := driver.IsLive(ks.expiresAtMs, nowMs)
+	if !live && d.cleanupInIsLocked && nowMs-ks.expiresAtMs > driver.CleanupGuardMs {
 		d.dropLock(sh, ks)
 	}
 	sh.mu.Unlock()
 	return live, nil
 }
 
-// LookupByKey returns sanitized information on the live lock of key, or nil
-// if there is none. It is read-only.
-func (d *Driver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
-	raw, err := d.lookupByKey(ctx, key)
-	if raw == nil {
-		return nil, err
-	}
-	return &raw.LockInfo, nil
-}
-
-// LookupByID returns sanitized information on the live lock with lockID, or
-// nil. It is read-only and diagnostic only.
-func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
-	raw, err := d.lookupByID(ctx, lockID)
-	if raw == nil {
-		return nil, err
-	}
-	return &raw.LockInfo, nil
-}
-
-// LookupRawByKey is LookupByKey plus the raw normalised key and lock ID.
-func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
-	return d.lookupByKey(ctx, key)
-}
-
-// LookupRawByID is LookupByID plus the raw normalised key and lock ID.
-func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
-	return d.lookupByID(ctx, lockID)
-}
-
-func (d *Driver) lookupByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
-	k, err := syncguard.NormalizeKey(key)
+// LookupByKey returns the live lock of key, or nil. It is read-only.
+func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	sh := d.shardFor(k)
@@ -296,14 +267,15 @@ func (d *Driver) lookupByKey(ctx context.Context, key string) (*syncguard.RawLoc
 	if !ok {
 		return nil, nil
 	}
-	return sanitize(info), nil
+	return &info, nil
 }
 
-func (d *Driver) lookupByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
+// LookupByID returns the live lock lockID, or nil. It is read-only.
+func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
+	if err := driver.ValidateLockID(lockID); err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	ks := d.resolve(lockID)
@@ -318,32 +290,23 @@ func (d *Driver) lookupByID(ctx context.Context, lockID string) (*syncguard.RawL
 	if !ok {
 		return nil, nil
 	}
-	return sanitize(info), nil
+	return &info, nil
 }
 
 // snapshot copies the live lock of ks, requiring lock ID wantID unless it is
 // empty. The caller holds ks.sh.mu.
-func snapshot(ks *keyState, wantID string, nowMs int64) (syncguard.RawLockInfo, bool) {
+func snapshot(ks *keyState, wantID string, nowMs int64) (driver.LockInfo, bool) {
 	if ks == nil || ks.lockID == "" || (wantID != "" && ks.lockID != wantID) ||
-		!syncguard.IsLive(ks.expiresAtMs, nowMs) {
-		return syncguard.RawLockInfo{}, false
+		!driver.IsLive(ks.expiresAtMs, nowMs) {
+		return driver.LockInfo{}, false
 	}
-	return syncguard.RawLockInfo{
-		LockInfo: syncguard.LockInfo{
-			Fence:        syncguard.Fence(ks.fence),
-			ExpiresAtMs:  ks.expiresAtMs,
-			AcquiredAtMs: ks.acquiredAtMs,
-		},
-		Key:    ks.key,
-		LockID: ks.lockID,
+	return driver.LockInfo{
+		Key:          ks.key,
+		LockID:       ks.lockID,
+		Fence:        driver.Fence(ks.fence),
+		ExpiresAtMs:  ks.expiresAtMs,
+		AcquiredAtMs: ks.acquiredAtMs,
 	}, true
-}
-
-// sanitize fills the hashes of info (outside the critical section).
-func sanitize(info syncguard.RawLockInfo) *syncguard.RawLockInfo {
-	info.KeyHash = syncguard.HashKey(info.Key)
-	info.LockIDHash = syncguard.HashKey(info.LockID)
-	return &info
 }
 
 // resolve returns the key state that lockID was indexed under, or nil. The
@@ -390,15 +353,15 @@ func (d *Driver) dropLock(sh *shard, ks *keyState) {
 
 // warnFence logs that key's fence counter passed FenceWarn, with the key's
 // hash only.
-func (d *Driver) warnFence(ctx context.Context, key string, f syncguard.Fence) {
+func (d *Driver) warnFence(ctx context.Context, key string, f driver.Fence) {
 	l := d.logger
 	if l == nil {
 		l = slog.Default()
 	}
 	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
 		slog.String("backend", "memory"),
-		slog.String("keyHash", syncguard.HashKey(key)),
+		slog.String("keyHash", driver.HashKey(key)),
 		slog.String("fence", f.String()),
-		slog.String("fenceMax", syncguard.FenceMax.String()),
+		slog.String("fenceMax", driver.FenceMax.String()),
 	)
 }

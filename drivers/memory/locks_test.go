@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 var bg = context.Background()
@@ -103,10 +102,10 @@ func TestLifecycle(t *testing.T) {
 	d, clk := newTest(t)
 	const key = "lifecycle:basic:test"
 	r := mustAcquire(t, d, key, 30*time.Second)
-	if !syncguard.ValidLockID(r.LockID) {
+	if !driver.ValidLockID(r.LockID) {
 		t.Errorf("LockID %q has a bad format", r.LockID)
 	}
-	want := syncguard.AcquireResult{Acquired: true, LockID: r.LockID, Fence: 1, ExpiresAtMs: clk.Ms() + 30_000}
+	want := driver.AcquireResult{Acquired: true, LockID: r.LockID, Fence: 1, ExpiresAtMs: clk.Ms() + 30_000}
 	if diff := cmp.Diff(want, r); diff != "" {
 		t.Errorf("Acquire (-want +got):\n%s", diff)
 	}
@@ -116,9 +115,9 @@ func TestLifecycle(t *testing.T) {
 	if !isLocked(t, d, key) {
 		t.Fatal("IsLocked = false after Acquire")
 	}
-	wantInfo := &syncguard.LockInfo{
-		KeyHash:      syncguard.HashKey(key),
-		LockIDHash:   syncguard.HashKey(r.LockID),
+	wantInfo := &driver.LockInfo{
+		Key:          key,
+		LockID:       r.LockID,
 		Fence:        1,
 		ExpiresAtMs:  r.ExpiresAtMs,
 		AcquiredAtMs: clk.Ms(),
@@ -137,9 +136,9 @@ func TestLifecycle(t *testing.T) {
 	if diff := cmp.Diff(wantInfo, byID); diff != "" {
 		t.Errorf("LookupByID (-want +got):\n%s", diff)
 	}
-	rawKey, _ := d.LookupRawByKey(bg, key)
-	rawID, _ := d.LookupRawByID(bg, r.LockID)
-	wantRaw := &syncguard.RawLockInfo{LockInfo: *wantInfo, Key: key, LockID: r.LockID}
+	rawKey, _ := d.LookupByKey(bg, key)
+	rawID, _ := d.LookupByID(bg, r.LockID)
+	wantRaw := wantInfo
 	if diff := cmp.Diff(wantRaw, rawKey); diff != "" {
 		t.Errorf("LookupRawByKey (-want +got):\n%s", diff)
 	}
@@ -147,22 +146,22 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("LookupRawByID (-want +got):\n%s", diff)
 	}
 
-	rel, err := d.Release(bg, r.LockID)
-	if diff := cmp.Diff(syncguard.ReleaseResult{OK: true}, rel); err != nil || diff != "" {
+	rel, err := d.Release(bg, "", r.LockID)
+	if diff := cmp.Diff(driver.ReleaseResult{OK: true}, rel); err != nil || diff != "" {
 		t.Fatalf("Release: %v (-want +got):\n%s", err, diff)
 	}
 	if isLocked(t, d, key) {
 		t.Fatal("IsLocked = true after Release")
 	}
-	rel, err = d.Release(bg, r.LockID)
-	if diff := cmp.Diff(syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, rel); err != nil || diff != "" {
+	rel, err = d.Release(bg, "", r.LockID)
+	if diff := cmp.Diff(driver.ReleaseResult{Detail: driver.DetailNotFound}, rel); err != nil || diff != "" {
 		t.Fatalf("second Release: %v (-want +got):\n%s", err, diff)
 	}
 	for name, f := range map[string]func() (any, error){
 		"LookupByKey":    func() (any, error) { return d.LookupByKey(bg, key) },
 		"LookupByID":     func() (any, error) { return d.LookupByID(bg, r.LockID) },
-		"LookupRawByKey": func() (any, error) { return d.LookupRawByKey(bg, key) },
-		"LookupRawByID":  func() (any, error) { return d.LookupRawByID(bg, r.LockID) },
+		"LookupRawByKey": func() (any, error) { return d.LookupByKey(bg, key) },
+		"LookupRawByID":  func() (any, error) { return d.LookupByID(bg, r.LockID) },
 	} {
 		v, err := f()
 		if err != nil || !isNilPtr(v) {
@@ -176,9 +175,7 @@ func TestLifecycle(t *testing.T) {
 
 func isNilPtr(v any) bool {
 	switch p := v.(type) {
-	case *syncguard.LockInfo:
-		return p == nil
-	case *syncguard.RawLockInfo:
+	case *driver.LockInfo:
 		return p == nil
 	}
 	return v == nil
@@ -188,12 +185,12 @@ func TestUnknownAndForeignIDs(t *testing.T) {
 	d, _ := newTest(t)
 	r := mustAcquire(t, d, "owner", time.Minute)
 	for _, id := range []string{"AAAAAAAAAAAAAAAAAAAAAA", "abcdefghijklmnopqrstuv", "___---_-_-_-_-_-_-_-_-"} {
-		rel, err := d.Release(bg, id)
-		if diff := cmp.Diff(syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, rel); err != nil || diff != "" {
+		rel, err := d.Release(bg, "", id)
+		if diff := cmp.Diff(driver.ReleaseResult{Detail: driver.DetailNotFound}, rel); err != nil || diff != "" {
 			t.Errorf("Release(%s): %v (-want +got):\n%s", id, err, diff)
 		}
-		ext, err := d.Extend(bg, id, time.Hour)
-		if diff := cmp.Diff(syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, ext); err != nil || diff != "" {
+		ext, err := d.Extend(bg, "", id, time.Hour)
+		if diff := cmp.Diff(driver.ExtendResult{Detail: driver.DetailNotFound}, ext); err != nil || diff != "" {
 			t.Errorf("Extend(%s): %v (-want +got):\n%s", id, err, diff)
 		}
 		if info, err := d.LookupByID(bg, id); info != nil || err != nil {
@@ -203,7 +200,7 @@ func TestUnknownAndForeignIDs(t *testing.T) {
 	if !isLocked(t, d, "owner") {
 		t.Fatal("foreign calls released the lock")
 	}
-	if rel, _ := d.Release(bg, r.LockID); !rel.OK {
+	if rel, _ := d.Release(bg, "", r.LockID); !rel.OK {
 		t.Fatal("owner release failed")
 	}
 }
@@ -212,21 +209,21 @@ func TestContentionWritesNothing(t *testing.T) {
 	d, _ := newTest(t)
 	const key = "contention"
 	first := mustAcquire(t, d, key, 30*time.Second)
-	before, _ := d.LookupRawByKey(bg, key)
+	before, _ := d.LookupByKey(bg, key)
 	for range 3 {
 		r, err := d.Acquire(bg, key, time.Minute)
 		if err != nil {
 			t.Fatalf("contended Acquire returned error %v", err)
 		}
-		if diff := cmp.Diff(syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, r); diff != "" {
+		if diff := cmp.Diff(driver.AcquireResult{Reason: driver.ReasonLocked}, r); diff != "" {
 			t.Fatalf("contended Acquire (-want +got):\n%s", diff)
 		}
 	}
-	after, _ := d.LookupRawByKey(bg, key)
+	after, _ := d.LookupByKey(bg, key)
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Fatalf("contention changed the lock (-before +after):\n%s", diff)
 	}
-	if _, err := d.Release(bg, first.LockID); err != nil {
+	if _, err := d.Release(bg, "", first.LockID); err != nil {
 		t.Fatal(err)
 	}
 	if r := mustAcquire(t, d, key, time.Second); r.Fence != first.Fence+1 {
@@ -241,12 +238,12 @@ func TestNormalisedKeys(t *testing.T) {
 		t.Fatal("composed key not locked")
 	}
 	c, err := d.Acquire(bg, "caf\u00e9", time.Minute)
-	if err != nil || c.Acquired || c.Reason != syncguard.ReasonLocked {
+	if err != nil || c.Acquired || c.Reason != driver.ReasonLocked {
 		t.Fatalf("composed Acquire = %+v, %v", c, err)
 	}
-	info, _ := d.LookupRawByKey(bg, "caf\u00e9")
-	if info == nil || info.LockIDHash != syncguard.HashKey(r.LockID) || info.Key != "caf\u00e9" ||
-		info.KeyHash != syncguard.HashKey("caf\u00e9") {
+	info, _ := d.LookupByKey(bg, "caf\u00e9")
+	if info == nil || driver.HashKey(info.LockID) != driver.HashKey(r.LockID) || info.Key != "caf\u00e9" ||
+		driver.HashKey(info.Key) != driver.HashKey("caf\u00e9") {
 		t.Fatalf("lookup = %+v", info)
 	}
 }
@@ -280,13 +277,13 @@ func TestToleranceBoundary(t *testing.T) {
 			if (info != nil) != tt.wantLive || (byID != nil) != tt.wantLive {
 				t.Errorf("lookups = %v, %v; want live %v", info, byID, tt.wantLive)
 			}
-			ext, err := d.Extend(bg, r.LockID, time.Minute)
+			ext, err := d.Extend(bg, "", r.LockID, time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantExt := syncguard.ExtendResult{Detail: syncguard.DetailExpired}
+			wantExt := driver.ExtendResult{Detail: driver.DetailExpired}
 			if tt.wantLive {
-				wantExt = syncguard.ExtendResult{OK: true, ExpiresAtMs: clk.Ms() + 60_000}
+				wantExt = driver.ExtendResult{OK: true, ExpiresAtMs: clk.Ms() + 60_000}
 			}
 			if diff := cmp.Diff(wantExt, ext); diff != "" {
 				t.Errorf("Extend (-want +got):\n%s", diff)
@@ -305,15 +302,15 @@ func TestToleranceBoundary(t *testing.T) {
 func TestReleaseAtBoundary(t *testing.T) {
 	for _, tt := range []struct {
 		past time.Duration
-		want syncguard.ReleaseResult
+		want driver.ReleaseResult
 	}{
-		{999 * time.Millisecond, syncguard.ReleaseResult{OK: true}},
-		{1000 * time.Millisecond, syncguard.ReleaseResult{Detail: syncguard.DetailExpired}},
+		{999 * time.Millisecond, driver.ReleaseResult{OK: true}},
+		{1000 * time.Millisecond, driver.ReleaseResult{Detail: driver.DetailExpired}},
 	} {
 		d, clk := newTest(t)
 		r := mustAcquire(t, d, "k", time.Second)
 		clk.Set(time.UnixMilli(r.ExpiresAtMs).Add(tt.past))
-		got, err := d.Release(bg, r.LockID)
+		got, err := d.Release(bg, "", r.LockID)
 		if diff := cmp.Diff(tt.want, got); err != nil || diff != "" {
 			t.Errorf("Release at exp+%v: %v (-want +got):\n%s", tt.past, err, diff)
 		}
@@ -321,7 +318,7 @@ func TestReleaseAtBoundary(t *testing.T) {
 		if c := d.counts(); c.Locks != 0 || c.IDs != 0 || c.LockHeap != 0 {
 			t.Errorf("storage after release at exp+%v: %+v", tt.past, c)
 		}
-		if again, _ := d.Release(bg, r.LockID); again.OK || again.Detail != syncguard.DetailNotFound {
+		if again, _ := d.Release(bg, "", r.LockID); again.OK || again.Detail != driver.DetailNotFound {
 			t.Errorf("second release = %+v", again)
 		}
 	}
@@ -339,8 +336,8 @@ func TestExpiryAndTakeover(t *testing.T) {
 	if storedLockID(d, key) != old.LockID {
 		t.Fatal("lookup deleted expired lock data")
 	}
-	ext, _ := d.Extend(bg, old.LockID, time.Second)
-	if diff := cmp.Diff(syncguard.ExtendResult{Detail: syncguard.DetailExpired}, ext); diff != "" {
+	ext, _ := d.Extend(bg, "", old.LockID, time.Second)
+	if diff := cmp.Diff(driver.ExtendResult{Detail: driver.DetailExpired}, ext); diff != "" {
 		t.Errorf("Extend of expired (-want +got):\n%s", diff)
 	}
 	if isLocked(t, d, key) {
@@ -351,17 +348,17 @@ func TestExpiryAndTakeover(t *testing.T) {
 		t.Errorf("fence after expiry = %d, want %d", cur.Fence, old.Fence+1)
 	}
 	// The stale holder can do nothing to the new lock.
-	if ext, _ := d.Extend(bg, old.LockID, 30*time.Second); ext.OK || ext.Detail != syncguard.DetailNotFound {
+	if ext, _ := d.Extend(bg, "", old.LockID, 30*time.Second); ext.OK || ext.Detail != driver.DetailNotFound {
 		t.Errorf("stale Extend = %+v", ext)
 	}
-	if rel, _ := d.Release(bg, old.LockID); rel.OK || rel.Detail != syncguard.DetailNotFound {
+	if rel, _ := d.Release(bg, "", old.LockID); rel.OK || rel.Detail != driver.DetailNotFound {
 		t.Errorf("stale Release = %+v", rel)
 	}
 	if info, _ := d.LookupByID(bg, old.LockID); info != nil {
 		t.Errorf("stale LookupByID = %+v", info)
 	}
 	info, _ := d.LookupByKey(bg, key)
-	if info == nil || info.LockIDHash != syncguard.HashKey(cur.LockID) || info.ExpiresAtMs != cur.ExpiresAtMs {
+	if info == nil || driver.HashKey(info.LockID) != driver.HashKey(cur.LockID) || info.ExpiresAtMs != cur.ExpiresAtMs {
 		t.Errorf("new lock after stale calls: %+v", info)
 	}
 	if c := d.counts(); c.IDs != 1 || c.LockHeap != 1 {
@@ -386,27 +383,27 @@ func TestExtendResets(t *testing.T) {
 	}
 	for i, s := range steps {
 		clk.Advance(s.advance)
-		ext, err := d.Extend(bg, r.LockID, s.ttl)
-		want := syncguard.ExtendResult{OK: true, ExpiresAtMs: clk.Ms() + s.ttl.Milliseconds()}
+		ext, err := d.Extend(bg, "", r.LockID, s.ttl)
+		want := driver.ExtendResult{OK: true, ExpiresAtMs: clk.Ms() + s.ttl.Milliseconds()}
 		if diff := cmp.Diff(want, ext); err != nil || diff != "" {
 			t.Fatalf("step %d: Extend: %v (-want +got):\n%s", i, err, diff)
 		}
 		info, _ := d.LookupByKey(bg, key)
-		wantInfo := &syncguard.LockInfo{
-			KeyHash: syncguard.HashKey(key), LockIDHash: syncguard.HashKey(r.LockID),
+		wantInfo := &driver.LockInfo{
+			Key: key, LockID: r.LockID,
 			Fence: r.Fence, ExpiresAtMs: want.ExpiresAtMs, AcquiredAtMs: acquiredAt,
 		}
 		if diff := cmp.Diff(wantInfo, info); diff != "" {
 			t.Fatalf("step %d: lookup (-want +got):\n%s", i, diff)
 		}
 	}
-	if ext, _ := d.Extend(bg, r.LockID, time.Minute); !ext.OK {
+	if ext, _ := d.Extend(bg, "", r.LockID, time.Minute); !ext.OK {
 		t.Fatal("extend within tolerance of a 1 ms TTL failed")
 	}
-	if rel, _ := d.Release(bg, r.LockID); !rel.OK {
+	if rel, _ := d.Release(bg, "", r.LockID); !rel.OK {
 		t.Fatal("release failed")
 	}
-	if ext, _ := d.Extend(bg, r.LockID, time.Minute); ext.OK || ext.Detail != syncguard.DetailNotFound {
+	if ext, _ := d.Extend(bg, "", r.LockID, time.Minute); ext.OK || ext.Detail != driver.DetailNotFound {
 		t.Fatalf("extend after release = %+v", ext)
 	}
 	if isLocked(t, d, key) {
@@ -417,11 +414,11 @@ func TestExtendResets(t *testing.T) {
 func TestFenceMonotonicity(t *testing.T) {
 	d, clk := newTest(t)
 	clk.Advance(time.UnixMilli(1_767_225_600_000).Sub(t0)) // 2026: past the fence epoch
-	var a []syncguard.Fence
+	var a []driver.Fence
 	for range 5 {
 		r := mustAcquire(t, d, "fence:a", time.Second)
 		a = append(a, r.Fence)
-		if _, err := d.Release(bg, r.LockID); err != nil {
+		if _, err := d.Release(bg, "", r.LockID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -439,10 +436,10 @@ func TestFenceMonotonicity(t *testing.T) {
 
 	// The fences of a stand at the floor of the frozen clock and count up
 	// from it; b's follow the clock as it advances.
-	floor := func() syncguard.Fence { return syncguard.FenceFloor(clk.Now().UnixMicro()) }
-	b0 := syncguard.FenceFloor(clk.Now().Add(-13 * time.Second).UnixMicro())
-	got := []syncguard.Fence{a[0], a[1], a[2], a[3], a[4], b.Fence, b2.Fence, b3.Fence}
-	want := []syncguard.Fence{b0, b0 + 1, b0 + 2, b0 + 3, b0 + 4, b0, b0 + 300_000, floor()}
+	floor := func() driver.Fence { return driver.FenceFloor(clk.Now().UnixMicro()) }
+	b0 := driver.FenceFloor(clk.Now().Add(-13 * time.Second).UnixMicro())
+	got := []driver.Fence{a[0], a[1], a[2], a[3], a[4], b.Fence, b2.Fence, b3.Fence}
+	want := []driver.Fence{b0, b0 + 1, b0 + 2, b0 + 3, b0 + 4, b0, b0 + 300_000, floor()}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("fences (-want +got):\n%s", diff)
 	}
@@ -450,10 +447,10 @@ func TestFenceMonotonicity(t *testing.T) {
 	// Once the floor has passed the last fence by the margin and the lock
 	// is gone, the key's state goes; the next fence is the floor, still
 	// greater.
-	if _, err := d.Release(bg, b3.LockID); err != nil {
+	if _, err := d.Release(bg, "", b3.LockID); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(time.Duration(syncguard.FenceMarginMs) * time.Millisecond)
+	clk.Advance(time.Duration(driver.FenceMarginMs) * time.Millisecond)
 	sweepAll(d)
 	if c := d.counts(); c.Keys != 0 || c.KeepHeap != 0 {
 		t.Fatalf("after the margin: %+v; want no key state", c)
@@ -470,18 +467,18 @@ func TestFenceOverflowLeavesNoLock(t *testing.T) {
 	setFence(d, key, 899_999_999_999_999)
 
 	r := mustAcquire(t, d, key, time.Minute)
-	if r.Fence != syncguard.FenceMax || r.Fence.String() != "900000000000000" {
-		t.Fatalf("fence = %s, want %s", r.Fence, syncguard.FenceMax)
+	if r.Fence != driver.FenceMax || r.Fence.String() != "900000000000000" {
+		t.Fatalf("fence = %s, want %s", r.Fence, driver.FenceMax)
 	}
 	if n := len(logLines(t, &buf)); n != 1 {
 		t.Fatalf("warnings = %d, want 1", n)
 	}
-	if _, err := d.Release(bg, r.LockID); err != nil {
+	if _, err := d.Release(bg, "", r.LockID); err != nil {
 		t.Fatal(err)
 	}
 	_, err := d.Acquire(bg, key, time.Minute)
-	var le *syncguard.LockError
-	if !errors.As(err, &le) || le.Code != syncguard.Internal || le.Key != key {
+	var le *driver.LockError
+	if !errors.As(err, &le) || le.Code != driver.Internal || le.Key != key {
 		t.Fatalf("overflow Acquire error = %#v, want Internal with key", err)
 	}
 	if isLocked(t, d, key) {
@@ -498,7 +495,7 @@ func TestFenceOverflowLeavesNoLock(t *testing.T) {
 	}
 	// An overflowing never-seen key leaves no state either.
 	setFence(d, "other", 900_000_000_000_000)
-	if _, err := d.Acquire(bg, "other", time.Minute); !errors.Is(err, syncguard.ErrInternal) {
+	if _, err := d.Acquire(bg, "other", time.Minute); !errors.Is(err, driver.ErrInternal) {
 		t.Fatalf("error = %v", err)
 	}
 	if c := d.counts(); c.Locks != 0 || c.IDs != 0 {
@@ -526,13 +523,13 @@ func TestFenceWarning(t *testing.T) {
 	var buf bytes.Buffer
 	d, _ := newTest(t, WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
 	const key = "secret:customer:42"
-	setFence(d, key, int64(syncguard.FenceWarn)-1)
+	setFence(d, key, int64(driver.FenceWarn)-1)
 
 	r := mustAcquire(t, d, key, time.Minute) // == FenceWarn: no warning
 	if len(logLines(t, &buf)) != 0 {
 		t.Fatalf("warning at fence %s: %s", r.Fence, buf.String())
 	}
-	d.Release(bg, r.LockID)
+	d.Release(bg, "", r.LockID)
 	r = mustAcquire(t, d, key, time.Minute) // FenceWarn+1: one warning
 	lines := logLines(t, &buf)
 	if len(lines) != 1 {
@@ -544,9 +541,9 @@ func TestFenceWarning(t *testing.T) {
 		"level":    "WARN",
 		"msg":      "syncguard: fence counter approaching its limit",
 		"backend":  "memory",
-		"keyHash":  syncguard.HashKey(key),
+		"keyHash":  driver.HashKey(key),
 		"fence":    r.Fence.String(),
-		"fenceMax": syncguard.FenceMax.String(),
+		"fenceMax": driver.FenceMax.String(),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("warning (-want +got):\n%s", diff)
@@ -575,7 +572,7 @@ func TestCleanupInIsLocked(t *testing.T) {
 			r := mustAcquire(t, d, "k", time.Second)
 			live := mustAcquire(t, d, "live", 24*time.Hour)
 			clk.Set(time.UnixMilli(r.ExpiresAtMs).Add(tt.pastExp))
-			wantLocked := syncguard.IsLive(r.ExpiresAtMs, clk.Ms())
+			wantLocked := driver.IsLive(r.ExpiresAtMs, clk.Ms())
 			for range 2 { // the result never changes because of cleanup
 				if got := isLocked(t, d, "k"); got != wantLocked {
 					t.Fatalf("IsLocked = %v, want %v", got, wantLocked)
@@ -602,11 +599,11 @@ func TestCleanupInIsLocked(t *testing.T) {
 func TestLookupIsReadOnly(t *testing.T) {
 	d, clk := newTest(t)
 	r := mustAcquire(t, d, "ro", time.Second)
-	first, _ := d.LookupRawByKey(bg, "ro")
+	first, _ := d.LookupByKey(bg, "ro")
 	for range 5 {
 		clk.Advance(100 * time.Millisecond)
-		info, _ := d.LookupRawByKey(bg, "ro")
-		byID, _ := d.LookupRawByID(bg, r.LockID)
+		info, _ := d.LookupByKey(bg, "ro")
+		byID, _ := d.LookupByID(bg, r.LockID)
 		if diff := cmp.Diff(first, info); diff != "" {
 			t.Fatalf("lookup changed (-first +now):\n%s", diff)
 		}
@@ -638,7 +635,7 @@ func TestExclusion(t *testing.T) {
 	var (
 		inside    atomic.Int32
 		mu        sync.Mutex
-		lastFence syncguard.Fence
+		lastFence driver.Fence
 		entries   int
 		wg        sync.WaitGroup
 	)
@@ -667,7 +664,7 @@ func TestExclusion(t *testing.T) {
 				entries++
 				mu.Unlock()
 				inside.Add(-1)
-				rel, err := d.Release(bg, r.LockID)
+				rel, err := d.Release(bg, "", r.LockID)
 				if err != nil || !rel.OK {
 					errs <- errors.New("release failed")
 					return
@@ -696,7 +693,7 @@ func TestConcurrentRelease(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				rel, err := d.Release(bg, r.LockID)
+				rel, err := d.Release(bg, "", r.LockID)
 				if err != nil {
 					t.Error(err)
 				}
@@ -717,7 +714,7 @@ func TestAbsentCounterRace(t *testing.T) {
 	var (
 		wg  sync.WaitGroup
 		mu  sync.Mutex
-		won []syncguard.AcquireResult
+		won []driver.AcquireResult
 	)
 	for range 20 {
 		wg.Add(1)
@@ -739,13 +736,13 @@ func TestAbsentCounterRace(t *testing.T) {
 	if len(won) != 1 || won[0].Fence == 0 {
 		t.Fatalf("winners = %+v, want one with a fence", won)
 	}
-	d.Release(bg, won[0].LockID)
+	d.Release(bg, "", won[0].LockID)
 	prev := won[0].Fence
 	for range 20 {
 		r := mustAcquire(t, d, "fresh", time.Minute)
 		if r.Fence <= prev {
 			t.Fatalf("cycle fence = %d, want > %d", r.Fence, prev)
 		}
-		d.Release(bg, r.LockID)
+		d.Release(bg, "", r.LockID)
 	}
 }

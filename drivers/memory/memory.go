@@ -3,9 +3,9 @@
 //
 // A [Driver] keeps all state — locks, fence counters, fenced records and
 // rate-limit state — in the memory of one process and implements the whole
-// driver contract ([syncguard.Backend]) together with the optional
-// [syncguard.ReleaseWatcher], [syncguard.HandoffWatcher] and
-// [syncguard.RawLookup] interfaces. It is production-usable for programs
+// driver contract ([driver.Backend]) together with the optional
+// [driver.ReleaseWatcher], [driver.HandoffWatcher] and
+// interfaces. It is production-usable for programs
 // that run as a single process: goroutines of one service, command-line
 // tools, single-instance jobs, and tests. It does not coordinate separate
 // processes, and its state ends with the process.
@@ -20,10 +20,10 @@
 // Every operation is one atomic step under a mutex (state is sharded by key,
 // so independent keys do not contend). The time authority is the process
 // clock ([time.Now], or the function given to [WithClock]), read once per
-// operation inside that step; expiry follows [syncguard.IsLive], so a lock
-// stays blocked for [syncguard.Tolerance] after its expiry. Fences of a key
+// operation inside that step; expiry follows [driver.IsLive], so a lock
+// stays blocked for [driver.Tolerance] after its expiry. Fences of a key
 // strictly increase over all acquisitions of that key, across release,
-// expiry and cleanup; floored by the clock ([syncguard.FenceFloor]), they
+// expiry and cleanup; floored by the clock ([driver.FenceFloor]), they
 // keep increasing in a new Driver or process too, as long as the clock does
 // not go back.
 //
@@ -32,10 +32,10 @@
 // Expired lock data, expired records and spent rate state are deleted lazily
 // with amortised cost: each shard keeps min-heaps by expiry, and every write
 // removes a few entries that are past their deadline (locks only once they
-// are more than [syncguard.CleanupGuardMs] past expiry). Sweeping never
+// are more than [driver.CleanupGuardMs] past expiry). Sweeping never
 // changes the result of a lookup. A key's entry (its fence counter) is
 // deleted once it holds no lock and no waiters and the fence floor has
-// passed its fence by [syncguard.FenceMarginMs], so memory follows the live
+// passed its fence by [driver.FenceMarginMs], so memory follows the live
 // locks, not every key ever locked.
 package memory
 
@@ -45,27 +45,25 @@ import (
 	"sync"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Compile-time checks of the interfaces *Driver implements.
 var (
-	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
-	_ syncguard.Backend              = (*Driver)(nil)
-	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
-	_ syncguard.HandoffWatcher       = (*Driver)(nil)
-	_ syncguard.RawLookup            = (*Driver)(nil)
-
-	_ syncguard.FencedCapabilities     = Capabilities{}
-	_ syncguard.ServerTimeCapabilities = Capabilities{}
+	_ driver.Driver[Capabilities] = (*Driver)(nil)
+	_ driver.Backend              = (*Driver)(nil)
+	_ driver.ReleaseWatcher       = (*Driver)(nil)
+	_ driver.HandoffWatcher       = (*Driver)(nil)
 )
 
-// Capabilities is the capability type of the memory driver: it supports
-// fencing tokens, and its time authority is the one process holding all
-// state (reported as [syncguard.TimeAuthorityServer]).
+// Capabilities is the capability type of the memory driver: fencing
+// tokens, one time authority (the process that holds all state) and
+// first-come-first-served hand-off. It lacks [driver.CrossProcess]: its
+// locks exclude the goroutines of one process only.
 type Capabilities struct {
-	syncguard.WithFencing
-	syncguard.WithServerTime
+	driver.WithFencing
+	driver.WithServerTime
+	driver.WithFairHandoff
 }
 
 // Name returns "memory".
@@ -89,7 +87,7 @@ func WithClock(now func() time.Time) Option {
 
 // WithCleanupInIsLocked enables opportunistic cleanup in IsLocked (default
 // false): when IsLocked finds a lock expired by more than
-// [syncguard.CleanupGuardMs], it deletes that lock's data in the same atomic
+// [driver.CleanupGuardMs], it deletes that lock's data in the same atomic
 // step. The result of IsLocked and the key's fence counter are never
 // affected.
 func WithCleanupInIsLocked(enabled bool) Option {
@@ -97,8 +95,8 @@ func WithCleanupInIsLocked(enabled bool) Option {
 }
 
 // WithLogger sets the logger for the warning logged when a key's fence
-// counter passes [syncguard.FenceWarn]. The warning carries the key's
-// [syncguard.HashKey], never the raw key. nil (the default) selects
+// counter passes [driver.FenceWarn]. The warning carries the key's
+// [driver.HashKey], never the raw key. nil (the default) selects
 // [slog.Default] at the time of logging.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }

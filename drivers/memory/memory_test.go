@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 func TestMain(m *testing.M) {
@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 }
 
 // t0 is the fake clock's start: a whole millisecond.
-// t0 is before syncguard.FenceEpochMs, so that fences start at 1 where a
+// t0 is before driver.FenceEpochMs, so that fences start at 1 where a
 // test does not advance the clock past the epoch (TestFenceMonotonicity
 // does, to see the time floor).
 var t0 = time.UnixMilli(1_700_000_000_000)
@@ -59,7 +59,7 @@ func newTest(t *testing.T, opts ...Option) (*Driver, *fakeClock) {
 	return New(append([]Option{WithClock(c.Now)}, opts...)...), c
 }
 
-func mustAcquire(t *testing.T, d *Driver, key string, ttl time.Duration) syncguard.AcquireResult {
+func mustAcquire(t *testing.T, d *Driver, key string, ttl time.Duration) driver.AcquireResult {
 	t.Helper()
 	r, err := d.Acquire(context.Background(), key, ttl)
 	if err != nil {
@@ -81,8 +81,8 @@ func isLocked(t *testing.T, d *Driver, key string) bool {
 }
 
 func TestCapabilities(t *testing.T) {
-	got := syncguard.Describe(New().Capabilities())
-	want := syncguard.CapabilityInfo{Name: "memory", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer}
+	got := driver.Describe(New().Capabilities())
+	want := driver.Info{Name: "memory", Fencing: true, ServerTime: true, FairHandoff: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Describe (-want +got):\n%s", diff)
 	}
@@ -112,7 +112,7 @@ func TestValidation(t *testing.T) {
 	cancel()
 	long := strings.Repeat("x", 600)
 	okID := "AAAAAAAAAAAAAAAAAAAAAA"
-	lim := syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
+	lim := driver.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
 
 	tests := []struct {
 		name    string
@@ -125,17 +125,17 @@ func TestValidation(t *testing.T) {
 		{"acquire ttl 0", func() error { _, err := d.Acquire(ctx, "k", 0); return err }, "ttlMs must be a positive integer"},
 		{"acquire ttl -1", func() error { _, err := d.Acquire(ctx, "k", -time.Millisecond); return err }, "ttlMs must be a positive integer"},
 		{"acquire ttl 1.5ms", func() error { _, err := d.Acquire(ctx, "k", 1500*time.Microsecond); return err }, "ttlMs must be a positive integer"},
-		{"release empty id", func() error { _, err := d.Release(ctx, ""); return err }, "Invalid lockId format"},
-		{"release bad id", func() error { _, err := d.Release(ctx, "invalid/lock/id+++++++"); return err }, "Invalid lockId format"},
-		{"release 23 chars", func() error { _, err := d.Release(ctx, okID+"A"); return err }, "Invalid lockId format"},
-		{"extend bad id", func() error { _, err := d.Extend(ctx, "too-short", time.Second); return err }, "Invalid lockId format"},
-		{"extend ttl 0", func() error { _, err := d.Extend(ctx, okID, 0); return err }, "ttlMs must be a positive integer"},
+		{"release empty id", func() error { _, err := d.Release(ctx, "", ""); return err }, "Invalid lockId format"},
+		{"release bad id", func() error { _, err := d.Release(ctx, "", "invalid/lock/id+++++++"); return err }, "Invalid lockId format"},
+		{"release 23 chars", func() error { _, err := d.Release(ctx, "", okID+"A"); return err }, "Invalid lockId format"},
+		{"extend bad id", func() error { _, err := d.Extend(ctx, "", "too-short", time.Second); return err }, "Invalid lockId format"},
+		{"extend ttl 0", func() error { _, err := d.Extend(ctx, "", okID, 0); return err }, "ttlMs must be a positive integer"},
 		{"islocked empty", func() error { _, err := d.IsLocked(ctx, ""); return err }, "Key must not be empty"},
 		{"lookup key empty", func() error { _, err := d.LookupByKey(ctx, ""); return err }, "Key must not be empty"},
 		{"lookup key long", func() error { _, err := d.LookupByKey(ctx, long); return err }, "exceeds maximum length"},
 		{"lookup id bad", func() error { _, err := d.LookupByID(ctx, "invalid-lockid"); return err }, "Invalid lockId format"},
-		{"raw key empty", func() error { _, err := d.LookupRawByKey(ctx, ""); return err }, "Key must not be empty"},
-		{"raw id bad", func() error { _, err := d.LookupRawByID(ctx, "x"); return err }, "Invalid lockId format"},
+		{"raw key empty", func() error { _, err := d.LookupByKey(ctx, ""); return err }, "Key must not be empty"},
+		{"raw id bad", func() error { _, err := d.LookupByID(ctx, "x"); return err }, "Invalid lockId format"},
 		{"put empty name", func() error { _, err := d.PutRecord(ctx, "", 1, nil, 0); return err }, "Key must not be empty"},
 		{"put fence 0", func() error { _, err := d.PutRecord(ctx, "r", 0, nil, 0); return err }, "fence must be positive"},
 		{"put ttl negative", func() error { _, err := d.PutRecord(ctx, "r", 1, nil, -time.Second); return err }, "ttlMs must be a positive integer"},
@@ -145,12 +145,12 @@ func TestValidation(t *testing.T) {
 		{"delete fence 0", func() error { _, err := d.DeleteRecord(ctx, "r", 0); return err }, "fence must be positive"},
 		{"allow empty key", func() error { _, err := d.AllowN(ctx, "", lim, 1); return err }, "Key must not be empty"},
 		{"allow limit 0", func() error {
-			_, err := d.AllowN(ctx, "k", syncguard.RateLimit{Period: time.Second, Burst: 1}, 1)
+			_, err := d.AllowN(ctx, "k", driver.RateLimit{Period: time.Second, Burst: 1}, 1)
 			return err
 		}, "rate limit must be positive"},
 		{"allow n negative", func() error { _, err := d.AllowN(ctx, "k", lim, -1); return err }, "must not be negative"},
 		{"allow too wide", func() error {
-			_, err := d.AllowN(ctx, "k", syncguard.RateLimit{Limit: 1, Period: 1000 * 24 * time.Hour, Burst: 1 << 20}, 1)
+			_, err := d.AllowN(ctx, "k", driver.RateLimit{Limit: 1, Period: 1000 * 24 * time.Hour, Burst: 1 << 20}, 1)
 			return err
 		}, "supported range"},
 		{"reset empty key", func() error { return d.ResetRate(ctx, "") }, "Key must not be empty"},
@@ -159,8 +159,8 @@ func TestValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
-			var le *syncguard.LockError
-			if !errors.As(err, &le) || le.Code != syncguard.InvalidArgument {
+			var le *driver.LockError
+			if !errors.As(err, &le) || le.Code != driver.InvalidArgument {
 				t.Fatalf("error = %v, want InvalidArgument", err)
 			}
 			if !strings.Contains(le.Message, tt.message) {
@@ -179,15 +179,15 @@ func TestContext(t *testing.T) {
 	cancel()
 	expired, cancel2 := context.WithDeadline(context.Background(), time.Unix(0, 0))
 	defer cancel2()
-	lim := syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
+	lim := driver.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
 
 	ops := []struct {
 		name string
 		call func(ctx context.Context) error
 	}{
 		{"acquire", func(ctx context.Context) error { _, err := d.Acquire(ctx, "ctx:k", time.Second); return err }},
-		{"release", func(ctx context.Context) error { _, err := d.Release(ctx, held.LockID); return err }},
-		{"extend", func(ctx context.Context) error { _, err := d.Extend(ctx, held.LockID, time.Second); return err }},
+		{"release", func(ctx context.Context) error { _, err := d.Release(ctx, "", held.LockID); return err }},
+		{"extend", func(ctx context.Context) error { _, err := d.Extend(ctx, "", held.LockID, time.Second); return err }},
 		{"islocked", func(ctx context.Context) error { _, err := d.IsLocked(ctx, "ctx:held"); return err }},
 		{"lookupkey", func(ctx context.Context) error { _, err := d.LookupByKey(ctx, "ctx:held"); return err }},
 		{"lookupid", func(ctx context.Context) error { _, err := d.LookupByID(ctx, held.LockID); return err }},
@@ -201,20 +201,20 @@ func TestContext(t *testing.T) {
 	for _, op := range ops {
 		t.Run(op.name, func(t *testing.T) {
 			err := op.call(canceled)
-			if !errors.Is(err, syncguard.ErrAborted) || !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, driver.ErrAborted) || !errors.Is(err, context.Canceled) {
 				t.Errorf("cancelled: error = %v, want Aborted wrapping context.Canceled", err)
 			}
 			err = op.call(expired)
-			if !errors.Is(err, syncguard.ErrNetworkTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+			if !errors.Is(err, driver.ErrNetworkTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("deadline: error = %v, want NetworkTimeout wrapping DeadlineExceeded", err)
 			}
-			if err := op.call(nil); !errors.Is(err, syncguard.ErrInvalidArgument) {
+			if err := op.call(nil); !errors.Is(err, driver.ErrInvalidArgument) {
 				t.Errorf("nil ctx: error = %v, want InvalidArgument", err)
 			}
 		})
 	}
 	// The held lock is unaffected by the refused calls.
-	if r, err := d.Release(context.Background(), held.LockID); err != nil || !r.OK {
+	if r, err := d.Release(context.Background(), "", held.LockID); err != nil || !r.OK {
 		t.Fatalf("Release after refused calls = %+v, %v", r, err)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // rateEntry is the GCRA state of one key: its theoretical arrival time.
@@ -22,17 +22,17 @@ func (e *rateEntry) hn() *hnode { return &e.node }
 // the burst offset is the emission interval × Burst. A granted request
 // stores the new theoretical arrival time; a refused one, and any request
 // with n = 0, writes nothing. RetryAfter is 0 when the request was granted.
-func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit, n int) (syncguard.RateResult, error) {
-	k, err := syncguard.NormalizeKey(key)
+func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.RateResult{}, err
+		return driver.RateResult{}, err
 	}
-	if err := syncguard.ValidateRateLimit(lim, n); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.ValidateRateLimit(lim, n); err != nil {
+		return driver.RateResult{}, err
 	}
 	ei := int64(lim.Period) / int64(lim.Limit)
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.RateResult{}, err
 	}
 	increment := ei * int64(n)
 	burstOffset := ei * int64(lim.Burst)
@@ -49,14 +49,14 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 	newTat := tat + increment
 	allowAt := newTat - burstOffset
 	diff := -allowAt // now − allowAt
-	var res syncguard.RateResult
+	var res driver.RateResult
 	if diff < 0 {
-		res = syncguard.RateResult{
+		res = driver.RateResult{
 			RetryAfter: time.Duration(-diff),
 			ResetAfter: time.Duration(tat),
 		}
 	} else {
-		res = syncguard.RateResult{
+		res = driver.RateResult{
 			Allowed:    n,
 			Remaining:  int(diff / ei),
 			ResetAfter: time.Duration(newTat),
@@ -77,11 +77,11 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 
 // ResetRate forgets the GCRA state of key.
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	sh := d.shardFor(k)

@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // refGCRA is a line-by-line transcription of the go-redis/redis_rate Lua
@@ -16,7 +15,7 @@ import (
 // the driver's relative integer arithmetic against.
 type refGCRA struct{ tat map[string]time.Time }
 
-func (r *refGCRA) allowN(now time.Time, key string, lim syncguard.RateLimit, n int) syncguard.RateResult {
+func (r *refGCRA) allowN(now time.Time, key string, lim driver.RateLimit, n int) driver.RateResult {
 	emissionInterval := lim.Period / time.Duration(lim.Limit)
 	increment := emissionInterval * time.Duration(n)
 	burstOffset := emissionInterval * time.Duration(lim.Burst)
@@ -33,46 +32,46 @@ func (r *refGCRA) allowN(now time.Time, key string, lim syncguard.RateLimit, n i
 	diff := now.Sub(allowAt)
 	remaining := float64(diff) / float64(emissionInterval)
 	if remaining < 0 {
-		return syncguard.RateResult{Allowed: 0, Remaining: 0, RetryAfter: -diff, ResetAfter: tat.Sub(now)}
+		return driver.RateResult{Allowed: 0, Remaining: 0, RetryAfter: -diff, ResetAfter: tat.Sub(now)}
 	}
 	resetAfter := newTat.Sub(now)
 	if resetAfter > 0 {
 		r.tat[key] = newTat
 	}
-	return syncguard.RateResult{Allowed: n, Remaining: int(math.Floor(remaining)), ResetAfter: resetAfter}
+	return driver.RateResult{Allowed: n, Remaining: int(math.Floor(remaining)), ResetAfter: resetAfter}
 }
 
 func TestAllowNTable(t *testing.T) {
-	perSecond10 := syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
-	slowBurst3 := syncguard.RateLimit{Limit: 1, Period: time.Second, Burst: 3}
+	perSecond10 := driver.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
+	slowBurst3 := driver.RateLimit{Limit: 1, Period: time.Second, Burst: 3}
 	ms := time.Millisecond
 	tests := []struct {
 		name    string
 		advance time.Duration
 		reset   bool
 		key     string
-		lim     syncguard.RateLimit
+		lim     driver.RateLimit
 		n       int
-		want    syncguard.RateResult
+		want    driver.RateResult
 	}{
-		{"first", 0, false, "a", perSecond10, 1, syncguard.RateResult{Allowed: 1, Remaining: 9, ResetAfter: 100 * ms}},
-		{"two more", 0, false, "a", perSecond10, 2, syncguard.RateResult{Allowed: 2, Remaining: 7, ResetAfter: 300 * ms}},
-		{"too many", 0, false, "a", perSecond10, 1000, syncguard.RateResult{RetryAfter: 99300 * ms, ResetAfter: 300 * ms}},
-		{"inspect", 0, false, "a", perSecond10, 0, syncguard.RateResult{Remaining: 7, ResetAfter: 300 * ms}},
-		{"rest of burst", 0, false, "a", perSecond10, 7, syncguard.RateResult{Allowed: 7, Remaining: 0, ResetAfter: time.Second}},
-		{"empty", 0, false, "a", perSecond10, 1, syncguard.RateResult{RetryAfter: 100 * ms, ResetAfter: time.Second}},
-		{"inspect empty", 0, false, "a", perSecond10, 0, syncguard.RateResult{Remaining: 0, ResetAfter: time.Second}},
-		{"refilled one", 100 * ms, false, "a", perSecond10, 1, syncguard.RateResult{Allowed: 1, Remaining: 0, ResetAfter: time.Second}},
-		{"half way", 550 * ms, false, "a", perSecond10, 0, syncguard.RateResult{Remaining: 5, ResetAfter: 450 * ms}},
-		{"other key untouched", 0, false, "b", perSecond10, 0, syncguard.RateResult{Remaining: 10}},
-		{"fully refilled", 5 * time.Second, false, "a", perSecond10, 1, syncguard.RateResult{Allowed: 1, Remaining: 9, ResetAfter: 100 * ms}},
-		{"after reset", 0, true, "a", perSecond10, 10, syncguard.RateResult{Allowed: 10, Remaining: 0, ResetAfter: time.Second}},
-		{"burst 3", 0, false, "c", slowBurst3, 1, syncguard.RateResult{Allowed: 1, Remaining: 2, ResetAfter: time.Second}},
-		{"burst 3 over", 0, false, "c", slowBurst3, 3, syncguard.RateResult{RetryAfter: time.Second, ResetAfter: time.Second}},
-		{"burst 3 rest", 0, false, "c", slowBurst3, 2, syncguard.RateResult{Allowed: 2, Remaining: 0, ResetAfter: 3 * time.Second}},
-		{"more than burst", 0, false, "d", slowBurst3, 4, syncguard.RateResult{RetryAfter: time.Second}},
-		{"normalised key", 0, false, "cafe\u0301", perSecond10, 4, syncguard.RateResult{Allowed: 4, Remaining: 6, ResetAfter: 400 * ms}},
-		{"same key composed", 0, false, "caf\u00e9", perSecond10, 0, syncguard.RateResult{Remaining: 6, ResetAfter: 400 * ms}},
+		{"first", 0, false, "a", perSecond10, 1, driver.RateResult{Allowed: 1, Remaining: 9, ResetAfter: 100 * ms}},
+		{"two more", 0, false, "a", perSecond10, 2, driver.RateResult{Allowed: 2, Remaining: 7, ResetAfter: 300 * ms}},
+		{"too many", 0, false, "a", perSecond10, 1000, driver.RateResult{RetryAfter: 99300 * ms, ResetAfter: 300 * ms}},
+		{"inspect", 0, false, "a", perSecond10, 0, driver.RateResult{Remaining: 7, ResetAfter: 300 * ms}},
+		{"rest of burst", 0, false, "a", perSecond10, 7, driver.RateResult{Allowed: 7, Remaining: 0, ResetAfter: time.Second}},
+		{"empty", 0, false, "a", perSecond10, 1, driver.RateResult{RetryAfter: 100 * ms, ResetAfter: time.Second}},
+		{"inspect empty", 0, false, "a", perSecond10, 0, driver.RateResult{Remaining: 0, ResetAfter: time.Second}},
+		{"refilled one", 100 * ms, false, "a", perSecond10, 1, driver.RateResult{Allowed: 1, Remaining: 0, ResetAfter: time.Second}},
+		{"half way", 550 * ms, false, "a", perSecond10, 0, driver.RateResult{Remaining: 5, ResetAfter: 450 * ms}},
+		{"other key untouched", 0, false, "b", perSecond10, 0, driver.RateResult{Remaining: 10}},
+		{"fully refilled", 5 * time.Second, false, "a", perSecond10, 1, driver.RateResult{Allowed: 1, Remaining: 9, ResetAfter: 100 * ms}},
+		{"after reset", 0, true, "a", perSecond10, 10, driver.RateResult{Allowed: 10, Remaining: 0, ResetAfter: time.Second}},
+		{"burst 3", 0, false, "c", slowBurst3, 1, driver.RateResult{Allowed: 1, Remaining: 2, ResetAfter: time.Second}},
+		{"burst 3 over", 0, false, "c", slowBurst3, 3, driver.RateResult{RetryAfter: time.Second, ResetAfter: time.Second}},
+		{"burst 3 rest", 0, false, "c", slowBurst3, 2, driver.RateResult{Allowed: 2, Remaining: 0, ResetAfter: 3 * time.Second}},
+		{"more than burst", 0, false, "d", slowBurst3, 4, driver.RateResult{RetryAfter: time.Second}},
+		{"normalised key", 0, false, "cafe\u0301", perSecond10, 4, driver.RateResult{Allowed: 4, Remaining: 6, ResetAfter: 400 * ms}},
+		{"same key composed", 0, false, "caf\u00e9", perSecond10, 0, driver.RateResult{Remaining: 6, ResetAfter: 400 * ms}},
 	}
 	d, clk := newTest(t)
 	for _, tt := range tests {
@@ -95,7 +94,7 @@ func TestAllowNTable(t *testing.T) {
 // TestAllowNMatchesReference drives the driver and the reference with the
 // same random sequence.
 func TestAllowNMatchesReference(t *testing.T) {
-	limits := []syncguard.RateLimit{
+	limits := []driver.RateLimit{
 		{Limit: 10, Period: time.Second, Burst: 10},
 		{Limit: 3, Period: time.Second, Burst: 1},    // ei = 333333333 ns, truncated
 		{Limit: 100, Period: time.Minute, Burst: 20}, // ei = 600 ms
@@ -129,7 +128,7 @@ func TestAllowNMatchesReference(t *testing.T) {
 
 func TestAllowNZeroDoesNotWrite(t *testing.T) {
 	d, clk := newTest(t)
-	lim := syncguard.RateLimit{Limit: 1, Period: time.Second, Burst: 1}
+	lim := driver.RateLimit{Limit: 1, Period: time.Second, Burst: 1}
 	if r, _ := d.AllowN(bg, "z", lim, 0); r.Remaining != 1 || r.Allowed != 0 {
 		t.Fatalf("inspect = %+v", r)
 	}

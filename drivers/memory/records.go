@@ -5,7 +5,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // recordEntry is a stored fenced record. Records live in their own map,
@@ -13,7 +13,7 @@ import (
 type recordEntry struct {
 	name        string // normalised name; immutable
 	value       []byte // private copy
-	fence       syncguard.Fence
+	fence       driver.Fence
 	expiresAtMs int64 // 0: no expiry
 	node        hnode // position in sh.recExp while expiresAtMs != 0
 }
@@ -26,7 +26,7 @@ func (e *recordEntry) live(nowMs int64) bool {
 
 // errZeroFence is returned for a record operation with fence 0 ("no fence").
 func errZeroFence() error {
-	return syncguard.NewError(syncguard.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
 }
 
 // PutRecord stores a copy of value under name with fence if no live record
@@ -34,20 +34,20 @@ func errZeroFence() error {
 // reports Stored false with the stored fence. fence must be positive; ttl is
 // 0 (no expiry) or a positive whole number of milliseconds. A record expires
 // at now + ttl, with no tolerance window.
-func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
-	n, err := syncguard.NormalizeKey(name)
+func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence, value []byte, ttl time.Duration) (driver.PutResult, error) {
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
 	if fence == 0 {
-		return syncguard.PutResult{}, errZeroFence()
+		return driver.PutResult{}, errZeroFence()
 	}
-	ttlMs, err := syncguard.RecordTTLMillis(ttl)
+	ttlMs, err := driver.RecordTTLMillis(ttl)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.PutResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.PutResult{}, err
 	}
 	v := bytes.Clone(value) // copied outside the critical section
 
@@ -58,7 +58,7 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 	if e != nil && e.live(nowMs) && e.fence > fence {
 		cur := e.fence
 		sh.mu.Unlock()
-		return syncguard.PutResult{Fence: cur}, nil
+		return driver.PutResult{Fence: cur}, nil
 	}
 	if e == nil {
 		e = &recordEntry{name: n}
@@ -75,16 +75,16 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 	}
 	d.sweep(sh, nowMs, nowNs)
 	sh.mu.Unlock()
-	return syncguard.PutResult{Stored: true, Fence: fence}, nil
+	return driver.PutResult{Stored: true, Fence: fence}, nil
 }
 
 // GetRecord returns a copy of the live record stored under name, or nil.
-func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
-	n, err := syncguard.NormalizeKey(name)
+func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	sh := d.shardFor(n)
@@ -99,20 +99,20 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 	// after unlocking.
 	v, f, exp := e.value, e.fence, e.expiresAtMs
 	sh.mu.Unlock()
-	return &syncguard.Record{Value: bytes.Clone(v), Fence: f, ExpiresAtMs: exp}, nil
+	return &driver.Record{Value: bytes.Clone(v), Fence: f, ExpiresAtMs: exp}, nil
 }
 
 // DeleteRecord deletes the live record stored under name if its fence is ≤
 // fence, reporting whether it deleted one. fence must be positive.
-func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
-	n, err := syncguard.NormalizeKey(name)
+func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fence) (bool, error) {
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
 		return false, err
 	}
 	if fence == 0 {
 		return false, errZeroFence()
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	sh := d.shardFor(n)

@@ -5,8 +5,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestRecords runs a sequence of record operations on one name; every step
@@ -18,37 +17,37 @@ func TestRecords(t *testing.T) {
 		name    string
 		advance time.Duration
 		op      string // put, get, del
-		fence   syncguard.Fence
+		fence   driver.Fence
 		value   string
 		ttl     time.Duration
-		wantPut syncguard.PutResult
-		wantGet *syncguard.Record // for get
+		wantPut driver.PutResult
+		wantGet *driver.Record // for get
 		wantDel bool
 	}
 	ms := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
 	steps := []step{
 		{name: "absent", op: "get"},
-		{name: "first put", op: "put", fence: 5, value: "v5", wantPut: syncguard.PutResult{Stored: true, Fence: 5}},
-		{name: "read", op: "get", wantGet: &syncguard.Record{Value: []byte("v5"), Fence: 5}},
-		{name: "stale put", op: "put", fence: 4, value: "v4", wantPut: syncguard.PutResult{Fence: 5}},
-		{name: "unchanged", op: "get", wantGet: &syncguard.Record{Value: []byte("v5"), Fence: 5}},
-		{name: "same fence", op: "put", fence: 5, value: "v5b", wantPut: syncguard.PutResult{Stored: true, Fence: 5}},
-		{name: "newer fence", op: "put", fence: 7, value: "v7", ttl: time.Second, wantPut: syncguard.PutResult{Stored: true, Fence: 7}},
-		{name: "with ttl", op: "get", wantGet: &syncguard.Record{Value: []byte("v7"), Fence: 7, ExpiresAtMs: ms(time.Second)}},
-		{name: "before expiry", advance: 999 * time.Millisecond, op: "get", wantGet: &syncguard.Record{Value: []byte("v7"), Fence: 7, ExpiresAtMs: ms(time.Second)}},
+		{name: "first put", op: "put", fence: 5, value: "v5", wantPut: driver.PutResult{Stored: true, Fence: 5}},
+		{name: "read", op: "get", wantGet: &driver.Record{Value: []byte("v5"), Fence: 5}},
+		{name: "stale put", op: "put", fence: 4, value: "v4", wantPut: driver.PutResult{Fence: 5}},
+		{name: "unchanged", op: "get", wantGet: &driver.Record{Value: []byte("v5"), Fence: 5}},
+		{name: "same fence", op: "put", fence: 5, value: "v5b", wantPut: driver.PutResult{Stored: true, Fence: 5}},
+		{name: "newer fence", op: "put", fence: 7, value: "v7", ttl: time.Second, wantPut: driver.PutResult{Stored: true, Fence: 7}},
+		{name: "with ttl", op: "get", wantGet: &driver.Record{Value: []byte("v7"), Fence: 7, ExpiresAtMs: ms(time.Second)}},
+		{name: "before expiry", advance: 999 * time.Millisecond, op: "get", wantGet: &driver.Record{Value: []byte("v7"), Fence: 7, ExpiresAtMs: ms(time.Second)}},
 		{name: "expired", advance: time.Millisecond, op: "get"},
-		{name: "older fence after expiry", op: "put", fence: 1, value: "v1", wantPut: syncguard.PutResult{Stored: true, Fence: 1}},
-		{name: "no ttl", op: "get", wantGet: &syncguard.Record{Value: []byte("v1"), Fence: 1}},
-		{name: "never expires", advance: 1000 * time.Hour, op: "get", wantGet: &syncguard.Record{Value: []byte("v1"), Fence: 1}},
-		{name: "ttl again", op: "put", fence: 3, value: "v3", ttl: time.Minute, wantPut: syncguard.PutResult{Stored: true, Fence: 3}},
-		{name: "ttl removed", op: "put", fence: 3, value: "v3", wantPut: syncguard.PutResult{Stored: true, Fence: 3}},
-		{name: "still there", advance: time.Hour, op: "get", wantGet: &syncguard.Record{Value: []byte("v3"), Fence: 3}},
+		{name: "older fence after expiry", op: "put", fence: 1, value: "v1", wantPut: driver.PutResult{Stored: true, Fence: 1}},
+		{name: "no ttl", op: "get", wantGet: &driver.Record{Value: []byte("v1"), Fence: 1}},
+		{name: "never expires", advance: 1000 * time.Hour, op: "get", wantGet: &driver.Record{Value: []byte("v1"), Fence: 1}},
+		{name: "ttl again", op: "put", fence: 3, value: "v3", ttl: time.Minute, wantPut: driver.PutResult{Stored: true, Fence: 3}},
+		{name: "ttl removed", op: "put", fence: 3, value: "v3", wantPut: driver.PutResult{Stored: true, Fence: 3}},
+		{name: "still there", advance: time.Hour, op: "get", wantGet: &driver.Record{Value: []byte("v3"), Fence: 3}},
 		{name: "delete stale", op: "del", fence: 2, wantDel: false},
-		{name: "kept", op: "get", wantGet: &syncguard.Record{Value: []byte("v3"), Fence: 3}},
+		{name: "kept", op: "get", wantGet: &driver.Record{Value: []byte("v3"), Fence: 3}},
 		{name: "delete", op: "del", fence: 3, wantDel: true},
 		{name: "deleted", op: "get"},
 		{name: "delete absent", op: "del", fence: 9, wantDel: false},
-		{name: "empty value", op: "put", fence: 1, value: "", ttl: time.Second, wantPut: syncguard.PutResult{Stored: true, Fence: 1}},
+		{name: "empty value", op: "put", fence: 1, value: "", ttl: time.Second, wantPut: driver.PutResult{Stored: true, Fence: 1}},
 		{name: "expired delete", advance: time.Second, op: "del", fence: 9, wantDel: false},
 	}
 	for _, s := range steps {
@@ -124,7 +123,7 @@ func TestRecordNamespace(t *testing.T) {
 	if !isLocked(t, d, "shared") {
 		t.Fatal("record operations touched the lock")
 	}
-	if rel, _ := d.Release(bg, r.LockID); !rel.OK {
+	if rel, _ := d.Release(bg, "", r.LockID); !rel.OK {
 		t.Fatal("release failed")
 	}
 	// Names are normalised like keys.

@@ -1,6 +1,6 @@
 package memory
 
-import "github.com/syncguard/syncguard"
+import "github.com/syncguard/syncguard/driver"
 
 // sweepBudget bounds how many entries of each kind one write may delete, so
 // that a burst of expiries never makes a single operation slow. Every write
@@ -127,7 +127,7 @@ func (h *minHeap[T]) down(i int) {
 func (d *Driver) sweep(sh *shard, nowMs, nowNs int64) {
 	for range sweepBudget {
 		ks, at, ok := sh.lockExp.peek()
-		if !ok || nowMs-at <= syncguard.CleanupGuardMs {
+		if !ok || nowMs-at <= driver.CleanupGuardMs {
 			break
 		}
 		d.dropLock(sh, ks)
@@ -140,7 +140,7 @@ func (d *Driver) sweep(sh *shard, nowMs, nowNs int64) {
 		ks := e.ks
 		if ks.lockID != "" || ks.qhead != nil {
 			// Still in use: look again once its lock can be swept.
-			sh.keepExp.set(e, max(ks.expiresAtMs+syncguard.CleanupGuardMs+1, nowMs+syncguard.FenceMarginMs))
+			sh.keepExp.set(e, max(ks.expiresAtMs+driver.CleanupGuardMs+1, nowMs+driver.FenceMarginMs))
 			continue
 		}
 		sh.keepExp.remove(e)

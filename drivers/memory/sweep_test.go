@@ -7,35 +7,34 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // observation is everything a caller can read about a set of names.
 type observation struct {
 	Locked  map[string]bool
-	ByKey   map[string]*syncguard.RawLockInfo
-	ByID    map[string]*syncguard.RawLockInfo
-	Records map[string]*syncguard.Record
-	Rates   map[string]syncguard.RateResult
+	ByKey   map[string]*driver.LockInfo
+	ByID    map[string]*driver.LockInfo
+	Records map[string]*driver.Record
+	Rates   map[string]driver.RateResult
 }
 
 func observe(t *testing.T, d *Driver, keys, ids []string) observation {
 	t.Helper()
 	o := observation{
-		Locked: map[string]bool{}, ByKey: map[string]*syncguard.RawLockInfo{},
-		ByID: map[string]*syncguard.RawLockInfo{}, Records: map[string]*syncguard.Record{},
-		Rates: map[string]syncguard.RateResult{},
+		Locked: map[string]bool{}, ByKey: map[string]*driver.LockInfo{},
+		ByID: map[string]*driver.LockInfo{}, Records: map[string]*driver.Record{},
+		Rates: map[string]driver.RateResult{},
 	}
-	lim := syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 5}
+	lim := driver.RateLimit{Limit: 10, Period: time.Second, Burst: 5}
 	for _, k := range keys {
 		o.Locked[k] = isLocked(t, d, k)
-		o.ByKey[k], _ = d.LookupRawByKey(bg, k)
+		o.ByKey[k], _ = d.LookupByKey(bg, k)
 		o.Records[k], _ = d.GetRecord(bg, k)
 		o.Rates[k], _ = d.AllowN(bg, k, lim, 0)
 	}
 	for _, id := range ids {
-		o.ByID[id], _ = d.LookupRawByID(bg, id)
+		o.ByID[id], _ = d.LookupByID(bg, id)
 	}
 	return o
 }
@@ -44,7 +43,7 @@ func observe(t *testing.T, d *Driver, keys, ids []string) observation {
 // and checks that no observable result changes.
 func TestSweepKeepsResultsUnchanged(t *testing.T) {
 	d, clk := newTest(t)
-	lim := syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 5}
+	lim := driver.RateLimit{Limit: 10, Period: time.Second, Burst: 5}
 	var keys, ids []string
 	for i := range 200 {
 		k := "sweep:" + strconv.Itoa(i)
@@ -53,7 +52,7 @@ func TestSweepKeepsResultsUnchanged(t *testing.T) {
 		r := mustAcquire(t, d, k, ttl)
 		ids = append(ids, r.LockID)
 		if i%3 == 0 {
-			d.Release(bg, r.LockID)
+			d.Release(bg, "", r.LockID)
 		}
 		rttl := time.Duration(i%5) * 700 * time.Millisecond // 0: no expiry
 		if _, err := d.PutRecord(bg, k, 1, []byte(k), rttl); err != nil {
@@ -74,7 +73,7 @@ func TestSweepKeepsResultsUnchanged(t *testing.T) {
 	}
 	// Past every lock's cleanup and the fence margin, only the records
 	// without a TTL remain: key states (fence counters) go too.
-	clk.Advance(time.Duration(syncguard.FenceMarginMs) * time.Millisecond)
+	clk.Advance(time.Duration(driver.FenceMarginMs) * time.Millisecond)
 	for range 50 {
 		sweepAll(d)
 	}
@@ -90,7 +89,7 @@ func TestSweepKeepsResultsUnchanged(t *testing.T) {
 // data, fence counters included.
 func TestMemoryBounded(t *testing.T) {
 	d, clk := newTest(t)
-	lim := syncguard.RateLimit{Limit: 100, Period: time.Second, Burst: 1}
+	lim := driver.RateLimit{Limit: 100, Period: time.Second, Burst: 1}
 	const n = 20_000
 	maxLive := 0
 	for i := range n {
@@ -110,7 +109,7 @@ func TestMemoryBounded(t *testing.T) {
 	// Locks live for TTL + CleanupGuardMs = 2010 ms ≈ 2010 writes, key
 	// states for FenceMarginMs = 5000 ms ≈ 5000 writes; records and rate
 	// state for 10 ms; allow a per-shard backlog.
-	if maxLive > int(syncguard.FenceMarginMs)+shardCount*sweepBudget {
+	if maxLive > int(driver.FenceMarginMs)+shardCount*sweepBudget {
 		t.Fatalf("up to %d entries of one kind kept; want bounded", maxLive)
 	}
 	if c := d.counts(); c.Keys >= n/2 {

@@ -3,7 +3,7 @@ package memory
 import (
 	"context"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // watcher is one WatchRelease subscription.
@@ -25,11 +25,11 @@ type watcher struct {
 // concurrently. The subscription also ends when ctx is done. No goroutine
 // runs per watcher.
 func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
 	w := &watcher{ch: make(chan struct{}, 1), key: k, active: true}

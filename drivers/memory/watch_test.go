@@ -22,20 +22,20 @@ func TestWatchRelease(t *testing.T) {
 		want  bool
 	}{
 		{"release", func(t *testing.T, d *Driver, _ *fakeClock, id string) {
-			d.Release(bg, id)
+			d.Release(bg, "", id)
 		}, true},
 		{"extend", func(t *testing.T, d *Driver, _ *fakeClock, id string) {
-			d.Extend(bg, id, time.Hour)
+			d.Extend(bg, "", id, time.Hour)
 		}, false},
 		{"contended acquire", func(t *testing.T, d *Driver, _ *fakeClock, _ string) {
 			d.Acquire(bg, "w", time.Second)
 		}, false},
 		{"other key released", func(t *testing.T, d *Driver, _ *fakeClock, _ string) {
 			r := mustAcquire(t, d, "other", time.Second)
-			d.Release(bg, r.LockID)
+			d.Release(bg, "", r.LockID)
 		}, false},
 		{"foreign release", func(t *testing.T, d *Driver, _ *fakeClock, _ string) {
-			d.Release(bg, "AAAAAAAAAAAAAAAAAAAAAA")
+			d.Release(bg, "", "AAAAAAAAAAAAAAAAAAAAAA")
 		}, false},
 		{"expiry alone", func(t *testing.T, d *Driver, clk *fakeClock, _ string) {
 			clk.Advance(time.Hour)
@@ -89,7 +89,7 @@ func TestWatchCoalescesAndNeverBlocks(t *testing.T) {
 	defer stop()
 	for range 5 { // nobody reads: sends must not block
 		r := mustAcquire(t, d, "c", time.Second)
-		d.Release(bg, r.LockID)
+		d.Release(bg, "", r.LockID)
 	}
 	if !signalled(ch) {
 		t.Fatal("no signal")
@@ -110,7 +110,7 @@ func TestWatchStop(t *testing.T) {
 	stop()
 	stop() // idempotent
 	r := mustAcquire(t, d, "s", time.Second)
-	d.Release(bg, r.LockID)
+	d.Release(bg, "", r.LockID)
 	if signalled(ch) {
 		t.Fatal("stopped watcher signalled")
 	}
@@ -140,7 +140,7 @@ func TestWatchEndsWithContext(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	r := mustAcquire(t, d, "ctx", time.Second)
-	d.Release(bg, r.LockID)
+	d.Release(bg, "", r.LockID)
 	if signalled(ch) {
 		t.Fatal("watcher of a cancelled ctx signalled")
 	}

@@ -26,7 +26,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		if err != nil || !r.Acquired {
 			b.Fatalf("Acquire = %+v, %v", r, err)
 		}
-		rr, err := d.Release(ctx, r.LockID)
+		rr, err := d.Release(ctx, "", r.LockID)
 		if err != nil || !rr.OK {
 			b.Fatalf("Release = %+v, %v", rr, err)
 		}
@@ -114,7 +114,7 @@ func BenchmarkOps(b *testing.B) {
 	}
 	b.Run("Extend", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := d.Extend(ctx, r.LockID, time.Hour); err != nil {
+			if _, err := d.Extend(ctx, "", r.LockID, time.Hour); err != nil {
 				b.Fatal(err)
 			}
 		}

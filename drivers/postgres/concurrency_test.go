@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestRecordsAndRateConcurrentFirstUse races writers on a never-used record
@@ -23,12 +23,12 @@ func TestRecordsAndRateConcurrentFirstUse(t *testing.T) {
 		var wg sync.WaitGroup
 		for f := 1; f <= 16; f++ {
 			wg.Go(func() {
-				r, err := d.PutRecord(ctx, name, syncguard.Fence(f), []byte{byte(f)}, 0)
+				r, err := d.PutRecord(ctx, name, driver.Fence(f), []byte{byte(f)}, 0)
 				if err != nil {
 					t.Errorf("PutRecord(%d): %v", f, err)
 					return
 				}
-				if !r.Stored && r.Fence <= syncguard.Fence(f) {
+				if !r.Stored && r.Fence <= driver.Fence(f) {
 					t.Errorf("round %d: PutRecord(%d) refused with stored fence %v; want a newer one", round, f, r.Fence)
 				}
 			})
@@ -40,7 +40,7 @@ func TestRecordsAndRateConcurrentFirstUse(t *testing.T) {
 		}
 
 		key := "rate:" + randHex(4)
-		lim := syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 5}
+		lim := driver.RateLimit{Limit: 1, Period: time.Hour, Burst: 5}
 		var allowed atomic.Int64
 		for range 20 {
 			wg.Go(func() {

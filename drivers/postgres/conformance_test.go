@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/conformance"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/delayproxy"
 )
 
@@ -57,8 +57,8 @@ var (
 	_ conformance.UnheardDriverOpener[Capabilities] = (*harness)(nil)
 )
 
-func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
-func (h *harness) DriverWithCleanup() syncguard.Driver[Capabilities] { return h.cleanup }
+func (h *harness) Driver() driver.Driver[Capabilities]            { return h.d }
+func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.cleanup }
 
 func (h *harness) Close() {
 	h.d.Close()
@@ -76,17 +76,17 @@ func (h *harness) Close() {
 // server's 100 connections are shared with the other packages' tests, and
 // a LISTEN connection refused for lack of them turns a waiter into a
 // poller that the hand-off passes over.
-func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], error) {
 	return h.openDriver(ctx)
 }
 
 // OpenUnheardDriver is OpenDriver with wake-ups off (WithWakeups(false)),
 // as behind a connection pooler without LISTEN.
-func (h *harness) OpenUnheardDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+func (h *harness) OpenUnheardDriver(ctx context.Context) (driver.Driver[Capabilities], error) {
 	return h.openDriver(ctx, WithWakeups(false))
 }
 
-func (h *harness) openDriver(ctx context.Context, opts ...Option) (syncguard.Driver[Capabilities], error) {
+func (h *harness) openDriver(ctx context.Context, opts ...Option) (driver.Driver[Capabilities], error) {
 	cfg := h.db.cfg.Copy()
 	cfg.MaxConns = 2
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -106,7 +106,7 @@ func (h *harness) openDriver(ctx context.Context, opts ...Option) (syncguard.Dri
 
 // DriverWithLatency returns a driver whose pool connects through a local
 // TCP proxy delaying every chunk by d in each direction.
-func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
+func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities] {
 	if h.noLatency {
 		return nil
 	}
@@ -140,13 +140,13 @@ func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabiliti
 	return drv
 }
 
-func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence syncguard.Fence, off time.Duration) error {
+func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
 	return writeRawLockSQL(ctx, h.db.pool, h.sql(rawLockSQL), key, lockID, fence, off)
 }
 
 // writeRawLock stores a lock row directly (default table names): expiry
 // server-now + off; the fence counter is raised to fence if lower.
-func writeRawLock(ctx context.Context, pool *pgxpool.Pool, key, lockID string, fence syncguard.Fence, off time.Duration) error {
+func writeRawLock(ctx context.Context, pool *pgxpool.Pool, key, lockID string, fence driver.Fence, off time.Duration) error {
 	return writeRawLockSQL(ctx, pool, rawLockSQL, key, lockID, fence, off)
 }
 
@@ -160,8 +160,8 @@ SELECT $1, $2, ` + nowMsSQL + ` + $6::bigint, ` + nowMsSQL + ` - 1000, lpad($3::
 ON CONFLICT (key) DO UPDATE SET lock_id = EXCLUDED.lock_id, expires_at_ms = EXCLUDED.expires_at_ms,
   acquired_at_ms = EXCLUDED.acquired_at_ms, fence = EXCLUDED.fence, user_key = EXCLUDED.user_key`
 
-func writeRawLockSQL(ctx context.Context, pool *pgxpool.Pool, sql, key, lockID string, fence syncguard.Fence, off time.Duration) error {
-	k, err := syncguard.NormalizeKey(key)
+func writeRawLockSQL(ctx context.Context, pool *pgxpool.Pool, sql, key, lockID string, fence driver.Fence, off time.Duration) error {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func writeRawLockSQL(ctx context.Context, pool *pgxpool.Pool, sql, key, lockID s
 }
 
 func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ VALUES ($1, $2, $3) ON CONFLICT (fence_key) DO UPDATE SET fence = EXCLUDED.fence
 }
 
 func (h *harness) LockDataExists(ctx context.Context, key string) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
@@ -195,7 +195,7 @@ func (h *harness) LockDataExists(ctx context.Context, key string) (bool, error) 
 }
 
 func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
@@ -229,8 +229,7 @@ func TestConformance(t *testing.T) {
 		// the other drivers' tests; case 011's barrier already proves that
 		// the three locks are held at the same time, so its wall-time
 		// budget is widened from 500ms to absorb CPU starvation.
-		Timing:       conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
-		Capabilities: syncguard.CapabilityInfo{Name: "postgres", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
+		Timing: conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
 	})
 }
 

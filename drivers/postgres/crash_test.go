@@ -14,14 +14,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/pgserver"
 )
 
 type crashLock struct {
 	key    string
 	lockID string
-	fence  syncguard.Fence
+	fence  driver.Fence
 	exp    int64
 	epoch  int // crash epoch in which the acquire returned
 }
@@ -90,7 +90,7 @@ func TestCrashSafety(t *testing.T) {
 						mu.Lock()
 						errCount++
 						mu.Unlock()
-						if syncguard.CodeOf(err) == 0 {
+						if driver.CodeOf(err) == 0 {
 							t.Errorf("unmapped error: %v", err)
 						}
 						time.Sleep(20 * time.Millisecond)
@@ -111,7 +111,7 @@ func TestCrashSafety(t *testing.T) {
 					mu.Lock()
 					delete(held, r.LockID) // release attempted: outcome may be unknown
 					mu.Unlock()
-					_, _ = d.Release(ctx, r.LockID)
+					_, _ = d.Release(ctx, "", r.LockID)
 				}
 			})
 		}
@@ -144,8 +144,8 @@ func TestCrashSafety(t *testing.T) {
 	// every fence of an earlier one.
 	total := 0
 	for key, ls := range fences {
-		seen := map[syncguard.Fence]bool{}
-		maxBefore := map[int]syncguard.Fence{}
+		seen := map[driver.Fence]bool{}
+		maxBefore := map[int]driver.Fence{}
 		for i, l := range ls {
 			total++
 			// Holders of one key never overlap, so each acquire returned
@@ -217,7 +217,7 @@ func TestCrashLostRelease(t *testing.T) {
 
 	const ttl = 4 * time.Second
 	ttlMs := ttl.Milliseconds()
-	acquire := func(key string) syncguard.AcquireResult {
+	acquire := func(key string) driver.AcquireResult {
 		t.Helper()
 		r, err := d.Acquire(ctx, key, ttl)
 		if err != nil || !r.Acquired {
@@ -227,11 +227,11 @@ func TestCrashLostRelease(t *testing.T) {
 	}
 	release := func(id string) {
 		t.Helper()
-		if r, err := d.Release(ctx, id); err != nil || !r.OK {
+		if r, err := d.Release(ctx, "", id); err != nil || !r.OK {
 			t.Fatalf("Release = %+v, %v", r, err)
 		}
 	}
-	lookup := func(id string) *syncguard.LockInfo {
+	lookup := func(id string) *driver.LockInfo {
 		t.Helper()
 		info, err := d.LookupByID(ctx, id)
 		if err != nil {
@@ -324,25 +324,25 @@ func TestCrashLostRelease(t *testing.T) {
 		}
 		// The release was lost: the key is blocked until its TTL plus
 		// tolerance, never shorter, and free again afterwards.
-		deadline := time.Now().Add(ttl + syncguard.Tolerance + 10*time.Second)
+		deadline := time.Now().Add(ttl + driver.Tolerance + 10*time.Second)
 		for {
 			r, err := d.Acquire(ctx, kA, ttl)
 			if err != nil {
 				t.Fatalf("Acquire(%s) after the crash: %v", kA, err)
 			}
 			if r.Acquired {
-				if now := r.ExpiresAtMs - ttlMs; now <= a.ExpiresAtMs-syncguard.ToleranceMs {
+				if now := r.ExpiresAtMs - ttlMs; now <= a.ExpiresAtMs-driver.ToleranceMs {
 					t.Errorf("%s acquired at %d, before the lost release's lock ran out (%d + tolerance)", kA, now, a.ExpiresAtMs)
 				}
 				if r.Fence <= a.Fence {
 					t.Errorf("%s: fence %v after the crash is not above %v", kA, r.Fence, a.Fence)
 				}
 				t.Logf("attempt %d: lost release of %s delayed the key until its TTL (+%d ms tolerance); next fence %v",
-					attempt, kA, syncguard.ToleranceMs, r.Fence)
+					attempt, kA, driver.ToleranceMs, r.Fence)
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s still locked %v after the crash", kA, ttl+syncguard.Tolerance+10*time.Second)
+				t.Fatalf("%s still locked %v after the crash", kA, ttl+driver.Tolerance+10*time.Second)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}

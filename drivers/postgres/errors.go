@@ -10,12 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // mapError turns any error of pgx, pgxpool or the network into a
-// *syncguard.LockError (contract §7); the original error is its Cause.
+// *driver.LockError (contract §7); the original error is its Cause.
 //
 //   - ctx ended: Aborted (Canceled) or NetworkTimeout (DeadlineExceeded),
 //     wrapping ctx.Err();
@@ -31,14 +30,14 @@ func mapError(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	var le *syncguard.LockError
+	var le *driver.LockError
 	if errors.As(err, &le) {
 		return err
 	}
 	if ctx != nil && ctx.Err() != nil {
 		// The operation was interrupted by its context, whatever pgx
 		// reports (a closed connection, a cancelled statement).
-		out := syncguard.ContextError(ctx.Err())
+		out := driver.ContextError(ctx.Err())
 		out.Cause = &wrapped{ctxErr: ctx.Err(), cause: err}
 		return out
 	}
@@ -54,42 +53,42 @@ type wrapped struct {
 func (w *wrapped) Error() string   { return w.ctxErr.Error() + ": " + w.cause.Error() }
 func (w *wrapped) Unwrap() []error { return []error{w.ctxErr, w.cause} }
 
-func classify(err error) *syncguard.LockError {
-	mk := func(code syncguard.Code, msg string) *syncguard.LockError {
-		return &syncguard.LockError{Code: code, Message: msg + ": " + err.Error(), Cause: err}
+func classify(err error) *driver.LockError {
+	mk := func(code driver.Code, msg string) *driver.LockError {
+		return &driver.LockError{Code: code, Message: msg + ": " + err.Error(), Cause: err}
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
-		return &syncguard.LockError{Code: syncguard.Aborted, Message: "operation aborted: " + err.Error(), Cause: err}
+		return &driver.LockError{Code: driver.Aborted, Message: "operation aborted: " + err.Error(), Cause: err}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &syncguard.LockError{Code: syncguard.NetworkTimeout, Message: "operation timed out: " + err.Error(), Cause: err}
+		return &driver.LockError{Code: driver.NetworkTimeout, Message: "operation timed out: " + err.Error(), Cause: err}
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		code := CodeForSQLState(pgErr.Code)
 		var ce *pgconn.ConnectError
-		if errors.As(err, &ce) && code == syncguard.Internal {
-			code = syncguard.ServiceUnavailable
+		if errors.As(err, &ce) && code == driver.Internal {
+			code = driver.ServiceUnavailable
 		}
 		return mk(code, "postgres: SQLSTATE "+pgErr.Code)
 	}
 	if errors.Is(err, puddle.ErrClosedPool) || err.Error() == "closed pool" {
-		return mk(syncguard.ServiceUnavailable, "postgres: pool is closed")
+		return mk(driver.ServiceUnavailable, "postgres: pool is closed")
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		if pgconn.Timeout(err) || isTimeout(err) {
-			return mk(syncguard.NetworkTimeout, "postgres: connect timeout")
+			return mk(driver.NetworkTimeout, "postgres: connect timeout")
 		}
-		return mk(syncguard.ServiceUnavailable, "postgres: cannot connect")
+		return mk(driver.ServiceUnavailable, "postgres: cannot connect")
 	}
 	if pgconn.Timeout(err) || isTimeout(err) {
-		return mk(syncguard.NetworkTimeout, "postgres: network timeout")
+		return mk(driver.NetworkTimeout, "postgres: network timeout")
 	}
 	if isNetError(err) {
-		return mk(syncguard.ServiceUnavailable, "postgres: connection failed")
+		return mk(driver.ServiceUnavailable, "postgres: connection failed")
 	}
-	return mk(syncguard.Internal, "postgres")
+	return mk(driver.Internal, "postgres")
 }
 
 func isTimeout(err error) bool {
@@ -126,27 +125,27 @@ func isNetError(err error) bool {
 //	class 53 (insufficient resources)                    → RateLimited
 //	57014 (query canceled, statement_timeout)            → NetworkTimeout
 //	anything else                                        → Internal
-func CodeForSQLState(state string) syncguard.Code {
+func CodeForSQLState(state string) driver.Code {
 	if len(state) != 5 {
-		return syncguard.Internal
+		return driver.Internal
 	}
 	switch state {
 	case "40001", "40P01", "40003", "57P01", "57P02", "57P03", "57P04", "57P05":
-		return syncguard.ServiceUnavailable
+		return driver.ServiceUnavailable
 	case "42P01", "42703", "42883":
-		return syncguard.InvalidArgument
+		return driver.InvalidArgument
 	case "57014":
-		return syncguard.NetworkTimeout
+		return driver.NetworkTimeout
 	}
 	switch state[:2] {
 	case "08":
-		return syncguard.ServiceUnavailable
+		return driver.ServiceUnavailable
 	case "28":
-		return syncguard.AuthFailed
+		return driver.AuthFailed
 	case "22", "23":
-		return syncguard.InvalidArgument
+		return driver.InvalidArgument
 	case "53":
-		return syncguard.RateLimited
+		return driver.RateLimited
 	}
-	return syncguard.Internal
+	return driver.Internal
 }

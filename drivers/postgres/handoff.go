@@ -9,22 +9,21 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Liveness of a queued waiter: a release grants the key only to a waiter
 // whose place was renewed within waiterLive (each attempt renews it), so a
 // waiter whose process died is skipped at most that long after its last
 // attempt. Guard attempts at least every waiterRenew while it waits (see
-// [syncguard.Handoff] Renew).
+// [driver.Handoff] Renew).
 const (
 	waiterLive  = 3 * time.Second
 	waiterRenew = time.Second
 	// A waiter that gets no notifications (no subscription) learns of a
 	// grant only by looking: under Guard it looks every unheardRenew (a
 	// lock lookup) and makes a full attempt, which renews its place, every
-	// unheardFull (see [syncguard.PollingHandoff]).
+	// unheardFull (see [driver.PollingHandoff]).
 	unheardRenew = 20 * time.Millisecond
 	unheardFull  = 500 * time.Millisecond
 )
@@ -57,7 +56,7 @@ const leaveTimeout = 5 * time.Second
 
 // grant is a lock that a release granted to a queued waiter.
 type grant struct {
-	fence syncguard.Fence
+	fence driver.Fence
 	exp   int64
 }
 
@@ -67,15 +66,15 @@ const grantPrefix = "g:"
 // parseGrant decodes "g:<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>".
 func parseGrant(msg string) (id string, g grant, ok bool) {
 	rest, ok := strings.CutPrefix(msg, grantPrefix)
-	if !ok || len(rest) < syncguard.LockIDLen+1 || rest[syncguard.LockIDLen] != '|' {
+	if !ok || len(rest) < driver.LockIDLen+1 || rest[driver.LockIDLen] != '|' {
 		return "", grant{}, false
 	}
-	id = rest[:syncguard.LockIDLen]
-	f := strings.Split(rest[syncguard.LockIDLen+1:], "|")
+	id = rest[:driver.LockIDLen]
+	f := strings.Split(rest[driver.LockIDLen+1:], "|")
 	if len(f) != 3 {
 		return "", grant{}, false
 	}
-	fence, err1 := syncguard.ParseFence(f[0])
+	fence, err1 := driver.ParseFence(f[0])
 	exp, err2 := strconv.ParseInt(f[1], 10, 64)
 	if err1 != nil || err2 != nil {
 		return "", grant{}, false
@@ -95,12 +94,12 @@ func (l *listener) takeGrant(w *watcher) (grant, bool) {
 	return *g, true
 }
 
-// WatchHandoff implements [syncguard.HandoffWatcher]: a first-come,
+// WatchHandoff implements [driver.HandoffWatcher]: a first-come,
 // first-served queue of the waiters of key, in the waiter table
 // ("<locks>_waiters", created by [Setup]). [syncguard.Guard] uses it when
 // it has to wait for a key.
 //
-// The waiter's attempts ([syncguard.Handoff] Acquire) run in one round
+// The waiter's attempts ([driver.Handoff] Acquire) run in one round
 // trip each, serialised with the key's other acquirers by its advisory
 // lock: a contended attempt joins the queue (or renews its place), ordered
 // by the server time of joining. A Release of the key then hands it over
@@ -131,19 +130,19 @@ func (l *listener) takeGrant(w *watcher) (grant, bool) {
 // next attempt, so it keeps its turn among the waiters of processes that
 // do listen (a plain poller would find the key handed over on every
 // release and could wait until its timeout). Under Guard it looks for a
-// grant every 20 ms (a lock lookup, [syncguard.PollingHandoff]) and renews
+// grant every 20 ms (a lock lookup, [driver.PollingHandoff]) and renews
 // its place with a full attempt every 500 ms.
 // Only ctx ending, a closed driver and an invalid key are errors.
 // WatchRelease, which has no such fallback, fails instead.
-func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
+func (d *Driver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
 	k, base, fk, err := lockKeys(key)
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
-	w := &watcher{ch: make(chan struct{}, 1), id: syncguard.NewLockID()}
+	w := &watcher{ch: make(chan struct{}, 1), id: driver.NewLockID()}
 	stop, refused, err := d.subscribe(ctx, payloadFor(base), w)
 	if refused {
 		// No notifications: a waiter that queues and claims its grants by
@@ -151,7 +150,7 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// hand-offs would starve.
 		w.ch = make(chan struct{})
 		close(w.ch)
-		return syncguard.PollingHandoff(d.newWaiter(k, base, fk, w, func() {}), d, k, w.id, unheardRenew, unheardFull), nil
+		return driver.PollingHandoff(d.newWaiter(k, base, fk, w, func() {}), d.LookupByKey, k, w.id, unheardRenew, unheardFull), nil
 	}
 	if err != nil {
 		return nil, withKey(err, k)
@@ -163,12 +162,12 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 	return d.newWaiter(k, base, fk, w, stop), nil
 }
 
-// WarmHandoff implements [syncguard.HandoffWatcher]: without any I/O, it
+// WarmHandoff implements [driver.HandoffWatcher]: without any I/O, it
 // returns a new waiter of key when the LISTEN connection is active and
 // another waiter of this driver is waiting for key, or was within the last
 // warmFor (5 s); otherwise nil. Its first attempt queues at once, saving
 // the plain attempt that would most likely find the key taken.
-func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
+func (d *Driver) WarmHandoff(key string) *driver.Handoff {
 	if !d.opts.wakeups {
 		return nil
 	}
@@ -184,7 +183,7 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 	if !busy {
 		return nil
 	}
-	w := &watcher{ch: make(chan struct{}, 1), id: syncguard.NewLockID()}
+	w := &watcher{ch: make(chan struct{}, 1), id: driver.NewLockID()}
 	ready, _, err := l.add(h, w)
 	if err != nil || ready != nil { // closed, or LISTEN went down meanwhile
 		l.remove(h, w)
@@ -196,18 +195,18 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 
 // newWaiter is the queued waiter w of the normalised key k (base key base,
 // fence key fk); stop unsubscribes it.
-func (d *Driver) newWaiter(k, base, fk string, w *watcher, stop func()) *syncguard.Handoff {
+func (d *Driver) newWaiter(k, base, fk string, w *watcher, stop func()) *driver.Handoff {
 	var (
 		queued atomic.Bool // an attempt may have queued w (or acquired under its ID unseen)
 		once   sync.Once
 	)
-	return &syncguard.Handoff{
+	return &driver.Handoff{
 		C: w.ch,
-		Acquire: func(ctx context.Context, ttl time.Duration) (syncguard.AcquireResult, error) {
+		Acquire: func(ctx context.Context, ttl time.Duration) (driver.AcquireResult, error) {
 			if g, ok := d.lis.takeGrant(w); ok {
 				queued.Store(false)
 				d.markContended(w.id)
-				return syncguard.AcquireResult{Acquired: true, LockID: w.id, Fence: g.fence, ExpiresAtMs: g.exp}, nil
+				return driver.AcquireResult{Acquired: true, LockID: w.id, Fence: g.fence, ExpiresAtMs: g.exp}, nil
 			}
 			queued.Store(true)
 			r, err := d.acquireQueued(ctx, k, base, fk, w.id, ttl)
@@ -250,21 +249,21 @@ func (d *Driver) giveUp(ctx context.Context, base, id string) {
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
 		return
 	}
-	_, _ = d.Release(ctx, id)
+	_, _ = d.Release(ctx, "", id)
 }
 
 // acquireQueued is one attempt of the queued waiter id (see WatchHandoff)
 // on the normalised key k. Its outcome, when unknown (ctx ended in
 // flight), is settled by the waiter's Stop, which leaves and releases id.
-func (d *Driver) acquireQueued(ctx context.Context, k, base, fk, id string, ttl time.Duration) (syncguard.AcquireResult, error) {
+func (d *Driver) acquireQueued(ctx context.Context, k, base, fk, id string, ttl time.Duration) (driver.AcquireResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
 	var (
 		free        bool
@@ -279,22 +278,22 @@ func (d *Driver) acquireQueued(ctx context.Context, k, base, fk, id string, ttl 
 	}
 	b := &pgx.Batch{}
 	b.Queue(d.q.advisory, base)
-	b.Queue(d.q.acquireQueued, base, fk, id, dbText(k), ttlMs, int64(syncguard.FenceMax), live.Milliseconds()).
+	b.Queue(d.q.acquireQueued, base, fk, id, dbText(k), ttlMs, int64(driver.FenceMax), live.Milliseconds()).
 		QueryRow(func(row pgx.Row) error {
 			// Unused columns: the server time, and (queued,
 			// synchronous_commit) for the statement's own use.
 			return row.Scan(&free, &next, &exp, &fenceW, nil, &ownExp, &ownFence, nil, nil)
 		})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
-		return syncguard.AcquireResult{}, withKey(mapError(ctx, err), k)
+		return driver.AcquireResult{}, withKey(mapError(ctx, err), k)
 	}
 	if ownExp != nil && ownFence != nil { // a grant, claimed
-		f, err := syncguard.ParseFence(*ownFence)
+		f, err := driver.ParseFence(*ownFence)
 		if err != nil {
-			return syncguard.AcquireResult{}, &syncguard.LockError{Code: syncguard.Internal,
+			return driver.AcquireResult{}, &driver.LockError{Code: driver.Internal,
 				Message: "stored fence is malformed", Key: k, Cause: err}
 		}
-		return syncguard.AcquireResult{Acquired: true, LockID: id, Fence: f, ExpiresAtMs: *ownExp}, nil
+		return driver.AcquireResult{Acquired: true, LockID: id, Fence: f, ExpiresAtMs: *ownExp}, nil
 	}
 	return d.acquired(ctx, k, id, free, next, exp, fenceW)
 }

@@ -6,12 +6,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // mustAcquire takes key for a minute, or fails the test.
-func mustAcquire(t *testing.T, d *Driver, key string) syncguard.AcquireResult {
+func mustAcquire(t *testing.T, d *Driver, key string) driver.AcquireResult {
 	t.Helper()
 	r, err := d.Acquire(context.Background(), key, time.Minute)
 	if err != nil || !r.Acquired {
@@ -22,7 +21,7 @@ func mustAcquire(t *testing.T, d *Driver, key string) syncguard.AcquireResult {
 
 // queue makes a waiter join key's queue: subscribe, consume the initial
 // signal, make the contended attempt.
-func queue(t *testing.T, d *Driver, key string) *syncguard.Handoff {
+func queue(t *testing.T, d *Driver, key string) *driver.Handoff {
 	t.Helper()
 	ctx := context.Background()
 	h, err := d.WatchHandoff(ctx, key)
@@ -40,7 +39,7 @@ func queue(t *testing.T, d *Driver, key string) *syncguard.Handoff {
 
 // queuedAttempt is one attempt of a waiter with ID id and no
 // subscription at all.
-func queuedAttempt(t *testing.T, d *Driver, key, id string) syncguard.AcquireResult {
+func queuedAttempt(t *testing.T, d *Driver, key, id string) driver.AcquireResult {
 	t.Helper()
 	base, _ := baseKey(key)
 	fk, _ := fenceKey(base)
@@ -74,13 +73,13 @@ func TestHandoffFIFO(t *testing.T) {
 	d := newDriver(t, db.pool)
 	ctx := context.Background()
 	holder := mustAcquire(t, d, "fifo")
-	hs := []*syncguard.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
+	hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
 	if n := waiterCount(t, d, "fifo"); n != 3 {
 		t.Fatalf("%d queued waiters; want 3", n)
 	}
 	prev, fence := holder.LockID, holder.Fence
 	for i, h := range hs {
-		if rr, err := d.Release(ctx, prev); err != nil || !rr.OK {
+		if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
 			t.Fatalf("Release = %+v, %v", rr, err)
 		}
 		waitSignal(t, h.C, 2*time.Second, "head of the queue")
@@ -100,7 +99,7 @@ func TestHandoffFIFO(t *testing.T) {
 		if r.Fence <= fence {
 			t.Fatalf("waiter %d: fence %v; want > %v", i, r.Fence, fence)
 		}
-		info, err := d.LookupRawByID(ctx, r.LockID)
+		info, err := d.LookupByID(ctx, r.LockID)
 		if err != nil || info == nil {
 			t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
 		}
@@ -114,7 +113,7 @@ func TestHandoffFIFO(t *testing.T) {
 	if n := waiterCount(t, d, "fifo"); n != 0 {
 		t.Fatalf("%d queued waiters after every grant; want 0", n)
 	}
-	if rr, err := d.Release(ctx, prev); err != nil || !rr.OK {
+	if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
 		t.Fatalf("Release = %+v, %v", rr, err)
 	}
 	if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired || r.Fence <= fence {
@@ -136,7 +135,7 @@ func TestHandoffLeave(t *testing.T) {
 	gone.Stop()
 	gone.Stop() // idempotent
 	waitFor(t, 2*time.Second, "the first waiter's leave", func() bool { return waiterCount(t, d, "leave") == 2 })
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
+	if _, err := d.Release(ctx, "", holder.LockID); err != nil {
 		t.Fatal(err)
 	}
 	waitSignal(t, granted.C, 2*time.Second, "second waiter (the first left)")
@@ -146,7 +145,7 @@ func TestHandoffLeave(t *testing.T) {
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire = %+v, %v", r, err)
 	}
-	if _, err := d.Release(ctx, r.LockID); err != nil {
+	if _, err := d.Release(ctx, "", r.LockID); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := d.Acquire(ctx, "leave", time.Minute); err != nil || !r.Acquired {
@@ -174,11 +173,11 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	d := newDriver(t, db.pool)
 	ctx := context.Background()
 	holder := mustAcquire(t, d, "claim")
-	id := syncguard.NewLockID() // a waiter with no subscription at all
+	id := driver.NewLockID() // a waiter with no subscription at all
 	if r := queuedAttempt(t, d, "claim", id); r.Acquired {
 		t.Fatalf("queued attempt = %+v; want contended", r)
 	}
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
+	if _, err := d.Release(ctx, "", holder.LockID); err != nil {
 		t.Fatal(err)
 	}
 	grant, err := d.LookupByKey(ctx, "claim")
@@ -186,11 +185,11 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 		t.Fatalf("lock after the release = %+v, %v; want the grant, fence > %v", grant, err, holder.Fence)
 	}
 	r := queuedAttempt(t, d, "claim", id)
-	want := syncguard.AcquireResult{Acquired: true, LockID: id, Fence: grant.Fence, ExpiresAtMs: r.ExpiresAtMs}
+	want := driver.AcquireResult{Acquired: true, LockID: id, Fence: grant.Fence, ExpiresAtMs: r.ExpiresAtMs}
 	if diff := cmp.Diff(want, r); diff != "" {
 		t.Fatalf("claim (-want +got):\n%s", diff)
 	}
-	if rr, err := d.Release(ctx, id); err != nil || !rr.OK {
+	if rr, err := d.Release(ctx, "", id); err != nil || !rr.OK {
 		t.Fatalf("Release(grant) = %+v, %v", rr, err)
 	}
 }
@@ -204,7 +203,7 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	d := newDriver(t, db.pool, func(o *options) { o.waiterLive = 150 * time.Millisecond })
 	ctx := context.Background()
 	holder := mustAcquire(t, d, "dead")
-	dead, live := syncguard.NewLockID(), syncguard.NewLockID()
+	dead, live := driver.NewLockID(), driver.NewLockID()
 	for _, id := range []string{dead, live} {
 		if r := queuedAttempt(t, d, "dead", id); r.Acquired {
 			t.Fatalf("queued attempt = %+v", r)
@@ -214,10 +213,10 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	if r := queuedAttempt(t, d, "dead", live); r.Acquired {
 		t.Fatalf("renewing attempt = %+v", r)
 	}
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
+	if _, err := d.Release(ctx, "", holder.LockID); err != nil {
 		t.Fatal(err)
 	}
-	info, err := d.LookupRawByKey(ctx, "dead")
+	info, err := d.LookupByKey(ctx, "dead")
 	if err != nil || info == nil || info.LockID != live {
 		t.Fatalf("holder after the release = %+v, %v; want the live waiter %s (the dead one is %s)", info, err, live, dead)
 	}
@@ -245,7 +244,7 @@ func TestUnheardWaiterRenew(t *testing.T) {
 
 // TestParseGrant: grant payloads decode; anything else is not a grant.
 func TestParseGrant(t *testing.T) {
-	id := syncguard.NewLockID()
+	id := driver.NewLockID()
 	tests := []struct {
 		msg    string
 		wantOK bool

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestFenceCounterKeepsNoRawKey is security finding 2: the fence counter
@@ -23,7 +23,7 @@ func TestFenceCounterKeepsNoRawKey(t *testing.T) {
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire = %+v, %v", r, err)
 	}
-	if _, err := d.Release(ctx, r.LockID); err != nil {
+	if _, err := d.Release(ctx, "", r.LockID); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := db.pool.Query(ctx, `SELECT key_debug FROM syncguard_fence_counters`)
@@ -41,7 +41,7 @@ func TestFenceCounterKeepsNoRawKey(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{syncguard.HashKey(key)}, got); diff != "" {
+	if diff := cmp.Diff([]string{driver.HashKey(key)}, got); diff != "" {
 		t.Errorf("key_debug (-want +got):\n%s", diff)
 	}
 }

@@ -3,7 +3,7 @@ package postgres
 import "strings"
 
 // PostgreSQL text cannot hold U+0000, which the key rule
-// ([syncguard.NormalizeKey]) accepts. Keys, fence keys, rate keys and record
+// ([driver.NormalizeKey]) accepts. Keys, fence keys, rate keys and record
 // names therefore reach the database in a text form in which every NUL is
 // replaced by U+2126 OHM SIGN (nulStandIn). The mapping is injective on
 // normalised keys, so two keys never share a row: U+2126 has a singleton

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestDBTextIsInjective: the stored form of distinct normalised keys is
@@ -18,7 +18,7 @@ func TestDBTextIsInjective(t *testing.T) {
 	}
 	stored := map[string]string{}
 	for _, key := range keys {
-		k, err := syncguard.NormalizeKey(key)
+		k, err := driver.NormalizeKey(key)
 		if err != nil {
 			t.Fatalf("NormalizeKey(%q): %v", key, err)
 		}

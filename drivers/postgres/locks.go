@@ -7,27 +7,26 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // baseKey returns the storage key of a normalised key (contract §3), in
 // its stored form (dbText).
 func baseKey(k string) (string, error) {
-	b, err := syncguard.StorageKey("", k, storageLimit, storageReserve)
+	b, err := driver.StorageKey("", k, storageLimit, storageReserve)
 	return dbText(b), err
 }
 
 // fenceKey returns the fence counter key of a base key, both in their
 // stored form (dbText).
 func fenceKey(base string) (string, error) {
-	f, err := syncguard.StorageKey("", "fence:"+fromDBText(base), storageLimit, storageReserve)
+	f, err := driver.StorageKey("", "fence:"+fromDBText(base), storageLimit, storageReserve)
 	return dbText(f), err
 }
 
 // lockKeys normalises key and derives its base and fence keys.
 func lockKeys(key string) (k, base, fk string, err error) {
-	if k, err = syncguard.NormalizeKey(key); err != nil {
+	if k, err = driver.NormalizeKey(key); err != nil {
 		return "", "", "", err
 	}
 	if base, err = baseKey(k); err != nil {
@@ -46,26 +45,26 @@ const compensateTimeout = 5 * time.Second
 // Acquire takes key for ttl if no live lock holds it, in one round trip (a
 // pipelined batch of the key's advisory transaction lock and one
 // statement). Contention is the result {Acquired: false, Reason: "locked"}
-// and writes nothing. A fence above [syncguard.FenceMax] fails with
+// and writes nothing. A fence above [driver.FenceMax] fails with
 // Internal and writes nothing. If ctx ends, or the connection fails, while
 // the request may be in flight, the outcome is unknown to the caller, so
 // Acquire releases its lock ID in the background (best effort, 5s) before
 // returning the error.
-func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	k, base, fk, err := lockKeys(key)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
-	lockID := syncguard.NewLockID()
+	lockID := driver.NewLockID()
 
 	var (
 		free        bool
@@ -74,14 +73,14 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 	)
 	b := &pgx.Batch{}
 	b.Queue(d.q.advisory, base)
-	b.Queue(d.q.acquire, base, fk, lockID, dbText(k), ttlMs, int64(syncguard.FenceMax)).QueryRow(func(row pgx.Row) error {
+	b.Queue(d.q.acquire, base, fk, lockID, dbText(k), ttlMs, int64(driver.FenceMax)).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&free, &next, &exp, &fenceW, nil) // the server's now: unused here
 	})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
 		if outcomeUnknown(ctx, err) {
 			d.compensate(base, lockID)
 		}
-		return syncguard.AcquireResult{}, withKey(mapError(ctx, err), k)
+		return driver.AcquireResult{}, withKey(mapError(ctx, err), k)
 	}
 	return d.acquired(ctx, k, lockID, free, next, exp, fenceW)
 }
@@ -89,27 +88,27 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (sy
 // acquired interprets the acquire statement's results for lockID on the
 // normalised key k: the key was free, the next fence, and the expiry and
 // fence written (nil when nothing was).
-func (d *Driver) acquired(ctx context.Context, k, lockID string, free bool, next int64, exp, fenceW *int64) (syncguard.AcquireResult, error) {
+func (d *Driver) acquired(ctx context.Context, k, lockID string, free bool, next int64, exp, fenceW *int64) (driver.AcquireResult, error) {
 	if !free {
-		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
 	}
-	if next > int64(syncguard.FenceMax) {
-		_, _, ferr := syncguard.CheckNewFence(next)
-		return syncguard.AcquireResult{}, withKey(ferr, k)
+	if next > int64(driver.FenceMax) {
+		_, _, ferr := driver.CheckNewFence(next)
+		return driver.AcquireResult{}, withKey(ferr, k)
 	}
 	if exp == nil || fenceW == nil {
 		// A live row appeared despite the advisory lock (a writer that
 		// does not take it): contention, nothing written.
-		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
 	}
-	fence, warn, ferr := syncguard.CheckNewFence(*fenceW)
+	fence, warn, ferr := driver.CheckNewFence(*fenceW)
 	if ferr != nil { // unreachable: checked in the statement
-		return syncguard.AcquireResult{}, withKey(ferr, k)
+		return driver.AcquireResult{}, withKey(ferr, k)
 	}
 	if warn {
 		d.warnFence(ctx, k, fence)
 	}
-	return syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: *exp}, nil
+	return driver.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: *exp}, nil
 }
 
 // outcomeUnknown reports whether an Acquire that failed with err may still
@@ -132,7 +131,7 @@ func (d *Driver) compensate(base, lockID string) {
 }
 
 func withKey(err error, key string) error {
-	var le *syncguard.LockError
+	var le *driver.LockError
 	if errors.As(err, &le) && le.Key == "" {
 		le.Key = key
 	}
@@ -140,7 +139,7 @@ func withKey(err error, key string) error {
 }
 
 func withLockID(err error, id string) error {
-	var le *syncguard.LockError
+	var le *driver.LockError
 	if errors.As(err, &le) && le.LockID == "" {
 		le.LockID = id
 	}
@@ -161,14 +160,14 @@ func withLockID(err error, id string) error {
 // crashes within a fraction of a second after an OK, the release may be lost and the lock then stays in place
 // until its TTL (plus tolerance) runs out. Acknowledged acquires, extends
 // and fences are never lost; see the release query in queries.go.
-func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ReleaseResult{}, err
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ReleaseResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ReleaseResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ReleaseResult{}, err
 	}
 	var found, deleted, queued int64
 	var err error
@@ -196,19 +195,19 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	if handoff {
 		// Waiters are queued for the key: hand it over (a second round
 		// trip, on contended keys only).
-		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(syncguard.FenceMax)).
+		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(driver.FenceMax)).
 			Scan(&found, &deleted, nil, nil, nil)
 	}
 	if err != nil {
-		return syncguard.ReleaseResult{}, withLockID(mapError(ctx, err), lockID)
+		return driver.ReleaseResult{}, withLockID(mapError(ctx, err), lockID)
 	}
 	switch {
 	case deleted > 0:
-		return syncguard.ReleaseResult{OK: true}, nil
+		return driver.ReleaseResult{OK: true}, nil
 	case found > 0:
-		return syncguard.ReleaseResult{Detail: syncguard.DetailExpired}, nil
+		return driver.ReleaseResult{Detail: driver.DetailExpired}, nil
 	default:
-		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
 	}
 }
 
@@ -216,31 +215,31 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 // server-now + ttl (a reset, which may shorten it) in one statement that
 // locks the row before reading the clock. It never recreates an absent or
 // expired lock.
-func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ExtendResult{}, err
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ExtendResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.ExtendResult{}, err
+		return driver.ExtendResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ExtendResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ExtendResult{}, err
 	}
 	var found int64
 	var exp *int64
 	if err := d.pool.QueryRow(ctx, d.q.extend, lockID, ttlMs).Scan(&found, &exp); err != nil {
-		return syncguard.ExtendResult{}, withLockID(mapError(ctx, err), lockID)
+		return driver.ExtendResult{}, withLockID(mapError(ctx, err), lockID)
 	}
 	switch {
 	case exp != nil:
-		return syncguard.ExtendResult{OK: true, ExpiresAtMs: *exp}, nil
+		return driver.ExtendResult{OK: true, ExpiresAtMs: *exp}, nil
 	case found > 0:
-		return syncguard.ExtendResult{Detail: syncguard.DetailExpired}, nil
+		return driver.ExtendResult{Detail: driver.DetailExpired}, nil
 	default:
-		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
 	}
 }
 
@@ -249,12 +248,12 @@ const cleanupTimeout = 5 * time.Second
 
 // IsLocked reports whether a live lock holds key (one read-only
 // statement). With [WithCleanupInIsLocked], a lock found expired by more
-// than [syncguard.CleanupGuardMs] is deleted afterwards in the background;
+// than [driver.CleanupGuardMs] is deleted afterwards in the background;
 // that never changes the result or touches the fence counter.
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
@@ -262,7 +261,7 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	var exp *int64
@@ -273,8 +272,8 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	if exp == nil {
 		return false, nil
 	}
-	live := syncguard.IsLive(*exp, nowMs)
-	if !live && d.opts.cleanupInIsLocked && nowMs-*exp > syncguard.CleanupGuardMs {
+	live := driver.IsLive(*exp, nowMs)
+	if !live && d.opts.cleanupInIsLocked && nowMs-*exp > driver.CleanupGuardMs {
 		d.goBackground(cleanupTimeout, func(ctx context.Context) {
 			_, _ = d.pool.Exec(ctx, d.q.cleanup, base)
 		})
@@ -282,38 +281,9 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	return live, nil
 }
 
-// LookupByKey returns sanitized information on the live lock of key, or nil.
-// It is read-only.
-func (d *Driver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
-	raw, err := d.lookupByKey(ctx, key)
-	if raw == nil {
-		return nil, err
-	}
-	return &raw.LockInfo, nil
-}
-
-// LookupByID returns sanitized information on the live lock with lockID, or
-// nil. It is read-only and diagnostic only.
-func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
-	raw, err := d.lookupByID(ctx, lockID)
-	if raw == nil {
-		return nil, err
-	}
-	return &raw.LockInfo, nil
-}
-
-// LookupRawByKey is LookupByKey plus the raw normalised key and lock ID.
-func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
-	return d.lookupByKey(ctx, key)
-}
-
-// LookupRawByID is LookupByID plus the raw normalised key and lock ID.
-func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
-	return d.lookupByID(ctx, lockID)
-}
-
-func (d *Driver) lookupByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
-	k, err := syncguard.NormalizeKey(key)
+// LookupByKey returns the live lock of key, or nil. It is read-only.
+func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -321,25 +291,26 @@ func (d *Driver) lookupByKey(ctx context.Context, key string) (*syncguard.RawLoc
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	info, err := d.lookup(ctx, d.q.lookupKey, base, "")
 	return info, withKey(err, k)
 }
 
-func (d *Driver) lookupByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
+// LookupByID returns the live lock lockID, or nil. It is read-only.
+func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
+	if err := driver.ValidateLockID(lockID); err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	info, err := d.lookup(ctx, d.q.lookupID, lockID, lockID)
 	return info, withLockID(err, lockID)
 }
 
-func (d *Driver) lookup(ctx context.Context, sql, arg, wantID string) (*syncguard.RawLockInfo, error) {
+func (d *Driver) lookup(ctx context.Context, sql, arg, wantID string) (*driver.LockInfo, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	var (
@@ -353,23 +324,19 @@ func (d *Driver) lookup(ctx context.Context, sql, arg, wantID string) (*syncguar
 	if err != nil {
 		return nil, mapError(ctx, err)
 	}
-	if (wantID != "" && id != wantID) || !syncguard.IsLive(exp, nowMs) {
+	if (wantID != "" && id != wantID) || !driver.IsLive(exp, nowMs) {
 		return nil, nil
 	}
-	f, err := syncguard.ParseFence(fence)
+	f, err := driver.ParseFence(fence)
 	if err != nil {
-		return nil, &syncguard.LockError{Code: syncguard.Internal, Message: "stored fence is malformed", Cause: err}
+		return nil, &driver.LockError{Code: driver.Internal, Message: "stored fence is malformed", Cause: err}
 	}
-	return &syncguard.RawLockInfo{
-		LockInfo: syncguard.LockInfo{
-			KeyHash:      syncguard.HashKey(fromDBText(userKey)),
-			LockIDHash:   syncguard.HashKey(id),
-			Fence:        f,
-			ExpiresAtMs:  exp,
-			AcquiredAtMs: acq,
-		},
-		Key:    fromDBText(userKey),
-		LockID: id,
+	return &driver.LockInfo{
+		Key:          fromDBText(userKey),
+		LockID:       id,
+		Fence:        f,
+		ExpiresAtMs:  exp,
+		AcquiredAtMs: acq,
 	}, nil
 }
 

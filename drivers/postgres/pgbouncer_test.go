@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/conformance"
 )
 
@@ -109,7 +108,6 @@ func TestConformanceThroughPgBouncer(t *testing.T) {
 		}
 		return &harness{t: t, db: db, d: d, cleanup: cd, opts: opts, names: names, noLatency: true}, nil
 	}, conformance.Options{
-		Timing:       conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
-		Capabilities: syncguard.CapabilityInfo{Name: "postgres", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
+		Timing: conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
 	})
 }

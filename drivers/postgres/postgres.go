@@ -1,11 +1,11 @@
 // Package postgres is the SyncGuard driver for PostgreSQL, built on
 // github.com/jackc/pgx/v5 and a caller-owned [*pgxpool.Pool].
 //
-// A [Driver] implements the whole driver contract ([syncguard.Backend]):
+// A [Driver] implements the whole driver contract ([driver.Backend]):
 // locks with fencing tokens, fenced records and GCRA rate limiting, plus the
-// optional [syncguard.ReleaseWatcher] (LISTEN/NOTIFY),
-// [syncguard.HandoffWatcher] (a first-come, first-served waiter queue) and
-// [syncguard.RawLookup] interfaces. Create the tables once with [Setup] (or
+// optional [driver.ReleaseWatcher] (LISTEN/NOTIFY),
+// [driver.HandoffWatcher] (a first-come, first-served waiter queue) and
+// interfaces. Create the tables once with [Setup] (or
 // apply the shipped schema.sql, see [Schema]) and then build drivers with
 // [New].
 //
@@ -36,8 +36,8 @@
 //
 // Fences of a key strictly increase across release, expiry, cleanup and
 // server restarts: a fence is max(the counter row + 1, the server clock's
-// fence floor, [syncguard.FenceFloor]), and [Driver.Sweep] deletes counter
-// rows the floor has passed by [syncguard.FenceMarginMs]. A fence above [syncguard.FenceMax] fails with
+// fence floor, [driver.FenceFloor]), and [Driver.Sweep] deletes counter
+// rows the floor has passed by [driver.FenceMarginMs]. A fence above [driver.FenceMax] fails with
 // Internal inside the acquiring statement, before anything is written.
 //
 // # PgBouncer
@@ -67,26 +67,25 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Compile-time checks of the interfaces *Driver implements.
 var (
-	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
-	_ syncguard.Backend              = (*Driver)(nil)
-	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
-	_ syncguard.HandoffWatcher       = (*Driver)(nil)
-	_ syncguard.RawLookup            = (*Driver)(nil)
-
-	_ syncguard.FencedCapabilities     = Capabilities{}
-	_ syncguard.ServerTimeCapabilities = Capabilities{}
+	_ driver.Driver[Capabilities] = (*Driver)(nil)
+	_ driver.Backend              = (*Driver)(nil)
+	_ driver.ReleaseWatcher       = (*Driver)(nil)
+	_ driver.HandoffWatcher       = (*Driver)(nil)
 )
 
 // Capabilities is the capability type of the PostgreSQL driver: fencing
-// tokens and the server clock as time authority.
+// tokens, the server's clock as time authority, first-come-first-served
+// hand-off and state shared by every process.
 type Capabilities struct {
-	syncguard.WithFencing
-	syncguard.WithServerTime
+	driver.WithFencing
+	driver.WithServerTime
+	driver.WithFairHandoff
+	driver.WithCrossProcess
 }
 
 // Name returns "postgres".
@@ -114,15 +113,15 @@ var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // ValidateIdentifier reports whether name is an acceptable table name:
 // it matches ^[A-Za-z_][A-Za-z0-9_]*$ and is at most [MaxIdentifierLen]
-// bytes long. The error is a *syncguard.LockError with code
+// bytes long. The error is a *driver.LockError with code
 // InvalidArgument.
 func ValidateIdentifier(name string) error {
 	if len(name) > MaxIdentifierLen {
-		return syncguard.NewError(syncguard.InvalidArgument,
+		return driver.NewError(driver.InvalidArgument,
 			"table name exceeds 48 bytes")
 	}
 	if !identRE.MatchString(name) {
-		return syncguard.NewError(syncguard.InvalidArgument,
+		return driver.NewError(driver.InvalidArgument,
 			"table name must match ^[A-Za-z_][A-Za-z0-9_]*$")
 	}
 	return nil
@@ -180,7 +179,7 @@ func WithTables(t Tables) Option {
 
 // WithCleanupInIsLocked enables opportunistic cleanup in IsLocked (default
 // false): when IsLocked finds a lock expired by more than
-// [syncguard.CleanupGuardMs], it deletes that row in a fire-and-forget
+// [driver.CleanupGuardMs], it deletes that row in a fire-and-forget
 // statement on a detached context, re-checking the guard atomically. The
 // result of IsLocked and the fence counter are never affected.
 func WithCleanupInIsLocked(enabled bool) Option {
@@ -249,10 +248,10 @@ func buildOptions(opts []Option) (options, error) {
 		return o, err
 	}
 	if o.callTimeout <= 0 {
-		return o, syncguard.NewError(syncguard.InvalidArgument, "call timeout must be positive")
+		return o, driver.NewError(driver.InvalidArgument, "call timeout must be positive")
 	}
 	if o.extendDelay < 0 {
-		return o, syncguard.NewError(syncguard.InvalidArgument, "negative extend delay")
+		return o, driver.NewError(driver.InvalidArgument, "negative extend delay")
 	}
 	return o, nil
 }
@@ -265,7 +264,7 @@ func (t Tables) validate() error {
 		}
 		for _, m := range names[:i] {
 			if m == n {
-				return syncguard.NewError(syncguard.InvalidArgument,
+				return driver.NewError(driver.InvalidArgument,
 					"table names must be different from each other")
 			}
 		}
@@ -273,7 +272,7 @@ func (t Tables) validate() error {
 	// The lock table's hand-off queue is "<Locks>_waiters".
 	for _, n := range names[1:] {
 		if n == waitersTable(t.Locks) {
-			return syncguard.NewError(syncguard.InvalidArgument,
+			return driver.NewError(driver.InvalidArgument,
 				"table names must be different from the lock table's waiter table ("+waitersTable(t.Locks)+")")
 		}
 	}
@@ -315,9 +314,9 @@ func Setup(ctx context.Context, pool *pgxpool.Pool, opts ...Option) error {
 		return err
 	}
 	if pool == nil {
-		return syncguard.NewError(syncguard.InvalidArgument, "nil pool")
+		return driver.NewError(driver.InvalidArgument, "nil pool")
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	conn, err := pool.Acquire(ctx)
@@ -371,7 +370,7 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Driver, error) {
 		return nil, err
 	}
 	if pool == nil {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "nil pool")
+		return nil, driver.NewError(driver.InvalidArgument, "nil pool")
 	}
 	d := &Driver{pool: pool, opts: o, q: buildQueries(o), logger: o.logger, handed: map[string]struct{}{}}
 	d.bgCtx, d.bgStop = context.WithCancel(context.Background())
@@ -431,16 +430,16 @@ func (d *Driver) goBackground(timeout time.Duration, fn func(ctx context.Context
 	}()
 }
 
-func (d *Driver) warnFence(ctx context.Context, key string, f syncguard.Fence) {
+func (d *Driver) warnFence(ctx context.Context, key string, f driver.Fence) {
 	l := d.logger
 	if l == nil {
 		l = slog.Default()
 	}
 	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
 		slog.String("backend", "postgres"),
-		slog.String("keyHash", syncguard.HashKey(key)),
+		slog.String("keyHash", driver.HashKey(key)),
 		slog.String("fence", f.String()),
-		slog.String("fenceMax", syncguard.FenceMax.String()),
+		slog.String("fenceMax", driver.FenceMax.String()),
 	)
 }
 

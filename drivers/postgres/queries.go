@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // nowMsSQL and nowNsSQL read the server clock (not the transaction start).
@@ -15,10 +15,10 @@ const (
 	nowUsSQL = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`
 )
 
-// floorSQL is the fence floor ([syncguard.FenceFloor]) of the server clock:
+// floorSQL is the fence floor ([driver.FenceFloor]) of the server clock:
 // 10 µs units since 2025-01-01.
 var floorSQL = `((floor(extract(epoch FROM clock_timestamp()) * 1000000))::bigint - ` +
-	strconv.FormatInt(syncguard.FenceEpochMs*1000, 10) + `) / ` + strconv.Itoa(1000/syncguard.FencePerMs)
+	strconv.FormatInt(driver.FenceEpochMs*1000, 10) + `) / ` + strconv.Itoa(1000/driver.FencePerMs)
 
 // queries holds the SQL of every operation, rendered once per Driver with
 // its (validated, quoted) table names.
@@ -42,15 +42,15 @@ func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
 
 func buildQueries(o options) queries {
 	t := o.tables
-	tol := strconv.FormatInt(syncguard.ToleranceMs, 10)
-	guard := strconv.FormatInt(syncguard.CleanupGuardMs, 10)
+	tol := strconv.FormatInt(driver.ToleranceMs, 10)
+	guard := strconv.FormatInt(driver.CleanupGuardMs, 10)
 	r := strings.NewReplacer(
 		"{L}", quote(t.Locks), "{F}", quote(t.Fences), "{W}", quote(waitersTable(t.Locks)),
 		"{R}", quote(t.Records), "{T}", quote(t.Rate),
 		"{TLIT}", t.Rate, // validated identifier: safe inside a literal
 		"{NOW}", nowMsSQL, "{NOWNS}", nowNsSQL, "{NOWUS}", nowUsSQL,
 		"{TOL}", tol, "{GUARD}", guard,
-		"{FLOOR}", floorSQL, "{FMARGIN}", strconv.FormatInt(syncguard.FenceMarginMs*syncguard.FencePerMs, 10),
+		"{FLOOR}", floorSQL, "{FMARGIN}", strconv.FormatInt(driver.FenceMarginMs*driver.FencePerMs, 10),
 	)
 	// Committing a transaction that sent a NOTIFY takes a database-wide
 	// lock, which releases need not pay for nobody: a release notifies

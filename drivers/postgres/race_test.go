@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestBoundaryRace is conformance case 160: extend of an almost-expired lock
@@ -35,20 +34,20 @@ func TestBoundaryRace(t *testing.T) {
 					return
 				}
 				key := fmt.Sprintf("race:%d:%d", w, i)
-				old := syncguard.NewLockID()
+				old := driver.NewLockID()
 				// Live for 0–12ms more (tolerance included), so the race
 				// straddles the boundary.
-				off := -syncguard.Tolerance + time.Duration(rng.IntN(13))*time.Millisecond
+				off := -driver.Tolerance + time.Duration(rng.IntN(13))*time.Millisecond
 				if err := writeRawLock(ctx, db.pool, key, old, 1, off); err != nil {
 					t.Errorf("writeRawLock: %v", err)
 					return
 				}
 				var (
-					er  syncguard.ExtendResult
+					er  driver.ExtendResult
 					eer error
 					wg2 sync.WaitGroup
 				)
-				wg2.Go(func() { er, eer = ext.Extend(ctx, old, 10*time.Second) })
+				wg2.Go(func() { er, eer = ext.Extend(ctx, "", old, 10*time.Second) })
 				time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
 				ar, aer := acq.Acquire(ctx, key, 10*time.Second)
 				wg2.Wait()
@@ -68,7 +67,7 @@ func TestBoundaryRace(t *testing.T) {
 					neither.Add(1)
 				}
 				// The stored lock is the winner's.
-				info, err := acq.LookupRawByKey(ctx, key)
+				info, err := acq.LookupByKey(ctx, key)
 				if err != nil {
 					t.Errorf("lookup: %v", err)
 					return
@@ -105,7 +104,7 @@ func TestExclusionUnderLoad(t *testing.T) {
 		overlaps atomic.Int64
 		entries  atomic.Int64
 		mu       [keys]sync.Mutex
-		last     [keys]syncguard.Fence
+		last     [keys]driver.Fence
 	)
 	ctx := t.Context()
 	deadline := time.Now().Add(duration)
@@ -136,7 +135,7 @@ func TestExclusionUnderLoad(t *testing.T) {
 				entries.Add(1)
 				time.Sleep(200 * time.Microsecond)
 				inside[ki].Add(-1)
-				rr, err := d.Release(ctx, r.LockID)
+				rr, err := d.Release(ctx, "", r.LockID)
 				if err != nil || !rr.OK {
 					t.Errorf("Release = %+v, %v", rr, err)
 					return

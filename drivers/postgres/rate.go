@@ -5,8 +5,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // AllowN accounts n units against key under lim with the generic cell rate
@@ -15,19 +14,19 @@ import (
 // the key and one statement that reads the stored theoretical arrival time
 // under its row lock and writes the new one if granted. n = 0 only
 // inspects; a refused request writes nothing.
-func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit, n int) (syncguard.RateResult, error) {
+func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.RateResult{}, err
+		return driver.RateResult{}, err
 	}
-	if err := syncguard.ValidateRateLimit(lim, n); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.ValidateRateLimit(lim, n); err != nil {
+		return driver.RateResult{}, err
 	}
 	ei := int64(lim.Period) / int64(lim.Limit)
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.RateResult{}, err
 	}
 	increment := ei * int64(n)
 	burstOffset := ei * int64(lim.Burst)
@@ -39,17 +38,17 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 		return row.Scan(&tat, &granted)
 	})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
-		return syncguard.RateResult{}, withKey(mapError(ctx, err), k)
+		return driver.RateResult{}, withKey(mapError(ctx, err), k)
 	}
 	newTat := tat + increment
 	diff := burstOffset - newTat // now − allowAt
 	if diff < 0 {
-		return syncguard.RateResult{
+		return driver.RateResult{
 			RetryAfter: time.Duration(-diff),
 			ResetAfter: time.Duration(tat),
 		}, nil
 	}
-	return syncguard.RateResult{
+	return driver.RateResult{
 		Allowed:    n,
 		Remaining:  int(diff / ei),
 		ResetAfter: time.Duration(newTat),
@@ -60,11 +59,11 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	if _, err := d.pool.Exec(ctx, d.q.resetRate, dbText(k)); err != nil {

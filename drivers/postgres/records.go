@@ -6,23 +6,22 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 func errZeroFence() error {
-	return syncguard.NewError(syncguard.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
 }
 
 // maxRecordFence keeps fences within PostgreSQL's bigint.
 const maxRecordFence = 1<<63 - 1
 
-func checkRecordFence(f syncguard.Fence) error {
+func checkRecordFence(f driver.Fence) error {
 	if f == 0 {
 		return errZeroFence()
 	}
 	if uint64(f) > maxRecordFence {
-		return syncguard.NewError(syncguard.InvalidArgument, "Record fence exceeds the supported range")
+		return driver.NewError(driver.InvalidArgument, "Record fence exceeds the supported range")
 	}
 	return nil
 }
@@ -32,32 +31,32 @@ func checkRecordFence(f syncguard.Fence) error {
 // the row lock, server clock); otherwise it changes nothing and reports
 // Stored false with the stored fence. ttl 0 means no expiry. Records live
 // in their own table.
-func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
+func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence, value []byte, ttl time.Duration) (driver.PutResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := syncguard.NormalizeKey(name)
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
 	if err := checkRecordFence(fence); err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
-	ttlMs, err := syncguard.RecordTTLMillis(ttl)
+	ttlMs, err := driver.RecordTTLMillis(ttl)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.PutResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.PutResult{}, err
 	}
 	if value == nil {
 		value = []byte{}
 	}
 	var stored, seen *int64
 	if err := d.pool.QueryRow(ctx, d.q.putRecord, dbText(n), int64(fence), value, ttlMs).Scan(&stored, &seen); err != nil {
-		return syncguard.PutResult{}, withKey(mapError(ctx, err), n)
+		return driver.PutResult{}, withKey(mapError(ctx, err), n)
 	}
 	if stored != nil {
-		return syncguard.PutResult{Stored: true, Fence: fence}, nil
+		return driver.PutResult{Stored: true, Fence: fence}, nil
 	}
 	if seen == nil || *seen <= int64(fence) {
 		// The conflicting row is newer than this statement's snapshot:
@@ -65,25 +64,25 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fen
 		var cur int64
 		err := d.pool.QueryRow(ctx, d.q.recordFence, dbText(n)).Scan(&cur)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return syncguard.PutResult{}, nil
+			return driver.PutResult{}, nil
 		}
 		if err != nil {
-			return syncguard.PutResult{}, withKey(mapError(ctx, err), n)
+			return driver.PutResult{}, withKey(mapError(ctx, err), n)
 		}
 		seen = &cur
 	}
-	return syncguard.PutResult{Fence: syncguard.Fence(*seen)}, nil
+	return driver.PutResult{Fence: driver.Fence(*seen)}, nil
 }
 
 // GetRecord returns the live record stored under name, or nil.
-func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := syncguard.NormalizeKey(name)
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	var (
@@ -98,7 +97,7 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 	if err != nil {
 		return nil, withKey(mapError(ctx, err), n)
 	}
-	rec := &syncguard.Record{Value: v, Fence: syncguard.Fence(f)}
+	rec := &driver.Record{Value: v, Fence: driver.Fence(f)}
 	if exp != nil {
 		rec.ExpiresAtMs = *exp
 	}
@@ -107,17 +106,17 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 
 // DeleteRecord deletes the live record stored under name if its fence is ≤
 // fence, reporting whether it deleted one.
-func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
+func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fence) (bool, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := syncguard.NormalizeKey(name)
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
 		return false, err
 	}
 	if err := checkRecordFence(fence); err != nil {
 		return false, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	tag, err := d.pool.Exec(ctx, d.q.deleteRecord, dbText(n), int64(fence))

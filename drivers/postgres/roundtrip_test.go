@@ -9,8 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // countingConn counts request/response turns on the wire: a Write that
@@ -77,15 +76,15 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				if err != nil || !r.Acquired {
 					t.Fatalf("warm-up Acquire = %+v, %v", r, err)
 				}
-				_, _ = d.Extend(ctx, r.LockID, time.Minute)
+				_, _ = d.Extend(ctx, "", r.LockID, time.Minute)
 				_, _ = d.IsLocked(ctx, w)
 				_, _ = d.LookupByKey(ctx, w)
 				_, _ = d.LookupByID(ctx, r.LockID)
-				_, _ = d.Release(ctx, r.LockID)
+				_, _ = d.Release(ctx, "", r.LockID)
 				_, _ = d.PutRecord(ctx, w, 1, nil, 0)
 				_, _ = d.GetRecord(ctx, w)
 				_, _ = d.DeleteRecord(ctx, w, 1)
-				_, _ = d.AllowN(ctx, w, syncguard.RateLimit{Limit: 1, Period: time.Second, Burst: 1}, 1)
+				_, _ = d.AllowN(ctx, w, driver.RateLimit{Limit: 1, Period: time.Second, Burst: 1}, 1)
 				_ = d.ResetRate(ctx, w)
 			}
 			measure := func(name string, fn func() error) {
@@ -104,7 +103,7 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				}
 			}
 			key := "rt:" + mode.String()
-			var held syncguard.AcquireResult
+			var held driver.AcquireResult
 			check := func(cond bool, format string, args ...any) error {
 				if !cond {
 					t.Errorf(format, args...)
@@ -127,10 +126,10 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return check(!r.Acquired && r.Reason == syncguard.ReasonLocked, "contended Acquire = %+v", r)
+				return check(!r.Acquired && r.Reason == driver.ReasonLocked, "contended Acquire = %+v", r)
 			})
 			measure("Extend", func() error {
-				r, err := d.Extend(ctx, held.LockID, time.Minute)
+				r, err := d.Extend(ctx, "", held.LockID, time.Minute)
 				if err != nil {
 					return err
 				}
@@ -155,21 +154,21 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return check(info != nil && info.LockIDHash == syncguard.HashKey(held.LockID), "LookupByID = %+v", info)
+				return check(info != nil && driver.HashKey(info.LockID) == driver.HashKey(held.LockID), "LookupByID = %+v", info)
 			})
 			measure("Release", func() error {
-				r, err := d.Release(ctx, held.LockID)
+				r, err := d.Release(ctx, "", held.LockID)
 				if err != nil {
 					return err
 				}
 				return check(r.OK, "Release = %+v", r)
 			})
 			measure("Release (not found)", func() error {
-				r, err := d.Release(ctx, held.LockID)
+				r, err := d.Release(ctx, "", held.LockID)
 				if err != nil {
 					return err
 				}
-				return check(!r.OK && r.Detail == syncguard.DetailNotFound, "second Release = %+v", r)
+				return check(!r.OK && r.Detail == driver.DetailNotFound, "second Release = %+v", r)
 			})
 			measure("Acquire (after release)", func() error {
 				r, err := d.Acquire(ctx, key, time.Minute)
@@ -204,7 +203,7 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				_, err := d.DeleteRecord(ctx, key, 5)
 				return err
 			})
-			lim := syncguard.RateLimit{Limit: 1000, Period: time.Second, Burst: 100}
+			lim := driver.RateLimit{Limit: 1000, Period: time.Second, Burst: 100}
 			measure("AllowN", func() error {
 				r, err := d.AllowN(ctx, key, lim, 1)
 				if err != nil {
@@ -213,7 +212,7 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				return check(r.Allowed == 1, "AllowN = %+v", r)
 			})
 			measure("ResetRate", func() error { return d.ResetRate(ctx, key) })
-			rr, err := d.Release(ctx, held.LockID)
+			rr, err := d.Release(ctx, "", held.LockID)
 			if err != nil || !rr.OK {
 				t.Errorf("final Release = %+v, %v", rr, err)
 			}

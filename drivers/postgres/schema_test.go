@@ -8,8 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // schemaDump lists the columns and indexes of a schema, with the schema
@@ -122,13 +121,13 @@ func TestCustomTableNames(t *testing.T) {
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'syncguard_locks'`, db.schema).Scan(&n); err != nil || n != 0 {
 		t.Errorf("default lock table exists (%d, %v); want only the custom ones", n, err)
 	}
-	if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+	if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 		t.Errorf("Release = %+v, %v", rr, err)
 	}
 	if _, err := d.PutRecord(ctx, "rec", 1, []byte("v"), 0); err != nil {
 		t.Errorf("PutRecord: %v", err)
 	}
-	if _, err := d.AllowN(ctx, "rate", syncguard.RateLimit{Limit: 10, Period: 1e9, Burst: 1}, 1); err != nil {
+	if _, err := d.AllowN(ctx, "rate", driver.RateLimit{Limit: 10, Period: 1e9, Burst: 1}, 1); err != nil {
 		t.Errorf("AllowN: %v", err)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/churn"
 )
 
@@ -46,7 +46,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 		if err != nil || !r.Acquired {
 			t.Fatalf("Acquire = %+v, %v", r, err)
 		}
-		if _, err := d.Release(ctx, r.LockID); err != nil {
+		if _, err := d.Release(ctx, "", r.LockID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,7 +61,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 	if kept != 100 {
 		t.Errorf("a sweep within the margin left %d of the 100 fresh counters; want all", kept)
 	}
-	time.Sleep(time.Until(freshDone.Add(time.Duration(syncguard.FenceMarginMs)*time.Millisecond + 200*time.Millisecond)))
+	time.Sleep(time.Until(freshDone.Add(time.Duration(driver.FenceMarginMs)*time.Millisecond + 200*time.Millisecond)))
 	swept, err := d.Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -3,16 +3,16 @@ package postgres
 import (
 	"context"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // sweepBatch is the most rows of each kind one sweep statement deletes.
 const sweepBatch = 5000
 
-// Sweep deletes lock rows expired by more than [syncguard.CleanupGuardMs],
+// Sweep deletes lock rows expired by more than [driver.CleanupGuardMs],
 // expired fenced records, spent rate state (theoretical arrival time in
 // the past), hand-off waiters that stopped renewing their place and fence
-// counters that the fence floor has passed by [syncguard.FenceMarginMs]
+// counters that the fence floor has passed by [driver.FenceMarginMs]
 // (the key's next fence is the floor, which is greater), and returns how
 // many rows it deleted. So storage follows the live locks: after N
 // distinct keys are locked and released, a sweep more than the margin
@@ -22,7 +22,7 @@ const sweepBatch = 5000
 // Run it from a cron job or a background goroutine; it is idempotent and
 // safe to run concurrently with everything else (and with itself).
 func (d *Driver) Sweep(ctx context.Context) (deleted int64, err error) {
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return 0, err
 	}
 	for {

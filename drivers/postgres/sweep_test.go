@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestSweep: Sweep deletes lock rows expired by more than the guard,
@@ -25,9 +25,9 @@ func TestSweep(t *testing.T) {
 	}
 	// Lock rows: expired long ago, expired within the guard, live; their
 	// counters hold a fence at the time floor, within the margin.
-	cur := syncguard.FenceFloor(time.Now().UnixMicro())
+	cur := driver.FenceFloor(time.Now().UnixMicro())
 	for i, off := range []time.Duration{-10 * time.Second, -2500 * time.Millisecond, -1500 * time.Millisecond, time.Minute} {
-		if err := writeRawLock(ctx, db.pool, "sweep:"+string(rune('a'+i)), syncguard.NewLockID(), cur, off); err != nil {
+		if err := writeRawLock(ctx, db.pool, "sweep:"+string(rune('a'+i)), driver.NewLockID(), cur, off); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -43,10 +43,10 @@ func TestSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Rate: one spent quickly (1ms emission interval), one long.
-	if _, err := d.AllowN(ctx, "rate:short", syncguard.RateLimit{Limit: 1000, Period: time.Second, Burst: 1}, 1); err != nil {
+	if _, err := d.AllowN(ctx, "rate:short", driver.RateLimit{Limit: 1000, Period: time.Second, Burst: 1}, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.AllowN(ctx, "rate:long", syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, 1); err != nil {
+	if _, err := d.AllowN(ctx, "rate:long", driver.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, 1); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -80,7 +80,7 @@ func TestSweep(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := d.Sweep(cctx); syncguard.CodeOf(err) != syncguard.Aborted {
+	if _, err := d.Sweep(cctx); driver.CodeOf(err) != driver.Aborted {
 		t.Errorf("Sweep with a cancelled ctx: %v; want Aborted", err)
 	}
 }
@@ -93,7 +93,7 @@ func TestCleanupInIsLocked(t *testing.T) {
 	db := newTestDB(t, nil)
 	d := newDriver(t, db.pool, WithCleanupInIsLocked(true))
 	ctx := context.Background()
-	old, recent := syncguard.NewLockID(), syncguard.NewLockID()
+	old, recent := driver.NewLockID(), driver.NewLockID()
 	if err := writeRawLock(ctx, db.pool, "c:old", old, 3, -5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/puddle/v2"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 func TestOptionValidation(t *testing.T) {
@@ -52,12 +51,12 @@ func TestOptionValidation(t *testing.T) {
 					t.Fatalf("New = %v, %v; want a driver", d, err)
 				}
 				d.Close()
-			} else if syncguard.CodeOf(err) != syncguard.InvalidArgument {
+			} else if driver.CodeOf(err) != driver.InvalidArgument {
 				t.Fatalf("New: %v; want InvalidArgument", err)
 			}
 			// Setup and Schema validate the same way, before any I/O.
 			err = Setup(context.Background(), nil, c.opts...)
-			if !c.ok && syncguard.CodeOf(err) != syncguard.InvalidArgument {
+			if !c.ok && driver.CodeOf(err) != driver.InvalidArgument {
 				t.Errorf("Setup: %v; want InvalidArgument", err)
 			}
 			if _, err := Schema(c.opts...); (err == nil) != c.ok {
@@ -65,10 +64,10 @@ func TestOptionValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(nil); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	if _, err := New(nil); driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("New(nil): %v; want InvalidArgument", err)
 	}
-	if err := Setup(context.Background(), nil); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	if err := Setup(context.Background(), nil); driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("Setup(nil pool): %v; want InvalidArgument", err)
 	}
 }
@@ -90,7 +89,7 @@ func TestValidationBeforeIO(t *testing.T) {
 	ctx := context.Background()
 	want := func(what string, err error) {
 		t.Helper()
-		if syncguard.CodeOf(err) != syncguard.InvalidArgument {
+		if driver.CodeOf(err) != driver.InvalidArgument {
 			t.Errorf("%s: %v; want InvalidArgument", what, err)
 		}
 	}
@@ -98,26 +97,26 @@ func TestValidationBeforeIO(t *testing.T) {
 	want("Acquire empty key", err)
 	_, err = d.Acquire(ctx, "k", 1500*time.Microsecond)
 	want("Acquire fractional ttl", err)
-	_, err = d.Release(ctx, "bad+id")
+	_, err = d.Release(ctx, "", "bad+id")
 	want("Release bad id", err)
-	_, err = d.Extend(ctx, "AAAAAAAAAAAAAAAAAAAAAA", 0)
+	_, err = d.Extend(ctx, "", "AAAAAAAAAAAAAAAAAAAAAA", 0)
 	want("Extend zero ttl", err)
 	_, err = d.PutRecord(ctx, "n", 0, nil, 0)
 	want("PutRecord zero fence", err)
-	_, err = d.AllowN(ctx, "k", syncguard.RateLimit{}, 1)
+	_, err = d.AllowN(ctx, "k", driver.RateLimit{}, 1)
 	want("AllowN zero limit", err)
 	_, _, err = d.WatchRelease(ctx, strings.Repeat("x", 600))
 	want("WatchRelease long key", err)
 	// A valid call reaches the closed pool: ServiceUnavailable.
 	_, err = d.IsLocked(ctx, "k")
-	if syncguard.CodeOf(err) != syncguard.ServiceUnavailable {
+	if driver.CodeOf(err) != driver.ServiceUnavailable {
 		t.Errorf("IsLocked on a closed pool: %v; want ServiceUnavailable", err)
 	}
 	// A cancelled context is checked before I/O.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	_, err = d.Acquire(cctx, "k", time.Second)
-	if syncguard.CodeOf(err) != syncguard.Aborted || !errors.Is(err, context.Canceled) {
+	if driver.CodeOf(err) != driver.Aborted || !errors.Is(err, context.Canceled) {
 		t.Errorf("Acquire with a cancelled ctx: %v; want Aborted wrapping context.Canceled", err)
 	}
 }
@@ -138,43 +137,43 @@ func TestErrorMapping(t *testing.T) {
 	cases := []struct {
 		name string
 		err  error
-		want syncguard.Code
+		want driver.Code
 	}{
-		{"08006 connection failure", pg("08006"), syncguard.ServiceUnavailable},
-		{"08001", pg("08001"), syncguard.ServiceUnavailable},
-		{"08P01 protocol violation (class 08)", pg("08P01"), syncguard.ServiceUnavailable},
-		{"40001 serialization failure", pg("40001"), syncguard.ServiceUnavailable},
-		{"40P01 deadlock", pg("40P01"), syncguard.ServiceUnavailable},
-		{"40003", pg("40003"), syncguard.ServiceUnavailable},
-		{"57P01 admin shutdown", pg("57P01"), syncguard.ServiceUnavailable},
-		{"57P03 cannot connect now", pg("57P03"), syncguard.ServiceUnavailable},
-		{"28P01 bad password", pg("28P01"), syncguard.AuthFailed},
-		{"28000", pg("28000"), syncguard.AuthFailed},
-		{"22001 string too long", pg("22001"), syncguard.InvalidArgument},
-		{"22P02", pg("22P02"), syncguard.InvalidArgument},
-		{"23502 not null", pg("23502"), syncguard.InvalidArgument},
-		{"23505 unique (class 23)", pg("23505"), syncguard.InvalidArgument},
-		{"42P01 undefined table", pg("42P01"), syncguard.InvalidArgument},
-		{"42703 undefined column", pg("42703"), syncguard.InvalidArgument},
-		{"42883 undefined function", pg("42883"), syncguard.InvalidArgument},
-		{"53300 too many connections", pg("53300"), syncguard.RateLimited},
-		{"53100 disk full", pg("53100"), syncguard.RateLimited},
-		{"57014 statement timeout", pg("57014"), syncguard.NetworkTimeout},
-		{"XX000 internal", pg("XX000"), syncguard.Internal},
-		{"42601 syntax", pg("42601"), syncguard.Internal},
-		{"short code", pg("0"), syncguard.Internal},
-		{"wrapped PgError", fmt.Errorf("batch: %w", pg("40P01")), syncguard.ServiceUnavailable},
-		{"closed pool", puddle.ErrClosedPool, syncguard.ServiceUnavailable},
-		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, syncguard.ServiceUnavailable},
-		{"connection reset", connectErr(syscall.ECONNRESET), syncguard.ServiceUnavailable},
-		{"DNS", &net.DNSError{Err: "no such host", Name: "nope"}, syncguard.ServiceUnavailable},
-		{"EOF", io.EOF, syncguard.ServiceUnavailable},
-		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), syncguard.ServiceUnavailable},
-		{"net timeout", &net.OpError{Op: "read", Net: "tcp", Err: timeoutErr{}}, syncguard.NetworkTimeout},
-		{"context canceled", context.Canceled, syncguard.Aborted},
-		{"context deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), syncguard.NetworkTimeout},
-		{"other", errors.New("boom"), syncguard.Internal},
-		{"lock error passes through", syncguard.NewError(syncguard.RateLimited, "x"), syncguard.RateLimited},
+		{"08006 connection failure", pg("08006"), driver.ServiceUnavailable},
+		{"08001", pg("08001"), driver.ServiceUnavailable},
+		{"08P01 protocol violation (class 08)", pg("08P01"), driver.ServiceUnavailable},
+		{"40001 serialization failure", pg("40001"), driver.ServiceUnavailable},
+		{"40P01 deadlock", pg("40P01"), driver.ServiceUnavailable},
+		{"40003", pg("40003"), driver.ServiceUnavailable},
+		{"57P01 admin shutdown", pg("57P01"), driver.ServiceUnavailable},
+		{"57P03 cannot connect now", pg("57P03"), driver.ServiceUnavailable},
+		{"28P01 bad password", pg("28P01"), driver.AuthFailed},
+		{"28000", pg("28000"), driver.AuthFailed},
+		{"22001 string too long", pg("22001"), driver.InvalidArgument},
+		{"22P02", pg("22P02"), driver.InvalidArgument},
+		{"23502 not null", pg("23502"), driver.InvalidArgument},
+		{"23505 unique (class 23)", pg("23505"), driver.InvalidArgument},
+		{"42P01 undefined table", pg("42P01"), driver.InvalidArgument},
+		{"42703 undefined column", pg("42703"), driver.InvalidArgument},
+		{"42883 undefined function", pg("42883"), driver.InvalidArgument},
+		{"53300 too many connections", pg("53300"), driver.RateLimited},
+		{"53100 disk full", pg("53100"), driver.RateLimited},
+		{"57014 statement timeout", pg("57014"), driver.NetworkTimeout},
+		{"XX000 internal", pg("XX000"), driver.Internal},
+		{"42601 syntax", pg("42601"), driver.Internal},
+		{"short code", pg("0"), driver.Internal},
+		{"wrapped PgError", fmt.Errorf("batch: %w", pg("40P01")), driver.ServiceUnavailable},
+		{"closed pool", puddle.ErrClosedPool, driver.ServiceUnavailable},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, driver.ServiceUnavailable},
+		{"connection reset", connectErr(syscall.ECONNRESET), driver.ServiceUnavailable},
+		{"DNS", &net.DNSError{Err: "no such host", Name: "nope"}, driver.ServiceUnavailable},
+		{"EOF", io.EOF, driver.ServiceUnavailable},
+		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), driver.ServiceUnavailable},
+		{"net timeout", &net.OpError{Op: "read", Net: "tcp", Err: timeoutErr{}}, driver.NetworkTimeout},
+		{"context canceled", context.Canceled, driver.Aborted},
+		{"context deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), driver.NetworkTimeout},
+		{"other", errors.New("boom"), driver.Internal},
+		{"lock error passes through", driver.NewError(driver.RateLimited, "x"), driver.RateLimited},
 	}
 	type result struct {
 		Code    string
@@ -184,7 +183,7 @@ func TestErrorMapping(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := mapError(context.Background(), c.err)
-			var le *syncguard.LockError
+			var le *driver.LockError
 			got := result{IsLock: errors.As(err, &le), HasRoot: errors.Is(err, c.err)}
 			if le != nil {
 				got.Code = le.Code.String()
@@ -203,13 +202,13 @@ func TestErrorMapping(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := mapError(ctx, io.ErrUnexpectedEOF)
-	if syncguard.CodeOf(err) != syncguard.Aborted || !errors.Is(err, context.Canceled) || !errors.Is(err, io.ErrUnexpectedEOF) {
+	if driver.CodeOf(err) != driver.Aborted || !errors.Is(err, context.Canceled) || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("mapError(cancelled ctx, EOF) = %v; want Aborted wrapping both", err)
 	}
 	dctx, dcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer dcancel()
 	err = mapError(dctx, pg("57014"))
-	if syncguard.CodeOf(err) != syncguard.NetworkTimeout || !errors.Is(err, context.DeadlineExceeded) {
+	if driver.CodeOf(err) != driver.NetworkTimeout || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("mapError(expired ctx, 57014) = %v; want NetworkTimeout wrapping DeadlineExceeded", err)
 	}
 }
@@ -228,7 +227,7 @@ func TestErrorMappingLive(t *testing.T) {
 	d := newDriver(t, pool)
 	_, err = d.IsLocked(ctx, "k")
 	var ce *pgconn.ConnectError
-	if syncguard.CodeOf(err) != syncguard.ServiceUnavailable || !errors.As(err, &ce) {
+	if driver.CodeOf(err) != driver.ServiceUnavailable || !errors.As(err, &ce) {
 		t.Errorf("IsLocked against a closed port: %v; want ServiceUnavailable wrapping *pgconn.ConnectError", err)
 	}
 
@@ -242,15 +241,15 @@ func TestErrorMappingLive(t *testing.T) {
 		t.Fatalf("Acquire = %+v, %v", held, err)
 	}
 	// (The delay only runs when the statement finds the row.)
-	_, err = ds.Extend(ctx, held.LockID, time.Second)
+	_, err = ds.Extend(ctx, "", held.LockID, time.Second)
 	var pe *pgconn.PgError
-	if syncguard.CodeOf(err) != syncguard.NetworkTimeout || !errors.As(err, &pe) || pe.Code != "57014" {
+	if driver.CodeOf(err) != driver.NetworkTimeout || !errors.As(err, &pe) || pe.Code != "57014" {
 		t.Errorf("Extend past statement_timeout: %v; want NetworkTimeout wrapping SQLSTATE 57014", err)
 	}
 	// A missing table (42P01) → InvalidArgument.
 	dm := newDriver(t, db.pool, WithTables(Tables{Locks: "no_such_table"}))
 	_, err = dm.IsLocked(ctx, "k")
-	if syncguard.CodeOf(err) != syncguard.InvalidArgument || !errors.As(err, &pe) || pe.Code != "42P01" {
+	if driver.CodeOf(err) != driver.InvalidArgument || !errors.As(err, &pe) || pe.Code != "42P01" {
 		t.Errorf("IsLocked on a missing table: %v; want InvalidArgument wrapping 42P01", err)
 	}
 	// In-flight deadline → NetworkTimeout wrapping DeadlineExceeded.
@@ -258,8 +257,8 @@ func TestErrorMappingLive(t *testing.T) {
 	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = dd.Extend(tctx, held.LockID, time.Second)
-	if syncguard.CodeOf(err) != syncguard.NetworkTimeout || !errors.Is(err, context.DeadlineExceeded) {
+	_, err = dd.Extend(tctx, "", held.LockID, time.Second)
+	if driver.CodeOf(err) != driver.NetworkTimeout || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Extend past its ctx deadline: %v; want NetworkTimeout wrapping DeadlineExceeded", err)
 	}
 	if el := time.Since(start); el > time.Second {
@@ -280,8 +279,8 @@ func FuzzValidateIdentifier(f *testing.F) {
 			t.Fatalf("ValidateIdentifier(%q) = %v; want ok %v", s, err, want)
 		}
 		if err != nil {
-			if syncguard.CodeOf(err) != syncguard.InvalidArgument {
-				t.Fatalf("ValidateIdentifier(%q): code %v", s, syncguard.CodeOf(err))
+			if driver.CodeOf(err) != driver.InvalidArgument {
+				t.Fatalf("ValidateIdentifier(%q): code %v", s, driver.CodeOf(err))
 			}
 			return
 		}

@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Timing of the LISTEN connection.
@@ -82,7 +81,7 @@ func payloadFor(base string) string {
 // subscription also ends with ctx. The LISTEN connection closes 30s after
 // its last subscription ends, or at [Driver.Close].
 func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,7 +89,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
 	w := &watcher{ch: make(chan struct{}, 1)}
@@ -106,7 +105,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	var exp *int64
 	var nowMs int64
 	if err := d.pool.QueryRow(ctx, d.q.isLocked, base).Scan(&exp, &nowMs); err == nil &&
-		(exp == nil || !syncguard.IsLive(*exp, nowMs)) {
+		(exp == nil || !driver.IsLive(*exp, nowMs)) {
 		select {
 		case w.ch <- struct{}{}:
 		default:
@@ -123,7 +122,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // ending or the driver being closed.
 func (d *Driver) subscribe(ctx context.Context, h string, w *watcher) (stop func(), refused bool, err error) {
 	if !d.opts.wakeups {
-		return nil, true, &syncguard.LockError{Code: syncguard.Internal,
+		return nil, true, &driver.LockError{Code: driver.Internal,
 			Message: "postgres: wake-ups are disabled (WithWakeups(false))", Cause: errUnsupported}
 	}
 	l := d.lis
@@ -144,15 +143,15 @@ func (d *Driver) subscribe(ctx context.Context, h string, w *watcher) (stop func
 			ferr := l.failErr
 			l.mu.Unlock()
 			if ctx.Err() != nil {
-				return nil, false, syncguard.ContextError(ctx.Err())
+				return nil, false, driver.ContextError(ctx.Err())
 			}
 			return nil, true, mapError(ctx, ferr)
 		case <-ctx.Done():
 			remove()
-			return nil, false, syncguard.ContextError(ctx.Err())
+			return nil, false, driver.ContextError(ctx.Err())
 		case <-timer.C:
 			remove()
-			return nil, true, syncguard.NewError(syncguard.NetworkTimeout, "postgres: LISTEN connection not ready")
+			return nil, true, driver.NewError(driver.NetworkTimeout, "postgres: LISTEN connection not ready")
 		}
 	}
 	unregister := context.AfterFunc(ctx, remove)
@@ -168,7 +167,7 @@ func (l *listener) add(h string, w *watcher) (ready, fail chan struct{}, err err
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return nil, nil, syncguard.NewError(syncguard.ServiceUnavailable, "postgres: driver is closed")
+		return nil, nil, driver.NewError(driver.ServiceUnavailable, "postgres: driver is closed")
 	}
 	set := l.watchers[h]
 	if set == nil {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 func waitSignal(t *testing.T, ch <-chan struct{}, within time.Duration, what string) {
@@ -65,7 +65,7 @@ func TestWatchFanOutAndReconnect(t *testing.T) {
 		if err != nil || !r.Acquired {
 			t.Fatalf("Acquire = %+v, %v", r, err)
 		}
-		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 			t.Fatalf("Release = %+v, %v", rr, err)
 		}
 	}
@@ -133,7 +133,7 @@ func TestWatchStopAndClose(t *testing.T) {
 	d.Close()
 	d.Close()
 	stop2() // after Close: still fine
-	if _, _, err := d.WatchRelease(t.Context(), "k3"); syncguard.CodeOf(err) != syncguard.ServiceUnavailable {
+	if _, _, err := d.WatchRelease(t.Context(), "k3"); driver.CodeOf(err) != driver.ServiceUnavailable {
 		t.Errorf("WatchRelease after Close: %v; want ServiceUnavailable", err)
 	}
 
@@ -146,7 +146,7 @@ func TestWatchStopAndClose(t *testing.T) {
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire = %+v, %v", r, err)
 	}
-	if rr, err := off.Release(t.Context(), r.LockID); err != nil || !rr.OK {
+	if rr, err := off.Release(t.Context(), "", r.LockID); err != nil || !rr.OK {
 		t.Errorf("Release without NOTIFY = %+v, %v", rr, err)
 	}
 }
@@ -161,7 +161,7 @@ func TestWatchListenUnreachable(t *testing.T) {
 	bad.ConnectTimeout = time.Second
 	d := newDriver(t, db.pool, WithListenConfig(bad))
 	_, _, err := d.WatchRelease(t.Context(), "k")
-	if syncguard.CodeOf(err) != syncguard.ServiceUnavailable {
+	if driver.CodeOf(err) != driver.ServiceUnavailable {
 		t.Errorf("WatchRelease with an unreachable LISTEN server: %v; want ServiceUnavailable", err)
 	}
 }
@@ -190,7 +190,7 @@ func TestWatchSignalsFreeKeyAtOnce(t *testing.T) {
 	defer stop2()
 	waitSignal(t, free, time.Second, "subscription to a free key")
 	noSignal(t, held, 200*time.Millisecond, "subscription to a held key")
-	if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+	if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 		t.Fatalf("Release = %+v, %v", rr, err)
 	}
 	waitSignal(t, held, time.Second, "release of the held key")
@@ -222,7 +222,7 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 		if err != nil || !r.Acquired {
 			t.Fatalf("Acquire = %+v, %v", r, err)
 		}
-		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 			t.Fatalf("Release = %+v, %v", rr, err)
 		}
 	}
@@ -270,7 +270,7 @@ func TestNotifyForAnotherDriversListener(t *testing.T) {
 			if err != nil || !r0.Acquired {
 				t.Fatalf("Acquire = %+v, %v", r0, err)
 			}
-			if _, err := d.Release(ctx, r0.LockID); err != nil {
+			if _, err := d.Release(ctx, "", r0.LockID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -278,7 +278,7 @@ func TestNotifyForAnotherDriversListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 			t.Fatalf("Release = %+v, %v", rr, err)
 		}
 		waitSignal(t, ch, 2*time.Second, "another driver's release")

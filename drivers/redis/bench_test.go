@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Benchmarks of an acquire+release pair against the single node, next to
@@ -46,7 +46,7 @@ func BenchmarkPair(b *testing.B) {
 			if err != nil || !r.Acquired {
 				b.Fatalf("Acquire = %+v, %v", r, err)
 			}
-			if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+			if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 				b.Fatalf("Release = %+v, %v", rr, err)
 			}
 		}
@@ -65,7 +65,7 @@ func BenchmarkPair(b *testing.B) {
 			if err != nil || !r.Acquired {
 				b.Fatalf("Acquire = %+v, %v", r, err)
 			}
-			if rr, err := d.Release(bg, r.LockID); err != nil || !rr.OK {
+			if rr, err := d.Release(bg, "", r.LockID); err != nil || !rr.OK {
 				b.Fatalf("Release = %+v, %v", rr, err)
 			}
 		}
@@ -105,7 +105,7 @@ func BenchmarkPairParallel(b *testing.B) {
 					b.Errorf("Acquire = %+v, %v", r, err)
 					return
 				}
-				if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+				if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 					b.Errorf("Release = %+v, %v", rr, err)
 					return
 				}
@@ -131,7 +131,7 @@ func BenchmarkPairParallel(b *testing.B) {
 // rawPair is the baseline: SET NX PX with a fresh random token, then a
 // compare-and-delete by SHA.
 func rawPair(b *testing.B, ctx context.Context, c rueidis.Client, key string) {
-	id := syncguard.NewLockID()
+	id := driver.NewLockID()
 	err := c.Do(ctx, c.B().Set().Key(key).Value(id).Nx().PxMilliseconds(benchTTL.Milliseconds()).Build()).Error()
 	if err != nil {
 		b.Errorf("SET NX: %v", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // privateRedis starts a redis-server of its own on port (no persistence)
@@ -79,7 +80,7 @@ func TestBoundWithoutDeadline(t *testing.T) {
 	calls := map[string]func() error{
 		"GetRecord": func() error { _, err := d.GetRecord(ctx, "r"); return err },
 		"Acquire":   func() error { _, err := d.Acquire(ctx, "k", time.Second); return err },
-		"Release":   func() error { _, err := d.Release(ctx, syncguard.NewLockID()); return err },
+		"Release":   func() error { _, err := d.Release(ctx, "", driver.NewLockID()); return err },
 		"OncePerKey.Do": func() error {
 			_, err := once.Do(ctx, "k", func(context.Context) (string, error) { return "x", nil })
 			return err
@@ -93,9 +94,9 @@ func TestBoundWithoutDeadline(t *testing.T) {
 		select {
 		case err := <-done:
 			took := time.Since(start)
-			code := syncguard.CodeOf(err)
+			code := driver.CodeOf(err)
 			t.Logf("%s: %v after %v (%v)", name, code, took.Round(time.Millisecond), err)
-			if code != syncguard.ServiceUnavailable && code != syncguard.NetworkTimeout {
+			if code != driver.ServiceUnavailable && code != driver.NetworkTimeout {
 				t.Errorf("%s: %v; want ServiceUnavailable or NetworkTimeout", name, err)
 			}
 			if took > bound+200*time.Millisecond {

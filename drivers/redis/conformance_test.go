@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/conformance"
 )
 
@@ -23,7 +22,6 @@ var (
 )
 
 var confOptions = conformance.Options{
-	Capabilities: syncguard.CapabilityInfo{Name: "redis", SupportsFencing: true, TimeAuthority: syncguard.TimeAuthorityServer},
 	// Case 011's barrier already proves the three locks are held at once;
 	// the wall-time budget only guards against serialisation, and the
 	// default 500 ms fails on a loaded 2-core CI machine.

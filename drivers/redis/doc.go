@@ -23,7 +23,7 @@
 // (EVALSHA; rueidis falls back to EVAL the first time a server lacks it),
 // so each operation is one round trip and atomic. Scripts read the server
 // clock with TIME; the client clock is never used. A lock is live while
-// expiresAt > now − [syncguard.Tolerance]; lock keys carry PX = ttl +
+// expiresAt > now − [driver.Tolerance]; lock keys carry PX = ttl +
 // tolerance, so Redis drops them exactly when they can no longer be live.
 // The fenced-record read (GET) and the rate reset (DEL) are single
 // commands.
@@ -52,7 +52,7 @@
 // The type segment (lock:, fence:, id:) sits between the tag and the user
 // key, so no user key can alias an index or a fence counter: keys such as
 // "id:<22 chars>" or "fence:syncguard:x" are ordinary keys here. Long keys
-// are replaced by a SHA-256-based digest ([syncguard.StorageKey]) so that
+// are replaced by a SHA-256-based digest ([driver.StorageKey]) so that
 // names stay within 1000 bytes; a hashed key shares its namespace with
 // user keys of the same 22-character shape, a collision that needs a
 // 128-bit digest match.
@@ -60,13 +60,13 @@
 // # Fences across restarts and failover
 //
 // A fence is max(counter + 1, the server clock in 10 µs units since 2025)
-// ([syncguard.FenceFloor]), computed in the acquisition script. Redis
+// ([driver.FenceFloor]), computed in the acquisition script. Redis
 // replicates asynchronously and a node without persistence forgets
 // everything when it restarts; the floor keeps fences increasing across
 // both — a promoted replica, or a restarted node, hands out fences from its
 // clock, greater than every earlier one as long as the clocks agree within
 // the time since the key's last acquisition. The counter only orders
-// acquisitions within one 10 µs unit and expires [syncguard.FenceMarginMs]
+// acquisitions within one 10 µs unit and expires [driver.FenceMarginMs]
 // after the floor has passed it, so Redis keeps state only for live keys.
 // The script reads no INFO and makes no extra round trip.
 //
@@ -94,7 +94,7 @@
 //
 // # Errors and cancellation
 //
-// Errors are [syncguard.LockError] values classified by type: the
+// Errors are [driver.LockError] values classified by type: the
 // context's own error (Canceled → Aborted, DeadlineExceeded →
 // NetworkTimeout, both wrapping it), then Redis error replies by their
 // code prefix (LOADING, BUSY, MASTERDOWN, TRYAGAIN, CLUSTERDOWN, READONLY,

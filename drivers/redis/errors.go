@@ -9,10 +9,10 @@ import (
 	"syscall"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
-// mapError turns an error from rueidis into a *syncguard.LockError. It
+// mapError turns an error from rueidis into a *driver.LockError. It
 // classifies by type: the context's own error first, then Redis error
 // replies by their error-code prefix (the first word Redis sends, a stable
 // protocol element), then network errors by type. Nothing is matched by
@@ -39,46 +39,46 @@ func mapError(ctx context.Context, err error, key, lockID string) error {
 	return le
 }
 
-func classify(ctx context.Context, err error) *syncguard.LockError {
-	var le *syncguard.LockError
+func classify(ctx context.Context, err error) *driver.LockError {
+	var le *driver.LockError
 	if errors.As(err, &le) {
-		return &syncguard.LockError{Code: le.Code, Message: le.Message, Cause: err}
+		return &driver.LockError{Code: le.Code, Message: le.Message, Cause: err}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return syncguard.ContextError(err)
+		return driver.ContextError(err)
 	}
 	if ctx != nil && ctx.Err() != nil {
 		// The client gave up because ctx ended; report the context's reason.
-		e := syncguard.ContextError(ctx.Err())
+		e := driver.ContextError(ctx.Err())
 		return e
 	}
 	if re, ok := rueidis.IsRedisErr(err); ok {
-		return &syncguard.LockError{Code: redisErrorCode(re), Message: "redis: " + re.Error(), Cause: err}
+		return &driver.LockError{Code: redisErrorCode(re), Message: "redis: " + re.Error(), Cause: err}
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &syncguard.LockError{Code: syncguard.NetworkTimeout, Message: "redis: network timeout", Cause: err}
+		return &driver.LockError{Code: driver.NetworkTimeout, Message: "redis: network timeout", Cause: err}
 	}
 	if unavailable(err) {
-		return &syncguard.LockError{Code: syncguard.ServiceUnavailable, Message: "redis: service unavailable: " + err.Error(), Cause: err}
+		return &driver.LockError{Code: driver.ServiceUnavailable, Message: "redis: service unavailable: " + err.Error(), Cause: err}
 	}
-	return &syncguard.LockError{Code: syncguard.Internal, Message: "redis: " + err.Error(), Cause: err}
+	return &driver.LockError{Code: driver.Internal, Message: "redis: " + err.Error(), Cause: err}
 }
 
 // redisErrorCode maps a Redis error reply by its code prefix.
-func redisErrorCode(re *rueidis.RedisError) syncguard.Code {
+func redisErrorCode(re *rueidis.RedisError) driver.Code {
 	msg := re.Error()
 	prefix, _, _ := strings.Cut(msg, " ")
 	switch prefix {
 	case "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY",
 		"OOM", "MOVED", "ASK", "NOREPLICAS", "MISCONF", "UNBLOCKED":
-		return syncguard.ServiceUnavailable
+		return driver.ServiceUnavailable
 	case "NOAUTH", "WRONGPASS", "NOPERM":
-		return syncguard.AuthFailed
+		return driver.AuthFailed
 	case "WRONGTYPE":
-		return syncguard.InvalidArgument
+		return driver.InvalidArgument
 	}
-	return syncguard.Internal
+	return driver.Internal
 }
 
 // unavailable reports connection-level failures: the server could not be

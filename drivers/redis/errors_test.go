@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestRedisErrorReplies maps real error replies: the server produces each
@@ -23,22 +23,22 @@ func TestRedisErrorReplies(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		reply string
-		code  syncguard.Code
+		code  driver.Code
 	}{
-		{"LOADING Redis is loading the dataset in memory", syncguard.ServiceUnavailable},
-		{"BUSY Redis is busy running a script", syncguard.ServiceUnavailable},
-		{"MASTERDOWN Link with MASTER is down", syncguard.ServiceUnavailable},
-		{"TRYAGAIN Multiple keys request during rehashing of slot", syncguard.ServiceUnavailable},
-		{"CLUSTERDOWN The cluster is down", syncguard.ServiceUnavailable},
-		{"READONLY You can't write against a read only replica.", syncguard.ServiceUnavailable},
-		{"OOM command not allowed when used memory > 'maxmemory'.", syncguard.ServiceUnavailable},
-		{"NOREPLICAS Not enough good replicas to write.", syncguard.ServiceUnavailable},
-		{"NOAUTH Authentication required.", syncguard.AuthFailed},
-		{"WRONGPASS invalid username-password pair", syncguard.AuthFailed},
-		{"NOPERM this user has no permissions", syncguard.AuthFailed},
-		{"WRONGTYPE Operation against a key holding the wrong kind of value", syncguard.InvalidArgument},
-		{"ERR something else", syncguard.Internal},
-		{"CROSSSLOT Keys in request don't hash to the same slot", syncguard.Internal},
+		{"LOADING Redis is loading the dataset in memory", driver.ServiceUnavailable},
+		{"BUSY Redis is busy running a script", driver.ServiceUnavailable},
+		{"MASTERDOWN Link with MASTER is down", driver.ServiceUnavailable},
+		{"TRYAGAIN Multiple keys request during rehashing of slot", driver.ServiceUnavailable},
+		{"CLUSTERDOWN The cluster is down", driver.ServiceUnavailable},
+		{"READONLY You can't write against a read only replica.", driver.ServiceUnavailable},
+		{"OOM command not allowed when used memory > 'maxmemory'.", driver.ServiceUnavailable},
+		{"NOREPLICAS Not enough good replicas to write.", driver.ServiceUnavailable},
+		{"NOAUTH Authentication required.", driver.AuthFailed},
+		{"WRONGPASS invalid username-password pair", driver.AuthFailed},
+		{"NOPERM this user has no permissions", driver.AuthFailed},
+		{"WRONGTYPE Operation against a key holding the wrong kind of value", driver.InvalidArgument},
+		{"ERR something else", driver.Internal},
+		{"CROSSSLOT Keys in request don't hash to the same slot", driver.Internal},
 	}
 	for _, tt := range tests {
 		err := c.Do(ctx, c.B().Eval().Script("return redis.error_reply(ARGV[1])").Numkeys(0).Arg(tt.reply).Build()).Error()
@@ -46,8 +46,8 @@ func TestRedisErrorReplies(t *testing.T) {
 			t.Fatalf("%q: not a RedisError: %T %v", tt.reply, err, err)
 		}
 		got := mapError(ctx, err, "k", "")
-		if syncguard.CodeOf(got) != tt.code {
-			t.Errorf("%q → %v; want %v", tt.reply, syncguard.CodeOf(got), tt.code)
+		if driver.CodeOf(got) != tt.code {
+			t.Errorf("%q → %v; want %v", tt.reply, driver.CodeOf(got), tt.code)
 		}
 		if !errors.Is(got, err) {
 			t.Errorf("%q: mapped error does not wrap the reply", tt.reply)
@@ -65,25 +65,25 @@ func TestTransportErrors(t *testing.T) {
 		name string
 		ctx  context.Context
 		err  error
-		code syncguard.Code
+		code driver.Code
 		is   error
 	}{
-		{"canceled", context.Background(), context.Canceled, syncguard.Aborted, context.Canceled},
-		{"deadline", context.Background(), context.DeadlineExceeded, syncguard.NetworkTimeout, context.DeadlineExceeded},
-		{"ctx ended, client error", canceled, io.EOF, syncguard.Aborted, context.Canceled},
-		{"net timeout", context.Background(), timeoutErr, syncguard.NetworkTimeout, os.ErrDeadlineExceeded},
-		{"refused", context.Background(), &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, syncguard.ServiceUnavailable, syscall.ECONNREFUSED},
-		{"reset", context.Background(), fmt.Errorf("read: %w", syscall.ECONNRESET), syncguard.ServiceUnavailable, syscall.ECONNRESET},
-		{"eof", context.Background(), io.EOF, syncguard.ServiceUnavailable, io.EOF},
-		{"closing", context.Background(), rueidis.ErrClosing, syncguard.ServiceUnavailable, rueidis.ErrClosing},
-		{"no slot", context.Background(), rueidis.ErrNoSlot, syncguard.ServiceUnavailable, rueidis.ErrNoSlot},
-		{"dns", context.Background(), &net.DNSError{Err: "no such host", Name: "redis"}, syncguard.ServiceUnavailable, nil},
-		{"unknown", context.Background(), errors.New("boom"), syncguard.Internal, nil},
-		{"lock error passes", context.Background(), syncguard.NewError(syncguard.InvalidArgument, "x"), syncguard.InvalidArgument, nil},
+		{"canceled", context.Background(), context.Canceled, driver.Aborted, context.Canceled},
+		{"deadline", context.Background(), context.DeadlineExceeded, driver.NetworkTimeout, context.DeadlineExceeded},
+		{"ctx ended, client error", canceled, io.EOF, driver.Aborted, context.Canceled},
+		{"net timeout", context.Background(), timeoutErr, driver.NetworkTimeout, os.ErrDeadlineExceeded},
+		{"refused", context.Background(), &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, driver.ServiceUnavailable, syscall.ECONNREFUSED},
+		{"reset", context.Background(), fmt.Errorf("read: %w", syscall.ECONNRESET), driver.ServiceUnavailable, syscall.ECONNRESET},
+		{"eof", context.Background(), io.EOF, driver.ServiceUnavailable, io.EOF},
+		{"closing", context.Background(), rueidis.ErrClosing, driver.ServiceUnavailable, rueidis.ErrClosing},
+		{"no slot", context.Background(), rueidis.ErrNoSlot, driver.ServiceUnavailable, rueidis.ErrNoSlot},
+		{"dns", context.Background(), &net.DNSError{Err: "no such host", Name: "redis"}, driver.ServiceUnavailable, nil},
+		{"unknown", context.Background(), errors.New("boom"), driver.Internal, nil},
+		{"lock error passes", context.Background(), driver.NewError(driver.InvalidArgument, "x"), driver.InvalidArgument, nil},
 	}
 	for _, tt := range tests {
 		got := mapError(tt.ctx, tt.err, "", "id")
-		var le *syncguard.LockError
+		var le *driver.LockError
 		if !errors.As(got, &le) {
 			t.Fatalf("%s: %T is not a LockError", tt.name, got)
 		}
@@ -110,8 +110,8 @@ func TestWrongTypeAtDriverKey(t *testing.T) {
 	if err := c.Do(ctx, c.B().Hset().Key(kn.lock()).FieldValue().FieldValue("a", "b").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.Acquire(ctx, "typed", syncguard.DefaultTTL)
-	if syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	_, err := d.Acquire(ctx, "typed", driver.DefaultTTL)
+	if driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("Acquire over a hash: %v; want InvalidArgument", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // abandonGrace is how long a request whose caller's context ended may
@@ -163,8 +163,8 @@ func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
 
 // callTimeoutError is the error of a call that the call timeout ended.
 func (d *Driver) callTimeoutError() error {
-	return &syncguard.LockError{
-		Code:    syncguard.NetworkTimeout,
+	return &driver.LockError{
+		Code:    driver.NetworkTimeout,
 		Message: "redis: no reply within the call timeout (" + d.callTimeout.String() + ")",
 		Cause:   context.DeadlineExceeded,
 	}

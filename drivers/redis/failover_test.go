@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestClusterFailover: on a cluster of its own (a failover leaves promoted
@@ -58,7 +58,7 @@ func TestClusterFailover(t *testing.T) {
 
 	// Fences before the kill. The last key is acquired immediately before
 	// the kill and is fresh: the promoted replica may not have seen it.
-	maxBefore := map[string]syncguard.Fence{}
+	maxBefore := map[string]driver.Fence{}
 	for _, k := range keys[:len(keys)-1] {
 		for range 3 {
 			r, err := d.Acquire(ctx, k, 30*time.Second)
@@ -66,7 +66,7 @@ func TestClusterFailover(t *testing.T) {
 				t.Fatalf("Acquire(%s) = %+v, %v", k, r, err)
 			}
 			maxBefore[k] = r.Fence
-			if _, err := d.Release(ctx, r.LockID); err != nil {
+			if _, err := d.Release(ctx, "", r.LockID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -111,8 +111,8 @@ func TestClusterFailover(t *testing.T) {
 			}
 			continue
 		}
-		code := syncguard.CodeOf(err)
-		if code != syncguard.ServiceUnavailable && code != syncguard.NetworkTimeout {
+		code := driver.CodeOf(err)
+		if code != driver.ServiceUnavailable && code != driver.NetworkTimeout {
 			t.Errorf("Acquire during outage: %v (code %v); want ServiceUnavailable or NetworkTimeout", err, code)
 		}
 		outageCodes = append(outageCodes, code.String())
@@ -121,7 +121,7 @@ func TestClusterFailover(t *testing.T) {
 
 	// Acquire every key again until the promoted primary answers.
 	for _, k := range keys {
-		var got syncguard.Fence
+		var got driver.Fence
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
@@ -132,7 +132,7 @@ func TestClusterFailover(t *testing.T) {
 				break
 			}
 			if err != nil {
-				var le *syncguard.LockError
+				var le *driver.LockError
 				if !errors.As(err, &le) {
 					t.Fatalf("unmapped error: %T %v", err, err)
 				}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // proxied returns a driver whose connection to the single node runs through
@@ -37,9 +37,9 @@ func TestFaultLatencyBeyondDeadline(t *testing.T) {
 	const deadline = 200 * time.Millisecond
 	ops := map[string]func(ctx context.Context) error{
 		"Acquire": func(ctx context.Context) error { _, err := d.Acquire(ctx, "slow", time.Second); return err },
-		"Release": func(ctx context.Context) error { _, err := d.Release(ctx, syncguard.NewLockID()); return err },
+		"Release": func(ctx context.Context) error { _, err := d.Release(ctx, "", driver.NewLockID()); return err },
 		"Extend": func(ctx context.Context) error {
-			_, err := d.Extend(ctx, syncguard.NewLockID(), time.Second)
+			_, err := d.Extend(ctx, "", driver.NewLockID(), time.Second)
 			return err
 		},
 		"IsLocked": func(ctx context.Context) error {
@@ -48,7 +48,7 @@ func TestFaultLatencyBeyondDeadline(t *testing.T) {
 		},
 		"LookupByKey": func(ctx context.Context) error { _, err := d.LookupByKey(ctx, "slow"); return err },
 		"AllowN": func(ctx context.Context) error {
-			_, err := d.AllowN(ctx, "slow", syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 10}, 1)
+			_, err := d.AllowN(ctx, "slow", driver.RateLimit{Limit: 10, Period: time.Second, Burst: 10}, 1)
 			return err
 		},
 		"GetRecord": func(ctx context.Context) error { _, err := d.GetRecord(ctx, "slow"); return err },
@@ -59,7 +59,7 @@ func TestFaultLatencyBeyondDeadline(t *testing.T) {
 		err := op(ctx)
 		took := time.Since(start)
 		cancel()
-		if syncguard.CodeOf(err) != syncguard.NetworkTimeout {
+		if driver.CodeOf(err) != driver.NetworkTimeout {
 			t.Errorf("%s: err = %v; want NetworkTimeout", name, err)
 		}
 		if took > deadline+100*time.Millisecond {
@@ -87,8 +87,8 @@ func TestFaultCutMidAcquire(t *testing.T) {
 		if err == nil {
 			t.Fatalf("Acquire through a resetting proxy = %+v, nil; want an error", r)
 		}
-		code := syncguard.CodeOf(err)
-		if code != syncguard.ServiceUnavailable && code != syncguard.NetworkTimeout {
+		code := driver.CodeOf(err)
+		if code != driver.ServiceUnavailable && code != driver.NetworkTimeout {
 			t.Errorf("Acquire through a resetting proxy: %v (code %v); want ServiceUnavailable or NetworkTimeout", err, code)
 		}
 		if locked, _ := direct.IsLocked(ctx, key); locked {
@@ -96,7 +96,7 @@ func TestFaultCutMidAcquire(t *testing.T) {
 		}
 		fp.heal()
 		// Whatever the server did, the key is free by ttl + tolerance.
-		deadline := start.Add(ttl + syncguard.Tolerance + 200*time.Millisecond)
+		deadline := start.Add(ttl + driver.Tolerance + 200*time.Millisecond)
 		for {
 			locked, err := direct.IsLocked(ctx, key)
 			if err != nil {
@@ -115,7 +115,7 @@ func TestFaultCutMidAcquire(t *testing.T) {
 		if err != nil || !r.Acquired {
 			t.Fatalf("round %d: Acquire after recovery = %+v, %v", i, r, err)
 		}
-		if _, err := d.Release(ctx, r.LockID); err != nil {
+		if _, err := d.Release(ctx, "", r.LockID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -136,7 +136,7 @@ func TestFaultPartition(t *testing.T) {
 		start := time.Now()
 		_, err := d.Acquire(c, "partition", time.Second)
 		cancel()
-		if syncguard.CodeOf(err) != syncguard.NetworkTimeout {
+		if driver.CodeOf(err) != driver.NetworkTimeout {
 			t.Errorf("Acquire during partition: %v; want NetworkTimeout", err)
 		}
 		if took := time.Since(start); took > 250*time.Millisecond {
@@ -177,7 +177,7 @@ func TestServerDown(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err = d.Acquire(ctx, "k", time.Second)
-	if code := syncguard.CodeOf(err); code != syncguard.ServiceUnavailable {
+	if code := driver.CodeOf(err); code != driver.ServiceUnavailable {
 		t.Errorf("Acquire with the server down: %v (code %v); want ServiceUnavailable", err, code)
 	}
 	if took := time.Since(start); took > 2100*time.Millisecond {
@@ -235,7 +235,7 @@ func TestFaultHandshakeBoundedByDeadline(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := d.Acquire(ctx, "handshake", time.Second)
-	if code := syncguard.CodeOf(err); code != syncguard.NetworkTimeout {
+	if code := driver.CodeOf(err); code != driver.NetworkTimeout {
 		t.Errorf("Acquire = %v (code %v); want NetworkTimeout", err, code)
 	}
 	if took := time.Since(start); took > 300*time.Millisecond {

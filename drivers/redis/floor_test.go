@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/churn"
 )
 
@@ -44,9 +44,9 @@ func TestFenceAcrossRestartWithoutPersistence(t *testing.T) {
 	c := newClient(t, []string{"127.0.0.1:" + strconv.Itoa(port)}, func(o *rueidis.ClientOption) { o.DisableRetry = true })
 	d := newDriver(t, c)
 	ctx := context.Background()
-	cycle := func() syncguard.Fence {
+	cycle := func() driver.Fence {
 		t.Helper()
-		var r syncguard.AcquireResult
+		var r driver.AcquireResult
 		waitFor(t, 10*time.Second, "an acquisition", func() bool {
 			actx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
@@ -54,12 +54,12 @@ func TestFenceAcrossRestartWithoutPersistence(t *testing.T) {
 			r, err = d.Acquire(actx, "restart", time.Minute)
 			return err == nil && r.Acquired
 		})
-		if _, err := d.Release(ctx, r.LockID); err != nil {
+		if _, err := d.Release(ctx, "", r.LockID); err != nil {
 			t.Fatal(err)
 		}
 		return r.Fence
 	}
-	var before []syncguard.Fence
+	var before []driver.Fence
 	for range 5 {
 		before = append(before, cycle())
 	}
@@ -69,7 +69,7 @@ func TestFenceAcrossRestartWithoutPersistence(t *testing.T) {
 	if out, _ := redisCLI(port, "dbsize"); strings.TrimSpace(out) != "0" {
 		t.Fatalf("restarted server holds %s keys; want an empty one", out)
 	}
-	after := []syncguard.Fence{cycle(), cycle()}
+	after := []driver.Fence{cycle(), cycle()}
 	t.Logf("fences before the restart %v, after %v", before, after)
 	last := before[len(before)-1]
 	for i, f := range after {
@@ -124,7 +124,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 		if err != nil || !r.Acquired {
 			t.Fatalf("Acquire = %+v, %v", r, err)
 		}
-		if _, err := d.Release(ctx, r.LockID); err != nil {
+		if _, err := d.Release(ctx, "", r.LockID); err != nil {
 			t.Fatal(err)
 		}
 		kn, _ := d.names(k)
@@ -134,7 +134,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 	if kept, err := c.Do(ctx, c.B().Exists().Key(fresh...).Build()).AsInt64(); err != nil || kept != 100 {
 		t.Errorf("fresh counters kept within the margin = %d, %v; want 100", kept, err)
 	}
-	time.Sleep(time.Until(freshDone.Add(time.Duration(syncguard.FenceMarginMs)*time.Millisecond + 500*time.Millisecond)))
+	time.Sleep(time.Until(freshDone.Add(time.Duration(driver.FenceMarginMs)*time.Millisecond + 500*time.Millisecond)))
 	waitFor(t, 5*time.Second, "expired fence counters", func() bool { k, _ := info(); return k == baseKeys })
 	afterKeys, afterMem := info()
 	t.Logf("%d keys locked and released in %v: keys %d → %d → %d, used_memory %s → %s → %s",

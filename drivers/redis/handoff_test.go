@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // waitSignal fails unless ch signals within d.
@@ -31,7 +31,7 @@ func noSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
 }
 
 // mustAcquire takes key for a minute, or fails the test.
-func mustAcquire(t *testing.T, d *Driver, key string) syncguard.AcquireResult {
+func mustAcquire(t *testing.T, d *Driver, key string) driver.AcquireResult {
 	t.Helper()
 	r, err := d.Acquire(context.Background(), key, time.Minute)
 	if err != nil || !r.Acquired {
@@ -42,7 +42,7 @@ func mustAcquire(t *testing.T, d *Driver, key string) syncguard.AcquireResult {
 
 // queue makes a waiter join key's queue: subscribe, consume the initial
 // signal, make the contended attempt.
-func queue(t *testing.T, d *Driver, key string) *syncguard.Handoff {
+func queue(t *testing.T, d *Driver, key string) *driver.Handoff {
 	t.Helper()
 	ctx := context.Background()
 	h, err := d.WatchHandoff(ctx, key)
@@ -74,11 +74,11 @@ func TestHandoffFIFO(t *testing.T) {
 			d := newDriver(t, c)
 			ctx := context.Background()
 			holder := mustAcquire(t, d, "fifo")
-			hs := []*syncguard.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
+			hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
 			prev := holder.LockID
 			fence := holder.Fence
 			for i, h := range hs {
-				if rr, err := d.Release(ctx, prev); err != nil || !rr.OK {
+				if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
 					t.Fatalf("Release = %+v, %v", rr, err)
 				}
 				waitSignal(t, h.C, 2*time.Second, "head of the queue")
@@ -98,14 +98,14 @@ func TestHandoffFIFO(t *testing.T) {
 				if r.Fence <= fence {
 					t.Fatalf("waiter %d: fence %v not above %v", i, r.Fence, fence)
 				}
-				if info, err := d.LookupRawByID(ctx, r.LockID); err != nil || info == nil || info.Fence != r.Fence {
+				if info, err := d.LookupByID(ctx, r.LockID); err != nil || info == nil || info.Fence != r.Fence {
 					t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
 				}
 				prev, fence = r.LockID, r.Fence
 			}
 			// Queue empty: the release wakes nobody in particular and the
 			// key is free.
-			if rr, err := d.Release(ctx, prev); err != nil || !rr.OK {
+			if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
 				t.Fatalf("Release = %+v, %v", rr, err)
 			}
 			if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired {
@@ -128,7 +128,7 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	if r, err := d.acquire(ctx, "claim", time.Minute, id); err != nil || r.Acquired {
 		t.Fatalf("queued attempt = %+v, %v", r, err)
 	}
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
+	if _, err := d.Release(ctx, "", holder.LockID); err != nil {
 		t.Fatal(err)
 	}
 	grant, err := d.LookupByKey(ctx, "claim")
@@ -139,7 +139,7 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	if err != nil || !r.Acquired || r.LockID != id || r.Fence != grant.Fence {
 		t.Fatalf("claim = %+v, %v; want the grant to %s with fence %v", r, err, id, grant.Fence)
 	}
-	if rr, err := d.Release(ctx, id); err != nil || !rr.OK {
+	if rr, err := d.Release(ctx, "", id); err != nil || !rr.OK {
 		t.Fatalf("Release(grant) = %+v, %v", rr, err)
 	}
 }
@@ -167,10 +167,10 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	if r, err := d.acquire(ctx, "dead", time.Minute, live); err != nil || r.Acquired {
 		t.Fatalf("renewing attempt = %+v, %v", r, err)
 	}
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
+	if _, err := d.Release(ctx, "", holder.LockID); err != nil {
 		t.Fatal(err)
 	}
-	info, err := d.LookupRawByKey(ctx, "dead")
+	info, err := d.LookupByKey(ctx, "dead")
 	if err != nil || info == nil || info.LockID != live {
 		t.Fatalf("holder after the release = %+v, %v; want the live waiter %s (the dead one is %s)", info, err, live, dead)
 	}
@@ -226,7 +226,7 @@ func TestLateAttemptAfterLeave(t *testing.T) {
 		t.Fatalf("queue length after the late attempt = %d; want 0", n)
 	}
 	// The late attempt on a free key: not acquired.
-	if _, err := d.Release(ctx, holder.LockID); err != nil {
+	if _, err := d.Release(ctx, "", holder.LockID); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := d.acquire(ctx, "late", time.Minute, id); err != nil || r.Acquired {
@@ -235,13 +235,13 @@ func TestLateAttemptAfterLeave(t *testing.T) {
 	if locked, err := d.IsLocked(ctx, "late"); err != nil || locked {
 		t.Fatalf("IsLocked = %v, %v; want a free key", locked, err)
 	}
-	if rr, err := d.Release(ctx, id); err != nil || rr.OK || rr.Detail != syncguard.DetailNotFound {
+	if rr, err := d.Release(ctx, "", id); err != nil || rr.OK || rr.Detail != driver.DetailNotFound {
 		t.Fatalf("Release(retired ID) = %+v, %v; want not-found", rr, err)
 	}
-	if er, err := d.Extend(ctx, id, time.Minute); err != nil || er.OK {
+	if er, err := d.Extend(ctx, "", id, time.Minute); err != nil || er.OK {
 		t.Fatalf("Extend(retired ID) = %+v, %v; want not extended", er, err)
 	}
-	if info, err := d.LookupRawByID(ctx, id); err != nil || info != nil {
+	if info, err := d.LookupByID(ctx, id); err != nil || info != nil {
 		t.Fatalf("LookupRawByID(retired ID) = %+v, %v; want nil", info, err)
 	}
 	// The retirement outlives those calls.
@@ -306,7 +306,7 @@ func TestUnheardWaiterRenew(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenUnheardDriver: %v", err)
 	}
-	hw, _ := syncguard.AsHandoffWatcher(d)
+	hw, _ := any(d).(driver.HandoffWatcher)
 	w, err := hw.WatchHandoff(ctx, "k")
 	if err != nil {
 		t.Fatalf("WatchHandoff with SSUBSCRIBE refused = %v; want a waiter", err)

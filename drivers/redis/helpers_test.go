@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/delayproxy"
 	"go.uber.org/goleak"
 )
@@ -183,8 +183,8 @@ func newHarness(t *testing.T, c rueidis.Client, tag string) *harness {
 	return h
 }
 
-func (h *harness) Driver() syncguard.Driver[Capabilities]            { return h.d }
-func (h *harness) DriverWithCleanup() syncguard.Driver[Capabilities] { return h.dc }
+func (h *harness) Driver() driver.Driver[Capabilities]            { return h.d }
+func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.dc }
 
 func (h *harness) Close() {
 	h.d.Close()
@@ -199,15 +199,15 @@ func (h *harness) Close() {
 
 // LockIDFor mints an ID that carries key's slot, as Acquire does.
 func (h *harness) LockIDFor(key string) string {
-	k, _ := syncguard.NormalizeKey(key)
+	k, _ := driver.NormalizeKey(key)
 	kn, _ := h.d.names(k)
 	return newLockID(keySlot(kn.body))
 }
 
 // WriteRawLock writes a lock record and its index directly, with a PX far
 // past the logical expiry so that the check sees it.
-func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence syncguard.Fence, off time.Duration) error {
-	k, err := syncguard.NormalizeKey(key)
+func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ return exp`
 // SetFence writes key's counter, so the next acquisition gets value+1 (or
 // the time floor, if that is higher).
 func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return err
 	}
@@ -245,7 +245,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 }
 
 func (h *harness) exists(ctx context.Context, key string, name func(keyNames) string) (bool, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
 	}
@@ -279,7 +279,7 @@ func (h *harness) clientOpt() rueidis.ClientOption {
 
 // OpenDriver returns a driver over the same prefix with a client of its
 // own, as another process would have.
-func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], error) {
 	c, err := rueidis.NewClient(h.clientOpt())
 	if err != nil {
 		return nil, err
@@ -299,7 +299,7 @@ func (h *harness) OpenDriver(ctx context.Context) (syncguard.Driver[Capabilities
 // its own, logged in as a user that may run every command but SSUBSCRIBE
 // (created on every node, deleted in Close), as a process behind a proxy
 // without pub/sub would have.
-func (h *harness) OpenUnheardDriver(ctx context.Context) (syncguard.Driver[Capabilities], error) {
+func (h *harness) OpenUnheardDriver(ctx context.Context) (driver.Driver[Capabilities], error) {
 	user := "syncguard-nosub-" + testPrefix("u")
 	nodes := h.c.Nodes()
 	for _, n := range nodes {
@@ -337,7 +337,7 @@ func (h *harness) OpenUnheardDriver(ctx context.Context) (syncguard.Driver[Capab
 // pipelines every request, so that a cancelled one is abandoned at once.
 // It returns nil, and the latency cases skip, only if the client cannot be
 // set up.
-func (h *harness) DriverWithLatency(d time.Duration) syncguard.Driver[Capabilities] {
+func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities] {
 	pool := delayproxy.NewPool(d)
 	opt := h.clientOpt()
 	opt.AlwaysPipelining = true

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Key layout
@@ -111,7 +111,7 @@ func (k keyNames) queue() string { return k.sp + "q:" + k.body }
 // derives its storage names and then checks ctx (so that bad input is
 // reported as such even with an ended context).
 func (d *Driver) keyFor(ctx context.Context, key string) (string, keyNames, error) {
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return "", keyNames{}, err
 	}
@@ -119,7 +119,7 @@ func (d *Driver) keyFor(ctx context.Context, key string) (string, keyNames, erro
 	if err != nil {
 		return "", keyNames{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return "", keyNames{}, err
 	}
 	return k, kn, nil
@@ -127,7 +127,7 @@ func (d *Driver) keyFor(ctx context.Context, key string) (string, keyNames, erro
 
 // names derives the storage names of the normalised key k.
 func (d *Driver) names(k string) (keyNames, error) {
-	body, err := syncguard.StorageKey("", k, d.bodyLimit, 0)
+	body, err := driver.StorageKey("", k, d.bodyLimit, 0)
 	if err != nil {
 		return keyNames{}, err
 	}
@@ -177,7 +177,7 @@ type acquireNames struct {
 func (d *Driver) acquireNames(body, lockID string) acquireNames {
 	slot := keySlot(body)
 	tag := slotTags()[slot]
-	var id [syncguard.LockIDLen]byte
+	var id [driver.LockIDLen]byte
 	if lockID == "" {
 		mintLockID(&id, slot)
 	} else {
@@ -212,15 +212,15 @@ func (d *Driver) acquireNames(body, lockID string) acquireNames {
 
 // newLockID mints a lock ID carrying slot in its first 14 bits; the other
 // 114 bits come from crypto/rand. The format is the usual 22 base64url
-// characters, so [syncguard.ValidLockID] holds.
+// characters, so [driver.ValidLockID] holds.
 func newLockID(slot uint16) string {
-	var id [syncguard.LockIDLen]byte
+	var id [driver.LockIDLen]byte
 	mintLockID(&id, slot)
 	return string(id[:])
 }
 
 // mintLockID writes a new lock ID carrying slot into id.
-func mintLockID(id *[syncguard.LockIDLen]byte, slot uint16) {
+func mintLockID(id *[driver.LockIDLen]byte, slot uint16) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (Go ≥ 1.24)
 	b[0] = byte(slot >> 6)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestCRC16 checks the slot function against values Redis documents
@@ -78,7 +78,7 @@ func TestLockIDSlot(t *testing.T) {
 	for _, s := range []uint16{0, 1, 63, 64, 1000, 8191, 12182, numSlots - 1} {
 		for range 50 {
 			id := newLockID(s)
-			if !syncguard.ValidLockID(id) {
+			if !driver.ValidLockID(id) {
 				t.Fatalf("newLockID(%d) = %q: invalid", s, id)
 			}
 			if got := lockIDSlot(id); got != s {
@@ -102,9 +102,9 @@ func TestLockIDSlot(t *testing.T) {
 func FuzzLockIDSlot(f *testing.F) {
 	f.Add("AAAAAAAAAAAAAAAAAAAAAA")
 	f.Add("____________________--")
-	f.Add(syncguard.NewLockID())
+	f.Add(driver.NewLockID())
 	f.Fuzz(func(t *testing.T, id string) {
-		if !syncguard.ValidLockID(id) {
+		if !driver.ValidLockID(id) {
 			return
 		}
 		s := lockIDSlot(id)
@@ -124,14 +124,14 @@ func TestNamespaceIsolation(t *testing.T) {
 	c := singleClient(t)
 	d := newDriver(t, c)
 	ctx := context.Background()
-	r, err := d.Acquire(ctx, "resource", syncguard.DefaultTTL)
+	r, err := d.Acquire(ctx, "resource", driver.DefaultTTL)
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire = %+v, %v", r, err)
 	}
 	// Run the real key's counter far ahead of the time floor: a look-alike
 	// key that aliased it would get a fence above that.
 	real, _ := d.names("resource")
-	ahead := syncguard.FenceFloor(time.Now().Add(time.Hour).UnixMicro())
+	ahead := driver.FenceFloor(time.Now().Add(time.Hour).UnixMicro())
 	if err := c.Do(ctx, c.B().Hset().Key(real.fence()).FieldValue().FieldValue("n", ahead.String()).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestNamespaceIsolation(t *testing.T) {
 		if ok, err := d.IsLocked(ctx, key); err != nil || ok {
 			t.Errorf("IsLocked(%q) = %v, %v; want false (no aliasing)", key, ok, err)
 		}
-		a, err := d.Acquire(ctx, key, syncguard.DefaultTTL)
+		a, err := d.Acquire(ctx, key, driver.DefaultTTL)
 		if err != nil || !a.Acquired || a.Fence >= ahead {
 			t.Errorf("Acquire(%q) = %+v, %v; want a fresh lock with a fence at the time floor, below %v", key, a, err, ahead)
 		}
@@ -185,8 +185,8 @@ func TestNewValidation(t *testing.T) {
 				t.Fatalf("New: err = %v; want ok=%v", err, tt.ok)
 			}
 			if err != nil {
-				if syncguard.CodeOf(err) != syncguard.InvalidArgument {
-					t.Errorf("code = %v; want InvalidArgument", syncguard.CodeOf(err))
+				if driver.CodeOf(err) != driver.InvalidArgument {
+					t.Errorf("code = %v; want InvalidArgument", driver.CodeOf(err))
 				}
 				return
 			}
@@ -196,7 +196,7 @@ func TestNewValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(nil); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	if _, err := New(nil); driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("New(nil) err = %v; want InvalidArgument", err)
 	}
 }
@@ -208,7 +208,7 @@ func TestLongKeysAndPrefix(t *testing.T) {
 	d := newDriver(t, c, WithKeyPrefix(testPrefix(strings.Repeat("p", 300))))
 	ctx := context.Background()
 	key := strings.Repeat("é", 256) // 512 bytes
-	r, err := d.Acquire(ctx, key, syncguard.DefaultTTL)
+	r, err := d.Acquire(ctx, key, driver.DefaultTTL)
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire(512-byte key) = %+v, %v", r, err)
 	}
@@ -216,25 +216,22 @@ func TestLongKeysAndPrefix(t *testing.T) {
 	if n := len(kn.fence()); n > storageLimit {
 		t.Errorf("fence key is %d bytes; budget %d", n, storageLimit)
 	}
-	info, err := syncguard.GetByKeyRaw(ctx, d, key)
+	info, err := d.LookupByKey(ctx, key)
 	if err != nil || info == nil || info.Key != key {
-		t.Fatalf("GetByKeyRaw = %+v, %v", info, err)
+		t.Fatalf("LookupByKey = %+v, %v", info, err)
 	}
 }
 
 func TestParseRecord(t *testing.T) {
-	id := syncguard.NewLockID()
+	id := driver.NewLockID()
 	good := id + "1700000000000|1699999990000|42|user:1|with|bars"
 	r, ok := parseRecord(good)
 	if !ok {
 		t.Fatal("parseRecord(good) failed")
 	}
-	want := &syncguard.RawLockInfo{
-		LockInfo: syncguard.LockInfo{
-			KeyHash: syncguard.HashKey("user:1|with|bars"), LockIDHash: syncguard.HashKey(id),
-			Fence: 42, ExpiresAtMs: 1700000000000, AcquiredAtMs: 1699999990000,
-		},
+	want := &driver.LockInfo{
 		Key: "user:1|with|bars", LockID: id,
+		Fence: 42, ExpiresAtMs: 1700000000000, AcquiredAtMs: 1699999990000,
 	}
 	if diff := cmp.Diff(want, r); diff != "" {
 		t.Errorf("parseRecord (-want +got):\n%s", diff)
@@ -247,12 +244,12 @@ func TestParseRecord(t *testing.T) {
 }
 
 func FuzzParseRecord(f *testing.F) {
-	f.Add(syncguard.NewLockID() + "1700000000000|1699999990000|42|user:1")
+	f.Add(driver.NewLockID() + "1700000000000|1699999990000|42|user:1")
 	f.Add("")
 	f.Add("AAAAAAAAAAAAAAAAAAAAAA|||")
 	f.Fuzz(func(t *testing.T, v string) {
 		r, ok := parseRecord(v)
-		if ok && (r.Fence < 1 || len(r.LockID) != syncguard.LockIDLen) {
+		if ok && (r.Fence < 1 || len(r.LockID) != driver.LockIDLen) {
 			t.Fatalf("accepted %q as %+v", v, r)
 		}
 	})
@@ -268,7 +265,7 @@ func FuzzValidatePrefix(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p string) {
 		got, err := validatePrefix(p)
 		if err != nil {
-			if syncguard.CodeOf(err) != syncguard.InvalidArgument {
+			if driver.CodeOf(err) != driver.InvalidArgument {
 				t.Fatalf("validatePrefix(%q): %v; want InvalidArgument", p, err)
 			}
 			return
@@ -277,7 +274,7 @@ func FuzzValidatePrefix(f *testing.F) {
 			t.Fatalf("validatePrefix(%q) accepted %q", p, got)
 		}
 		d := &Driver{prefix: got, bodyLimit: storageLimit - len(got) - 1 - layoutOverhead}
-		kn, err := d.names(strings.Repeat("k", syncguard.MaxKeyBytes))
+		kn, err := d.names(strings.Repeat("k", driver.MaxKeyBytes))
 		if err != nil {
 			t.Fatalf("names under prefix %q: %v", got, err)
 		}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // unknownOutcomeRelease bounds the best-effort release of a lock whose
@@ -19,35 +19,35 @@ const unknownOutcomeRelease = 5 * time.Second
 // lock gets a fresh lock ID (carrying the key's slot), the key's next fence
 // and ExpiresAtMs = server now + ttl. Contention is the result
 // {Acquired: false, Reason: "locked"} and writes nothing. If the next fence
-// would exceed [syncguard.FenceMax], Acquire fails with Internal and writes
+// would exceed [driver.FenceMax], Acquire fails with Internal and writes
 // nothing.
 //
 // When the call fails after the request may have reached the server
 // (cancellation, timeout, a cut connection), Acquire releases the lock ID
 // it minted in the background, on a detached context bounded by 5 s, so an acquisition whose
 // result the caller never saw does not block the key until its TTL.
-func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	return d.acquire(ctx, key, ttl, "")
 }
 
 // acquire is Acquire as the queued waiter waiterID (see watch.go): the
 // lock ID is the waiter's ID, and a contended attempt joins the key's
 // queue. An empty waiterID mints a fresh lock ID.
-func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, waiterID string) (syncguard.AcquireResult, error) {
-	k, err := syncguard.NormalizeKey(key)
+func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, waiterID string) (driver.AcquireResult, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	body, err := syncguard.StorageKey("", k, d.bodyLimit, 0)
+	body, err := driver.StorageKey("", k, d.bodyLimit, 0)
 	if err != nil {
-		return syncguard.AcquireResult{}, err
+		return driver.AcquireResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.AcquireResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
 	an := d.acquireNames(body, waiterID)
 	lockID, queued := an.lockID, "1"
@@ -63,39 +63,39 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 			d.bg.Add(1)
 			go d.releaseUnknown(lockID)
 		}
-		return syncguard.AcquireResult{}, mapError(ctx, err, k, "")
+		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
 	code, err := intAt(vals, 0)
 	if err != nil {
-		return syncguard.AcquireResult{}, mapError(ctx, err, k, "")
+		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
 	switch code {
 	case 0:
-		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
+		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
 	case -1:
 		next, _ := intAt(vals, 1)
-		_, _, ferr := syncguard.CheckNewFence(next)
+		_, _, ferr := driver.CheckNewFence(next)
 		if ferr == nil {
-			ferr = syncguard.NewError(syncguard.Internal, "Fence counter overflow")
+			ferr = driver.NewError(driver.Internal, "Fence counter overflow")
 		}
-		if le, ok := ferr.(*syncguard.LockError); ok {
+		if le, ok := ferr.(*driver.LockError); ok {
 			le.Key = k
 		}
-		return syncguard.AcquireResult{}, ferr
+		return driver.AcquireResult{}, ferr
 	}
 	n, err1 := intAt(vals, 1)
 	exp, err2 := intAt(vals, 2)
 	if err1 != nil || err2 != nil {
-		return syncguard.AcquireResult{}, badReply("acquire")
+		return driver.AcquireResult{}, badReply("acquire")
 	}
-	fence, warn, ferr := syncguard.CheckNewFence(n)
+	fence, warn, ferr := driver.CheckNewFence(n)
 	if ferr != nil { // the script checked FenceMax; this is a format error
-		return syncguard.AcquireResult{}, ferr
+		return driver.AcquireResult{}, ferr
 	}
 	if warn {
 		d.warnFence(ctx, k, fence)
 	}
-	return syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
+	return driver.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
 }
 
 // releaseUnknown releases lockID on a detached, short-lived context, in
@@ -114,64 +114,64 @@ func (d *Driver) releaseUnknown(lockID string) {
 // concurrent or repeated releases of one lock exactly one reports OK.
 // Detail is "not-found" for an unknown ID (or one whose lock was taken
 // over) and "expired" for a lock past its tolerance window.
-func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ReleaseResult{}, err
+func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ReleaseResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ReleaseResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ReleaseResult{}, err
 	}
 	idx, sp := d.idKey(lockID)
 	c := getCall()
 	c.set([]string{idx}, lockID, sp, tolStr, fenceMarginStr, fenceMaxStr)
 	code, err := d.run(ctx, d.s.release, c).AsInt64()
 	if err != nil {
-		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
+		return driver.ReleaseResult{}, mapError(ctx, err, "", lockID)
 	}
 	switch code {
 	case 1:
-		return syncguard.ReleaseResult{OK: true}, nil
+		return driver.ReleaseResult{OK: true}, nil
 	case -2:
-		return syncguard.ReleaseResult{Detail: syncguard.DetailExpired}, nil
+		return driver.ReleaseResult{Detail: driver.DetailExpired}, nil
 	default:
-		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
 	}
 }
 
 // Extend sets the expiry of the live lock lockID to server now + ttl
 // (a reset, not an addition; it may shorten the lock). It never recreates
 // an absent or expired lock. Detail tells "expired" from "not-found".
-func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ExtendResult{}, err
+func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
+	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ExtendResult{}, err
 	}
-	ttlMs, err := syncguard.TTLMillis(ttl)
+	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
-		return syncguard.ExtendResult{}, err
+		return driver.ExtendResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.ExtendResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.ExtendResult{}, err
 	}
 	idx, _ := d.idKey(lockID)
 	vals, err := d.exec(ctx, d.s.extend, []string{idx}, []string{lockID, formatInt(ttlMs), tolStr}).ToArray()
 	if err != nil {
-		return syncguard.ExtendResult{}, mapError(ctx, err, "", lockID)
+		return driver.ExtendResult{}, mapError(ctx, err, "", lockID)
 	}
 	code, err := intAt(vals, 0)
 	if err != nil {
-		return syncguard.ExtendResult{}, badReply("extend")
+		return driver.ExtendResult{}, badReply("extend")
 	}
 	switch code {
 	case 1:
 		exp, err := intAt(vals, 1)
 		if err != nil {
-			return syncguard.ExtendResult{}, badReply("extend")
+			return driver.ExtendResult{}, badReply("extend")
 		}
-		return syncguard.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
+		return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
 	case -2:
-		return syncguard.ExtendResult{Detail: syncguard.DetailExpired}, nil
+		return driver.ExtendResult{Detail: driver.DetailExpired}, nil
 	default:
-		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
 	}
 }
 
@@ -193,29 +193,8 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	return n == 1, nil
 }
 
-// LookupByKey returns sanitized information about the live lock on key, or
-// nil if there is none.
-func (d *Driver) LookupByKey(ctx context.Context, key string) (*syncguard.LockInfo, error) {
-	r, err := d.LookupRawByKey(ctx, key)
-	if r == nil || err != nil {
-		return nil, err
-	}
-	return &r.LockInfo, nil
-}
-
-// LookupByID returns sanitized information about the live lock lockID, or
-// nil if there is none.
-func (d *Driver) LookupByID(ctx context.Context, lockID string) (*syncguard.LockInfo, error) {
-	r, err := d.LookupRawByID(ctx, lockID)
-	if r == nil || err != nil {
-		return nil, err
-	}
-	return &r.LockInfo, nil
-}
-
-// LookupRawByKey is LookupByKey with the raw normalised key and lock ID.
-// Prefer [syncguard.GetByKeyRaw], which documents the exposure.
-func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.RawLockInfo, error) {
+// LookupByKey returns the live lock of key, or nil.
+func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
 	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
 		return nil, err
@@ -224,13 +203,12 @@ func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.Raw
 	return d.lookupResult(ctx, v, err, k, "")
 }
 
-// LookupRawByID is LookupByID with the raw normalised key and lock ID.
-// Prefer [syncguard.GetByIDRaw], which documents the exposure.
-func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.RawLockInfo, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
+// LookupByID returns the live lock lockID, or nil.
+func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
+	if err := driver.ValidateLockID(lockID); err != nil {
 		return nil, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	idx, _ := d.idKey(lockID)
@@ -238,7 +216,7 @@ func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.R
 	return d.lookupResult(ctx, v, err, "", lockID)
 }
 
-func (d *Driver) lookupResult(ctx context.Context, v string, err error, key, lockID string) (*syncguard.RawLockInfo, error) {
+func (d *Driver) lookupResult(ctx context.Context, v string, err error, key, lockID string) (*driver.LockInfo, error) {
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
@@ -253,11 +231,11 @@ func (d *Driver) lookupResult(ctx context.Context, v string, err error, key, loc
 }
 
 // parseRecord decodes a lock record.
-func parseRecord(v string) (*syncguard.RawLockInfo, bool) {
-	if len(v) < syncguard.LockIDLen+7 {
+func parseRecord(v string) (*driver.LockInfo, bool) {
+	if len(v) < driver.LockIDLen+7 {
 		return nil, false
 	}
-	id, rest := v[:syncguard.LockIDLen], v[syncguard.LockIDLen:]
+	id, rest := v[:driver.LockIDLen], v[driver.LockIDLen:]
 	var f [3]int64
 	for i := range f {
 		j := strings.IndexByte(rest, '|')
@@ -273,39 +251,35 @@ func parseRecord(v string) (*syncguard.RawLockInfo, bool) {
 	if f[2] < 1 || f[2] > 999_999_999_999_999 {
 		return nil, false
 	}
-	return &syncguard.RawLockInfo{
-		LockInfo: syncguard.LockInfo{
-			KeyHash:      syncguard.HashKey(rest),
-			LockIDHash:   syncguard.HashKey(id),
-			Fence:        syncguard.Fence(f[2]),
-			ExpiresAtMs:  f[0],
-			AcquiredAtMs: f[1],
-		},
-		Key:    rest,
-		LockID: id,
+	return &driver.LockInfo{
+		Key:          rest,
+		LockID:       id,
+		Fence:        driver.Fence(f[2]),
+		ExpiresAtMs:  f[0],
+		AcquiredAtMs: f[1],
 	}, true
 }
 
 // warnFence logs that key's fence counter passed FenceWarn, with the key's
 // hash only.
-func (d *Driver) warnFence(ctx context.Context, key string, f syncguard.Fence) {
+func (d *Driver) warnFence(ctx context.Context, key string, f driver.Fence) {
 	l := d.logger
 	if l == nil {
 		l = slog.Default()
 	}
 	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
 		slog.String("backend", "redis"),
-		slog.String("keyHash", syncguard.HashKey(key)),
+		slog.String("keyHash", driver.HashKey(key)),
 		slog.String("fence", f.String()),
-		slog.String("fenceMax", syncguard.FenceMax.String()),
+		slog.String("fenceMax", driver.FenceMax.String()),
 	)
 }
 
 // Script arguments that never change.
 var (
-	fenceMaxStr = formatInt(int64(syncguard.FenceMax))
-	tolStr      = formatInt(syncguard.ToleranceMs)
-	guardStr    = formatInt(syncguard.CleanupGuardMs)
+	fenceMaxStr = formatInt(int64(driver.FenceMax))
+	tolStr      = formatInt(driver.ToleranceMs)
+	guardStr    = formatInt(driver.CleanupGuardMs)
 )
 
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
@@ -335,5 +309,5 @@ func intAt(vals []rueidis.RedisMessage, i int) (int64, error) {
 }
 
 func badReply(op string) error {
-	return syncguard.NewError(syncguard.Internal, "redis: unexpected reply from the "+op+" script")
+	return driver.NewError(driver.Internal, "redis: unexpected reply from the "+op+" script")
 }

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // AllowN accounts n units against key under lim with the generic cell rate
@@ -15,39 +15,39 @@ import (
 // interval × Burst. A granted request with n > 0 stores the new theoretical
 // arrival time (with a PX that drops it once the key is back at full
 // burst); a refused one, and n = 0, writes nothing.
-func (d *Driver) AllowN(ctx context.Context, key string, lim syncguard.RateLimit, n int) (syncguard.RateResult, error) {
-	k, err := syncguard.NormalizeKey(key)
+func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
-		return syncguard.RateResult{}, err
+		return driver.RateResult{}, err
 	}
-	if err := syncguard.ValidateRateLimit(lim, n); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.ValidateRateLimit(lim, n); err != nil {
+		return driver.RateResult{}, err
 	}
 	ei := int64(lim.Period) / int64(lim.Limit)
 	kn, err := d.names(k)
 	if err != nil {
-		return syncguard.RateResult{}, err
+		return driver.RateResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.RateResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.RateResult{}, err
 	}
 	eiUs := strconv.FormatFloat(float64(ei)/1e3, 'f', 3, 64)
 	vals, err := d.exec(ctx, d.s.rate, []string{kn.rate()},
 		[]string{eiUs, strconv.Itoa(n), strconv.Itoa(lim.Burst)}).ToArray()
 	if err != nil {
-		return syncguard.RateResult{}, mapError(ctx, err, k, "")
+		return driver.RateResult{}, mapError(ctx, err, k, "")
 	}
 	if len(vals) != 4 {
-		return syncguard.RateResult{}, badReply("rate")
+		return driver.RateResult{}, badReply("rate")
 	}
 	allowed, err1 := vals[0].AsInt64()
 	remaining, err2 := vals[1].AsInt64()
 	retry, err3 := microsAt(vals[2].ToString())
 	reset, err4 := microsAt(vals[3].ToString())
 	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-		return syncguard.RateResult{}, badReply("rate")
+		return driver.RateResult{}, badReply("rate")
 	}
-	return syncguard.RateResult{
+	return driver.RateResult{
 		Allowed:    int(allowed),
 		Remaining:  int(remaining),
 		RetryAfter: retry,

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // errZeroFence is returned for a record operation with fence 0 ("no fence").
 func errZeroFence() error {
-	return syncguard.NewError(syncguard.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
 }
 
 // PutRecord stores value under name with fence if no record exists or the
@@ -21,44 +21,44 @@ func errZeroFence() error {
 // be positive; ttl is 0 (no expiry) or a positive whole number of
 // milliseconds, measured by the server (PX). Records live under their own
 // "rec:" segment, apart from lock data.
-func (d *Driver) PutRecord(ctx context.Context, name string, fence syncguard.Fence, value []byte, ttl time.Duration) (syncguard.PutResult, error) {
-	n, err := syncguard.NormalizeKey(name)
+func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence, value []byte, ttl time.Duration) (driver.PutResult, error) {
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
 	if fence == 0 {
-		return syncguard.PutResult{}, errZeroFence()
+		return driver.PutResult{}, errZeroFence()
 	}
-	if _, err := syncguard.FormatFence(int64(fence)); err != nil {
-		return syncguard.PutResult{}, err
+	if _, err := driver.FormatFence(int64(fence)); err != nil {
+		return driver.PutResult{}, err
 	}
-	ttlMs, err := syncguard.RecordTTLMillis(ttl)
+	ttlMs, err := driver.RecordTTLMillis(ttl)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
 	kn, err := d.names(n)
 	if err != nil {
-		return syncguard.PutResult{}, err
+		return driver.PutResult{}, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
-		return syncguard.PutResult{}, err
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.PutResult{}, err
 	}
 	vals, err := d.exec(ctx, d.s.putRecord, []string{kn.rec()},
 		[]string{formatInt(int64(fence)), string(value), formatInt(ttlMs)}).ToArray()
 	if err != nil {
-		return syncguard.PutResult{}, mapError(ctx, err, n, "")
+		return driver.PutResult{}, mapError(ctx, err, n, "")
 	}
 	ok, err1 := intAt(vals, 0)
 	f, err2 := intAt(vals, 1)
 	if err1 != nil || err2 != nil {
-		return syncguard.PutResult{}, badReply("put-record")
+		return driver.PutResult{}, badReply("put-record")
 	}
-	return syncguard.PutResult{Stored: ok == 1, Fence: syncguard.Fence(f)}, nil
+	return driver.PutResult{Stored: ok == 1, Fence: driver.Fence(f)}, nil
 }
 
 // GetRecord returns the record stored under name, or nil. It is one GET;
 // Redis drops the record at its expiry.
-func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record, error) {
+func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
 	n, kn, err := d.keyFor(ctx, name)
 	if err != nil {
 		return nil, err
@@ -77,27 +77,27 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*syncguard.Record,
 	if !ok1 || !ok2 || err1 != nil || err2 != nil {
 		return nil, badReply("get-record")
 	}
-	return &syncguard.Record{Value: []byte(val), Fence: syncguard.Fence(fence), ExpiresAtMs: exp}, nil
+	return &driver.Record{Value: []byte(val), Fence: driver.Fence(fence), ExpiresAtMs: exp}, nil
 }
 
 // DeleteRecord deletes the record stored under name if its fence is ≤
 // fence, reporting whether it deleted one. fence must be positive.
-func (d *Driver) DeleteRecord(ctx context.Context, name string, fence syncguard.Fence) (bool, error) {
-	n, err := syncguard.NormalizeKey(name)
+func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fence) (bool, error) {
+	n, err := driver.NormalizeKey(name)
 	if err != nil {
 		return false, err
 	}
 	if fence == 0 {
 		return false, errZeroFence()
 	}
-	if _, err := syncguard.FormatFence(int64(fence)); err != nil {
+	if _, err := driver.FormatFence(int64(fence)); err != nil {
 		return false, err
 	}
 	kn, err := d.names(n)
 	if err != nil {
 		return false, err
 	}
-	if err := syncguard.CheckContext(ctx); err != nil {
+	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	r, err := d.exec(ctx, d.s.deleteRecord, []string{kn.rec()}, []string{formatInt(int64(fence))}).AsInt64()

@@ -9,27 +9,26 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Compile-time checks of the interfaces *Driver implements.
 var (
-	_ syncguard.Driver[Capabilities] = (*Driver)(nil)
-	_ syncguard.Backend              = (*Driver)(nil)
-	_ syncguard.ReleaseWatcher       = (*Driver)(nil)
-	_ syncguard.HandoffWatcher       = (*Driver)(nil)
-	_ syncguard.RawLookup            = (*Driver)(nil)
-
-	_ syncguard.FencedCapabilities     = Capabilities{}
-	_ syncguard.ServerTimeCapabilities = Capabilities{}
+	_ driver.Driver[Capabilities] = (*Driver)(nil)
+	_ driver.Backend              = (*Driver)(nil)
+	_ driver.ReleaseWatcher       = (*Driver)(nil)
+	_ driver.HandoffWatcher       = (*Driver)(nil)
 )
 
-// Capabilities is the capability type of the Redis driver: it supports
-// fencing tokens, and its time authority is the Redis server (TIME, read
-// inside every script).
+// Capabilities is the capability type of the Redis driver: fencing
+// tokens, the Redis server's clock (TIME, read inside every script) as time
+// authority, first-come-first-served hand-off and state shared by every
+// process.
 type Capabilities struct {
-	syncguard.WithFencing
-	syncguard.WithServerTime
+	driver.WithFencing
+	driver.WithServerTime
+	driver.WithFairHandoff
+	driver.WithCrossProcess
 }
 
 // Name returns "redis".
@@ -62,9 +61,9 @@ func WithKeyPrefix(prefix string) Option {
 }
 
 // WithCleanupInIsLocked makes IsLocked delete lock data that is more than
-// [syncguard.CleanupGuardMs] past its expiry, in the same atomic script.
+// [driver.CleanupGuardMs] past its expiry, in the same atomic script.
 // It never changes IsLocked's result and never touches fence counters.
-// Redis already drops lock keys [syncguard.Tolerance] after their expiry
+// Redis already drops lock keys [driver.Tolerance] after their expiry
 // (PX), so this matters only for records written without an expiry by
 // other tools. Default false.
 func WithCleanupInIsLocked(enabled bool) Option {
@@ -72,7 +71,7 @@ func WithCleanupInIsLocked(enabled bool) Option {
 }
 
 // WithLogger sets the logger for the driver's warnings: a fence counter
-// passing [syncguard.FenceWarn]. Warnings carry the key's hash, never the
+// passing [driver.FenceWarn]. Warnings carry the key's hash, never the
 // key. The default is [slog.Default].
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
@@ -124,11 +123,11 @@ type Driver struct {
 // from its ClientOption). The driver needs Redis 7.0 or newer (SPUBLISH,
 // scripts with effects replication).
 //
-// New fails with an InvalidArgument [syncguard.LockError] for a nil client
+// New fails with an InvalidArgument [driver.LockError] for a nil client
 // or an invalid option.
 func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 	if client == nil {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: client must not be nil")
+		return nil, driver.NewError(driver.InvalidArgument, "redis: client must not be nil")
 	}
 	o := options{prefix: DefaultKeyPrefix, callTimeout: DefaultCallTimeout}
 	for _, opt := range opts {
@@ -141,7 +140,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		return nil, err
 	}
 	if o.callTimeout <= 0 {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "redis: call timeout must be positive")
+		return nil, driver.NewError(driver.InvalidArgument, "redis: call timeout must be positive")
 	}
 	sep := 0
 	if prefix != "" {
@@ -172,11 +171,11 @@ func validatePrefix(p string) (string, error) {
 	p = strings.TrimRight(p, ":")
 	switch {
 	case strings.ContainsAny(p, "{}"):
-		return "", syncguard.NewError(syncguard.InvalidArgument, "redis: key prefix must not contain '{' or '}'")
+		return "", driver.NewError(driver.InvalidArgument, "redis: key prefix must not contain '{' or '}'")
 	case strings.Contains(p, "fence:") || strings.HasSuffix(p, "fence"):
-		return "", syncguard.NewError(syncguard.InvalidArgument, "redis: key prefix must not contain \"fence:\" or end with \"fence\"")
+		return "", driver.NewError(driver.InvalidArgument, "redis: key prefix must not contain \"fence:\" or end with \"fence\"")
 	case len(p) > maxPrefixLen:
-		return "", syncguard.NewError(syncguard.InvalidArgument, "Prefix exceeds backend limit")
+		return "", driver.NewError(driver.InvalidArgument, "Prefix exceeds backend limit")
 	}
 	return p, nil
 }

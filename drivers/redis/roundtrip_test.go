@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // countingClient counts the commands a driver sends, by name.
@@ -68,7 +68,7 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 	if err := base.Do(ctx, base.B().ScriptFlush().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	lim := syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
+	lim := driver.RateLimit{Limit: 10, Period: time.Second, Burst: 10}
 	round := func() {
 		t.Helper()
 		r, err := d.Acquire(ctx, "rt", time.Minute)
@@ -76,11 +76,11 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 			t.Fatalf("Acquire = %+v, %v", r, err)
 		}
 		steps := []func() error{
-			func() error { _, err := d.Extend(ctx, r.LockID, time.Minute); return err },
+			func() error { _, err := d.Extend(ctx, "", r.LockID, time.Minute); return err },
 			func() error { _, err := d.IsLocked(ctx, "rt"); return err },
 			func() error { _, err := d.LookupByKey(ctx, "rt"); return err },
 			func() error { _, err := d.LookupByID(ctx, r.LockID); return err },
-			func() error { _, err := d.Release(ctx, r.LockID); return err },
+			func() error { _, err := d.Release(ctx, "", r.LockID); return err },
 			func() error { _, err := d.PutRecord(ctx, "rt", r.Fence, []byte("v"), 0); return err },
 			func() error { _, err := d.GetRecord(ctx, "rt"); return err },
 			func() error { _, err := d.DeleteRecord(ctx, "rt", r.Fence); return err },

@@ -4,8 +4,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // The Lua scripts of the driver. Each operation is one script, run by SHA
@@ -13,7 +12,7 @@ import (
 // so each operation is one round trip and atomic on the server. Every script
 // reads the server clock with TIME (ms = sec·1000 + ⌊µs/1000⌋) and uses the
 // contract's liveness predicate exp > now − tolerance, with the tolerance
-// ([syncguard.ToleranceMs]) passed as an argument.
+// ([driver.ToleranceMs]) passed as an argument.
 //
 // A lock record is the string
 //
@@ -36,13 +35,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // written). It needs t and now.
 //
 // A fence is max(counter + 1, floor), the floor being the server time in
-// 10 µs units since 2025-01-01 ([syncguard.FenceFloor]): it increases even
+// 10 µs units since 2025-01-01 ([driver.FenceFloor]): it increases even
 // when the counter is gone — after a restart without persistence, or a
 // failover that lost unreplicated writes — as long as the clock has not
 // gone back by more than the time since the key's last acquisition. So the
 // counter (field n of the hash fk) only orders acquisitions within one 10
 // µs unit or a clock step back, and expires once the floor has passed it
-// by margin ms ([syncguard.FenceKeepMs]): Redis keeps state for live keys
+// by margin ms ([driver.FenceKeepMs]): Redis keeps state for live keys
 // only.
 var luaGrant = `
 local function grant(lk, fk, ik, id, ttl, key, old, margin, fmax, tol)
@@ -172,13 +171,13 @@ if (not e) or e <= now - tol then return -2 end
 return 1
 `
 
-// The fence floor's constants, for the scripts (see syncguard.FenceFloor).
+// The fence floor's constants, for the scripts (see driver.FenceFloor).
 var (
-	fenceEpochSStr = formatInt(syncguard.FenceEpochMs / 1000)
-	fencePerMsStr  = formatInt(syncguard.FencePerMs)
-	fencePerSStr   = formatInt(syncguard.FencePerMs * 1000)
-	fenceUnitUsStr = formatInt(1000 / syncguard.FencePerMs)
-	fenceMarginStr = formatInt(syncguard.FenceMarginMs)
+	fenceEpochSStr = formatInt(driver.FenceEpochMs / 1000)
+	fencePerMsStr  = formatInt(driver.FencePerMs)
+	fencePerSStr   = formatInt(driver.FencePerMs * 1000)
+	fenceUnitUsStr = formatInt(1000 / driver.FencePerMs)
+	fenceMarginStr = formatInt(driver.FenceMarginMs)
 )
 
 // goneTTLStr is how long (ms) a retired lock ID stays retired (see
@@ -196,14 +195,14 @@ const queueTTLStr = "60000"
 // latest attempt: a release grants the key only to a waiter whose marker
 // is live, so a waiter that dies while queued is skipped at most this long
 // after its last attempt. Live waiters renew it well within that (see
-// [syncguard.Handoff] Renew).
+// [driver.Handoff] Renew).
 const (
 	waiterLive  = 3 * time.Second
 	waiterRenew = time.Second
 	// A waiter that gets no notifications (no subscription) learns of a
 	// grant only by looking: under Guard it looks every unheardRenew (a
 	// lock lookup) and makes a full attempt, which renews its place, every
-	// unheardFull (see [syncguard.PollingHandoff]).
+	// unheardFull (see [driver.PollingHandoff]).
 	unheardRenew = 20 * time.Millisecond
 	unheardFull  = 500 * time.Millisecond
 )

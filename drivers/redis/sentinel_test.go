@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/conformance"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // sentinelSetup is a primary, a replica and one sentinel (quorum 1), each a
@@ -144,7 +144,7 @@ func TestSentinel(t *testing.T) {
 
 	d := newDriver(t, c)
 	ctx := context.Background()
-	before := map[string]syncguard.Fence{}
+	before := map[string]driver.Fence{}
 	for i := range 4 {
 		k := fmt.Sprintf("sentinel:%d", i)
 		for round := range 2 {
@@ -156,7 +156,7 @@ func TestSentinel(t *testing.T) {
 			if round == 1 && i%2 == 1 {
 				break // odd keys stay held into the failover
 			}
-			if _, err := d.Release(ctx, r.LockID); err != nil {
+			if _, err := d.Release(ctx, "", r.LockID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -176,7 +176,7 @@ func TestSentinel(t *testing.T) {
 				t.Logf("key %s: fence before %v, after %v (%.1fs after the kill)", k, f, r.Fence, time.Since(killed).Seconds())
 				break
 			}
-			if err != nil && syncguard.CodeOf(err) == 0 {
+			if err != nil && driver.CodeOf(err) == 0 {
 				t.Fatalf("unmapped error %T: %v", err, err)
 			}
 			if time.Now().After(deadline) {

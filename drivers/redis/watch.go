@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // unsubscribeTimeout bounds the SUNSUBSCRIBE sent when the last watcher of
@@ -66,12 +66,12 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 }
 
 // WatchHandoff subscribes a queued waiter to releases of key (see
-// [syncguard.HandoffWatcher]); [syncguard.Guard] uses it when it calls the
+// [driver.HandoffWatcher]); [syncguard.Guard] uses it when it calls the
 // driver directly.
 //
 // The waiter gets an ID of its own, minted like a lock ID (it carries the
 // key's slot), which becomes the lock ID of the lock it ends up with. Its
-// attempts through [syncguard.Handoff.Acquire] pass the ID to the acquire
+// attempts through [driver.Handoff.Acquire] pass the ID to the acquire
 // script: a contended attempt adds it to the key's queue (a sorted set in
 // the key's slot, ordered by the server time of joining), a successful one
 // removes it. A release pops the queue's head and grants it the lock in
@@ -107,10 +107,10 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 // grant with its next attempt, so it keeps its turn among subscribed
 // waiters (a plain poller would find the key granted on every release and
 // could wait until its timeout). Under Guard it looks for a grant every
-// 20 ms (a lock lookup, [syncguard.PollingHandoff]) and renews its place
+// 20 ms (a lock lookup, [driver.PollingHandoff]) and renews its place
 // with a full attempt every 500 ms. Only ctx ending, a closed driver and
 // an invalid key are errors.
-func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Handoff, error) {
+func (d *Driver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
 	k, kn, err := d.keyFor(ctx, key)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*syncguard.Hando
 		// queue's hand-offs would starve.
 		w = &waiter{c: make(chan struct{}), id: id}
 		close(w.c)
-		return syncguard.PollingHandoff(d.newWaiter(k, kn, id, nil, w), d, k, id, unheardRenew, unheardFull), nil
+		return driver.PollingHandoff(d.newWaiter(k, kn, id, nil, w), d.LookupByKey, k, id, unheardRenew, unheardFull), nil
 	}
 	if err != nil {
 		return nil, err
@@ -150,12 +150,12 @@ func (d *Driver) subscribe(ctx context.Context, ch, id, k string) (s *chanSub, w
 	case <-s.ready:
 	case <-ctx.Done():
 		d.hub.remove(s, w)
-		return nil, nil, false, syncguard.ContextError(ctx.Err())
+		return nil, nil, false, driver.ContextError(ctx.Err())
 	}
 	if s.err != nil {
 		d.hub.remove(s, w)
 		if ctx.Err() != nil {
-			return nil, nil, false, syncguard.ContextError(ctx.Err())
+			return nil, nil, false, driver.ContextError(ctx.Err())
 		}
 		return nil, nil, true, mapError(ctx, s.err, k, "")
 	}
@@ -164,15 +164,15 @@ func (d *Driver) subscribe(ctx context.Context, ch, id, k string) (s *chanSub, w
 
 // WarmHandoff is WatchHandoff without any I/O, for a key whose
 // subscription this driver already holds (see
-// [syncguard.HandoffWatcher]): the waiter's first attempt queues at once,
+// [driver.HandoffWatcher]): the waiter's first attempt queues at once,
 // and no grant can be missed since the subscription was confirmed before
 // it. It returns nil for a key without a live subscription, or an invalid
 // key.
-func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
+func (d *Driver) WarmHandoff(key string) *driver.Handoff {
 	if d.hub.live.Load() == 0 {
 		return nil // no subscription at all: skip the key's names
 	}
-	k, err := syncguard.NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return nil
 	}
@@ -190,20 +190,20 @@ func (d *Driver) WarmHandoff(key string) *syncguard.Handoff {
 
 // newWaiter is the queued waiter id of the normalised key k, subscribed
 // through s as w, or, with s nil, not subscribed (w.c closed).
-func (d *Driver) newWaiter(k string, kn keyNames, id string, s *chanSub, w *waiter) *syncguard.Handoff {
+func (d *Driver) newWaiter(k string, kn keyNames, id string, s *chanSub, w *waiter) *driver.Handoff {
 	var (
 		queued atomic.Bool  // an attempt may have queued id (or acquired under it unseen)
 		ttlMs  atomic.Int64 // of the latest attempt: the queue member is id + ttl
 		once   sync.Once
 	)
-	return &syncguard.Handoff{
+	return &driver.Handoff{
 		C: w.c,
-		Acquire: func(ctx context.Context, ttl time.Duration) (syncguard.AcquireResult, error) {
+		Acquire: func(ctx context.Context, ttl time.Duration) (driver.AcquireResult, error) {
 			if g, ok := d.hub.takeGrant(w); ok {
 				queued.Store(false)
-				return syncguard.AcquireResult{Acquired: true, LockID: id, Fence: g.fence, ExpiresAtMs: g.exp}, nil
+				return driver.AcquireResult{Acquired: true, LockID: id, Fence: g.fence, ExpiresAtMs: g.exp}, nil
 			}
-			if ms, err := syncguard.TTLMillis(ttl); err == nil {
+			if ms, err := driver.TTLMillis(ttl); err == nil {
 				ttlMs.Store(ms)
 			}
 			queued.Store(true)
@@ -258,17 +258,17 @@ func (d *Driver) leave(kn keyNames, id string, ttlMs int64) {
 
 // grant is a lock that a release granted to a queued waiter.
 type grant struct {
-	fence syncguard.Fence
+	fence driver.Fence
 	exp   int64
 }
 
 // parseGrant decodes "<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>".
 func parseGrant(msg string) (id string, g grant, ok bool) {
-	if len(msg) < syncguard.LockIDLen+2 || msg[syncguard.LockIDLen] != '|' {
+	if len(msg) < driver.LockIDLen+2 || msg[driver.LockIDLen] != '|' {
 		return "", grant{}, false
 	}
-	id = msg[:syncguard.LockIDLen]
-	f := strings.Split(msg[syncguard.LockIDLen+1:], "|")
+	id = msg[:driver.LockIDLen]
+	f := strings.Split(msg[driver.LockIDLen+1:], "|")
 	if len(f) != 3 {
 		return "", grant{}, false
 	}
@@ -277,7 +277,7 @@ func parseGrant(msg string) (id string, g grant, ok bool) {
 	if err1 != nil || err2 != nil {
 		return "", grant{}, false
 	}
-	fence, _, err := syncguard.CheckNewFence(n)
+	fence, _, err := driver.CheckNewFence(n)
 	if err != nil {
 		return "", grant{}, false
 	}
@@ -338,7 +338,7 @@ func (h *watchHub) add(ch, id string) (*chanSub, *waiter, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, nil, syncguard.NewError(syncguard.ServiceUnavailable, "redis: driver closed")
+		return nil, nil, driver.NewError(driver.ServiceUnavailable, "redis: driver closed")
 	}
 	s := h.subs[ch]
 	if s == nil {
@@ -449,7 +449,7 @@ func (h *watchHub) run(ctx context.Context, s *chanSub, prev chan struct{}) {
 		h.mu.Unlock()
 	})
 	if err == nil {
-		err = syncguard.NewError(syncguard.ServiceUnavailable, "redis: release subscription ended")
+		err = driver.NewError(driver.ServiceUnavailable, "redis: release subscription ended")
 	}
 	select {
 	case <-s.ready:

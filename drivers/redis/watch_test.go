@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // TestWatchSharedSubscription: many watchers of one key share one
@@ -47,7 +48,7 @@ func TestWatchSharedSubscription(t *testing.T) {
 			if got := shardNumsub(t, d, kn.rel()); got != 1 {
 				t.Errorf("SHARDNUMSUB = %d; want 1", got)
 			}
-			if _, err := d.Release(ctx, r.LockID); err != nil {
+			if _, err := d.Release(ctx, "", r.LockID); err != nil {
 				t.Fatal(err)
 			}
 			for i, ch := range chans {
@@ -109,7 +110,7 @@ func TestWatchChurn(t *testing.T) {
 					return
 				}
 				if r.Acquired {
-					if _, err := d.Release(ctx, r.LockID); err != nil {
+					if _, err := d.Release(ctx, "", r.LockID); err != nil {
 						t.Error(err)
 					}
 				}
@@ -148,7 +149,7 @@ func TestWatchClose(t *testing.T) {
 		t.Fatal("Close did not end the watch")
 	}
 	stop()
-	if _, _, err := d.WatchRelease(context.Background(), "k"); syncguard.CodeOf(err) != syncguard.ServiceUnavailable {
+	if _, _, err := d.WatchRelease(context.Background(), "k"); driver.CodeOf(err) != driver.ServiceUnavailable {
 		t.Errorf("WatchRelease after Close: %v; want ServiceUnavailable", err)
 	}
 }
@@ -161,10 +162,10 @@ func TestWatchCancelledContext(t *testing.T) {
 	d := newDriver(t, c)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := d.WatchRelease(ctx, "k"); syncguard.CodeOf(err) != syncguard.Aborted {
+	if _, _, err := d.WatchRelease(ctx, "k"); driver.CodeOf(err) != driver.Aborted {
 		t.Errorf("WatchRelease(cancelled) = %v; want Aborted", err)
 	}
-	if _, _, err := d.WatchRelease(context.Background(), ""); syncguard.CodeOf(err) != syncguard.InvalidArgument {
+	if _, _, err := d.WatchRelease(context.Background(), ""); driver.CodeOf(err) != driver.InvalidArgument {
 		t.Errorf("WatchRelease(\"\") = %v; want InvalidArgument", err)
 	}
 }

@@ -9,13 +9,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Locker is the part of a driver Run needs.
 type Locker interface {
-	Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error)
-	Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error)
+	Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error)
+	Release(ctx context.Context, key, lockID string) (driver.ReleaseResult, error)
 }
 
 // Run acquires and releases the keys prefix0 … prefix(n−1), each once,
@@ -35,7 +35,7 @@ func Run(ctx context.Context, d Locker, prefix string, n, workers int) (time.Dur
 			for i := w; i < n; i += workers {
 				r, err := d.Acquire(ctx, prefix+strconv.Itoa(i), time.Minute)
 				if err == nil && r.Acquired {
-					_, err = d.Release(ctx, r.LockID)
+					_, err = d.Release(ctx, "", r.LockID)
 				}
 				if err != nil {
 					once.Do(func() { first = err })

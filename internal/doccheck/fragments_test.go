@@ -375,7 +375,7 @@ func TestFragmentCheckerCatchesErrors(t *testing.T) {
 		{"wrong argument type", "lease, err := g.Acquire(ctx, 42)\n", "cannot use 42"},
 		{"ellipsis placeholder", "if err != nil { … }\n", `"…" is not Go`},
 		{"fine: unused variables and a return", "d, err := redis.New(client)\nif err != nil {\n\treturn err\n}\ng := syncguard.New(d)\n", ""},
-		{"fine: declarations", "type Capabilities struct{ syncguard.WithFencing }\n\nfunc (Capabilities) Name() string { return \"x\" }\n", ""},
+		{"fine: declarations", "type Capabilities struct{ driver.WithFencing }\n\nfunc (Capabilities) Name() string { return \"x\" }\n", ""},
 	}
 	for _, tc := range tests {
 		errs := c.check("test.md", 1, tc.code)

@@ -2,12 +2,9 @@
 // to run against: the memory driver always, and every server-backed driver
 // whose service is reachable.
 //
-// A primitive is generic over the driver's capability type, and each driver
-// has its own. To let one test body run on all of them, Drivers wraps each
-// driver so that it reports the shared capability type [Caps] (fenced,
-// server time); the wrapper unwraps to the real driver, so optional
-// interfaces such as release wake-ups keep working. Tests that need the
-// concrete type can still construct a driver themselves.
+// One test body runs on all of them through syncguard.NewFenced, which
+// gives every fencing driver the one type *Guard[syncguard.Fenced] — the
+// way applications choose a driver at run time.
 //
 // Environment:
 //
@@ -28,22 +25,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/drivers/postgres"
 	"github.com/syncguard/syncguard/drivers/redis"
 	"go.uber.org/goleak"
 )
-
-// Caps is the capability type every driver of [Drivers] reports: fencing
-// tokens and a server-side time authority.
-type Caps struct {
-	syncguard.WithFencing
-	syncguard.WithServerTime
-	name string
-}
-
-// Name returns the name of the wrapped driver.
-func (c Caps) Name() string { return c.name }
 
 // Named is one driver of the matrix.
 type Named struct {
@@ -51,23 +38,46 @@ type Named struct {
 	Name string
 	// Driver is a fresh driver with its own namespace; its data is deleted
 	// when the test ends.
-	Driver syncguard.Driver[Caps]
+	Driver driver.Backend
+	// guard builds a Guard over Driver.
+	guard func(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced]
 }
 
-// driver wraps a Backend and reports Caps.
-type driver struct {
-	syncguard.Backend
-	caps Caps
+// NewGuard returns a Guard over the driver, as an application that chose
+// it at run time would build it.
+func (n Named) NewGuard(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced] {
+	return n.guard(opts...)
 }
 
-func (d driver) Capabilities() Caps        { return d.caps }
-func (d driver) Unwrap() syncguard.Backend { return d.Backend }
-
-// Wrap presents b as a Driver[Caps] named name. b must support fencing and
-// have a server time authority.
-func Wrap(name string, b syncguard.Backend) syncguard.Driver[Caps] {
-	return driver{Backend: b, caps: Caps{name: name}}
+// named pairs a concrete fencing driver with its name.
+func named[C syncguard.Fenced, D interface {
+	driver.Driver[C]
+	driver.Backend
+}](name string, d D) Named {
+	return Named{Name: name, Driver: d, guard: func(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced] {
+		return syncguard.NewFenced[C](d, opts...)
+	}}
 }
+
+// FakeCaps is the capability type of [Fake]: test doubles declare every
+// guarantee the real drivers they stand in for have.
+type FakeCaps struct {
+	driver.WithFencing
+	driver.WithServerTime
+	driver.WithCrossProcess
+}
+
+// Name returns "fake".
+func (FakeCaps) Name() string { return "fake" }
+
+type fake struct{ driver.Backend }
+
+func (fake) Capabilities() FakeCaps { return FakeCaps{} }
+
+// Fake presents a test double b (a Backend that wraps a real driver to
+// inject faults, say) as a driver. Optional interfaces of b's own are not
+// forwarded: a Guard over it polls.
+func Fake(b driver.Backend) driver.Driver[FakeCaps] { return fake{b} }
 
 // RequireBackends reports whether SYNCGUARD_REQUIRE_BACKENDS=1.
 func RequireBackends() bool { return os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "1" }
@@ -88,16 +98,15 @@ func unavailable(t testing.TB, name, how string, err error) {
 // SYNCGUARD_REQUIRE_BACKENDS=1.
 func Drivers(t testing.TB) []Named {
 	t.Helper()
-	ds := []Named{{Name: "memory", Driver: Wrap("memory", memory.New())}}
+	ds := []Named{named[memory.Capabilities]("memory", memory.New())}
 	if d, ok := Redis(t); ok {
-		ds = append(ds, Named{Name: "redis", Driver: Wrap("redis", d)})
+		ds = append(ds, named[redis.Capabilities]("redis", d))
 	}
 	if d, ok := Postgres(t); ok {
-		ds = append(ds, Named{Name: "postgres", Driver: Wrap("postgres", d)})
+		ds = append(ds, named[postgres.Capabilities]("postgres", d))
 	}
 	// Firestore is a module of its own (drivers/firestore) and cannot be
-	// imported here; its client-time capability type would also need a
-	// fenced-only list. Its own conformance suite covers the contract the
+	// imported here. Its own conformance suite covers the contract the
 	// primitives build on.
 	return ds
 }

@@ -24,7 +24,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"github.com/syncguard/syncguard"
 	"hash/fnv"
 	"math"
 	"os"
@@ -35,6 +34,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Kind is an operation kind.
@@ -55,7 +55,7 @@ const (
 	// Wipe: the store lost all its data (the in-memory Firestore emulator
 	// restarted, a Redis node restarted without persistence). Locks and
 	// records start afresh; fences must still increase (they are floored
-	// by the clock, see syncguard.FenceFloor).
+	// by the clock, see driver.FenceFloor).
 	Wipe
 )
 
@@ -242,7 +242,7 @@ const Anon = "?"
 const AnyValue = "\x00?"
 
 // ToleranceMs is the contract's liveness tolerance (contract §4).
-const ToleranceMs = syncguard.ToleranceMs
+const ToleranceMs = driver.ToleranceMs
 
 // ClockMargin widens every time comparison of the model, in ms: the
 // authority clock (Redis TIME, PostgreSQL clock_timestamp, the client clock

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/reliability/history"
 )
 
@@ -71,7 +72,7 @@ func RecordName(key string) string { return "rec/" + key }
 type Counts struct {
 	mu     sync.Mutex
 	Ops    int
-	Errors map[string]int // by syncguard.Code name
+	Errors map[string]int // by driver.Code name
 }
 
 func (c *Counts) add(err error) {
@@ -98,7 +99,7 @@ func (c *Counts) Snapshot() (ops int, errs map[string]int) {
 }
 
 func codeName(err error) string {
-	if code := syncguard.CodeOf(err); code != 0 {
+	if code := driver.CodeOf(err); code != 0 {
 		return code.String()
 	}
 	return "unmapped"
@@ -128,7 +129,7 @@ func FormatErrors(errs map[string]int) string {
 // passes or every client made cfg.Ops operations, recording every call in
 // rec. Unmapped errors (not a *syncguard.LockError) and InvalidArgument
 // errors are returned as problems: the workload's input is valid.
-func Run(ctx context.Context, b syncguard.Backend, rec *history.Recorder, cfg Config) (*Counts, []string) {
+func Run(ctx context.Context, b driver.Backend, rec *history.Recorder, cfg Config) (*Counts, []string) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 2 * time.Second
 	}
@@ -176,7 +177,7 @@ func Run(ctx context.Context, b syncguard.Backend, rec *history.Recorder, cfg Co
 
 type client struct {
 	id      int
-	b       syncguard.Backend
+	b       driver.Backend
 	rec     *history.Recorder
 	cfg     Config
 	rng     *rand.Rand
@@ -190,7 +191,7 @@ func (c *client) check(op string, err error) {
 	if err == nil {
 		return
 	}
-	if code := syncguard.CodeOf(err); code == 0 || code == syncguard.InvalidArgument || code == syncguard.Internal {
+	if code := driver.CodeOf(err); code == 0 || code == driver.InvalidArgument || code == driver.Internal {
 		c.problem("client %d: %s: %v (code %v, %T)", c.id, op, err, code, err)
 	}
 }
@@ -223,7 +224,7 @@ func (c *client) round(ctx context.Context) {
 	if c.cfg.StaleEvery > 0 && c.rng.IntN(c.cfg.StaleEvery) == 0 {
 		// A paused holder: by the time it writes, its lease is gone and
 		// another client may have written with a newer fence.
-		sleep(ctx, c.cfg.TTL+syncguard.Tolerance+100*time.Millisecond)
+		sleep(ctx, c.cfg.TTL+driver.Tolerance+100*time.Millisecond)
 	}
 	c.put(ctx, key, fence)
 	if c.rng.IntN(3) == 0 {
@@ -260,7 +261,7 @@ func (c *client) release(ctx context.Context, key, lockID string) {
 	defer cancel()
 	in := history.Input{Kind: history.Release, Key: key, LockID: lockID}
 	call := history.Now()
-	r, err := c.b.Release(octx, lockID)
+	r, err := c.b.Release(octx, "", lockID)
 	ret := history.Now()
 	c.check("release", err)
 	if err != nil {
@@ -275,7 +276,7 @@ func (c *client) extend(ctx context.Context, key, lockID string) {
 	defer cancel()
 	in := history.Input{Kind: history.Extend, Key: key, LockID: lockID, TTLMs: c.cfg.TTL.Milliseconds()}
 	call := history.Now()
-	r, err := c.b.Extend(octx, lockID, c.cfg.TTL)
+	r, err := c.b.Extend(octx, "", lockID, c.cfg.TTL)
 	ret := history.Now()
 	c.check("extend", err)
 	if err != nil {
@@ -354,7 +355,7 @@ type SoakReport struct {
 // read-back, extends, lookups, GCRA rate calls) for cfg.Duration and checks
 // mutual exclusion in process: at most one worker is inside a key's section
 // at a time and each section's fence exceeds the previous section's.
-func Soak(ctx context.Context, b syncguard.Backend, cfg SoakConfig) SoakReport {
+func Soak(ctx context.Context, b driver.Backend, cfg SoakConfig) SoakReport {
 	if cfg.Workers == 0 {
 		cfg.Workers = 8
 	}
@@ -439,11 +440,11 @@ func Soak(ctx context.Context, b syncguard.Backend, cfg SoakConfig) SoakReport {
 						}
 					}
 					if rng.IntN(4) == 0 {
-						_, err := b.Extend(octx, r.LockID, ttl)
+						_, err := b.Extend(octx, "", r.LockID, ttl)
 						counts.add(err)
 					}
 					st.inside.Add(-1)
-					rr, err := b.Release(octx, r.LockID)
+					rr, err := b.Release(octx, "", r.LockID)
 					counts.add(err)
 					if err == nil && !rr.OK {
 						violation("key %s: release of a live lock failed (%s)", key, rr.Detail)

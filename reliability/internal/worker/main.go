@@ -31,6 +31,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/postgres"
 	"github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/reliability/history"
@@ -61,7 +62,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var b syncguard.Backend
+	var b driver.Backend
 	notApplied := workload.NeverSent
 	switch *driver {
 	case "redis":
@@ -138,7 +139,7 @@ func main() {
 // resumes it (SIGCONT); the worker notices the gap, makes ten more writes
 // (all must be refused: their fence is stale), tries to release (must
 // fail) and ends. A hard deadline of 60 s bounds it.
-func pause(ctx context.Context, b syncguard.Backend, rec *history.Recorder, enc *json.Encoder, out *bufio.Writer, key string, id int, ttl, opTimeout time.Duration) (int, map[string]int, []string) {
+func pause(ctx context.Context, b driver.Backend, rec *history.Recorder, enc *json.Encoder, out *bufio.Writer, key string, id int, ttl, opTimeout time.Duration) (int, map[string]int, []string) {
 	errs := map[string]int{}
 	var problems []string
 	ops := 0
@@ -151,8 +152,8 @@ func pause(ctx context.Context, b syncguard.Backend, rec *history.Recorder, enc 
 		r := history.Now()
 		ops++
 		if err != nil {
-			errs[syncguard.CodeOf(err).String()]++
-			o = history.Output{Unknown: true, Err: syncguard.CodeOf(err).String()}
+			errs[driver.CodeOf(err).String()]++
+			o = history.Output{Unknown: true, Err: driver.CodeOf(err).String()}
 		}
 		rec.Add(id, in, o, c, r)
 		return o
@@ -202,7 +203,7 @@ func pause(ctx context.Context, b syncguard.Backend, rec *history.Recorder, enc 
 		}
 	}
 	call(history.Release, func(ctx context.Context) (history.Output, error) {
-		r, err := b.Release(ctx, lockID)
+		r, err := b.Release(ctx, "", lockID)
 		return history.Output{OK: r.OK}, err
 	}, history.Input{Key: key, LockID: lockID})
 	if after < 0 {

@@ -39,11 +39,11 @@ func main() {
 // connect is any other error (exit 69).
 func open(ctx context.Context, u *url.URL) (*cli.Session, error) {
 	if u.Host == "" {
-		return nil, syncguard.NewError(syncguard.InvalidArgument, "firestore:// needs a project: firestore://PROJECT")
+		return nil, driver.NewError(driver.InvalidArgument, "firestore:// needs a project: firestore://PROJECT")
 	}
 	for name := range u.Query() {
 		if name != "locks" && name != "fences" {
-			return nil, syncguard.NewError(syncguard.InvalidArgument,
+			return nil, driver.NewError(driver.InvalidArgument,
 				fmt.Sprintf("firestore URL: unknown option %q (known: locks, fences)", name))
 		}
 	}
