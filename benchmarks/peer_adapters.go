@@ -13,7 +13,7 @@ import (
 	goredislib "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 	"github.com/redis/rueidis/rueidislock"
-	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Peer configuration. Each peer runs with its documented defaults except

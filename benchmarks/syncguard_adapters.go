@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/drivers/postgres"
 	sgredis "github.com/syncguard/syncguard/drivers/redis"
@@ -206,7 +207,7 @@ func (l *driverLocker) TryLock(ctx context.Context, key string) (Unlock, bool, e
 		return nil, false, err
 	}
 	return func(ctx context.Context) error {
-		rr, err := l.d.Release(ctx, r.LockID)
+		rr, err := l.d.Release(ctx, key, r.LockID)
 		if err == nil && !rr.OK {
 			err = errors.New("release: not OK")
 		}

@@ -16,6 +16,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/internal/drivertest"
 	"github.com/syncguard/syncguard/otelsyncguard"

@@ -54,12 +54,12 @@ func TestPrometheusNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Release(ctx, l.LockID()); err != nil {
+	if _, err := d.Release(ctx, "", l.LockID()); err != nil {
 		t.Fatal(err)
 	}
 	<-l.Lost()
 	l.Close()
-	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1})
+	lim, err := syncguard.NewRateLimiter(d, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, syncguard.WithObserver(obs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // ScopeName is the instrumentation scope of the meter and tracer.
@@ -424,8 +425,6 @@ func backendSpanName(t syncguard.EventType) string {
 	case syncguard.EventExtend:
 		return SpanBackendPrefix + "extend"
 	case syncguard.EventLookup:
-		return SpanBackendPrefix + "isLocked"
-	case syncguard.EventLookup:
 		return SpanBackendPrefix + "lookup"
 	case syncguard.EventRate:
 		return SpanBackendPrefix + "rate"
@@ -457,7 +456,7 @@ func attemptOutcome(e syncguard.Event) string {
 
 func onceOutcome(e syncguard.Event) string {
 	switch {
-	case e.Result == syncguard.ResultOK && e.Reason == syncguard.ReasonReplayed:
+	case e.Result == syncguard.ResultOK && e.Reason == "replayed":
 		return "replayed"
 	case e.Result == syncguard.ResultOK:
 		return "executed"

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/httpmw"
 	"github.com/syncguard/syncguard/internal/drivertest"
@@ -148,7 +149,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 		t.Fatal(err)
 	}
 	lockIDs = append(lockIDs, l.LockID())
-	if res, err := d.Release(ctx, l.LockID()); !res.OK || err != nil {
+	if res, err := d.Release(ctx, "", l.LockID()); !res.OK || err != nil {
 		t.Fatalf("Release behind the holder's back = %+v, %v", res, err)
 	}
 	select {
@@ -160,7 +161,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 
 	// Rate limiting through httpmw: a burst of 1, the second request is
 	// refused.
-	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, syncguard.WithPrefix(rawMark))
+	lim, err := syncguard.NewRateLimiter(d, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, syncguard.WithPrefix(rawMark), syncguard.WithObserver(f.obs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestRawKeysOptIn(t *testing.T) {
 			t.Parallel()
 			d := memory.New()
 			f := newFixture(t, d.Capabilities())
-			g := syncguard.New(d, syncguard.WithObserver(f.obs, syncguard.IncludeRaw(raw)))
+			g := syncguard.New(d, syncguard.WithObserver(f.obs), syncguard.WithRawEvents(func(syncguard.Event) bool { return raw }))
 			l, err := g.Acquire(context.Background(), rawMark+"k")
 			if err != nil {
 				t.Fatal(err)

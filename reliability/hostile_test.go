@@ -249,8 +249,8 @@ func hostileAlwaysInvalid(c hostileCall) bool {
 
 // primitiveCalls: the primitives' key-taking entry points (keys as typed by
 // users, under the primitives' default prefixes).
-func primitiveCalls[C driver.Fenced](t *testing.T, g *syncguard.Guard[C]) []hostileCall {
-	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 10, Period: time.Minute, Burst: 10})
+func primitiveCalls[C driver.Fenced](t *testing.T, g *syncguard.Guard[C], rs driver.RateStore) []hostileCall {
+	lim, err := syncguard.NewRateLimiter(rs, syncguard.RateLimit{Limit: 10, Period: time.Minute, Burst: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestHostileInputMemory(t *testing.T) {
 	d := memory.New()
 	n := hostileRun(t, d, driverCalls)
 	n += hostileRun(t, d, guardCalls(syncguard.New(d)))
-	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d)))
+	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d), d))
 	t.Logf("memory: %d hostile calls checked", n)
 }
 
@@ -315,7 +315,7 @@ func TestHostileInputRedis(t *testing.T) {
 	d := redisDriver(t, c, "sgrel:"+token())
 	n := hostileRun(t, d, driverCalls)
 	n += hostileRun(t, d, guardCalls(syncguard.New(d)))
-	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d)))
+	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d), d))
 	t.Logf("redis: %d hostile calls checked", n)
 }
 
@@ -326,7 +326,7 @@ func TestHostileInputPostgres(t *testing.T) {
 	d := pgDriver(t, pgPool(t, dsn, schema, nil))
 	n := hostileRun(t, d, driverCalls)
 	n += hostileRun(t, d, guardCalls(syncguard.New(d)))
-	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d)))
+	n += hostileRun(t, d, primitiveCalls(t, syncguard.New(d), d))
 	t.Logf("postgres: %d hostile calls checked", n)
 }
 
@@ -347,12 +347,12 @@ func FuzzMemoryDriverInput(f *testing.F) {
 		r, err := d.Acquire(ctx, key, time.Duration(ttl))
 		check("Acquire", err)
 		if err == nil && r.Acquired {
-			_, err = d.Release(ctx, r.LockID)
+			_, err = d.Release(ctx, "", r.LockID)
 			check("Release", err)
 		}
-		_, err = d.Extend(ctx, lockID, time.Duration(ttl))
+		_, err = d.Extend(ctx, "", lockID, time.Duration(ttl))
 		check("Extend", err)
-		_, err = d.Release(ctx, lockID)
+		_, err = d.Release(ctx, "", lockID)
 		check("Release", err)
 		_, err = d.PutRecord(ctx, key, syncguard.Fence(uint64(ttl)), []byte(lockID), 0)
 		check("PutRecord", err)

@@ -314,17 +314,17 @@ func docsRedisClient(t *testing.T, addr string) rueidis.Client {
 	return c
 }
 
-func boundedRedisGuard(t *testing.T, c rueidis.Client) *syncguard.Guard[redis.Capabilities] {
+func boundedRedisGuard(t *testing.T, c rueidis.Client) (*syncguard.Guard[redis.Capabilities], *redis.Driver) {
 	t.Helper()
 	d, err := redis.New(c, redis.WithKeyPrefix("sgm"+token()), redis.WithCallTimeout(matrixBound))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
+	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), d
 }
 
-func boundedPGGuard(t *testing.T, pool *pgxpool.Pool) (*syncguard.Guard[postgres.Capabilities], syncguard.FencedStore) {
+func boundedPGGuard(t *testing.T, pool *pgxpool.Pool) (*syncguard.Guard[postgres.Capabilities], syncguard.FencedStore, *postgres.Driver) {
 	t.Helper()
 	d, err := postgres.New(pool, postgres.WithCallTimeout(matrixBound))
 	if err != nil {
@@ -340,7 +340,7 @@ func boundedPGGuard(t *testing.T, pool *pgxpool.Pool) (*syncguard.Guard[postgres
 	if err := st.CreateTable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), st
+	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), st, d
 }
 
 // proxied pool: a pool on schema whose connections go through addr.
@@ -388,16 +388,16 @@ func TestFaultMatrix(t *testing.T) {
 	t.Run("redis/stopped", func(t *testing.T) {
 		t.Parallel()
 		r := startPrivateRedis(t, 6401)
-		g := boundedRedisGuard(t, docsRedisClient(t, r.addr()))
-		runCell(t, mx, "Redis", "stopped", func(tag string) []entry { return entries(t, g, g.Driver(), tag, nil) },
+		g, rd := boundedRedisGuard(t, docsRedisClient(t, r.addr()))
+		runCell(t, mx, "Redis", "stopped", func(tag string) []entry { return entries(t, g, rd, tag, nil) },
 			r.kill, r.start, probe(g))
 	})
 	for _, f := range []struct{ name, toxic string }{{"blackholed", blackholeToxic}, {"slow", slow}} {
 		t.Run("redis/"+f.name, func(t *testing.T) {
 			t.Parallel()
 			p := startProxy(t, redisAddr())
-			g := boundedRedisGuard(t, docsRedisClient(t, p.addr()))
-			runCell(t, mx, "Redis", f.name, func(tag string) []entry { return entries(t, g, g.Driver(), tag, nil) },
+			g, rd := boundedRedisGuard(t, docsRedisClient(t, p.addr()))
+			runCell(t, mx, "Redis", f.name, func(tag string) []entry { return entries(t, g, rd, tag, nil) },
 				func() { p.toxic(t, f.toxic) }, p.heal, probe(g))
 		})
 	}
@@ -409,8 +409,8 @@ func TestFaultMatrix(t *testing.T) {
 		t.Parallel()
 		s := pgserver.Start(t)
 		schema := pgSchema(t, s.DSN())
-		g, st := boundedPGGuard(t, pgPool(t, s.DSN(), schema, nil))
-		runCell(t, mx, "PostgreSQL", "stopped", func(tag string) []entry { return entries(t, g, g.Driver(), tag, st) },
+		g, st, rd := boundedPGGuard(t, pgPool(t, s.DSN(), schema, nil))
+		runCell(t, mx, "PostgreSQL", "stopped", func(tag string) []entry { return entries(t, g, rd, tag, st) },
 			s.Kill, s.Restart, probe(g))
 	})
 	for _, f := range []struct{ name, toxic string }{{"blackholed", blackholeToxic}, {"slow", slow}} {
@@ -418,8 +418,8 @@ func TestFaultMatrix(t *testing.T) {
 			t.Parallel()
 			schema := pgSchema(t, pgDSN())
 			p := startProxy(t, pgHostPort())
-			g, st := boundedPGGuard(t, proxiedPool(t, schema, p.addr()))
-			runCell(t, mx, "PostgreSQL", f.name, func(tag string) []entry { return entries(t, g, g.Driver(), tag, st) },
+			g, st, rd := boundedPGGuard(t, proxiedPool(t, schema, p.addr()))
+			runCell(t, mx, "PostgreSQL", f.name, func(tag string) []entry { return entries(t, g, rd, tag, st) },
 				func() { p.toxic(t, f.toxic) }, p.heal, probe(g))
 		})
 	}
@@ -438,7 +438,7 @@ func matrixCluster(t *testing.T, mx *matrix, _ string) {
 	}
 	dir, addrs := privateClusterAt(t, base)
 	t.Run("stopped", func(t *testing.T) {
-		g := boundedRedisGuard(t, docsClusterClient(t, addrs, nil))
+		g, rd := boundedRedisGuard(t, docsClusterClient(t, addrs, nil))
 		kill := func() {
 			for _, a := range addrs {
 				port := a[strings.LastIndexByte(a, ':')+1:]
@@ -476,7 +476,7 @@ func matrixCluster(t *testing.T, mx *matrix, _ string) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
-		runCell(t, mx, "Redis Cluster", "stopped", func(tag string) []entry { return entries(t, g, g.Driver(), tag, nil) },
+		runCell(t, mx, "Redis Cluster", "stopped", func(tag string) []entry { return entries(t, g, rd, tag, nil) },
 			kill, restart, probe(g))
 	})
 	for _, f := range []struct {
@@ -489,8 +489,8 @@ func matrixCluster(t *testing.T, mx *matrix, _ string) {
 		t.Run(f.name, func(t *testing.T) {
 			pool := faultproxy.NewPool()
 			t.Cleanup(pool.Close) // after the client's clean-up
-			g := boundedRedisGuard(t, docsClusterClient(t, addrs, pool))
-			runCell(t, mx, "Redis Cluster", f.name, func(tag string) []entry { return entries(t, g, g.Driver(), tag, nil) },
+			g, rd := boundedRedisGuard(t, docsClusterClient(t, addrs, pool))
+			runCell(t, mx, "Redis Cluster", f.name, func(tag string) []entry { return entries(t, g, rd, tag, nil) },
 				func() { f.inject(pool) }, func() { f.heal(pool) }, probe(g))
 		})
 	}

@@ -101,14 +101,14 @@ func TestRecoveryAfterRestart(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
 		r := startPrivateRedis(t, 6402)
-		g := boundedRedisGuard(t, docsRedisClient(t, r.addr()))
+		g, _ := boundedRedisGuard(t, docsRedisClient(t, r.addr()))
 		recoverAfterRestarts(t, "Redis", g, restartable{r.kill, r.start}, false)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		s := pgserver.Start(t)
 		schema := pgSchema(t, s.DSN())
-		g, _ := boundedPGGuard(t, pgPool(t, s.DSN(), schema, nil))
+		g, _, _ := boundedPGGuard(t, pgPool(t, s.DSN(), schema, nil))
 		recoverAfterRestarts(t, "PostgreSQL", g, restartable{s.Kill, s.Restart}, true)
 	})
 }

@@ -27,7 +27,7 @@ func TestCancelledAcquireLeavesNoLock(t *testing.T) {
 		t.Fatalf("Acquire = %+v, %v", r, err)
 	}
 	took := time.Since(start)
-	if _, err := d.Release(bg, r.LockID); err != nil {
+	if _, err := d.Release(bg, "", r.LockID); err != nil {
 		t.Fatal(err)
 	}
 	var cancelled, acquired int
@@ -39,7 +39,7 @@ func TestCancelledAcquireLeavesNoLock(t *testing.T) {
 		switch {
 		case err == nil && r.Acquired:
 			acquired++
-			if _, err := d.Release(bg, r.LockID); err != nil {
+			if _, err := d.Release(bg, "", r.LockID); err != nil {
 				t.Fatal(err)
 			}
 		case err == nil:

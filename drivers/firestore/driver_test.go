@@ -42,11 +42,11 @@ func TestUnsafeDocumentIDs(t *testing.T) {
 		if locked, err := d.IsLocked(ctx, key); err != nil || !locked {
 			t.Errorf("IsLocked(%q) = %v, %v", key, locked, err)
 		}
-		info, err := syncguard.GetByIDRaw(ctx, d, r.LockID)
+		info, err := d.LookupByID(ctx, r.LockID)
 		if err != nil || info == nil || info.Key != key {
-			t.Errorf("GetByIDRaw(%q) = %+v, %v", key, info, err)
+			t.Errorf("LookupByID(%q) = %+v, %v", key, info, err)
 		}
-		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 			t.Errorf("Release(%q) = %+v, %v; want OK (upstream lands a/b/c in a sub-collection and reports not-found)", key, rr, err)
 		}
 	}
@@ -111,10 +111,10 @@ func TestDuplicateDocuments(t *testing.T) {
 	write("dup-live", now+60_000)
 	write("dup-expired", now-60_000)
 	info, err := d.LookupByID(ctx, id)
-	if err != nil || info == nil || info.KeyHash != driver.HashKey("dup-live") {
+	if err != nil || info == nil || driver.HashKey(info.Key) != driver.HashKey("dup-live") {
 		t.Fatalf("LookupByID = %+v, %v; want the live duplicate", info, err)
 	}
-	if r, err := d.Release(ctx, id); err != nil || !r.OK {
+	if r, err := d.Release(ctx, "", id); err != nil || !r.OK {
 		t.Fatalf("Release with an expired duplicate = %+v, %v; want OK on the live one", r, err)
 	}
 	for _, doc := range []string{"dup-live", "dup-expired"} {
@@ -124,11 +124,11 @@ func TestDuplicateDocuments(t *testing.T) {
 	}
 	write("dup-a", now+60_000)
 	write("dup-b", now+60_000)
-	_, err = d.Release(ctx, id)
+	_, err = d.Release(ctx, "", id)
 	if driver.CodeOf(err) != driver.Internal || !errors.Is(err, errDuplicateLive) {
 		t.Errorf("Release with two live duplicates = %v; want Internal (duplicate live documents)", err)
 	}
-	if _, err := d.Extend(ctx, id, time.Minute); !errors.Is(err, errDuplicateLive) {
+	if _, err := d.Extend(ctx, "", id, time.Minute); !errors.Is(err, errDuplicateLive) {
 		t.Errorf("Extend with two live duplicates = %v; want the duplicate error", err)
 	}
 }
@@ -160,7 +160,7 @@ func TestCancelInsideTransaction(t *testing.T) {
 	// context error, which the SDK does not retry.
 	cctx, ccancel := context.WithCancel(context.Background())
 	ccancel()
-	if _, err := d.Release(cctx, driver.NewLockID()); driver.CodeOf(err) != driver.Aborted {
+	if _, err := d.Release(cctx, "", driver.NewLockID()); driver.CodeOf(err) != driver.Aborted {
 		t.Errorf("Release(cancelled) = %v; want Aborted", err)
 	}
 }
@@ -226,7 +226,7 @@ func TestWatchRelease(t *testing.T) {
 		t.Fatal("signal while the key is held")
 	case <-time.After(200 * time.Millisecond):
 	}
-	if _, err := d.Release(ctx, r.LockID); err != nil {
+	if _, err := d.Release(ctx, "", r.LockID); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -299,7 +299,7 @@ func BenchmarkPair(b *testing.B) {
 		if err != nil || !r.Acquired {
 			b.Fatalf("Acquire = %+v, %v", r, err)
 		}
-		if rr, err := d.Release(ctx, r.LockID); err != nil || !rr.OK {
+		if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 			b.Fatalf("Release = %+v, %v", rr, err)
 		}
 		lat = append(lat, time.Since(start))
@@ -394,7 +394,7 @@ func TestFenceFloorAcrossIDChange(t *testing.T) {
 		if err != nil || !r.Acquired || r.Fence != want {
 			t.Fatalf("Acquire = %+v, %v; want fence %v", r, err, want)
 		}
-		if _, err := d.Release(ctx, r.LockID); err != nil {
+		if _, err := d.Release(ctx, "", r.LockID); err != nil {
 			t.Fatal(err)
 		}
 	}

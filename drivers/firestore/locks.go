@@ -212,7 +212,7 @@ func (d *Driver) releaseUnknown(lockID string) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
-		r, err := d.Release(ctx, lockID)
+		r, err := d.Release(ctx, "", lockID)
 		cancel()
 		if err == nil && r.OK {
 			return

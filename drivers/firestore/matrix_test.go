@@ -44,7 +44,7 @@ type fsEntry struct {
 	call  func(ctx context.Context) error
 }
 
-func fsEntries(t *testing.T, g *syncguard.Guard[Capabilities], tag string) []fsEntry {
+func fsEntries(t *testing.T, g *syncguard.Guard[Capabilities], d *Driver, tag string) []fsEntry {
 	t.Helper()
 	ctx := context.Background()
 	lease := func(key string) *syncguard.Lease[Capabilities] {
@@ -71,7 +71,7 @@ func fsEntries(t *testing.T, g *syncguard.Guard[Capabilities], tag string) []fsE
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := syncguard.NewRateLimiter(g.Driver(), driver.RateLimit{Limit: 1000, Period: time.Second, Burst: 1000})
+	lim, err := syncguard.NewRateLimiter(d, driver.RateLimit{Limit: 1000, Period: time.Second, Burst: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func fsEntries(t *testing.T, g *syncguard.Guard[Capabilities], tag string) []fsE
 // fsCell measures every entry point (one build called without deadline,
 // one with a distant deadline) during the fault, then heals it and
 // measures the time to the first successful acquisition.
-func fsCell(t *testing.T, rows *[]string, mu *sync.Mutex, fault string, g *syncguard.Guard[Capabilities], inject, heal func()) {
+func fsCell(t *testing.T, rows *[]string, mu *sync.Mutex, fault string, g *syncguard.Guard[Capabilities], d *Driver, inject, heal func()) {
 	t.Helper()
 	// A fresh emulator (JVM) answers its first transactions slowly:
 	// warm up before the set-up, whose calls have the short bound.
@@ -120,7 +120,7 @@ func fsCell(t *testing.T, rows *[]string, mu *sync.Mutex, fault string, g *syncg
 			t.Fatalf("%s: the emulator did not answer within the bound for 30s: %v", fault, err)
 		}
 	}
-	builds := [][]fsEntry{fsEntries(t, g, "nd:"), fsEntries(t, g, "dl:")}
+	builds := [][]fsEntry{fsEntries(t, g, d, "nd:"), fsEntries(t, g, d, "dl:")}
 	inject()
 	type res struct {
 		took time.Duration
@@ -195,12 +195,12 @@ func fsCell(t *testing.T, rows *[]string, mu *sync.Mutex, fault string, g *syncg
 	*rows = append(*rows, fmt.Sprintf("recovery %s: first success %v after the heal", fault, first.Round(time.Millisecond)))
 }
 
-func fsGuard(t *testing.T, addr string) *syncguard.Guard[Capabilities] {
+func fsGuard(t *testing.T, addr string) (*syncguard.Guard[Capabilities], *Driver) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d := newDriver(t, clientFor(t, ctx, addr), WithCallTimeout(fsBound))
-	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
+	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), d
 }
 
 // TestFaultMatrixFirestore: the Firestore emulator rows of the matrix.
@@ -235,8 +235,8 @@ func TestFaultMatrixFirestore(t *testing.T) {
 	t.Run("stopped", func(t *testing.T) {
 		t.Parallel()
 		e := startPrivateEmulator(t)
-		g := fsGuard(t, e.addr())
-		fsCell(t, &rows, &mu, "stopped", g, e.kill, e.start)
+		g, d := fsGuard(t, e.addr())
+		fsCell(t, &rows, &mu, "stopped", g, d, e.kill, e.start)
 	})
 	for _, f := range []struct {
 		name         string
@@ -252,8 +252,8 @@ func TestFaultMatrixFirestore(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(p.Close) // runs after the client's clean-up
-			g := fsGuard(t, p.Addr())
-			fsCell(t, &rows, &mu, f.name, g, func() { f.inject(p) }, func() { f.heal(p) })
+			g, d := fsGuard(t, p.Addr())
+			fsCell(t, &rows, &mu, f.name, g, d, func() { f.inject(p) }, func() { f.heal(p) })
 		})
 	}
 }

@@ -40,7 +40,7 @@ import (
 
 func main() {
 	var (
-		driver     = flag.String("driver", "redis", "redis or postgres")
+		backend    = flag.String("driver", "redis", "redis or postgres")
 		addrs      = flag.String("addrs", "127.0.0.1:6379", "Redis addresses (comma-separated; more than one: cluster)")
 		prefix     = flag.String("prefix", "", "Redis key prefix")
 		dsn        = flag.String("dsn", "", "PostgreSQL URL")
@@ -64,7 +64,7 @@ func main() {
 
 	var b driver.Backend
 	notApplied := workload.NeverSent
-	switch *driver {
+	switch *backend {
 	case "redis":
 		list := strings.Split(*addrs, ",")
 		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: list, DisableCache: true, ShuffleInit: len(list) > 1})
@@ -101,7 +101,7 @@ func main() {
 		b = d
 		notApplied = PGNotApplied
 	default:
-		fail("unknown driver %q", *driver)
+		fail("unknown driver %q", *backend)
 	}
 
 	out := bufio.NewWriter(os.Stdout)

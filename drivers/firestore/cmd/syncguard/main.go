@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/cli"
+	"github.com/syncguard/syncguard/driver"
 	sgfirestore "github.com/syncguard/syncguard/drivers/firestore"
 )
 
