@@ -161,7 +161,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 
 	// Rate limiting through httpmw: a burst of 1, the second request is
 	// refused.
-	lim, err := syncguard.NewRateLimiter(d, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, syncguard.WithPrefix(rawMark), syncguard.WithObserver(f.obs))
+	lim, err := syncguard.NewRateLimiter(d.(driver.RateStore), syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}, syncguard.WithPrefix(rawMark), syncguard.WithObserver(f.obs))
 	if err != nil {
 		t.Fatal(err)
 	}
