@@ -50,6 +50,7 @@ var knownImports = map[string]string{
 	"context": "context", "errors": "errors", "fmt": "fmt", "log": "log", "slog": "log/slog",
 	"http": "net/http", "os": "os", "sync": "sync", "testing": "testing", "time": "time",
 	"syncguard":   module,
+	"driver":      module + "/driver",
 	"memory":      module + "/drivers/memory",
 	"redis":       module + "/drivers/redis",
 	"postgres":    module + "/drivers/postgres",
@@ -67,6 +68,7 @@ var knownImports = map[string]string{
 var firestoreImports = map[string]string{
 	"context": "context", "errors": "errors", "fmt": "fmt", "log": "log", "time": "time",
 	"syncguard":   module,
+	"driver":      module + "/driver",
 	"firestore":   "cloud.google.com/go/firestore",
 	"sgfirestore": module + "/drivers/firestore",
 }
@@ -79,16 +81,15 @@ type preludeUnit struct {
 }
 
 // prelude: the names the docs' prose introduces, with the types the docs
-// give them. g and lease are a Redis Guard's (primitives.md builds g on
-// Redis).
+// give them. g and lease are a Guard's of any fencing driver (NewFenced).
 var prelude = []preludeUnit{
 	{"ctx", "var ctx = context.Background()"},
 	{"client", "var client rueidis.Client"},
 	{"pool", "var pool *pgxpool.Pool"},
-	{"g", "var g *syncguard.Guard[redis.Capabilities]"},
-	{"lease", "var lease *syncguard.Lease[redis.Capabilities]"},
+	{"g", "var g *syncguard.Guard[syncguard.Fenced]"},
+	{"lease", "var lease *syncguard.Lease[syncguard.Fenced]"},
 	{"lim", "var lim *syncguard.RateLimiter"},
-	{"driver", "var driver = memory.New()"},
+	{"d", "var d = memory.New()"},
 	{"data", "var data []byte"},
 	{"fence", "var fence syncguard.Fence"},
 	{"id", "var id string"},
@@ -102,7 +103,7 @@ var prelude = []preludeUnit{
 	{"accountID", "func accountID(*http.Request) string { return \"\" }"},
 	{"userID", "func userID(*http.Request) string { return \"\" }"},
 	{"deploy", "func deploy(context.Context) <-chan struct{} { return nil }"},
-	{"Capabilities", "type Capabilities struct {\n\tsyncguard.WithFencing\n\tsyncguard.WithServerTime\n}\n\nfunc (Capabilities) Name() string { return \"mystore\" }"},
+	{"Capabilities", "type Capabilities struct {\n\tdriver.WithFencing\n\tdriver.WithServerTime\n}\n\nfunc (Capabilities) Name() string { return \"mystore\" }"},
 	{"newHarness", "func newHarness(context.Context, *testing.T) (conformance.Harness[Capabilities], error) { return nil, nil }"},
 }
 
