@@ -25,21 +25,21 @@ func Example() {
 	second, err := d.Acquire(ctx, "payment:123", 30*time.Second)
 	fmt.Println("acquired:", second.Acquired, "reason:", second.Reason, "error:", err)
 
-	rel, _ := d.Release(ctx, "", first.LockID)
+	rel, _ := d.Release(ctx, "payment:123", first.LockID)
 	fmt.Println("released:", rel.OK)
 
 	// Fences keep increasing across acquisitions of the key (they are
 	// floored by the clock: 15 digits, about 6·10¹² in 2027).
 	third, _ := d.Acquire(ctx, "payment:123", 30*time.Second)
 	fmt.Println("acquired:", third.Acquired, "fence increased:", third.Fence > first.Fence)
-	fmt.Println(driver.Describe(d.Capabilities()))
+	fmt.Printf("%+v\n", driver.Describe(d.Capabilities()))
 
 	// Output:
 	// acquired: true
 	// acquired: false reason: locked error: <nil>
 	// released: true
 	// acquired: true fence increased: true
-	// {memory true server}
+	// {Name:memory Fencing:true ServerTime:true FairHandoff:true CrossProcess:false}
 }
 
 // WithClock makes expiry deterministic in tests.
