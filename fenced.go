@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // ErrStaleFence reports a write refused because its fence is older than one
@@ -15,7 +17,7 @@ var ErrStaleFence = errors.New("syncguard: stale fence: a newer lock holder has 
 
 // staleFence returns an error matching ErrStaleFence that names both fences.
 func staleFence(name string, fence, current Fence) error {
-	return fmt.Errorf("%w (resource %s: fence %s, stored %s)", ErrStaleFence, HashKey(name), fence, current)
+	return fmt.Errorf("%w (resource %s: fence %s, stored %s)", ErrStaleFence, driver.HashKey(name), fence, current)
 }
 
 // FencedStore is where a [FencedWriter] writes. An implementation must
@@ -33,7 +35,7 @@ type FencedStore interface {
 	// error matching ErrStaleFence.
 	WriteFenced(ctx context.Context, resource string, fence Fence, value []byte) error
 	// ReadFenced returns the value and fence stored for resource, or nil.
-	ReadFenced(ctx context.Context, resource string) (*Record, error)
+	ReadFenced(ctx context.Context, resource string) (*driver.Record, error)
 }
 
 // FencedWriter makes writes that a stale lock holder cannot make. Each
@@ -120,7 +122,7 @@ func (w *FencedWriter[C]) Write(ctx context.Context, l *Lease[C], resource strin
 
 // Read returns the value and fence last accepted for resource, or nil if
 // there is none.
-func (w *FencedWriter[C]) Read(ctx context.Context, resource string) (*Record, error) {
+func (w *FencedWriter[C]) Read(ctx context.Context, resource string) (*driver.Record, error) {
 	if ctx == nil {
 		return nil, invalidArg("nil context")
 	}
@@ -130,7 +132,7 @@ func (w *FencedWriter[C]) Read(ctx context.Context, resource string) (*Record, e
 // recordFencedStore is the driver-backed FencedStore: one fenced record per
 // resource.
 type recordFencedStore struct {
-	rs     RecordStore
+	rs     driver.RecordStore
 	prefix string
 	ttl    time.Duration
 }
@@ -154,7 +156,7 @@ func (s recordFencedStore) WriteFenced(ctx context.Context, resource string, fen
 	return nil
 }
 
-func (s recordFencedStore) ReadFenced(ctx context.Context, resource string) (*Record, error) {
+func (s recordFencedStore) ReadFenced(ctx context.Context, resource string) (*driver.Record, error) {
 	name, err := s.name(resource)
 	if err != nil {
 		return nil, err

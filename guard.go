@@ -49,8 +49,7 @@ type Guard[C driver.Capabilities] struct {
 // Code that should not name its driver (tests on the in-process driver,
 // production on Redis, or a driver chosen at run time) uses [NewFenced]
 // instead. New takes WithObserver, WithRawEvents, WithLogger,
-// WithOnReleaseError, WithReleaseTimeout, WithDisposeTimeout and
-// WithAcquireOptions; an invalid option is returned by every call of the
+// WithOnReleaseError, WithReleaseTimeout and WithAcquireOptions; an invalid option is returned by every call of the
 // Guard.
 func New[C driver.Capabilities](d driver.Driver[C], opts ...Option) *Guard[C] {
 	return newGuard[C](d, d.Capabilities(), opts)
@@ -322,17 +321,17 @@ func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bo
 }
 
 // attempt is one driver acquisition; non-LockErrors become Internal.
-func (g *Guard[C]) attempt(ctx context.Context, key string, ttl time.Duration) (AcquireResult, error) {
+func (g *Guard[C]) attempt(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	return g.attemptWith(ctx, key, ttl, nil)
 }
 
 // attemptWith is attempt through the waiter h when h is not nil.
-func (g *Guard[C]) attemptWith(ctx context.Context, key string, ttl time.Duration, h *Handoff) (AcquireResult, error) {
-	if err := CheckContext(ctx); err != nil {
-		return AcquireResult{}, err
+func (g *Guard[C]) attemptWith(ctx context.Context, key string, ttl time.Duration, h *driver.Handoff) (driver.AcquireResult, error) {
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
 	}
 	var (
-		res AcquireResult
+		res driver.AcquireResult
 		err error
 	)
 	if h != nil {
@@ -345,14 +344,14 @@ func (g *Guard[C]) attemptWith(ctx context.Context, key string, ttl time.Duratio
 		if errors.As(err, &le) {
 			return res, err
 		}
-		return res, &LockError{Code: Internal, Message: "driver error: " + err.Error(), Key: key, Cause: err}
+		return res, &LockError{Code: driver.Internal, Message: "driver error: " + err.Error(), Key: key, Cause: err}
 	}
 	return res, nil
 }
 
 // observedAcquireLoop is acquireLoop reported to an OperationObserver as
 // an acquisition.
-func (g *Guard[C]) observedAcquireLoop(ctx context.Context, key string, cfg acquireConfig) (AcquireResult, error) {
+func (g *Guard[C]) observedAcquireLoop(ctx context.Context, key string, cfg acquireConfig) (driver.AcquireResult, error) {
 	if !g.opObserving() {
 		return g.acquireLoop(ctx, key, cfg)
 	}
@@ -363,7 +362,7 @@ func (g *Guard[C]) observedAcquireLoop(ctx context.Context, key string, cfg acqu
 }
 
 // acquireLoop is contract §10's retry loop.
-func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfig) (AcquireResult, error) {
+func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfig) (driver.AcquireResult, error) {
 	start := time.Now()
 	var policy backoff.BackOff
 	if cfg.policy != nil {
@@ -375,8 +374,8 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 	var (
 		wake      <-chan struct{}
 		stop      func()
-		watchGone bool     // the watcher closed its channel: plain backoff only
-		hand      *Handoff // the queued waiter, with a HandoffWatcher
+		watchGone bool            // the watcher closed its channel: plain backoff only
+		hand      *driver.Handoff // the queued waiter, with a HandoffWatcher
 		timer     *time.Timer
 		wctx      context.Context // ctx bounded by the Timeout, for subscribing
 		// backendErr is the last attempt's error when it was a
@@ -400,7 +399,7 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 	}
 	for attempt := 1; ; attempt++ {
 		if time.Since(start) >= cfg.timeout {
-			return AcquireResult{}, giveUp(backendErr, key, "Timeout reached while acquiring lock")
+			return driver.AcquireResult{}, giveUp(backendErr, key, "Timeout reached while acquiring lock")
 		}
 		res, err := g.attemptWith(ctx, key, cfg.ttl, hand)
 		backendErr = nil
@@ -417,15 +416,15 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			return res, nil
 		}
 		if attempt > cfg.maxRetries {
-			return AcquireResult{}, giveUp(backendErr, key, "Failed to acquire lock after "+attempts(attempt))
+			return driver.AcquireResult{}, giveUp(backendErr, key, "Failed to acquire lock after "+attempts(attempt))
 		}
 		d := policy.NextBackOff()
 		if d == backoff.Stop {
-			return AcquireResult{}, giveUp(backendErr, key, "Backoff policy stopped after "+attempts(attempt))
+			return driver.AcquireResult{}, giveUp(backendErr, key, "Backoff policy stopped after "+attempts(attempt))
 		}
 		remaining := cfg.timeout - time.Since(start)
 		if remaining <= 0 {
-			return AcquireResult{}, giveUp(backendErr, key, "Timeout reached before next retry")
+			return driver.AcquireResult{}, giveUp(backendErr, key, "Timeout reached before next retry")
 		}
 		d = max(min(d, remaining), 0)
 		if hand != nil && hand.Renew > 0 {
@@ -454,8 +453,8 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			d = max(min(d, cfg.timeout-time.Since(start)), 0)
 		}
 		if d == 0 {
-			if err := CheckContext(ctx); err != nil {
-				return AcquireResult{}, err
+			if err := driver.CheckContext(ctx); err != nil {
+				return driver.AcquireResult{}, err
 			}
 			continue
 		}
@@ -466,7 +465,7 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 		}
 		select {
 		case <-ctx.Done():
-			return AcquireResult{}, ContextError(ctx.Err())
+			return driver.AcquireResult{}, driver.ContextError(ctx.Err())
 		case <-timer.C:
 		case _, ok := <-wake:
 			if !ok { // a last signal: fall back to plain backoff, never resubscribe
@@ -520,7 +519,7 @@ func attempts(n int) string {
 }
 
 func acquisitionTimeout(key, msg string) *LockError {
-	return &LockError{Code: AcquisitionTimeout, Message: msg, Key: key, Cause: ErrLocked}
+	return &LockError{Code: driver.AcquisitionTimeout, Message: msg, Key: key, Cause: ErrLocked}
 }
 
 // releaseDetached releases l on a context detached from ctx with the
@@ -537,26 +536,25 @@ func (g *Guard[C]) releaseDetached(ctx context.Context, l *Lease[C]) (ok, called
 
 // reportReleaseError calls the release-error callback, swallowing panics.
 func (g *Guard[C]) reportReleaseError(err error, l *Lease[C]) {
-	info := ReleaseErrorInfo{LockID: l.lockID, Key: l.key}
 	defer func() { _ = recover() }()
 	if g.cfg.onReleaseError != nil {
-		g.cfg.onReleaseError(err, info)
+		g.cfg.onReleaseError(err, l.key, l.lockID)
 		return
 	}
 	g.cfg.logger.Warn("Lock disposal failed",
 		slog.String("error", err.Error()),
 		slog.String("errorType", fmt.Sprintf("%T", err)),
-		slog.String("code", CodeOf(err).String()),
+		slog.String("code", driver.CodeOf(err).String()),
 		slog.String("source", "disposal"))
 }
 
 // emitLost reports a lost lease to the observer, if any.
 func (g *Guard[C]) emitLost(l *Lease[C], reason string) {
-	keyHash := HashKey(l.key)
+	keyHash := driver.HashKey(l.key)
 	g.cfg.logger.Warn("syncguard: lease lost", slog.String("keyHash", keyHash), slog.String("reason", reason))
 	if g.cfg.observer == nil {
 		return
 	}
-	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: keyHash, LockIDHash: HashKey(l.lockID), Reason: reason}
+	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: keyHash, LockIDHash: driver.HashKey(l.lockID), Reason: reason}
 	notifyCtx(g.cfg.observer, l.ctx, ev)
 }

@@ -17,7 +17,7 @@ import (
 // inert: its methods do nothing and report false. A Lease is safe for
 // concurrent use; of concurrent Release and Close calls exactly one reaches
 // the backend.
-type Lease[C Capabilities] struct {
+type Lease[C driver.Capabilities] struct {
 	g      *Guard[C]
 	key    string
 	lockID string
@@ -51,7 +51,7 @@ const (
 	leaseReleased
 )
 
-func (g *Guard[C]) newLease(ctx context.Context, key string, res AcquireResult, cfg acquireConfig) *Lease[C] {
+func (g *Guard[C]) newLease(ctx context.Context, key string, res driver.AcquireResult, cfg acquireConfig) *Lease[C] {
 	l := &Lease[C]{
 		g:      g,
 		key:    key,
@@ -199,7 +199,7 @@ func (l *Lease[C]) release(ctx context.Context) (ok, called bool, err error) {
 
 // doRelease performs the one backend release of the lease; the caller has
 // moved it to leaseReleasing.
-func (l *Lease[C]) doRelease(ctx context.Context) (res ReleaseResult, err error) {
+func (l *Lease[C]) doRelease(ctx context.Context) (res driver.ReleaseResult, err error) {
 	l.stopHeartbeat()
 	observed := l.g.opObserving()
 	var start time.Time
@@ -281,17 +281,16 @@ func (l *Lease[C]) retryRelease(ctx context.Context) (err error) {
 
 func panicError(r any) error {
 	if e, ok := r.(error); ok {
-		return &LockError{Code: Internal, Message: "driver panicked: " + e.Error(), Cause: e}
+		return &LockError{Code: driver.Internal, Message: "driver panicked: " + e.Error(), Cause: e}
 	}
-	return &LockError{Code: Internal, Message: fmt.Sprintf("driver panicked: %v", r)}
+	return &LockError{Code: driver.Internal, Message: fmt.Sprintf("driver panicked: %v", r)}
 }
 
 // Close releases the lock unless it was already released, for use with
 // defer. It never panics and returns nothing: a failed release goes to the
-// Guard's release-error callback (source "disposal"). If a release is in
-// flight, Close waits for it and reports nothing. With [WithDisposeTimeout],
-// Close returns by the deadline even if the driver ignores its context and
-// reports one NetworkTimeout error; the late outcome is dropped.
+// Guard's release-error callback. If a release is in flight, Close waits
+// for it and reports nothing. The release is bounded by
+// [WithReleaseTimeout].
 func (l *Lease[C]) Close() {
 	if l == nil {
 		return
@@ -313,36 +312,10 @@ func (l *Lease[C]) Close() {
 
 	// The release must not be cancelled with the lease's context, but it
 	// keeps its values (such as the caller's trace span).
-	bg := context.WithoutCancel(l.ctx)
-	d := l.g.cfg.disposeTimeout
-	if d <= 0 {
-		if _, err := l.doRelease(bg); err != nil {
-			l.g.reportReleaseError(err, l)
-		}
-		return
-	}
-	ctx, cancel := context.WithTimeout(bg, d)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), l.g.cfg.releaseTimeout)
 	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := l.doRelease(ctx)
-		errc <- err
-	}()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case err := <-errc:
-		if err != nil {
-			l.g.reportReleaseError(err, l)
-		}
-	case <-timer.C:
-		l.g.reportReleaseError(&LockError{
-			Code:    NetworkTimeout,
-			Message: "Lock disposal timed out after " + d.String(),
-			Key:     l.key,
-			LockID:  l.lockID,
-			Cause:   context.DeadlineExceeded,
-		}, l)
+	if _, err := l.doRelease(ctx); err != nil {
+		l.g.reportReleaseError(err, l)
 	}
 }
 

@@ -94,7 +94,7 @@ func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult
 		return RateResult{}, err
 	}
 	if n > l.limit.Burst {
-		return RateResult{}, &LockError{Code: InvalidArgument, Key: k,
+		return RateResult{}, &LockError{Code: driver.InvalidArgument, Key: k,
 			Message: "RateLimiter.AllowN: n = " + strconv.Itoa(n) + " exceeds the burst (" + strconv.Itoa(l.limit.Burst) +
 				"): such a request can never be allowed"}
 	}
@@ -139,7 +139,7 @@ func (l *RateLimiter) WaitN(ctx context.Context, key string, n int) error {
 		}
 		d := max(res.RetryAfter, time.Millisecond)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-			return &LockError{Code: RateLimited, Message: "rate: Wait would exceed the context deadline", Key: key}
+			return &LockError{Code: driver.RateLimited, Message: "rate: Wait would exceed the context deadline", Key: key}
 		}
 		if timer == nil {
 			timer = time.NewTimer(d)
@@ -148,7 +148,7 @@ func (l *RateLimiter) WaitN(ctx context.Context, key string, n int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ContextError(ctx.Err())
+			return driver.ContextError(ctx.Err())
 		case <-timer.C:
 		}
 	}

@@ -168,7 +168,7 @@ func (m *DistributedMutex[C]) LockContext(ctx context.Context) error {
 	select {
 	case m.local <- struct{}{}:
 	case <-ctx.Done():
-		return ContextError(ctx.Err())
+		return driver.ContextError(ctx.Err())
 	}
 	for {
 		lease, cancel, err := m.acquire(ctx, false)
@@ -186,7 +186,7 @@ func (m *DistributedMutex[C]) LockContext(ctx context.Context) error {
 		}
 		<-m.local
 		if ctx.Err() != nil {
-			return ContextError(ctx.Err())
+			return driver.ContextError(ctx.Err())
 		}
 		return err
 	}
@@ -232,7 +232,7 @@ func (m *DistributedMutex[C]) TryLockContext(ctx context.Context) (bool, error) 
 		return false, invalidArg("nil context")
 	}
 	if err := ctx.Err(); err != nil {
-		return false, ContextError(err)
+		return false, driver.ContextError(err)
 	}
 	select {
 	case m.local <- struct{}{}:
@@ -339,7 +339,7 @@ func (m *DistributedMutex[C]) acquire(ctx context.Context, try bool) (*Lease[C],
 		// ctx ended while we acquired: the lease's context is gone, so
 		// give the lock back and report the cancellation.
 		lease.Close()
-		err = ContextError(ctx.Err())
+		err = driver.ContextError(ctx.Err())
 	}
 	if err != nil {
 		cancel()
@@ -352,8 +352,8 @@ func (m *DistributedMutex[C]) acquire(ctx context.Context, try bool) (*Lease[C],
 // while its own context is live: a cancellation or timeout that did not
 // come from the caller's context.
 func retryableRound(err error) bool {
-	switch CodeOf(err) {
-	case Aborted, NetworkTimeout:
+	switch driver.CodeOf(err) {
+	case driver.Aborted, driver.NetworkTimeout:
 		return true
 	}
 	return false
@@ -365,7 +365,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ContextError(ctx.Err())
+		return driver.ContextError(ctx.Err())
 	case <-t.C:
 		return nil
 	}
@@ -382,6 +382,6 @@ func (m *DistributedMutex[C]) report(err error) { m.onError(err) }
 func (m *DistributedMutex[C]) logError(err error) {
 	m.g.cfg.logger.Error("syncguard: mutex error",
 		slog.String("error", err.Error()),
-		slog.String("code", CodeOf(err).String()),
-		slog.String("keyHash", HashKey(m.key)))
+		slog.String("code", driver.CodeOf(err).String()),
+		slog.String("keyHash", driver.HashKey(m.key)))
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // ErrInProgress reports that another caller is running the function of the
@@ -239,9 +241,9 @@ func (o *OncePerKey[T, C]) do(ctx context.Context, name string, fn func(ctx cont
 		}
 		switch {
 		case err == nil:
-			return zero, &LockError{Code: Internal, Message: "OncePerKey: no outcome", Key: name}
+			return zero, &LockError{Code: driver.Internal, Message: "OncePerKey: no outcome", Key: name}
 		case errors.Is(err, ErrLocked) && o.cfg.nonBlocking:
-			return zero, fmt.Errorf("%w (key %s)", ErrInProgress, HashKey(name))
+			return zero, fmt.Errorf("%w (key %s)", ErrInProgress, driver.HashKey(name))
 		case errors.Is(err, ErrLocked):
 			// A waiting round ended without the result: wait again.
 			if err := sleepCtx(ctx, o.cfg.roundPause); err != nil {
@@ -286,7 +288,7 @@ func (o *OncePerKey[T, C]) run(ctx context.Context, name string, fence Fence, fn
 	data, err := o.cfg.codec.Marshal(v)
 	if err != nil {
 		_, _ = o.g.records.DeleteRecord(wctx, name, fence)
-		return zero, &LockError{Code: InvalidArgument, Message: "OncePerKey: encoding the result: " + err.Error(), Key: name, Cause: err}
+		return zero, &LockError{Code: driver.InvalidArgument, Message: "OncePerKey: encoding the result: " + err.Error(), Key: name, Cause: err}
 	}
 	put, err = o.g.records.PutRecord(wctx, name, fence, envelope(stateDone, data), ttl)
 	if err != nil {
@@ -310,14 +312,14 @@ func (o *OncePerKey[T, C]) lookup(ctx context.Context, name string) (v T, ok boo
 	state, payload, perr := parseEnvelope(rec.Value)
 	switch {
 	case perr != nil:
-		return v, true, &LockError{Code: Internal, Message: "OncePerKey: " + perr.Error(), Key: name}
+		return v, true, &LockError{Code: driver.Internal, Message: "OncePerKey: " + perr.Error(), Key: name}
 	case state == stateRun:
 		return v, false, nil
 	case state == stateFailed:
 		return v, true, &RecordedError{Message: string(payload)}
 	}
 	if err := o.cfg.codec.Unmarshal(payload, &v); err != nil {
-		return v, true, &LockError{Code: Internal, Message: "OncePerKey: decoding the stored result: " + err.Error(), Key: name, Cause: err}
+		return v, true, &LockError{Code: driver.Internal, Message: "OncePerKey: decoding the stored result: " + err.Error(), Key: name, Cause: err}
 	}
 	return v, true, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // Operation event types: events of whole operations rather than single
@@ -169,15 +171,15 @@ func (g *Guard[C]) emitOp(ctx context.Context, ev Event, key string) {
 }
 
 // emitAcquisition reports the acquisition of key that started at start.
-func (g *Guard[C]) emitAcquisition(ctx context.Context, key string, start time.Time, res AcquireResult, err error) {
-	ev := Event{Type: EventAcquisition, KeyHash: HashKey(key), Latency: time.Since(start)}
-	setResult(&ev, err == nil && res.Acquired, ReasonLocked, err)
+func (g *Guard[C]) emitAcquisition(ctx context.Context, key string, start time.Time, res driver.AcquireResult, err error) {
+	ev := Event{Type: EventAcquisition, KeyHash: driver.HashKey(key), Latency: time.Since(start)}
+	setResult(&ev, err == nil && res.Acquired, driver.ReasonLocked, err)
 	g.emitOp(ctx, ev, key)
 }
 
 // emitLeaseRelease reports the release of l.
-func (g *Guard[C]) emitLeaseRelease(ctx context.Context, l *Lease[C], start time.Time, res ReleaseResult, err error) {
-	ev := Event{Type: EventLeaseRelease, KeyHash: HashKey(l.key), LockIDHash: HashKey(l.lockID),
+func (g *Guard[C]) emitLeaseRelease(ctx context.Context, l *Lease[C], start time.Time, res driver.ReleaseResult, err error) {
+	ev := Event{Type: EventLeaseRelease, KeyHash: driver.HashKey(l.key), LockIDHash: driver.HashKey(l.lockID),
 		Latency: time.Since(start), Held: start.Sub(l.acquiredAt)}
 	setResult(&ev, res.OK, res.Detail, err)
 	if wantRaw(g.cfg.raw, ev) {
@@ -188,7 +190,7 @@ func (g *Guard[C]) emitLeaseRelease(ctx context.Context, l *Lease[C], start time
 
 // emitOnce reports an OncePerKey.Do call for the record name.
 func (g *Guard[C]) emitOnce(ctx context.Context, name string, start time.Time, replayed bool, err error) {
-	ev := Event{Type: EventOnce, KeyHash: HashKey(name), Latency: time.Since(start)}
+	ev := Event{Type: EventOnce, KeyHash: driver.HashKey(name), Latency: time.Since(start)}
 	var rec *RecordedError
 	switch {
 	case replayed && (err == nil || errors.As(err, &rec)):

@@ -59,24 +59,14 @@ func applyOptions(c *config, ctor string, allowed []string, opts []Option) *Lock
 type guardConfig struct {
 	observer       Observer
 	raw            func(Event) bool
-	onReleaseError func(error, ReleaseErrorInfo)
-	disposeTimeout time.Duration
+	onReleaseError func(err error, key, lockID string)
 	releaseTimeout time.Duration
 	logger         *slog.Logger
 	random         func() float64 // tests only
 }
 
 // guardOptions are the options New takes.
-var guardOptions = []string{"WithObserver", "WithRawEvents", "WithOnReleaseError", "WithDisposeTimeout", "WithReleaseTimeout", "WithLogger", "WithAcquireOptions", "withRandom"}
-
-// ReleaseErrorInfo describes a release that failed where no caller could
-// receive the error: in [Lease.Close] and in [Guard.Do].
-type ReleaseErrorInfo struct {
-	LockID string
-	// Key is the normalised key. It may be sensitive; the default handler
-	// never logs it.
-	Key string
-}
+var guardOptions = []string{"WithObserver", "WithRawEvents", "WithOnReleaseError", "WithReleaseTimeout", "WithLogger", "WithAcquireOptions", "withRandom"}
 
 // WithObserver sends an [Event] to o for every backend call the Guard, its
 // leases and the primitives built on it make, and for whole operations
@@ -97,25 +87,18 @@ func WithRawEvents(f func(Event) bool) Option {
 }
 
 // WithOnReleaseError sets the callback for releases that fail in
-// [Lease.Close] or [Guard.Do], where no caller receives the error. It
-// replaces the default, which logs the error's message and type (never the
-// key or lock ID) at Warn level. Panics in fn are recovered and ignored.
-func WithOnReleaseError(fn func(err error, info ReleaseErrorInfo)) Option {
+// [Lease.Close] or [Guard.Do], where no caller receives the error; key is
+// the normalised key (it may be sensitive). It replaces the default, which
+// logs the error's message and type (never the key or lock ID) at Warn
+// level. Panics in fn are recovered and ignored.
+func WithOnReleaseError(fn func(err error, key, lockID string)) Option {
 	return func(c *config) { c.set("WithOnReleaseError", ""); c.guard.onReleaseError = fn }
 }
 
-// WithDisposeTimeout bounds [Lease.Close]: the release runs on a fresh
-// context with timeout d and Close returns by the deadline even if the
-// driver ignores its context, reporting one NetworkTimeout error to the
-// release-error callback. d ≤ 0 (the default) means no timeout.
-func WithDisposeTimeout(d time.Duration) Option {
-	return func(c *config) { c.set("WithDisposeTimeout", ""); c.guard.disposeTimeout = d }
-}
-
-// WithReleaseTimeout sets the deadline of the detached release that
-// [Guard.Do] makes after its function returned (default 5s). The release
-// does not use the caller's context, so a cancelled caller never leaks its
-// lock until the TTL.
+// WithReleaseTimeout sets the deadline of the releases no caller's context
+// bounds (default 5s): [Lease.Close]'s, and [Guard.Do]'s after its
+// function returned. They do not use the caller's context, so a cancelled
+// caller never leaks its lock until the TTL.
 func WithReleaseTimeout(d time.Duration) Option {
 	return func(c *config) {
 		c.set("WithReleaseTimeout", "")

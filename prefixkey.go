@@ -3,6 +3,7 @@ package syncguard
 import (
 	"unicode/utf8"
 
+	"github.com/syncguard/syncguard/driver"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -12,7 +13,7 @@ const hashedNameSep = "#"
 
 // maxPrefixBytes is the longest prefix of a primitive: one that leaves room
 // for the hashed form of a key (separator and a 22-character digest).
-const maxPrefixBytes = MaxKeyBytes - len(hashedNameSep) - 22
+const maxPrefixBytes = driver.MaxKeyBytes - len(hashedNameSep) - 22
 
 // prefixedName returns the lock key or record name under which a primitive
 // with prefix (OncePerKey, FencedWriter, RateLimiter) keeps key. Every key
@@ -29,7 +30,7 @@ const maxPrefixBytes = MaxKeyBytes - len(hashedNameSep) - 22
 // same name. Finding one needs the other key (and then the key itself
 // would do); by accident it is as unlikely as a 128-bit collision.
 func prefixedName(prefix, key string) (string, error) {
-	k, err := NormalizeKey(key)
+	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return "", err
 	}
@@ -37,10 +38,10 @@ func prefixedName(prefix, key string) (string, error) {
 		return k, nil
 	}
 	name := norm.NFC.String(prefix + k)
-	if len(name) <= MaxKeyBytes {
+	if len(name) <= driver.MaxKeyBytes {
 		return name, nil
 	}
-	return NormalizeKey(prefix + hashedNameSep + HashedKey(name))
+	return driver.NormalizeKey(prefix + hashedNameSep + driver.HashedKey(name))
 }
 
 // checkPrefix validates the prefix given to option: valid UTF-8 and short

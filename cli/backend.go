@@ -55,7 +55,7 @@ type held struct {
 // Library log records go to log.
 func (s *Session) acquire(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error) {
 	{
-		g := s.newGuard(syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}), syncguard.WithLogger(log))
+		g := s.newGuard(syncguard.WithOnReleaseError(func(error, string, string) {}), syncguard.WithLogger(log))
 		var (
 			l   *syncguard.Lease[syncguard.Fenced]
 			err error

@@ -493,7 +493,7 @@ func TestFaultRedisClusterFailover(t *testing.T) {
 // function waits for them: each must get the lock (issue 16: they used to
 // give up on the first backend error, about 2s into a failover).
 func failoverWaiters(t *testing.T, ctx context.Context, d *redis.Driver, key string) func(promotion time.Duration) {
-	g := syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
+	g := syncguard.New(d, syncguard.WithOnReleaseError(func(error, string, string) {}))
 	if _, err := g.TryAcquire(ctx, key, syncguard.TTL(3*time.Second)); err != nil {
 		t.Errorf("failover waiters: holder: %v", err)
 		return func(time.Duration) {}

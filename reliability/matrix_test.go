@@ -321,7 +321,7 @@ func boundedRedisGuard(t *testing.T, c rueidis.Client) (*syncguard.Guard[redis.C
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), d
+	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, string, string) {})), d
 }
 
 func boundedPGGuard(t *testing.T, pool *pgxpool.Pool) (*syncguard.Guard[postgres.Capabilities], syncguard.FencedStore, *postgres.Driver) {
@@ -340,7 +340,7 @@ func boundedPGGuard(t *testing.T, pool *pgxpool.Pool) (*syncguard.Guard[postgres
 	if err := st.CreateTable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), st, d
+	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, string, string) {})), st, d
 }
 
 // proxied pool: a pool on schema whose connections go through addr.

@@ -183,7 +183,7 @@ func TestLostBeforeStolen(t *testing.T) {
 		}
 		t.Cleanup(hd.Close)
 		td := redisDriver(t, redisClient(t, []string{redisAddr()}), prefix)
-		holder, thief := syncguard.New(hd, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), syncguard.New(td)
+		holder, thief := syncguard.New(hd, syncguard.WithOnReleaseError(func(error, string, string) {})), syncguard.New(td)
 		var ms []time.Duration
 		for range rounds {
 			ms = append(ms, lostBeforeStolen(t, holder, thief, p, ttl).Round(time.Millisecond))
@@ -200,7 +200,7 @@ func TestLostBeforeStolen(t *testing.T) {
 		}
 		t.Cleanup(hd.Close)
 		td := pgDriver(t, pgPool(t, pgDSN(), schema, nil))
-		holder, thief := syncguard.New(hd, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), syncguard.New(td)
+		holder, thief := syncguard.New(hd, syncguard.WithOnReleaseError(func(error, string, string) {})), syncguard.New(td)
 		var ms []time.Duration
 		for range rounds {
 			ms = append(ms, lostBeforeStolen(t, holder, thief, p, ttl).Round(time.Millisecond))

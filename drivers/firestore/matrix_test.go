@@ -200,7 +200,7 @@ func fsGuard(t *testing.T, addr string) (*syncguard.Guard[Capabilities], *Driver
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d := newDriver(t, clientFor(t, ctx, addr), WithCallTimeout(fsBound))
-	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {})), d
+	return syncguard.New(d, syncguard.WithOnReleaseError(func(error, string, string) {})), d
 }
 
 // TestFaultMatrixFirestore: the Firestore emulator rows of the matrix.
