@@ -13,7 +13,7 @@ import (
 
 // allOps calls every lock operation with ctx on key and lockID and reports
 // each error.
-func allOps[C driver.Fenced](c *tc[C], ctx context.Context, key, lockID string, fn func(op string, err error)) {
+func allOps[C driver.Capabilities](c *tc[C], ctx context.Context, key, lockID string, fn func(op string, err error)) {
 	r, err := c.d.Acquire(ctx, key, 30*time.Second)
 	if err == nil && r.Acquired {
 		_, _ = c.d.Release(c.ctx, "", r.LockID)
@@ -39,7 +39,7 @@ func cancelledContext(parent context.Context) context.Context {
 
 // case092: a cancelled context fails every operation with Aborted, and
 // release/extend under it leave the lock alone.
-func case092[C driver.Fenced](c *tc[C]) {
+func case092[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	allOps(c, cancelledContext(c.ctx), c.key("other"), r.LockID, func(op string, err error) {
@@ -54,7 +54,7 @@ func case092[C driver.Fenced](c *tc[C]) {
 }
 
 // case093: a live context works for every operation.
-func case093[C driver.Fenced](c *tc[C]) {
+func case093[C driver.Capabilities](c *tc[C]) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	k := c.key("k")
@@ -81,7 +81,7 @@ func case093[C driver.Fenced](c *tc[C]) {
 // subtest "latency", needs [LatencyInjector]) delays the wire by 1s, so the
 // cancellation always happens in flight: Aborted must come within 100ms of
 // it (250ms allowed here for loaded CI machines).
-func case094[C driver.Fenced](c *tc[C]) {
+func case094[C driver.Capabilities](c *tc[C]) {
 	run := func(s *tc[C], d driver.Driver[C], key string) (r driver.AcquireResult, sinceStart, sinceCancel time.Duration, err error) {
 		ctx, cancel := context.WithCancel(s.ctx)
 		defer cancel()
@@ -128,7 +128,7 @@ func case094[C driver.Fenced](c *tc[C]) {
 
 // case095: a shared context, once cancelled, fails later calls with a
 // LockError; the locks are then released with a fresh context.
-func case095[C driver.Fenced](c *tc[C]) {
+func case095[C driver.Capabilities](c *tc[C]) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	k1, k2 := c.key("k1"), c.key("k2")
 	r1, err1 := c.d.Acquire(ctx, k1, 30*time.Second)
@@ -152,7 +152,7 @@ func case095[C driver.Fenced](c *tc[C]) {
 // case096: an expired deadline is NetworkTimeout wrapping
 // context.DeadlineExceeded; a cancellation is Aborted wrapping
 // context.Canceled.
-func case096[C driver.Fenced](c *tc[C]) {
+func case096[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	dctx, cancel := context.WithDeadline(c.ctx, time.Now().Add(-time.Second))
@@ -177,7 +177,7 @@ func case096[C driver.Fenced](c *tc[C]) {
 // leaves no lock behind (best-effort compensation), within 1s
 // ([LatencyInjector]: the wire is delayed by 300ms and the context is
 // cancelled 450ms in, while the reply is in flight).
-func case097[C driver.Fenced](c *tc[C]) {
+func case097[C driver.Capabilities](c *tc[C]) {
 	li := harnessAs[LatencyInjector[C]](c, "LatencyInjector")
 	const latency = 300 * time.Millisecond
 	d := li.DriverWithLatency(latency)

@@ -9,7 +9,7 @@ import (
 )
 
 // testCase is one registered case.
-type testCase[C driver.Fenced] struct {
+type testCase[C driver.Capabilities] struct {
 	// id is the subtest name: "caseNNN_title" for catalogue cases, "Rnn_…"
 	// (fenced records), "Gnn_…" (GCRA rate) and "Wnn_…" (wake-up) for the
 	// additions of contract §13, "Knn_…" for the key rule.
@@ -21,7 +21,7 @@ type testCase[C driver.Fenced] struct {
 }
 
 // registry lists every implemented case, in catalogue order.
-func registry[C driver.Fenced]() []testCase[C] {
+func registry[C driver.Capabilities]() []testCase[C] {
 	return []testCase[C]{
 		// A. Lifecycle (lifecycle.go)
 		{id: "case001_basic_lifecycle", fn: case001[C]},

@@ -21,7 +21,7 @@ import (
 
 // retryAcquire makes up to attempts single attempts, delay apart. It
 // reports the result of the last attempt. Safe to call from any goroutine.
-func retryAcquire[C driver.Fenced](c *tc[C], key string, ttl time.Duration, attempts int, delay time.Duration) (driver.AcquireResult, error) {
+func retryAcquire[C driver.Capabilities](c *tc[C], key string, ttl time.Duration, attempts int, delay time.Duration) (driver.AcquireResult, error) {
 	var r driver.AcquireResult
 	for i := range attempts {
 		var err error
@@ -39,7 +39,7 @@ func retryAcquire[C driver.Fenced](c *tc[C], key string, ttl time.Duration, atte
 }
 
 // case155: five single-attempt workers; winners work 20ms.
-func case155[C driver.Fenced](c *tc[C]) {
+func case155[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	var ok, failed atomic.Int32
 	gather(5, func(int) {
@@ -65,7 +65,7 @@ func case155[C driver.Fenced](c *tc[C]) {
 
 // case156: three workers increment a counter read-sleep-write under the
 // lock: no update is lost.
-func case156[C driver.Fenced](c *tc[C]) {
+func case156[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	var (
 		counter atomic.Int64
@@ -96,7 +96,7 @@ func case156[C driver.Fenced](c *tc[C]) {
 
 // case157: ten workers append their index read-sleep-write under the lock:
 // all ten entries survive, distinct.
-func case157[C driver.Fenced](c *tc[C]) {
+func case157[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	var list atomic.Pointer[[]int]
 	list.Store(&[]int{})
@@ -123,7 +123,7 @@ func case157[C driver.Fenced](c *tc[C]) {
 
 // case158: five retrying workers with 10ms sections: no errors, at least
 // one success, the key free at the end.
-func case158[C driver.Fenced](c *tc[C]) {
+func case158[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	var ok atomic.Int32
 	gather(5, func(int) {
@@ -153,7 +153,7 @@ func case158[C driver.Fenced](c *tc[C]) {
 // The catalogue also asks for ≥ 2 processes; separate processes are out of
 // scope for an in-test suite (drivers with a shared server may add such a
 // test of their own), so goroutines with separate Guards stand in for them.
-func case159[C driver.Fenced](c *tc[C]) {
+func case159[C driver.Capabilities](c *tc[C]) {
 	const workers = 4
 	k := c.key("k")
 	var (
@@ -171,7 +171,7 @@ func case159[C driver.Fenced](c *tc[C]) {
 				if inside.Add(1) != 1 {
 					overlaps.Add(1)
 				}
-				f := syncguard.FenceOf(l)
+				f := c.leaseFence(l)
 				mu.Lock()
 				if f <= last {
 					c.Errorf("fence %v entered after fence %v; want strictly increasing", f, last)

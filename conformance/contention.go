@@ -11,7 +11,7 @@ import (
 // B. Contention: cases 9–15.
 
 // case009: a held key is contended, as a result and not an error.
-func case009[C driver.Fenced](c *tc[C]) {
+func case009[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantContended(k, 30*time.Second)
@@ -21,7 +21,7 @@ func case009[C driver.Fenced](c *tc[C]) {
 
 // case010: contended acquisitions change nothing: not the lock data, and
 // the next fence is still greater than the holder's.
-func case010[C driver.Fenced](c *tc[C]) {
+func case010[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	before := c.lookupKey(k)
@@ -47,7 +47,7 @@ func case010[C driver.Fenced](c *tc[C]) {
 // at the same time (a barrier proves it) and the whole run, with 50ms of
 // work under each lock, fits in Timing.ParallelBudget. Run once with a 30s
 // TTL and once with 5s (the e2e variant).
-func case011[C driver.Fenced](c *tc[C]) {
+func case011[C driver.Capabilities](c *tc[C]) {
 	for _, ttl := range []time.Duration{30 * time.Second, 5 * time.Second} {
 		keys := []string{c.key("a:" + ttl.String()), c.key("b:" + ttl.String()), c.key("c:" + ttl.String())}
 		b := newBarrier(len(keys))
@@ -74,7 +74,7 @@ func case011[C driver.Fenced](c *tc[C]) {
 }
 
 // case012: a released key can be acquired again.
-func case012[C driver.Fenced](c *tc[C]) {
+func case012[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantRelease(r.LockID, true)
@@ -84,7 +84,7 @@ func case012[C driver.Fenced](c *tc[C]) {
 
 // case013: waiters are refused while the holder lives and succeed after its
 // TTL and tolerance have passed.
-func case013[C driver.Fenced](c *tc[C]) {
+func case013[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	gather(3, func(int) {
@@ -102,7 +102,7 @@ func case013[C driver.Fenced](c *tc[C]) {
 // one wins. (The catalogue also expects a loser on Redis and PostgreSQL,
 // but a driver may legitimately serialise the attempts, so the suite does
 // not require one.)
-func case014[C driver.Fenced](c *tc[C]) {
+func case014[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	var wins, losses atomic.Int32
 	start := time.Now()
@@ -131,7 +131,7 @@ func case014[C driver.Fenced](c *tc[C]) {
 }
 
 // case015: contention is never an error, however many attempts collide.
-func case015[C driver.Fenced](c *tc[C]) {
+func case015[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	gather(10, func(i int) {

@@ -1,19 +1,27 @@
 // Package conformance is the shared behaviour suite that every SyncGuard
-// driver must pass. It implements every case of conformance-cases.md tagged
-// [all] (plus case 26), and the project's additions of contract §13: fenced
-// records (R cases), GCRA rate (G cases) and wake-up (W cases), and K01:
-// every key the key rule accepts works on the driver.
+// driver must pass: the cases of docs/contract.md's "Conformance cases"
+// table — locks, fences, fenced records (R cases), GCRA rate (G cases),
+// wake-up and hand-off (W cases) and the key rule (K01).
 //
 // It is an ordinary package, imported by each driver's tests, in the style
-// of gocloud.dev's drivertest: the driver package implements a small
-// [Harness] and calls [Run] from a test function. The suite then runs each
-// case as a subtest named after it, such as
+// of gocloud.dev's drivertest. A driver that needs no hooks into its
+// storage runs it in one call:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.RunDriver(t, func(*testing.T) driver.Driver[mystore.Capabilities] { return mystore.New() }, conformance.Options{})
+//	}
+//
+// The suite runs each case as a subtest named after it, such as
 // "TestConformance/redis/case009_held_key_is_contended", against a real
-// backend.
+// backend. It reads the driver's capabilities from its capability type
+// ([driver.Describe]): the cases that need fencing, records, rate, a
+// lock-ID index or fair hand-off skip, saying why, on a driver without
+// them, so a lock-only driver runs the same suite.
 //
 // # Writing a harness
 //
-// A harness hands the suite the driver under test, in a namespace of its
+// A driver with state to clean up, or hooks to offer, implements a
+// [Harness] and calls [Run]. A harness hands the suite the driver under test, in a namespace of its
 // own (a key prefix, a database, tables or collections), and cleans up in
 // Close. Run builds one harness per call and runs all cases concurrently on
 // it, each case on keys prefixed with its own ID and a random per-run token:
@@ -41,8 +49,7 @@
 //				return nil, err
 //			}
 //			return &harness{client: client, driver: d, prefix: prefix}, nil
-//		}, conformance.Options{
-//		})
+//		}, conformance.Options{})
 //	}
 //
 // # Optional harness interfaces

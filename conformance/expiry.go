@@ -10,7 +10,7 @@ import (
 // C. Expiry, tolerance and extend: cases 16–26.
 
 // case016: a short lock expires by itself.
-func case016[C driver.Fenced](c *tc[C]) {
+func case016[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	c.wantLocked(k, true)
@@ -21,7 +21,7 @@ func case016[C driver.Fenced](c *tc[C]) {
 }
 
 // case017: an extension keeps the lock past its original expiry.
-func case017[C driver.Fenced](c *tc[C]) {
+func case017[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 500*time.Millisecond)
 	c.sleep(300 * time.Millisecond)
@@ -38,7 +38,7 @@ func case017[C driver.Fenced](c *tc[C]) {
 }
 
 // case018: the same with shorter times.
-func case018[C driver.Fenced](c *tc[C]) {
+func case018[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 200*time.Millisecond)
 	c.sleep(100 * time.Millisecond)
@@ -49,7 +49,7 @@ func case018[C driver.Fenced](c *tc[C]) {
 }
 
 // case019: an expired lock cannot be extended back to life.
-func case019[C driver.Fenced](c *tc[C]) {
+func case019[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.Wait)
@@ -58,7 +58,7 @@ func case019[C driver.Fenced](c *tc[C]) {
 }
 
 // case020: an expired key is re-acquirable at once (cleanup disabled).
-func case020[C driver.Fenced](c *tc[C]) {
+func case020[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.Wait)
@@ -68,7 +68,7 @@ func case020[C driver.Fenced](c *tc[C]) {
 }
 
 // case021: repeated extensions.
-func case021[C driver.Fenced](c *tc[C]) {
+func case021[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 2000*time.Millisecond)
 	c.sleep(500 * time.Millisecond)
@@ -80,7 +80,7 @@ func case021[C driver.Fenced](c *tc[C]) {
 }
 
 // case022: a long lock after an expired short one.
-func case022[C driver.Fenced](c *tc[C]) {
+func case022[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.Wait)
@@ -92,7 +92,7 @@ func case022[C driver.Fenced](c *tc[C]) {
 }
 
 // case023: a lock is free once TTL + tolerance have passed.
-func case023[C driver.Fenced](c *tc[C]) {
+func case023[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	c.mustAcquire(k, 500*time.Millisecond)
 	c.sleep(500*time.Millisecond + driver.Tolerance + 100*time.Millisecond)
@@ -101,7 +101,7 @@ func case023[C driver.Fenced](c *tc[C]) {
 
 // case024: Extend sets the expiry to authority-now + ttl, even when that
 // shortens the lock.
-func case024[C driver.Fenced](c *tc[C]) {
+func case024[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	start := time.Now()
 	r := c.mustAcquire(k, 30*time.Second)
@@ -124,7 +124,7 @@ func case024[C driver.Fenced](c *tc[C]) {
 }
 
 // case025: lookups report exactly the expiry the driver returned.
-func case025[C driver.Fenced](c *tc[C]) {
+func case025[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	check := func(when string, want int64) {
@@ -152,7 +152,7 @@ func case025[C driver.Fenced](c *tc[C]) {
 // and check together took less than 45ms on the test's clock (it retries
 // otherwise). The expired side writes authority-now − Tolerance, which can
 // only get older.
-func case026[C driver.Fenced](c *tc[C]) {
+func case026[C driver.Capabilities](c *tc[C]) {
 	w := harnessAs[RawLockWriter](c, "RawLockWriter")
 	const margin = 50 * time.Millisecond
 	write := func(key string, offset time.Duration) string {

@@ -22,7 +22,7 @@ func (c *tc[C]) sub(name string, fn func(s *tc[C])) bool {
 }
 
 // case036: fence format: 15 digits, positive, parses back.
-func case036[C driver.Fenced](c *tc[C]) {
+func case036[C driver.Capabilities](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 30*time.Second)
 	s := r.Fence.String()
 	if !fencePattern.MatchString(s) {
@@ -40,7 +40,7 @@ func case036[C driver.Fenced](c *tc[C]) {
 
 // case037: five cycles on one key give increasing fences, as strings and as
 // integers.
-func case037[C driver.Fenced](c *tc[C]) {
+func case037[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	var prev syncguard.Fence
 	for i := range 5 {
@@ -54,7 +54,7 @@ func case037[C driver.Fenced](c *tc[C]) {
 }
 
 // case038: each key's fence increases.
-func case038[C driver.Fenced](c *tc[C]) {
+func case038[C driver.Capabilities](c *tc[C]) {
 	ka, kb := c.key("a"), c.key("b")
 	a1 := c.mustAcquire(ka, 30*time.Second)
 	b1 := c.mustAcquire(kb, 30*time.Second)
@@ -71,7 +71,7 @@ func case038[C driver.Fenced](c *tc[C]) {
 
 // case039: cycles on one key do not move another key's fence past the time
 // floor: B's next fence is greater than its last and at the floor.
-func case039[C driver.Fenced](c *tc[C]) {
+func case039[C driver.Capabilities](c *tc[C]) {
 	ka, kb := c.key("a"), c.key("b")
 	lo := c.floorNow(-driver.Tolerance)
 	b1 := c.mustAcquire(kb, 30*time.Second)
@@ -89,7 +89,7 @@ func case039[C driver.Fenced](c *tc[C]) {
 }
 
 // case040: the counter survives release and the passing of the TTL.
-func case040[C driver.Fenced](c *tc[C]) {
+func case040[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r1 := c.mustAcquire(k, 1000*time.Millisecond)
 	c.wantRelease(r1.LockID, true)
@@ -102,7 +102,7 @@ func case040[C driver.Fenced](c *tc[C]) {
 }
 
 // case041: as case 40 with an IsLocked in between.
-func case041[C driver.Fenced](c *tc[C]) {
+func case041[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r1 := c.mustAcquire(k, 1000*time.Millisecond)
 	c.wantRelease(r1.LockID, true)
@@ -122,7 +122,7 @@ func case041[C driver.Fenced](c *tc[C]) {
 // and the next acquisition gets a larger fence. All lock operations use
 // DriverWithCleanup, except a control lock on Driver (cleanup off), whose
 // data IsLocked must leave alone.
-func case041Fix[C driver.Fenced](c *tc[C]) {
+func case041Fix[C driver.Capabilities](c *tc[C]) {
 	ch := harnessAs[CleanupHarness[C]](c, "CleanupHarness")
 	d := ch.DriverWithCleanup()
 	if d == nil {
@@ -192,7 +192,7 @@ func case041Fix[C driver.Fenced](c *tc[C]) {
 
 // case042: three release/wait/IsLocked cycles give strictly increasing
 // fences.
-func case042[C driver.Fenced](c *tc[C]) {
+func case042[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	var prev syncguard.Fence
 	for i := range 3 {
@@ -210,7 +210,7 @@ func case042[C driver.Fenced](c *tc[C]) {
 // case043: the first fence of a never-used key is the time floor: the
 // backend's clock in 10 µs units since 2025 (driver.FenceFloor), within
 // the tolerance of the test's clock.
-func case043[C driver.Fenced](c *tc[C]) {
+func case043[C driver.Capabilities](c *tc[C]) {
 	lo := c.floorNow(-driver.Tolerance)
 	r := c.mustAcquire(c.key("fresh"), 30*time.Second)
 	c.wantFloored("first fence of a new key", r.Fence, lo)
@@ -219,7 +219,7 @@ func case043[C driver.Fenced](c *tc[C]) {
 
 // case044: 20 simultaneous first acquisitions of a key: one wins with the
 // time floor; then 20 cycles give strictly increasing fences.
-func case044[C driver.Fenced](c *tc[C]) {
+func case044[C driver.Capabilities](c *tc[C]) {
 	k := c.key("fresh")
 	lo := c.floorNow(-driver.Tolerance)
 	var (
@@ -260,7 +260,7 @@ func case044[C driver.Fenced](c *tc[C]) {
 // (Both acquisitions past FenceWarn must log a warning through the driver's
 // logger; the suite cannot see a driver's logger, so drivers check that in
 // their own tests.)
-func case045[C driver.Fenced](c *tc[C]) {
+func case045[C driver.Capabilities](c *tc[C]) {
 	fs := harnessAs[FenceSetter](c, "FenceSetter")
 	k := c.key("overflow")
 	err := fs.SetFence(c.ctx, k, int64(driver.FenceMax)-1)
@@ -299,7 +299,7 @@ func case045[C driver.Fenced](c *tc[C]) {
 // writes, or a sweep would) still gets a fence greater than every earlier
 // one, from the time floor; and a counter ahead of the floor is continued
 // from, not replaced by the floor.
-func f01[C driver.Fenced](c *tc[C]) {
+func f01[C driver.Capabilities](c *tc[C]) {
 	fs := harnessAs[FenceSetter](c, "FenceSetter")
 	k := c.key("floor")
 	var last syncguard.Fence

@@ -25,7 +25,7 @@ var errBoom = errors.New("conformance: boom")
 
 // case112: fn's error is returned unchanged and the lock is still released,
 // whether fn fails at once or after a sleep.
-func case112[C driver.Fenced](c *tc[C]) {
+func case112[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	for _, delay := range []time.Duration{0, 10 * time.Millisecond} {
 		k := c.key(fmt.Sprint("k:", delay))
@@ -43,7 +43,7 @@ func case112[C driver.Fenced](c *tc[C]) {
 }
 
 // case115: fn runs while the lock is held; it is released afterwards.
-func case115[C driver.Fenced](c *tc[C]) {
+func case115[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	for _, want := range []string{"success", "done"} {
 		k := c.key(want)
@@ -65,7 +65,7 @@ func case115[C driver.Fenced](c *tc[C]) {
 
 // case116: results of several types flow out of fn; side effects of a
 // result-less fn are visible.
-func case116[C driver.Fenced](c *tc[C]) {
+func case116[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	type payload struct {
 		ID   int
@@ -98,7 +98,7 @@ func case116[C driver.Fenced](c *tc[C]) {
 // holdInDo runs g.Do on key in a goroutine; fn signals on the returned
 // channel once the lock is held, then holds it for hold. The Do error is
 // sent on the second channel.
-func holdInDo[C driver.Fenced](c *tc[C], g *syncguard.Guard[C], key string, hold time.Duration, opts ...syncguard.AcquireOption) (<-chan struct{}, <-chan error) {
+func holdInDo[C driver.Capabilities](c *tc[C], g *syncguard.Guard[C], key string, hold time.Duration, opts ...syncguard.AcquireOption) (<-chan struct{}, <-chan error) {
 	held := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -128,7 +128,7 @@ func await[T any](c interface {
 
 // case117: a waiter whose Timeout ends while the holder still works fails
 // with AcquisitionTimeout (also matching ErrLocked) without running fn.
-func case117[C driver.Fenced](c *tc[C]) {
+func case117[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	held, doneA := holdInDo(c, g, k, 800*time.Millisecond, syncguard.TTL(60*time.Second))
@@ -152,7 +152,7 @@ func case117[C driver.Fenced](c *tc[C]) {
 }
 
 // case118: a waiter retries until the holder is done; both run.
-func case118[C driver.Fenced](c *tc[C]) {
+func case118[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	held, doneA := holdInDo(c, g, k, 30*time.Millisecond)
@@ -173,7 +173,7 @@ func case118[C driver.Fenced](c *tc[C]) {
 }
 
 // case119: the second holder starts only after the first ended.
-func case119[C driver.Fenced](c *tc[C]) {
+func case119[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	var (
@@ -220,7 +220,7 @@ func case119[C driver.Fenced](c *tc[C]) {
 // case120: sequential use of one key and parallel use of three keys. The
 // parallel sections are held at the same time (a barrier proves it) and
 // finish within 100ms + Timing.ParallelBudget.
-func case120[C driver.Fenced](c *tc[C]) {
+func case120[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("seq")
 	var got []int
@@ -257,7 +257,7 @@ func case120[C driver.Fenced](c *tc[C]) {
 
 // case123: cancelling the caller's context inside fn does not leak the
 // lock: Do releases on a detached context.
-func case123[C driver.Fenced](c *tc[C]) {
+func case123[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -271,7 +271,7 @@ func case123[C driver.Fenced](c *tc[C]) {
 
 // case124: fn receives the lease (lock ID and fence as the store has them);
 // a lock that expired while fn ran is reported as ErrLockLost.
-func case124[C driver.Fenced](c *tc[C]) {
+func case124[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	err := g.Do(c.ctx, k, func(ctx context.Context, l lease[C]) error {
@@ -279,9 +279,9 @@ func case124[C driver.Fenced](c *tc[C]) {
 		if err != nil || info == nil {
 			return fmt.Errorf("LookupByKey inside fn = %+v, %v", info, err)
 		}
-		if info.LockID != l.LockID() || info.Fence != syncguard.FenceOf(l) {
+		if info.LockID != l.LockID() || info.Fence != c.leaseFence(l) {
 			c.Errorf("lease (lockID hash %s, fence %v) differs from LookupByKey %+v",
-				driver.HashKey(l.LockID()), syncguard.FenceOf(l), info)
+				driver.HashKey(l.LockID()), c.leaseFence(l), info)
 		}
 		if ok, err := c.guard().Owns(ctx, l.LockID()); err != nil || !ok {
 			c.Errorf("Owns(lease's lock ID) = %v, %v; want true", ok, err)
@@ -303,7 +303,7 @@ func case124[C driver.Fenced](c *tc[C]) {
 
 // case140: a deferred Close releases on every exit of the scope: normal
 // return, error return and panic.
-func case140[C driver.Fenced](c *tc[C]) {
+func case140[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	scope := func(k string, body func() error) (err error) {
 		l, err := g.Acquire(c.ctx, k)
@@ -337,7 +337,7 @@ func case140[C driver.Fenced](c *tc[C]) {
 }
 
 // case141: Release through the lease, then again, then Extend.
-func case141[C driver.Fenced](c *tc[C]) {
+func case141[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	l, err := g.Acquire(c.ctx, k)
@@ -358,7 +358,7 @@ func case141[C driver.Fenced](c *tc[C]) {
 }
 
 // case142: Extend through the lease keeps it alive.
-func case142[C driver.Fenced](c *tc[C]) {
+func case142[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	l, err := g.Acquire(c.ctx, k, syncguard.TTL(500*time.Millisecond))
@@ -380,7 +380,7 @@ func case142[C driver.Fenced](c *tc[C]) {
 
 // case143: a failed acquisition's (nil) lease does nothing on Close: the
 // holder keeps its lock.
-func case143[C driver.Fenced](c *tc[C]) {
+func case143[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
@@ -400,7 +400,7 @@ func case143[C driver.Fenced](c *tc[C]) {
 
 // case144: nested scopes release inner then outer; parallel scopes on
 // three keys all release.
-func case144[C driver.Fenced](c *tc[C]) {
+func case144[C driver.Capabilities](c *tc[C]) {
 	g := c.guard()
 	k1, k2 := c.key("outer"), c.key("inner")
 	func() {

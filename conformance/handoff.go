@@ -55,7 +55,7 @@ func (c *tc[C]) wantSignal(ch <-chan struct{}, d time.Duration, what string) {
 // waiter without I/O whose C holds no signal and whose first attempt
 // queues it; the releases then hand the key to the subscribed waiter first
 // and to the warm one next.
-func w06[C driver.Fenced](c *tc[C]) {
+func w06[C driver.Capabilities](c *tc[C]) {
 	hw := c.handoffWatcher()
 	k := c.key("k")
 	for _, key := range []string{k, ""} {
@@ -95,7 +95,7 @@ func w06[C driver.Fenced](c *tc[C]) {
 // waiters behind the head are contended. The head's next attempt returns
 // the lock under the head's ID with a higher fence, and LookupByID finds
 // it. Once the queue is empty a release frees the key.
-func w07[C driver.Fenced](c *tc[C]) {
+func w07[C driver.Capabilities](c *tc[C]) {
 	hw := c.handoffWatcher()
 	k := c.key("k")
 	holder := c.mustAcquire(k, 30*time.Second)
@@ -137,7 +137,7 @@ func w07[C driver.Fenced](c *tc[C]) {
 // and the second stops after being granted the key, which then reaches
 // the third. Stop may act in the background; the case only waits for its
 // effects.
-func w08[C driver.Fenced](c *tc[C]) {
+func w08[C driver.Capabilities](c *tc[C]) {
 	hw := c.handoffWatcher()
 	k := c.key("k")
 	holder := c.mustAcquire(k, 30*time.Second)
@@ -168,7 +168,7 @@ func w08[C driver.Fenced](c *tc[C]) {
 // contended), its next attempt claims the lock with the next fence, and
 // its release hands the key on to the subscribed waiter, which is
 // signalled. Stop is idempotent.
-func w10[C driver.Fenced](c *tc[C]) {
+func w10[C driver.Capabilities](c *tc[C]) {
 	hw := c.handoffWatcher()
 	o := harnessAs[UnheardDriverOpener[C]](c, "UnheardDriverOpener")
 	ud, err := o.OpenUnheardDriver(c.ctx)

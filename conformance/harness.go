@@ -19,7 +19,7 @@ import (
 // The cases that need one of them skip (naming the interface) when the
 // harness lacks it, or when its method returns an error matching
 // errors.ErrUnsupported.
-type Harness[C driver.Fenced] interface {
+type Harness[C driver.Capabilities] interface {
 	// Driver returns the driver under test. Its store must be isolated for
 	// this run (a key prefix, a database, tables or collections of its own)
 	// so that runs never see each other's data; the suite additionally
@@ -34,7 +34,7 @@ type Harness[C driver.Fenced] interface {
 // Factory builds the [Harness] of one run of [Run]. ctx bounds the
 // construction (two minutes); t is the test that called Run, so a factory
 // may call t.Skip when its backend is not available, or register cleanups.
-type Factory[C driver.Fenced] func(ctx context.Context, t *testing.T) (Harness[C], error)
+type Factory[C driver.Capabilities] func(ctx context.Context, t *testing.T) (Harness[C], error)
 
 // RawLockWriter is an optional harness interface for the tolerance-boundary
 // case (026): it writes lock data directly into the store, bypassing the
@@ -84,7 +84,7 @@ type StorageInspector interface {
 
 // CleanupHarness is an optional harness interface for the cleanup case
 // (041 FIX).
-type CleanupHarness[C driver.Fenced] interface {
+type CleanupHarness[C driver.Capabilities] interface {
 	// DriverWithCleanup returns a driver over the same store as Driver with
 	// CleanupInIsLocked switched on. Case 041 FIX makes all its lock
 	// operations through this driver and inspects the store through
@@ -95,7 +95,7 @@ type CleanupHarness[C driver.Fenced] interface {
 // LatencyInjector is an optional harness interface for the mid-flight
 // cancellation cases (094 FIX, 097). Drivers without a network (the memory
 // driver) do not implement it.
-type LatencyInjector[C driver.Fenced] interface {
+type LatencyInjector[C driver.Capabilities] interface {
 	// DriverWithLatency returns a driver over the same store as Driver
 	// whose requests and replies are each delayed by d on the wire (for
 	// example through a local TCP proxy), so that a context can be cancelled
@@ -108,7 +108,7 @@ type LatencyInjector[C driver.Fenced] interface {
 // returns a new driver over the same store as Driver with connections of
 // its own, as another process would have; the harness closes it in Close.
 // Without it, those cases share Driver among their workers.
-type DriverOpener[C driver.Fenced] interface {
+type DriverOpener[C driver.Capabilities] interface {
 	OpenDriver(ctx context.Context) (driver.Driver[C], error)
 }
 
@@ -120,7 +120,7 @@ type DriverOpener[C driver.Fenced] interface {
 // (for example a Redis user refused SSUBSCRIBE, or a PostgreSQL driver
 // with its wake-ups off); the harness closes it in Close. Without it, W09
 // and W10 are skipped.
-type UnheardDriverOpener[C driver.Fenced] interface {
+type UnheardDriverOpener[C driver.Capabilities] interface {
 	OpenUnheardDriver(ctx context.Context) (driver.Driver[C], error)
 }
 

@@ -77,7 +77,7 @@ func (c *tc[C]) hostileKeys() []hostileKey {
 // K01: every key the key rule accepts is locked, fenced, rate-limited and
 // recorded by the driver, under each of its spellings, and distinct keys
 // never share state.
-func k01[C driver.Fenced](c *tc[C]) {
+func k01[C driver.Capabilities](c *tc[C]) {
 	keys := c.hostileKeys()
 	seen := map[string]string{}
 	for _, hk := range keys {

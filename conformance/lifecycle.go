@@ -10,7 +10,7 @@ import (
 // A. Lifecycle: cases 1–8.
 
 // case001: acquire, IsLocked, release, IsLocked.
-func case001[C driver.Fenced](c *tc[C]) {
+func case001[C driver.Capabilities](c *tc[C]) {
 	k := c.key("lifecycle:basic:test")
 	r := c.mustAcquire(k, 30*time.Second)
 	if now := nowMs(); r.ExpiresAtMs <= now {
@@ -22,7 +22,7 @@ func case001[C driver.Fenced](c *tc[C]) {
 }
 
 // case002: the fence of an acquisition is 15 digits and positive.
-func case002[C driver.Fenced](c *tc[C]) {
+func case002[C driver.Capabilities](c *tc[C]) {
 	r := c.mustAcquire(c.key("fence"), 30*time.Second)
 	s := r.Fence.String()
 	if !fencePattern.MatchString(s) {
@@ -35,7 +35,7 @@ func case002[C driver.Fenced](c *tc[C]) {
 }
 
 // case003: three keys acquired and released concurrently.
-func case003[C driver.Fenced](c *tc[C]) {
+func case003[C driver.Capabilities](c *tc[C]) {
 	keys := []string{c.key("a"), c.key("b"), c.key("c")}
 	res := make([]driver.AcquireResult, len(keys))
 	gather(len(keys), func(i int) {
@@ -68,19 +68,19 @@ func case003[C driver.Fenced](c *tc[C]) {
 }
 
 // case004: a second release of one lock reports false without error.
-func case004[C driver.Fenced](c *tc[C]) {
+func case004[C driver.Capabilities](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 30*time.Second)
 	c.wantRelease(r.LockID, true)
 	c.wantRelease(r.LockID, false)
 }
 
 // case005: releasing an ID that was never issued is a false result.
-func case005[C driver.Fenced](c *tc[C]) {
+func case005[C driver.Capabilities](c *tc[C]) {
 	c.wantRelease(foreignID("AAAAAAAAAAAAAAAAAAAAAA"), false)
 }
 
 // case006: ten acquire/release cycles on one key.
-func case006[C driver.Fenced](c *tc[C]) {
+func case006[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	for range 10 {
 		r := c.mustAcquire(k, 30*time.Second)
@@ -91,7 +91,7 @@ func case006[C driver.Fenced](c *tc[C]) {
 }
 
 // case007: the owner may extend and release.
-func case007[C driver.Fenced](c *tc[C]) {
+func case007[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantExtend(r.LockID, 40*time.Second, true)
@@ -100,7 +100,7 @@ func case007[C driver.Fenced](c *tc[C]) {
 }
 
 // case008: the composed and decomposed forms of a key address one lock.
-func case008[C driver.Fenced](c *tc[C]) {
+func case008[C driver.Capabilities](c *tc[C]) {
 	decomposed := c.key("cafe\u0301")
 	composed := c.key("caf\u00e9")
 	r := c.mustAcquire(decomposed, 30*time.Second)

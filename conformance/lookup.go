@@ -38,7 +38,7 @@ func (c *tc[C]) checkSanitised(what, key string, ttl time.Duration, r driver.Acq
 }
 
 // case048: LookupByKey returns a sanitized view.
-func case048[C driver.Fenced](c *tc[C]) {
+func case048[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.checkSanitised("LookupByKey", k, 30*time.Second, r, c.lookupKey(k))
@@ -46,7 +46,7 @@ func case048[C driver.Fenced](c *tc[C]) {
 }
 
 // case049: LookupByID returns the same sanitized view.
-func case049[C driver.Fenced](c *tc[C]) {
+func case049[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.checkSanitised("LookupByID", k, 30*time.Second, r, c.lookupID(r.LockID))
@@ -54,7 +54,7 @@ func case049[C driver.Fenced](c *tc[C]) {
 }
 
 // case050: absent key and ID are nil results.
-func case050[C driver.Fenced](c *tc[C]) {
+func case050[C driver.Capabilities](c *tc[C]) {
 	if info := c.lookupKey(c.key("lookup:nonexistent:test")); info != nil {
 		c.Errorf("LookupByKey(absent) = %+v; want nil", info)
 	}
@@ -64,7 +64,7 @@ func case050[C driver.Fenced](c *tc[C]) {
 }
 
 // case051: an expired lock is nil in both modes.
-func case051[C driver.Fenced](c *tc[C]) {
+func case051[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.LookupWait)
@@ -77,7 +77,7 @@ func case051[C driver.Fenced](c *tc[C]) {
 }
 
 // case052: an expired short lock is nil by ID.
-func case052[C driver.Fenced](c *tc[C]) {
+func case052[C driver.Capabilities](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 100*time.Millisecond)
 	c.sleep(1200 * time.Millisecond)
 	if info := c.lookupID(r.LockID); info != nil {
@@ -86,7 +86,7 @@ func case052[C driver.Fenced](c *tc[C]) {
 }
 
 // case053: an active lock by ID.
-func case053[C driver.Fenced](c *tc[C]) {
+func case053[C driver.Capabilities](c *tc[C]) {
 	r := c.mustAcquire(c.key("k"), 2000*time.Millisecond)
 	info := c.lookupID(r.LockID)
 	if info == nil {
@@ -106,7 +106,7 @@ func case053[C driver.Fenced](c *tc[C]) {
 }
 
 // case054: LookupByKey validates keys.
-func case054[C driver.Fenced](c *tc[C]) {
+func case054[C driver.Capabilities](c *tc[C]) {
 	_, err := c.d.LookupByKey(c.ctx, "")
 	c.wantCode(`LookupByKey("")`, err, driver.InvalidArgument, "")
 	_, err = c.d.LookupByKey(c.ctx, strings.Repeat("x", 600))
@@ -114,7 +114,7 @@ func case054[C driver.Fenced](c *tc[C]) {
 }
 
 // case055: LookupByID validates lock IDs.
-func case055[C driver.Fenced](c *tc[C]) {
+func case055[C driver.Capabilities](c *tc[C]) {
 	for _, id := range []string{"", "invalid-lockid", "too-short", "this-is-way-too-long-for-valid-lockid"} {
 		_, err := c.d.LookupByID(c.ctx, id)
 		c.wantCode(fmt.Sprintf("LookupByID(%q)", id), err, driver.InvalidArgument, "Invalid lockId format")
@@ -122,7 +122,7 @@ func case055[C driver.Fenced](c *tc[C]) {
 }
 
 // case056: concurrent lookups of a held key agree.
-func case056[C driver.Fenced](c *tc[C]) {
+func case056[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	infos := make([]*driver.LockInfo, 3)
@@ -142,7 +142,7 @@ func case056[C driver.Fenced](c *tc[C]) {
 }
 
 // case057: lookups of several keys return each key's own fence.
-func case057[C driver.Fenced](c *tc[C]) {
+func case057[C driver.Capabilities](c *tc[C]) {
 	var rs []driver.AcquireResult
 	for i := range 3 {
 		k := c.key(fmt.Sprint(i))
@@ -163,7 +163,7 @@ func case057[C driver.Fenced](c *tc[C]) {
 }
 
 // case058: the hashes are HashKey of the normalised key and of the lock ID.
-func case058[C driver.Fenced](c *tc[C]) {
+func case058[C driver.Capabilities](c *tc[C]) {
 	k := c.key("cafe\u0301:hash")
 	nk, err := driver.NormalizeKey(k)
 	if err != nil {
@@ -192,7 +192,7 @@ func case058[C driver.Fenced](c *tc[C]) {
 // alone; lookups of an expired lock neither resurrect nor delete it (the
 // latter checked in storage by the nested subtest "storage", which needs
 // [StorageInspector]).
-func case059[C driver.Fenced](c *tc[C]) {
+func case059[C driver.Capabilities](c *tc[C]) {
 	k := c.key("live")
 	r := c.mustAcquire(k, 30*time.Second)
 	for i := range 5 {
@@ -252,7 +252,7 @@ type noRaw struct{ driver.Backend }
 
 // case060: the driver's lookups return the raw normalised key and lock ID
 // (the Guard hashes them, case 048); after release both are nil.
-func case060[C driver.Fenced](c *tc[C]) {
+func case060[C driver.Capabilities](c *tc[C]) {
 	k := c.key("cafe\u0301:raw")
 	nk, _ := driver.NormalizeKey(k)
 	r := c.mustAcquire(k, 30*time.Second)
@@ -281,7 +281,7 @@ func case060[C driver.Fenced](c *tc[C]) {
 }
 
 // case061: Owns is true while held and false after release.
-func case061[C driver.Fenced](c *tc[C]) {
+func case061[C driver.Capabilities](c *tc[C]) {
 	k := c.key("cafe\u0301:owns")
 	r := c.mustAcquire(k, 30*time.Second)
 	if ok, err := c.guard().Owns(c.ctx, r.LockID); err != nil || !ok {

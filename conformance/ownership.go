@@ -11,7 +11,7 @@ import (
 // D. Ownership: cases 29–35.
 
 // case029: a foreign ID cannot release the lock.
-func case029[C driver.Fenced](c *tc[C]) {
+func case029[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantRelease(foreignID("abcdefghijklmnopqrstuv"), false)
@@ -20,7 +20,7 @@ func case029[C driver.Fenced](c *tc[C]) {
 }
 
 // case030: a foreign ID cannot extend the lock.
-func case030[C driver.Fenced](c *tc[C]) {
+func case030[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantExtend(foreignID("eHh4eHh4eHh4eHh4eHh4eA"), 60*time.Second, false)
@@ -29,7 +29,7 @@ func case030[C driver.Fenced](c *tc[C]) {
 }
 
 // case031: releasing one key's lock leaves another key's lock alone.
-func case031[C driver.Fenced](c *tc[C]) {
+func case031[C driver.Capabilities](c *tc[C]) {
 	k1, k2 := c.key("k1"), c.key("k2")
 	r1 := c.mustAcquire(k1, 30*time.Second)
 	r2 := c.mustAcquire(k2, 30*time.Second)
@@ -42,7 +42,7 @@ func case031[C driver.Fenced](c *tc[C]) {
 // case032: after its lock expired and was taken over, the stale holder can
 // neither extend nor release, nor see its lock, and the new holder is
 // untouched.
-func case032[C driver.Fenced](c *tc[C]) {
+func case032[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r1 := c.mustAcquire(k, c.tm.Short)
 	c.sleep(c.tm.LookupWait)
@@ -68,7 +68,7 @@ func case032[C driver.Fenced](c *tc[C]) {
 }
 
 // case033: concurrent releases with a foreign ID all fail.
-func case033[C driver.Fenced](c *tc[C]) {
+func case033[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	bad := foreignID("wrongLockIdValue1234ab")
@@ -83,7 +83,7 @@ func case033[C driver.Fenced](c *tc[C]) {
 }
 
 // case034: a foreign release after an extension fails.
-func case034[C driver.Fenced](c *tc[C]) {
+func case034[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	c.wantExtend(r.LockID, 40*time.Second, true)
@@ -93,7 +93,7 @@ func case034[C driver.Fenced](c *tc[C]) {
 }
 
 // case035: of ten concurrent releases of one lock exactly one succeeds.
-func case035[C driver.Fenced](c *tc[C]) {
+func case035[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
 	var oks atomic.Int32

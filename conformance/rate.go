@@ -88,7 +88,7 @@ func (c *tc[C]) exhaust(key string, lim syncguard.RateLimit) syncguard.RateResul
 
 // G01: a full burst is allowed with Remaining counting down, then the next
 // request is denied with RetryAfter ≈ one emission interval.
-func g01[C driver.Fenced](c *tc[C]) {
+func g01[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	ref := &refGCRA{lim: rate10}
@@ -139,7 +139,7 @@ func g01[C driver.Fenced](c *tc[C]) {
 }
 
 // G02: n = 0 inspects without consuming.
-func g02[C driver.Fenced](c *tc[C]) {
+func g02[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	for i := range 2 {
@@ -165,7 +165,7 @@ func g02[C driver.Fenced](c *tc[C]) {
 }
 
 // G03: after sleeping RetryAfter, one more request is allowed.
-func g03[C driver.Fenced](c *tc[C]) {
+func g03[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	denial := c.exhaust(k, rate10)
@@ -179,7 +179,7 @@ func g03[C driver.Fenced](c *tc[C]) {
 }
 
 // G04: ResetRate restores the full burst.
-func g04[C driver.Fenced](c *tc[C]) {
+func g04[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	c.exhaust(k, rate10)
@@ -200,7 +200,7 @@ func g04[C driver.Fenced](c *tc[C]) {
 }
 
 // G05: a cost above the burst is never allowed; a cost equal to it is.
-func g05[C driver.Fenced](c *tc[C]) {
+func g05[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	over := rate10.Burst + 1
@@ -224,7 +224,7 @@ func g05[C driver.Fenced](c *tc[C]) {
 
 // G06: concurrent requests are decided atomically: of 40 simultaneous
 // requests against a burst of 10 with a one-hour period exactly 10 pass.
-func g06[C driver.Fenced](c *tc[C]) {
+func g06[C driver.Capabilities](c *tc[C]) {
 	k := c.key("rate")
 	lim := syncguard.RateLimit{Limit: 10, Period: time.Hour, Burst: 10}
 	var allowed atomic.Int32
@@ -242,7 +242,7 @@ func g06[C driver.Fenced](c *tc[C]) {
 }
 
 // G07: invalid limits, costs and keys are InvalidArgument.
-func g07[C driver.Fenced](c *tc[C]) {
+func g07[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	for _, m := range []struct {
@@ -270,7 +270,7 @@ func g07[C driver.Fenced](c *tc[C]) {
 }
 
 // G08: rate operations report context errors like lock operations.
-func g08[C driver.Fenced](c *tc[C]) {
+func g08[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	dctx, cancel := context.WithDeadline(c.ctx, time.Now().Add(-time.Second))

@@ -53,7 +53,7 @@ func (c *tc[C]) wantPut(name string, fence syncguard.Fence, value string, want d
 }
 
 // R01: a put into an empty name is stored.
-func r01[C driver.Fenced](c *tc[C]) {
+func r01[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	c.wantPut(n, 3, "v3", driver.PutResult{Stored: true, Fence: 3})
 	r := c.wantRecord(n, "v3", 3)
@@ -63,7 +63,7 @@ func r01[C driver.Fenced](c *tc[C]) {
 }
 
 // R02: the same fence may write again (the same holder).
-func r02[C driver.Fenced](c *tc[C]) {
+func r02[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	c.wantPut(n, 3, "first", driver.PutResult{Stored: true, Fence: 3})
 	c.wantPut(n, 3, "second", driver.PutResult{Stored: true, Fence: 3})
@@ -72,7 +72,7 @@ func r02[C driver.Fenced](c *tc[C]) {
 
 // R03: an older fence is refused, reporting the current fence, and changes
 // nothing.
-func r03[C driver.Fenced](c *tc[C]) {
+func r03[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	c.wantPut(n, 5, "v5", driver.PutResult{Stored: true, Fence: 5})
 	c.wantPut(n, 4, "v4", driver.PutResult{Stored: false, Fence: 5})
@@ -80,7 +80,7 @@ func r03[C driver.Fenced](c *tc[C]) {
 }
 
 // R04: a newer fence replaces the record.
-func r04[C driver.Fenced](c *tc[C]) {
+func r04[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	c.wantPut(n, 5, "v5", driver.PutResult{Stored: true, Fence: 5})
 	c.wantPut(n, 9, "v9", driver.PutResult{Stored: true, Fence: 9})
@@ -88,14 +88,14 @@ func r04[C driver.Fenced](c *tc[C]) {
 }
 
 // R05: an absent record is nil, not an error.
-func r05[C driver.Fenced](c *tc[C]) {
+func r05[C driver.Capabilities](c *tc[C]) {
 	if r := c.get(c.key("absent")); r != nil {
 		c.Errorf("GetRecord(absent) = %+v; want nil", r)
 	}
 }
 
 // R06: a record with a TTL expires.
-func r06[C driver.Fenced](c *tc[C]) {
+func r06[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	before := nowMs()
 	if r := c.put(n, 1, "v", c.tm.Short); !r.Stored {
@@ -115,7 +115,7 @@ func r06[C driver.Fenced](c *tc[C]) {
 }
 
 // R07: TTL 0 means no expiry.
-func r07[C driver.Fenced](c *tc[C]) {
+func r07[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	c.wantPut(n, 1, "forever", driver.PutResult{Stored: true, Fence: 1})
 	c.sleep(c.tm.Wait)
@@ -125,7 +125,7 @@ func r07[C driver.Fenced](c *tc[C]) {
 }
 
 // R08: values are copied in and out.
-func r08[C driver.Fenced](c *tc[C]) {
+func r08[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	buf := []byte("original")
 	if r, err := c.b.PutRecord(c.ctx, n, 1, buf, 0); err != nil || !r.Stored {
@@ -138,7 +138,7 @@ func r08[C driver.Fenced](c *tc[C]) {
 }
 
 // R09: record names are validated and normalised like keys.
-func r09[C driver.Fenced](c *tc[C]) {
+func r09[C driver.Capabilities](c *tc[C]) {
 	for _, bad := range []struct{ name, msg string }{{"", ""}, {strings.Repeat("x", 600), "exceeds maximum length"}} {
 		_, err := c.b.PutRecord(c.ctx, bad.name, 1, []byte("v"), 0)
 		c.wantCode(fmt.Sprintf("PutRecord(%d bytes)", len(bad.name)), err, driver.InvalidArgument, bad.msg)
@@ -160,7 +160,7 @@ func r09[C driver.Fenced](c *tc[C]) {
 }
 
 // R10: records and locks live in separate namespaces, both ways.
-func r10[C driver.Fenced](c *tc[C]) {
+func r10[C driver.Capabilities](c *tc[C]) {
 	// A record does not lock, and does not touch the key's fence counter:
 	// a record fence far above the time floor does not raise the lock's.
 	n := c.key("shared-a")
@@ -200,7 +200,7 @@ func r10[C driver.Fenced](c *tc[C]) {
 }
 
 // R11: concurrent puts of fences 1..20 leave fence 20's value.
-func r11[C driver.Fenced](c *tc[C]) {
+func r11[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	gather(20, func(i int) {
 		f := syncguard.Fence(i + 1)
@@ -217,7 +217,7 @@ func r11[C driver.Fenced](c *tc[C]) {
 }
 
 // R12: DeleteRecord deletes only with a fence ≥ the stored one.
-func r12[C driver.Fenced](c *tc[C]) {
+func r12[C driver.Capabilities](c *tc[C]) {
 	del := func(name string, f syncguard.Fence, want bool) {
 		c.Helper()
 		if ok, err := c.b.DeleteRecord(c.ctx, name, f); err != nil || ok != want {
@@ -240,7 +240,7 @@ func r12[C driver.Fenced](c *tc[C]) {
 }
 
 // R13: record operations report context errors like lock operations.
-func r13[C driver.Fenced](c *tc[C]) {
+func r13[C driver.Capabilities](c *tc[C]) {
 	n := c.key("rec")
 	c.wantPut(n, 1, "v", driver.PutResult{Stored: true, Fence: 1})
 	dctx, cancel := context.WithDeadline(c.ctx, time.Now().Add(-time.Second))

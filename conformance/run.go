@@ -39,13 +39,33 @@ const clockSkew = time.Second
 // many goroutines.
 //
 // Use -run to select cases, e.g. -run 'TestConformance/memory/case0[0-9]'.
-func Run[C driver.Fenced](t *testing.T, newHarness Factory[C], opts Options) {
+func Run[C driver.Capabilities](t *testing.T, newHarness Factory[C], opts Options) {
 	t.Helper()
 	run(t, newHarness, opts, nil)
 }
 
+// RunDriver is [Run] for a driver that needs no harness hooks: newDriver
+// returns the driver under test over a store of its own. The cases that
+// need an optional harness interface skip.
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.RunDriver(t, func(*testing.T) driver.Driver[mystore.Capabilities] { return mystore.New() }, conformance.Options{})
+//	}
+func RunDriver[C driver.Capabilities](t *testing.T, newDriver func(t *testing.T) driver.Driver[C], opts Options) {
+	t.Helper()
+	Run(t, func(_ context.Context, t *testing.T) (Harness[C], error) {
+		return driverHarness[C]{newDriver(t)}, nil
+	}, opts)
+}
+
+// driverHarness is the Harness of RunDriver.
+type driverHarness[C driver.Capabilities] struct{ d driver.Driver[C] }
+
+func (h driverHarness[C]) Driver() driver.Driver[C] { return h.d }
+func (h driverHarness[C]) Close()                   {}
+
 // run is Run restricted to the cases whose ID keep accepts (all if nil).
-func run[C driver.Fenced](t *testing.T, newHarness Factory[C], opts Options, keep func(id string) bool) {
+func run[C driver.Capabilities](t *testing.T, newHarness Factory[C], opts Options, keep func(id string) bool) {
 	t.Helper()
 	if newHarness == nil {
 		t.Fatal("conformance.Run: nil Factory")
@@ -67,7 +87,16 @@ func run[C driver.Fenced](t *testing.T, newHarness Factory[C], opts Options, kee
 		t.Fatal("conformance.Run: Harness.Driver returned nil")
 	}
 	backend, _ := any(d).(driver.Backend)
-	name := d.Capabilities().Name()
+	rates, _ := any(d).(driver.RateStore)
+	info := driver.Describe(d.Capabilities())
+	indexed := hasIndex(t, d)
+	if !indexed {
+		// A driver without a lock-ID index releases and extends by key:
+		// the suite's driver-level calls go through keyedDriver, which
+		// remembers each lock's key.
+		d = &keyedDriver[C]{Driver: d}
+	}
+	name := info.Name
 	if name == "" {
 		name = "driver"
 	}
@@ -82,6 +111,9 @@ func run[C driver.Fenced](t *testing.T, newHarness Factory[C], opts Options, kee
 	t.Run(name, func(t *testing.T) {
 		start := func(tcase testCase[C]) {
 			t.Run(tcase.id, func(t *testing.T) {
+				if why := needsOf(tcase.id).missing(info, backend != nil, rates != nil, indexed); why != "" {
+					t.Skip("the driver " + why)
+				}
 				ctx, cancel := context.WithTimeout(t.Context(), caseTimeout(opts))
 				defer cancel()
 				c := &tc[C]{
@@ -89,6 +121,7 @@ func run[C driver.Fenced](t *testing.T, newHarness Factory[C], opts Options, kee
 					ctx:    ctx,
 					d:      d,
 					b:      backend,
+					info:   info,
 					h:      h,
 					tm:     opts.Timing,
 					opts:   opts,
@@ -138,11 +171,12 @@ func newToken() string {
 // tc is the state of one running case. Its helper methods call Fatal and
 // must only be used on the case's own goroutine; goroutines started by a
 // case call the driver directly and report with Errorf.
-type tc[C driver.Fenced] struct {
+type tc[C driver.Capabilities] struct {
 	*testing.T
 	ctx    context.Context
 	d      driver.Driver[C]
 	b      driver.Backend // d's record and rate stores
+	info   driver.Info    // what d's capability type declares
 	h      Harness[C]
 	tm     Timing
 	opts   Options
@@ -217,7 +251,7 @@ func (c *tc[C]) mustAcquire(key string, ttl time.Duration) driver.AcquireResult 
 	if !driver.ValidLockID(r.LockID) {
 		c.Fatalf("Acquire(%q): LockID %q does not match %s", key, r.LockID, lockIDPattern)
 	}
-	if r.Fence == 0 {
+	if r.Fence == 0 && c.info.Fencing {
 		c.Fatalf("Acquire(%q): Fence is 0", key)
 	}
 	return r
@@ -342,7 +376,7 @@ func (c *tc[C]) skipUnsupported(iface string, err error) {
 
 // harnessAs returns the harness as optional interface I or skips the case,
 // naming the interface.
-func harnessAs[I any, C driver.Fenced](c *tc[C], iface string) I {
+func harnessAs[I any, C driver.Capabilities](c *tc[C], iface string) I {
 	c.Helper()
 	v, ok := any(c.h).(I)
 	if !ok {
@@ -413,4 +447,15 @@ func asHandoff(d any) (driver.HandoffWatcher, bool) {
 func asWatcher(d any) (driver.ReleaseWatcher, bool) {
 	w, ok := d.(driver.ReleaseWatcher)
 	return w, ok
+}
+
+// leaseFence returns the fence of the live lock l holds, read from the
+// driver (0 when the lock is gone or the driver has no fencing): the suite
+// runs drivers of any capability type, so it cannot use syncguard.FenceOf.
+func (c *tc[C]) leaseFence(l *syncguard.Lease[C]) syncguard.Fence {
+	info, err := c.d.LookupByKey(context.WithoutCancel(c.ctx), l.Key())
+	if err != nil || info == nil || info.LockID != l.LockID() {
+		return 0
+	}
+	return info.Fence
 }

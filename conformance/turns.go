@@ -79,7 +79,7 @@ func (e *exclusion) hold(errorf func(string, ...any), f syncguard.Fence, d time.
 // succeeds, and soon after the last worker is done the key is free: no
 // lock is left to a waiter that gave up, nor to an acquisition whose
 // caller never saw its result.
-func w04[C driver.Fenced](c *tc[C]) {
+func w04[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	rounds := 25
 	if c.tm.Short > time.Second { // slow backends (Firestore's emulator)
@@ -113,7 +113,7 @@ func w04[C driver.Fenced](c *tc[C]) {
 					giveUps.Add(1)
 					continue
 				}
-				ex.hold(c.Errorf, syncguard.FenceOf(l), time.Millisecond)
+				ex.hold(c.Errorf, c.leaseFence(l), time.Millisecond)
 				if _, err := l.Release(context.WithoutCancel(c.ctx)); err != nil {
 					c.Errorf("worker %d: Release: %v", w, err)
 				}
@@ -174,7 +174,7 @@ func (c *tc[C]) takeTurns(ds []driver.Driver[C], k string, extra ...syncguard.Ac
 				if wt := int64(time.Since(start)); wt > maxWait.Load() {
 					maxWait.Store(wt)
 				}
-				ex.hold(c.Errorf, syncguard.FenceOf(l), 2*time.Millisecond)
+				ex.hold(c.Errorf, c.leaseFence(l), 2*time.Millisecond)
 				if _, err := l.Release(context.WithoutCancel(c.ctx)); err != nil {
 					c.Errorf("worker %d: Release: %v", w, err)
 				}
@@ -200,7 +200,7 @@ func (c *tc[C]) takeTurns(ds []driver.Driver[C], k string, extra ...syncguard.Ac
 // near the 30 s TTL (a grant left to nobody) or relies on the 2 s backoff
 // alone (bound 3 s: a waiter that misses a wake-up still attempts every
 // Renew period).
-func w05[C driver.Fenced](c *tc[C]) {
+func w05[C driver.Capabilities](c *tc[C]) {
 	c.handoffWatcher()
 	got, maxWait := c.takeTurns(c.workerDrivers(turnWorkers), c.key("k"), syncguard.RetryDelay(2*time.Second))
 	lo, hi := slices.Min(got), slices.Max(got)
@@ -219,7 +219,7 @@ func w05[C driver.Fenced](c *tc[C]) {
 // starved by the others' hand-offs (which a poller would find granting the
 // key to the queue on every release): its critical sections are at least
 // half the most of any worker. Mutual exclusion holds and fences rise.
-func w09[C driver.Fenced](c *tc[C]) {
+func w09[C driver.Capabilities](c *tc[C]) {
 	c.handoffWatcher()
 	o := harnessAs[UnheardDriverOpener[C]](c, "UnheardDriverOpener")
 	unheard, err := o.OpenUnheardDriver(c.ctx)

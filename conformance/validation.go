@@ -38,14 +38,14 @@ func (c *tc[C]) idOps(lockID string, fn func(op string, err error)) {
 }
 
 // case062: the empty key is invalid.
-func case062[C driver.Fenced](c *tc[C]) {
+func case062[C driver.Capabilities](c *tc[C]) {
 	c.keyOps("", func(op string, err error) {
 		c.wantCode(op+`("")`, err, driver.InvalidArgument, "")
 	})
 }
 
 // case063: a 600-byte key is invalid.
-func case063[C driver.Fenced](c *tc[C]) {
+func case063[C driver.Capabilities](c *tc[C]) {
 	c.keyOps(strings.Repeat("x", 600), func(op string, err error) {
 		c.wantCode(op+"(600×x)", err, driver.InvalidArgument, "exceeds maximum length")
 	})
@@ -58,7 +58,7 @@ func fill(prefix, unit string, n int) string {
 }
 
 // case064: 512 bytes is the limit, measured in UTF-8 bytes.
-func case064[C driver.Fenced](c *tc[C]) {
+func case064[C driver.Capabilities](c *tc[C]) {
 	for _, k := range []string{fill(c.key("a:"), "a", driver.MaxKeyBytes), fill(c.key("lock:"), "🔒", driver.MaxKeyBytes)} {
 		r := c.mustAcquire(k, 30*time.Second)
 		c.wantLocked(k, true)
@@ -73,7 +73,7 @@ func case064[C driver.Fenced](c *tc[C]) {
 }
 
 // case066: the empty lock ID is invalid.
-func case066[C driver.Fenced](c *tc[C]) {
+func case066[C driver.Capabilities](c *tc[C]) {
 	c.idOps("", func(op string, err error) {
 		c.wantCode(op+`("")`, err, driver.InvalidArgument, "Invalid lockId format")
 	})
@@ -98,7 +98,7 @@ func malformedIDs() []string {
 }
 
 // case067: malformed lock IDs are rejected by every ID-taking operation.
-func case067[C driver.Fenced](c *tc[C]) {
+func case067[C driver.Capabilities](c *tc[C]) {
 	for _, id := range malformedIDs() {
 		c.idOps(id, func(op string, err error) {
 			c.wantCode(fmt.Sprintf("%s(%q)", op, id), err, driver.InvalidArgument, "Invalid lockId format")
@@ -107,7 +107,7 @@ func case067[C driver.Fenced](c *tc[C]) {
 }
 
 // case068: well-formed lock IDs are accepted (and simply not found).
-func case068[C driver.Fenced](c *tc[C]) {
+func case068[C driver.Capabilities](c *tc[C]) {
 	for _, id := range []string{
 		"ABCDEFGHIJKLMNOPQRSTUV", "abcdefghijklmnopqrstuv", "0123456789ABCDEFGHIJKL",
 		"___---_-_-_-_-_-_-_-_-", "aA0-_bB1-_cC2-_dD3-_eE",
@@ -120,7 +120,7 @@ func case068[C driver.Fenced](c *tc[C]) {
 }
 
 // case070: TTL validation for Acquire and Extend.
-func case070[C driver.Fenced](c *tc[C]) {
+func case070[C driver.Capabilities](c *tc[C]) {
 	k := c.key("k")
 	held := c.mustAcquire(k, 30*time.Second)
 	for _, ttl := range []time.Duration{0, -time.Millisecond, 1500 * time.Microsecond} {
@@ -141,7 +141,7 @@ func case070[C driver.Fenced](c *tc[C]) {
 }
 
 // case071: absent resources are results, not errors.
-func case071[C driver.Fenced](c *tc[C]) {
+func case071[C driver.Capabilities](c *tc[C]) {
 	c.wantExtend(foreignID("BBBBBBBBBBBBBBBBBBBBBB"), 30*time.Second, false)
 	c.wantLocked(c.key("error:nonexistent:resource"), false)
 }
@@ -150,7 +150,7 @@ func case071[C driver.Fenced](c *tc[C]) {
 // ".", "..", "__x__" and "a/b" are used unprefixed (only here), because a
 // prefix would hide the hazard they test (Firestore document IDs); the
 // harness's per-run namespace isolates them.
-func case072[C driver.Fenced](c *tc[C]) {
+func case072[C driver.Capabilities](c *tc[C]) {
 	keys := []string{
 		c.key("key:with:colons"), c.key("key/with/slashes"), c.key("key-with-dashes"),
 		c.key("key_with_underscores"), c.key("key.with.dots"),
@@ -181,7 +181,7 @@ func case072[C driver.Fenced](c *tc[C]) {
 }
 
 // case073: Unicode keys.
-func case073[C driver.Fenced](c *tc[C]) {
+func case073[C driver.Capabilities](c *tc[C]) {
 	for _, name := range []string{"key-with-emoji-🔒", "clé-française", "キー", "ключ"} {
 		k := c.key(name)
 		r := c.mustAcquire(k, 30*time.Second)
@@ -191,7 +191,7 @@ func case073[C driver.Fenced](c *tc[C]) {
 }
 
 // case074: a storm of invalid calls leaves the driver working.
-func case074[C driver.Fenced](c *tc[C]) {
+func case074[C driver.Capabilities](c *tc[C]) {
 	gather(10, func(int) {
 		_, err1 := c.d.Acquire(c.ctx, "", 30*time.Second)
 		_, err2 := c.d.Release(c.ctx, "", "invalid")
@@ -204,7 +204,7 @@ func case074[C driver.Fenced](c *tc[C]) {
 }
 
 // case075: every error is a *LockError with a code and a message.
-func case075[C driver.Fenced](c *tc[C]) {
+func case075[C driver.Capabilities](c *tc[C]) {
 	_, e1 := c.d.Acquire(c.ctx, "", 30*time.Second)
 	_, e2 := c.d.IsLocked(c.ctx, "")
 	_, e3 := c.d.LookupByKey(c.ctx, "")

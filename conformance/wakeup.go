@@ -26,7 +26,7 @@ func (c *tc[C]) watcher() driver.ReleaseWatcher {
 }
 
 // W01: releasing a watched key signals the watcher within 1s.
-func w01[C driver.Fenced](c *tc[C]) {
+func w01[C driver.Capabilities](c *tc[C]) {
 	w := c.watcher()
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)
@@ -53,7 +53,7 @@ func w01[C driver.Fenced](c *tc[C]) {
 // W02: stop is idempotent, and stopped (or context-ended) subscriptions
 // leave no goroutines behind. Runs alone, before the other cases, because
 // it counts the process's goroutines.
-func w02[C driver.Fenced](c *tc[C]) {
+func w02[C driver.Capabilities](c *tc[C]) {
 	w := c.watcher()
 	const n = 50
 	baseline := runtime.NumGoroutine()
@@ -97,7 +97,7 @@ func w02[C driver.Fenced](c *tc[C]) {
 
 // W03: a Guard waiting on a contended key with a long retry delay acquires
 // within 1s of the release, woken by the watcher rather than its backoff.
-func w03[C driver.Fenced](c *tc[C]) {
+func w03[C driver.Capabilities](c *tc[C]) {
 	c.watcher()
 	k := c.key("k")
 	r := c.mustAcquire(k, 30*time.Second)

@@ -26,7 +26,7 @@ func outcome(ok bool, err error) string {
 // case152: every driver produces the same transcript for one fixed
 // sequence of operations. (The whole suite is the matrix; this case pins a
 // compact transcript so that a difference shows up as one readable diff.)
-func case152[C driver.Fenced](c *tc[C]) {
+func case152[C driver.Capabilities](c *tc[C]) {
 	k := c.key("matrix")
 	foreign := foreignID("ZZZZZZZZZZZZZZZZZZZZZZ")
 	var got []string
@@ -101,7 +101,7 @@ func case152[C driver.Fenced](c *tc[C]) {
 // case153: the capability type says what the driver implements: a Fenced
 // driver stores fenced records, a FairHandoff driver queues its waiters
 // (HandoffWatcher), and Guard.Capabilities reports the same description.
-func case153[C driver.Fenced](c *tc[C]) {
+func case153[C driver.Capabilities](c *tc[C]) {
 	info := driver.Describe(c.d.Capabilities())
 	if info.Name == "" {
 		c.Error("Capabilities().Name() is empty")
