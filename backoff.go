@@ -6,7 +6,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// retryPolicy is the contract's retry delay (§10) as a backoff.BackOff:
+// retryPolicy is the retry delay of Guard's acquisition loop (docs/contract.md#what-the-application-layer-does) as a backoff.BackOff:
 // base = RetryDelay·2^(n−1) (exponential) or RetryDelay (fixed), then
 // jitter: none d = base; equal d = base/2 + U·base/2; full d = U·base.
 type retryPolicy struct {

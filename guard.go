@@ -361,7 +361,7 @@ func (g *Guard[C]) observedAcquireLoop(ctx context.Context, key string, cfg acqu
 	return res, err
 }
 
-// acquireLoop is contract §10's retry loop.
+// acquireLoop is the retry loop of docs/contract.md#what-the-application-layer-does.
 func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfig) (driver.AcquireResult, error) {
 	start := time.Now()
 	var policy backoff.BackOff

@@ -1004,7 +1004,7 @@ func TestGuardDefaultReleaseErrorHandler(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Further Do behaviour (contract §10 fixes)
+// Further Do behaviour (docs/contract.md#what-the-application-layer-does: zero delay, cancellable sleep, detached release, lease passed to fn)
 // ---------------------------------------------------------------------------
 
 func TestGuardDoLease(t *testing.T) {

@@ -190,7 +190,7 @@ const (
 	JitterNone
 )
 
-// Acquisition defaults (contract §10).
+// Acquisition defaults (docs/contract.md#what-the-application-layer-does).
 const (
 	defaultMaxRetries = 10
 	defaultRetryDelay = 100 * time.Millisecond

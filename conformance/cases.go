@@ -12,7 +12,7 @@ import (
 type testCase[C driver.Capabilities] struct {
 	// id is the subtest name: "caseNNN_title" for catalogue cases, "Rnn_…"
 	// (fenced records), "Gnn_…" (GCRA rate) and "Wnn_…" (wake-up) for the
-	// additions of contract §13, "Knn_…" for the key rule.
+	// project's own cases (docs/contract.md#conformance-cases), "Knn_…" for the key rule.
 	id string
 	fn func(c *tc[C])
 	// alone: run before the concurrent cases, one at a time (cases that
@@ -132,7 +132,7 @@ func registry[C driver.Capabilities]() []testCase[C] {
 		{id: "case157_data_integrity", fn: case157[C]},
 		{id: "case158_stress_with_retries", fn: case158[C]},
 		{id: "case159_exclusion_invariant", fn: case159[C]},
-		// Contract §13: fenced records (records.go)
+		// Fenced records, docs/contract.md#fenced-records (records.go)
 		{id: "R01_put_into_empty", fn: r01[C]},
 		{id: "R02_same_fence_again", fn: r02[C]},
 		{id: "R03_older_fence_refused", fn: r03[C]},
@@ -146,7 +146,7 @@ func registry[C driver.Capabilities]() []testCase[C] {
 		{id: "R11_concurrent_puts_keep_newest", fn: r11[C]},
 		{id: "R12_delete_needs_current_fence", fn: r12[C]},
 		{id: "R13_context_errors", fn: r13[C]},
-		// Contract §13: GCRA rate (rate.go)
+		// Rate, docs/contract.md#rate-gcra (rate.go)
 		{id: "G01_burst_then_denied", fn: g01[C]},
 		{id: "G02_zero_cost_inspects", fn: g02[C]},
 		{id: "G03_allowed_after_retry_after", fn: g03[C]},
@@ -155,7 +155,7 @@ func registry[C driver.Capabilities]() []testCase[C] {
 		{id: "G06_concurrent_requests_are_atomic", fn: g06[C]},
 		{id: "G07_invalid_limits", fn: g07[C]},
 		{id: "G08_context_errors", fn: g08[C]},
-		// Contract §13: wake-up (wakeup.go)
+		// Release watching and hand-off, docs/contract.md#release-watching and #hand-off (wakeup.go, handoff.go, turns.go)
 		{id: "W01_release_signals_watcher", fn: w01[C]},
 		{id: "W02_stop_is_idempotent_and_leak_free", fn: w02[C], alone: true},
 		{id: "W03_guard_wakes_on_release", fn: w03[C]},
@@ -190,7 +190,7 @@ func CaseIDs() []string {
 	return ids
 }
 
-// catalogueAll lists the cases of conformance-cases.md tagged [all]
+// catalogueAll lists the numbered cases of docs/contract.md#conformance-cases (the catalogue's [all] cases)
 // (including those also tagged [spec], [FIX] or [unit]). Case 26 is tagged
 // [pg][fs][redis] and is implemented too (through RawLockWriter).
 var catalogueAll = []int{

@@ -1,14 +1,13 @@
 package conformance
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -34,9 +33,10 @@ func TestCaseIDs(t *testing.T) {
 	}
 }
 
-// TestCatalogueCoverage checks that every [all] case of the catalogue is
-// implemented and, when conformance-cases.md is available (shared/ beside
-// the module root, as in CI), that the static list matches it.
+// TestCatalogueCoverage checks that every case of the suite is listed in
+// docs/contract.md's "Conformance cases" table, under the section of the
+// contract it checks, and that the table names no case the suite lacks.
+// The catalogue's [all] cases (catalogueAll) must all be implemented.
 func TestCatalogueCoverage(t *testing.T) {
 	impl := implementedNumbers()
 	for _, n := range catalogueAll {
@@ -47,79 +47,42 @@ func TestCatalogueCoverage(t *testing.T) {
 	if !slices.IsSorted(catalogueAll) || len(slices.Compact(slices.Clone(catalogueAll))) != len(catalogueAll) {
 		t.Error("catalogueAll must be sorted without duplicates")
 	}
-
-	path := cataloguePath(t)
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s not found: static list not compared with the catalogue", path)
-	}
+	b, err := os.ReadFile(filepath.Join("..", "docs", "contract.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	tagged, err := parseAllCases(f)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", path, err)
-	}
-	if diff := cmp.Diff(tagged, catalogueAll); diff != "" {
-		t.Errorf("catalogueAll differs from the [all] cases of %s (-catalogue +static):\n%s", path, diff)
-	}
-}
-
-// cataloguePath returns <module root>/../shared/conformance-cases.md.
-func cataloguePath(t *testing.T) string {
-	dir, err := os.Getwd()
+	listed, err := tableCaseIDs(string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "conformance-cases.md")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("module root (go.mod) not found")
-		}
-		dir = parent
+	want := slices.Sorted(slices.Values(CaseIDs()))
+	if diff := cmp.Diff(want, listed); diff != "" {
+		t.Errorf("case IDs of the suite vs docs/contract.md's table (-suite +doc):\n%s", diff)
 	}
 }
 
-var (
-	// A numbered case: `N. **Title** `[tag][tag]` — …`.
-	caseLine = regexp.MustCompile("^(\\d+)\\.\\s+\\*\\*.*?\\*\\*\\s+`([^`]*)`")
-	tagRe    = regexp.MustCompile(`\[([^\]]+)\]`)
-)
-
-// parseAllCases returns the sorted numbers of the catalogue's cases tagged
-// [all].
-func parseAllCases(f *os.File) ([]int, error) {
-	var nums []int
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	total := 0
-	for sc.Scan() {
-		m := caseLine.FindStringSubmatch(sc.Text())
-		if m == nil {
+// tableCaseIDs returns the sorted backticked case IDs of the table in the
+// "## Conformance cases" section of the contract.
+func tableCaseIDs(doc string) ([]string, error) {
+	_, sec, ok := strings.Cut(doc, "\n## Conformance cases\n")
+	if !ok {
+		return nil, errors.New(`no "## Conformance cases" section`)
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	var ids []string
+	for _, line := range strings.Split(sec, "\n") {
+		if !strings.HasPrefix(line, "| [") {
 			continue
 		}
-		total++
-		for _, tag := range tagRe.FindAllStringSubmatch(m[2], -1) {
-			if tag[1] == "all" {
-				n, err := strconv.Atoi(m[1])
-				if err != nil {
-					return nil, err
-				}
-				nums = append(nums, n)
-				break
-			}
+		for _, m := range caseIDRe.FindAllStringSubmatch(line, -1) {
+			ids = append(ids, m[1])
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
+	if len(ids) < 100 {
+		return nil, fmt.Errorf("found only %d case IDs in the table; the format changed?", len(ids))
 	}
-	if total < 100 {
-		return nil, fmt.Errorf("found only %d numbered cases; the format changed?", total)
-	}
-	slices.Sort(nums)
-	return nums, nil
+	slices.Sort(ids)
+	return ids, nil
 }
+
+var caseIDRe = regexp.MustCompile("`((?:case\\d{3}|[RGWFK]\\d{2})\\w*)`")

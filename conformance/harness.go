@@ -139,7 +139,7 @@ type Options struct {
 	MaxConcurrentCases int
 }
 
-// Timing holds the catalogue's timing constants (conformance-cases.md,
+// Timing holds the catalogue's timing constants (see docs/contract.md#running-the-conformance-suite;
 // Conventions). Firestore uses Short 2s, Wait 5s, LookupWait 4s and
 // ParallelBudget 5s.
 type Timing struct {

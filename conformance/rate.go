@@ -10,7 +10,7 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// GCRA rate (contract §13): G01–G08.
+// GCRA rate (docs/contract.md#rate-gcra): G01–G08.
 //
 // Drivers compute GCRA with their own time authority (the server's for Redis
 // and PostgreSQL), so the cases compare against refGCRA with the time that

@@ -12,7 +12,7 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// Fenced records (contract §13): R01–R13.
+// Fenced records (docs/contract.md#fenced-records): R01–R13.
 
 func (c *tc[C]) put(name string, fence syncguard.Fence, value string, ttl time.Duration) driver.PutResult {
 	c.Helper()

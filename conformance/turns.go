@@ -11,7 +11,7 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// Guards of several processes taking turns on one key (contract §13):
+// Guards of several processes taking turns on one key (docs/contract.md#hand-off and #contexts-and-unknown-outcomes):
 // W04 (waits that give up), W05 (first come, first served hand-off) and
 // W09 (a process that cannot subscribe keeps its turn).
 // Each worker has a driver of its own when the harness implements

@@ -10,7 +10,7 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// Wake-up (contract §13, optional [driver.ReleaseWatcher]): W01–W03.
+// Release watching (docs/contract.md#release-watching, optional [driver.ReleaseWatcher]): W01–W03.
 // Each case skips when syncguard.AsReleaseWatcher finds no watcher.
 
 // wakeLatency bounds how long a release may take to reach a watcher.

@@ -96,7 +96,7 @@ func TestNormalizeKey(t *testing.T) {
 func TestStorageKey(t *testing.T) {
 	t.Parallel()
 	x := func(n int) string { return strings.Repeat("x", n) }
-	// hashed mirrors contract §3 step 5 independently of HashedKey.
+	// hashed mirrors step 3 of StorageKey (docs/contract.md#keys) independently of HashedKey.
 	hashed := func(cand string) string {
 		sum := sha256.Sum256([]byte(cand))
 		return base64.RawURLEncoding.EncodeToString(sum[:16])
@@ -272,7 +272,7 @@ func TestStorageKeyErrors(t *testing.T) {
 	}
 }
 
-// TestFenceKeyDerivation checks the two-step derivation of contract §3:
+// TestFenceKeyDerivation checks the two-step derivation of docs/contract.md#keys (Namespaces):
 // fence = StorageKey(P, "fence:"+base, L, R) with base = StorageKey(P, key, L, R).
 func TestFenceKeyDerivation(t *testing.T) {
 	t.Parallel()
@@ -403,7 +403,7 @@ func TestHashKey(t *testing.T) {
 	})
 }
 
-// coreRefHashKey is an independent implementation of contract §2 HashKey that
+// coreRefHashKey is an independent implementation of HashKey (docs/contract.md#numbers: first 12 bytes of SHA-256 of the NFC string) that
 // splits astral code points into surrogates by hand.
 func coreRefHashKey(s string) string {
 	sum := sha256.Sum256([]byte(norm.NFC.String(s)))

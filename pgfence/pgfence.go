@@ -320,7 +320,7 @@ func check(ctx context.Context, db DB, fence syncguard.Fence) error {
 
 func invalid(msg string) error { return driver.NewError(driver.InvalidArgument, msg) }
 
-// mapError maps a pgx error to a *syncguard.LockError (contract §7's
+// mapError maps a pgx error to a *syncguard.LockError (docs/contract.md#errors, the driver's
 // PostgreSQL mapping, in short).
 func mapError(ctx context.Context, err error) error {
 	if err == nil {

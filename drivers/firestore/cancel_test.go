@@ -11,7 +11,7 @@ import (
 
 // TestCancelledAcquireLeavesNoLock: an Acquire whose context ends at any
 // point of its transaction, including after the commit was sent, does not
-// leave the key locked until its TTL: contract §3's best-effort release of
+// leave the key locked until its TTL: the best-effort release of docs/contract.md#contexts-and-unknown-outcomes, of
 // the minted lock ID (on a detached context, awaited by Close) frees an
 // acquisition whose result the caller never saw.
 func TestCancelledAcquireLeavesNoLock(t *testing.T) {

@@ -19,7 +19,7 @@ var (
 )
 
 // TestConformance runs the shared suite against the emulator with
-// Firestore's timing constants (conformance-cases.md).
+// Firestore's timing constants (docs/contract.md#running-the-conformance-suite).
 func TestConformance(t *testing.T) {
 	c := newClient(t)
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {

@@ -12,7 +12,7 @@ import (
 // mapError turns an error from the Firestore client into a
 // *driver.LockError, by type: the context's error first (Canceled →
 // Aborted, DeadlineExceeded → NetworkTimeout, wrapping it), then the gRPC
-// status code (contract §7):
+// status code (docs/contract.md#errors):
 //
 //	PermissionDenied, Unauthenticated     AuthFailed
 //	DeadlineExceeded                      NetworkTimeout

@@ -188,7 +188,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (dr
 }
 
 // Bounds of the best-effort release of an acquisition whose outcome is
-// unknown (contract §3).
+// unknown (docs/contract.md#contexts-and-unknown-outcomes).
 const (
 	unknownOutcomeRelease = 5 * time.Second        // per release attempt
 	unknownOutcomeRecheck = 200 * time.Millisecond // before the second attempt

@@ -14,7 +14,7 @@ import (
 )
 
 // mapError turns any error of pgx, pgxpool or the network into a
-// *driver.LockError (contract §7); the original error is its Cause.
+// *driver.LockError (docs/contract.md#errors); the original error is its Cause.
 //
 //   - ctx ended: Aborted (Canceled) or NetworkTimeout (DeadlineExceeded),
 //     wrapping ctx.Err();
@@ -114,7 +114,7 @@ func isNetError(err error) bool {
 }
 
 // CodeForSQLState maps a PostgreSQL SQLSTATE to a SyncGuard error code
-// (contract §7, upstream's table, extended to whole classes where upstream
+// (docs/contract.md#errors; the TypeScript SyncGuard's table, extended to whole classes where it
 // lists members):
 //
 //	class 08 (connection exception), 40001, 40P01, 40003,

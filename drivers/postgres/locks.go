@@ -10,7 +10,7 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// baseKey returns the storage key of a normalised key (contract §3), in
+// baseKey returns the storage key of a normalised key (docs/contract.md#keys), in
 // its stored form (dbText).
 func baseKey(k string) (string, error) {
 	b, err := driver.StorageKey("", k, storageLimit, storageReserve)

@@ -103,7 +103,7 @@ const (
 // derived from it must fit PostgreSQL's 63-byte identifier limit.
 const MaxIdentifierLen = 48
 
-// Storage key parameters (contract §3): no prefix, 1700-byte limit.
+// Storage key parameters (docs/contract.md#keys): no prefix, 1700-byte limit.
 const (
 	storageLimit   = 1700
 	storageReserve = 0

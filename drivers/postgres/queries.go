@@ -183,7 +183,7 @@ ON CONFLICT (key, waiter_id) DO UPDATE SET seq = -1, live_until_ms = EXCLUDED.li
 		//     later commit likewise waits for them up to its LSN.)
 		// A granting release keeps the session's setting, like Acquire and
 		// Extend: a lost grant or Acquire could hand out its fence again
-		// (contract section 2: fences strictly increase across restarts),
+		// (docs/contract.md#fences: fences strictly increase across restarts),
 		// a lost Extend would shorten the lock under a holder that was
 		// told it was extended.
 		release: `WITH sc AS MATERIALIZED (

@@ -37,7 +37,7 @@ import (
 // numSlots is the number of Redis Cluster hash slots.
 const numSlots = 16384
 
-// storageLimit is the byte budget of a full key name (contract §1: Redis
+// storageLimit is the byte budget of a full key name (docs/contract.md#numbers: Redis
 // 1000 B); layoutOverhead is the longest fixed part around the prefix and
 // body: ":{" + 4-char tag + "}:" + "fence:".
 const (

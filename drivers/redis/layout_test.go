@@ -118,7 +118,7 @@ func FuzzLockIDSlot(f *testing.F) {
 }
 
 // TestNamespaceIsolation: user keys that look like internal keys
-// (contract §3's "id:<22 chars>" and "fence:<prefix>:x") get names in the
+// ("id:<22 chars>" and "fence:<prefix>:x", which aliased internal keys in the TypeScript layout; docs/contract.md#keys, Namespaces) get names in the
 // lock namespace and never alias an index or a fence counter.
 func TestNamespaceIsolation(t *testing.T) {
 	c := singleClient(t)

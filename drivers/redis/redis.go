@@ -54,7 +54,7 @@ type options struct {
 // WithKeyPrefix sets the prefix of every key the driver writes (default
 // "syncguard"). Trailing colons are ignored; an empty prefix is allowed. The
 // prefix must not contain '{' or '}' (it would change the hash slot of the
-// keys), must not contain "fence:" or end with "fence" (contract §11.4), and
+// keys), must not contain "fence:" or end with "fence" (the TypeScript SyncGuard's prefix rule, kept although the type segment already keeps namespaces apart: docs/contract.md#keys), and
 // must leave room for keys: at most 400 bytes.
 func WithKeyPrefix(prefix string) Option {
 	return func(o *options) { o.prefix = prefix }

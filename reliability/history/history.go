@@ -7,7 +7,7 @@
 // Times are wall-clock Unix nanoseconds taken immediately before a call and
 // immediately after it returns, so histories of several processes on one
 // machine merge into one. The model is time-aware: a lock with expiry E is
-// live at authority time t iff E > t − Tolerance (contract §4), and an
+// live at authority time t iff E > t − Tolerance (docs/contract.md#time), and an
 // operation's linearization point lies within [call, return]; the model
 // allows an outcome that depends on liveness whenever some point of the
 // interval (widened by ClockMargin) allows it, so it never reports a
@@ -241,7 +241,7 @@ const Anon = "?"
 // AnyValue is State.RecValue when the record's value is not known.
 const AnyValue = "\x00?"
 
-// ToleranceMs is the contract's liveness tolerance (contract §4).
+// ToleranceMs is the contract's liveness tolerance (docs/contract.md#time).
 const ToleranceMs = driver.ToleranceMs
 
 // ClockMargin widens every time comparison of the model, in ms: the
