@@ -177,9 +177,9 @@ type idCaps struct{ driver.WithFencing }
 func (idCaps) Name() string { return "ids" }
 
 // CaseIDs returns the IDs (subtest names) of every case [Run] runs, in
-// catalogue order: "caseNNN_…" for cases of conformance-cases.md (case 41
+// catalogue order: "caseNNN_…" for the numbered catalogue cases (case 41
 // has two, its [FIX] variant being "case041_fix_…"), "Rnn_…" for fenced
-// records, "Gnn_…" for GCRA rate, "Wnn_…" for wake-up and "Knn_…" for the
+// records, "Gnn_…" for GCRA rate, "Wnn_…" for wake-up, "Fnn_…" for fences and "Knn_…" for the
 // key rule (every key [driver.NormalizeKey] accepts works everywhere).
 func CaseIDs() []string {
 	reg := registry[idCaps]()
