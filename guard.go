@@ -13,14 +13,10 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// Guard is the entry point for locking with one driver. It adds to the
-// driver's single attempts what applications need: validation, acquisition
-// with retry and backoff, leases that release on every path and can keep
-// themselves alive, observers, and the features its capability type C
-// allows.
-//
-// A Guard is safe for concurrent use by multiple goroutines. Create one per
-// driver and share it.
+// Guard locks keys through one driver: it validates input, retries
+// acquisitions, hands out self-releasing leases, reports to observers and
+// offers the features its capability type C allows. A Guard is safe for
+// concurrent use; create one per driver and share it.
 type Guard[C driver.Capabilities] struct {
 	base driver.LockStore // the driver itself
 	d    driver.LockStore // base, observed when an observer is configured
@@ -41,34 +37,18 @@ type Guard[C driver.Capabilities] struct {
 	err *LockError
 }
 
-// New returns a Guard over driver d. C is inferred from d, so features that
-// need a capability are checked by the compiler:
-//
-//	g := syncguard.New(redis.New(client)) // *Guard[redis.Capabilities]
-//
-// Code that should not name its driver (tests on the in-process driver,
-// production on Redis, or a driver chosen at run time) uses [NewFenced]
-// instead. New takes WithObserver, WithRawEvents, WithLogger,
-// WithOnReleaseError, WithReleaseTimeout and WithAcquireOptions; an invalid option is returned by every call of the
-// Guard.
+// New returns a Guard over driver d, typed by d's capability type C. It takes
+// [WithObserver], [WithRawEvents], [WithLogger], [WithOnReleaseError],
+// [WithReleaseTimeout] and [WithAcquireOptions]; an invalid option is returned
+// by every call of the Guard. Use [NewFenced] for code that should not name
+// its driver.
 func New[C driver.Capabilities](d driver.Driver[C], opts ...Option) *Guard[C] {
 	return newGuard[C](d, d.Capabilities(), opts)
 }
 
-// NewFenced is [New] for any driver with fencing, giving the one type
-// *Guard[Fenced] whatever the driver: an application written against it
-// runs unchanged on the in-process driver in tests and on Redis or
-// PostgreSQL in production, and a driver can be chosen at run time:
-//
-//	var g *syncguard.Guard[syncguard.Fenced]
-//	switch backend {
-//	case "redis":
-//		g = syncguard.NewFenced(redis.New(client))
-//	default:
-//		g = syncguard.NewFenced(memory.New())
-//	}
-//
-// A driver without fencing does not compile here.
+// NewFenced is [New] for any driver with fencing, returning the one type
+// *Guard[Fenced] whatever the driver, so that code runs unchanged on any of
+// them and the driver can be chosen at run time.
 func NewFenced[C Fenced](d driver.Driver[C], opts ...Option) *Guard[Fenced] {
 	return newGuard[Fenced](d, d.Capabilities(), opts)
 }
@@ -96,9 +76,9 @@ func newGuard[C driver.Capabilities](d driver.LockStore, caps driver.Capabilitie
 // Capabilities describes the driver's guarantees at run time.
 func (g *Guard[C]) Capabilities() driver.Info { return g.info }
 
-// TryAcquire makes one attempt to acquire key. If another owner holds it,
-// it returns a nil lease and [ErrLocked]. Only TTL and AutoExtend take
-// effect; retry options are validated but unused.
+// TryAcquire makes one attempt to acquire key and returns a nil lease and
+// [ErrLocked] if another owner holds it. Of the AcquireOptions only TTL and
+// AutoExtend apply; the others are validated.
 func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOption) (*Lease[C], error) {
 	cfg, nkey, err := g.prepare(ctx, key, false, opts)
 	if err != nil {
@@ -118,23 +98,15 @@ func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOp
 	return g.newLease(ctx, nkey, res, cfg), nil
 }
 
-// Acquire acquires key, retrying while it is contended (by default up to 10
-// retries with exponential backoff and equal jitter from 100ms, within 5s;
-// see the AcquireOption functions). If the driver can signal releases, a
-// waiter retries as soon as the key is released instead of sleeping the
-// whole delay; setting up that subscription is bounded by the Timeout too.
+// Acquire acquires key, retrying while it is held or the backend is
+// unreachable (default: 10 retries, exponential backoff with equal jitter from
+// 100ms, within a 5s Timeout; a release wakes a waiter early). Release the
+// returned [Lease], typically with defer lease.Close().
 //
-// An attempt that fails because the backend is unreachable or slow
-// (ServiceUnavailable or NetworkTimeout from the driver) is retried the
-// same way, so a restart or failover shorter than the Timeout is ridden out
-// ([RetryUnavailable] turns that off). Each attempt is bounded by the
-// driver's call timeout.
-//
-// It returns a [Lease] the caller must release, typically with
-// defer lease.Close(). When retries or the timeout run out it returns an
-// AcquisitionTimeout *LockError that also matches [ErrLocked], or the last
-// attempt's ServiceUnavailable or NetworkTimeout error if it failed so;
-// when ctx ends it returns Aborted (cancelled) or NetworkTimeout (deadline).
+// When the retries or the Timeout run out it returns an AcquisitionTimeout
+// error matching [ErrLocked], or the last attempt's ServiceUnavailable or
+// NetworkTimeout error ([RetryUnavailable]); when ctx ends, Aborted or
+// NetworkTimeout; InvalidArgument for bad input.
 func (g *Guard[C]) Acquire(ctx context.Context, key string, opts ...AcquireOption) (*Lease[C], error) {
 	cfg, nkey, err := g.prepare(ctx, key, false, opts)
 	if err != nil {
@@ -147,18 +119,13 @@ func (g *Guard[C]) Acquire(ctx context.Context, key string, opts ...AcquireOptio
 	return g.newLease(ctx, nkey, res, cfg), nil
 }
 
-// Do acquires key like [Guard.Acquire], runs fn while holding it and
-// releases it on every path: return, error, panic (re-raised after the
-// release) and cancellation of ctx. The release uses a context detached
-// from ctx with its own deadline ([WithReleaseTimeout]); its failure goes to
-// the release-error callback.
-//
-// fn receives the lease and a context that is cancelled if the lease is
-// lost. The lease extends itself while fn runs unless AutoExtend(false) is
-// given. Do returns fn's error unchanged; if fn succeeded but the lock was
-// lost before it was released (it expired or was taken over), Do returns an
-// error matching [ErrLockLost], because fn's work may have overlapped with
-// another holder's.
+// Do acquires key like [Guard.Acquire], runs fn and releases the lock on every
+// path, panics included (re-raised after the release), within
+// [WithReleaseTimeout] and detached from ctx; a failed release goes to
+// [WithOnReleaseError]'s callback. The lease extends itself while fn runs
+// unless AutoExtend(false); fn's ctx ends if it is lost. Do returns Acquire's
+// error, fn's error unchanged, or, if fn succeeded but the lock was lost
+// before its release, an error matching [ErrLockLost].
 func (g *Guard[C]) Do(ctx context.Context, key string, fn func(ctx context.Context, l *Lease[C]) error, opts ...AcquireOption) error {
 	if fn == nil {
 		return invalidArg("Do: fn must not be nil")
@@ -202,9 +169,9 @@ func (g *Guard[C]) IsLocked(ctx context.Context, key string) (bool, error) {
 	return g.d.IsLocked(ctx, nkey)
 }
 
-// LockInfo describes a live lock for diagnostics. The key and lock ID
-// appear only as digests (the first 12 bytes of their SHA-256, base64url),
-// so that it can be logged safely.
+// LockInfo describes a live lock for diagnostics. Key and lock ID appear only
+// as digests (the first 12 bytes of their SHA-256, in hex), so it can be
+// logged safely; the times are Unix milliseconds.
 type LockInfo struct {
 	KeyHash      string
 	LockIDHash   string
@@ -231,8 +198,7 @@ func (g *Guard[C]) Lookup(ctx context.Context, key string) (*LockInfo, error) {
 }
 
 // LookupID returns information on the live lock with lockID, or nil.
-// Diagnostic only; a driver without a lock-ID index returns
-// InvalidArgument.
+// Diagnostic only; a driver without a lock-ID index returns InvalidArgument.
 func (g *Guard[C]) LookupID(ctx context.Context, lockID string) (*LockInfo, error) {
 	if err := g.checkID(ctx, lockID); err != nil {
 		return nil, err
@@ -241,8 +207,8 @@ func (g *Guard[C]) LookupID(ctx context.Context, lockID string) (*LockInfo, erro
 	return hashedInfo(info), err
 }
 
-// Owns reports whether lockID identifies a live lock. Diagnostic only: it
-// can change right after it returns, so never gate a release on it.
+// Owns reports whether lockID identifies a live lock. Diagnostic only: the
+// answer can change at once, so never gate a release on it.
 func (g *Guard[C]) Owns(ctx context.Context, lockID string) (bool, error) {
 	info, err := g.LookupID(ctx, lockID)
 	return info != nil, err
@@ -271,8 +237,8 @@ func (g *Guard[C]) checkID(ctx context.Context, lockID string) error {
 	return driver.ValidateLockID(lockID)
 }
 
-// FenceOf returns the fencing token of l, or 0 for a nil lease. It only
-// compiles for drivers whose capability type declares fencing.
+// FenceOf returns l's fencing token, or 0 for a nil lease. It compiles only
+// for capability types with fencing.
 func FenceOf[C Fenced](l *Lease[C]) Fence {
 	if l == nil {
 		return 0
@@ -481,15 +447,9 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 	}
 }
 
-// RetryUnavailable sets whether an acquisition retries attempts that fail
-// because the backend is unreachable or slow (ServiceUnavailable or
-// NetworkTimeout from the driver, not from ctx) as it retries a contended
-// key: with the same backoff, MaxRetries and Timeout. Default true, so a
-// waiter whose Timeout is longer than a backend restart or failover gets
-// the lock afterwards; when the retries run out on such a failure, the
-// acquisition returns that failure rather than AcquisitionTimeout. false
-// restores failing on the first backend error.
-//
+// RetryUnavailable sets whether attempts that fail with ServiceUnavailable or
+// NetworkTimeout from the driver are retried like contended ones, within
+// MaxRetries and Timeout (default true; false fails on the first such error).
 // Each attempt is bounded by the driver's call timeout, so an acquisition
 // returns within Timeout plus one call timeout.
 func RetryUnavailable(on bool) AcquireOption {

@@ -10,13 +10,10 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// Lease is a held lock: the handle returned by [Guard.Acquire] and
-// [Guard.TryAcquire] and passed to the function of [Guard.Do].
-//
-// Release it when done, typically with defer lease.Close(). A nil *Lease is
-// inert: its methods do nothing and report false. A Lease is safe for
-// concurrent use; of concurrent Release and Close calls exactly one reaches
-// the backend.
+// Lease is a held lock, returned by [Guard.Acquire] and [Guard.TryAcquire] and
+// passed to the function of [Guard.Do]. Release it when done, typically with
+// defer lease.Close(). A Lease is safe for concurrent use; a nil *Lease is
+// inert (its methods do nothing and report false).
 type Lease[C driver.Capabilities] struct {
 	g      *Guard[C]
 	key    string
@@ -81,8 +78,8 @@ func (l *Lease[C]) Key() string {
 	return l.key
 }
 
-// LockID returns the lock's ID, the only handle that can release or extend
-// it (for example from another process, with the driver's Release).
+// LockID returns the lock's ID, which with the key is what releases or extends
+// the lock at the driver.
 func (l *Lease[C]) LockID() string {
 	if l == nil {
 		return ""
@@ -90,8 +87,7 @@ func (l *Lease[C]) LockID() string {
 	return l.lockID
 }
 
-// ExpiresAt returns the lock's expiry as last reported by the backend's
-// time authority.
+// ExpiresAt returns the lock's expiry as last reported by the backend's clock.
 func (l *Lease[C]) ExpiresAt() time.Time {
 	if l == nil {
 		return time.Time{}
@@ -107,9 +103,9 @@ func (l *Lease[C]) ExpiresAtMs() int64 {
 	return l.expiresAtMs.Load()
 }
 
-// Context returns a context derived from the one passed to Acquire that is
-// also cancelled when the lease is released or lost; its cause
-// (context.Cause) then matches ErrLockLost for a lost lease.
+// Context returns a context derived from Acquire's that is also cancelled when
+// the lease is released or lost; for a lost lease, context.Cause matches
+// [ErrLockLost].
 func (l *Lease[C]) Context() context.Context {
 	if l == nil {
 		return canceledContext
@@ -123,10 +119,9 @@ var canceledContext = func() context.Context {
 	return ctx
 }()
 
-// Lost returns a channel that is closed when the lease is lost: an Extend
-// (manual or automatic) found the lock gone, or the heartbeat could not
-// reach the backend before the lease expired. It is not closed by a normal
-// release.
+// Lost returns a channel closed when the lease is lost: an extension found the
+// lock gone, or the heartbeat failed until the lease expired. A release does
+// not close it.
 func (l *Lease[C]) Lost() <-chan struct{} {
 	if l == nil {
 		return closedChan
@@ -163,14 +158,11 @@ func (l *Lease[C]) markLost(reason string, cause error) {
 	})
 }
 
-// Release releases the lock with the caller's ctx and reports whether this
-// call deleted it. Only the first Release or Close reaches the backend;
-// later calls return false without I/O, even if the first failed (use the
-// driver's Release with LockID to retry). Errors are returned, not sent to
-// the release-error callback. A release that fails with ServiceUnavailable
-// or NetworkTimeout (the backend away) is retried in the background until
-// it succeeds or the lease expires, so the key frees soon after the backend
-// returns; this holds for [Lease.Close] and [Guard.Do] too.
+// Release releases the lock with ctx and reports whether this call deleted it;
+// errors are returned, not reported. Only the first Release or Close reaches
+// the backend; later calls return false without I/O. A release that fails with
+// ServiceUnavailable or NetworkTimeout is retried in the background until the
+// lease expires (as for Close and [Guard.Do]).
 func (l *Lease[C]) Release(ctx context.Context) (bool, error) {
 	ok, _, err := l.release(ctx)
 	return ok, err
@@ -286,11 +278,10 @@ func panicError(r any) error {
 	return &LockError{Code: driver.Internal, Message: fmt.Sprintf("driver panicked: %v", r)}
 }
 
-// Close releases the lock unless it was already released, for use with
-// defer. It never panics and returns nothing: a failed release goes to the
-// Guard's release-error callback. If a release is in flight, Close waits
-// for it and reports nothing. The release is bounded by
-// [WithReleaseTimeout].
+// Close releases the lock unless it was already released, for use with defer.
+// It waits for a release in flight, never panics, bounds the release with
+// [WithReleaseTimeout] and reports a failure to the release-error callback
+// ([WithOnReleaseError]).
 func (l *Lease[C]) Close() {
 	if l == nil {
 		return
@@ -321,8 +312,8 @@ func (l *Lease[C]) Close() {
 
 // Extend sets the lock's expiry to backend-now + ttl (a reset, not an
 // addition) and reports whether the lock was still held. It always asks the
-// backend, even after Release. A false result on an unreleased lease marks
-// it lost.
+// backend, even after Release; false on an unreleased lease marks it lost. An
+// invalid ttl (see [TTL]) is InvalidArgument.
 func (l *Lease[C]) Extend(ctx context.Context, ttl time.Duration) (bool, error) {
 	if l == nil {
 		return false, nil

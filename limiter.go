@@ -8,25 +8,11 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// RateLimiter limits how often something may happen per key — per user,
-// per IP, per API token — across every process that shares the backend.
-//
-// It uses the generic cell rate algorithm (GCRA), computed by the driver in
-// one atomic step with its time authority, so processes with skewed clocks
-// still agree. A [RateLimit] of Limit events per Period with Burst allows
-// up to Burst events at once and then one event every Period/Limit (the
-// emission interval). GCRA decides exactly like a token bucket of Burst
-// tokens refilled at Limit per Period (golang.org/x/time/rate), but keeps
-// a single timestamp per key: the theoretical arrival time (TAT). A
-// request of n units is allowed iff
-//
-//	max(TAT, now) + n·interval − Burst·interval ≤ now
-//
-// and then moves TAT to max(TAT, now) + n·interval. Refused requests
-// change nothing.
-//
-// A RateLimiter is safe for concurrent use and keeps no state of its own.
-// The net/http middleware is in the httpmw package.
+// RateLimiter limits how often something may happen per key across every
+// process sharing the backend. The driver applies GCRA atomically on its own
+// clock (so client clock skew does not matter), deciding like a token bucket
+// of Burst tokens refilled at Limit per Period; refused requests change
+// nothing. A RateLimiter is safe for concurrent use and keeps no local state.
 type RateLimiter struct {
 	store  driver.RateStore
 	limit  RateLimit
@@ -37,14 +23,11 @@ type limiterConfig struct {
 	prefix string
 }
 
-// NewRateLimiter returns a limiter enforcing limit through store — any
-// driver that keeps rate state (every driver of this module does):
-//
-//	lim, err := syncguard.NewRateLimiter(memory.New(), syncguard.RateLimit{Limit: 10, Period: time.Second, Burst: 20})
-//
-// It takes [WithPrefix], and [WithObserver] and [WithRawEvents] to report
-// each decision as an [EventRate]. It fails with InvalidArgument if limit
-// is invalid (see [RateLimit]); it does no I/O.
+// NewRateLimiter returns a limiter enforcing limit through store (every driver
+// of this module is one), without I/O. It takes [WithPrefix], and
+// [WithObserver] and [WithRawEvents] to report each decision as an
+// [EventRate]. It fails with InvalidArgument for a nil store, an invalid limit
+// or invalid options.
 func NewRateLimiter(store driver.RateStore, limit RateLimit, opts ...Option) (*RateLimiter, error) {
 	if store == nil {
 		return nil, invalidArg("NewRateLimiter: store must not be nil")
@@ -71,20 +54,17 @@ func NewRateLimiter(store driver.RateStore, limit RateLimit, opts ...Option) (*R
 // Limit returns the limiter's limit.
 func (l *RateLimiter) Limit() RateLimit { return l.limit }
 
-// Allow reports whether one event for key may happen now, and accounts it
-// if so.
+// Allow reports whether one event for key may happen now, and accounts it if
+// so.
 func (l *RateLimiter) Allow(ctx context.Context, key string) (bool, error) {
 	res, err := l.AllowN(ctx, key, 1)
 	return res.Allowed > 0, err
 }
 
-// AllowN accounts n events for key if all of them may happen now, and
-// otherwise none. The result tells how many remain and, when refused, how
-// long to wait (RetryAfter); n = 0 only inspects the state. It fails with
-// InvalidArgument for an invalid key, a negative n, or an n above the
-// limit's Burst: such a request could never be allowed, and no RetryAfter
-// would help (the driver-level [RateStore.AllowN] refuses it as a result
-// instead).
+// AllowN accounts n events for key if all may happen now, and otherwise none;
+// the result tells how many remain and, when refused, the RetryAfter. n = 0
+// only inspects. It fails with InvalidArgument for an invalid key or n outside
+// [0, Burst], since a larger n could never be allowed.
 func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult, error) {
 	if ctx == nil {
 		return RateResult{}, invalidArg("nil context")
@@ -101,21 +81,16 @@ func (l *RateLimiter) AllowN(ctx context.Context, key string, n int) (RateResult
 	return l.store.AllowN(ctx, k, l.limit, n)
 }
 
-// Wait blocks until one event for key may happen and accounts it; see
-// [RateLimiter.WaitN].
+// Wait is WaitN with n = 1.
 func (l *RateLimiter) Wait(ctx context.Context, key string) error {
 	return l.WaitN(ctx, key, 1)
 }
 
-// WaitN blocks until n events for key may happen, then accounts them. It
-// asks the backend, sleeps the RetryAfter it reports and asks again, since
-// other processes may take the capacity first.
-//
-// It returns nil once the events were accounted; InvalidArgument if n is
-// not in [1, Burst] (a larger n could never be granted); Aborted or
-// NetworkTimeout when ctx ends; a RateLimited error at once when ctx's
-// deadline comes before the events could be granted; or the backend's
-// error.
+// WaitN blocks until n events for key may happen, then accounts them, sleeping
+// the RetryAfter the backend reports between attempts. It returns
+// InvalidArgument if n is not in [1, Burst]; Aborted or NetworkTimeout when
+// ctx ends; RateLimited at once if ctx's deadline comes before the events
+// could be granted; or the backend's error.
 func (l *RateLimiter) WaitN(ctx context.Context, key string, n int) error {
 	if ctx == nil {
 		return invalidArg("nil context")
@@ -154,7 +129,7 @@ func (l *RateLimiter) WaitN(ctx context.Context, key string, n int) error {
 	}
 }
 
-// Reset forgets the state of key: it may burst again at once.
+// Reset forgets key's state, so it may burst again at once.
 func (l *RateLimiter) Reset(ctx context.Context, key string) error {
 	if ctx == nil {
 		return invalidArg("nil context")

@@ -11,36 +11,16 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// DistributedMutex is a mutual exclusion lock shared by every process that
-// uses the same backend and key. It implements [sync.Locker], so it drops
-// into code written for a sync.Mutex:
+// DistributedMutex is a [sync.Locker] that excludes every holder of its key on
+// the same backend, across processes. Goroutines of one process queue on a
+// local lock first, so only one of them talks to the backend.
 //
-//	m, err := syncguard.NewMutex(g, "invoice:42")
-//	...
-//	m.Lock()
-//	defer m.Unlock()
-//
-// Within one process the mutex is an ordinary local lock in front of the
-// distributed one: goroutines queue on the local lock first, so a process
-// holds at most one distributed acquisition of the key at a time and only
-// the goroutine at the head of the queue talks to the backend.
-//
-// While held, the mutex extends its lease every TTL/3 (see [AutoExtend]). If
-// it cannot — the lock expired behind its back, or the backend stayed
-// unreachable until the lease ran out — [DistributedMutex.Lost] closes and
-// [DistributedMutex.Context] is cancelled, so work under a lost lock can
-// stop. The holder's fencing token is [FenceOf](m.Lease()), which only
-// compiles when C declares fencing.
-//
-// Like sync.Mutex, a DistributedMutex is not tied to a goroutine: one
-// goroutine may lock it and another unlock it. Unlock of an unlocked mutex
-// panics. Every other failure of the error-less [DistributedMutex.Lock] and
-// [DistributedMutex.Unlock] goes to the error handler ([OnMutexError]);
-// [DistributedMutex.LockContext] and [DistributedMutex.UnlockContext] return
-// their errors instead.
-//
-// A DistributedMutex is safe for concurrent use and must not be copied
-// after first use. It holds no goroutine while unlocked.
+// While held, the mutex extends its lease every TTL/3; if it cannot,
+// [DistributedMutex.Lost] closes and [DistributedMutex.Context] is cancelled.
+// Lock and Unlock report failures to the error handler ([WithOnError]);
+// LockContext, TryLockContext and UnlockContext return them. Unlock of an
+// unlocked mutex panics. A DistributedMutex is safe for concurrent use and
+// must not be copied.
 type DistributedMutex[C driver.Capabilities] struct {
 	g       *Guard[C]
 	key     string
@@ -65,21 +45,17 @@ type mutexConfig struct {
 	retry   time.Duration
 }
 
-// WithOnError sets the handler of failures that [DistributedMutex.Lock],
-// [DistributedMutex.TryLock] and [DistributedMutex.Unlock] cannot return:
-// backend errors while locking (Lock retries after each, so the handler may
-// be called repeatedly; a handler that panics aborts the Lock), and lost or
-// failed releases (errors matching [ErrLockLost], or the backend's error).
-//
-// The default handler logs the error's message, its code and the key's
-// digest (never the raw key) at Error level with the Guard's logger
-// ([WithLogger]). The handler must be safe for concurrent use.
+// WithOnError sets the handler of the failures that [DistributedMutex.Lock],
+// TryLock and Unlock cannot return: backend errors while locking (Lock retries
+// after each; a panic in fn aborts the Lock) and lost or failed releases. The
+// default logs the message, code and key digest at Error with the Guard's
+// logger. fn must be safe for concurrent use.
 func WithOnError(fn func(err error)) Option {
 	return func(c *config) { c.set("WithOnError", ""); c.mutex.onError = fn }
 }
 
-// WithErrorBackoff sets how long [DistributedMutex.Lock] waits after a
-// backend error before it tries again (default 1s). It must be positive.
+// WithErrorBackoff sets how long [DistributedMutex.Lock] waits after a backend
+// error before it retries (default 1s; must be positive).
 func WithErrorBackoff(d time.Duration) Option {
 	return func(c *config) {
 		problem := ""
@@ -91,13 +67,10 @@ func WithErrorBackoff(d time.Duration) Option {
 	}
 }
 
-// NewMutex returns an unlocked mutex for key on g's backend. It fails with
-// InvalidArgument for an invalid key or invalid options; it does no I/O.
-//
-// Mutexes of the same key exclude each other across processes. Within one
-// process, share one DistributedMutex per key between goroutines: two
-// DistributedMutex values of one key in one process also exclude each
-// other, but through the backend.
+// NewMutex returns an unlocked mutex for key on g's backend, without I/O. It
+// takes [WithAcquireOptions] (AutoExtend is always on), [WithOnError] and
+// [WithErrorBackoff], and fails with InvalidArgument for a nil g, an invalid
+// key or invalid options. Share one mutex per key within a process.
 func NewMutex[C driver.Capabilities](g *Guard[C], key string, opts ...Option) (*DistributedMutex[C], error) {
 	if g == nil {
 		return nil, invalidArg("NewMutex: guard must not be nil")
@@ -133,15 +106,9 @@ func NewMutex[C driver.Capabilities](g *Guard[C], key string, opts ...Option) (*
 // Key returns the normalised key of the mutex.
 func (m *DistributedMutex[C]) Key() string { return m.key }
 
-// Lock locks m, waiting as long as it takes. If the mutex is already held
-// (by this process or another), Lock blocks until it is available; a
-// release is noticed at once where the driver can signal it, otherwise
-// within the backoff.
-//
-// Lock never returns without holding the lock. Backend failures go to the
-// error handler ([OnMutexError]) and Lock retries after [MutexRetryDelay];
-// to give up, use [DistributedMutex.LockContext] instead (or panic in the
-// handler).
+// Lock locks m, blocking until the mutex is available, however long it takes.
+// Backend errors go to the error handler and Lock retries after
+// [WithErrorBackoff]; use [DistributedMutex.LockContext] to give up.
 func (m *DistributedMutex[C]) Lock() {
 	ctx := context.Background()
 	for {
@@ -154,13 +121,10 @@ func (m *DistributedMutex[C]) Lock() {
 	}
 }
 
-// LockContext locks m, waiting until the lock is held or ctx ends. It
-// returns nil on success; otherwise the mutex is not held and the error is
-// Aborted or NetworkTimeout when ctx ended (see [ContextError]) or the
-// backend's error.
-//
-// ctx bounds the waiting only: once LockContext returned nil, the mutex
-// stays held (and keeps extending itself) until Unlock, even if ctx ends.
+// LockContext locks m, waiting until it is held or ctx ends. On failure m is
+// not held and the error is Aborted or NetworkTimeout when ctx ended,
+// InvalidArgument for a nil ctx, or the backend's error. ctx bounds only the
+// wait: once locked, m stays held until Unlock.
 func (m *DistributedMutex[C]) LockContext(ctx context.Context) error {
 	if ctx == nil {
 		return invalidArg("nil context")
@@ -192,11 +156,9 @@ func (m *DistributedMutex[C]) LockContext(ctx context.Context) error {
 	}
 }
 
-// TryLock tries to lock m with one attempt and reports whether it
-// succeeded. It does not wait for the local lock nor retry a contended key.
-// A backend error goes to the error handler and TryLock reports false, as
-// for a held mutex; use [DistributedMutex.TryLockContext] to tell the two
-// apart.
+// TryLock makes one attempt to lock m, without waiting, and reports whether it
+// succeeded. A backend error goes to the error handler and yields false, as a
+// held mutex does; [DistributedMutex.TryLockContext] tells them apart.
 func (m *DistributedMutex[C]) TryLock() bool {
 	ok, err := m.TryLockContext(context.Background())
 	if err != nil {
@@ -205,28 +167,11 @@ func (m *DistributedMutex[C]) TryLock() bool {
 	return ok
 }
 
-// TryLockContext is [DistributedMutex.TryLock] that returns its failure
-// instead of reporting it. It returns:
-//
-//   - true, nil: m is now locked (until Unlock, whatever becomes of ctx);
-//   - false, nil: m is held, by another goroutine of this process or by
-//     another holder of the key;
-//   - false and an error: TryLockContext could not find out — the backend's
-//     error (ServiceUnavailable, NetworkTimeout, ...), Aborted or
-//     NetworkTimeout when ctx ended (see [ContextError]), InvalidArgument
-//     for a nil ctx. The error handler is not called.
-//
-// Like TryLock it makes one attempt and does not wait.
-//
-//	ok, err := m.TryLockContext(ctx)
-//	switch {
-//	case err != nil:
-//		return fmt.Errorf("cannot tell whether the job runs elsewhere: %w", err)
-//	case !ok:
-//		log.Print("another instance is running the job")
-//		return nil
-//	}
-//	defer m.Unlock()
+// TryLockContext is TryLock returning its failure: true, nil when m is now
+// locked (until Unlock, whatever becomes of ctx); false, nil when m is held,
+// here or elsewhere; false and an error when it could not tell (the backend's
+// error; Aborted or NetworkTimeout when ctx ended; InvalidArgument for a nil
+// ctx). The error handler is not called.
 func (m *DistributedMutex[C]) TryLockContext(ctx context.Context) (bool, error) {
 	if ctx == nil {
 		return false, invalidArg("nil context")
@@ -251,12 +196,9 @@ func (m *DistributedMutex[C]) TryLockContext(ctx context.Context) (bool, error) 
 	return true, nil
 }
 
-// Unlock releases m. It panics if m is not locked, like sync.Mutex.
-//
-// The release uses its own context with the Guard's release timeout
-// ([WithReleaseTimeout]). If the lease had been lost, or the release fails,
-// the error goes to the error handler ([OnMutexError]); the mutex is
-// unlocked locally either way, and an unreleased lock expires by its TTL.
+// Unlock releases m within the Guard's [WithReleaseTimeout]. A lost lease or a
+// failed release goes to the error handler; m is unlocked locally either way
+// (an unreleased lock expires by its TTL). It panics if m is not locked.
 func (m *DistributedMutex[C]) Unlock() {
 	ctx, cancel := context.WithTimeout(context.Background(), m.g.cfg.releaseTimeout)
 	defer cancel()
@@ -265,11 +207,9 @@ func (m *DistributedMutex[C]) Unlock() {
 	}
 }
 
-// UnlockContext releases m like [DistributedMutex.Unlock] but returns the
-// failure instead of reporting it: an error matching [ErrLockLost] if the
-// lease was lost before this release (the critical section may have
-// overlapped with another holder), or the backend's error. The mutex is
-// unlocked locally in every case. It panics if m is not locked.
+// UnlockContext is Unlock returning its failure: an error matching
+// [ErrLockLost] if the lease was lost before this release, or the backend's
+// error. m is unlocked locally in every case. It panics if m is not locked.
 func (m *DistributedMutex[C]) UnlockContext(ctx context.Context) error {
 	m.mu.Lock()
 	lease, cancel := m.lease, m.cancel
@@ -296,26 +236,24 @@ func (m *DistributedMutex[C]) UnlockContext(ctx context.Context) error {
 	return nil
 }
 
-// Lease returns the lease of the current holder, or nil while m is
-// unlocked. Use [FenceOf](m.Lease()) for the fencing token; it compiles
-// only when C declares fencing. Do not release the lease directly; call
-// Unlock.
+// Lease returns the current holder's lease, or nil while m is unlocked;
+// [FenceOf](m.Lease()) is the fencing token. Release it through Unlock only.
 func (m *DistributedMutex[C]) Lease() *Lease[C] {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.lease
 }
 
-// Lost returns a channel that is closed when the current hold of the mutex
-// is lost (see [Lease.Lost]). While m is unlocked it returns a closed
-// channel. Read it after locking: each hold has its own channel.
+// Lost returns a channel closed when the current hold is lost (see
+// [Lease.Lost]), or a closed channel while m is unlocked. Each hold has its
+// own channel: read it after locking.
 func (m *DistributedMutex[C]) Lost() <-chan struct{} {
 	return m.Lease().Lost()
 }
 
-// Context returns a context that is cancelled when the current hold ends:
-// on Unlock, or when the lease is lost (then context.Cause matches
-// [ErrLockLost]). While m is unlocked it returns a cancelled context.
+// Context returns a context cancelled when the current hold ends, by Unlock or
+// by loss (then context.Cause matches [ErrLockLost]), or a cancelled context
+// while m is unlocked.
 func (m *DistributedMutex[C]) Context() context.Context {
 	return m.Lease().Context()
 }

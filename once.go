@@ -11,14 +11,13 @@ import (
 )
 
 // ErrInProgress reports that another caller is running the function of the
-// same key right now. [OncePerKey.Do] returns it in non-blocking mode
-// ([NonBlocking]); retry later to get the stored result.
+// key: [OncePerKey.Do] returns it with [WithNonBlocking]. Retry later to get
+// the stored result.
 var ErrInProgress = errors.New("syncguard: operation in progress elsewhere")
 
-// RecordedError is the error that later callers of [OncePerKey.Do] receive
-// for a key whose function failed while [RecordErrors] was on. It carries
-// the message of the original error only: error values do not survive
-// encoding.
+// RecordedError is what [OncePerKey.Do] returns for a key whose function
+// failed while [WithRecordErrors] was on. It carries the original error's
+// message only.
 type RecordedError struct {
 	// Message is the original error's Error().
 	Message string
@@ -27,8 +26,7 @@ type RecordedError struct {
 // Error returns the original error's message.
 func (e *RecordedError) Error() string { return e.Message }
 
-// Codec encodes the results that [OncePerKey] stores. [JSONCodec] is the
-// default.
+// Codec encodes the results [OncePerKey] stores.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
@@ -43,42 +41,15 @@ func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 // Unmarshal calls json.Unmarshal(data, v).
 func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
-// OncePerKey runs a function at most once per key across every process
-// that shares the backend, stores its result and returns that result to
-// every later caller until the retention time ([Retention], default 24h)
-// ends. Typical uses are exactly-once job execution, webhook
-// de-duplication and idempotent APIs (see the httpmw package for an HTTP
-// middleware built on it).
-//
-// # How it works
-//
-// Each key has a lock (through the [Guard]) and a fenced record holding the
-// state: absent, running, done (with the encoded result) or failed (only
-// with [RecordErrors]). [OncePerKey.Do]
-//
-//  1. returns the stored result if the record says done or failed;
-//  2. otherwise acquires the key's lock (waiting for a running caller, or
-//     failing with [ErrInProgress] in non-blocking mode), and looks at the
-//     record again, since the previous holder may just have finished;
-//  3. marks the record running under the lease's fence, runs fn with a
-//     context that is cancelled if the lease is lost, and
-//  4. writes the result under the same fence, then releases the lock.
-//
-// Every write carries the lease's fence and the driver refuses a write
-// whose fence is older than the stored one. So a runner that stalled past
-// its lease, while a newer runner took over, can neither overwrite the
-// newer runner's result nor its running marker: its Do returns an error
-// matching [ErrStaleFence] and callers only ever see one result. fn itself
-// may still have run twice in that case (its side effects are yours to
-// fence, see [FencedWriter]); a lease that stays alive prevents it.
-//
-// A failed fn (error or panic) records nothing by default: the next caller
-// runs fn again. With [RecordErrors], an error is stored and later callers
-// receive a [RecordedError] until the retention ends.
-//
-// An OncePerKey is safe for concurrent use. It keeps no state of its own:
-// everything lives in the backend, so instances in different processes with
-// the same prefix, codec and T cooperate.
+// OncePerKey runs a function at most once per key across every process sharing
+// the backend, and returns its stored result to every later caller until the
+// retention ends ([WithRetention]). Writes are fenced, so a runner that
+// stalled past its lease cannot overwrite a newer runner's record: its Do
+// fails with [ErrStaleFence] and callers see one result (fn itself may then
+// have run twice). A failed fn records nothing unless [WithRecordErrors]. An
+// OncePerKey is safe for concurrent use and keeps its state in the backend, so
+// instances with the same prefix, codec and T cooperate. docs/primitives.md
+// describes the protocol.
 type OncePerKey[T any, C Fenced] struct {
 	g   *Guard[C]
 	cfg onceConfig
@@ -94,15 +65,14 @@ type onceConfig struct {
 	roundPause   time.Duration // between waiting rounds
 }
 
-// WithNonBlocking makes [OncePerKey.Do] fail at once with [ErrInProgress]
-// while another caller runs the function of the key, instead of waiting
-// for its result.
+// WithNonBlocking makes [OncePerKey.Do] return [ErrInProgress] at once while
+// another caller runs the key's function, instead of waiting for its result.
 func WithNonBlocking() Option {
 	return func(c *config) { c.set("WithNonBlocking", ""); c.once.nonBlocking = true }
 }
 
-// WithCodec sets how [OncePerKey] encodes results (default [JSONCodec]).
-// All OncePerKey instances of one prefix must use the same codec.
+// WithCodec sets how [OncePerKey] encodes results (default [JSONCodec]); all
+// instances of one prefix must use the same codec.
 func WithCodec(codec Codec) Option {
 	return func(c *config) {
 		problem := ""
@@ -114,20 +84,18 @@ func WithCodec(codec Codec) Option {
 	}
 }
 
-// WithRecordErrors makes a failed function's error message part of an
-// [OncePerKey] record (default off): until the retention ends, later
-// callers receive a [RecordedError] instead of running the function again.
+// WithRecordErrors stores a failed function's error message (default off):
+// until the retention ends, later [OncePerKey.Do] callers get a
+// [RecordedError] instead of running the function again.
 func WithRecordErrors(on bool) Option {
 	return func(c *config) { c.set("WithRecordErrors", ""); c.once.recordErrors = on }
 }
 
-// NewOncePerKey returns an OncePerKey for results of type T on g's backend.
-// T comes first so that C is inferred:
-//
-//	once, err := syncguard.NewOncePerKey[Receipt](g)
-//
-// It fails with InvalidArgument for invalid options and does no I/O. It
-// only compiles for drivers with fencing tokens.
+// NewOncePerKey returns an OncePerKey for results of type T, without I/O; T
+// comes first so that C is inferred: NewOncePerKey[Receipt](g). It takes
+// [WithAcquireOptions], [WithPrefix], [WithRetention], [WithNonBlocking],
+// [WithCodec] and [WithRecordErrors], and fails with InvalidArgument for a nil
+// g or invalid options.
 func NewOncePerKey[T any, C Fenced](g *Guard[C], opts ...Option) (*OncePerKey[T, C], error) {
 	if g == nil {
 		return nil, invalidArg("NewOncePerKey: guard must not be nil")
@@ -169,24 +137,18 @@ const (
 	stateFailed = 'E'
 )
 
-// Do returns the stored result of key if there is one; otherwise it runs fn
-// — at most once at a time across all processes — and stores and returns
-// its result. See [OncePerKey] for the protocol.
+// Do returns key's stored outcome if there is one; otherwise it runs fn, at
+// most once at a time across all processes, with a context cancelled when ctx
+// ends or the lock is lost, and stores and returns its result. In blocking
+// mode it waits for a running caller as long as ctx allows. Do returns:
 //
-// fn receives a context that is cancelled when ctx ends or the lock is
-// lost. Do returns:
-//
-//   - fn's result and nil, or the stored result of an earlier run;
-//   - fn's error unchanged when fn failed in this call, and a
-//     [RecordedError] when an earlier run's failure was recorded;
-//   - [ErrInProgress] (wrapped) in non-blocking mode while another caller
-//     runs fn;
-//   - an error matching [ErrStaleFence] when a newer runner took over
-//     while fn ran (fn's result is not stored);
+//   - fn's result, or the stored result of an earlier run;
+//   - fn's error unchanged, or a [RecordedError] for a recorded failure;
+//   - [ErrInProgress] (wrapped) in non-blocking mode while fn runs elsewhere;
+//   - an error matching [ErrStaleFence] if a newer runner took over while fn
+//     ran (nothing stored);
 //   - InvalidArgument for a nil ctx or fn or an invalid key, Aborted or
-//     NetworkTimeout when ctx ends while waiting, or the backend's error.
-//
-// In blocking mode Do waits for a running caller as long as ctx allows.
+//     NetworkTimeout when ctx ends, or the backend's error.
 func (o *OncePerKey[T, C]) Do(ctx context.Context, key string, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	if ctx == nil {

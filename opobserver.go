@@ -12,28 +12,18 @@ import (
 // driver calls. They are delivered only to an [OperationObserver]; a plain
 // [Observer] never sees them.
 const (
-	// EventAcquisition is one acquisition by [Guard.Acquire],
-	// [Guard.TryAcquire] or [Guard.Do], retries and waiting included
-	// (argument validation failures are not reported). Result: ok
-	// (acquired), fail with Reason "locked" (TryAcquire found the key
-	// held) or error with its Code (AcquisitionTimeout when retries or
-	// the Timeout ran out). Latency is the time from the start of the
-	// acquisition to its outcome: the wait.
+	// EventAcquisition is one acquisition of [Guard.Acquire], TryAcquire or
+	// Do, retries included: ok, fail "locked" (TryAcquire), or error
+	// (AcquisitionTimeout when retries ran out). Latency is the wait.
 	EventAcquisition EventType = "acquisition"
-	// EventLeaseRelease is the release of a [Lease] ([Lease.Release],
-	// [Lease.Close], the end of [Guard.Do]), with the result of the
-	// driver's Release. Held is the time since the lease was acquired.
+	// EventLeaseRelease is the release of a [Lease] (Release, Close, end of
+	// Do), with the driver's result; Held is set.
 	EventLeaseRelease EventType = "leaseRelease"
-	// EventRate is one AllowN call through the telemetry decorator: ok
-	// when the request was granted (n = 0, an inspection, is ok), fail
-	// with Reason "limited" when refused, or error.
+	// EventRate is one decision of a [RateLimiter] built with [WithObserver]:
+	// ok (granted or n = 0), fail "limited", or error.
 	EventRate EventType = "rate"
-	// EventOnce is one [OncePerKey.Do] call (argument validation failures
-	// are not reported): ok when the function ran in this call, ok with
-	// Reason "replayed" when a stored outcome (a result or a
-	// [RecordedError]) was returned, fail with Reason "in-progress" for
-	// [ErrInProgress], and error with the Code of any other error (fn's
-	// own errors included: Internal unless they are *LockErrors). A
+	// EventOnce is one [OncePerKey.Do]: ok (fn ran), ok "replayed" (a stored
+	// outcome), fail "in-progress", or error (fn's own errors included). A
 	// panicking fn is not reported.
 	EventOnce EventType = "once"
 )
@@ -45,32 +35,20 @@ const (
 	reasonInProgress = "in-progress"
 )
 
-// OperationObserver is an [Observer] that also sees the context of each
-// call and the operation events ([EventAcquisition], [EventLeaseRelease],
-// [EventRate], [EventOnce]), as metrics and tracing need: a tracer nests
-// its spans under the caller's span.
-//
-// Events go to OnEventContext instead of OnEvent; the fields Handoff,
-// AutoExtend and Held are set only in events delivered this way (a plain
-// Observer sees exactly the events it saw before operation events
-// existed). [MultiObserver] returns an OperationObserver that forwards
-// each event in the form each of its observers takes.
-//
-// Both methods are called synchronously, may be called concurrently and
-// must be fast; panics are recovered and never change a result.
+// OperationObserver is an [Observer] that receives events with their call's
+// context through OnEventContext (instead of OnEvent), and the operation
+// events ([EventAcquisition], [EventLeaseRelease], [EventRate], [EventOnce]),
+// as tracing and metrics need. Both methods are called synchronously, possibly
+// concurrently, and must be fast; panics are recovered.
 type OperationObserver interface {
 	Observer
-	// StartOperation is called when a Guard acquisition (op
-	// EventAcquisition), a lease release (op EventLeaseRelease) or an
-	// [OncePerKey.Do] (op EventOnce, whose acquisitions and releases nest
-	// in it) begins.
-	// The context it returns, which must be derived from ctx, is the one
-	// the operation's driver calls receive and the one passed with the
-	// operation's events, its final event included (exactly one per
-	// started operation). A nil result means ctx.
+	// StartOperation is called when an acquisition, a lease release or an
+	// [OncePerKey.Do] begins. The context it returns (derived from ctx; nil
+	// means ctx) goes to the operation's driver calls and events, exactly one
+	// final event per operation.
 	StartOperation(ctx context.Context, op EventType) context.Context
-	// OnEventContext receives an event with the context of the call it
-	// reports (for EventLost: the lease's context).
+	// OnEventContext receives an event with the context of its call (for
+	// EventLost, the lease's).
 	OnEventContext(ctx context.Context, e Event)
 }
 

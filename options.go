@@ -10,11 +10,9 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// Option configures a [Guard] ([New]) or a primitive built on one
-// ([NewMutex], [NewOncePerKey], [NewRateLimiter], [NewFencedWriter]). Each
-// constructor's documentation lists the options it takes; any other is an
-// InvalidArgument error naming the option (for New, returned by every
-// call of the Guard).
+// Option configures [New] or a primitive's constructor. Each constructor lists
+// the options it takes; any other is an InvalidArgument error naming the
+// option (for New, returned by every call of the Guard).
 type Option func(*config)
 
 // config is what options set; each constructor reads its part.
@@ -68,37 +66,32 @@ type guardConfig struct {
 // guardOptions are the options New takes.
 var guardOptions = []string{"WithObserver", "WithRawEvents", "WithOnReleaseError", "WithReleaseTimeout", "WithLogger", "WithAcquireOptions", "withRandom"}
 
-// WithObserver sends an [Event] to o for every backend call the Guard, its
-// leases and the primitives built on it make, and for whole operations
-// (see [EventType]). Observer panics are recovered and never change
-// results. Keys and lock IDs are reported as hashes unless
-// [WithRawEvents] says otherwise.
+// WithObserver sends o an [Event] for every backend call of the Guard, its
+// leases and primitives, and for whole operations ([OperationObserver]). Keys
+// and lock IDs are hashed unless [WithRawEvents] says otherwise; observer
+// panics are recovered.
 func WithObserver(o Observer) Option {
 	return func(c *config) { c.set("WithObserver", ""); c.guard.observer = o }
 }
 
-// WithRawEvents decides raw output per event: f sees the complete hashed
-// event and returns whether to add the raw normalised key and lock ID. The
-// default (nil) is never. Raw keys and lock IDs may be sensitive; a lock
-// ID lets its reader release the lock. If f panics, the event stays
-// hashed.
+// WithRawEvents adds the raw normalised key and lock ID to each event for
+// which f, given the hashed event, returns true (default: never; a panic in f
+// means false). A raw lock ID lets its reader release the lock.
 func WithRawEvents(f func(Event) bool) Option {
 	return func(c *config) { c.set("WithRawEvents", ""); c.guard.raw = f }
 }
 
-// WithOnReleaseError sets the callback for releases that fail in
-// [Lease.Close] or [Guard.Do], where no caller receives the error; key is
-// the normalised key (it may be sensitive). It replaces the default, which
-// logs the error's message and type (never the key or lock ID) at Warn
-// level. Panics in fn are recovered and ignored.
+// WithOnReleaseError sets the callback of releases that fail in [Lease.Close]
+// or [Guard.Do], where no caller gets the error; key is the normalised key.
+// The default logs the error's message and type (never key or lock ID) at
+// Warn. Panics in fn are recovered.
 func WithOnReleaseError(fn func(err error, key, lockID string)) Option {
 	return func(c *config) { c.set("WithOnReleaseError", ""); c.guard.onReleaseError = fn }
 }
 
-// WithReleaseTimeout sets the deadline of the releases no caller's context
-// bounds (default 5s): [Lease.Close]'s, and [Guard.Do]'s after its
-// function returned. They do not use the caller's context, so a cancelled
-// caller never leaks its lock until the TTL.
+// WithReleaseTimeout sets the deadline of the releases of [Lease.Close] and
+// [Guard.Do], which run detached from the caller's context (default 5s; d <= 0
+// keeps it).
 func WithReleaseTimeout(d time.Duration) Option {
 	return func(c *config) {
 		c.set("WithReleaseTimeout", "")
@@ -108,27 +101,23 @@ func WithReleaseTimeout(d time.Duration) Option {
 	}
 }
 
-// WithLogger sets the logger of the default release-error handler, of
-// lost-lease reports and of the mutex's default error handler (default
-// slog.Default()).
+// WithLogger sets the logger of the default release-error and mutex error
+// handlers and of lost-lease reports (default slog.Default()).
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.set("WithLogger", ""); c.guard.logger = l }
 }
 
 // WithAcquireOptions sets acquisition options: for [New], defaults applied
-// before the options of each call; for [NewMutex] and [NewOncePerKey],
-// the options of every acquisition the primitive makes.
+// before each call's options; for [NewMutex] and [NewOncePerKey], the options
+// of every acquisition they make.
 func WithAcquireOptions(opts ...AcquireOption) Option {
 	return func(c *config) { c.set("WithAcquireOptions", ""); c.acquire = append(c.acquire, opts...) }
 }
 
-// WithPrefix sets the prefix of the keys and record names of
-// [NewOncePerKey] (default "once:"), [NewRateLimiter] (default none: give
-// limiters with different limits different prefixes, since limiters that
-// share a key share its state) and [NewFencedWriter]'s driver-backed store
-// (default "fenced:"). It must be valid UTF-8 of at most 489 bytes. A key
-// that does not fit 512 bytes with the prefix is kept under the prefix and
-// a digest of both, so every valid key works.
+// WithPrefix sets the name prefix of [NewOncePerKey] (default "once:"),
+// [NewRateLimiter] (default none; limiters sharing a key share its state) and
+// [NewFencedWriter]'s default store (default "fenced:"). It must be valid
+// UTF-8 of at most 489 bytes; every valid key still works under it.
 func WithPrefix(p string) Option {
 	return func(c *config) {
 		problem := ""
@@ -140,12 +129,11 @@ func WithPrefix(p string) Option {
 	}
 }
 
-// WithRetention sets how long stored outcomes are kept: for
-// [NewOncePerKey], how long a result is replayed (default 24h; positive);
-// for [NewFencedWriter]'s driver-backed store, how long a value lives
-// after its last write (default 0: for ever; a value that expired no
-// longer protects its resource against older fences). It must be a whole
-// number of milliseconds, at most 100 years.
+// WithRetention sets how long stored outcomes live: for [NewOncePerKey], how
+// long a result is replayed (default 24h; must be positive); for
+// [NewFencedWriter]'s default store, how long a value lives after its last
+// write (default 0, for ever; an expired value no longer refuses older
+// fences). Whole milliseconds, at most 100 years.
 func WithRetention(d time.Duration) Option {
 	return func(c *config) {
 		problem := ""
@@ -162,7 +150,7 @@ func withRandom(f func() float64) Option {
 	return func(c *config) { c.set("withRandom", ""); c.guard.random = f }
 }
 
-// AcquireOption configures one acquisition: [Guard.Acquire],
+// AcquireOption configures one acquisition of [Guard.Acquire],
 // [Guard.TryAcquire] or [Guard.Do].
 type AcquireOption func(*acquireConfig)
 
@@ -171,10 +159,8 @@ type BackoffStrategy int
 
 // Backoff strategies.
 const (
-	// BackoffExponential: RetryDelay·2^(attempt−1) (the default).
-	BackoffExponential BackoffStrategy = iota
-	// BackoffFixed: RetryDelay every time.
-	BackoffFixed
+	BackoffExponential BackoffStrategy = iota // RetryDelay·2^(attempt−1), the default
+	BackoffFixed                              // RetryDelay every time
 )
 
 // JitterStrategy selects how the retry delay is randomised.
@@ -182,12 +168,9 @@ type JitterStrategy int
 
 // Jitter strategies, applied to the backoff delay d.
 const (
-	// JitterEqual: d/2 + U·d/2, U uniform in [0,1) (the default).
-	JitterEqual JitterStrategy = iota
-	// JitterFull: U·d.
-	JitterFull
-	// JitterNone: d.
-	JitterNone
+	JitterEqual JitterStrategy = iota // d/2 + U·d/2, U uniform in [0,1), the default
+	JitterFull                        // U·d
+	JitterNone                        // d
 )
 
 // Acquisition defaults (docs/contract.md#what-the-application-layer-does).
@@ -227,8 +210,8 @@ func optionError(option, format string, args ...any) *LockError {
 	return invalidArg("syncguard." + option + ": " + fmt.Sprintf(format, args...))
 }
 
-// TTL sets the lock's time to live (default 30s). It must be a positive
-// whole number of milliseconds, at most 100 years.
+// TTL sets the lock's time to live (default 30s): a positive whole number of
+// milliseconds, at most 100 years.
 func TTL(d time.Duration) AcquireOption {
 	return func(c *acquireConfig) {
 		if msg := ttlProblem(d); msg != "" {
@@ -253,8 +236,8 @@ func ttlProblem(d time.Duration) string {
 	return ""
 }
 
-// MaxRetries sets how many times a contended acquisition is retried
-// (default 10): at most n+1 attempts. n must not be negative.
+// MaxRetries sets how often an acquisition is retried (default 10, so at most
+// 11 attempts). n must not be negative.
 func MaxRetries(n int) AcquireOption {
 	return func(c *acquireConfig) {
 		if n < 0 {
@@ -265,8 +248,8 @@ func MaxRetries(n int) AcquireOption {
 	}
 }
 
-// RetryDelay sets the base retry delay (default 100ms). Zero retries at
-// once; negative is invalid.
+// RetryDelay sets the base retry delay (default 100ms; 0 retries at once;
+// negative is invalid).
 func RetryDelay(d time.Duration) AcquireOption {
 	return func(c *acquireConfig) {
 		if d < 0 {
@@ -299,8 +282,8 @@ func Jitter(s JitterStrategy) AcquireOption {
 	}
 }
 
-// Timeout bounds the whole acquisition including retries (default 5s).
-// It must be positive. The caller's context bounds it too.
+// Timeout bounds the whole acquisition, retries included (default 5s; must be
+// positive). ctx bounds it too.
 func Timeout(d time.Duration) AcquireOption {
 	return func(c *acquireConfig) {
 		if d <= 0 {
@@ -311,10 +294,9 @@ func Timeout(d time.Duration) AcquireOption {
 	}
 }
 
-// BackoffPolicy replaces the built-in backoff (RetryDelay, Backoff, Jitter)
-// with a github.com/cenkalti/backoff/v4 policy; newPolicy is called once per
-// acquisition. MaxRetries and Timeout still apply; backoff.Stop ends the
-// acquisition with AcquisitionTimeout.
+// BackoffPolicy replaces RetryDelay, Backoff and Jitter with a backoff/v4
+// policy, made by newPolicy once per acquisition. MaxRetries and Timeout still
+// apply; backoff.Stop ends the acquisition with AcquisitionTimeout.
 func BackoffPolicy(newPolicy func() backoff.BackOff) AcquireOption {
 	return func(c *acquireConfig) {
 		if newPolicy == nil {
@@ -325,14 +307,11 @@ func BackoffPolicy(newPolicy func() backoff.BackOff) AcquireOption {
 	}
 }
 
-// AutoExtend switches the lease's heartbeat on or off. While on, the lease
-// extends itself to its full TTL every TTL/3; if it cannot (the lock was
-// taken over, or the backend stayed unreachable until the lease expired),
-// the lease is lost: [Lease.Lost] closes and [Lease.Context] is cancelled.
-// The heartbeat stops when the lease is released or lost or the context
-// passed to Acquire ends, so an abandoned lease still expires by its TTL.
-//
-// Default: on for [Guard.Do], off for [Guard.Acquire] and [Guard.TryAcquire].
+// AutoExtend switches the lease's heartbeat, which extends it to its full TTL
+// every TTL/3 (default: on for [Guard.Do], off for Acquire and TryAcquire). If
+// an extension cannot succeed before the lease expires, the lease is lost:
+// [Lease.Lost] closes and [Lease.Context] is cancelled. The heartbeat stops on
+// release, on loss, and when the acquiring ctx ends.
 func AutoExtend(on bool) AcquireOption {
 	return func(c *acquireConfig) { c.autoExtend = &on }
 }

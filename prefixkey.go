@@ -20,9 +20,9 @@ const maxPrefixBytes = driver.MaxKeyBytes - len(hashedNameSep) - 22
 // the key rule accepts has one, so a key that works with a Guard works with
 // every primitive:
 //
-//   - prefix + key (NFC) when it fits [MaxKeyBytes] — every name earlier
+//   - prefix + key (NFC) when it fits [driver.MaxKeyBytes] — every name earlier
 //     releases used;
-//   - otherwise prefix + "#" + [HashedKey] of prefix + key: the first 16
+//   - otherwise prefix + "#" + [driver.HashedKey] of prefix + key: the first 16
 //     bytes of its SHA-256, as StorageKey hashes over-long storage keys.
 //
 // Like StorageKey's hashed keys, the hashed form shares the namespace with

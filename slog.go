@@ -8,15 +8,11 @@ import (
 	"github.com/syncguard/syncguard/internal/caller"
 )
 
-// NewSlogObserver returns an [Observer] that logs each event to l with the
-// message "syncguard <type>" and the attributes type, result, keyHash,
-// lockIdHash, reason, code and latency (empty ones omitted), plus key and
-// lockId when the event carries raw fields. Events with Result "error" and
-// lost-lease events are logged at Warn, others at Debug.
-// A nil l means slog.Default() at the time of each event. The record's
-// source (slog.HandlerOptions.AddSource) is the user's call into SyncGuard,
-// such as the line of g.Do; events of a lease's heartbeat name the library
-// function that runs it.
+// NewSlogObserver returns an [Observer] logging each event to l (nil:
+// slog.Default() at each event) as [EventType.LogMessage] with attributes
+// type, result, latency and, when set, keyHash, lockIdHash, reason, code, key,
+// lockId; at Warn if [Event.IsProblem], else Debug. The record's source is the
+// caller's call into syncguard.
 func NewSlogObserver(l *slog.Logger) Observer {
 	return &slogObserver{l: l, normal: slog.LevelDebug, problem: slog.LevelWarn}
 }
@@ -70,14 +66,12 @@ func (o *slogObserver) OnEvent(e Event) {
 	_ = l.Handler().Handle(ctx, r)
 }
 
-// IsProblem reports whether e deserves attention: a call that failed with
-// an error, or a lost lease. Log adapters use it to pick a higher level.
+// IsProblem reports whether e is a ResultError or an EventLost.
 func (e Event) IsProblem() bool {
 	return e.Result == ResultError || e.Type == EventLost
 }
 
-// LogMessage returns the log message for events of type t, such as
-// "syncguard acquire".
+// LogMessage returns the log message of events of type t: "syncguard " + t.
 func (t EventType) LogMessage() string {
 	return "syncguard " + string(t)
 }

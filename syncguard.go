@@ -1,29 +1,20 @@
-// Package syncguard gives Go services distributed locks with TTLs, ownership
-// IDs and monotonic fencing tokens, and primitives built on them, over
-// Redis, PostgreSQL, Firestore or an in-process driver.
+// Package syncguard provides distributed locks with TTLs, ownership IDs and
+// fencing tokens, and primitives built on them, over Redis, PostgreSQL,
+// Firestore or an in-process driver. A [Guard] wraps one driver:
 //
-// A [Guard] wraps one driver and is what an application calls:
-//
-//	g := syncguard.NewFenced(memory.New()) // or redis.New(client), postgres.New(pool)
+//	g := syncguard.NewFenced(memory.New())
 //	err := g.Do(ctx, "payment:123", func(ctx context.Context, l *syncguard.Lease[syncguard.Fenced]) error {
-//		// One holder at a time; ctx ends if the lease is lost.
-//		return charge(ctx, syncguard.FenceOf(l))
+//		return charge(ctx, syncguard.FenceOf(l)) // ctx ends if the lease is lost
 //	})
 //
-// Do acquires with retry and backoff, runs the function and releases on
-// every path. Acquire and TryAcquire return a [Lease] to release yourself.
-// Every acquisition of a key gets a [Fence] strictly greater than all
-// earlier ones of that key: pass it to what you protect, because a TTL
-// alone cannot stop a holder that paused past it.
+// Each acquisition of a key gets a [Fence] greater than all earlier ones of
+// that key: pass it to what you protect, since a TTL cannot stop a holder that
+// paused past it. Features that need a driver guarantee ([Fenced],
+// [ServerTime], [FairHandoff], [CrossProcess]) are constrained on the Guard's
+// capability type, so misuse does not compile. Failures are [*LockError]
+// values matched with errors.Is and the Err sentinels.
 //
-// A Guard's type parameter is its driver's capability type; features that
-// need a guarantee ([Fenced], [ServerTime], [FairHandoff], [CrossProcess])
-// are constrained on it, so misuse does not compile. [NewFenced] gives
-// every fencing driver the one type Guard[Fenced].
-//
-// Failures are [*LockError] values; match them with errors.Is and the Err
-// sentinels. The primitives — [DistributedMutex], [OncePerKey],
-// [RateLimiter], [FencedWriter] — work on every driver; packages httpmw and
-// pgfence build HTTP middleware and fenced SQL writes on them. Drivers
-// implement package driver (see docs/contract.md).
+// The primitives [DistributedMutex], [OncePerKey] and [FencedWriter] build on
+// a Guard, [RateLimiter] on a driver; packages httpmw and pgfence build on
+// them, and drivers implement package driver. Guides are in docs/.
 package syncguard
