@@ -143,10 +143,10 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 
 // WithRootSpans lets an acquisition, a release, an OncePerKey call or a
 // lost lease whose context carries no span start a trace of its own
-// (subject to the tracer provider's sampler). The default is off: like
-// the OpenTelemetry database instrumentations, SyncGuard then makes spans
-// only inside a caller's sampled trace, so that a background job's locks
-// or a lease's heartbeat never start traces nobody asked for. Backend
+// (subject to the tracer provider's sampler). The default is off:
+// SyncGuard then makes spans only inside a caller's sampled trace, so that
+// a background job's locks or a lease's heartbeat never start traces
+// nobody asked for. Backend
 // calls never start a trace: they make spans only under a recording span
 // (their operation's or the caller's).
 func WithRootSpans(on bool) Option {

@@ -219,6 +219,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 	root.End()
 
 	metrics := collect(t, f.reader)
+	var summary []string
 	for _, name := range []string{
 		otelsyncguard.MetricAcquisitions, otelsyncguard.MetricAttempts, otelsyncguard.MetricWaitDuration,
 		otelsyncguard.MetricHoldDuration, otelsyncguard.MetricHandoffs, otelsyncguard.MetricLeasesLost,
@@ -228,7 +229,9 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 		if metrics.total(name) == 0 {
 			t.Errorf("metric %s: no non-zero value", name)
 		}
+		summary = append(summary, fmt.Sprintf("%s=%v", name, metrics.total(name)))
 	}
+	t.Logf("metrics (counter sums, histogram counts): %s", strings.Join(summary, " "))
 	for _, want := range []struct {
 		metric string
 		attr   attribute.KeyValue
@@ -266,6 +269,14 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 
 	spans := f.spans.Ended()
 	logSpans(t, spans)
+	summary = summary[:0]
+	for _, name := range []string{
+		otelsyncguard.SpanAcquire, otelsyncguard.SpanRelease, otelsyncguard.SpanOnce, otelsyncguard.SpanLeaseLost,
+		"syncguard.backend.acquire", "syncguard.backend.extend", "syncguard.backend.lookup", "syncguard.backend.rate",
+	} {
+		summary = append(summary, fmt.Sprintf("%s=%d", name, countSpans(spans, name)))
+	}
+	t.Logf("spans (count): %s", strings.Join(summary, " "))
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
 	for _, s := range spans {
 		byID[s.SpanContext().SpanID()] = s
