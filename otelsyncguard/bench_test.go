@@ -13,6 +13,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/syncguard/syncguard"
@@ -23,20 +24,23 @@ import (
 )
 
 // BenchmarkGuardPairsRedis measures Guard acquire+release pairs on Redis
-// from 64 goroutines (each on its own key) in four configurations:
+// from 64 goroutines (each on its own key), with the integration off and
+// on, under three tracing setups of the calling service:
 //
-//   - otel=off: no observer;
-//   - otel=metrics: the integration with an SDK meter provider and no
-//     tracer (the global no-op one);
-//   - otel=sampled10: metrics, and an SDK tracer sampling 10% of traces
+//   - trace=none: no tracing; otel=on is the integration with an SDK
+//     meter provider and a no-op tracer provider (metrics only);
+//   - trace=10pct: each pair runs inside a caller's span ("request") from
+//     an SDK tracer provider sampling 10% of traces
 //     (ParentBased(TraceIDRatioBased(0.1)), a common production setting);
-//   - otel=on: metrics, and an SDK tracer sampling every span.
+//     otel=on adds the integration's metrics and spans;
+//   - trace=all: the same with every trace sampled (AlwaysSample).
 //
-// Spans go through a batch processor to a discarding exporter. Run the
-// variants side by side, several times:
+// The caller's own span is in both otel=off and otel=on, so that the
+// ratio is the integration's cost. Spans go through a batch processor to a
+// discarding exporter. Run the variants side by side, several times:
 //
-//	for i in 1 2 3 4 5; do go test -run '^$' -bench GuardPairsRedis -count 1 .; done | tee bench.txt
-//	go run golang.org/x/perf/cmd/benchstat@latest -col /otel bench.txt
+//	for i in 1 2 3; do go test -run '^$' -bench GuardPairsRedis -count 1 .; done | tee bench.txt
+//	benchstat -row /trace -col /otel bench.txt
 func BenchmarkGuardPairsRedis(b *testing.B) {
 	d, ok := drivertest.Redis(b)
 	if !ok {
@@ -52,62 +56,71 @@ func BenchmarkGuardPairsMemory(b *testing.B) {
 }
 
 func benchPairs[C driver.Capabilities](b *testing.B, d driver.Driver[C]) {
-	for _, variant := range []string{"off", "metrics", "sampled10", "on"} {
-		var opts []syncguard.Option
-		if variant != "off" {
-			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-			oo := []otelsyncguard.Option{otelsyncguard.WithMeterProvider(mp), otelsyncguard.WithTracerProvider(tracenoop.NewTracerProvider())}
-			var tp *sdktrace.TracerProvider
-			switch variant {
-			case "sampled10":
-				tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))),
+	for _, tracing := range []string{"none", "10pct", "all"} {
+		for _, otelOn := range []bool{false, true} {
+			var tp trace.TracerProvider = tracenoop.NewTracerProvider()
+			var sdktp *sdktrace.TracerProvider
+			switch tracing {
+			case "10pct":
+				sdktp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))),
 					sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-			case "on":
-				tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+			case "all":
+				sdktp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 					sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 			}
-			if tp != nil {
-				oo = append(oo, otelsyncguard.WithTracerProvider(tp))
+			if sdktp != nil {
+				tp = sdktp
+				b.Cleanup(func() { _ = sdktp.Shutdown(context.Background()) })
 			}
-			b.Cleanup(func() {
-				_ = mp.Shutdown(context.Background())
-				if tp != nil {
-					_ = tp.Shutdown(context.Background())
+			var opts []syncguard.Option
+			if otelOn {
+				mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+				b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+				obs, err := otelsyncguard.New(d.Capabilities(), otelsyncguard.WithMeterProvider(mp), otelsyncguard.WithTracerProvider(tp))
+				if err != nil {
+					b.Fatal(err)
 				}
-			})
-			obs, err := otelsyncguard.New(d.Capabilities(), oo...)
-			if err != nil {
-				b.Fatal(err)
+				opts = append(opts, syncguard.WithObserver(obs))
 			}
-			opts = append(opts, syncguard.WithObserver(obs))
+			g := syncguard.New(d, opts...)
+			caller := tp.Tracer("bench")
+			name := "trace=" + tracing + "/otel=off"
+			if otelOn {
+				name = "trace=" + tracing + "/otel=on"
+			}
+			b.Run(name, func(b *testing.B) {
+				var next atomic.Int64
+				// 64 goroutines whatever GOMAXPROCS is.
+				b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+				cpu0 := processCPU()
+				b.RunParallel(func(pb *testing.PB) {
+					key := "bench:" + strconv.FormatInt(next.Add(1), 10)
+					for pb.Next() {
+						ctx, span := context.Background(), trace.Span(nil)
+						if sdktp != nil {
+							ctx, span = caller.Start(ctx, "request")
+						}
+						l, err := g.Acquire(ctx, key)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if ok, err := l.Release(ctx); !ok || err != nil {
+							b.Errorf("Release = %v, %v", ok, err)
+							return
+						}
+						if span != nil {
+							span.End()
+						}
+					}
+				})
+				// This process's CPU time per pair (user+system, every
+				// goroutine): steadier than ns/op on a shared machine,
+				// where other jobs' load changes the wall time. The Redis
+				// server's CPU is not included.
+				b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			})
 		}
-		g := syncguard.New(d, opts...)
-		b.Run("otel="+variant, func(b *testing.B) {
-			var next atomic.Int64
-			ctx := context.Background()
-			// 64 goroutines whatever GOMAXPROCS is.
-			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
-			cpu0 := processCPU()
-			b.RunParallel(func(pb *testing.PB) {
-				key := "bench:" + strconv.FormatInt(next.Add(1), 10)
-				for pb.Next() {
-					l, err := g.Acquire(ctx, key)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if ok, err := l.Release(ctx); !ok || err != nil {
-						b.Errorf("Release = %v, %v", ok, err)
-						return
-					}
-				}
-			})
-			// This process's CPU time per pair (user+system, every
-			// goroutine): steadier than ns/op on a shared machine, where
-			// other jobs' load changes the wall time. The Redis server's
-			// CPU is not included.
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-		})
 	}
 }
 

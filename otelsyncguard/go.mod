@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/syncguard/syncguard => ../
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/prometheus/client_golang v1.24.1
 	github.com/syncguard/syncguard v0.0.0
 	go.opentelemetry.io/otel v1.47.0

@@ -6,19 +6,24 @@
 // (with its hold time) and backend call becomes a span nested under the
 // caller's span, and feeds the metrics listed in docs/observability.md:
 //
-//	obs, err := otelsyncguard.New(driver.Capabilities(),
+//	obs, err := otelsyncguard.New(d.Capabilities(),
 //		otelsyncguard.WithMeterProvider(mp), otelsyncguard.WithTracerProvider(tp))
-//	g := syncguard.New(driver, syncguard.WithObserver(obs))
+//	g := syncguard.NewFenced(d, syncguard.WithObserver(obs))
 //
 // Metric attributes have low cardinality: the backend (db.system), the
 // operation, the outcome and the error code, never a key or lock ID. Spans
 // carry the keys and lock IDs as [driver.HashKey] digests
 // (syncguard.key.hash, syncguard.lock_id.hash), and the raw values
-// (syncguard.key, syncguard.lock_id) only when the Guard's observer was
-// given [syncguard.IncludeRaw] or [syncguard.IncludeRawFunc].
+// (syncguard.key, syncguard.lock_id) only for the events the Guard's
+// [syncguard.WithRawEvents] predicate selects.
 //
-// A rate limiter is observed when it is built on the Guard's decorated
-// driver ([syncguard.Guard.Driver]); [syncguard.OncePerKey] and the httpmw
+// Spans are made only inside a caller's sampled trace unless
+// [WithRootSpans] is on, and backend calls only under a recording span, so
+// that an unsampled operation costs its metrics and little more (see
+// docs/observability.md for the measured overhead).
+//
+// A rate limiter is observed when it is built with
+// [syncguard.WithObserver]; [syncguard.OncePerKey] and the httpmw
 // middleware are observed through their Guard.
 //
 // The package is its own module, so the OpenTelemetry SDK never becomes a
@@ -77,7 +82,7 @@ const (
 	// progress elsewhere) or error.
 	MetricIdempotency = "syncguard.idempotency.requests"
 	// MetricBackendDuration is the latency of each backend call by
-	// syncguard.operation (acquire, release, extend, isLocked, lookup,
+	// syncguard.operation (acquire, release, extend, lookup,
 	// rate) and syncguard.result (seconds).
 	MetricBackendDuration = "syncguard.backend.duration"
 )
@@ -119,8 +124,9 @@ const (
 type Option func(*config)
 
 type config struct {
-	mp metric.MeterProvider
-	tp trace.TracerProvider
+	mp        metric.MeterProvider
+	tp        trace.TracerProvider
+	rootSpans bool
 }
 
 // WithMeterProvider sets the meter provider (default: the global one,
@@ -135,20 +141,36 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) { c.tp = tp }
 }
 
+// WithRootSpans lets an acquisition, a release, an OncePerKey call or a
+// lost lease whose context carries no span start a trace of its own
+// (subject to the tracer provider's sampler). The default is off:
+// SyncGuard then makes spans only inside a caller's sampled trace, so that
+// a background job's locks or a lease's heartbeat never start traces
+// nobody asked for. Backend
+// calls never start a trace: they make spans only under a recording span
+// (their operation's or the caller's).
+func WithRootSpans(on bool) Option {
+	return func(c *config) { c.rootSpans = on }
+}
+
 // Observer turns SyncGuard events into metrics and spans. It implements
 // [syncguard.OperationObserver] and is safe for concurrent use; one
 // Observer serves any number of Guards of one backend.
 type Observer struct {
-	tracer trace.Tracer // nil: no tracing (a no-op provider)
-	system attribute.KeyValue
+	tracer    trace.Tracer // nil: no tracing (a no-op provider)
+	rootSpans bool
+	system    attribute.KeyValue
 
 	acquisitions, attempts, handoffs, lost, extendFailures, rate, idem metric.Int64Counter
 	wait, hold, backend                                                metric.Float64Histogram
 
-	// sets caches the metric attribute options by their low-cardinality
-	// content (a setKey), so that a measurement allocates nothing: a map
-	// read without locking, replaced (copied) under setsMu when a new
-	// combination appears, which happens a bounded number of times.
+	// fast holds the measurement options of every attribute set without
+	// an error type, built by New and indexed without hashing.
+	fast fastSets
+	// sets caches the options of the sets with an error type by their
+	// content (a setKey): a map read without locking, replaced (copied)
+	// under setsMu when a new combination appears, which happens a
+	// bounded number of times.
 	sets   atomic.Pointer[map[setKey]*measurementOpts]
 	setsMu sync.Mutex
 }
@@ -172,7 +194,7 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 	if cfg.tp == nil {
 		cfg.tp = otel.GetTracerProvider()
 	}
-	o := &Observer{system: AttrDBSystem.String(dbSystem(caps.Name()))}
+	o := &Observer{system: AttrDBSystem.String(dbSystem(caps.Name())), rootSpans: cfg.rootSpans}
 	if _, noop := cfg.tp.(tracenoop.TracerProvider); !noop {
 		o.tracer = cfg.tp.Tracer(ScopeName)
 	}
@@ -211,6 +233,7 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.buildFast()
 	return o, nil
 }
 
@@ -228,15 +251,21 @@ var (
 	spanKindInternal = trace.WithSpanKind(trace.SpanKindInternal)
 )
 
-// opSpan is the span of an operation in flight, put in the context as
-// the current span (so that the operation's backend calls nest under it)
-// with the operation and, for acquisitions, the number of backend
-// attempts.
+// opSpan is the span of a recorded operation in flight, put in the
+// context as the current span (so that the operation's backend calls nest
+// under it) with the operation and, for acquisitions, the number of
+// backend attempts. Operations whose span is not recorded have none.
 type opSpan struct {
 	trace.Span
 	op       syncguard.EventType
 	attempts atomic.Int64
+	ended    atomic.Bool
 }
+
+// IsRecording reports whether the span is still recorded: it was when it
+// started (an opSpan exists only then) and has not ended. It spares the
+// SDK span's lock on every backend call.
+func (s *opSpan) IsRecording() bool { return !s.ended.Load() }
 
 // opFrom returns the operation whose span is ctx's current span, or nil.
 func opFrom(ctx context.Context) *opSpan {
@@ -244,8 +273,41 @@ func opFrom(ctx context.Context) *opSpan {
 	return st
 }
 
+// traceable reports whether a span started under ctx may be recorded: ctx's
+// span is recording, or is a sampled span context from elsewhere (a remote
+// parent). valid reports whether ctx carries a span context at all.
+func traceable(ctx context.Context) (ok, valid bool) {
+	parent := trace.SpanFromContext(ctx)
+	if st, isOp := parent.(*opSpan); isOp {
+		return st.IsRecording(), true
+	}
+	sc := parent.SpanContext()
+	if !sc.IsValid() {
+		return false, false
+	}
+	return sc.IsSampled() || parent.IsRecording(), true
+}
+
+// spanAllowed reports whether an operation span (or a lost lease's span)
+// is to be started under ctx: inside a sampled or recording trace, or as a
+// root when ctx has no span and root spans are on. A span under an
+// unsampled parent is not started at all: with the ParentBased samplers
+// (the SDK's default) it would not be recorded, and starting it costs IDs,
+// a sampler call and allocations.
+func (o *Observer) spanAllowed(ctx context.Context) bool {
+	if o.tracer == nil {
+		return false
+	}
+	ok, valid := traceable(ctx)
+	if valid {
+		return ok
+	}
+	return o.rootSpans
+}
+
 // StartOperation starts the span of an acquisition, a release or an
-// OncePerKey call, as a child of ctx's span.
+// OncePerKey call, as a child of ctx's span (see [WithRootSpans] for a ctx
+// without one).
 func (o *Observer) StartOperation(ctx context.Context, op syncguard.EventType) context.Context {
 	var name string
 	switch op {
@@ -256,12 +318,18 @@ func (o *Observer) StartOperation(ctx context.Context, op syncguard.EventType) c
 	case syncguard.EventOnce:
 		name = SpanOnce
 	default:
-		return ctx
+		return nil
 	}
-	if o.tracer == nil {
-		return ctx
+	if !o.spanAllowed(ctx) {
+		return nil
 	}
-	_, span := o.tracer.Start(ctx, name, spanKindInternal)
+	sctx, span := o.tracer.Start(ctx, name, spanKindInternal)
+	if !span.IsRecording() {
+		// The sampler dropped a new trace: keep its (unsampled) span
+		// context so that nested operations and backend calls follow
+		// the decision. A non-recording span need not be ended.
+		return sctx
+	}
 	return trace.ContextWithSpan(ctx, &opSpan{Span: span, op: op})
 }
 
@@ -272,32 +340,30 @@ func (o *Observer) OnEvent(e syncguard.Event) { o.OnEventContext(context.Backgro
 // the operation e finishes, or records the span of the backend call e
 // reports.
 func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
-	st := opFrom(ctx)
 	switch e.Type {
 	case syncguard.EventAcquisition:
-		outcome := acquisitionOutcome(e)
-		o.acquisitions.Add(ctx, 1, o.opts(setKey{metric: 1, outcome: outcome, code: errCode(e, outcome)}).add...)
-		o.wait.Record(ctx, e.Latency.Seconds(), o.opts(setKey{metric: 2, outcome: outcome}).record...)
-		if st != nil && st.op == e.Type {
-			o.endOp(st, e, AttrOutcome.String(outcome), AttrAttempts.Int64(st.attempts.Load()))
+		i := acquisitionOutcome(e)
+		opts := o.fast.acquisitions[i]
+		o.acquisitions.Add(ctx, 1, o.pick(opts, setKey{metric: mAcquisitions, outcome: acquisitionOutcomes[i]}, errCode(e, i == acqError)).add...)
+		o.wait.Record(ctx, e.Latency.Seconds(), opts.record...)
+		if st := opFrom(ctx); st != nil && st.op == e.Type {
+			o.endOp(st, e, AttrOutcome.String(acquisitionOutcomes[i]), AttrAttempts.Int64(st.attempts.Load()))
 		}
 	case syncguard.EventLeaseRelease:
-		o.hold.Record(ctx, e.Held.Seconds(), o.opts(setKey{metric: 3}).record...)
-		if st != nil && st.op == e.Type {
-			if st.IsRecording() {
-				st.SetAttributes(AttrOperation.String(string(syncguard.EventRelease)))
-			}
-			o.endOp(st, e, AttrResult.String(e.Result), AttrHoldSeconds.Float64(e.Held.Seconds()))
+		o.hold.Record(ctx, e.Held.Seconds(), o.fast.plain.record...)
+		if st := opFrom(ctx); st != nil && st.op == e.Type {
+			o.endOp(st, e, AttrResult.String(e.Result), AttrHoldSeconds.Float64(e.Held.Seconds()),
+				AttrOperation.String(string(syncguard.EventRelease)))
 		}
 	case syncguard.EventOnce:
-		outcome := onceOutcome(e)
-		o.idem.Add(ctx, 1, o.opts(setKey{metric: 4, outcome: outcome, code: errCode(e, outcome)}).add...)
-		if st != nil && st.op == e.Type {
-			o.endOp(st, e, AttrOutcome.String(outcome), attribute.KeyValue{})
+		i := onceOutcome(e)
+		o.idem.Add(ctx, 1, o.pick(o.fast.idem[i], setKey{metric: mIdempotency, outcome: onceOutcomes[i]}, errCode(e, i == onceError)).add...)
+		if st := opFrom(ctx); st != nil && st.op == e.Type {
+			o.endOp(st, e, AttrOutcome.String(onceOutcomes[i]))
 		}
 	case syncguard.EventLost:
-		o.lost.Add(ctx, 1, o.opts(setKey{metric: 5}).add...)
-		if o.tracer == nil {
+		o.lost.Add(ctx, 1, o.fast.plain.add...)
+		if !o.spanAllowed(ctx) {
 			return
 		}
 		_, span := o.tracer.Start(ctx, SpanLeaseLost, spanKindInternal)
@@ -308,46 +374,46 @@ func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
 		}
 		span.End()
 	default:
-		o.backendCall(ctx, st, e)
+		o.backendCall(ctx, e)
 	}
 }
 
 // backendCall records the metrics and the span of one driver call.
-func (o *Observer) backendCall(ctx context.Context, st *opSpan, e syncguard.Event) {
-	name := backendSpanName(e.Type)
-	if name == "" {
+func (o *Observer) backendCall(ctx context.Context, e syncguard.Event) {
+	op := opIndex(e.Type)
+	if op < 0 {
 		return
 	}
+	r := resultIndex(e.Result)
 	switch e.Type {
 	case syncguard.EventAcquire:
-		outcome := attemptOutcome(e)
-		o.attempts.Add(ctx, 1, o.opts(setKey{metric: 6, outcome: outcome, code: errCode(e, outcome)}).add...)
-		if e.Handoff && e.Result == syncguard.ResultOK {
-			o.handoffs.Add(ctx, 1, o.opts(setKey{metric: 7}).add...)
-		}
-		if st != nil && st.op == syncguard.EventAcquisition {
-			st.attempts.Add(1)
+		i := attemptOutcome(r)
+		o.attempts.Add(ctx, 1, o.pick(o.fast.attempts[i], setKey{metric: mAttempts, outcome: attemptOutcomes[i]}, errCode(e, i == attError)).add...)
+		if e.Handoff && r == resOK {
+			o.handoffs.Add(ctx, 1, o.fast.plain.add...)
 		}
 	case syncguard.EventExtend:
-		if e.AutoExtend && e.Result != syncguard.ResultOK {
-			o.extendFailures.Add(ctx, 1, o.opts(setKey{metric: 8, outcome: e.Result, code: e.Code}).add...)
+		if e.AutoExtend && r != resOK {
+			o.extendFailures.Add(ctx, 1, o.pick(at(o.fast.result[:], r), setKey{metric: mExtendFailures, outcome: e.Result}, e.Code).add...)
 		}
 	case syncguard.EventRate:
-		decision := "allowed"
-		switch e.Result {
-		case syncguard.ResultFail:
-			decision = "refused"
-		case syncguard.ResultError:
-			decision = "error"
-		}
-		o.rate.Add(ctx, 1, o.opts(setKey{metric: 9, outcome: decision, code: e.Code}).add...)
+		i := max(r, resOK) // the decisions are indexed like the results
+		o.rate.Add(ctx, 1, o.pick(o.fast.rate[i], setKey{metric: mRate, outcome: decisions[i]}, e.Code).add...)
 	}
-	o.backend.Record(ctx, e.Latency.Seconds(), o.opts(setKey{metric: 10, op: e.Type, outcome: e.Result, code: e.Code}).record...)
+	o.backend.Record(ctx, e.Latency.Seconds(), o.pick(at(o.fast.backend[op][:], r), setKey{metric: mBackend, op: e.Type, outcome: e.Result}, e.Code).record...)
 
-	// A call inside an operation whose span is not sampled is not traced
-	// either: samplers decide for a whole trace (ParentBased, the
-	// default, and TraceIDRatioBased alike).
-	if o.tracer == nil || (st != nil && !st.IsRecording()) {
+	if o.tracer == nil {
+		return
+	}
+	// A backend call makes a span only under a recording span: its
+	// operation's (when sampled) or the caller's. It never starts a
+	// trace, and inside an unsampled operation it costs nothing more.
+	parent := trace.SpanFromContext(ctx)
+	st, _ := parent.(*opSpan)
+	if st != nil && st.op == syncguard.EventAcquisition && e.Type == syncguard.EventAcquire {
+		st.attempts.Add(1)
+	}
+	if !parent.IsRecording() {
 		return
 	}
 	// A lease release is one backend call: its span (syncguard.release)
@@ -356,7 +422,7 @@ func (o *Observer) backendCall(ctx context.Context, st *opSpan, e syncguard.Even
 		return
 	}
 	end := time.Now()
-	_, span := o.tracer.Start(ctx, name, spanKindClient, trace.WithTimestamp(end.Add(-e.Latency)))
+	_, span := o.tracer.Start(ctx, backendSpanNames[op], spanKindClient, trace.WithTimestamp(end.Add(-e.Latency)))
 	if span.IsRecording() {
 		var buf [12]attribute.KeyValue
 		a := append(buf[:0], o.system, AttrOperation.String(string(e.Type)), AttrResult.String(e.Result))
@@ -374,19 +440,17 @@ func (o *Observer) backendCall(ctx context.Context, st *opSpan, e syncguard.Even
 	span.End(trace.WithTimestamp(end))
 }
 
-// endOp sets the final attributes (a2 only if valid) and status of an
-// operation's span and ends it.
-func (o *Observer) endOp(st *opSpan, e syncguard.Event, a1, a2 attribute.KeyValue) {
-	if st.IsRecording() {
-		var buf [12]attribute.KeyValue
-		a := append(buf[:0], o.system, a1)
-		if a2.Valid() {
-			a = append(a, a2)
-		}
-		st.SetAttributes(o.identity(a, e)...)
-		if e.Result == syncguard.ResultError {
-			st.SetStatus(codes.Error, e.Code.String())
-		}
+// endOp sets the final attributes and status of an operation's recorded
+// span and ends it.
+func (o *Observer) endOp(st *opSpan, e syncguard.Event, attrs ...attribute.KeyValue) {
+	if st.ended.Swap(true) {
+		return
+	}
+	var buf [12]attribute.KeyValue
+	a := append(append(buf[:0], o.system), attrs...)
+	st.SetAttributes(o.identity(a, e)...)
+	if e.Result == syncguard.ResultError {
+		st.SetStatus(codes.Error, e.Code.String())
 	}
 	st.End()
 }
@@ -416,63 +480,150 @@ func (o *Observer) identity(a []attribute.KeyValue, e syncguard.Event) []attribu
 	return a
 }
 
-func backendSpanName(t syncguard.EventType) string {
+// Backend operations, indexed by opIndex.
+var (
+	backendOps = [...]syncguard.EventType{syncguard.EventAcquire, syncguard.EventRelease, syncguard.EventExtend,
+		syncguard.EventLookup, syncguard.EventRate}
+	backendSpanNames = func() (n [len(backendOps)]string) {
+		for i, op := range backendOps {
+			n[i] = SpanBackendPrefix + string(op)
+		}
+		return n
+	}()
+)
+
+// opIndex is t's index in backendOps, or -1.
+func opIndex(t syncguard.EventType) int {
 	switch t {
 	case syncguard.EventAcquire:
-		return SpanBackendPrefix + "acquire"
+		return 0
 	case syncguard.EventRelease:
-		return SpanBackendPrefix + "release"
+		return 1
 	case syncguard.EventExtend:
-		return SpanBackendPrefix + "extend"
+		return 2
 	case syncguard.EventLookup:
-		return SpanBackendPrefix + "lookup"
+		return 3
 	case syncguard.EventRate:
-		return SpanBackendPrefix + "rate"
+		return 4
 	}
-	return ""
+	return -1
 }
 
-func acquisitionOutcome(e syncguard.Event) string {
-	switch {
-	case e.Result == syncguard.ResultOK:
-		return "acquired"
-	case e.Result == syncguard.ResultFail:
-		return "contended"
-	case e.Code == driver.AcquisitionTimeout:
-		return "timed_out"
-	}
-	return "error"
-}
+// Event results, indexed by resultIndex.
+const (
+	resOK = iota
+	resFail
+	resError
+	nResults
+)
 
-func attemptOutcome(e syncguard.Event) string {
-	switch e.Result {
+var (
+	results   = [nResults]string{syncguard.ResultOK, syncguard.ResultFail, syncguard.ResultError}
+	decisions = [nResults]string{"allowed", "refused", "error"}
+)
+
+// resultIndex is r's index in results, or -1 for a result this package
+// does not know.
+func resultIndex(r string) int {
+	switch r {
 	case syncguard.ResultOK:
-		return "acquired"
+		return resOK
 	case syncguard.ResultFail:
-		return "contended"
+		return resFail
+	case syncguard.ResultError:
+		return resError
 	}
-	return "error"
+	return -1
 }
 
-func onceOutcome(e syncguard.Event) string {
+// Outcomes of acquisitions (syncguard.lock.acquisitions and the wait).
+const (
+	acqAcquired = iota
+	acqContended
+	acqTimedOut
+	acqError
+	nAcqOutcomes
+)
+
+var acquisitionOutcomes = [nAcqOutcomes]string{"acquired", "contended", "timed_out", "error"}
+
+func acquisitionOutcome(e syncguard.Event) int {
 	switch {
-	case e.Result == syncguard.ResultOK && e.Reason == "replayed":
-		return "replayed"
 	case e.Result == syncguard.ResultOK:
-		return "executed"
+		return acqAcquired
 	case e.Result == syncguard.ResultFail:
-		return "conflict"
+		return acqContended
+	case e.Code == driver.AcquisitionTimeout:
+		return acqTimedOut
 	}
-	return "error"
+	return acqError
 }
 
-// errCode is e's code when outcome is "error", else 0.
-func errCode(e syncguard.Event, outcome string) driver.Code {
-	if outcome == "error" {
+// Outcomes of acquisition attempts (syncguard.lock.attempts).
+const (
+	attAcquired = iota
+	attContended
+	attError
+	nAttOutcomes
+)
+
+var attemptOutcomes = [nAttOutcomes]string{"acquired", "contended", "error"}
+
+func attemptOutcome(r int) int {
+	switch r {
+	case resOK:
+		return attAcquired
+	case resFail:
+		return attContended
+	}
+	return attError
+}
+
+// Outcomes of OncePerKey calls (syncguard.idempotency.requests).
+const (
+	onceExecuted = iota
+	onceReplayed
+	onceConflict
+	onceError
+	nOnceOutcomes
+)
+
+// reasonReplayed is the Reason of an OncePerKey call answered from its
+// record (see syncguard.Event).
+const reasonReplayed = "replayed"
+
+var onceOutcomes = [nOnceOutcomes]string{"executed", "replayed", "conflict", "error"}
+
+func onceOutcome(e syncguard.Event) int {
+	switch {
+	case e.Result == syncguard.ResultOK && e.Reason == reasonReplayed:
+		return onceReplayed
+	case e.Result == syncguard.ResultOK:
+		return onceExecuted
+	case e.Result == syncguard.ResultFail:
+		return onceConflict
+	}
+	return onceError
+}
+
+// errCode is e's code if isErr, else 0.
+func errCode(e syncguard.Event, isErr bool) driver.Code {
+	if isErr {
 		return e.Code
 	}
 	return 0
 }
+
+// Metrics, as setKey.metric.
+const (
+	mAcquisitions = iota + 1 // and the wait histogram
+	mAttempts
+	mIdempotency
+	mExtendFailures
+	mRate
+	mBackend
+	mPlain // hold, lost leases, hand-offs: db.system only
+)
 
 // setKey identifies the attribute set of one measurement; metric tells
 // which attributes it has.
@@ -490,6 +641,58 @@ type measurementOpts struct {
 	record []metric.RecordOption
 }
 
+// fastSets holds the measurement options of the sets without an error
+// type, by index.
+type fastSets struct {
+	acquisitions [nAcqOutcomes]*measurementOpts
+	attempts     [nAttOutcomes]*measurementOpts
+	idem         [nOnceOutcomes]*measurementOpts
+	rate         [nResults]*measurementOpts
+	result       [nResults]*measurementOpts // auto-extend failures
+	backend      [len(backendOps)][nResults]*measurementOpts
+	plain        *measurementOpts
+}
+
+func (o *Observer) buildFast() {
+	f := &o.fast
+	for i, out := range acquisitionOutcomes {
+		f.acquisitions[i] = o.newOpts(setKey{metric: mAcquisitions, outcome: out})
+	}
+	for i, out := range attemptOutcomes {
+		f.attempts[i] = o.newOpts(setKey{metric: mAttempts, outcome: out})
+	}
+	for i, out := range onceOutcomes {
+		f.idem[i] = o.newOpts(setKey{metric: mIdempotency, outcome: out})
+	}
+	for i := range results {
+		f.rate[i] = o.newOpts(setKey{metric: mRate, outcome: decisions[i]})
+		f.result[i] = o.newOpts(setKey{metric: mExtendFailures, outcome: results[i]})
+		for j, op := range backendOps {
+			f.backend[j][i] = o.newOpts(setKey{metric: mBackend, op: op, outcome: results[i]})
+		}
+	}
+	f.plain = o.newOpts(setKey{metric: mPlain})
+}
+
+// pick returns fast, unless the measurement's attribute set has an error
+// type (code is not 0) or is not among the fast sets (fast is nil): then
+// the cached options of k with code.
+func (o *Observer) pick(fast *measurementOpts, k setKey, code driver.Code) *measurementOpts {
+	if code == 0 && fast != nil {
+		return fast
+	}
+	k.code = code
+	return o.opts(k)
+}
+
+// at is a[i], or nil if i is out of range.
+func at(a []*measurementOpts, i int) *measurementOpts {
+	if i < 0 || i >= len(a) {
+		return nil
+	}
+	return a[i]
+}
+
 // opts returns the cached measurement options holding k's attributes.
 func (o *Observer) opts(k setKey) *measurementOpts {
 	if m := o.sets.Load(); m != nil {
@@ -505,22 +708,7 @@ func (o *Observer) opts(k setKey) *measurementOpts {
 			return v
 		}
 	}
-	attrs := []attribute.KeyValue{o.system}
-	switch k.metric {
-	case 1, 2, 4, 6: // acquisitions, wait, idempotency, attempts
-		attrs = append(attrs, AttrOutcome.String(k.outcome))
-	case 8: // auto-extend failures
-		attrs = append(attrs, AttrResult.String(k.outcome))
-	case 9: // rate decisions
-		attrs = append(attrs, AttrDecision.String(k.outcome))
-	case 10: // backend duration
-		attrs = append(attrs, AttrOperation.String(string(k.op)), AttrResult.String(k.outcome))
-	}
-	if k.code != 0 {
-		attrs = append(attrs, AttrErrorType.String(k.code.String()))
-	}
-	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	v := &measurementOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
+	v := o.newOpts(k)
 	m := make(map[setKey]*measurementOpts, 1+lenOf(old))
 	if old != nil {
 		for key, val := range *old {
@@ -530,6 +718,26 @@ func (o *Observer) opts(k setKey) *measurementOpts {
 	m[k] = v
 	o.sets.Store(&m)
 	return v
+}
+
+// newOpts builds the measurement options of k's attribute set.
+func (o *Observer) newOpts(k setKey) *measurementOpts {
+	attrs := []attribute.KeyValue{o.system}
+	switch k.metric {
+	case mAcquisitions, mIdempotency, mAttempts:
+		attrs = append(attrs, AttrOutcome.String(k.outcome))
+	case mExtendFailures:
+		attrs = append(attrs, AttrResult.String(k.outcome))
+	case mRate:
+		attrs = append(attrs, AttrDecision.String(k.outcome))
+	case mBackend:
+		attrs = append(attrs, AttrOperation.String(string(k.op)), AttrResult.String(k.outcome))
+	}
+	if k.code != 0 {
+		attrs = append(attrs, AttrErrorType.String(k.code.String()))
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	return &measurementOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
 }
 
 func lenOf(m *map[setKey]*measurementOpts) int {

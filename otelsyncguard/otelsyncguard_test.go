@@ -219,6 +219,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 	root.End()
 
 	metrics := collect(t, f.reader)
+	var summary []string
 	for _, name := range []string{
 		otelsyncguard.MetricAcquisitions, otelsyncguard.MetricAttempts, otelsyncguard.MetricWaitDuration,
 		otelsyncguard.MetricHoldDuration, otelsyncguard.MetricHandoffs, otelsyncguard.MetricLeasesLost,
@@ -228,7 +229,9 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 		if metrics.total(name) == 0 {
 			t.Errorf("metric %s: no non-zero value", name)
 		}
+		summary = append(summary, fmt.Sprintf("%s=%v", name, metrics.total(name)))
 	}
+	t.Logf("metrics (counter sums, histogram counts): %s", strings.Join(summary, " "))
 	for _, want := range []struct {
 		metric string
 		attr   attribute.KeyValue
@@ -266,6 +269,14 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 
 	spans := f.spans.Ended()
 	logSpans(t, spans)
+	summary = summary[:0]
+	for _, name := range []string{
+		otelsyncguard.SpanAcquire, otelsyncguard.SpanRelease, otelsyncguard.SpanOnce, otelsyncguard.SpanLeaseLost,
+		"syncguard.backend.acquire", "syncguard.backend.extend", "syncguard.backend.lookup", "syncguard.backend.rate",
+	} {
+		summary = append(summary, fmt.Sprintf("%s=%d", name, countSpans(spans, name)))
+	}
+	t.Logf("spans (count): %s", strings.Join(summary, " "))
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
 	for _, s := range spans {
 		byID[s.SpanContext().SpanID()] = s
@@ -273,7 +284,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 	for _, name := range []string{
 		otelsyncguard.SpanAcquire, otelsyncguard.SpanRelease, otelsyncguard.SpanOnce, otelsyncguard.SpanLeaseLost,
 		"syncguard.backend.acquire", "syncguard.backend.extend",
-		"syncguard.backend.isLocked", "syncguard.backend.lookup", "syncguard.backend.rate",
+		"syncguard.backend.lookup", "syncguard.backend.rate",
 	} {
 		if countSpans(spans, name) == 0 {
 			t.Errorf("no span %s", name)
@@ -336,11 +347,15 @@ func TestRawKeysOptIn(t *testing.T) {
 			d := memory.New()
 			f := newFixture(t, d.Capabilities())
 			g := syncguard.New(d, syncguard.WithObserver(f.obs), syncguard.WithRawEvents(func(syncguard.Event) bool { return raw }))
-			l, err := g.Acquire(context.Background(), rawMark+"k")
+			ctx, root := f.tp.Tracer("test").Start(context.Background(), "test.request")
+			l, err := g.Acquire(ctx, rawMark+"k")
 			if err != nil {
 				t.Fatal(err)
 			}
-			l.Close()
+			if _, err := l.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			root.End()
 			var sawKey, sawID, sawHash bool
 			for _, s := range f.spans.Ended() {
 				for _, kv := range s.Attributes() {
