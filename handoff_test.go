@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // fakeHandoffDriver is a fake driver with a HandoffWatcher: attempts
@@ -26,16 +28,16 @@ type fakeHandoffDriver struct {
 	queuedAt []int // indexes (in fakeDriver's acquire calls) of waiter attempts
 }
 
-func (f *fakeHandoffDriver) WatchHandoff(ctx context.Context, key string) (*Handoff, error) {
+func (f *fakeHandoffDriver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
 	f.hmu.Lock()
 	f.watches++
 	f.hmu.Unlock()
 	if !f.noSignal {
 		f.ch <- struct{}{} // the initial signal
 	}
-	return &Handoff{
+	return &driver.Handoff{
 		C: f.ch,
-		Acquire: func(ctx context.Context, ttl time.Duration) (AcquireResult, error) {
+		Acquire: func(ctx context.Context, ttl time.Duration) (driver.AcquireResult, error) {
 			f.hmu.Lock()
 			f.queuedAt = append(f.queuedAt, len(f.acquires()))
 			f.hmu.Unlock()
@@ -52,7 +54,7 @@ func (f *fakeHandoffDriver) WatchHandoff(ctx context.Context, key string) (*Hand
 
 // WarmHandoff returns a waiter when warm is set: its first attempt is the
 // caller's first.
-func (f *fakeHandoffDriver) WarmHandoff(key string) *Handoff {
+func (f *fakeHandoffDriver) WarmHandoff(key string) *driver.Handoff {
 	if !f.warm {
 		return nil
 	}
@@ -251,13 +253,13 @@ func TestGuardHandoff(t *testing.T) {
 func TestGuardTimeoutBoundsSubscribing(t *testing.T) {
 	stuck := func(ctx context.Context) error {
 		<-ctx.Done()
-		return ContextError(ctx.Err())
+		return driver.ContextError(ctx.Err())
 	}
 	for _, kind := range []string{"handoff", "release"} {
 		t.Run(kind, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fd := newFakeDriver().onAcquire(contendedStep())
-				var d Driver[fakeCaps]
+				var d driver.Driver[fakeCaps]
 				if kind == "handoff" {
 					d = &stuckHandoffDriver{fakeDriver: fd, stuck: stuck}
 				} else {
@@ -269,7 +271,7 @@ func TestGuardTimeoutBoundsSubscribing(t *testing.T) {
 				start := time.Now()
 				_, err := g.Acquire(context.Background(), "k", Timeout(200*time.Millisecond), RetryDelay(50*time.Millisecond),
 					Backoff(BackoffFixed), Jitter(JitterNone))
-				if CodeOf(err) != AcquisitionTimeout {
+				if driver.CodeOf(err) != driver.AcquisitionTimeout {
 					t.Fatalf("Acquire = %v; want AcquisitionTimeout", err)
 				}
 				if took := time.Since(start); took != 200*time.Millisecond {
@@ -286,8 +288,8 @@ type stuckHandoffDriver struct {
 	stuck func(ctx context.Context) error
 }
 
-func (s *stuckHandoffDriver) WatchHandoff(ctx context.Context, key string) (*Handoff, error) {
+func (s *stuckHandoffDriver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
 	return nil, s.stuck(ctx)
 }
 
-func (s *stuckHandoffDriver) WarmHandoff(key string) *Handoff { return nil }
+func (s *stuckHandoffDriver) WarmHandoff(key string) *driver.Handoff { return nil }
