@@ -1372,7 +1372,7 @@ func TestGuardReleaseWatcher(t *testing.T) {
 		}
 	})
 
-	t.Run("through_telemetry_decorator", func(t *testing.T) {
+	t.Run("with_observer", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			ch := make(chan struct{}, 1)
 			ch <- struct{}{}
@@ -1396,7 +1396,7 @@ func TestGuardReleaseWatcher(t *testing.T) {
 	})
 }
 
-func TestGuardBackOffPolicy(t *testing.T) {
+func TestGuardBackoffPolicy(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
 		name       string

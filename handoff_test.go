@@ -199,7 +199,7 @@ func TestGuardHandoff(t *testing.T) {
 		})
 	})
 
-	t.Run("through_telemetry_decorator", func(t *testing.T) {
+	t.Run("with_observer", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := &fakeHandoffDriver{
 				fakeDriver: newFakeDriver().onAcquire(contendedStep(), contendedStep(), acquiredStep(3)),
@@ -217,7 +217,7 @@ func TestGuardHandoff(t *testing.T) {
 			waiterAttempts := len(f.queuedAt)
 			f.hmu.Unlock()
 			if waiterAttempts != 2 {
-				t.Errorf("%d attempts through the waiter; want 2 (the decorator forwards WatchHandoff)", waiterAttempts)
+				t.Errorf("%d attempts through the waiter; want 2 (the observed Guard still uses WatchHandoff)", waiterAttempts)
 			}
 			var acquires, ok int
 			for _, e := range rec.snapshot() {
@@ -234,11 +234,11 @@ func TestGuardHandoff(t *testing.T) {
 		})
 	})
 
-	t.Run("decorator_without_driver_support_uses_watch_release", func(t *testing.T) {
+	t.Run("observed_without_handoff_support_uses_watch_release", func(t *testing.T) {
 		w := &fakeWatchDriver{fakeDriver: newFakeDriver()}
 		g := newFakeGuard(w, WithObserver(&eventRecorder{}))
 		if g.handoff != nil {
-			t.Error("Guard uses WatchHandoff of a decorator whose driver has none")
+			t.Error("observed Guard has a hand-off watcher though its driver has none")
 		}
 		if g.watcher == nil {
 			t.Error("Guard lost the driver's WatchRelease")

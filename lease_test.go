@@ -898,7 +898,7 @@ func TestLeaseHeartbeat(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Section K, case 151: decorated leases
+// Section K, case 151: observed leases
 // ---------------------------------------------------------------------------
 
 func TestLeaseTelemetry(t *testing.T) {

@@ -117,7 +117,7 @@ func TestOnceNonBlocking(t *testing.T) {
 }
 
 // TestOnceErrors: a failed fn records nothing by default; with
-// RecordErrors the failure is replayed.
+// WithRecordErrors the failure is replayed.
 func TestOnceErrors(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("card declined")
