@@ -247,7 +247,9 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 	// A running function makes a concurrent non-blocking Do fail.
 	inFn := make(chan struct{})
 	doneFn := make(chan struct{})
+	finished := make(chan struct{})
 	go func() {
+		defer close(finished)
 		_, _ = once.Do(ctx, "slow", func(context.Context) (int, error) {
 			close(inFn)
 			<-doneFn
@@ -259,6 +261,7 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 		t.Fatalf("concurrent Do: %v", err)
 	}
 	close(doneFn)
+	<-finished // its once event comes last
 	_, events, _ := rec.take()
 	var got []opEvent
 	for _, e := range events {
@@ -272,6 +275,7 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 		{Type: syncguard.EventOnce, Result: syncguard.ResultOK},
 		{Type: syncguard.EventOnce, Result: syncguard.ResultOK, Reason: "replayed"},
 		{Type: syncguard.EventOnce, Result: syncguard.ResultFail, Reason: "in-progress"},
+		{Type: syncguard.EventOnce, Result: syncguard.ResultOK},
 	}
 	for i := range got {
 		if got[i].Type == syncguard.EventOnce {
