@@ -308,26 +308,33 @@ func (w *fakeWatchDriver) counts() (watches, stops int) {
 	return len(w.watchCalls), w.stops
 }
 
+// releaseErrInfo is what a release-error callback received besides the
+// error.
+type releaseErrInfo struct {
+	LockID string
+	Key    string
+}
+
 // releaseErrRecorder records release-error callbacks.
 type releaseErrRecorder struct {
 	mu    sync.Mutex
 	errs  []error
-	infos []ReleaseErrorInfo
+	infos []releaseErrInfo
 	at    []time.Time
 }
 
-func (r *releaseErrRecorder) record(err error, info ReleaseErrorInfo) {
+func (r *releaseErrRecorder) record(err error, key, lockID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.errs = append(r.errs, err)
-	r.infos = append(r.infos, info)
+	r.infos = append(r.infos, releaseErrInfo{LockID: lockID, Key: key})
 	r.at = append(r.at, time.Now())
 }
 
-func (r *releaseErrRecorder) snapshot() ([]error, []ReleaseErrorInfo, []time.Time) {
+func (r *releaseErrRecorder) snapshot() ([]error, []releaseErrInfo, []time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]error(nil), r.errs...), append([]ReleaseErrorInfo(nil), r.infos...), append([]time.Time(nil), r.at...)
+	return append([]error(nil), r.errs...), append([]releaseErrInfo(nil), r.infos...), append([]time.Time(nil), r.at...)
 }
 
 // eventRecorder is an Observer collecting events.
@@ -865,7 +872,7 @@ func TestGuardErrorMapping(t *testing.T) {
 
 func TestGuardReleaseFailureIsolation(t *testing.T) {
 	relErr := driver.NewError(driver.Internal, "release backend down")
-	wantInfo := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "café"}
+	wantInfo := releaseErrInfo{LockID: fakeLockID(1), Key: "café"}
 	fnErr := errors.New("fn failed")
 	tests := []struct {
 		name       string
@@ -918,8 +925,8 @@ func TestGuardReleaseFailureIsolation(t *testing.T) {
 			rec := &releaseErrRecorder{}
 			logger, logBuf := bufLogger()
 			f := newFakeDriver().onRelease(tc.release)
-			g := newFakeGuard(f, WithLogger(logger), WithOnReleaseError(func(err error, info ReleaseErrorInfo) {
-				rec.record(err, info)
+			g := newFakeGuard(f, WithLogger(logger), WithOnReleaseError(func(err error, key, lockID string) {
+				rec.record(err, key, lockID)
 				if tc.cbPanics {
 					panic("callback panic")
 				}

@@ -219,8 +219,8 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 			if n := len(f.releases()); n != 1 {
 				t.Errorf("Release calls = %d, want 1", n)
 			}
-			if f.releases()[0].hasDeadline {
-				t.Error("Close without dispose timeout used a deadline")
+			if rel := f.releases()[0]; !rel.hasDeadline || rel.deadline.After(rel.at.Add(defaultReleaseTimeout)) {
+				t.Errorf("Close released with deadline %v (set: %v), want the release timeout", rel.deadline.Sub(rel.at), rel.hasDeadline)
 			}
 		}
 	})
@@ -409,7 +409,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 			if len(errs) != 1 || errs[0] != boom {
 				t.Fatalf("callback errors = %v, want exactly [%v]", errs, boom)
 			}
-			want := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "café"}
+			want := releaseErrInfo{LockID: fakeLockID(1), Key: "café"}
 			if diff := cmp.Diff(want, infos[0]); diff != "" {
 				t.Errorf("info (-want +got):\n%s", diff)
 			}
@@ -423,15 +423,15 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 		tests := []struct {
 			name      string
 			release   fakeStep[driver.ReleaseResult]
-			callback  func(error, ReleaseErrorInfo)
+			callback  func(error, string, string)
 			wantLog   bool
 			wantInErr string
 		}{
 			{name: "non_error_value_normalised", release: fakeStep[driver.ReleaseResult]{panicVal: 12345}, wantLog: true, wantInErr: "12345"},
 			{name: "panicking_callback_swallowed_nothing_logged", release: fakeStep[driver.ReleaseResult]{err: errors.New("x")},
-				callback: func(error, ReleaseErrorInfo) { panic("callback") }},
+				callback: func(error, string, string) { panic("callback") }},
 			{name: "custom_callback_replaces_default", release: fakeStep[driver.ReleaseResult]{err: errors.New("x")},
-				callback: func(error, ReleaseErrorInfo) {}},
+				callback: func(error, string, string) {}},
 			{name: "nothing_logged_on_success", release: fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}}},
 			{name: "nothing_logged_on_not_ok", release: fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{Detail: driver.DetailExpired}}},
 		}
@@ -511,54 +511,50 @@ func TestLeaseNil(t *testing.T) {
 	l.Close()
 }
 
-func TestLeaseDisposeTimeout(t *testing.T) {
+// TestLeaseCloseTimeout: Close releases on a context detached from the
+// lease's, bounded by the release timeout (WithReleaseTimeout, default
+// 5s).
+func TestLeaseCloseTimeout(t *testing.T) {
 	ms := time.Millisecond
-	wantInfo := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "k"}
-	t.Run("case135_dispose_timeout_fires", func(t *testing.T) {
-		for _, ignore := range []bool{false, true} {
-			synctest.Test(t, func(t *testing.T) {
-				rec := &releaseErrRecorder{}
-				// The release blocks until its ctx ends (or, ignoring it,
-				// for much longer).
-				f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{delay: time.Hour, ignoreCtx: ignore})
-				l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(100*ms), WithOnReleaseError(rec.record)), "k")
-				start := time.Now()
-				l.Close()
-				if d := time.Since(start); d != 100*ms {
-					t.Errorf("ignoreCtx=%v: Close returned at %v, want 100ms", ignore, d)
-				}
-				errs, infos, _ := rec.snapshot()
-				if len(errs) != 1 {
-					t.Fatalf("ignoreCtx=%v: callback calls = %d, want 1", ignore, len(errs))
-				}
-				requireLockErr(t, errs[0], driver.NetworkTimeout)
-				if diff := cmp.Diff(wantInfo, infos[0]); diff != "" {
-					t.Errorf("info (-want +got):\n%s", diff)
-				}
-				rel := f.releases()
-				if len(rel) != 1 || !rel[0].hasDeadline || rel[0].deadline.Sub(rel[0].at) != 100*ms {
-					t.Errorf("release call %+v, want one with a 100ms deadline", rel)
-				}
-				if ignore {
-					time.Sleep(2 * time.Hour) // let the late outcome arrive
-					synctest.Wait()
-				}
-				if errs, _, _ := rec.snapshot(); len(errs) != 1 {
-					t.Errorf("callback calls after the late outcome = %d, want 1", len(errs))
-				}
-				// The timed-out release is retried in the background
-				// until the lease expires: let those retries end.
-				time.Sleep(2 * time.Hour)
-				synctest.Wait()
-			})
-		}
+	wantInfo := releaseErrInfo{LockID: fakeLockID(1), Key: "k"}
+	t.Run("case135_release_timeout_ends_close", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &releaseErrRecorder{}
+			// The release blocks until its ctx ends.
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{delay: time.Hour})
+			l := acquireLease(t, newFakeGuard(f, WithReleaseTimeout(100*ms), WithOnReleaseError(rec.record)), "k")
+			start := time.Now()
+			l.Close()
+			if d := time.Since(start); d != 100*ms {
+				t.Errorf("Close returned at %v, want 100ms", d)
+			}
+			errs, infos, _ := rec.snapshot()
+			if len(errs) != 1 {
+				t.Fatalf("callback calls = %d, want 1", len(errs))
+			}
+			requireLockErr(t, errs[0], driver.NetworkTimeout)
+			if diff := cmp.Diff(wantInfo, infos[0]); diff != "" {
+				t.Errorf("info (-want +got):\n%s", diff)
+			}
+			rel := f.releases()
+			if len(rel) < 1 || !rel[0].hasDeadline || rel[0].deadline.Sub(rel[0].at) != 100*ms {
+				t.Errorf("release call %+v, want one with a 100ms deadline", rel)
+			}
+			// The timed-out release is retried in the background
+			// until the lease expires: let those retries end.
+			time.Sleep(2 * time.Hour)
+			synctest.Wait()
+			if errs, _, _ := rec.snapshot(); len(errs) != 1 {
+				t.Errorf("callback calls after the background retries = %d, want 1", len(errs))
+			}
+		})
 	})
 
 	t.Run("case136_fast_release_with_timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			rec := &releaseErrRecorder{}
 			f := newFakeDriver()
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(time.Second), WithOnReleaseError(rec.record)), "k")
+			l := acquireLease(t, newFakeGuard(f, WithReleaseTimeout(time.Second), WithOnReleaseError(rec.record)), "k")
 			start := time.Now()
 			l.Close()
 			if d := time.Since(start); d >= 100*ms {
@@ -574,22 +570,24 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 		})
 	})
 
-	t.Run("case137_no_timeout_configured", func(t *testing.T) {
-		rec := &releaseErrRecorder{}
-		f := newFakeDriver()
-		l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
-		l.Close()
-		rel := f.releases()
-		if len(rel) != 1 || rel[0].hasDeadline {
-			t.Errorf("release calls %+v, want one without deadline", rel)
-		}
-		if errs, _, _ := rec.snapshot(); len(errs) != 0 {
-			t.Errorf("callback called: %v", errs)
-		}
-		// Manual Release with a dispose timeout configured uses the
+	t.Run("case137_default_timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver()
+			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
+			l.Close()
+			rel := f.releases()
+			if len(rel) != 1 || !rel[0].hasDeadline || rel[0].deadline.Sub(rel[0].at) != defaultReleaseTimeout {
+				t.Errorf("release calls %+v, want one with the default %v deadline", rel, defaultReleaseTimeout)
+			}
+			if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+				t.Errorf("callback called: %v", errs)
+			}
+		})
+		// Manual Release with a release timeout configured uses the
 		// caller's ctx only.
 		f2 := newFakeDriver()
-		l2 := acquireLease(t, newFakeGuard(f2, WithDisposeTimeout(time.Second)), "k")
+		l2 := acquireLease(t, newFakeGuard(f2, WithReleaseTimeout(time.Second)), "k")
 		ctx := context.Background()
 		if ok, err := l2.Release(ctx); !ok || err != nil {
 			t.Fatalf("Release = %v, %v", ok, err)
@@ -604,7 +602,7 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 			boom := driver.NewError(driver.AuthFailed, "denied")
 			rec := &releaseErrRecorder{}
 			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: boom})
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(5*time.Second), WithOnReleaseError(rec.record)), "k")
+			l := acquireLease(t, newFakeGuard(f, WithReleaseTimeout(5*time.Second), WithOnReleaseError(rec.record)), "k")
 			start := time.Now()
 			l.Close()
 			if d := time.Since(start); d != 0 {
@@ -621,55 +619,23 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 		})
 	})
 
-	t.Run("case139_late_failure_after_timeout", func(t *testing.T) {
+	t.Run("second_close_during_release_waits", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			rec := &releaseErrRecorder{}
-			late := driver.NewError(driver.Internal, "late failure")
-			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: late, delay: 100 * ms, ignoreCtx: true})
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(50*ms), WithOnReleaseError(rec.record)), "k")
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}, delay: 100 * ms})
+			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
 			start := time.Now()
-			l.Close()
-			if d := time.Since(start); d != 50*ms {
-				t.Errorf("Close returned at %v, want 50ms", d)
-			}
-			errs, _, at := rec.snapshot()
-			if len(errs) != 1 {
-				t.Fatalf("callback calls at Close return = %d, want 1", len(errs))
-			}
-			le := requireLockErr(t, errs[0], driver.NetworkTimeout)
-			if !errors.Is(le, context.DeadlineExceeded) || !strings.Contains(le.Message, "timed out") {
-				t.Errorf("timeout error = %+v", le)
-			}
-			if at[0].Sub(start) != 50*ms {
-				t.Errorf("callback at %v, want 50ms", at[0].Sub(start))
-			}
-			time.Sleep(200 * ms)
-			synctest.Wait()
-			errs, _, _ = rec.snapshot()
-			if len(errs) != 1 {
-				t.Errorf("callback calls after the late failure = %d, want 1 (late outcome dropped)", len(errs))
-			}
-			// The lease is released now: Close is a no-op.
-			l.Close()
-			if n := len(f.releases()); n != 1 {
-				t.Errorf("Release calls = %d", n)
-			}
-		})
-	})
-
-	t.Run("second_close_during_timed_out_release_waits", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			rec := &releaseErrRecorder{}
-			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}, delay: 100 * ms, ignoreCtx: true})
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(50*ms), WithOnReleaseError(rec.record)), "k")
-			start := time.Now()
-			l.Close()
-			l.Close() // waits for the in-flight release, reports nothing
+			go l.Close()
+			synctest.Wait() // the first Close is in its release
+			l.Close()       // waits for the in-flight release, reports nothing
 			if d := time.Since(start); d != 100*ms {
 				t.Errorf("second Close returned at %v, want 100ms", d)
 			}
-			if errs, _, _ := rec.snapshot(); len(errs) != 1 {
-				t.Errorf("callback calls = %d, want 1", len(errs))
+			if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+				t.Errorf("callback calls = %d, want 0", len(errs))
+			}
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d, want 1", n)
 			}
 		})
 	})

@@ -118,7 +118,7 @@ func TestReleaseRetriedInBackground(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	for _, code := range []driver.Code{driver.ServiceUnavailable, driver.NetworkTimeout} {
 		f := &flakyDriver{Driver: memory.New(), code: code}
-		g := syncguard.New[memory.Capabilities](f, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
+		g := syncguard.New[memory.Capabilities](f, syncguard.WithOnReleaseError(func(error, string, string) {}))
 		ctx := context.Background()
 		l, err := g.Acquire(ctx, "k", syncguard.TTL(30*time.Second))
 		if err != nil {
