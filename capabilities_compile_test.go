@@ -15,8 +15,9 @@ import (
 // must fail (or succeed) as their capability types dictate.
 //
 // The build runs in a temporary copy of the module (go.mod, go.sum, the
-// root package, the internal packages it imports and testdata/capcheck) with -mod=mod, so the go tool may
-// adjust the copy's go.mod without touching the real one.
+// root package, the packages it imports from the module and
+// testdata/capcheck) with -mod=mod, so the go tool may adjust the copy's
+// go.mod without touching the real one.
 func TestCapabilitiesCompileTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds programs with the go tool")
@@ -30,9 +31,22 @@ func TestCapabilitiesCompileTime(t *testing.T) {
 		wantErrs []string
 	}{
 		{name: "fenced", wantOK: true},
-		{name: "unfenced", wantErrs: []string{"does not satisfy", "FencedCapabilities", "FenceOf"}},
-		{name: "clienttime", wantErrs: []string{"does not satisfy", "ServerTimeCapabilities"}},
-		{name: "unfencedprims", wantErrs: []string{"main.go:30:", "main.go:32:", "main.go:33:", "FencedCapabilities"}},
+		{name: "unfenced", wantErrs: []string{
+			"main.go:33:31: in call to syncguard.FenceOf, C (type caps) does not satisfy syncguard.Fenced",
+		}},
+		{name: "unfencedprims", wantErrs: []string{
+			"main.go:32:31: in call to syncguard.FenceOf, C (type caps) does not satisfy syncguard.Fenced",
+			"main.go:34:34: in call to syncguard.NewFencedWriter, C (type caps) does not satisfy syncguard.Fenced",
+			"main.go:35:37: in call to syncguard.NewOncePerKey[int], C (type caps) does not satisfy syncguard.Fenced",
+			"main.go:36:25: in call to syncguard.NewFenced, C (type caps) does not satisfy syncguard.Fenced",
+		}},
+		{name: "clienttime", wantErrs: []string{
+			"main.go:31:29: in call to needsServerTime, C (type caps) does not satisfy syncguard.ServerTime",
+		}},
+		{name: "inprocess", wantErrs: []string{
+			"main.go:37:30: in call to needsFairHandoff, C (type caps) does not satisfy syncguard.FairHandoff",
+			"main.go:38:31: in call to needsCrossProcess, C (type caps) does not satisfy syncguard.CrossProcess",
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,8 +98,9 @@ func findGoTool(t *testing.T) string {
 	return p
 }
 
-// copyModuleForCapcheck copies go.mod, go.sum, the root package's non-test
-// Go files and testdata/capcheck into a temporary directory.
+// copyModuleForCapcheck copies go.mod, go.sum, the non-test Go files of
+// the root package and of the module's packages it imports, and
+// testdata/capcheck into a temporary directory.
 func copyModuleForCapcheck(t *testing.T) string {
 	t.Helper()
 	dst := t.TempDir()
@@ -108,12 +123,14 @@ func copyModuleForCapcheck(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The internal packages the root package imports.
-	internal, err := filepath.Glob(filepath.Join("internal", "caller", "*.go"))
-	if err != nil {
-		t.Fatal(err)
+	// The module's packages the root package imports.
+	for _, dir := range []string{"driver", filepath.Join("internal", "caller")} {
+		pkg, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, pkg...)
 	}
-	srcs = append(srcs, internal...)
 	for _, f := range srcs {
 		if !strings.HasSuffix(f, "_test.go") {
 			copyFile(f, filepath.Join(dst, f))

@@ -22,8 +22,8 @@ func ExampleFencedWriter() {
 
 	a, _ := g.TryAcquire(ctx, "doc:1")
 	// Pretend A's lease expired while A was paused: the lock is free and
-	// B takes it, with a newer fence.
-	_, _ = g.Driver().Release(ctx, a.LockID())
+	// B takes it, with a newer fence. A still holds its stale lease.
+	_, _ = a.Release(ctx)
 	b, _ := g.TryAcquire(ctx, "doc:1")
 	defer b.Close()
 

@@ -14,10 +14,10 @@ import (
 // The lease passed to the function carries the fencing token to hand to the
 // protected resource.
 func ExampleGuard_Do() {
-	g := syncguard.New(memory.New())
+	g := syncguard.NewFenced(memory.New())
 	ctx := context.Background()
 
-	err := g.Do(ctx, "payment:123", func(ctx context.Context, l *syncguard.Lease[memory.Capabilities]) error {
+	err := g.Do(ctx, "payment:123", func(ctx context.Context, l *syncguard.Lease[syncguard.Fenced]) error {
 		locked, _ := g.IsLocked(ctx, "payment:123")
 		fmt.Println("locked inside:", locked)
 		fmt.Println("fence digits:", len(syncguard.FenceOf(l).String()))
@@ -51,13 +51,13 @@ func ExampleGuard_Acquire() {
 	// A second acquisition of the same key gives up once its retries or its
 	// timeout are exhausted; the error matches ErrLocked.
 	_, err = g.Acquire(ctx, "report:daily", syncguard.MaxRetries(2), syncguard.RetryDelay(time.Millisecond))
-	fmt.Println("contended:", errors.Is(err, syncguard.ErrLocked), syncguard.CodeOf(err))
+	fmt.Println("contended:", errors.Is(err, syncguard.ErrLocked), errors.Is(err, syncguard.ErrAcquisitionTimeout))
 
 	ok, err := lease.Release(ctx)
 	fmt.Println("released:", ok, err)
 	// Output:
 	// key: report:daily
-	// contended: true AcquisitionTimeout
+	// contended: true true
 	// released: true <nil>
 }
 
@@ -88,7 +88,7 @@ func ExampleGuard_TryAcquire() {
 // so they also grow after the key's state is gone. It compiles only for
 // drivers whose capabilities declare fencing.
 func ExampleFenceOf() {
-	g := syncguard.New(memory.New())
+	g := syncguard.NewFenced(memory.New())
 	ctx := context.Background()
 
 	var last syncguard.Fence
@@ -103,7 +103,7 @@ func ExampleFenceOf() {
 		last = f
 		l.Close()
 	}
-	var failed *syncguard.Lease[memory.Capabilities]
+	var failed *syncguard.Lease[syncguard.Fenced]
 	fmt.Println(uint64(syncguard.FenceOf(failed)))
 	// Output:
 	// greater than the last: true

@@ -40,9 +40,9 @@ func ExampleOncePerKey() {
 
 // In non-blocking mode a caller that arrives while the function runs
 // elsewhere gets ErrInProgress instead of waiting.
-func ExampleNonBlocking() {
+func ExampleWithNonBlocking() {
 	g := syncguard.New(memory.New())
-	once, _ := syncguard.NewOncePerKey[string](g, syncguard.NonBlocking())
+	once, _ := syncguard.NewOncePerKey[string](g, syncguard.WithNonBlocking())
 	ctx := context.Background()
 
 	_, _ = once.Do(ctx, "job:7", func(ctx context.Context) (string, error) {

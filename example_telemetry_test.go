@@ -5,93 +5,41 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
-	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/drivers/memory"
 )
 
-// telemetryExampleCaps and telemetryExampleDriver stand in for a real
-// driver (such as drivers/memory) in the examples below: a one-process lock
-// table without expiry. Methods the examples do not use come from the
-// embedded nil Backend.
-type telemetryExampleCaps struct{}
-
-func (telemetryExampleCaps) Name() string { return "example" }
-
-type telemetryExampleDriver struct {
-	syncguard.Backend
-	mu    sync.Mutex
-	held  map[string]string // key → lock ID
-	fence syncguard.Fence
-}
-
-func (d *telemetryExampleDriver) Capabilities() telemetryExampleCaps { return telemetryExampleCaps{} }
-
-func (d *telemetryExampleDriver) Acquire(_ context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.held[key]; ok {
-		return syncguard.AcquireResult{Reason: syncguard.ReasonLocked}, nil
-	}
-	if d.held == nil {
-		d.held = map[string]string{}
-	}
-	id := syncguard.NewLockID()
-	d.held[key] = id
-	d.fence++
-	return syncguard.AcquireResult{Acquired: true, LockID: id, Fence: d.fence}, nil
-}
-
-func (d *telemetryExampleDriver) Release(_ context.Context, lockID string) (syncguard.ReleaseResult, error) {
-	if err := syncguard.ValidateLockID(lockID); err != nil {
-		return syncguard.ReleaseResult{}, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for k, id := range d.held {
-		if id == lockID {
-			delete(d.held, k)
-			return syncguard.ReleaseResult{OK: true}, nil
-		}
-	}
-	return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
-}
-
-func ExampleWithTelemetry() {
-	ctx := context.Background()
+// An observer sees one event per backend call of the Guard and its leases.
+// Keys and lock IDs appear as hashes; WithRawEvents adds the raw values to
+// the events it selects.
+func ExampleWithObserver() {
 	show := syncguard.ObserverFunc(func(e syncguard.Event) {
 		fmt.Print(e.Type, " ", e.Result)
 		if e.Reason != "" {
 			fmt.Print(" reason=", e.Reason)
-		}
-		if e.Code != 0 {
-			fmt.Print(" code=", e.Code)
 		}
 		if e.Key != "" {
 			fmt.Print(" key=", e.Key)
 		}
 		fmt.Println()
 	})
-	// Raw keys only for failed acquisitions (say, to see what is contended).
-	d := syncguard.WithTelemetry(&telemetryExampleDriver{}, show,
-		syncguard.IncludeRawFunc(func(e syncguard.Event) bool {
+	g := syncguard.New(memory.New(), syncguard.WithObserver(show),
+		// Raw keys only for failed acquisitions (say, to see what is contended).
+		syncguard.WithRawEvents(func(e syncguard.Event) bool {
 			return e.Type == syncguard.EventAcquire && e.Result == syncguard.ResultFail
 		}))
 
-	first, _ := d.Acquire(ctx, "resource:123", 30*time.Second)
-	_, _ = d.Acquire(ctx, "resource:123", 30*time.Second)
-	_, _ = d.Release(ctx, first.LockID)
-	_, _ = d.Release(ctx, first.LockID)
-	_, err := d.Release(ctx, "not-a-lock-id")
-	fmt.Println(syncguard.CodeOf(err))
+	ctx := context.Background()
+	first, _ := g.TryAcquire(ctx, "resource:123")
+	_, _ = g.TryAcquire(ctx, "resource:123")
+	first.Close()
+	_, _ = g.IsLocked(ctx, "resource:123")
 	// Output:
 	// acquire ok
 	// acquire fail reason=locked key=resource:123
 	// release ok
-	// release fail reason=not-found
-	// release error code=InvalidArgument
-	// InvalidArgument
+	// lookup fail
 }
 
 func ExampleNewSlogObserver() {
@@ -104,15 +52,12 @@ func ExampleNewSlogObserver() {
 			return a
 		},
 	})
-	obs := syncguard.NewSlogObserver(slog.New(h))
-	d := syncguard.WithTelemetry(&telemetryExampleDriver{}, obs)
+	g := syncguard.New(memory.New(), syncguard.WithObserver(syncguard.NewSlogObserver(slog.New(h))))
 
 	ctx := context.Background()
-	_, _ = d.Acquire(ctx, "resource:123", 30*time.Second)
-	_, _ = d.Acquire(ctx, "resource:123", 30*time.Second)
-	_, _ = d.Release(ctx, "AAAAAAAAAAAAAAAAAAAAAA")
+	_, _ = g.TryAcquire(ctx, "resource:123")
+	_, _ = g.TryAcquire(ctx, "resource:123")
 	// Output:
 	// level=DEBUG msg="syncguard acquire" type=acquire result=ok keyHash=f52f328d6111ae89dbcfcb99
 	// level=DEBUG msg="syncguard acquire" type=acquire result=fail keyHash=f52f328d6111ae89dbcfcb99 reason=locked
-	// level=DEBUG msg="syncguard release" type=release result=fail lockIdHash=8a5bdb4cc15164126c6ef266 reason=not-found
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/internal/drivertest"
 )
@@ -62,7 +63,7 @@ func TestFencedWriterStaleHolder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := &syncguard.Record{Value: []byte("250 (B)"), Fence: syncguard.FenceOf(b)}
+			want := &driver.Record{Value: []byte("250 (B)"), Fence: syncguard.FenceOf(b)}
 			if diff := cmp.Diff(want, rec); diff != "" {
 				t.Errorf("stored record (-want +got):\n%s", diff)
 			}
@@ -77,7 +78,7 @@ func TestFencedWriterStaleHolder(t *testing.T) {
 // mapStore is a FencedStore in a map, to show the interface.
 type mapStore struct {
 	mu   sync.Mutex
-	recs map[string]syncguard.Record
+	recs map[string]driver.Record
 }
 
 func (s *mapStore) WriteFenced(ctx context.Context, resource string, fence syncguard.Fence, value []byte) error {
@@ -86,11 +87,11 @@ func (s *mapStore) WriteFenced(ctx context.Context, resource string, fence syncg
 	if cur, ok := s.recs[resource]; ok && cur.Fence > fence {
 		return syncguard.ErrStaleFence
 	}
-	s.recs[resource] = syncguard.Record{Value: append([]byte(nil), value...), Fence: fence}
+	s.recs[resource] = driver.Record{Value: append([]byte(nil), value...), Fence: fence}
 	return nil
 }
 
-func (s *mapStore) ReadFenced(ctx context.Context, resource string) (*syncguard.Record, error) {
+func (s *mapStore) ReadFenced(ctx context.Context, resource string) (*driver.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.recs[resource]; ok {
@@ -103,7 +104,7 @@ func TestFencedWriterCustomStore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	g := syncguard.New(memory.New())
-	store := &mapStore{recs: map[string]syncguard.Record{}}
+	store := &mapStore{recs: map[string]driver.Record{}}
 	w, err := syncguard.NewFencedWriter(g, syncguard.WithFencedStore(store))
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +131,7 @@ func TestFencedWriterTTL(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	var mu sync.Mutex
 	g := syncguard.New(memory.New(memory.WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })))
-	w, err := syncguard.NewFencedWriter(g, syncguard.FencedTTL(time.Minute), syncguard.FencedPrefix("f2:"))
+	w, err := syncguard.NewFencedWriter(g, syncguard.WithRetention(time.Minute), syncguard.WithPrefix("f2:"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,10 @@ func TestFencedWriterInvalid(t *testing.T) {
 	for name, call := range map[string]func() error{
 		"nil guard": func() error { _, err := syncguard.NewFencedWriter(nilGuard); return err },
 		"nil store": func() error { _, err := syncguard.NewFencedWriter(g, syncguard.WithFencedStore(nil)); return err },
-		"bad ttl":   func() error { _, err := syncguard.NewFencedWriter(g, syncguard.FencedTTL(-time.Second)); return err },
+		"bad ttl": func() error {
+			_, err := syncguard.NewFencedWriter(g, syncguard.WithRetention(-time.Second))
+			return err
+		},
 	} {
 		if err := call(); !errors.Is(err, syncguard.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)

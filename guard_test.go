@@ -16,6 +16,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/syncguard/syncguard/driver"
 	"go.uber.org/goleak"
 )
 
@@ -40,8 +41,8 @@ func TestMain(m *testing.M) {
 
 // fakeCaps is the capability type of fakeDriver: fenced, server time.
 type fakeCaps struct {
-	WithFencing
-	WithServerTime
+	driver.WithFencing
+	driver.WithServerTime
 }
 
 func (fakeCaps) Name() string { return "fake" }
@@ -67,6 +68,7 @@ type fakeCall struct {
 	deadline    time.Time
 	hasDeadline bool
 	arg         string // key or lock ID
+	key         string // the key given with a lock ID (Release, Extend)
 	ttl         time.Duration
 	at          time.Time
 }
@@ -76,33 +78,33 @@ type fakeCall struct {
 // empty script succeeds (Acquire: acquired with fakeLockID(n), fence n).
 type fakeDriver struct {
 	mu           sync.Mutex
-	acquireSteps []fakeStep[AcquireResult]
-	releaseSteps []fakeStep[ReleaseResult]
-	extendSteps  []fakeStep[ExtendResult]
+	acquireSteps []fakeStep[driver.AcquireResult]
+	releaseSteps []fakeStep[driver.ReleaseResult]
+	extendSteps  []fakeStep[driver.ExtendResult]
 	acquireCalls []fakeCall
 	releaseCalls []fakeCall
 	extendCalls  []fakeCall
 	otherCalls   map[string]int
 
 	locked bool
-	info   *LockInfo
+	info   *driver.LockInfo
 }
 
-var _ Driver[fakeCaps] = (*fakeDriver)(nil)
+var _ driver.Driver[fakeCaps] = (*fakeDriver)(nil)
 
 func newFakeDriver() *fakeDriver { return &fakeDriver{} }
 
-func (f *fakeDriver) onAcquire(steps ...fakeStep[AcquireResult]) *fakeDriver {
+func (f *fakeDriver) onAcquire(steps ...fakeStep[driver.AcquireResult]) *fakeDriver {
 	f.acquireSteps = append(f.acquireSteps, steps...)
 	return f
 }
 
-func (f *fakeDriver) onRelease(steps ...fakeStep[ReleaseResult]) *fakeDriver {
+func (f *fakeDriver) onRelease(steps ...fakeStep[driver.ReleaseResult]) *fakeDriver {
 	f.releaseSteps = append(f.releaseSteps, steps...)
 	return f
 }
 
-func (f *fakeDriver) onExtend(steps ...fakeStep[ExtendResult]) *fakeDriver {
+func (f *fakeDriver) onExtend(steps ...fakeStep[driver.ExtendResult]) *fakeDriver {
 	f.extendSteps = append(f.extendSteps, steps...)
 	return f
 }
@@ -113,14 +115,14 @@ func fakeLockID(n int) string { return fmt.Sprintf("fake-lock-id-%09d", n) }
 // fakeExpiry is the ExpiresAtMs the fake reports for acquisition n.
 func fakeExpiry(n int) int64 { return 946_684_830_000 + int64(n) }
 
-func acquiredStep(n int) fakeStep[AcquireResult] {
-	return fakeStep[AcquireResult]{res: AcquireResult{
+func acquiredStep(n int) fakeStep[driver.AcquireResult] {
+	return fakeStep[driver.AcquireResult]{res: driver.AcquireResult{
 		Acquired: true, LockID: fakeLockID(n), Fence: Fence(n), ExpiresAtMs: fakeExpiry(n),
 	}}
 }
 
-func contendedStep() fakeStep[AcquireResult] {
-	return fakeStep[AcquireResult]{res: AcquireResult{Reason: ReasonLocked}}
+func contendedStep() fakeStep[driver.AcquireResult] {
+	return fakeStep[driver.AcquireResult]{res: driver.AcquireResult{Reason: driver.ReasonLocked}}
 }
 
 func (f *fakeDriver) record(calls *[]fakeCall, ctx context.Context, arg string, ttl time.Duration) int {
@@ -157,7 +159,7 @@ func runStep[R any](ctx context.Context, st fakeStep[R]) (R, error) {
 			select {
 			case <-ctx.Done():
 				var zero R
-				return zero, ContextError(ctx.Err())
+				return zero, driver.ContextError(ctx.Err())
 			case <-tm.C:
 			}
 		}
@@ -170,7 +172,7 @@ func runStep[R any](ctx context.Context, st fakeStep[R]) (R, error) {
 
 func (f *fakeDriver) Capabilities() fakeCaps { return fakeCaps{} }
 
-func (f *fakeDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (AcquireResult, error) {
+func (f *fakeDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	f.mu.Lock()
 	n := f.record(&f.acquireCalls, ctx, key, ttl)
 	st, ok := pickStep(f.acquireSteps, n)
@@ -181,24 +183,26 @@ func (f *fakeDriver) Acquire(ctx context.Context, key string, ttl time.Duration)
 	return runStep(ctx, st)
 }
 
-func (f *fakeDriver) Release(ctx context.Context, lockID string) (ReleaseResult, error) {
+func (f *fakeDriver) Release(ctx context.Context, key, lockID string) (driver.ReleaseResult, error) {
 	f.mu.Lock()
 	n := f.record(&f.releaseCalls, ctx, lockID, 0)
+	f.releaseCalls[n].key = key
 	st, ok := pickStep(f.releaseSteps, n)
 	f.mu.Unlock()
 	if !ok {
-		st = fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}}
+		st = fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}}
 	}
 	return runStep(ctx, st)
 }
 
-func (f *fakeDriver) Extend(ctx context.Context, lockID string, ttl time.Duration) (ExtendResult, error) {
+func (f *fakeDriver) Extend(ctx context.Context, key, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
 	f.mu.Lock()
 	n := f.record(&f.extendCalls, ctx, lockID, ttl)
+	f.extendCalls[n].key = key
 	st, ok := pickStep(f.extendSteps, n)
 	f.mu.Unlock()
 	if !ok {
-		st = fakeStep[ExtendResult]{res: ExtendResult{OK: true, ExpiresAtMs: time.Now().Add(ttl).UnixMilli()}}
+		st = fakeStep[driver.ExtendResult]{res: driver.ExtendResult{OK: true, ExpiresAtMs: time.Now().Add(ttl).UnixMilli()}}
 	}
 	return runStep(ctx, st)
 }
@@ -217,21 +221,21 @@ func (f *fakeDriver) IsLocked(ctx context.Context, key string) (bool, error) {
 	return f.locked, nil
 }
 
-func (f *fakeDriver) LookupByKey(ctx context.Context, key string) (*LockInfo, error) {
+func (f *fakeDriver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
 	f.other("LookupByKey")
 	return f.info, nil
 }
 
-func (f *fakeDriver) LookupByID(ctx context.Context, lockID string) (*LockInfo, error) {
+func (f *fakeDriver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
 	f.other("LookupByID")
 	return f.info, nil
 }
 
-func (f *fakeDriver) PutRecord(context.Context, string, Fence, []byte, time.Duration) (PutResult, error) {
-	return PutResult{}, nil
+func (f *fakeDriver) PutRecord(context.Context, string, Fence, []byte, time.Duration) (driver.PutResult, error) {
+	return driver.PutResult{}, nil
 }
 
-func (f *fakeDriver) GetRecord(context.Context, string) (*Record, error) { return nil, nil }
+func (f *fakeDriver) GetRecord(context.Context, string) (*driver.Record, error) { return nil, nil }
 
 func (f *fakeDriver) DeleteRecord(context.Context, string, Fence) (bool, error) { return false, nil }
 
@@ -304,26 +308,33 @@ func (w *fakeWatchDriver) counts() (watches, stops int) {
 	return len(w.watchCalls), w.stops
 }
 
+// releaseErrInfo is what a release-error callback received besides the
+// error.
+type releaseErrInfo struct {
+	LockID string
+	Key    string
+}
+
 // releaseErrRecorder records release-error callbacks.
 type releaseErrRecorder struct {
 	mu    sync.Mutex
 	errs  []error
-	infos []ReleaseErrorInfo
+	infos []releaseErrInfo
 	at    []time.Time
 }
 
-func (r *releaseErrRecorder) record(err error, info ReleaseErrorInfo) {
+func (r *releaseErrRecorder) record(err error, key, lockID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.errs = append(r.errs, err)
-	r.infos = append(r.infos, info)
+	r.infos = append(r.infos, releaseErrInfo{LockID: lockID, Key: key})
 	r.at = append(r.at, time.Now())
 }
 
-func (r *releaseErrRecorder) snapshot() ([]error, []ReleaseErrorInfo, []time.Time) {
+func (r *releaseErrRecorder) snapshot() ([]error, []releaseErrInfo, []time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]error(nil), r.errs...), append([]ReleaseErrorInfo(nil), r.infos...), append([]time.Time(nil), r.at...)
+	return append([]error(nil), r.errs...), append([]releaseErrInfo(nil), r.infos...), append([]time.Time(nil), r.at...)
 }
 
 // eventRecorder is an Observer collecting events.
@@ -347,7 +358,7 @@ func (r *eventRecorder) snapshot() []Event {
 
 // newFakeGuard builds a Guard over d with a deterministic jitter source
 // (0.5 unless opts override it).
-func newFakeGuard(d Driver[fakeCaps], opts ...Option) *Guard[fakeCaps] {
+func newFakeGuard(d driver.Driver[fakeCaps], opts ...Option) *Guard[fakeCaps] {
 	return New(d, append([]Option{withRandom(func() float64 { return 0.5 })}, opts...)...)
 }
 
@@ -374,7 +385,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func requireLockErr(t *testing.T, err error, code Code) *LockError {
+func requireLockErr(t *testing.T, err error, code driver.Code) *LockError {
 	t.Helper()
 	var le *LockError
 	if !errors.As(err, &le) {
@@ -490,98 +501,98 @@ func TestGuardRetryAndBackoff(t *testing.T) {
 
 	tests := []struct {
 		name        string
-		steps       []fakeStep[AcquireResult]
+		steps       []fakeStep[driver.AcquireResult]
 		opts        []AcquireOption
 		random      float64
 		wantCalls   int
 		wantSleeps  []time.Duration
-		wantCode    Code   // 0: success
-		wantMsg     string // prefix of the error message
+		wantCode    driver.Code // 0: success
+		wantMsg     string      // prefix of the error message
 		wantElapsed time.Duration
 	}{
 		{
 			name:  "case101_retry_until_success",
-			steps: []fakeStep[AcquireResult]{busy, busy, won},
+			steps: []fakeStep[driver.AcquireResult]{busy, busy, won},
 			opts:  []AcquireOption{MaxRetries(5), RetryDelay(10 * ms)}, random: 0.5,
 			wantCalls: 3, wantSleeps: []time.Duration{7500 * time.Microsecond, 15 * ms}, wantElapsed: 22500 * time.Microsecond,
 		},
 		{
 			name:      "case102_retries_exhausted",
-			steps:     []fakeStep[AcquireResult]{busy},
+			steps:     []fakeStep[driver.AcquireResult]{busy},
 			opts:      []AcquireOption{MaxRetries(2), RetryDelay(1 * ms), Timeout(5 * time.Second), Jitter(JitterNone)},
 			wantCalls: 3, wantSleeps: []time.Duration{1 * ms, 2 * ms},
-			wantCode: AcquisitionTimeout, wantMsg: "Failed to acquire lock after 3 attempts", wantElapsed: 3 * ms,
+			wantCode: driver.AcquisitionTimeout, wantMsg: "Failed to acquire lock after 3 attempts", wantElapsed: 3 * ms,
 		},
 		{
 			name:      "case102_max_retries_zero",
-			steps:     []fakeStep[AcquireResult]{busy},
+			steps:     []fakeStep[driver.AcquireResult]{busy},
 			opts:      []AcquireOption{MaxRetries(0)},
-			wantCalls: 1, wantCode: AcquisitionTimeout, wantMsg: "Failed to acquire lock",
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Failed to acquire lock",
 		},
 		{
 			name:  "case103_overall_timeout",
-			steps: []fakeStep[AcquireResult]{busy},
+			steps: []fakeStep[driver.AcquireResult]{busy},
 			opts:  []AcquireOption{MaxRetries(1000), RetryDelay(100 * ms), Timeout(50 * ms)}, random: 0.5,
-			wantCalls: 1, wantCode: AcquisitionTimeout, wantMsg: "Timeout reached while acquiring lock", wantElapsed: 50 * ms,
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Timeout reached while acquiring lock", wantElapsed: 50 * ms,
 		},
 		{
 			name:      "case104_fixed_backoff",
-			steps:     []fakeStep[AcquireResult]{busy, busy, busy, won},
+			steps:     []fakeStep[driver.AcquireResult]{busy, busy, busy, won},
 			opts:      []AcquireOption{Backoff(BackoffFixed), Jitter(JitterNone), RetryDelay(10 * ms)},
 			wantCalls: 4, wantSleeps: []time.Duration{10 * ms, 10 * ms, 10 * ms}, wantElapsed: 30 * ms,
 		},
 		{
 			name:      "case105_exponential_backoff",
-			steps:     []fakeStep[AcquireResult]{busy, busy, won},
+			steps:     []fakeStep[driver.AcquireResult]{busy, busy, won},
 			opts:      []AcquireOption{Jitter(JitterNone), RetryDelay(5 * ms)},
 			wantCalls: 3, wantSleeps: []time.Duration{5 * ms, 10 * ms}, wantElapsed: 15 * ms,
 		},
 		{
 			name:      "case105_exponential_general",
-			steps:     []fakeStep[AcquireResult]{busy, busy, busy, busy, busy, won},
+			steps:     []fakeStep[driver.AcquireResult]{busy, busy, busy, busy, busy, won},
 			opts:      []AcquireOption{Backoff(BackoffExponential), Jitter(JitterNone), RetryDelay(5 * ms)},
 			wantCalls: 6, wantSleeps: []time.Duration{5 * ms, 10 * ms, 20 * ms, 40 * ms, 80 * ms}, wantElapsed: 155 * ms,
 		},
 		{
 			name:  "case106_full_jitter",
-			steps: []fakeStep[AcquireResult]{busy, busy, won},
+			steps: []fakeStep[driver.AcquireResult]{busy, busy, won},
 			opts:  []AcquireOption{Backoff(BackoffFixed), Jitter(JitterFull), RetryDelay(100 * ms)}, random: 0.25,
 			wantCalls: 3, wantSleeps: []time.Duration{25 * ms, 25 * ms}, wantElapsed: 50 * ms,
 		},
 		{
 			name:  "case107_equal_jitter",
-			steps: []fakeStep[AcquireResult]{busy, busy, won},
+			steps: []fakeStep[driver.AcquireResult]{busy, busy, won},
 			opts:  []AcquireOption{Backoff(BackoffFixed), Jitter(JitterEqual), RetryDelay(100 * ms)}, random: 0.5,
 			wantCalls: 3, wantSleeps: []time.Duration{75 * ms, 75 * ms}, wantElapsed: 150 * ms,
 		},
 		{
 			name:  "case107_equal_jitter_is_default_lower_bound",
-			steps: []fakeStep[AcquireResult]{busy, busy, busy, won},
+			steps: []fakeStep[driver.AcquireResult]{busy, busy, busy, won},
 			opts:  []AcquireOption{RetryDelay(100 * ms)}, random: 0,
 			wantCalls: 4, wantSleeps: []time.Duration{50 * ms, 100 * ms, 200 * ms}, wantElapsed: 350 * ms,
 		},
 		{
 			name:      "case108_no_time_left",
-			steps:     []fakeStep[AcquireResult]{slowBusy},
+			steps:     []fakeStep[driver.AcquireResult]{slowBusy},
 			opts:      []AcquireOption{Timeout(100 * ms), RetryDelay(10 * ms), Backoff(BackoffFixed), Jitter(JitterNone)},
-			wantCalls: 1, wantCode: AcquisitionTimeout, wantMsg: "Timeout reached before next retry", wantElapsed: 101 * ms,
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Timeout reached before next retry", wantElapsed: 101 * ms,
 		},
 		{
 			name:      "case108_delay_clamped",
-			steps:     []fakeStep[AcquireResult]{busy},
+			steps:     []fakeStep[driver.AcquireResult]{busy},
 			opts:      []AcquireOption{Timeout(300 * ms), RetryDelay(200 * ms), Jitter(JitterNone)},
-			wantCalls: 2, wantSleeps: []time.Duration{200 * ms}, wantCode: AcquisitionTimeout,
+			wantCalls: 2, wantSleeps: []time.Duration{200 * ms}, wantCode: driver.AcquisitionTimeout,
 			wantMsg: "Timeout reached while acquiring lock", wantElapsed: 300 * ms,
 		},
 		{
 			name:      "case121_zero_delay_retries_at_once",
-			steps:     []fakeStep[AcquireResult]{busy, busy, won},
+			steps:     []fakeStep[driver.AcquireResult]{busy, busy, won},
 			opts:      []AcquireOption{RetryDelay(0)},
 			wantCalls: 3, wantSleeps: []time.Duration{0, 0},
 		},
 		{
 			name:  "case121_full_jitter_zero_draw_retries_at_once",
-			steps: []fakeStep[AcquireResult]{busy, busy, won},
+			steps: []fakeStep[driver.AcquireResult]{busy, busy, won},
 			opts:  []AcquireOption{RetryDelay(100 * ms), Jitter(JitterFull)}, random: 0,
 			wantCalls: 3, wantSleeps: []time.Duration{0, 0},
 		},
@@ -636,13 +647,13 @@ func TestGuardCancellation(t *testing.T) {
 		g := newFakeGuard(f)
 		for _, via := range acquireVias {
 			err := via.run(ctx, g, "k109")
-			requireLockErr(t, err, Aborted)
+			requireLockErr(t, err, driver.Aborted)
 			if !errors.Is(err, context.Canceled) || errors.Is(err, ErrLocked) {
 				t.Errorf("%s: error %v must wrap context.Canceled and not match ErrLocked", via.name, err)
 			}
 		}
 		_, err := g.TryAcquire(ctx, "k109")
-		requireLockErr(t, err, Aborted)
+		requireLockErr(t, err, driver.Aborted)
 		if n := len(f.acquires()); n != 0 {
 			t.Fatalf("Acquire calls = %d, want 0", n)
 		}
@@ -654,7 +665,7 @@ func TestGuardCancellation(t *testing.T) {
 		f := newFakeDriver()
 		g := newFakeGuard(f)
 		err := g.Do(ctx, "k109", func(context.Context, *Lease[fakeCaps]) error { return nil })
-		requireLockErr(t, err, NetworkTimeout)
+		requireLockErr(t, err, driver.NetworkTimeout)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("error %v must wrap DeadlineExceeded", err)
 		}
@@ -675,7 +686,7 @@ func TestGuardCancellation(t *testing.T) {
 					start := time.Now()
 					err := via.run(ctx, g, "k122", RetryDelay(time.Second), Backoff(BackoffFixed), Jitter(JitterNone))
 					elapsed := time.Since(start)
-					requireLockErr(t, err, Aborted)
+					requireLockErr(t, err, driver.Aborted)
 					if !errors.Is(err, context.Canceled) {
 						t.Errorf("error %v must wrap context.Canceled", err)
 					}
@@ -697,7 +708,7 @@ func TestGuardCancellation(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 			defer cancel()
 			_, err := g.Acquire(ctx, "k", RetryDelay(time.Second))
-			requireLockErr(t, err, NetworkTimeout)
+			requireLockErr(t, err, driver.NetworkTimeout)
 		})
 	})
 
@@ -709,7 +720,7 @@ func TestGuardCancellation(t *testing.T) {
 		f := newFakeDriver().onAcquire(busy)
 		g := newFakeGuard(f)
 		_, err := g.Acquire(ctx, "k", RetryDelay(0), MaxRetries(100))
-		requireLockErr(t, err, Aborted)
+		requireLockErr(t, err, driver.Aborted)
 		if n := len(f.acquires()); n != 1 {
 			t.Errorf("Acquire calls = %d, want 1", n)
 		}
@@ -734,14 +745,14 @@ func TestGuardValidation(t *testing.T) {
 		{"case110_empty_key", bg, "", nil, "Key must not be empty"},
 		{"case110_empty_key_wins_over_ttl", bg, "", []AcquireOption{TTL(0)}, "Key must not be empty"},
 		{"case110_invalid_utf8_key", bg, "\xff", nil, "Key must be valid UTF-8"},
-		{"case110_long_key", bg, strings.Repeat("k", MaxKeyBytes+1), nil, "Key exceeds maximum length of 512 bytes"},
+		{"case110_long_key", bg, strings.Repeat("k", driver.MaxKeyBytes+1), nil, "Key exceeds maximum length of 512 bytes"},
 		{"case110_max_retries_negative", bg, "k", []AcquireOption{MaxRetries(-1)}, "syncguard.MaxRetries: the number of retries must not be negative, got -1"},
 		{"case110_retry_delay_negative", bg, "k", []AcquireOption{RetryDelay(-time.Millisecond)}, "syncguard.RetryDelay: the retry delay must not be negative, got -1ms"},
 		{"case110_timeout_zero", bg, "k", []AcquireOption{Timeout(0)}, "syncguard.Timeout: the acquisition timeout must be positive, got 0s"},
 		{"case110_timeout_negative", bg, "k", []AcquireOption{Timeout(-time.Second)}, "syncguard.Timeout: the acquisition timeout must be positive, got -1s"},
 		{"case110_unknown_backoff", bg, "k", []AcquireOption{Backoff(BackoffStrategy(7))}, "syncguard.Backoff: unknown backoff strategy 7 (want BackoffExponential or BackoffFixed)"},
 		{"case110_unknown_jitter", bg, "k", []AcquireOption{Jitter(JitterStrategy(-1))}, "syncguard.Jitter: unknown jitter strategy -1 (want JitterEqual, JitterFull or JitterNone)"},
-		{"case110_nil_backoff_policy", bg, "k", []AcquireOption{BackOffPolicy(nil)}, "syncguard.BackOffPolicy: newPolicy must not be nil"},
+		{"case110_nil_backoff_policy", bg, "k", []AcquireOption{BackoffPolicy(nil)}, "syncguard.BackoffPolicy: newPolicy must not be nil"},
 		{"case110_first_invalid_option_wins", bg, "k", []AcquireOption{MaxRetries(-1), Timeout(0)}, "syncguard.MaxRetries: the number of retries must not be negative, got -1"},
 		{"case110_nil_ctx", nilCtx, "k", nil, "nil context"},
 	}
@@ -764,7 +775,7 @@ func TestGuardValidation(t *testing.T) {
 			}
 			errs["TryAcquire"] = err
 			for op, err := range errs {
-				le := requireLockErr(t, err, InvalidArgument)
+				le := requireLockErr(t, err, driver.InvalidArgument)
 				if le.Message != tc.wantMsg {
 					t.Errorf("%s: message = %q, want %q", op, le.Message, tc.wantMsg)
 				}
@@ -785,7 +796,7 @@ func TestGuardValidation(t *testing.T) {
 		f := newFakeDriver()
 		g := newFakeGuard(f)
 		err := g.Do(context.Background(), "k", nil)
-		requireLockErr(t, err, InvalidArgument)
+		requireLockErr(t, err, driver.InvalidArgument)
 		if n := len(f.acquires()); n != 0 {
 			t.Errorf("Acquire calls = %d, want 0", n)
 		}
@@ -809,10 +820,10 @@ func TestGuardErrorMapping(t *testing.T) {
 	t.Run("case111_non_lock_error_becomes_internal", func(t *testing.T) {
 		cause := errors.New("socket exploded")
 		for _, via := range acquireVias {
-			f := newFakeDriver().onAcquire(fakeStep[AcquireResult]{err: cause})
+			f := newFakeDriver().onAcquire(fakeStep[driver.AcquireResult]{err: cause})
 			g := newFakeGuard(f)
 			err := via.run(context.Background(), g, "k111")
-			le := requireLockErr(t, err, Internal)
+			le := requireLockErr(t, err, driver.Internal)
 			if !errors.Is(err, cause) {
 				t.Errorf("%s: cause not kept: %v", via.name, err)
 			}
@@ -823,23 +834,23 @@ func TestGuardErrorMapping(t *testing.T) {
 				t.Errorf("%s: Acquire calls = %d, want 1 (errors are not retried)", via.name, n)
 			}
 		}
-		f := newFakeDriver().onAcquire(fakeStep[AcquireResult]{err: cause})
+		f := newFakeDriver().onAcquire(fakeStep[driver.AcquireResult]{err: cause})
 		_, err := newFakeGuard(f).TryAcquire(context.Background(), "k111")
-		requireLockErr(t, err, Internal)
+		requireLockErr(t, err, driver.Internal)
 	})
 
 	t.Run("case111_lock_error_unchanged", func(t *testing.T) {
-		orig := &LockError{Code: ServiceUnavailable, Message: "backend down", Key: "k111"}
+		orig := &LockError{Code: driver.ServiceUnavailable, Message: "backend down", Key: "k111"}
 		wrapped := fmt.Errorf("wrapped: %w", orig)
 		for _, in := range []error{orig, wrapped} {
 			for _, via := range acquireVias {
-				f := newFakeDriver().onAcquire(fakeStep[AcquireResult]{err: in})
+				f := newFakeDriver().onAcquire(fakeStep[driver.AcquireResult]{err: in})
 				err := via.run(context.Background(), newFakeGuard(f), "k111")
 				if err != in {
 					t.Errorf("%s: error = %v (%T), want the driver's error unchanged", via.name, err, err)
 				}
 			}
-			f := newFakeDriver().onAcquire(fakeStep[AcquireResult]{err: in})
+			f := newFakeDriver().onAcquire(fakeStep[driver.AcquireResult]{err: in})
 			if _, err := newFakeGuard(f).TryAcquire(context.Background(), "k111"); err != in {
 				t.Errorf("TryAcquire: error = %v, want unchanged", err)
 			}
@@ -847,8 +858,8 @@ func TestGuardErrorMapping(t *testing.T) {
 	})
 
 	t.Run("error_after_contention_stops_retrying", func(t *testing.T) {
-		boom := NewError(RateLimited, "slow down")
-		f := newFakeDriver().onAcquire(contendedStep(), fakeStep[AcquireResult]{err: boom})
+		boom := driver.NewError(driver.RateLimited, "slow down")
+		f := newFakeDriver().onAcquire(contendedStep(), fakeStep[driver.AcquireResult]{err: boom})
 		err := newFakeGuard(f).Do(context.Background(), "k", func(context.Context, *Lease[fakeCaps]) error { return nil }, RetryDelay(0))
 		if err != boom {
 			t.Fatalf("error = %v", err)
@@ -860,19 +871,19 @@ func TestGuardErrorMapping(t *testing.T) {
 }
 
 func TestGuardReleaseFailureIsolation(t *testing.T) {
-	relErr := NewError(Internal, "release backend down")
-	wantInfo := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "café", Source: SourceDisposal}
+	relErr := driver.NewError(driver.Internal, "release backend down")
+	wantInfo := releaseErrInfo{LockID: fakeLockID(1), Key: "café"}
 	fnErr := errors.New("fn failed")
 	tests := []struct {
 		name       string
-		release    fakeStep[ReleaseResult]
+		release    fakeStep[driver.ReleaseResult]
 		fnErr      error
 		cbPanics   bool
 		wantCB     int
 		checkCBErr func(t *testing.T, err error)
 	}{
 		{
-			name: "case113_release_error_goes_to_callback", release: fakeStep[ReleaseResult]{err: relErr}, wantCB: 1,
+			name: "case113_release_error_goes_to_callback", release: fakeStep[driver.ReleaseResult]{err: relErr}, wantCB: 1,
 			checkCBErr: func(t *testing.T, err error) {
 				if err != relErr {
 					t.Errorf("callback error = %v, want the driver's error", err)
@@ -880,42 +891,42 @@ func TestGuardReleaseFailureIsolation(t *testing.T) {
 			},
 		},
 		{
-			name: "case113_non_error_panic_normalised", release: fakeStep[ReleaseResult]{panicVal: "kaboom-value"}, wantCB: 1,
+			name: "case113_non_error_panic_normalised", release: fakeStep[driver.ReleaseResult]{panicVal: "kaboom-value"}, wantCB: 1,
 			checkCBErr: func(t *testing.T, err error) {
-				requireLockErr(t, err, Internal)
+				requireLockErr(t, err, driver.Internal)
 				if !strings.Contains(err.Error(), "kaboom-value") {
 					t.Errorf("callback error %q does not carry the panic value", err)
 				}
 			},
 		},
 		{
-			name: "case113_error_panic_wrapped", release: fakeStep[ReleaseResult]{panicVal: io.ErrUnexpectedEOF}, wantCB: 1,
+			name: "case113_error_panic_wrapped", release: fakeStep[driver.ReleaseResult]{panicVal: io.ErrUnexpectedEOF}, wantCB: 1,
 			checkCBErr: func(t *testing.T, err error) {
-				requireLockErr(t, err, Internal)
+				requireLockErr(t, err, driver.Internal)
 				if !errors.Is(err, io.ErrUnexpectedEOF) {
 					t.Errorf("callback error %v does not wrap the panic value", err)
 				}
 			},
 		},
-		{name: "case113_panicking_callback_swallowed", release: fakeStep[ReleaseResult]{err: relErr}, cbPanics: true, wantCB: 1},
+		{name: "case113_panicking_callback_swallowed", release: fakeStep[driver.ReleaseResult]{err: relErr}, cbPanics: true, wantCB: 1},
 		{
-			name: "case113_fn_error_wins_callback_still_runs", release: fakeStep[ReleaseResult]{err: relErr}, fnErr: fnErr, wantCB: 1,
+			name: "case113_fn_error_wins_callback_still_runs", release: fakeStep[driver.ReleaseResult]{err: relErr}, fnErr: fnErr, wantCB: 1,
 			checkCBErr: func(t *testing.T, err error) {
 				if err != relErr {
 					t.Errorf("callback error = %v", err)
 				}
 			},
 		},
-		{name: "case113_no_callback_on_success", release: fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}}, wantCB: 0},
-		{name: "case113_no_callback_on_success_fn_error", release: fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}}, fnErr: fnErr, wantCB: 0},
+		{name: "case113_no_callback_on_success", release: fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}}, wantCB: 0},
+		{name: "case113_no_callback_on_success_fn_error", release: fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}}, fnErr: fnErr, wantCB: 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &releaseErrRecorder{}
 			logger, logBuf := bufLogger()
 			f := newFakeDriver().onRelease(tc.release)
-			g := newFakeGuard(f, WithLogger(logger), WithOnReleaseError(func(err error, info ReleaseErrorInfo) {
-				rec.record(err, info)
+			g := newFakeGuard(f, WithLogger(logger), WithOnReleaseError(func(err error, key, lockID string) {
+				rec.record(err, key, lockID)
 				if tc.cbPanics {
 					panic("callback panic")
 				}
@@ -953,14 +964,14 @@ func TestGuardDefaultReleaseErrorHandler(t *testing.T) {
 		err      error
 		wantType string
 	}{
-		{"case114_lock_error", &LockError{Code: ServiceUnavailable, Message: secretMsg, Key: key, LockID: fakeLockID(1)}, "*syncguard.LockError"},
+		{"case114_lock_error", &LockError{Code: driver.ServiceUnavailable, Message: secretMsg, Key: key, LockID: fakeLockID(1)}, "*driver.LockError"},
 		{"case114_plain_error", errors.New(secretMsg), "*errors.errorString"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, path := range []string{"do", "close"} {
 				logger, buf := bufLogger()
-				f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: tc.err})
+				f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: tc.err})
 				g := newFakeGuard(f, WithLogger(logger))
 				if path == "do" {
 					if err := g.Do(context.Background(), key, func(context.Context, *Lease[fakeCaps]) error { return nil }); err != nil {
@@ -1033,7 +1044,7 @@ func TestGuardDoLease(t *testing.T) {
 	})
 
 	t.Run("release_not_ok_is_lock_lost", func(t *testing.T) {
-		f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{res: ReleaseResult{Detail: DetailExpired}})
+		f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{Detail: driver.DetailExpired}})
 		rec := &releaseErrRecorder{}
 		g := newFakeGuard(f, WithOnReleaseError(rec.record))
 		err := g.Do(context.Background(), "k", func(context.Context, *Lease[fakeCaps]) error { return nil })
@@ -1093,8 +1104,8 @@ func TestGuardDoLease(t *testing.T) {
 	})
 
 	t.Run("fn_panic_release_failure_reaches_callback", func(t *testing.T) {
-		relErr := NewError(Internal, "down")
-		f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: relErr})
+		relErr := driver.NewError(driver.Internal, "down")
+		f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: relErr})
 		rec := &releaseErrRecorder{}
 		g := newFakeGuard(f, WithOnReleaseError(rec.record))
 		func() {
@@ -1115,9 +1126,9 @@ func TestGuardDoLease(t *testing.T) {
 				opts    []Option
 				timeout time.Duration
 			}{
-				{"default_release_timeout", nil, DefaultReleaseTimeout},
+				{"default_release_timeout", nil, defaultReleaseTimeout},
 				{"custom_release_timeout", []Option{WithReleaseTimeout(2 * time.Second)}, 2 * time.Second},
-				{"non_positive_ignored", []Option{WithReleaseTimeout(0)}, DefaultReleaseTimeout},
+				{"non_positive_ignored", []Option{WithReleaseTimeout(0)}, defaultReleaseTimeout},
 			}
 			for i, tc := range tests {
 				g := newFakeGuard(f, tc.opts...)
@@ -1182,7 +1193,7 @@ func TestGuardDoLease(t *testing.T) {
 
 	t.Run("case124_lost_during_fn_cancels_ctx_and_is_reported", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailNotFound}})
+			f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{res: driver.ExtendResult{Detail: driver.DetailNotFound}})
 			g := newFakeGuard(f)
 			start := time.Now()
 			err := g.Do(context.Background(), "k", func(ctx context.Context, l *Lease[fakeCaps]) error {
@@ -1195,7 +1206,7 @@ func TestGuardDoLease(t *testing.T) {
 			if !errors.Is(err, ErrLockLost) {
 				t.Fatalf("Do = %v, want ErrLockLost", err)
 			}
-			if !strings.Contains(err.Error(), DetailNotFound) {
+			if !strings.Contains(err.Error(), driver.DetailNotFound) {
 				t.Errorf("error %q lacks the detail", err)
 			}
 			if d := time.Since(start); d != time.Second {
@@ -1206,7 +1217,7 @@ func TestGuardDoLease(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// TryAcquire, Acquire, watcher, BackOffPolicy, defaults
+// TryAcquire, Acquire, watcher, BackoffPolicy, defaults
 // ---------------------------------------------------------------------------
 
 func TestGuardTryAcquire(t *testing.T) {
@@ -1316,7 +1327,7 @@ func TestGuardReleaseWatcher(t *testing.T) {
 			w := &fakeWatchDriver{
 				fakeDriver: newFakeDriver().onAcquire(contendedStep(), contendedStep(), acquiredStep(1)),
 				watch: func(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-					return nil, nil, NewError(ServiceUnavailable, "no pubsub")
+					return nil, nil, driver.NewError(driver.ServiceUnavailable, "no pubsub")
 				},
 			}
 			g := newFakeGuard(w)
@@ -1344,7 +1355,7 @@ func TestGuardReleaseWatcher(t *testing.T) {
 			}
 			g := newFakeGuard(w)
 			_, err := g.Acquire(context.Background(), "k", MaxRetries(3), RetryDelay(10*time.Millisecond))
-			requireLockErr(t, err, AcquisitionTimeout)
+			requireLockErr(t, err, driver.AcquisitionTimeout)
 			if watches, stops := w.counts(); watches != 1 || stops != 1 {
 				t.Errorf("watches = %d, stops = %d, want 1, 1", watches, stops)
 			}
@@ -1368,7 +1379,7 @@ func TestGuardReleaseWatcher(t *testing.T) {
 		}
 	})
 
-	t.Run("through_telemetry_decorator", func(t *testing.T) {
+	t.Run("with_observer", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			ch := make(chan struct{}, 1)
 			ch <- struct{}{}
@@ -1392,61 +1403,61 @@ func TestGuardReleaseWatcher(t *testing.T) {
 	})
 }
 
-func TestGuardBackOffPolicy(t *testing.T) {
+func TestGuardBackoffPolicy(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
 		name       string
-		steps      []fakeStep[AcquireResult]
+		steps      []fakeStep[driver.AcquireResult]
 		opts       []AcquireOption
 		wantCalls  int
 		wantSleeps []time.Duration
-		wantCode   Code
+		wantCode   driver.Code
 		wantMsg    string
 	}{
 		{
 			name:  "constant_backoff",
-			steps: []fakeStep[AcquireResult]{contendedStep(), contendedStep(), acquiredStep(1)},
-			opts: []AcquireOption{BackOffPolicy(func() backoff.BackOff {
+			steps: []fakeStep[driver.AcquireResult]{contendedStep(), contendedStep(), acquiredStep(1)},
+			opts: []AcquireOption{BackoffPolicy(func() backoff.BackOff {
 				return backoff.NewConstantBackOff(20 * ms)
 			})},
 			wantCalls: 3, wantSleeps: []time.Duration{20 * ms, 20 * ms},
 		},
 		{
 			name:  "stop_ends_acquisition",
-			steps: []fakeStep[AcquireResult]{contendedStep()},
-			opts: []AcquireOption{BackOffPolicy(func() backoff.BackOff {
+			steps: []fakeStep[driver.AcquireResult]{contendedStep()},
+			opts: []AcquireOption{BackoffPolicy(func() backoff.BackOff {
 				return &backoff.StopBackOff{}
 			})},
-			wantCalls: 1, wantCode: AcquisitionTimeout, wantMsg: "Backoff policy stopped after 1 attempt",
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Backoff policy stopped after 1 attempt",
 		},
 		{
 			name:  "with_max_retries_policy",
-			steps: []fakeStep[AcquireResult]{contendedStep()},
-			opts: []AcquireOption{BackOffPolicy(func() backoff.BackOff {
+			steps: []fakeStep[driver.AcquireResult]{contendedStep()},
+			opts: []AcquireOption{BackoffPolicy(func() backoff.BackOff {
 				return backoff.WithMaxRetries(backoff.NewConstantBackOff(5*ms), 2)
 			})},
-			wantCalls: 3, wantSleeps: []time.Duration{5 * ms, 5 * ms}, wantCode: AcquisitionTimeout, wantMsg: "Backoff policy stopped",
+			wantCalls: 3, wantSleeps: []time.Duration{5 * ms, 5 * ms}, wantCode: driver.AcquisitionTimeout, wantMsg: "Backoff policy stopped",
 		},
 		{
 			name:  "max_retries_still_applies",
-			steps: []fakeStep[AcquireResult]{contendedStep()},
-			opts: []AcquireOption{MaxRetries(1), BackOffPolicy(func() backoff.BackOff {
+			steps: []fakeStep[driver.AcquireResult]{contendedStep()},
+			opts: []AcquireOption{MaxRetries(1), BackoffPolicy(func() backoff.BackOff {
 				return &backoff.ZeroBackOff{}
 			})},
-			wantCalls: 2, wantSleeps: []time.Duration{0}, wantCode: AcquisitionTimeout, wantMsg: "Failed to acquire lock after 2 attempts",
+			wantCalls: 2, wantSleeps: []time.Duration{0}, wantCode: driver.AcquisitionTimeout, wantMsg: "Failed to acquire lock after 2 attempts",
 		},
 		{
 			name:  "timeout_still_applies",
-			steps: []fakeStep[AcquireResult]{contendedStep()},
-			opts: []AcquireOption{Timeout(50 * ms), BackOffPolicy(func() backoff.BackOff {
+			steps: []fakeStep[driver.AcquireResult]{contendedStep()},
+			opts: []AcquireOption{Timeout(50 * ms), BackoffPolicy(func() backoff.BackOff {
 				return backoff.NewConstantBackOff(40 * ms)
 			})},
-			wantCalls: 2, wantSleeps: []time.Duration{40 * ms}, wantCode: AcquisitionTimeout, wantMsg: "Timeout reached",
+			wantCalls: 2, wantSleeps: []time.Duration{40 * ms}, wantCode: driver.AcquisitionTimeout, wantMsg: "Timeout reached",
 		},
 		{
 			name:  "nil_policy_falls_back_to_builtin",
-			steps: []fakeStep[AcquireResult]{contendedStep(), acquiredStep(1)},
-			opts: []AcquireOption{RetryDelay(10 * ms), Jitter(JitterNone), BackOffPolicy(func() backoff.BackOff {
+			steps: []fakeStep[driver.AcquireResult]{contendedStep(), acquiredStep(1)},
+			opts: []AcquireOption{RetryDelay(10 * ms), Jitter(JitterNone), BackoffPolicy(func() backoff.BackOff {
 				return nil
 			})},
 			wantCalls: 2, wantSleeps: []time.Duration{10 * ms},
@@ -1483,7 +1494,7 @@ func TestGuardBackOffPolicy(t *testing.T) {
 
 func TestGuardAcquireDefaults(t *testing.T) {
 	f := newFakeDriver()
-	g := newFakeGuard(f, WithAcquireDefaults(TTL(10*time.Second), nil), WithAcquireDefaults(AutoExtend(true)))
+	g := newFakeGuard(f, WithAcquireOptions(TTL(10*time.Second), nil), WithAcquireOptions(AutoExtend(true)))
 	l, err := g.Acquire(context.Background(), "k")
 	if err != nil {
 		t.Fatal(err)
@@ -1505,20 +1516,18 @@ func TestGuardAcquireDefaults(t *testing.T) {
 		t.Errorf("ttls (-want +got):\n%s", diff)
 	}
 	// An invalid default fails every call before I/O.
-	bad := newFakeGuard(f, WithAcquireDefaults(MaxRetries(-1)))
+	bad := newFakeGuard(f, WithAcquireOptions(MaxRetries(-1)))
 	_, err = bad.Acquire(context.Background(), "k")
-	requireLockErr(t, err, InvalidArgument)
+	requireLockErr(t, err, driver.InvalidArgument)
 }
 
 func TestGuardAccessors(t *testing.T) {
-	info := &LockInfo{KeyHash: "kh", Fence: 3}
+	raw := &driver.LockInfo{Key: "k", LockID: fakeLockID(1), Fence: 3, ExpiresAtMs: 2000, AcquiredAtMs: 1000}
+	info := &LockInfo{KeyHash: driver.HashKey("k"), LockIDHash: driver.HashKey(fakeLockID(1)), Fence: 3, ExpiresAtMs: 2000, AcquiredAtMs: 1000}
 	f := newFakeDriver()
-	f.locked, f.info = true, info
+	f.locked, f.info = true, raw
 	g := newFakeGuard(f)
-	if g.Driver() != Driver[fakeCaps](f) {
-		t.Error("Driver() is not the driver passed to New")
-	}
-	want := CapabilityInfo{Name: "fake", SupportsFencing: true, TimeAuthority: TimeAuthorityServer}
+	want := driver.Info{Name: "fake", Fencing: true, ServerTime: true}
 	if diff := cmp.Diff(want, g.Capabilities()); diff != "" {
 		t.Errorf("Capabilities (-want +got):\n%s", diff)
 	}
@@ -1526,11 +1535,12 @@ func TestGuardAccessors(t *testing.T) {
 	if locked, err := g.IsLocked(ctx, "k"); !locked || err != nil {
 		t.Errorf("IsLocked = %v, %v", locked, err)
 	}
-	if got, err := g.Lookup(ctx, "k"); got != info || err != nil {
-		t.Errorf("Lookup = %v, %v", got, err)
+	// Lookups hand out the hashed view of the driver's raw LockInfo.
+	if got, err := g.Lookup(ctx, "k"); err != nil || !cmp.Equal(got, info) {
+		t.Errorf("Lookup = %+v, %v; want %+v", got, err, info)
 	}
-	if got, err := g.LookupID(ctx, fakeLockID(1)); got != info || err != nil {
-		t.Errorf("LookupID = %v, %v", got, err)
+	if got, err := g.LookupID(ctx, fakeLockID(1)); err != nil || !cmp.Equal(got, info) {
+		t.Errorf("LookupID = %+v, %v; want %+v", got, err, info)
 	}
 	if owns, err := g.Owns(ctx, fakeLockID(1)); !owns || err != nil {
 		t.Errorf("Owns = %v, %v", owns, err)
@@ -1539,32 +1549,64 @@ func TestGuardAccessors(t *testing.T) {
 	if owns, err := g.Owns(ctx, fakeLockID(1)); owns || err != nil {
 		t.Errorf("Owns = %v, %v", owns, err)
 	}
+	if got, err := g.Lookup(ctx, "k"); got != nil || err != nil {
+		t.Errorf("Lookup of no lock = %v, %v; want nil, nil", got, err)
+	}
 
+	// Invalid input is refused by the Guard before the driver sees it.
 	var nilCtx context.Context
-	_, err1 := g.IsLocked(nilCtx, "k")
-	_, err2 := g.Lookup(nilCtx, "k")
-	_, err3 := g.LookupID(nilCtx, fakeLockID(1))
-	_, err4 := g.Owns(nilCtx, fakeLockID(1))
-	for i, err := range []error{err1, err2, err3, err4} {
-		if !errors.Is(err, ErrInvalidArgument) {
-			t.Errorf("nil ctx #%d: %v", i, err)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	invalid := []struct {
+		name string
+		err  error
+		code driver.Code
+	}{}
+	add := func(name string, code driver.Code, errs ...error) {
+		for i, err := range errs {
+			invalid = append(invalid, struct {
+				name string
+				err  error
+				code driver.Code
+			}{fmt.Sprintf("%s#%d", name, i), err, code})
 		}
 	}
-	wantCalls := map[string]int{"IsLocked": 1, "LookupByKey": 1, "LookupByID": 3}
+	_, e1 := g.IsLocked(nilCtx, "k")
+	_, e2 := g.Lookup(nilCtx, "k")
+	_, e3 := g.LookupID(nilCtx, fakeLockID(1))
+	_, e4 := g.Owns(nilCtx, fakeLockID(1))
+	add("nil ctx", driver.InvalidArgument, e1, e2, e3, e4)
+	_, e1 = g.IsLocked(ctx, "")
+	_, e2 = g.Lookup(ctx, strings.Repeat("k", driver.MaxKeyBytes+1))
+	add("bad key", driver.InvalidArgument, e1, e2)
+	_, e1 = g.LookupID(ctx, "short")
+	_, e2 = g.Owns(ctx, "")
+	add("bad lock ID", driver.InvalidArgument, e1, e2)
+	_, e1 = g.IsLocked(cancelled, "k")
+	_, e2 = g.LookupID(cancelled, fakeLockID(1))
+	add("cancelled ctx", driver.Aborted, e1, e2)
+	for _, tc := range invalid {
+		if got := driver.CodeOf(tc.err); got != tc.code {
+			t.Errorf("%s: %v (code %v), want code %v", tc.name, tc.err, got, tc.code)
+		}
+	}
+	wantCalls := map[string]int{"IsLocked": 1, "LookupByKey": 2, "LookupByID": 3}
 	if diff := cmp.Diff(wantCalls, f.otherCalls); diff != "" {
 		t.Errorf("driver calls (-want +got):\n%s", diff)
 	}
 
-	// With an observer the Guard calls a decorated driver.
+	// With an observer the Guard observes its calls; results and
+	// capabilities are unchanged.
 	obs := &eventRecorder{}
+	f.info = raw
 	gd := newFakeGuard(f, WithObserver(obs))
-	if gd.Driver() == Driver[fakeCaps](f) {
-		t.Error("Driver() not decorated with an observer")
-	}
-	if u, ok := gd.Driver().(interface{ Unwrap() Backend }); !ok || u.Unwrap() != Backend(f) {
-		t.Error("decorated driver does not unwrap to the fake")
-	}
 	if diff := cmp.Diff(want, gd.Capabilities()); diff != "" {
-		t.Errorf("decorated Capabilities (-want +got):\n%s", diff)
+		t.Errorf("observed Capabilities (-want +got):\n%s", diff)
+	}
+	if got, err := gd.Lookup(ctx, "k"); err != nil || !cmp.Equal(got, info) {
+		t.Errorf("observed Lookup = %+v, %v; want %+v", got, err, info)
+	}
+	if n := len(obs.snapshot()); n != 1 {
+		t.Errorf("observed Lookup emitted %d events, want 1", n)
 	}
 }

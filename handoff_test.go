@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/syncguard/syncguard/driver"
 )
 
 // fakeHandoffDriver is a fake driver with a HandoffWatcher: attempts
@@ -26,16 +28,16 @@ type fakeHandoffDriver struct {
 	queuedAt []int // indexes (in fakeDriver's acquire calls) of waiter attempts
 }
 
-func (f *fakeHandoffDriver) WatchHandoff(ctx context.Context, key string) (*Handoff, error) {
+func (f *fakeHandoffDriver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
 	f.hmu.Lock()
 	f.watches++
 	f.hmu.Unlock()
 	if !f.noSignal {
 		f.ch <- struct{}{} // the initial signal
 	}
-	return &Handoff{
+	return &driver.Handoff{
 		C: f.ch,
-		Acquire: func(ctx context.Context, ttl time.Duration) (AcquireResult, error) {
+		Acquire: func(ctx context.Context, ttl time.Duration) (driver.AcquireResult, error) {
 			f.hmu.Lock()
 			f.queuedAt = append(f.queuedAt, len(f.acquires()))
 			f.hmu.Unlock()
@@ -52,7 +54,7 @@ func (f *fakeHandoffDriver) WatchHandoff(ctx context.Context, key string) (*Hand
 
 // WarmHandoff returns a waiter when warm is set: its first attempt is the
 // caller's first.
-func (f *fakeHandoffDriver) WarmHandoff(key string) *Handoff {
+func (f *fakeHandoffDriver) WarmHandoff(key string) *driver.Handoff {
 	if !f.warm {
 		return nil
 	}
@@ -197,7 +199,7 @@ func TestGuardHandoff(t *testing.T) {
 		})
 	})
 
-	t.Run("through_telemetry_decorator", func(t *testing.T) {
+	t.Run("with_observer", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := &fakeHandoffDriver{
 				fakeDriver: newFakeDriver().onAcquire(contendedStep(), contendedStep(), acquiredStep(3)),
@@ -215,7 +217,7 @@ func TestGuardHandoff(t *testing.T) {
 			waiterAttempts := len(f.queuedAt)
 			f.hmu.Unlock()
 			if waiterAttempts != 2 {
-				t.Errorf("%d attempts through the waiter; want 2 (the decorator forwards WatchHandoff)", waiterAttempts)
+				t.Errorf("%d attempts through the waiter; want 2 (the observed Guard still uses WatchHandoff)", waiterAttempts)
 			}
 			var acquires, ok int
 			for _, e := range rec.snapshot() {
@@ -232,11 +234,11 @@ func TestGuardHandoff(t *testing.T) {
 		})
 	})
 
-	t.Run("decorator_without_driver_support_uses_watch_release", func(t *testing.T) {
+	t.Run("observed_without_handoff_support_uses_watch_release", func(t *testing.T) {
 		w := &fakeWatchDriver{fakeDriver: newFakeDriver()}
 		g := newFakeGuard(w, WithObserver(&eventRecorder{}))
 		if g.handoff != nil {
-			t.Error("Guard uses WatchHandoff of a decorator whose driver has none")
+			t.Error("observed Guard has a hand-off watcher though its driver has none")
 		}
 		if g.watcher == nil {
 			t.Error("Guard lost the driver's WatchRelease")
@@ -251,13 +253,13 @@ func TestGuardHandoff(t *testing.T) {
 func TestGuardTimeoutBoundsSubscribing(t *testing.T) {
 	stuck := func(ctx context.Context) error {
 		<-ctx.Done()
-		return ContextError(ctx.Err())
+		return driver.ContextError(ctx.Err())
 	}
 	for _, kind := range []string{"handoff", "release"} {
 		t.Run(kind, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fd := newFakeDriver().onAcquire(contendedStep())
-				var d Driver[fakeCaps]
+				var d driver.Driver[fakeCaps]
 				if kind == "handoff" {
 					d = &stuckHandoffDriver{fakeDriver: fd, stuck: stuck}
 				} else {
@@ -269,7 +271,7 @@ func TestGuardTimeoutBoundsSubscribing(t *testing.T) {
 				start := time.Now()
 				_, err := g.Acquire(context.Background(), "k", Timeout(200*time.Millisecond), RetryDelay(50*time.Millisecond),
 					Backoff(BackoffFixed), Jitter(JitterNone))
-				if CodeOf(err) != AcquisitionTimeout {
+				if driver.CodeOf(err) != driver.AcquisitionTimeout {
 					t.Fatalf("Acquire = %v; want AcquisitionTimeout", err)
 				}
 				if took := time.Since(start); took != 200*time.Millisecond {
@@ -286,8 +288,8 @@ type stuckHandoffDriver struct {
 	stuck func(ctx context.Context) error
 }
 
-func (s *stuckHandoffDriver) WatchHandoff(ctx context.Context, key string) (*Handoff, error) {
+func (s *stuckHandoffDriver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
 	return nil, s.stuck(ctx)
 }
 
-func (s *stuckHandoffDriver) WarmHandoff(key string) *Handoff { return nil }
+func (s *stuckHandoffDriver) WarmHandoff(key string) *driver.Handoff { return nil }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/syncguard/syncguard/driver"
 )
 
 // acquireLease acquires key through g (one attempt, no auto-extend unless
@@ -64,18 +65,18 @@ func TestLeaseHandle(t *testing.T) {
 		type ctxKey struct{}
 		tests := []struct {
 			name    string
-			release ReleaseResult
+			release driver.ReleaseResult
 		}{
-			{"release_ok", ReleaseResult{OK: true}},
-			{"release_not_ok_passed_through", ReleaseResult{Detail: DetailExpired}},
+			{"release_ok", driver.ReleaseResult{OK: true}},
+			{"release_not_ok_passed_through", driver.ReleaseResult{Detail: driver.DetailExpired}},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				f := newFakeDriver().
-					onRelease(fakeStep[ReleaseResult]{res: tc.release}).
+					onRelease(fakeStep[driver.ReleaseResult]{res: tc.release}).
 					onExtend(
-						fakeStep[ExtendResult]{res: ExtendResult{OK: true, ExpiresAtMs: 123_456}},
-						fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailNotFound}},
+						fakeStep[driver.ExtendResult]{res: driver.ExtendResult{OK: true, ExpiresAtMs: 123_456}},
+						fakeStep[driver.ExtendResult]{res: driver.ExtendResult{Detail: driver.DetailNotFound}},
 					)
 				g := newFakeGuard(f)
 				l := acquireLease(t, g, "k126")
@@ -118,8 +119,8 @@ func TestLeaseHandle(t *testing.T) {
 	})
 
 	t.Run("extend_error_returned", func(t *testing.T) {
-		boom := NewError(ServiceUnavailable, "down")
-		f := newFakeDriver().onExtend(fakeStep[ExtendResult]{err: boom})
+		boom := driver.NewError(driver.ServiceUnavailable, "down")
+		f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{err: boom})
 		l := acquireLease(t, newFakeGuard(f), "k")
 		defer l.Close()
 		if ok, err := l.Extend(context.Background(), time.Second); ok || err != boom {
@@ -142,7 +143,7 @@ func TestLeaseHandle(t *testing.T) {
 
 	t.Run("manual_extend_false_marks_lost", func(t *testing.T) {
 		obs := &eventRecorder{}
-		f := newFakeDriver().onExtend(fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailExpired}})
+		f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{res: driver.ExtendResult{Detail: driver.DetailExpired}})
 		g := newFakeGuard(f, WithObserver(obs))
 		l := acquireLease(t, g, "k")
 		ok, err := l.Extend(context.Background(), time.Second)
@@ -153,7 +154,7 @@ func TestLeaseHandle(t *testing.T) {
 			t.Fatal("Lost() not closed")
 		}
 		cause := context.Cause(l.Context())
-		if !errors.Is(cause, ErrLockLost) || !strings.Contains(cause.Error(), DetailExpired) {
+		if !errors.Is(cause, ErrLockLost) || !strings.Contains(cause.Error(), driver.DetailExpired) {
 			t.Errorf("cause = %v", cause)
 		}
 		// A second false extend does not report again.
@@ -165,7 +166,7 @@ func TestLeaseHandle(t *testing.T) {
 				lost = append(lost, e)
 			}
 		}
-		want := []Event{{Type: EventLost, Result: ResultFail, KeyHash: HashKey("k"), LockIDHash: HashKey(fakeLockID(1)),
+		want := []Event{{Type: EventLost, Result: ResultFail, KeyHash: driver.HashKey("k"), LockIDHash: driver.HashKey(fakeLockID(1)),
 			Reason: "extend found the lock gone (expired)"}}
 		if diff := cmp.Diff(want, lost); diff != "" {
 			t.Errorf("lost events (-want +got):\n%s", diff)
@@ -205,9 +206,9 @@ func TestLeaseHandle(t *testing.T) {
 
 func TestLeaseCloseAndIdempotency(t *testing.T) {
 	t.Run("case127_close_releases_never_fails", func(t *testing.T) {
-		for _, st := range []fakeStep[ReleaseResult]{
-			{res: ReleaseResult{OK: true}},
-			{err: NewError(Internal, "down")},
+		for _, st := range []fakeStep[driver.ReleaseResult]{
+			{res: driver.ReleaseResult{OK: true}},
+			{err: driver.NewError(driver.Internal, "down")},
 			{err: errors.New("plain")},
 			{panicVal: "driver panic"},
 		} {
@@ -218,8 +219,8 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 			if n := len(f.releases()); n != 1 {
 				t.Errorf("Release calls = %d, want 1", n)
 			}
-			if f.releases()[0].hasDeadline {
-				t.Error("Close without dispose timeout used a deadline")
+			if rel := f.releases()[0]; !rel.hasDeadline || rel.deadline.After(rel.at.Add(defaultReleaseTimeout)) {
+				t.Errorf("Close released with deadline %v (set: %v), want the release timeout", rel.deadline.Sub(rel.at), rel.hasDeadline)
 			}
 		}
 	})
@@ -292,7 +293,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					rec := &releaseErrRecorder{}
-					f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}, delay: tc.releaseDelay})
+					f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}, delay: tc.releaseDelay})
 					l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
 					start := time.Now()
 					var wg sync.WaitGroup
@@ -331,7 +332,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 
 	t.Run("case130_close_waits_for_inflight_release", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}, delay: 100 * time.Millisecond})
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}, delay: 100 * time.Millisecond})
 			l := acquireLease(t, newFakeGuard(f), "k")
 			start := time.Now()
 			var relOK bool
@@ -351,9 +352,9 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 
 	t.Run("case131_close_during_failing_release", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			boom := NewError(Internal, "down")
+			boom := driver.NewError(driver.Internal, "down")
 			rec := &releaseErrRecorder{}
-			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom, delay: 50 * time.Millisecond})
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: boom, delay: 50 * time.Millisecond})
 			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
 			var relErr error
 			var wg sync.WaitGroup
@@ -374,9 +375,9 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 	})
 
 	t.Run("case132_immediate_failure", func(t *testing.T) {
-		boom := NewError(Internal, "down")
+		boom := driver.NewError(driver.Internal, "down")
 		rec := &releaseErrRecorder{}
-		f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom})
+		f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: boom})
 		l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
 		if ok, err := l.Release(context.Background()); ok || err != boom {
 			t.Errorf("Release = %v, %v", ok, err)
@@ -395,9 +396,9 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 
 	t.Run("case133_disposal_errors_reach_callback_once", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			boom := NewError(Internal, "down")
+			boom := driver.NewError(driver.Internal, "down")
 			rec := &releaseErrRecorder{}
-			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom, delay: 20 * time.Millisecond})
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: boom, delay: 20 * time.Millisecond})
 			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "cafe\u0301")
 			var wg sync.WaitGroup
 			for range 3 {
@@ -408,7 +409,7 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 			if len(errs) != 1 || errs[0] != boom {
 				t.Fatalf("callback errors = %v, want exactly [%v]", errs, boom)
 			}
-			want := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "café", Source: SourceDisposal}
+			want := releaseErrInfo{LockID: fakeLockID(1), Key: "café"}
 			if diff := cmp.Diff(want, infos[0]); diff != "" {
 				t.Errorf("info (-want +got):\n%s", diff)
 			}
@@ -421,18 +422,18 @@ func TestLeaseCloseAndIdempotency(t *testing.T) {
 	t.Run("case133_callback_variants", func(t *testing.T) {
 		tests := []struct {
 			name      string
-			release   fakeStep[ReleaseResult]
-			callback  func(error, ReleaseErrorInfo)
+			release   fakeStep[driver.ReleaseResult]
+			callback  func(error, string, string)
 			wantLog   bool
 			wantInErr string
 		}{
-			{name: "non_error_value_normalised", release: fakeStep[ReleaseResult]{panicVal: 12345}, wantLog: true, wantInErr: "12345"},
-			{name: "panicking_callback_swallowed_nothing_logged", release: fakeStep[ReleaseResult]{err: errors.New("x")},
-				callback: func(error, ReleaseErrorInfo) { panic("callback") }},
-			{name: "custom_callback_replaces_default", release: fakeStep[ReleaseResult]{err: errors.New("x")},
-				callback: func(error, ReleaseErrorInfo) {}},
-			{name: "nothing_logged_on_success", release: fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}}},
-			{name: "nothing_logged_on_not_ok", release: fakeStep[ReleaseResult]{res: ReleaseResult{Detail: DetailExpired}}},
+			{name: "non_error_value_normalised", release: fakeStep[driver.ReleaseResult]{panicVal: 12345}, wantLog: true, wantInErr: "12345"},
+			{name: "panicking_callback_swallowed_nothing_logged", release: fakeStep[driver.ReleaseResult]{err: errors.New("x")},
+				callback: func(error, string, string) { panic("callback") }},
+			{name: "custom_callback_replaces_default", release: fakeStep[driver.ReleaseResult]{err: errors.New("x")},
+				callback: func(error, string, string) {}},
+			{name: "nothing_logged_on_success", release: fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}}},
+			{name: "nothing_logged_on_not_ok", release: fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{Detail: driver.DetailExpired}}},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -510,54 +511,50 @@ func TestLeaseNil(t *testing.T) {
 	l.Close()
 }
 
-func TestLeaseDisposeTimeout(t *testing.T) {
+// TestLeaseCloseTimeout: Close releases on a context detached from the
+// lease's, bounded by the release timeout (WithReleaseTimeout, default
+// 5s).
+func TestLeaseCloseTimeout(t *testing.T) {
 	ms := time.Millisecond
-	wantInfo := ReleaseErrorInfo{LockID: fakeLockID(1), Key: "k", Source: SourceDisposal}
-	t.Run("case135_dispose_timeout_fires", func(t *testing.T) {
-		for _, ignore := range []bool{false, true} {
-			synctest.Test(t, func(t *testing.T) {
-				rec := &releaseErrRecorder{}
-				// The release blocks until its ctx ends (or, ignoring it,
-				// for much longer).
-				f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{delay: time.Hour, ignoreCtx: ignore})
-				l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(100*ms), WithOnReleaseError(rec.record)), "k")
-				start := time.Now()
-				l.Close()
-				if d := time.Since(start); d != 100*ms {
-					t.Errorf("ignoreCtx=%v: Close returned at %v, want 100ms", ignore, d)
-				}
-				errs, infos, _ := rec.snapshot()
-				if len(errs) != 1 {
-					t.Fatalf("ignoreCtx=%v: callback calls = %d, want 1", ignore, len(errs))
-				}
-				requireLockErr(t, errs[0], NetworkTimeout)
-				if diff := cmp.Diff(wantInfo, infos[0]); diff != "" {
-					t.Errorf("info (-want +got):\n%s", diff)
-				}
-				rel := f.releases()
-				if len(rel) != 1 || !rel[0].hasDeadline || rel[0].deadline.Sub(rel[0].at) != 100*ms {
-					t.Errorf("release call %+v, want one with a 100ms deadline", rel)
-				}
-				if ignore {
-					time.Sleep(2 * time.Hour) // let the late outcome arrive
-					synctest.Wait()
-				}
-				if errs, _, _ := rec.snapshot(); len(errs) != 1 {
-					t.Errorf("callback calls after the late outcome = %d, want 1", len(errs))
-				}
-				// The timed-out release is retried in the background
-				// until the lease expires: let those retries end.
-				time.Sleep(2 * time.Hour)
-				synctest.Wait()
-			})
-		}
+	wantInfo := releaseErrInfo{LockID: fakeLockID(1), Key: "k"}
+	t.Run("case135_release_timeout_ends_close", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &releaseErrRecorder{}
+			// The release blocks until its ctx ends.
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{delay: time.Hour})
+			l := acquireLease(t, newFakeGuard(f, WithReleaseTimeout(100*ms), WithOnReleaseError(rec.record)), "k")
+			start := time.Now()
+			l.Close()
+			if d := time.Since(start); d != 100*ms {
+				t.Errorf("Close returned at %v, want 100ms", d)
+			}
+			errs, infos, _ := rec.snapshot()
+			if len(errs) != 1 {
+				t.Fatalf("callback calls = %d, want 1", len(errs))
+			}
+			requireLockErr(t, errs[0], driver.NetworkTimeout)
+			if diff := cmp.Diff(wantInfo, infos[0]); diff != "" {
+				t.Errorf("info (-want +got):\n%s", diff)
+			}
+			rel := f.releases()
+			if len(rel) < 1 || !rel[0].hasDeadline || rel[0].deadline.Sub(rel[0].at) != 100*ms {
+				t.Errorf("release call %+v, want one with a 100ms deadline", rel)
+			}
+			// The timed-out release is retried in the background
+			// until the lease expires: let those retries end.
+			time.Sleep(2 * time.Hour)
+			synctest.Wait()
+			if errs, _, _ := rec.snapshot(); len(errs) != 1 {
+				t.Errorf("callback calls after the background retries = %d, want 1", len(errs))
+			}
+		})
 	})
 
 	t.Run("case136_fast_release_with_timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			rec := &releaseErrRecorder{}
 			f := newFakeDriver()
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(time.Second), WithOnReleaseError(rec.record)), "k")
+			l := acquireLease(t, newFakeGuard(f, WithReleaseTimeout(time.Second), WithOnReleaseError(rec.record)), "k")
 			start := time.Now()
 			l.Close()
 			if d := time.Since(start); d >= 100*ms {
@@ -573,22 +570,24 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 		})
 	})
 
-	t.Run("case137_no_timeout_configured", func(t *testing.T) {
-		rec := &releaseErrRecorder{}
-		f := newFakeDriver()
-		l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
-		l.Close()
-		rel := f.releases()
-		if len(rel) != 1 || rel[0].hasDeadline {
-			t.Errorf("release calls %+v, want one without deadline", rel)
-		}
-		if errs, _, _ := rec.snapshot(); len(errs) != 0 {
-			t.Errorf("callback called: %v", errs)
-		}
-		// Manual Release with a dispose timeout configured uses the
+	t.Run("case137_default_timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &releaseErrRecorder{}
+			f := newFakeDriver()
+			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
+			l.Close()
+			rel := f.releases()
+			if len(rel) != 1 || !rel[0].hasDeadline || rel[0].deadline.Sub(rel[0].at) != defaultReleaseTimeout {
+				t.Errorf("release calls %+v, want one with the default %v deadline", rel, defaultReleaseTimeout)
+			}
+			if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+				t.Errorf("callback called: %v", errs)
+			}
+		})
+		// Manual Release with a release timeout configured uses the
 		// caller's ctx only.
 		f2 := newFakeDriver()
-		l2 := acquireLease(t, newFakeGuard(f2, WithDisposeTimeout(time.Second)), "k")
+		l2 := acquireLease(t, newFakeGuard(f2, WithReleaseTimeout(time.Second)), "k")
 		ctx := context.Background()
 		if ok, err := l2.Release(ctx); !ok || err != nil {
 			t.Fatalf("Release = %v, %v", ok, err)
@@ -600,10 +599,10 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 
 	t.Run("case138_failure_before_timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			boom := NewError(AuthFailed, "denied")
+			boom := driver.NewError(driver.AuthFailed, "denied")
 			rec := &releaseErrRecorder{}
-			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: boom})
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(5*time.Second), WithOnReleaseError(rec.record)), "k")
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{err: boom})
+			l := acquireLease(t, newFakeGuard(f, WithReleaseTimeout(5*time.Second), WithOnReleaseError(rec.record)), "k")
 			start := time.Now()
 			l.Close()
 			if d := time.Since(start); d != 0 {
@@ -620,55 +619,23 @@ func TestLeaseDisposeTimeout(t *testing.T) {
 		})
 	})
 
-	t.Run("case139_late_failure_after_timeout", func(t *testing.T) {
+	t.Run("second_close_during_release_waits", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			rec := &releaseErrRecorder{}
-			late := NewError(Internal, "late failure")
-			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{err: late, delay: 100 * ms, ignoreCtx: true})
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(50*ms), WithOnReleaseError(rec.record)), "k")
+			f := newFakeDriver().onRelease(fakeStep[driver.ReleaseResult]{res: driver.ReleaseResult{OK: true}, delay: 100 * ms})
+			l := acquireLease(t, newFakeGuard(f, WithOnReleaseError(rec.record)), "k")
 			start := time.Now()
-			l.Close()
-			if d := time.Since(start); d != 50*ms {
-				t.Errorf("Close returned at %v, want 50ms", d)
-			}
-			errs, _, at := rec.snapshot()
-			if len(errs) != 1 {
-				t.Fatalf("callback calls at Close return = %d, want 1", len(errs))
-			}
-			le := requireLockErr(t, errs[0], NetworkTimeout)
-			if !errors.Is(le, context.DeadlineExceeded) || !strings.Contains(le.Message, "timed out") {
-				t.Errorf("timeout error = %+v", le)
-			}
-			if at[0].Sub(start) != 50*ms {
-				t.Errorf("callback at %v, want 50ms", at[0].Sub(start))
-			}
-			time.Sleep(200 * ms)
-			synctest.Wait()
-			errs, _, _ = rec.snapshot()
-			if len(errs) != 1 {
-				t.Errorf("callback calls after the late failure = %d, want 1 (late outcome dropped)", len(errs))
-			}
-			// The lease is released now: Close is a no-op.
-			l.Close()
-			if n := len(f.releases()); n != 1 {
-				t.Errorf("Release calls = %d", n)
-			}
-		})
-	})
-
-	t.Run("second_close_during_timed_out_release_waits", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			rec := &releaseErrRecorder{}
-			f := newFakeDriver().onRelease(fakeStep[ReleaseResult]{res: ReleaseResult{OK: true}, delay: 100 * ms, ignoreCtx: true})
-			l := acquireLease(t, newFakeGuard(f, WithDisposeTimeout(50*ms), WithOnReleaseError(rec.record)), "k")
-			start := time.Now()
-			l.Close()
-			l.Close() // waits for the in-flight release, reports nothing
+			go l.Close()
+			synctest.Wait() // the first Close is in its release
+			l.Close()       // waits for the in-flight release, reports nothing
 			if d := time.Since(start); d != 100*ms {
 				t.Errorf("second Close returned at %v, want 100ms", d)
 			}
-			if errs, _, _ := rec.snapshot(); len(errs) != 1 {
-				t.Errorf("callback calls = %d, want 1", len(errs))
+			if errs, _, _ := rec.snapshot(); len(errs) != 0 {
+				t.Errorf("callback calls = %d, want 0", len(errs))
+			}
+			if n := len(f.releases()); n != 1 {
+				t.Errorf("Release calls = %d, want 1", n)
 			}
 		})
 	})
@@ -732,8 +699,8 @@ func TestLeaseHeartbeat(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			obs := &eventRecorder{}
 			f := newFakeDriver().onExtend(
-				fakeStep[ExtendResult]{res: ExtendResult{OK: true, ExpiresAtMs: 1}},
-				fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailNotFound}},
+				fakeStep[driver.ExtendResult]{res: driver.ExtendResult{OK: true, ExpiresAtMs: 1}},
+				fakeStep[driver.ExtendResult]{res: driver.ExtendResult{Detail: driver.DetailNotFound}},
 			)
 			g := newFakeGuard(f, WithObserver(obs))
 			start := time.Now()
@@ -744,14 +711,14 @@ func TestLeaseHeartbeat(t *testing.T) {
 			}
 			<-l.Context().Done()
 			cause := context.Cause(l.Context())
-			if !errors.Is(cause, ErrLockLost) || !strings.Contains(cause.Error(), DetailNotFound) {
+			if !errors.Is(cause, ErrLockLost) || !strings.Contains(cause.Error(), driver.DetailNotFound) {
 				t.Errorf("cause = %v", cause)
 			}
 			synctest.Wait()
 			if !isClosed(l.hbDone) {
 				t.Error("heartbeat still running after loss")
 			}
-			want := []Event{{Type: EventLost, Result: ResultFail, KeyHash: HashKey("k"), LockIDHash: HashKey(fakeLockID(1)),
+			want := []Event{{Type: EventLost, Result: ResultFail, KeyHash: driver.HashKey("k"), LockIDHash: driver.HashKey(fakeLockID(1)),
 				Reason: "auto-extend found the lock gone (not-found)"}}
 			if diff := cmp.Diff(want, lostEvents(obs)); diff != "" {
 				t.Errorf("lost events (-want +got):\n%s", diff)
@@ -769,8 +736,8 @@ func TestLeaseHeartbeat(t *testing.T) {
 
 	t.Run("transient_errors_retried_until_deadline", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			boom := NewError(ServiceUnavailable, "down")
-			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{err: boom})
+			boom := driver.NewError(driver.ServiceUnavailable, "down")
+			f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{err: boom})
 			g := newFakeGuard(f)
 			start := time.Now()
 			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
@@ -800,12 +767,12 @@ func TestLeaseHeartbeat(t *testing.T) {
 
 	t.Run("transient_error_then_recovery", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			boom := NewError(NetworkTimeout, "slow")
+			boom := driver.NewError(driver.NetworkTimeout, "slow")
 			f := newFakeDriver().onExtend(
-				fakeStep[ExtendResult]{err: boom},
-				fakeStep[ExtendResult]{err: boom},
-				fakeStep[ExtendResult]{res: ExtendResult{OK: true, ExpiresAtMs: 77}},
-				fakeStep[ExtendResult]{err: boom},
+				fakeStep[driver.ExtendResult]{err: boom},
+				fakeStep[driver.ExtendResult]{err: boom},
+				fakeStep[driver.ExtendResult]{res: driver.ExtendResult{OK: true, ExpiresAtMs: 77}},
+				fakeStep[driver.ExtendResult]{err: boom},
 			)
 			g := newFakeGuard(f)
 			start := time.Now()
@@ -829,7 +796,7 @@ func TestLeaseHeartbeat(t *testing.T) {
 
 	t.Run("hanging_extend_cut_at_deadline", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{delay: time.Hour})
+			f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{delay: time.Hour})
 			g := newFakeGuard(f)
 			start := time.Now()
 			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
@@ -872,7 +839,7 @@ func TestLeaseHeartbeat(t *testing.T) {
 
 	t.Run("release_during_extend_stops_quietly", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{res: ExtendResult{Detail: DetailNotFound}, delay: 500 * time.Millisecond})
+			f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{res: driver.ExtendResult{Detail: driver.DetailNotFound}, delay: 500 * time.Millisecond})
 			g := newFakeGuard(f)
 			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
 			time.Sleep(1200 * time.Millisecond) // extend in flight
@@ -887,7 +854,7 @@ func TestLeaseHeartbeat(t *testing.T) {
 
 	t.Run("observer_panic_on_lost_is_recovered", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			f := newFakeDriver().onExtend(fakeStep[ExtendResult]{res: ExtendResult{}})
+			f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{res: driver.ExtendResult{}})
 			g := newFakeGuard(f, WithObserver(ObserverFunc(func(Event) { panic("observer") })))
 			l := acquireLease(t, g, "k", TTL(ttl), AutoExtend(true))
 			<-l.Lost()
@@ -897,11 +864,11 @@ func TestLeaseHeartbeat(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Section K, case 151: decorated leases
+// Section K, case 151: observed leases
 // ---------------------------------------------------------------------------
 
 func TestLeaseTelemetry(t *testing.T) {
-	lockIDHash := HashKey(fakeLockID(1))
+	keyHash, lockIDHash := driver.HashKey("k"), driver.HashKey(fakeLockID(1))
 	tests := []struct {
 		name string
 		use  func(t *testing.T, l *Lease[fakeCaps])
@@ -914,12 +881,12 @@ func TestLeaseTelemetry(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: []Event{{Type: EventRelease, Result: ResultOK, LockIDHash: lockIDHash}},
+			want: []Event{{Type: EventRelease, Result: ResultOK, KeyHash: keyHash, LockIDHash: lockIDHash}},
 		},
 		{
 			name: "case151_close_emits_event",
 			use:  func(t *testing.T, l *Lease[fakeCaps]) { l.Close(); l.Close() },
-			want: []Event{{Type: EventRelease, Result: ResultOK, LockIDHash: lockIDHash}},
+			want: []Event{{Type: EventRelease, Result: ResultOK, KeyHash: keyHash, LockIDHash: lockIDHash}},
 		},
 		{
 			name: "case151_extend_then_close",
@@ -930,20 +897,27 @@ func TestLeaseTelemetry(t *testing.T) {
 				l.Close()
 			},
 			want: []Event{
-				{Type: EventExtend, Result: ResultOK, LockIDHash: lockIDHash},
-				{Type: EventRelease, Result: ResultOK, LockIDHash: lockIDHash},
+				{Type: EventExtend, Result: ResultOK, KeyHash: keyHash, LockIDHash: lockIDHash},
+				{Type: EventRelease, Result: ResultOK, KeyHash: keyHash, LockIDHash: lockIDHash},
 			},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			obs := &eventRecorder{}
-			g := newFakeGuard(newFakeDriver(), WithObserver(obs))
+			f := newFakeDriver()
+			g := newFakeGuard(f, WithObserver(obs))
 			l := acquireLease(t, g, "k")
 			tc.use(t, l)
-			want := append([]Event{{Type: EventAcquire, Result: ResultOK, KeyHash: HashKey("k")}}, tc.want...)
+			want := append([]Event{{Type: EventAcquire, Result: ResultOK, KeyHash: keyHash}}, tc.want...)
 			if diff := cmp.Diff(want, obs.snapshot(), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
+			}
+			// The lease gives the driver its key with the lock ID.
+			for _, c := range append(f.releases(), f.extends()...) {
+				if c.key != "k" || c.arg != fakeLockID(1) {
+					t.Errorf("driver got key %q, lock ID %q; want %q, %q", c.key, c.arg, "k", fakeLockID(1))
+				}
 			}
 		})
 	}

@@ -142,7 +142,7 @@ func TestRateLimiterDrivers(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			lim, err := syncguard.NewRateLimiter(d.Driver, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 3}, syncguard.LimiterPrefix("rl:"))
+			lim, err := syncguard.NewRateLimiter(d.Driver, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 3}, syncguard.WithPrefix("rl:"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 	"github.com/syncguard/syncguard/internal/drivertest"
 )
@@ -18,9 +19,9 @@ import (
 var _ sync.Locker = (*syncguard.DistributedMutex[memory.Capabilities])(nil)
 
 // fastWait makes contended acquisitions poll quickly in tests.
-var fastWait = syncguard.MutexAcquireOptions(syncguard.RetryDelay(5*time.Millisecond), syncguard.Timeout(time.Second))
+var fastWait = syncguard.WithAcquireOptions(syncguard.RetryDelay(5*time.Millisecond), syncguard.Timeout(time.Second))
 
-func newMutex[C syncguard.Capabilities](t *testing.T, g *syncguard.Guard[C], key string, opts ...syncguard.Option) *syncguard.DistributedMutex[C] {
+func newMutex[C driver.Capabilities](t *testing.T, g *syncguard.Guard[C], key string, opts ...syncguard.Option) *syncguard.DistributedMutex[C] {
 	t.Helper()
 	m, err := syncguard.NewMutex(g, key, append([]syncguard.Option{fastWait}, opts...)...)
 	if err != nil {
@@ -92,15 +93,15 @@ type countingDriver struct {
 	fail     atomic.Int32 // fail this many Acquire calls with ServiceUnavailable
 }
 
-func (c *countingDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+func (c *countingDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	c.acquires.Add(1)
 	if c.fail.Add(-1) >= 0 {
-		return syncguard.AcquireResult{}, syncguard.NewError(syncguard.ServiceUnavailable, "down")
+		return driver.AcquireResult{}, driver.NewError(driver.ServiceUnavailable, "down")
 	}
 	return c.Driver.Acquire(ctx, key, ttl)
 }
 
-func (c *countingDriver) Unwrap() syncguard.Backend { return c.Driver }
+func (c *countingDriver) Unwrap() driver.Backend { return c.Driver }
 
 // TestMutexLocalQueue: goroutines of one process queue locally, so the
 // backend sees exactly one acquisition per hold — never a contended one.
@@ -157,7 +158,7 @@ func TestMutexTryLockContext(t *testing.T) {
 	d := &countingDriver{Driver: memory.New()}
 	var reported []error
 	g := syncguard.New[memory.Capabilities](d)
-	m1 := newMutex(t, g, "mx:trylockctx", syncguard.OnMutexError(func(err error) { reported = append(reported, err) }))
+	m1 := newMutex(t, g, "mx:trylockctx", syncguard.WithOnError(func(err error) { reported = append(reported, err) }))
 	m2 := newMutex(t, g, "mx:trylockctx")
 	ctx := t.Context()
 	cancelled, cancel := context.WithCancel(ctx)
@@ -165,25 +166,25 @@ func TestMutexTryLockContext(t *testing.T) {
 
 	type result struct {
 		OK   bool
-		Code syncguard.Code // 0: no error
+		Code driver.Code // 0: no error
 	}
 	try := func(m *syncguard.DistributedMutex[memory.Capabilities], ctx context.Context) result {
 		ok, err := m.TryLockContext(ctx)
 		r := result{OK: ok}
 		if err != nil {
-			r.Code = syncguard.CodeOf(err)
+			r.Code = driver.CodeOf(err)
 		}
 		return r
 	}
 	d.fail.Store(1)
-	if got, want := try(m1, ctx), (result{Code: syncguard.ServiceUnavailable}); got != want {
+	if got, want := try(m1, ctx), (result{Code: driver.ServiceUnavailable}); got != want {
 		t.Errorf("TryLockContext on a failing backend = %+v; want %+v", got, want)
 	}
 	//nolint:staticcheck // a nil context is the point.
-	if got, want := try(m1, nil), (result{Code: syncguard.InvalidArgument}); got != want {
+	if got, want := try(m1, nil), (result{Code: driver.InvalidArgument}); got != want {
 		t.Errorf("TryLockContext(nil) = %+v; want %+v", got, want)
 	}
-	if got, want := try(m1, cancelled), (result{Code: syncguard.Aborted}); got != want {
+	if got, want := try(m1, cancelled), (result{Code: driver.Aborted}); got != want {
 		t.Errorf("TryLockContext(cancelled) = %+v; want %+v", got, want)
 	}
 	if got, want := try(m1, ctx), (result{OK: true}); got != want {
@@ -262,15 +263,15 @@ func TestMutexLost(t *testing.T) {
 				errs []error
 			)
 			m := newMutex(t, d.NewGuard(syncguard.WithLogger(discardLogger())), "mx:lost",
-				syncguard.MutexAcquireOptions(syncguard.TTL(300*time.Millisecond)),
-				syncguard.OnMutexError(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
+				syncguard.WithAcquireOptions(syncguard.TTL(300*time.Millisecond)),
+				syncguard.WithOnError(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
 			if isClosedChan(m.Lost()) == false {
 				t.Error("Lost of an unlocked mutex is not closed")
 			}
 			m.Lock()
 			lost, ctx := m.Lost(), m.Context()
 			// Take the lock away behind the holder's back.
-			if res, err := d.Driver.Release(context.Background(), m.Lease().LockID()); err != nil || !res.OK {
+			if res, err := d.Driver.Release(context.Background(), m.Key(), m.Lease().LockID()); err != nil || !res.OK {
 				t.Fatalf("Release behind the back = %+v, %v", res, err)
 			}
 			select {
@@ -297,16 +298,16 @@ func TestMutexLockRetriesBackendErrors(t *testing.T) {
 	t.Parallel()
 	d := &countingDriver{Driver: memory.New()}
 	d.fail.Store(2)
-	var got []syncguard.Code
+	var got []driver.Code
 	m := newMutex(t, syncguard.New[memory.Capabilities](d), "mx:retry",
 		// Fail-fast rounds: each backend error ends a round (by default
 		// the round retries it; see TestAcquireRidesOutUnavailability).
-		syncguard.MutexAcquireOptions(syncguard.RetryUnavailable(false)),
-		syncguard.MutexRetryDelay(time.Millisecond),
-		syncguard.OnMutexError(func(err error) { got = append(got, syncguard.CodeOf(err)) }))
+		syncguard.WithAcquireOptions(syncguard.RetryUnavailable(false)),
+		syncguard.WithErrorBackoff(time.Millisecond),
+		syncguard.WithOnError(func(err error) { got = append(got, driver.CodeOf(err)) }))
 	m.Lock()
 	m.Unlock()
-	if diff := cmp.Diff([]syncguard.Code{syncguard.ServiceUnavailable, syncguard.ServiceUnavailable}, got); diff != "" {
+	if diff := cmp.Diff([]driver.Code{driver.ServiceUnavailable, driver.ServiceUnavailable}, got); diff != "" {
 		t.Errorf("handler codes (-want +got):\n%s", diff)
 	}
 	// TryLock reports a backend error and returns false.
@@ -343,8 +344,8 @@ func TestNewMutexInvalid(t *testing.T) {
 		{"nil guard", nil, "k", nil},
 		{"empty key", g, "", nil},
 		{"bad utf8", g, "\xff", nil},
-		{"bad ttl", g, "k", []syncguard.Option{syncguard.MutexAcquireOptions(syncguard.TTL(-1))}},
-		{"bad retry delay", g, "k", []syncguard.Option{syncguard.MutexRetryDelay(0)}},
+		{"bad ttl", g, "k", []syncguard.Option{syncguard.WithAcquireOptions(syncguard.TTL(-1))}},
+		{"bad retry delay", g, "k", []syncguard.Option{syncguard.WithErrorBackoff(0)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,9 +22,9 @@ type receipt struct {
 	Amount int
 }
 
-func newOnce[T any, C syncguard.FencedCapabilities](t *testing.T, g *syncguard.Guard[C], opts ...syncguard.Option) *syncguard.OncePerKey[T, C] {
+func newOnce[T any, C syncguard.Fenced](t *testing.T, g *syncguard.Guard[C], opts ...syncguard.Option) *syncguard.OncePerKey[T, C] {
 	t.Helper()
-	opts = append([]syncguard.Option{syncguard.OnceAcquireOptions(syncguard.RetryDelay(5 * time.Millisecond))}, opts...)
+	opts = append([]syncguard.Option{syncguard.WithAcquireOptions(syncguard.RetryDelay(5 * time.Millisecond))}, opts...)
 	o, err := syncguard.NewOncePerKey[T](g, opts...)
 	if err != nil {
 		t.Fatalf("NewOncePerKey: %v", err)
@@ -82,7 +82,7 @@ func TestOnceNonBlocking(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			runner := newOnce[string](t, d.NewGuard())
-			other := newOnce[string](t, d.NewGuard(), syncguard.NonBlocking())
+			other := newOnce[string](t, d.NewGuard(), syncguard.WithNonBlocking())
 			started, finish := make(chan struct{}), make(chan struct{})
 			done := make(chan error, 1)
 			go func() {
@@ -117,7 +117,7 @@ func TestOnceNonBlocking(t *testing.T) {
 }
 
 // TestOnceErrors: a failed fn records nothing by default; with
-// RecordErrors the failure is replayed.
+// WithRecordErrors the failure is replayed.
 func TestOnceErrors(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("card declined")
@@ -134,7 +134,7 @@ func TestOnceErrors(t *testing.T) {
 				{name: "recorded", record: true, wantRuns: 1, wantSecond: &syncguard.RecordedError{Message: "card declined"}},
 			}
 			for _, tc := range tests {
-				o := newOnce[int](t, d.NewGuard(), syncguard.RecordErrors(tc.record), syncguard.OncePrefix("once:"+tc.name+":"))
+				o := newOnce[int](t, d.NewGuard(), syncguard.WithRecordErrors(tc.record), syncguard.WithPrefix("once:"+tc.name+":"))
 				var runs atomic.Int32
 				fn := func(ctx context.Context) (int, error) {
 					if runs.Add(1) == 1 {
@@ -174,9 +174,9 @@ func TestOnceStaleRunner(t *testing.T) {
 	for _, d := range drivertest.Drivers(t) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
-			short := syncguard.OnceAcquireOptions(syncguard.TTL(100*time.Millisecond), syncguard.AutoExtend(false))
+			short := syncguard.WithAcquireOptions(syncguard.TTL(100*time.Millisecond), syncguard.AutoExtend(false))
 			a := newOnce[string](t, d.NewGuard(), short)
-			b := newOnce[string](t, d.NewGuard(), syncguard.NonBlocking())
+			b := newOnce[string](t, d.NewGuard(), syncguard.WithNonBlocking())
 			aStarted, aResume := make(chan struct{}), make(chan struct{})
 			aDone := make(chan error, 1)
 			go func() {
@@ -221,7 +221,7 @@ func TestOnceStaleRunner(t *testing.T) {
 func TestOnceRetention(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		o := newOnce[int](t, syncguard.New(memory.New()), syncguard.Retention(time.Hour))
+		o := newOnce[int](t, syncguard.New(memory.New()), syncguard.WithRetention(time.Hour))
 		var runs atomic.Int32
 		fn := func(ctx context.Context) (int, error) { return int(runs.Add(1)), nil }
 		ctx := context.Background()
@@ -311,10 +311,10 @@ func TestOnceInvalid(t *testing.T) {
 	t.Parallel()
 	g := syncguard.New(memory.New())
 	for name, opts := range map[string][]syncguard.Option{
-		"retention zero":   {syncguard.Retention(0)},
-		"retention sub-ms": {syncguard.Retention(time.Microsecond)},
+		"retention zero":   {syncguard.WithRetention(0)},
+		"retention sub-ms": {syncguard.WithRetention(time.Microsecond)},
 		"nil codec":        {syncguard.WithCodec(nil)},
-		"bad acquire":      {syncguard.OnceAcquireOptions(syncguard.MaxRetries(-1))},
+		"bad acquire":      {syncguard.WithAcquireOptions(syncguard.MaxRetries(-1))},
 	} {
 		if _, err := syncguard.NewOncePerKey[int](g, opts...); !errors.Is(err, syncguard.ErrInvalidArgument) {
 			t.Errorf("%s: NewOncePerKey = %v", name, err)

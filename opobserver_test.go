@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 )
 
@@ -23,7 +24,7 @@ type opEvent struct {
 	Type   syncguard.EventType
 	Result string
 	Reason string
-	Code   syncguard.Code
+	Code   driver.Code
 	// Flags: Handoff, AutoExtend, Held > 0, a raw key or lock ID.
 	Handoff, AutoExtend, Held, Raw bool
 }
@@ -151,7 +152,7 @@ func TestOperationObserverGuard(t *testing.T) {
 		t.Fatalf("TryAcquire: %v", err)
 	}
 	_, err = g.Acquire(ctx, "op:k", syncguard.MaxRetries(1), syncguard.RetryDelay(time.Millisecond))
-	if syncguard.CodeOf(err) != syncguard.AcquisitionTimeout {
+	if driver.CodeOf(err) != driver.AcquisitionTimeout {
 		t.Fatalf("Acquire: %v", err)
 	}
 	held.Close()
@@ -163,8 +164,8 @@ func TestOperationObserverGuard(t *testing.T) {
 		}
 	}
 	wantOutcomes := []opEvent{
-		{Op: syncguard.EventAcquisition, Type: syncguard.EventAcquisition, Result: syncguard.ResultFail, Reason: syncguard.ReasonLocked},
-		{Op: syncguard.EventAcquisition, Type: syncguard.EventAcquisition, Result: syncguard.ResultError, Code: syncguard.AcquisitionTimeout},
+		{Op: syncguard.EventAcquisition, Type: syncguard.EventAcquisition, Result: syncguard.ResultFail, Reason: driver.ReasonLocked},
+		{Op: syncguard.EventAcquisition, Type: syncguard.EventAcquisition, Result: syncguard.ResultError, Code: driver.AcquisitionTimeout},
 	}
 	if diff := cmp.Diff(wantOutcomes, outcomes); diff != "" {
 		t.Errorf("acquisition outcomes (-want +got):\n%s", diff)
@@ -193,7 +194,7 @@ func TestOperationObserverGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Release(ctx, l.LockID()); err != nil {
+	if _, err := d.Release(ctx, l.Key(), l.LockID()); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := l.Extend(ctx, time.Second); ok || err != nil {
@@ -216,14 +217,16 @@ func TestOperationObserverGuard(t *testing.T) {
 	}
 }
 
-// TestOperationObserverRateAndOnce: AllowN through the decorator and
+// TestOperationObserverRateAndOnce: a RateLimiter with WithObserver and
 // OncePerKey.Do report rate and once events to an OperationObserver only.
 func TestOperationObserverRateAndOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rec, plain := &opRecorder{}, &plainRecorder{}
-	g := syncguard.New(memory.New(), syncguard.WithObserver(syncguard.MultiObserver(rec, plain)))
-	lim, err := syncguard.NewRateLimiter(g.Driver(), syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1})
+	d := memory.New()
+	g := syncguard.New(d, syncguard.WithObserver(syncguard.MultiObserver(rec, plain)))
+	lim, err := syncguard.NewRateLimiter(d, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1},
+		syncguard.WithObserver(syncguard.MultiObserver(rec, plain)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +235,7 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	once, err := syncguard.NewOncePerKey[int](g, syncguard.NonBlocking())
+	once, err := syncguard.NewOncePerKey[int](g, syncguard.WithNonBlocking())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +247,9 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 	// A running function makes a concurrent non-blocking Do fail.
 	inFn := make(chan struct{})
 	doneFn := make(chan struct{})
+	finished := make(chan struct{})
 	go func() {
+		defer close(finished)
 		_, _ = once.Do(ctx, "slow", func(context.Context) (int, error) {
 			close(inFn)
 			<-doneFn
@@ -256,6 +261,7 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 		t.Fatalf("concurrent Do: %v", err)
 	}
 	close(doneFn)
+	<-finished // its once event comes last
 	_, events, _ := rec.take()
 	var got []opEvent
 	for _, e := range events {
@@ -265,10 +271,11 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 	}
 	want := []opEvent{
 		{Type: syncguard.EventRate, Result: syncguard.ResultOK},
-		{Type: syncguard.EventRate, Result: syncguard.ResultFail, Reason: syncguard.ReasonLimited},
+		{Type: syncguard.EventRate, Result: syncguard.ResultFail, Reason: "limited"},
 		{Type: syncguard.EventOnce, Result: syncguard.ResultOK},
-		{Type: syncguard.EventOnce, Result: syncguard.ResultOK, Reason: syncguard.ReasonReplayed},
-		{Type: syncguard.EventOnce, Result: syncguard.ResultFail, Reason: syncguard.ReasonInProgress},
+		{Type: syncguard.EventOnce, Result: syncguard.ResultOK, Reason: "replayed"},
+		{Type: syncguard.EventOnce, Result: syncguard.ResultFail, Reason: "in-progress"},
+		{Type: syncguard.EventOnce, Result: syncguard.ResultOK},
 	}
 	for i := range got {
 		if got[i].Type == syncguard.EventOnce {
@@ -322,12 +329,12 @@ func TestOperationObserverPanics(t *testing.T) {
 }
 
 // TestOperationObserverRawOptIn: raw keys reach operation events only
-// with IncludeRaw.
+// with WithRawEvents.
 func TestOperationObserverRawOptIn(t *testing.T) {
 	t.Parallel()
 	for _, raw := range []bool{false, true} {
 		rec := &opRecorder{}
-		g := syncguard.New(memory.New(), syncguard.WithObserver(rec, syncguard.IncludeRaw(raw)))
+		g := syncguard.New(memory.New(), syncguard.WithObserver(rec), syncguard.WithRawEvents(func(syncguard.Event) bool { return raw }))
 		l, err := g.Acquire(context.Background(), "raw:k")
 		if err != nil {
 			t.Fatal(err)
@@ -336,7 +343,7 @@ func TestOperationObserverRawOptIn(t *testing.T) {
 		_, events, _ := rec.take()
 		for _, e := range events {
 			if e.Raw != raw {
-				t.Errorf("IncludeRaw(%v): %v event with raw key %v", raw, e.Type, e.Raw)
+				t.Errorf("raw %v: %v event with raw key %v", raw, e.Type, e.Raw)
 			}
 		}
 	}

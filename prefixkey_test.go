@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/drivertest"
 )
 
@@ -26,7 +27,7 @@ func TestPrimitivesAcceptEveryValidKey(t *testing.T) {
 			run := strings.Repeat("r", 8) + time.Now().Format("150405.000000000")
 			long := func(end string) string { // 512 bytes, NUL included
 				k := "long\x00" + run + ":"
-				return k + strings.Repeat("x", syncguard.MaxKeyBytes-len(k)-len(end)) + end
+				return k + strings.Repeat("x", driver.MaxKeyBytes-len(k)-len(end)) + end
 			}
 			a, b := long("a"), long("b")
 
@@ -44,8 +45,8 @@ func TestPrimitivesAcceptEveryValidKey(t *testing.T) {
 			if _, err := once.Do(ctx, short, func(context.Context) (string, error) { return "s", nil }); err != nil {
 				t.Fatal(err)
 			}
-			if rec, err := d.Driver.GetRecord(ctx, syncguard.DefaultOncePrefix+short); err != nil || rec == nil {
-				t.Errorf("record of a short key under %q = %v, %v; want the unchanged name", syncguard.DefaultOncePrefix+short, rec, err)
+			if rec, err := d.Driver.GetRecord(ctx, "once:"+short); err != nil || rec == nil {
+				t.Errorf("record of a short key under %q = %v, %v; want the unchanged name", "once:"+short, rec, err)
 			}
 
 			w, err := syncguard.NewFencedWriter(g)
@@ -69,7 +70,7 @@ func TestPrimitivesAcceptEveryValidKey(t *testing.T) {
 			}
 
 			lim, err := syncguard.NewRateLimiter(d.Driver, syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1},
-				syncguard.LimiterPrefix("api:"))
+				syncguard.WithPrefix("api:"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,19 +90,20 @@ func TestPrimitivesAcceptEveryValidKey(t *testing.T) {
 // for every key; the error names the option.
 func TestPrimitivePrefixValidation(t *testing.T) {
 	t.Parallel()
-	d := drivertest.Drivers(t)[0].Driver
-	g := syncguard.New(d)
+	d := drivertest.Drivers(t)[0]
+	g := d.NewGuard()
 	long := strings.Repeat("p", 490)
 	errs := map[string]error{}
-	_, errs["OncePrefix"] = syncguard.NewOncePerKey[int](g, syncguard.OncePrefix(long))
-	_, errs["FencedPrefix"] = syncguard.NewFencedWriter(g, syncguard.FencedPrefix("\xff"))
-	_, errs["LimiterPrefix"] = syncguard.NewRateLimiter(d, syncguard.RateLimit{Limit: 1, Period: time.Second, Burst: 1}, syncguard.LimiterPrefix(long))
-	for option, err := range errs {
-		if !errors.Is(err, syncguard.ErrInvalidArgument) || !strings.HasPrefix(err.Error(), "syncguard."+option+": ") {
-			t.Errorf("%s: %v; want InvalidArgument naming the option", option, err)
+	_, errs["NewOncePerKey"] = syncguard.NewOncePerKey[int](g, syncguard.WithPrefix(long))
+	_, errs["NewFencedWriter"] = syncguard.NewFencedWriter(g, syncguard.WithPrefix("\xff"))
+	_, errs["NewRateLimiter"] = syncguard.NewRateLimiter(d.Driver, syncguard.RateLimit{Limit: 1, Period: time.Second, Burst: 1}, syncguard.WithPrefix(long))
+	for ctor, err := range errs {
+		var le *syncguard.LockError
+		if !errors.As(err, &le) || le.Code != driver.InvalidArgument || !strings.HasPrefix(le.Message, "syncguard.WithPrefix: ") {
+			t.Errorf("%s: %v; want InvalidArgument naming the option", ctor, err)
 		}
 	}
-	if _, err := syncguard.NewOncePerKey[int](g, syncguard.OncePrefix(long[:489])); err != nil {
-		t.Errorf("OncePrefix of 489 bytes: %v", err)
+	if _, err := syncguard.NewOncePerKey[int](g, syncguard.WithPrefix(long[:489])); err != nil {
+		t.Errorf("WithPrefix of 489 bytes: %v", err)
 	}
 }

@@ -5,16 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/syncguard/syncguard/driver"
 )
 
 func TestSlogObserver(t *testing.T) {
 	tests := []struct {
-		name  string
-		opts  []SlogOption
+		name string
+		// level is the handler's level (nil: Debug).
+		level slog.Leveler
 		event Event
 		want  map[string]any // nil: nothing logged
 	}{
@@ -28,7 +31,7 @@ func TestSlogObserver(t *testing.T) {
 		},
 		{
 			name:  "case147/release-fail-reason",
-			event: Event{Type: EventRelease, Result: ResultFail, LockIDHash: "ih", Reason: DetailExpired},
+			event: Event{Type: EventRelease, Result: ResultFail, LockIDHash: "ih", Reason: driver.DetailExpired},
 			want: map[string]any{
 				"level": "DEBUG", "msg": "syncguard release",
 				"type": "release", "result": "fail", "lockIdHash": "ih", "reason": "expired", "latency": float64(0),
@@ -36,7 +39,7 @@ func TestSlogObserver(t *testing.T) {
 		},
 		{
 			name:  "error-warn-with-code",
-			event: Event{Type: EventExtend, Result: ResultError, LockIDHash: "ih", Code: NetworkTimeout},
+			event: Event{Type: EventExtend, Result: ResultError, LockIDHash: "ih", Code: driver.NetworkTimeout},
 			want: map[string]any{
 				"level": "WARN", "msg": "syncguard extend",
 				"type": "extend", "result": "error", "lockIdHash": "ih", "code": "NetworkTimeout", "latency": float64(0),
@@ -59,25 +62,29 @@ func TestSlogObserver(t *testing.T) {
 			},
 		},
 		{
-			name:  "custom-levels",
-			opts:  []SlogOption{SlogLevels(slog.LevelInfo, slog.LevelError)},
-			event: Event{Type: EventLookup, Result: ResultError, Code: Internal},
+			name:  "lookup-error-warn",
+			level: slog.LevelWarn,
+			event: Event{Type: EventLookup, Result: ResultError, Code: driver.Internal},
 			want: map[string]any{
-				"level": "ERROR", "msg": "syncguard lookup",
+				"level": "WARN", "msg": "syncguard lookup",
 				"type": "lookup", "result": "error", "code": "Internal", "latency": float64(0),
 			},
 		},
 		{
 			name:  "below-level-not-logged",
-			opts:  []SlogOption{SlogLevels(slog.LevelDebug-4, slog.LevelWarn)},
-			event: Event{Type: EventIsLocked, Result: ResultOK},
+			level: slog.LevelInfo,
+			event: Event{Type: EventLookup, Result: ResultOK},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
+			var level slog.Leveler = slog.LevelDebug
+			if tt.level != nil {
+				level = tt.level
+			}
 			h := slog.NewJSONHandler(&buf, &slog.HandlerOptions{
-				Level: slog.LevelDebug,
+				Level: level,
 				ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 					if a.Key == slog.TimeKey && len(groups) == 0 {
 						return slog.Attr{}
@@ -85,7 +92,7 @@ func TestSlogObserver(t *testing.T) {
 					return a
 				},
 			})
-			NewSlogObserver(slog.New(h), tt.opts...).OnEvent(tt.event)
+			NewSlogObserver(slog.New(h)).OnEvent(tt.event)
 			if tt.want == nil {
 				if buf.Len() != 0 {
 					t.Fatalf("logged %q, want nothing", buf.String())
@@ -109,25 +116,29 @@ func TestSlogObserverNilLoggerUsesDefault(t *testing.T) {
 	t.Cleanup(func() { slog.SetDefault(old) })
 	o := NewSlogObserver(nil) // resolved per event, so setting the default later works
 	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	o.OnEvent(Event{Type: EventAcquire, Result: ResultError, Code: Aborted})
+	o.OnEvent(Event{Type: EventAcquire, Result: ResultError, Code: driver.Aborted})
 	if !bytes.Contains(buf.Bytes(), []byte("code=Aborted")) {
 		t.Errorf("default logger got %q", buf.String())
 	}
 }
 
-func TestSlogObserverWithTelemetry(t *testing.T) {
+func TestSlogObserverOfGuard(t *testing.T) {
+	const key = "slog-secret-key"
 	var buf bytes.Buffer
 	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fake := &telemetryFakeDriver{acquire: AcquireResult{Acquired: true, LockID: telemetryTestID}}
-	d := WithTelemetry[telemetryFakeCaps](fake, NewSlogObserver(l))
-	if _, err := d.Acquire(context.Background(), telemetryTestKey, time.Second); err != nil {
+	g := newFakeGuard(newFakeDriver(), WithObserver(NewSlogObserver(l)))
+	lease, err := g.TryAcquire(context.Background(), key)
+	if err != nil {
 		t.Fatal(err)
 	}
+	lease.Close()
 	out := buf.String()
-	if !bytes.Contains(buf.Bytes(), []byte("keyHash="+HashKey(telemetryTestKey))) {
-		t.Errorf("log %q lacks the key hash", out)
+	for _, want := range []string{"msg=\"syncguard acquire\"", "msg=\"syncguard release\"", "keyHash=" + driver.HashKey(key), "lockIdHash=" + driver.HashKey(fakeLockID(1))} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %s", out, want)
+		}
 	}
-	if bytes.Contains(buf.Bytes(), []byte(telemetryTestKey)) || bytes.Contains(buf.Bytes(), []byte(telemetryTestID)) {
+	if strings.Contains(out, key) || strings.Contains(out, fakeLockID(1)) {
 		t.Errorf("log %q leaks the raw key or lock ID", out)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
 )
 
@@ -17,28 +18,28 @@ import (
 // embeds the plain driver interface, so the Guard sees no hand-off or
 // release watcher: every attempt goes through its Acquire.
 type flakyDriver struct {
-	syncguard.Driver[memory.Capabilities]
-	code     syncguard.Code
+	driver.Driver[memory.Capabilities]
+	code     driver.Code
 	acquires atomic.Int32
 	failAcq  atomic.Int32 // fail this many Acquire calls
 	releases atomic.Int32
 	failRel  atomic.Int32 // fail this many Release calls
 }
 
-func (f *flakyDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (syncguard.AcquireResult, error) {
+func (f *flakyDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	f.acquires.Add(1)
 	if f.failAcq.Add(-1) >= 0 {
-		return syncguard.AcquireResult{}, syncguard.NewError(f.code, "backend away")
+		return driver.AcquireResult{}, driver.NewError(f.code, "backend away")
 	}
 	return f.Driver.Acquire(ctx, key, ttl)
 }
 
-func (f *flakyDriver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+func (f *flakyDriver) Release(ctx context.Context, key, lockID string) (driver.ReleaseResult, error) {
 	f.releases.Add(1)
 	if f.failRel.Add(-1) >= 0 {
-		return syncguard.ReleaseResult{}, syncguard.NewError(f.code, "backend away")
+		return driver.ReleaseResult{}, driver.NewError(f.code, "backend away")
 	}
-	return f.Driver.Release(ctx, lockID)
+	return f.Driver.Release(ctx, key, lockID)
 }
 
 // TestAcquireRidesOutUnavailability: within its Timeout an acquisition
@@ -51,23 +52,23 @@ func TestAcquireRidesOutUnavailability(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name      string
-		code      syncguard.Code
+		code      driver.Code
 		fail      int32
 		opts      []syncguard.AcquireOption
 		cancelled bool
-		wantCode  syncguard.Code // 0: acquired
+		wantCode  driver.Code // 0: acquired
 		wantCalls int32
 	}{
-		{name: "unavailable, then up", code: syncguard.ServiceUnavailable, fail: 3, wantCalls: 4},
-		{name: "timeouts, then up", code: syncguard.NetworkTimeout, fail: 2, wantCalls: 3},
-		{name: "fail fast", code: syncguard.ServiceUnavailable, fail: 3, opts: []syncguard.AcquireOption{syncguard.RetryUnavailable(false)},
-			wantCode: syncguard.ServiceUnavailable, wantCalls: 1},
-		{name: "outage longer than the retries", code: syncguard.ServiceUnavailable, fail: 100, opts: []syncguard.AcquireOption{syncguard.MaxRetries(4)},
-			wantCode: syncguard.ServiceUnavailable, wantCalls: 5},
-		{name: "outage longer than the Timeout", code: syncguard.NetworkTimeout, fail: 1 << 20, opts: []syncguard.AcquireOption{syncguard.MaxRetries(1 << 20), syncguard.Timeout(100 * time.Millisecond)},
-			wantCode: syncguard.NetworkTimeout},
-		{name: "internal errors are not retried", code: syncguard.Internal, fail: 3, wantCode: syncguard.Internal, wantCalls: 1},
-		{name: "cancelled caller", code: syncguard.ServiceUnavailable, fail: 3, cancelled: true, wantCode: syncguard.Aborted, wantCalls: 0},
+		{name: "unavailable, then up", code: driver.ServiceUnavailable, fail: 3, wantCalls: 4},
+		{name: "timeouts, then up", code: driver.NetworkTimeout, fail: 2, wantCalls: 3},
+		{name: "fail fast", code: driver.ServiceUnavailable, fail: 3, opts: []syncguard.AcquireOption{syncguard.RetryUnavailable(false)},
+			wantCode: driver.ServiceUnavailable, wantCalls: 1},
+		{name: "outage longer than the retries", code: driver.ServiceUnavailable, fail: 100, opts: []syncguard.AcquireOption{syncguard.MaxRetries(4)},
+			wantCode: driver.ServiceUnavailable, wantCalls: 5},
+		{name: "outage longer than the Timeout", code: driver.NetworkTimeout, fail: 1 << 20, opts: []syncguard.AcquireOption{syncguard.MaxRetries(1 << 20), syncguard.Timeout(100 * time.Millisecond)},
+			wantCode: driver.NetworkTimeout},
+		{name: "internal errors are not retried", code: driver.Internal, fail: 3, wantCode: driver.Internal, wantCalls: 1},
+		{name: "cancelled caller", code: driver.ServiceUnavailable, fail: 3, cancelled: true, wantCode: driver.Aborted, wantCalls: 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,7 +91,7 @@ func TestAcquireRidesOutUnavailability(t *testing.T) {
 				}
 				l.Close()
 			} else {
-				if got := syncguard.CodeOf(err); got != tc.wantCode {
+				if got := driver.CodeOf(err); got != tc.wantCode {
 					t.Fatalf("Acquire: %v (code %v); want %v", err, got, tc.wantCode)
 				}
 				if errors.Is(err, syncguard.ErrLocked) {
@@ -115,16 +116,16 @@ func TestAcquireRidesOutUnavailability(t *testing.T) {
 func TestReleaseRetriedInBackground(t *testing.T) {
 	// Not parallel: goleak compares with the goroutines at its start.
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	for _, code := range []syncguard.Code{syncguard.ServiceUnavailable, syncguard.NetworkTimeout} {
+	for _, code := range []driver.Code{driver.ServiceUnavailable, driver.NetworkTimeout} {
 		f := &flakyDriver{Driver: memory.New(), code: code}
-		g := syncguard.New[memory.Capabilities](f, syncguard.WithOnReleaseError(func(error, syncguard.ReleaseErrorInfo) {}))
+		g := syncguard.New[memory.Capabilities](f, syncguard.WithOnReleaseError(func(error, string, string) {}))
 		ctx := context.Background()
 		l, err := g.Acquire(ctx, "k", syncguard.TTL(30*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		f.failRel.Store(3) // the release and the first two retries
-		if ok, err := l.Release(ctx); ok || syncguard.CodeOf(err) != code {
+		if ok, err := l.Release(ctx); ok || driver.CodeOf(err) != code {
 			t.Fatalf("Release = %v, %v; want %v", ok, err, code)
 		}
 		start := time.Now()

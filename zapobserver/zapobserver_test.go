@@ -106,22 +106,31 @@ type zapFakeCaps struct{}
 
 func (zapFakeCaps) Name() string { return "zap-fake" }
 
-type zapFakeDriver struct{ driver.Backend }
+const zapFakeID = "AAAAAAAAAAAAAAAAAAAAAA"
+
+type zapFakeDriver struct{ driver.LockStore }
 
 func (zapFakeDriver) Capabilities() zapFakeCaps { return zapFakeCaps{} }
 
-func (zapFakeDriver) Release(context.Context, string) (driver.ReleaseResult, error) {
+func (zapFakeDriver) Acquire(context.Context, string, time.Duration) (driver.AcquireResult, error) {
+	return driver.AcquireResult{Acquired: true, LockID: zapFakeID}, nil
+}
+
+func (zapFakeDriver) Release(context.Context, string, string) (driver.ReleaseResult, error) {
 	return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
 }
 
-func TestTelemetryZapObserverWithTelemetry(t *testing.T) {
+func TestTelemetryZapObserverWithGuard(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	d := syncguard.WithTelemetry[zapFakeCaps](zapFakeDriver{}, zapobserver.New(zap.New(core)))
-	const id = "AAAAAAAAAAAAAAAAAAAAAA"
-	if res, err := d.Release(context.Background(), id); err != nil || res.OK {
-		t.Fatalf("Release = %+v, %v", res, err)
+	g := syncguard.New(zapFakeDriver{}, syncguard.WithObserver(zapobserver.New(zap.New(core))))
+	l, err := g.TryAcquire(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
 	}
-	entries := logs.FilterField(zap.String("lockIdHash", driver.HashKey(id))).FilterField(zap.String("reason", "not-found")).All()
+	if ok, err := l.Release(context.Background()); err != nil || ok {
+		t.Fatalf("Release = %v, %v", ok, err)
+	}
+	entries := logs.FilterField(zap.String("lockIdHash", driver.HashKey(zapFakeID))).FilterField(zap.String("reason", "not-found")).All()
 	if len(entries) != 1 {
 		t.Fatalf("entries = %+v", logs.All())
 	}

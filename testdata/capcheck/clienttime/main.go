@@ -1,31 +1,32 @@
 // Command clienttime must NOT compile: its capability type is fenced but
-// lacks syncguard.WithServerTime, so a function demanding
-// ServerTimeCapabilities rejects its Guard. Built by
-// capabilities_compile_test.go.
+// lacks driver.WithServerTime, so a function demanding ServerTime rejects
+// its Guard. Built by capabilities_compile_test.go.
 package main
 
 import (
 	"fmt"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 type caps struct {
-	syncguard.WithFencing
+	driver.WithFencing
+	driver.WithCrossProcess
 }
 
 func (caps) Name() string { return "clienttime" }
 
-// driver wraps any Backend and declares caps.
-type driver struct{ syncguard.Backend }
+// fake wraps any LockStore and declares caps.
+type fake struct{ driver.LockStore }
 
-func (driver) Capabilities() caps { return caps{} }
+func (fake) Capabilities() caps { return caps{} }
 
-func needsServerTime[C syncguard.ServerTimeCapabilities](g *syncguard.Guard[C]) syncguard.CapabilityInfo {
-	return g.Capabilities()
+func needsServerTime[C syncguard.ServerTime](g *syncguard.Guard[C]) string {
+	return g.Capabilities().Name
 }
 
 func main() {
-	g := syncguard.New(driver{})
-	fmt.Println(needsServerTime(g).Name) // compile error: caps does not satisfy ServerTimeCapabilities
+	g := syncguard.New(fake{})
+	fmt.Println(needsServerTime(g)) // compile error: caps does not satisfy ServerTime
 }

@@ -1,5 +1,5 @@
 // Command unfenced must NOT compile: its capability type lacks
-// syncguard.WithFencing, so syncguard.FenceOf rejects its leases.
+// driver.WithFencing, so syncguard.FenceOf rejects its leases.
 // Built by capabilities_compile_test.go.
 package main
 
@@ -8,25 +8,27 @@ import (
 	"fmt"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 type caps struct {
-	syncguard.WithServerTime
+	driver.WithServerTime
+	driver.WithCrossProcess
 }
 
 func (caps) Name() string { return "unfenced" }
 
-// driver wraps any Backend and declares caps.
-type driver struct{ syncguard.Backend }
+// fake wraps any LockStore and declares caps.
+type fake struct{ driver.LockStore }
 
-func (driver) Capabilities() caps { return caps{} }
+func (fake) Capabilities() caps { return caps{} }
 
 func main() {
-	g := syncguard.New(driver{})
+	g := syncguard.New(fake{})
 	l, err := g.TryAcquire(context.Background(), "k")
 	if err != nil {
 		return
 	}
 	defer l.Close()
-	fmt.Println(syncguard.FenceOf(l)) // compile error: caps does not satisfy FencedCapabilities
+	fmt.Println(syncguard.FenceOf(l)) // compile error: caps does not satisfy Fenced
 }

@@ -1,6 +1,6 @@
 // Command unfencedprims must NOT compile: the primitives that rely on
-// fencing tokens (FencedWriter, OncePerKey, the mutex's fence) reject a
-// capability type without syncguard.WithFencing.
+// fencing tokens (FencedWriter, OncePerKey, the mutex's fence) and
+// NewFenced reject a capability type without driver.WithFencing.
 // Built by capabilities_compile_test.go.
 package main
 
@@ -8,21 +8,23 @@ import (
 	"fmt"
 
 	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/driver"
 )
 
 type caps struct {
-	syncguard.WithServerTime
+	driver.WithServerTime
+	driver.WithCrossProcess
 }
 
 func (caps) Name() string { return "unfenced" }
 
-// driver wraps any Backend and declares caps.
-type driver struct{ syncguard.Backend }
+// fake wraps any LockStore and declares caps.
+type fake struct{ driver.LockStore }
 
-func (driver) Capabilities() caps { return caps{} }
+func (fake) Capabilities() caps { return caps{} }
 
 func main() {
-	g := syncguard.New(driver{})
+	g := syncguard.New(fake{})
 
 	// A DistributedMutex works without fencing …
 	m, _ := syncguard.NewMutex(g, "k")
@@ -31,4 +33,5 @@ func main() {
 
 	_, _ = syncguard.NewFencedWriter(g)    // compile error
 	_, _ = syncguard.NewOncePerKey[int](g) // compile error
+	_ = syncguard.NewFenced(fake{})        // compile error
 }
