@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"strings"
 )
 
 // Code classifies a [LockError]. Every backend failure maps to one of these.
@@ -71,13 +72,16 @@ type LockError struct {
 	Cause error
 }
 
-// Error returns "syncguard: " and Message, or the code's name when
-// Message is empty.
+// Error returns "syncguard: " and Message (or the code's name when Message
+// is empty); a Message that names a syncguard identifier already starts so.
 func (e *LockError) Error() string {
-	if e.Message != "" {
-		return "syncguard: " + e.Message
+	switch {
+	case e.Message == "":
+		return "syncguard: " + e.Code.String()
+	case strings.HasPrefix(e.Message, "syncguard"): // "syncguard.TTL: …" names the option
+		return e.Message
 	}
-	return "syncguard: " + e.Code.String()
+	return "syncguard: " + e.Message
 }
 
 // Unwrap returns the cause.

@@ -400,7 +400,7 @@ func TestSingleToleranceConstant(t *testing.T) {
 
 	t.Run("case88/liveness_defines_it", func(t *testing.T) {
 		t.Parallel()
-		hits := scanToleranceLiterals(t, filepath.Join(root, "liveness.go"), "liveness.go")
+		hits := scanToleranceLiterals(t, filepath.Join(root, "driver", "liveness.go"), "driver/liveness.go")
 		if len(hits) != 1 || !strings.Contains(hits[0], "Tolerance = 1000 * time.Millisecond") {
 			t.Errorf("liveness.go: want exactly the Tolerance definition flagged, got %q", hits)
 		}
@@ -425,7 +425,7 @@ func TestSingleToleranceConstant(t *testing.T) {
 			if strings.HasSuffix(name, "_test.go") || !(strings.HasSuffix(name, ".go") || strings.HasSuffix(name, ".lua")) {
 				return nil
 			}
-			if rel == "liveness.go" {
+			if rel == "driver/liveness.go" {
 				return nil
 			}
 			scanned++

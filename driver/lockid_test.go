@@ -96,7 +96,7 @@ func TestValidLockID(t *testing.T) {
 				t.Errorf("ValidLockID(%+q) = true", tt.id)
 			}
 			le := coreRequireCode(t, ValidateLockID(tt.id), InvalidArgument, "Invalid lockId format")
-			if le.Error() != "Invalid lockId format" {
+			if le.Error() != "syncguard: Invalid lockId format" {
 				t.Errorf("message = %q", le.Error())
 			}
 		})
