@@ -36,28 +36,8 @@ func (o *slogObserver) OnEvent(e Event) {
 		return
 	}
 	var buf [9]slog.Attr
-	a := append(buf[:0],
-		slog.String("type", string(e.Type)),
-		slog.String("result", e.Result))
-	if e.KeyHash != "" {
-		a = append(a, slog.String("keyHash", e.KeyHash))
-	}
-	if e.LockIDHash != "" {
-		a = append(a, slog.String("lockIdHash", e.LockIDHash))
-	}
-	if e.Reason != "" {
-		a = append(a, slog.String("reason", e.Reason))
-	}
-	if e.Code != 0 {
-		a = append(a, slog.String("code", e.Code.String()))
-	}
-	a = append(a, slog.Duration("latency", e.Latency))
-	if e.Key != "" {
-		a = append(a, slog.String("key", e.Key))
-	}
-	if e.LockID != "" {
-		a = append(a, slog.String("lockId", e.LockID))
-	}
+	a := buf[:0]
+	e.Fields(func(key string, value any) { a = append(a, slog.Any(key, value)) })
 	// The record's source is the user's call into SyncGuard, not this
 	// adapter (see zapobserver for the same rule).
 	_, pc, _ := caller.Frame()
@@ -69,6 +49,30 @@ func (o *slogObserver) OnEvent(e Event) {
 // IsProblem reports whether e is a ResultError or an EventLost.
 func (e Event) IsProblem() bool {
 	return e.Result == ResultError || e.Type == EventLost
+}
+
+// Fields calls fn with each field of e's log record, in order: type,
+// result, keyHash, lockIdHash, reason, code, latency (a time.Duration), key
+// and lockId, skipping empty ones. The slog and zap observers log exactly
+// these.
+func (e Event) Fields(fn func(key string, value any)) {
+	fn("type", string(e.Type))
+	fn("result", e.Result)
+	for _, f := range [...]struct{ k, v string }{{"keyHash", e.KeyHash}, {"lockIdHash", e.LockIDHash}, {"reason", e.Reason}} {
+		if f.v != "" {
+			fn(f.k, f.v)
+		}
+	}
+	if e.Code != 0 {
+		fn("code", e.Code.String())
+	}
+	fn("latency", e.Latency)
+	if e.Key != "" {
+		fn("key", e.Key)
+	}
+	if e.LockID != "" {
+		fn("lockId", e.LockID)
+	}
 }
 
 // LogMessage returns the log message of events of type t: "syncguard " + t.

@@ -53,27 +53,7 @@ func (o observer) OnEvent(e syncguard.Event) {
 		}
 	}
 	var buf [9]zap.Field
-	f := append(buf[:0],
-		zap.String("type", string(e.Type)),
-		zap.String("result", e.Result))
-	if e.KeyHash != "" {
-		f = append(f, zap.String("keyHash", e.KeyHash))
-	}
-	if e.LockIDHash != "" {
-		f = append(f, zap.String("lockIdHash", e.LockIDHash))
-	}
-	if e.Reason != "" {
-		f = append(f, zap.String("reason", e.Reason))
-	}
-	if e.Code != 0 {
-		f = append(f, zap.String("code", e.Code.String()))
-	}
-	f = append(f, zap.Duration("latency", e.Latency))
-	if e.Key != "" {
-		f = append(f, zap.String("key", e.Key))
-	}
-	if e.LockID != "" {
-		f = append(f, zap.String("lockId", e.LockID))
-	}
+	f := buf[:0]
+	e.Fields(func(key string, value any) { f = append(f, zap.Any(key, value)) })
 	ce.Write(f...)
 }
