@@ -41,12 +41,6 @@ func TestMain(m *testing.M) {
 		// The cluster client's topology refresh closes idle connections
 		// of removed nodes after a delay, also after Close.
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
-		// toxiproxy (test-only) tears its links down asynchronously after
-		// Proxy.Stop; delayed bytes still in a latency toxic keep them
-		// alive for up to the latency.
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run"),
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).write"),
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
 	)
 }
 
