@@ -20,7 +20,7 @@ import (
 // within the driver's bound.
 func TestIdempotencyRedisDown(t *testing.T) {
 	t.Parallel()
-	r := startPrivateRedis(t, 6403)
+	r := startPrivateRedis(t, privateRedisPort(3))
 	d, err := redis.New(docsRedisClient(t, r.addr()), redis.WithKeyPrefix("sgidem"+token()))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,12 @@ import (
 //	SYNCGUARD_REQUIRE_BACKENDS=1  a missing service fails instead of skipping
 //	SYNCGUARD_RELIABILITY_CLUSTER_PORT  first of six free ports for the private
 //	                           failover cluster (default 7200)
+//	SYNCGUARD_RELIABILITY_MATRIX_CLUSTER_PORT  first of six free ports for the
+//	                           fault matrix's private cluster (default 7300)
+//	SYNCGUARD_PRIVATE_REDIS_PORT  base of the private redis-servers' ports
+//	                           (default 6400): the fault matrix uses +1, the
+//	                           recovery test +2, the idempotency test +3
+//	                           (+0 is drivers/redis's bound test)
 //	TEST_ARTIFACTS             directory for porcupine visualisations (default t.TempDir())
 
 var soakFlag = flag.Duration("soak", 0, "soak duration per driver (default: a short bounded soak)")
@@ -80,6 +87,16 @@ var leakOptions = append(drivertest.GoleakOptions(),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).write"),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
 )
+
+// privateRedisPort is the port of private redis-server i (1 to 3) of this
+// package: SYNCGUARD_PRIVATE_REDIS_PORT (default 6400) plus i.
+func privateRedisPort(i int) int {
+	base := 6400
+	if v, err := strconv.Atoi(os.Getenv("SYNCGUARD_PRIVATE_REDIS_PORT")); err == nil && v > 0 {
+		base = v
+	}
+	return base + i
+}
 
 func requireBackends() bool { return os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "1" }
 

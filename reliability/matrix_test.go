@@ -387,7 +387,7 @@ func TestFaultMatrix(t *testing.T) {
 
 	t.Run("redis/stopped", func(t *testing.T) {
 		t.Parallel()
-		r := startPrivateRedis(t, 6401)
+		r := startPrivateRedis(t, privateRedisPort(1))
 		g, rd := boundedRedisGuard(t, docsRedisClient(t, r.addr()))
 		runCell(t, mx, "Redis", "stopped", func(tag string) []entry { return entries(t, g, rd, tag, nil) },
 			r.kill, r.start, probe(g))

@@ -100,7 +100,7 @@ func TestRecoveryAfterRestart(t *testing.T) {
 	t.Parallel()
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
-		r := startPrivateRedis(t, 6402)
+		r := startPrivateRedis(t, privateRedisPort(2))
 		g, _ := boundedRedisGuard(t, docsRedisClient(t, r.addr()))
 		recoverAfterRestarts(t, "Redis", g, restartable{r.kill, r.start}, false)
 	})

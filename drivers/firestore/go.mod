@@ -2,12 +2,16 @@ module github.com/syncguard/syncguard/drivers/firestore
 
 go 1.26.0
 
-replace github.com/syncguard/syncguard => ../..
+replace (
+	github.com/syncguard/syncguard => ../..
+	github.com/syncguard/syncguard/reliability => ../../reliability
+)
 
 require (
 	cloud.google.com/go/firestore v1.29.2
 	github.com/google/go-cmp v0.7.0
 	github.com/syncguard/syncguard v0.0.0
+	github.com/syncguard/syncguard/reliability v0.0.0
 	go.uber.org/goleak v1.3.0
 	google.golang.org/api v0.304.0
 	google.golang.org/grpc v1.85.0

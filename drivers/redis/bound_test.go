@@ -55,7 +55,7 @@ func privateRedis(t *testing.T, port int) (addr string, kill func()) {
 // never returned while the server stayed down.
 func TestBoundWithoutDeadline(t *testing.T) {
 	t.Parallel()
-	addr, kill := privateRedis(t, 6400)
+	addr, kill := privateRedis(t, privateRedisPort())
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 )
 
 // proxied returns a driver whose connection to the single node runs through
-// an in-process toxiproxy, and a direct driver over the same prefix.
+// an in-process fault proxy, and a direct driver over the same prefix.
 func proxied(t *testing.T, tweak ...func(*rueidis.ClientOption)) (fp *faultProxy, viaProxy, direct *Driver) {
 	t.Helper()
 	fp = startProxy(t, singleAddr())
@@ -144,8 +144,7 @@ func TestFaultPartition(t *testing.T) {
 		}
 	}
 	fp.heal()
-	fp.stop() // drop the half-dead connections; the client redials
-	_ = fp.p.Start()
+	fp.dropConns() // end the connections the partition held; the client redials
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, cancel := context.WithTimeout(ctx, time.Second)

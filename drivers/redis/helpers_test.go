@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,9 @@ import (
 //	SYNCGUARD_REDIS_FAILOVER_CLUSTER  seeds of a second cluster, which the
 //	                              failover test kills a master of
 //	SYNCGUARD_REDIS_FAILOVER_DIR  that cluster's directory (pid, conf files)
+//	SYNCGUARD_PRIVATE_REDIS_PORT  port of the private redis-server that the
+//	                              bound test SIGKILLs (default 6400; the
+//	                              reliability module uses the next three)
 //	SYNCGUARD_REQUIRE_BACKENDS=1  a missing server fails the tests instead of
 //	                              skipping them (set by scripts/test and CI)
 
@@ -41,13 +45,16 @@ func TestMain(m *testing.M) {
 		// The cluster client's topology refresh closes idle connections
 		// of removed nodes after a delay, also after Close.
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
-		// toxiproxy (test-only) tears its links down asynchronously after
-		// Proxy.Stop; delayed bytes still in a latency toxic keep them
-		// alive for up to the latency.
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run"),
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).write"),
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
 	)
+}
+
+// privateRedisPort is the port of the package's private redis-server:
+// SYNCGUARD_PRIVATE_REDIS_PORT, default 6400.
+func privateRedisPort() int {
+	if v, err := strconv.Atoi(os.Getenv("SYNCGUARD_PRIVATE_REDIS_PORT")); err == nil && v > 0 {
+		return v
+	}
+	return 6400
 }
 
 func requireBackends() bool { return os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "1" }

@@ -28,7 +28,9 @@ import (
 // go/types against the current API:
 //
 //   - the block gets the imports its package names call for (knownImports:
-//     syncguard, redis, postgres, time, ...);
+//     syncguard, redis, postgres, time, ...); blocks of a module of their
+//     own are checked in that module (firestoreImports: drivers/firestore;
+//     zapImports: zapobserver);
 //   - statements are wrapped in a function (returning error, or nothing);
 //   - the names of the prose are declared beside it (prelude), except those
 //     the block declares itself;
@@ -57,10 +59,8 @@ var knownImports = map[string]string{
 	"httpmw":      module + "/httpmw",
 	"pgfence":     module + "/pgfence",
 	"conformance": module + "/conformance",
-	"zapobserver": module + "/zapobserver",
 	"rueidis":     "github.com/redis/rueidis",
 	"pgxpool":     "github.com/jackc/pgx/v5/pgxpool",
-	"zap":         "go.uber.org/zap",
 }
 
 // firestoreImports are the imports of blocks of the Firestore module (those
@@ -72,6 +72,24 @@ var firestoreImports = map[string]string{
 	"firestore":   "cloud.google.com/go/firestore",
 	"sgfirestore": module + "/drivers/firestore",
 }
+
+// zapImports are the imports of blocks of the zapobserver module (those
+// that use zap or zapobserver), which are checked in zapobserver/: zap is
+// not a dependency of the core module.
+var zapImports = map[string]string{
+	"context": "context", "errors": "errors", "fmt": "fmt", "log": "log", "slog": "log/slog",
+	"os": "os", "time": "time",
+	"syncguard":   module,
+	"driver":      module + "/driver",
+	"memory":      module + "/drivers/memory",
+	"zapobserver": module + "/zapobserver",
+	"zap":         "go.uber.org/zap",
+	"zapcore":     "go.uber.org/zap/zapcore",
+}
+
+// usesZap reports whether a fragment uses zap or zapobserver (and so
+// belongs to the zapobserver module).
+var usesZap = regexp.MustCompile(`\bzap(observer|core)?\.`)
 
 // preludeUnit declares one name of the prose. Units whose name a fragment
 // declares itself are left out for it.
@@ -305,7 +323,7 @@ func (c *checker) checkWith(relFile string, line int, code, head, tail string, d
 // canImportAll reports whether every package code uses (of those any
 // checker knows) is importable by c.
 func (c *checker) canImportAll(code string) bool {
-	for _, m := range []map[string]string{knownImports, firestoreImports} {
+	for _, m := range []map[string]string{knownImports, firestoreImports, zapImports} {
 		for name := range m {
 			if _, ok := c.imports[name]; !ok && regexp.MustCompile(`\b`+name+`\.`).MatchString(code) {
 				return false
@@ -350,8 +368,11 @@ func TestDocFragmentsTypeCheck(t *testing.T) {
 			continue
 		}
 		c := newChecker(t, root, ".", knownImports)
-		if strings.Contains(f.code, "sgfirestore.") {
+		switch {
+		case strings.Contains(f.code, "sgfirestore."):
 			c = newChecker(t, root, "drivers/firestore", firestoreImports)
+		case usesZap.MatchString(f.code):
+			c = newChecker(t, root, "zapobserver", zapImports)
 		}
 		checked++
 		for _, e := range c.check(rel(root, f.file), f.line, f.code) {
@@ -363,23 +384,29 @@ func TestDocFragmentsTypeCheck(t *testing.T) {
 
 // TestFragmentCheckerCatchesErrors: the checker fails a fragment that does
 // not compile (the call of docs/primitives.md that once ignored redis.New's
-// error) and passes one that does.
+// error) and passes one that does; so does the zapobserver module's.
 func TestFragmentCheckerCatchesErrors(t *testing.T) {
 	t.Parallel()
 	root := repoRoot(t)
 	c := newChecker(t, root, ".", knownImports)
+	zc := newChecker(t, root, "zapobserver", zapImports)
 	tests := []struct {
-		name, code, want string
+		name string
+		c    *checker
+		code string
+		want string
 	}{
-		{"two-value call in one-value context", "g := syncguard.New(redis.New(client))\n_ = g\n", "redis.New(client)"},
-		{"unknown method", "g.Frobnicate(ctx)\n", "g.Frobnicate undefined"},
-		{"wrong argument type", "lease, err := g.Acquire(ctx, 42)\n", "cannot use 42"},
-		{"ellipsis placeholder", "if err != nil { … }\n", `"…" is not Go`},
-		{"fine: unused variables and a return", "d, err := redis.New(client)\nif err != nil {\n\treturn err\n}\ng := syncguard.New(d)\n", ""},
-		{"fine: declarations", "type Capabilities struct{ driver.WithFencing }\n\nfunc (Capabilities) Name() string { return \"x\" }\n", ""},
+		{"two-value call in one-value context", c, "g := syncguard.New(redis.New(client))\n_ = g\n", "redis.New(client)"},
+		{"unknown method", c, "g.Frobnicate(ctx)\n", "g.Frobnicate undefined"},
+		{"wrong argument type", c, "lease, err := g.Acquire(ctx, 42)\n", "cannot use 42"},
+		{"ellipsis placeholder", c, "if err != nil { … }\n", `"…" is not Go`},
+		{"fine: unused variables and a return", c, "d, err := redis.New(client)\nif err != nil {\n\treturn err\n}\ng := syncguard.New(d)\n", ""},
+		{"fine: declarations", c, "type Capabilities struct{ driver.WithFencing }\n\nfunc (Capabilities) Name() string { return \"x\" }\n", ""},
+		{"zapobserver: wrong argument type", zc, "o := zapobserver.New(42)\n_ = o\n", "cannot use 42"},
+		{"zapobserver: fine", zc, "logger, err := zap.NewDevelopment()\nif err != nil {\n\treturn err\n}\ng := syncguard.NewFenced(d, syncguard.WithObserver(zapobserver.New(logger)))\n_ = g\n", ""},
 	}
 	for _, tc := range tests {
-		errs := c.check("test.md", 1, tc.code)
+		errs := tc.c.check("test.md", 1, tc.code)
 		switch {
 		case tc.want == "" && len(errs) > 0:
 			t.Errorf("%s: %v; want no error", tc.name, errs)

@@ -1,8 +1,10 @@
 // Package faultproxy is a loopback TCP proxy for fault tests: it forwards
 // connections to a target and can blackhole them (stop forwarding without
-// closing anything, in both directions, for open and new connections) or
-// slow them (delay every chunk). Stopping it refuses new connections and
-// closes open ones, as a stopped server would.
+// closing anything, in both directions, for open and new connections),
+// slow them (delay every chunk), reset them when the target answers
+// (requests executed, replies lost) or drop them all (clients redial).
+// Stopping it refuses new connections and closes open ones, as a stopped
+// server would.
 package faultproxy
 
 import (
@@ -17,9 +19,11 @@ import (
 type Proxy struct {
 	ln     net.Listener
 	target string
-	// delay is the per-chunk delay; blackhole drops every chunk.
+	// delay is the per-chunk delay; blackhole holds every chunk; reset
+	// resets a connection instead of forwarding what the target sends.
 	delay     atomic.Int64
 	blackhole atomic.Bool
+	reset     atomic.Bool
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{}
@@ -61,8 +65,8 @@ func (p *Proxy) accept() {
 		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, s)
-		go p.pipe(s, c)
+		go p.pipe(c, s, true)
+		go p.pipe(s, c, false)
 	}
 }
 
@@ -70,16 +74,25 @@ func (p *Proxy) accept() {
 // blackholes (as a network partition does: nothing arrives, nothing is
 // closed, and what TCP had sent is delivered once the partition heals;
 // dropping bytes instead would corrupt the stream) and delaying them while
-// it is slow.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// it is slow. fromTarget is the direction of the target's replies: while
+// the proxy resets, a chunk from the target is dropped and the client's
+// connection reset (RST, not FIN), which ends both pipes.
+func (p *Proxy) pipe(dst, src net.Conn, fromTarget bool) {
 	defer p.wg.Done()
-	defer dst.Close()
+	defer p.forget(dst)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			for p.blackhole.Load() && !p.isClosed() {
 				time.Sleep(5 * time.Millisecond)
+			}
+			if fromTarget && p.reset.Load() {
+				if tc, ok := dst.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // Close sends RST
+				}
+				src.Close()
+				return
 			}
 			if d := time.Duration(p.delay.Load()); d > 0 {
 				time.Sleep(d)
@@ -92,6 +105,14 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// forget closes c and removes it from the open connections.
+func (p *Proxy) forget(c net.Conn) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
 }
 
 func (p *Proxy) isClosed() bool {
@@ -109,6 +130,25 @@ func (p *Proxy) Blackhole(on bool) { p.blackhole.Store(on) }
 
 // Slow delays every chunk by d in each direction (0: no delay).
 func (p *Proxy) Slow(d time.Duration) { p.delay.Store(int64(d)) }
+
+// Reset starts (true) or ends (false) resetting connections: while on,
+// whatever the target sends is dropped and the connection it came on is
+// reset towards the client (TCP RST) and closed towards the target, on
+// open and new connections alike. Requests reach the target and are
+// executed; their replies are lost, and so is every handshake of a
+// redialled connection.
+func (p *Proxy) Reset(on bool) { p.reset.Store(on) }
+
+// DropConns closes every open connection, keeping the listener: clients
+// see their connections end and redial, as after a server restart or a
+// middlebox that forgot its connections.
+func (p *Proxy) DropConns() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
 
 // Close stops listening, closes every connection and waits for the
 // proxy's goroutines.
