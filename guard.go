@@ -43,19 +43,19 @@ type Guard[C driver.Capabilities] struct {
 // by every call of the Guard. Use [NewFenced] for code that should not name
 // its driver.
 func New[C driver.Capabilities](d driver.Driver[C], opts ...Option) *Guard[C] {
-	return newGuard[C](d, d.Capabilities(), opts)
+	return newGuard[C]("New", d, d.Capabilities(), opts)
 }
 
 // NewFenced is [New] for any driver with fencing, returning the one type
 // *Guard[Fenced] whatever the driver, so that code runs unchanged on any of
 // them and the driver can be chosen at run time.
 func NewFenced[C Fenced](d driver.Driver[C], opts ...Option) *Guard[Fenced] {
-	return newGuard[Fenced](d, d.Capabilities(), opts)
+	return newGuard[Fenced]("NewFenced", d, d.Capabilities(), opts)
 }
 
-func newGuard[C driver.Capabilities](d driver.LockStore, caps driver.Capabilities, opts []Option) *Guard[C] {
+func newGuard[C driver.Capabilities](ctor string, d driver.LockStore, caps driver.Capabilities, opts []Option) *Guard[C] {
 	c := config{guard: guardConfig{releaseTimeout: defaultReleaseTimeout}}
-	err := applyOptions(&c, "New", guardOptions, opts)
+	err := applyOptions(&c, ctor, guardOptions, opts)
 	g := &Guard[C]{base: d, d: d, info: driver.Describe(caps), cfg: c.guard, acquire: c.acquire, err: err}
 	if g.cfg.logger == nil {
 		g.cfg.logger = slog.Default()
@@ -71,6 +71,16 @@ func newGuard[C driver.Capabilities](d driver.LockStore, caps driver.Capabilitie
 		g.observe()
 	}
 	return g
+}
+
+// Err returns the error of an invalid option given to [New] or
+// [NewFenced] (every call of the Guard returns it too), or nil: check it
+// where the Guard is built.
+func (g *Guard[C]) Err() error {
+	if g.err == nil {
+		return nil
+	}
+	return g.err
 }
 
 // Capabilities describes the driver's guarantees at run time.
@@ -365,7 +375,7 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 	}
 	for attempt := 1; ; attempt++ {
 		if time.Since(start) >= cfg.timeout {
-			return driver.AcquireResult{}, giveUp(backendErr, key, "Timeout reached while acquiring lock")
+			return driver.AcquireResult{}, giveUp(backendErr, key, "timeout reached while acquiring lock")
 		}
 		res, err := g.attemptWith(ctx, key, cfg.ttl, hand)
 		backendErr = nil
@@ -382,15 +392,15 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 			return res, nil
 		}
 		if attempt > cfg.maxRetries {
-			return driver.AcquireResult{}, giveUp(backendErr, key, "Failed to acquire lock after "+attempts(attempt))
+			return driver.AcquireResult{}, giveUp(backendErr, key, "failed to acquire lock after "+attempts(attempt))
 		}
 		d := policy.NextBackOff()
 		if d == backoff.Stop {
-			return driver.AcquireResult{}, giveUp(backendErr, key, "Backoff policy stopped after "+attempts(attempt))
+			return driver.AcquireResult{}, giveUp(backendErr, key, "backoff policy stopped after "+attempts(attempt))
 		}
 		remaining := cfg.timeout - time.Since(start)
 		if remaining <= 0 {
-			return driver.AcquireResult{}, giveUp(backendErr, key, "Timeout reached before next retry")
+			return driver.AcquireResult{}, giveUp(backendErr, key, "timeout reached before next retry")
 		}
 		d = max(min(d, remaining), 0)
 		if hand != nil && hand.Renew > 0 {
@@ -501,7 +511,7 @@ func (g *Guard[C]) reportReleaseError(err error, l *Lease[C]) {
 		g.cfg.onReleaseError(err, l.key, l.lockID)
 		return
 	}
-	g.cfg.logger.Warn("Lock disposal failed",
+	g.cfg.logger.Warn("lock disposal failed",
 		slog.String("error", err.Error()),
 		slog.String("errorType", fmt.Sprintf("%T", err)),
 		slog.String("code", driver.CodeOf(err).String()),

@@ -521,19 +521,19 @@ func TestGuardRetryAndBackoff(t *testing.T) {
 			steps:     []fakeStep[driver.AcquireResult]{busy},
 			opts:      []AcquireOption{MaxRetries(2), RetryDelay(1 * ms), Timeout(5 * time.Second), Jitter(JitterNone)},
 			wantCalls: 3, wantSleeps: []time.Duration{1 * ms, 2 * ms},
-			wantCode: driver.AcquisitionTimeout, wantMsg: "Failed to acquire lock after 3 attempts", wantElapsed: 3 * ms,
+			wantCode: driver.AcquisitionTimeout, wantMsg: "failed to acquire lock after 3 attempts", wantElapsed: 3 * ms,
 		},
 		{
 			name:      "case102_max_retries_zero",
 			steps:     []fakeStep[driver.AcquireResult]{busy},
 			opts:      []AcquireOption{MaxRetries(0)},
-			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Failed to acquire lock",
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "failed to acquire lock",
 		},
 		{
 			name:  "case103_overall_timeout",
 			steps: []fakeStep[driver.AcquireResult]{busy},
 			opts:  []AcquireOption{MaxRetries(1000), RetryDelay(100 * ms), Timeout(50 * ms)}, random: 0.5,
-			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Timeout reached while acquiring lock", wantElapsed: 50 * ms,
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "timeout reached while acquiring lock", wantElapsed: 50 * ms,
 		},
 		{
 			name:      "case104_fixed_backoff",
@@ -575,14 +575,14 @@ func TestGuardRetryAndBackoff(t *testing.T) {
 			name:      "case108_no_time_left",
 			steps:     []fakeStep[driver.AcquireResult]{slowBusy},
 			opts:      []AcquireOption{Timeout(100 * ms), RetryDelay(10 * ms), Backoff(BackoffFixed), Jitter(JitterNone)},
-			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Timeout reached before next retry", wantElapsed: 101 * ms,
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "timeout reached before next retry", wantElapsed: 101 * ms,
 		},
 		{
 			name:      "case108_delay_clamped",
 			steps:     []fakeStep[driver.AcquireResult]{busy},
 			opts:      []AcquireOption{Timeout(300 * ms), RetryDelay(200 * ms), Jitter(JitterNone)},
 			wantCalls: 2, wantSleeps: []time.Duration{200 * ms}, wantCode: driver.AcquisitionTimeout,
-			wantMsg: "Timeout reached while acquiring lock", wantElapsed: 300 * ms,
+			wantMsg: "timeout reached while acquiring lock", wantElapsed: 300 * ms,
 		},
 		{
 			name:      "case121_zero_delay_retries_at_once",
@@ -742,10 +742,10 @@ func TestGuardValidation(t *testing.T) {
 		{"case110_ttl_zero", bg, "k", []AcquireOption{TTL(0)}, ttlMsg + "0s"},
 		{"case110_ttl_fractional_ms", bg, "k", []AcquireOption{TTL(1500 * time.Microsecond)}, ttlMsg + "1.5ms"},
 		{"case110_ttl_over_100_years", bg, "k", []AcquireOption{TTL(101 * 365 * 24 * time.Hour)}, "syncguard.TTL: the lock TTL must be at most 100 years, got 884760h0m0s"},
-		{"case110_empty_key", bg, "", nil, "Key must not be empty"},
-		{"case110_empty_key_wins_over_ttl", bg, "", []AcquireOption{TTL(0)}, "Key must not be empty"},
-		{"case110_invalid_utf8_key", bg, "\xff", nil, "Key must be valid UTF-8"},
-		{"case110_long_key", bg, strings.Repeat("k", driver.MaxKeyBytes+1), nil, "Key exceeds maximum length of 512 bytes"},
+		{"case110_empty_key", bg, "", nil, "key must not be empty"},
+		{"case110_empty_key_wins_over_ttl", bg, "", []AcquireOption{TTL(0)}, "key must not be empty"},
+		{"case110_invalid_utf8_key", bg, "\xff", nil, "key must be valid UTF-8"},
+		{"case110_long_key", bg, strings.Repeat("k", driver.MaxKeyBytes+1), nil, "key exceeds maximum length of 512 bytes"},
 		{"case110_max_retries_negative", bg, "k", []AcquireOption{MaxRetries(-1)}, "syncguard.MaxRetries: the number of retries must not be negative, got -1"},
 		{"case110_retry_delay_negative", bg, "k", []AcquireOption{RetryDelay(-time.Millisecond)}, "syncguard.RetryDelay: the retry delay must not be negative, got -1ms"},
 		{"case110_timeout_zero", bg, "k", []AcquireOption{Timeout(0)}, "syncguard.Timeout: the acquisition timeout must be positive, got 0s"},
@@ -985,7 +985,7 @@ func TestGuardDefaultReleaseErrorHandler(t *testing.T) {
 					l.Close()
 				}
 				out := buf.String()
-				for _, want := range []string{`msg="Lock disposal failed"`, secretMsg, "errorType=" + tc.wantType, "source=disposal", "level=WARN"} {
+				for _, want := range []string{`msg="lock disposal failed"`, secretMsg, "errorType=" + tc.wantType, "source=disposal", "level=WARN"} {
 					if !strings.Contains(out, want) {
 						t.Errorf("%s: log %q lacks %q", path, out, want)
 					}
@@ -995,7 +995,7 @@ func TestGuardDefaultReleaseErrorHandler(t *testing.T) {
 						t.Errorf("%s: log %q leaks %q", path, out, never)
 					}
 				}
-				if n := strings.Count(out, "Lock disposal failed"); n != 1 {
+				if n := strings.Count(out, "lock disposal failed"); n != 1 {
 					t.Errorf("%s: logged %d times", path, n)
 				}
 			}
@@ -1428,7 +1428,7 @@ func TestGuardBackoffPolicy(t *testing.T) {
 			opts: []AcquireOption{BackoffPolicy(func() backoff.BackOff {
 				return &backoff.StopBackOff{}
 			})},
-			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "Backoff policy stopped after 1 attempt",
+			wantCalls: 1, wantCode: driver.AcquisitionTimeout, wantMsg: "backoff policy stopped after 1 attempt",
 		},
 		{
 			name:  "with_max_retries_policy",
@@ -1436,7 +1436,7 @@ func TestGuardBackoffPolicy(t *testing.T) {
 			opts: []AcquireOption{BackoffPolicy(func() backoff.BackOff {
 				return backoff.WithMaxRetries(backoff.NewConstantBackOff(5*ms), 2)
 			})},
-			wantCalls: 3, wantSleeps: []time.Duration{5 * ms, 5 * ms}, wantCode: driver.AcquisitionTimeout, wantMsg: "Backoff policy stopped",
+			wantCalls: 3, wantSleeps: []time.Duration{5 * ms, 5 * ms}, wantCode: driver.AcquisitionTimeout, wantMsg: "backoff policy stopped",
 		},
 		{
 			name:  "max_retries_still_applies",
@@ -1444,7 +1444,7 @@ func TestGuardBackoffPolicy(t *testing.T) {
 			opts: []AcquireOption{MaxRetries(1), BackoffPolicy(func() backoff.BackOff {
 				return &backoff.ZeroBackOff{}
 			})},
-			wantCalls: 2, wantSleeps: []time.Duration{0}, wantCode: driver.AcquisitionTimeout, wantMsg: "Failed to acquire lock after 2 attempts",
+			wantCalls: 2, wantSleeps: []time.Duration{0}, wantCode: driver.AcquisitionTimeout, wantMsg: "failed to acquire lock after 2 attempts",
 		},
 		{
 			name:  "timeout_still_applies",
@@ -1452,7 +1452,7 @@ func TestGuardBackoffPolicy(t *testing.T) {
 			opts: []AcquireOption{Timeout(50 * ms), BackoffPolicy(func() backoff.BackOff {
 				return backoff.NewConstantBackOff(40 * ms)
 			})},
-			wantCalls: 2, wantSleeps: []time.Duration{40 * ms}, wantCode: driver.AcquisitionTimeout, wantMsg: "Timeout reached",
+			wantCalls: 2, wantSleeps: []time.Duration{40 * ms}, wantCode: driver.AcquisitionTimeout, wantMsg: "timeout reached",
 		},
 		{
 			name:  "nil_policy_falls_back_to_builtin",

@@ -321,8 +321,8 @@ func (l *Lease[C]) Extend(ctx context.Context, ttl time.Duration) (bool, error) 
 	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
-	if _, err := driver.TTLMillis(ttl); err != nil {
-		return false, err
+	if msg := ttlProblem(ttl); msg != "" {
+		return false, invalidArg(fmt.Sprintf("Lease.Extend: %s, got %v", msg, ttl))
 	}
 	res, err := l.g.d.Extend(ctx, l.key, l.lockID, ttl)
 	if err != nil {

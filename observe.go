@@ -87,12 +87,8 @@ func (o *observed) LookupByID(ctx context.Context, lockID string) (*driver.LockI
 	return info, err
 }
 
-// AllowN emits a rate event to an OperationObserver; for other observers
-// it passes through.
+// AllowN emits a rate event.
 func (o *observed) AllowN(ctx context.Context, key string, limit driver.RateLimit, n int) (driver.RateResult, error) {
-	if !o.ops {
-		return o.rates.AllowN(ctx, key, limit, n)
-	}
 	start := time.Now()
 	res, err := o.rates.AllowN(ctx, key, limit, n)
 	o.emitKey(ctx, EventRate, key, time.Since(start), n <= 0 || res.Allowed > 0, reasonLimited, err)

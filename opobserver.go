@@ -19,9 +19,6 @@ const (
 	// EventLeaseRelease is the release of a [Lease] (Release, Close, end of
 	// Do), with the driver's result; Held is set.
 	EventLeaseRelease EventType = "leaseRelease"
-	// EventRate is one decision of a [RateLimiter] built with [WithObserver]:
-	// ok (granted or n = 0), fail "limited", or error.
-	EventRate EventType = "rate"
 	// EventOnce is one [OncePerKey.Do]: ok (fn ran), ok "replayed" (a stored
 	// outcome), fail "in-progress", or error (fn's own errors included). A
 	// panicking fn is not reported.
@@ -37,7 +34,7 @@ const (
 
 // OperationObserver is an [Observer] that receives events with their call's
 // context through OnEventContext (instead of OnEvent), and the operation
-// events ([EventAcquisition], [EventLeaseRelease], [EventRate], [EventOnce]),
+// events ([EventAcquisition], [EventLeaseRelease], [EventOnce]),
 // as tracing and metrics need. Both methods are called synchronously, possibly
 // concurrently, and must be fast; panics are recovered.
 type OperationObserver interface {
@@ -56,7 +53,7 @@ type OperationObserver interface {
 // only to OperationObservers.
 func (t EventType) isOperation() bool {
 	switch t {
-	case EventAcquisition, EventLeaseRelease, EventRate, EventOnce:
+	case EventAcquisition, EventLeaseRelease, EventOnce:
 		return true
 	}
 	return false

@@ -291,7 +291,7 @@ func TestOperationObserverRateAndOnce(t *testing.T) {
 	plain.mu.Lock()
 	defer plain.mu.Unlock()
 	for _, e := range plain.events {
-		if e.Type == syncguard.EventRate || e.Type == syncguard.EventOnce {
+		if e.Type == syncguard.EventOnce {
 			t.Errorf("plain observer got %v", e.Type)
 		}
 	}

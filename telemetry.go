@@ -18,6 +18,9 @@ const (
 	EventExtend  EventType = "extend"
 	EventLookup  EventType = "lookup"
 	EventLost    EventType = "lost"
+	// EventRate is one decision of a [RateLimiter] built with
+	// [WithObserver]: ok (granted or n = 0), fail "limited", or error.
+	EventRate EventType = "rate"
 )
 
 // Event results.

@@ -117,7 +117,7 @@ func case054[C driver.Capabilities](c *tc[C]) {
 func case055[C driver.Capabilities](c *tc[C]) {
 	for _, id := range []string{"", "invalid-lockid", "too-short", "this-is-way-too-long-for-valid-lockid"} {
 		_, err := c.d.LookupByID(c.ctx, id)
-		c.wantCode(fmt.Sprintf("LookupByID(%q)", id), err, driver.InvalidArgument, "Invalid lockId format")
+		c.wantCode(fmt.Sprintf("LookupByID(%q)", id), err, driver.InvalidArgument, "invalid lockId format")
 	}
 }
 

@@ -75,7 +75,7 @@ func case064[C driver.Capabilities](c *tc[C]) {
 // case066: the empty lock ID is invalid.
 func case066[C driver.Capabilities](c *tc[C]) {
 	c.idOps("", func(op string, err error) {
-		c.wantCode(op+`("")`, err, driver.InvalidArgument, "Invalid lockId format")
+		c.wantCode(op+`("")`, err, driver.InvalidArgument, "invalid lockId format")
 	})
 }
 
@@ -101,7 +101,7 @@ func malformedIDs() []string {
 func case067[C driver.Capabilities](c *tc[C]) {
 	for _, id := range malformedIDs() {
 		c.idOps(id, func(op string, err error) {
-			c.wantCode(fmt.Sprintf("%s(%q)", op, id), err, driver.InvalidArgument, "Invalid lockId format")
+			c.wantCode(fmt.Sprintf("%s(%q)", op, id), err, driver.InvalidArgument, "invalid lockId format")
 		})
 	}
 }

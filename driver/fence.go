@@ -98,10 +98,10 @@ func (f Fence) String() string {
 // ("exceeds 15-digit limit").
 func FormatFence(n int64) (string, error) {
 	if n < 0 {
-		return "", invalidArg("Fence must be non-negative")
+		return "", invalidArg("fence must be non-negative")
 	}
 	if n > fenceFormatMax {
-		return "", invalidArg("Fence exceeds 15-digit limit")
+		return "", invalidArg("fence exceeds 15-digit limit")
 	}
 	return Fence(n).String(), nil
 }
@@ -110,13 +110,13 @@ func FormatFence(n int64) (string, error) {
 // InvalidArgument.
 func ParseFence(s string) (Fence, error) {
 	if len(s) != FenceDigits {
-		return 0, invalidArg("Invalid fence format")
+		return 0, invalidArg("invalid fence format")
 	}
 	var n uint64
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < '0' || c > '9' {
-			return 0, invalidArg("Invalid fence format")
+			return 0, invalidArg("invalid fence format")
 		}
 		n = n*10 + uint64(c-'0')
 	}
@@ -130,10 +130,10 @@ func ParseFence(s string) (Fence, error) {
 // counter approaches its limit).
 func CheckNewFence(next int64) (f Fence, warn bool, err error) {
 	if next <= 0 {
-		return 0, false, &LockError{Code: Internal, Message: "Fence counter is not positive"}
+		return 0, false, &LockError{Code: Internal, Message: "fence counter is not positive"}
 	}
 	if Fence(next) > FenceMax {
-		return 0, false, &LockError{Code: Internal, Message: "Fence counter overflow: exceeds " + FenceMax.String()}
+		return 0, false, &LockError{Code: Internal, Message: "fence counter overflow: exceeds " + FenceMax.String()}
 	}
 	return Fence(next), Fence(next) > FenceWarn, nil
 }

@@ -159,7 +159,7 @@ func TestFenceParser(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got, err := ParseFence(tt.in)
-			coreRequireCode(t, err, InvalidArgument, "Invalid fence format")
+			coreRequireCode(t, err, InvalidArgument, "invalid fence format")
 			if got != 0 {
 				t.Errorf("ParseFence(%q) = %d with an error", tt.in, got)
 			}

@@ -142,7 +142,7 @@ func FuzzValidLockID(f *testing.F) {
 			return
 		}
 		coreRequireInvalid(t, err)
-		if err.Error() != "syncguard: Invalid lockId format" {
+		if err.Error() != "syncguard: invalid lockId format" {
 			t.Fatalf("message %q", err.Error())
 		}
 	})

@@ -16,10 +16,10 @@ const MaxKeyBytes = 512
 
 // Messages of key validation errors (kept from upstream SyncGuard).
 const (
-	msgEmptyKey   = "Key must not be empty"
-	msgKeyTooLong = "Key exceeds maximum length of 512 bytes"
-	msgBadUTF8    = "Key must be valid UTF-8"
-	msgPrefixLong = "Prefix exceeds backend limit"
+	msgEmptyKey   = "key must not be empty"
+	msgKeyTooLong = "key exceeds maximum length of 512 bytes"
+	msgBadUTF8    = "key must be valid UTF-8"
+	msgPrefixLong = "prefix exceeds backend limit"
 )
 
 // NormalizeKey validates key and returns its NFC form. Every key-taking

@@ -39,7 +39,7 @@ func TestNormalizeKey(t *testing.T) {
 		{name: "case65/ascii_specials_unchanged", key: "key/with/slashes.and-dashes_and:colons", want: "key/with/slashes.and-dashes_and:colons"},
 		{name: "case65/angstrom_singleton", key: "\u212b", want: "\u00c5"},
 		{name: "case73/unicode", key: "ключ-キー-🔒", want: "ключ-キー-🔒"},
-		{name: "case62/empty", key: "", msg: "Key must not be empty"},
+		{name: "case62/empty", key: "", msg: "key must not be empty"},
 		{name: "case63/600x", key: strings.Repeat("x", 600), msg: "exceeds maximum length"},
 		{name: "case64/512a_ok", key: strings.Repeat("a", 512), want: strings.Repeat("a", 512)},
 		{name: "case64/128_padlocks_512_bytes_ok", key: strings.Repeat("🔒", 128), want: strings.Repeat("🔒", 128)},
@@ -249,16 +249,16 @@ func TestStorageKeyErrors(t *testing.T) {
 		limit, reserve int
 		msg            string
 	}{
-		{"case79/empty_key", "test", "", 100, 0, "Key must not be empty"},
-		{"case79/empty_key_empty_prefix", "", "", 100, 0, "Key must not be empty"},
-		{"case79/prefix500_limit100", strings.Repeat("p", 500), "key", 100, 0, "Prefix exceeds backend limit"},
-		{"case79/prefix100_limit50", strings.Repeat("p", 100), "key", 50, 0, "Prefix exceeds backend limit"},
-		{"case79/prefix35_limit20", strings.Repeat("p", 35), "key", 20, 0, "Prefix exceeds backend limit"},
-		{"case79/test_reserve26_limit30", "test", "key", 30, 26, "Prefix exceeds backend limit"},
+		{"case79/empty_key", "test", "", 100, 0, "key must not be empty"},
+		{"case79/empty_key_empty_prefix", "", "", 100, 0, "key must not be empty"},
+		{"case79/prefix500_limit100", strings.Repeat("p", 500), "key", 100, 0, "prefix exceeds backend limit"},
+		{"case79/prefix100_limit50", strings.Repeat("p", 100), "key", 50, 0, "prefix exceeds backend limit"},
+		{"case79/prefix35_limit20", strings.Repeat("p", 35), "key", 20, 0, "prefix exceeds backend limit"},
+		{"case79/test_reserve26_limit30", "test", "key", 30, 26, "prefix exceeds backend limit"},
 		// Step 3 passes (30+1 ≤ 40) but the hashed result does not fit (step 6).
-		{"case79/hashed_result_too_long", strings.Repeat("p", 30), strings.Repeat("x", 100), 40, 0, "Prefix exceeds backend limit"},
-		{"case79/empty_prefix_limit_below_hash", "", strings.Repeat("x", 100), 21, 0, "Prefix exceeds backend limit"},
-		{"case79/negative_limit", "", "k", -1, 0, "Prefix exceeds backend limit"},
+		{"case79/hashed_result_too_long", strings.Repeat("p", 30), strings.Repeat("x", 100), 40, 0, "prefix exceeds backend limit"},
+		{"case79/empty_prefix_limit_below_hash", "", strings.Repeat("x", 100), 21, 0, "prefix exceeds backend limit"},
+		{"case79/negative_limit", "", "k", -1, 0, "prefix exceeds backend limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

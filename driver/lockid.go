@@ -9,7 +9,7 @@ import (
 // padding.
 const LockIDLen = 22
 
-const msgBadLockID = "Invalid lockId format"
+const msgBadLockID = "invalid lockId format"
 
 // NewLockID returns a fresh lock ID: 16 bytes from crypto/rand encoded as 22
 // base64url characters. IDs are never reused and carry no time or counter.
@@ -49,7 +49,7 @@ var lockIDChar = func() (t [256]bool) {
 	return t
 }()
 
-// ValidateLockID returns an InvalidArgument error ("Invalid lockId format")
+// ValidateLockID returns an InvalidArgument error ("invalid lockId format")
 // unless [ValidLockID] holds. Drivers call it before any I/O.
 func ValidateLockID(id string) error {
 	if !ValidLockID(id) {

@@ -95,8 +95,8 @@ func TestValidLockID(t *testing.T) {
 			if ValidLockID(tt.id) {
 				t.Errorf("ValidLockID(%+q) = true", tt.id)
 			}
-			le := coreRequireCode(t, ValidateLockID(tt.id), InvalidArgument, "Invalid lockId format")
-			if le.Error() != "syncguard: Invalid lockId format" {
+			le := coreRequireCode(t, ValidateLockID(tt.id), InvalidArgument, "invalid lockId format")
+			if le.Error() != "syncguard: invalid lockId format" {
 				t.Errorf("message = %q", le.Error())
 			}
 		})

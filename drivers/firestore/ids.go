@@ -22,7 +22,7 @@ const hashMark = "#"
 // '/', "." or "..", of the reserved form __x__) and keys starting with "#".
 func docID(k string) (string, error) {
 	if k == "" {
-		return "", driver.NewError(driver.InvalidArgument, "Key must not be empty")
+		return "", driver.NewError(driver.InvalidArgument, "key must not be empty")
 	}
 	if len(k) <= storageLimit && !unsafeID(k) && !strings.HasPrefix(k, hashMark) {
 		return k, nil

@@ -9,7 +9,7 @@ import (
 )
 
 func errZeroFence() error {
-	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "record fence must be positive")
 }
 
 // record is a decoded fenced-record document {fence, value, expiresAtMs}.

@@ -119,31 +119,31 @@ func TestValidation(t *testing.T) {
 		call    func() error
 		message string
 	}{
-		{"acquire empty key", func() error { _, err := d.Acquire(ctx, "", time.Second); return err }, "Key must not be empty"},
+		{"acquire empty key", func() error { _, err := d.Acquire(ctx, "", time.Second); return err }, "key must not be empty"},
 		{"acquire long key", func() error { _, err := d.Acquire(ctx, long, time.Second); return err }, "exceeds maximum length"},
 		{"acquire bad utf8", func() error { _, err := d.Acquire(ctx, "\xff", time.Second); return err }, "UTF-8"},
 		{"acquire ttl 0", func() error { _, err := d.Acquire(ctx, "k", 0); return err }, "ttlMs must be a positive integer"},
 		{"acquire ttl -1", func() error { _, err := d.Acquire(ctx, "k", -time.Millisecond); return err }, "ttlMs must be a positive integer"},
 		{"acquire ttl 1.5ms", func() error { _, err := d.Acquire(ctx, "k", 1500*time.Microsecond); return err }, "ttlMs must be a positive integer"},
-		{"release empty id", func() error { _, err := d.Release(ctx, "", ""); return err }, "Invalid lockId format"},
-		{"release bad id", func() error { _, err := d.Release(ctx, "", "invalid/lock/id+++++++"); return err }, "Invalid lockId format"},
-		{"release 23 chars", func() error { _, err := d.Release(ctx, "", okID+"A"); return err }, "Invalid lockId format"},
-		{"extend bad id", func() error { _, err := d.Extend(ctx, "", "too-short", time.Second); return err }, "Invalid lockId format"},
+		{"release empty id", func() error { _, err := d.Release(ctx, "", ""); return err }, "invalid lockId format"},
+		{"release bad id", func() error { _, err := d.Release(ctx, "", "invalid/lock/id+++++++"); return err }, "invalid lockId format"},
+		{"release 23 chars", func() error { _, err := d.Release(ctx, "", okID+"A"); return err }, "invalid lockId format"},
+		{"extend bad id", func() error { _, err := d.Extend(ctx, "", "too-short", time.Second); return err }, "invalid lockId format"},
 		{"extend ttl 0", func() error { _, err := d.Extend(ctx, "", okID, 0); return err }, "ttlMs must be a positive integer"},
-		{"islocked empty", func() error { _, err := d.IsLocked(ctx, ""); return err }, "Key must not be empty"},
-		{"lookup key empty", func() error { _, err := d.LookupByKey(ctx, ""); return err }, "Key must not be empty"},
+		{"islocked empty", func() error { _, err := d.IsLocked(ctx, ""); return err }, "key must not be empty"},
+		{"lookup key empty", func() error { _, err := d.LookupByKey(ctx, ""); return err }, "key must not be empty"},
 		{"lookup key long", func() error { _, err := d.LookupByKey(ctx, long); return err }, "exceeds maximum length"},
-		{"lookup id bad", func() error { _, err := d.LookupByID(ctx, "invalid-lockid"); return err }, "Invalid lockId format"},
-		{"raw key empty", func() error { _, err := d.LookupByKey(ctx, ""); return err }, "Key must not be empty"},
-		{"raw id bad", func() error { _, err := d.LookupByID(ctx, "x"); return err }, "Invalid lockId format"},
-		{"put empty name", func() error { _, err := d.PutRecord(ctx, "", 1, nil, 0); return err }, "Key must not be empty"},
+		{"lookup id bad", func() error { _, err := d.LookupByID(ctx, "invalid-lockid"); return err }, "invalid lockId format"},
+		{"raw key empty", func() error { _, err := d.LookupByKey(ctx, ""); return err }, "key must not be empty"},
+		{"raw id bad", func() error { _, err := d.LookupByID(ctx, "x"); return err }, "invalid lockId format"},
+		{"put empty name", func() error { _, err := d.PutRecord(ctx, "", 1, nil, 0); return err }, "key must not be empty"},
 		{"put fence 0", func() error { _, err := d.PutRecord(ctx, "r", 0, nil, 0); return err }, "fence must be positive"},
 		{"put ttl negative", func() error { _, err := d.PutRecord(ctx, "r", 1, nil, -time.Second); return err }, "ttlMs must be a positive integer"},
 		{"put ttl fraction", func() error { _, err := d.PutRecord(ctx, "r", 1, nil, time.Microsecond); return err }, "ttlMs must be a positive integer"},
-		{"get empty name", func() error { _, err := d.GetRecord(ctx, ""); return err }, "Key must not be empty"},
-		{"delete empty name", func() error { _, err := d.DeleteRecord(ctx, "", 1); return err }, "Key must not be empty"},
+		{"get empty name", func() error { _, err := d.GetRecord(ctx, ""); return err }, "key must not be empty"},
+		{"delete empty name", func() error { _, err := d.DeleteRecord(ctx, "", 1); return err }, "key must not be empty"},
 		{"delete fence 0", func() error { _, err := d.DeleteRecord(ctx, "r", 0); return err }, "fence must be positive"},
-		{"allow empty key", func() error { _, err := d.AllowN(ctx, "", lim, 1); return err }, "Key must not be empty"},
+		{"allow empty key", func() error { _, err := d.AllowN(ctx, "", lim, 1); return err }, "key must not be empty"},
 		{"allow limit 0", func() error {
 			_, err := d.AllowN(ctx, "k", driver.RateLimit{Period: time.Second, Burst: 1}, 1)
 			return err
@@ -153,8 +153,8 @@ func TestValidation(t *testing.T) {
 			_, err := d.AllowN(ctx, "k", driver.RateLimit{Limit: 1, Period: 1000 * 24 * time.Hour, Burst: 1 << 20}, 1)
 			return err
 		}, "supported range"},
-		{"reset empty key", func() error { return d.ResetRate(ctx, "") }, "Key must not be empty"},
-		{"watch empty key", func() error { _, _, err := d.WatchRelease(ctx, ""); return err }, "Key must not be empty"},
+		{"reset empty key", func() error { return d.ResetRate(ctx, "") }, "key must not be empty"},
+		{"watch empty key", func() error { _, _, err := d.WatchRelease(ctx, ""); return err }, "key must not be empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,7 +26,7 @@ func (e *recordEntry) live(nowMs int64) bool {
 
 // errZeroFence is returned for a record operation with fence 0 ("no fence").
 func errZeroFence() error {
-	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "record fence must be positive")
 }
 
 // PutRecord stores a copy of value under name with fence if no live record

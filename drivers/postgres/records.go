@@ -10,7 +10,7 @@ import (
 )
 
 func errZeroFence() error {
-	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "record fence must be positive")
 }
 
 // maxRecordFence keeps fences within PostgreSQL's bigint.
@@ -21,7 +21,7 @@ func checkRecordFence(f driver.Fence) error {
 		return errZeroFence()
 	}
 	if uint64(f) > maxRecordFence {
-		return driver.NewError(driver.InvalidArgument, "Record fence exceeds the supported range")
+		return driver.NewError(driver.InvalidArgument, "record fence exceeds the supported range")
 	}
 	return nil
 }

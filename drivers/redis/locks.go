@@ -76,7 +76,7 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 		next, _ := intAt(vals, 1)
 		_, _, ferr := driver.CheckNewFence(next)
 		if ferr == nil {
-			ferr = driver.NewError(driver.Internal, "Fence counter overflow")
+			ferr = driver.NewError(driver.Internal, "fence counter overflow")
 		}
 		if le, ok := ferr.(*driver.LockError); ok {
 			le.Key = k

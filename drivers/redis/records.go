@@ -12,7 +12,7 @@ import (
 
 // errZeroFence is returned for a record operation with fence 0 ("no fence").
 func errZeroFence() error {
-	return driver.NewError(driver.InvalidArgument, "Record fence must be positive")
+	return driver.NewError(driver.InvalidArgument, "record fence must be positive")
 }
 
 // PutRecord stores value under name with fence if no record exists or the

@@ -175,7 +175,7 @@ func validatePrefix(p string) (string, error) {
 	case strings.Contains(p, "fence:") || strings.HasSuffix(p, "fence"):
 		return "", driver.NewError(driver.InvalidArgument, "redis: key prefix must not contain \"fence:\" or end with \"fence\"")
 	case len(p) > maxPrefixLen:
-		return "", driver.NewError(driver.InvalidArgument, "Prefix exceeds backend limit")
+		return "", driver.NewError(driver.InvalidArgument, "prefix exceeds backend limit")
 	}
 	return p, nil
 }
