@@ -29,6 +29,9 @@ type Guard[C Capabilities] struct {
 	// handoff is the driver's optional queued wake-up interface, used
 	// instead of watcher (nil if none).
 	handoff HandoffWatcher
+	// keyed is the driver's optional keyed release and extension (nil if
+	// none). Temporary: see keyedLockStore.
+	keyed keyedLockStore
 }
 
 // New returns a Guard over driver d. C is inferred from d:
@@ -62,6 +65,9 @@ func New[C Capabilities](d Driver[C], opts ...Option) *Guard[C] {
 	}
 	if h, ok := AsHandoffWatcher(d); ok {
 		g.handoff = h
+	}
+	if k, ok := d.(keyedLockStore); ok {
+		g.keyed = k
 	}
 	return g
 }
@@ -214,6 +220,10 @@ func FenceOf[C FencedCapabilities](l *Lease[C]) Fence {
 	return l.fence
 }
 
+// The AutoExtend defaults, shared (never written) so that prepare does not
+// allocate one per call.
+var autoExtendTrue, autoExtendFalse = true, false
+
 // prepare validates everything before any I/O: context, key, options, TTL.
 func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bool, opts []AcquireOption) (acquireConfig, string, error) {
 	cfg := acquireConfig{
@@ -236,7 +246,10 @@ func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bo
 		}
 	}
 	if cfg.autoExtend == nil {
-		cfg.autoExtend = &autoExtendDefault
+		cfg.autoExtend = &autoExtendFalse
+		if autoExtendDefault {
+			cfg.autoExtend = &autoExtendTrue
+		}
 	}
 	nkey, err := NormalizeKey(key)
 	if err != nil {

@@ -41,6 +41,33 @@ type Lease[C Capabilities] struct {
 	done  chan struct{} // closed when the release finished
 }
 
+// keyedLockStore is TEMPORARY (issue 21), until the driver contract's
+// Release and Extend receive the lease's key: a driver that releases and
+// extends a lock from its key and lock ID without looking the ID up (the
+// Redis driver). Leases use it when the driver has it.
+type keyedLockStore interface {
+	ReleaseKeyed(ctx context.Context, key, lockID string) (ReleaseResult, error)
+	ExtendKeyed(ctx context.Context, key, lockID string, ttl time.Duration) (ExtendResult, error)
+}
+
+// driverRelease releases the lease's lock through the driver, keyed when
+// the driver can.
+func (l *Lease[C]) driverRelease(ctx context.Context) (ReleaseResult, error) {
+	if k := l.g.keyed; k != nil {
+		return k.ReleaseKeyed(ctx, l.key, l.lockID)
+	}
+	return l.g.d.Release(ctx, l.lockID)
+}
+
+// driverExtend extends the lease's lock through the driver, keyed when
+// the driver can.
+func (l *Lease[C]) driverExtend(ctx context.Context, ttl time.Duration) (ExtendResult, error) {
+	if k := l.g.keyed; k != nil {
+		return k.ExtendKeyed(ctx, l.key, l.lockID, ttl)
+	}
+	return l.g.d.Extend(ctx, l.lockID, ttl)
+}
+
 type leaseState int
 
 const (
@@ -217,7 +244,7 @@ func (l *Lease[C]) doRelease(ctx context.Context) (res ReleaseResult, err error)
 		l.mu.Unlock()
 		l.cancel(context.Canceled)
 	}()
-	res, err = l.g.d.Release(ctx, l.lockID)
+	res, err = l.driverRelease(ctx)
 	if err != nil && IsUnavailable(err) {
 		l.releaseLater()
 	}
@@ -273,7 +300,7 @@ func (l *Lease[C]) retryRelease(ctx context.Context) (err error) {
 			err = panicError(r)
 		}
 	}()
-	_, err = l.g.d.Release(ctx, l.lockID)
+	_, err = l.driverRelease(ctx)
 	return err
 }
 
@@ -355,7 +382,7 @@ func (l *Lease[C]) Extend(ctx context.Context, ttl time.Duration) (bool, error) 
 	if ctx == nil {
 		return false, invalidArg("nil context")
 	}
-	res, err := l.g.d.Extend(ctx, l.lockID, ttl)
+	res, err := l.driverExtend(ctx, ttl)
 	if err != nil {
 		return false, err
 	}
@@ -398,7 +425,7 @@ func (l *Lease[C]) heartbeat(ctx context.Context, acquiredAt time.Time) {
 		}
 		start := time.Now()
 		cctx, cancel := context.WithDeadline(ctx, deadline)
-		res, err := l.g.d.Extend(cctx, l.lockID, l.ttl)
+		res, err := l.driverExtend(cctx, l.ttl)
 		cancel()
 		if ctx.Err() != nil {
 			return

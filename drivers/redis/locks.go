@@ -50,18 +50,18 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 		return syncguard.AcquireResult{}, err
 	}
 	an := d.acquireNames(body, waiterID)
-	lockID, queued := an.lockID, "1"
-	if waiterID == "" {
-		queued = ""
-	}
+	lockID := an.lockID
 	c := getCall()
-	c.set([]string{an.lock, an.fence, an.index, an.queue},
-		lockID, d.ttlArg(ttlMs), k, an.sp, fenceMarginStr, fenceMaxStr, tolStr, queued, d.waiterLiveMs, d.inbox)
+	if waiterID == "" {
+		c.set2(an.lock, an.index, lockID, d.ttlArg(ttlMs), k)
+	} else {
+		c.set([]string{an.lock, an.index, an.queue}, lockID, d.ttlArg(ttlMs), k, d.inbox, d.waiterLiveMs)
+	}
 	vals, err := d.run(ctx, d.s.acquire, c).ToArray()
 	if err != nil {
 		if outcomeUnknown(err) && waiterID == "" { // a waiter's Stop releases its ID
 			d.bg.Add(1)
-			go d.releaseUnknown(lockID)
+			go d.releaseUnknown(an)
 		}
 		return syncguard.AcquireResult{}, mapError(ctx, err, k, "")
 	}
@@ -98,35 +98,59 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 	return syncguard.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
 }
 
-// releaseUnknown releases lockID on a detached, short-lived context, in
-// the background ([Driver.Close] waits for it), and retires the ID so that
-// the acquisition, should it reach the server only now, does nothing. Its
-// result is ignored: the lock either never existed or is released now.
-func (d *Driver) releaseUnknown(lockID string) {
+// releaseUnknown releases the lock ID of an (on a detached, short-lived
+// context, in the background ([Driver.Close] waits for it), and retires
+// the ID so that the acquisition, should it reach the server only now,
+// does nothing. Its result is ignored: the lock either never existed or
+// is released now.
+func (d *Driver) releaseUnknown(an acquireNames) {
 	defer d.bg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
 	defer cancel()
-	idx, sp := d.idKey(lockID)
-	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr, fenceMarginStr, fenceMaxStr, goneTTLStr}).Error()
+	_ = d.exec(ctx, d.s.release, []string{an.index, an.lock, an.queue}, []string{an.lockID, an.sp, goneTTLStr}).Error()
 }
 
 // Release deletes the lock identified by lockID if it is live. Of
 // concurrent or repeated releases of one lock exactly one reports OK.
 // Detail is "not-found" for an unknown ID (or one whose lock was taken
-// over) and "expired" for a lock past its tolerance window.
+// over) and "expired" for a lock past its tolerance window. It finds the
+// lock through the lock ID's index; [Driver.ReleaseKeyed] skips that
+// lookup when the key is known.
 func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseResult, error) {
+	return d.ReleaseKeyed(ctx, "", lockID)
+}
+
+// ReleaseKeyed is Release for the lock lockID of key: the script goes to
+// the lock directly instead of through the lock ID's index. A lock ID
+// held under another key is not released (not-found). key "" is a keyless
+// release, the same as [Driver.Release].
+//
+// Temporary (issue 21): the driver contract's Release will take the key;
+// until then [syncguard.Lease] calls this method through an optional
+// interface.
+func (d *Driver) ReleaseKeyed(ctx context.Context, key, lockID string) (syncguard.ReleaseResult, error) {
 	if err := syncguard.ValidateLockID(lockID); err != nil {
+		return syncguard.ReleaseResult{}, err
+	}
+	an, k, ok, err := d.keyedNames(key, lockID)
+	if err != nil {
 		return syncguard.ReleaseResult{}, err
 	}
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.ReleaseResult{}, err
 	}
-	idx, sp := d.idKey(lockID)
+	if !ok {
+		return syncguard.ReleaseResult{Detail: syncguard.DetailNotFound}, nil
+	}
 	c := getCall()
-	c.set([]string{idx}, lockID, sp, tolStr, fenceMarginStr, fenceMaxStr)
+	if k == "" {
+		c.set([]string{an.index}, lockID, an.sp)
+	} else {
+		c.set([]string{an.index, an.lock, an.queue}, lockID, an.sp)
+	}
 	code, err := d.run(ctx, d.s.release, c).AsInt64()
 	if err != nil {
-		return syncguard.ReleaseResult{}, mapError(ctx, err, "", lockID)
+		return syncguard.ReleaseResult{}, mapError(ctx, err, k, lockID)
 	}
 	switch code {
 	case 1:
@@ -138,10 +162,43 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	}
 }
 
+// keyedNames derives the names of the lock lockID of key (valid) for a
+// keyed release or extension; with key "" only an.index and an.sp are
+// set (a keyless call). ok is false when lockID cannot belong to key: it
+// carries another slot.
+func (d *Driver) keyedNames(key, lockID string) (an acquireNames, k string, ok bool, err error) {
+	if key == "" {
+		an.index, an.sp = d.idKey(lockID)
+		an.lockID = lockID
+		return an, "", true, nil
+	}
+	k, err = syncguard.NormalizeKey(key)
+	if err != nil {
+		return an, "", false, err
+	}
+	body, err := syncguard.StorageKey("", k, d.bodyLimit, 0)
+	if err != nil {
+		return an, "", false, err
+	}
+	if keySlot(body) != lockIDSlot(lockID) {
+		return an, k, false, nil
+	}
+	return d.acquireNames(body, lockID), k, true, nil
+}
+
 // Extend sets the expiry of the live lock lockID to server now + ttl
 // (a reset, not an addition; it may shorten the lock). It never recreates
 // an absent or expired lock. Detail tells "expired" from "not-found".
 func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
+	return d.ExtendKeyed(ctx, "", lockID, ttl)
+}
+
+// ExtendKeyed is Extend for the lock lockID of key, without the lookup of
+// the lock ID's index; key "" is the same as [Driver.Extend]. A lock ID
+// held under another key is not extended (not-found).
+//
+// Temporary (issue 21), like [Driver.ReleaseKeyed].
+func (d *Driver) ExtendKeyed(ctx context.Context, key, lockID string, ttl time.Duration) (syncguard.ExtendResult, error) {
 	if err := syncguard.ValidateLockID(lockID); err != nil {
 		return syncguard.ExtendResult{}, err
 	}
@@ -149,13 +206,23 @@ func (d *Driver) Extend(ctx context.Context, lockID string, ttl time.Duration) (
 	if err != nil {
 		return syncguard.ExtendResult{}, err
 	}
+	an, k, ok, err := d.keyedNames(key, lockID)
+	if err != nil {
+		return syncguard.ExtendResult{}, err
+	}
 	if err := syncguard.CheckContext(ctx); err != nil {
 		return syncguard.ExtendResult{}, err
 	}
-	idx, _ := d.idKey(lockID)
-	vals, err := d.exec(ctx, d.s.extend, []string{idx}, []string{lockID, formatInt(ttlMs), tolStr}).ToArray()
+	if !ok {
+		return syncguard.ExtendResult{Detail: syncguard.DetailNotFound}, nil
+	}
+	keys := []string{an.index}
+	if k != "" {
+		keys = append(keys, an.lock)
+	}
+	vals, err := d.exec(ctx, d.s.extend, keys, []string{lockID, formatInt(ttlMs)}).ToArray()
 	if err != nil {
-		return syncguard.ExtendResult{}, mapError(ctx, err, "", lockID)
+		return syncguard.ExtendResult{}, mapError(ctx, err, k, lockID)
 	}
 	code, err := intAt(vals, 0)
 	if err != nil {
@@ -186,7 +253,7 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	if d.cleanup {
 		cleanup = "1"
 	}
-	n, err := d.exec(ctx, d.s.isLocked, []string{kn.lock()}, []string{cleanup, kn.sp, tolStr, guardStr}).AsInt64()
+	n, err := d.exec(ctx, d.s.isLocked, []string{kn.lock()}, []string{cleanup, kn.sp}).AsInt64()
 	if err != nil {
 		return false, mapError(ctx, err, k, "")
 	}
@@ -220,7 +287,7 @@ func (d *Driver) LookupRawByKey(ctx context.Context, key string) (*syncguard.Raw
 	if err != nil {
 		return nil, err
 	}
-	v, err := d.exec(ctx, d.s.lookupKey, []string{kn.lock()}, []string{tolStr}).ToString()
+	v, err := d.exec(ctx, d.s.lookupKey, []string{kn.lock()}, nil).ToString()
 	return d.lookupResult(ctx, v, err, k, "")
 }
 
@@ -234,7 +301,7 @@ func (d *Driver) LookupRawByID(ctx context.Context, lockID string) (*syncguard.R
 		return nil, err
 	}
 	idx, _ := d.idKey(lockID)
-	v, err := d.exec(ctx, d.s.lookupID, []string{idx}, []string{lockID, tolStr}).ToString()
+	v, err := d.exec(ctx, d.s.lookupID, []string{idx}, []string{lockID}).ToString()
 	return d.lookupResult(ctx, v, err, "", lockID)
 }
 

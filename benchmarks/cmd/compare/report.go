@@ -15,6 +15,7 @@ import (
 type med struct {
 	perSec, allocs, cmds, scripts float64
 	cpu                           time.Duration // server CPU per pair, -1 unknown
+	srv                           time.Duration // server command time per pair, -1 unknown
 	waitP50, waitP99, waitMax     time.Duration
 	waitAllP99                    time.Duration // incl. unfinished waits
 	handP50, handP99              time.Duration
@@ -50,6 +51,7 @@ func summarize(rs []benchmarks.Result) med {
 	m.allocs = median(rs, func(r benchmarks.Result) float64 { return r.AllocsPerOp }, cmpF)
 	m.cmds = median(rs, benchmarks.Result.CmdsPerOp, cmpF)
 	m.cpu = median(rs, benchmarks.Result.CPUPerOp, cmpD)
+	m.srv = median(rs, benchmarks.Result.TimePerOp, cmpD)
 	m.scripts = median(rs, func(r benchmarks.Result) float64 {
 		if r.ServerScripts < 0 {
 			return -1
@@ -131,26 +133,26 @@ func report(w io.Writer, impls []benchmarks.Impl, scenarios []string, res map[st
 		switch sc {
 		case "serial", "parallel", "samekey":
 			fmt.Fprintf(w, "### %s\n\n", sc)
-			fmt.Fprintln(w, "| library | pairs/s | allocs/pair | server cmds/pair | scripts/pair | server CPU/pair | errors | ratio of SyncGuard (same backend) to it |")
-			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|")
+			fmt.Fprintln(w, "| library | pairs/s | allocs/pair | server cmds/pair | scripts/pair | server time/pair | server CPU/pair | errors | ratio of SyncGuard (same backend) to it |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
 			for _, im := range impls {
 				m, ok := s[im.Name]
 				if !ok {
 					continue
 				}
-				fmt.Fprintf(w, "| %s | %s | %.1f | %s | %s | %s | %d | %s |\n", im.Name, rate(m.perSec), m.allocs, num(m.cmds), num(m.scripts), cpuDur(m.cpu), m.errors, ratios(impls, s, im, func(m med) float64 { return m.perSec }))
+				fmt.Fprintf(w, "| %s | %s | %.1f | %s | %s | %s | %s | %d | %s |\n", im.Name, rate(m.perSec), m.allocs, num(m.cmds), num(m.scripts), cpuDur(m.srv), cpuDur(m.cpu), m.errors, ratios(impls, s, im, func(m med) float64 { return m.perSec }))
 			}
 		case "contended":
 			fmt.Fprintf(w, "### contended (one key)\n\n")
-			fmt.Fprintln(w, "| library | CS/s | wait p50 | wait p99 | wait p99 incl. unfinished | wait max | hand-off p50 | hand-off p99 | wins min/max | server cmds/CS | scripts/CS | server CPU/CS | violations | errors |")
-			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+			fmt.Fprintln(w, "| library | CS/s | wait p50 | wait p99 | wait p99 incl. unfinished | wait max | hand-off p50 | hand-off p99 | wins min/max | server cmds/CS | scripts/CS | server time/CS | server CPU/CS | violations | errors |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 			for _, im := range impls {
 				m, ok := s[im.Name]
 				if !ok {
 					continue
 				}
-				fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %d/%d = %.2f | %s | %s | %s | %d | %d |\n", im.Name, m.perSec,
-					dur(m.waitP50), dur(m.waitP99), dur(m.waitAllP99), dur(m.waitMax), dur(m.handP50), dur(m.handP99), m.winsMin, m.winsMax, m.winsRatio, num(m.cmds), num(m.scripts), cpuDur(m.cpu), m.violations, m.errors)
+				fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %d/%d = %.2f | %s | %s | %s | %s | %d | %d |\n", im.Name, m.perSec,
+					dur(m.waitP50), dur(m.waitP99), dur(m.waitAllP99), dur(m.waitMax), dur(m.handP50), dur(m.handP99), m.winsMin, m.winsMax, m.winsRatio, num(m.cmds), num(m.scripts), cpuDur(m.srv), cpuDur(m.cpu), m.violations, m.errors)
 			}
 		}
 		fmt.Fprintln(w)
