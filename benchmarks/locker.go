@@ -81,6 +81,9 @@ func Impls() []Impl {
 		{Name: "pg-advisory", Backend: Postgres, Baseline: true, New: newPGAdvisory},
 		{Name: "pglock", Backend: Postgres, New: newPGLock},
 		{Name: "syncguard-memory", Backend: Memory, SyncGuard: true, New: newSyncGuardMemory},
+		// Guard over the Redis driver's lock-only mode (no fences).
+		{Name: "sg-redis-lockonly", Backend: Redis, Driver: true, TopLevel: []string{"set"}, New: newSyncGuardRedisLockOnly},
+		{Name: "sg-lockonly-driver", Backend: Redis, Driver: true, NoContended: true, TopLevel: []string{"set"}, New: newSyncGuardLockOnlyDriver},
 		// The drivers alone, without Guard (no waiting Lock).
 		{Name: "sg-redis-driver", Backend: Redis, Driver: true, NoContended: true, New: newSyncGuardRedisDriver},
 		// Guard over a rueidis client without auto-pipelining (pooled

@@ -24,7 +24,8 @@ const abandonGrace = 5 * time.Second
 type call struct {
 	buf        [16]string
 	keys, args []string
-	s          *rueidis.Lua
+	s          *rueidis.Lua      // the script, or nil for cmd
+	cmd        rueidis.Completed // a command that rueidis does not retry
 	parent     context.Context
 	ch         chan rueidis.RedisResult // capacity 1
 }
@@ -56,7 +57,7 @@ func (c *call) set2(k1, k2, a1, a2, a3 string) {
 // put returns a completed call to the pool.
 func (c *call) put() {
 	clear(c.buf[:])
-	c.keys, c.args, c.s, c.parent = nil, nil, nil, nil
+	c.keys, c.args, c.s, c.parent, c.cmd = nil, nil, nil, nil, rueidis.Completed{}
 	callPool.Put(c)
 }
 
@@ -64,6 +65,14 @@ func (c *call) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c *call) Done() <-chan struct{}       { return nil }
 func (c *call) Err() error                  { return nil }
 func (c *call) Value(key any) any           { return c.parent.Value(key) }
+
+// runOn runs the call's script or command with ctx.
+func (c *call) runOn(ctx context.Context, client rueidis.Client) rueidis.RedisResult {
+	if c.s != nil {
+		return c.s.Exec(ctx, client, c.keys, c.args)
+	}
+	return client.Do(ctx, c.cmd)
+}
 
 // exec runs script s and returns as soon as ctx ends, even while the
 // request is in flight, and at the latest after the driver's call timeout
@@ -187,12 +196,40 @@ func (d *Driver) call(ctx context.Context, o op) rueidis.RedisResult {
 // its reply, or when rueidis gives up on the connection (its dial timeout,
 // or the pipe's write timeout and keep-alive for a connection that stopped
 // answering).
+//
+// A request whose context can never end (ctx.Done() is nil, as for
+// context.Background) runs inline, on the caller's goroutine: its only
+// bound is the call bound, which it hands rueidis as the request's
+// deadline (and Done). rueidis honours a deadline in each of its modes,
+// while dialling and in the handshake of a connection it dials too, and
+// retries a command only within it; an expiring deadline may close the
+// connection (rueidis's synchronous mode), but only after the server kept
+// a request unanswered for the whole bound. A context that can end keeps
+// the worker: rueidis honours a cancellation in flight only in its
+// pipelined mode, and not while dialling inside the call.
 func (d *Driver) scriptCall(ctx context.Context, s *rueidis.Lua, c *call) rueidis.RedisResult {
 	c.s, c.parent = s, ctx
+	if ctx.Done() == nil {
+		// The request's context is the bound's window (immutable and
+		// shared: what rueidis or the dialer keep of it after the call,
+		// such as a context.AfterFunc goroutine, never sees a reused
+		// call), with the caller's values when it has any.
+		w := d.bounds.window(d.callTimeout)
+		var rctx context.Context = w
+		if ctx != context.Background() {
+			rctx = &boundCtx{w, ctx}
+		}
+		r := c.runOn(rctx, d.client)
+		c.put()
+		if r.Error() != nil && time.Now().UnixNano() >= w.at {
+			return rueidis.NewErrorResult(d.callTimeoutError())
+		}
+		return r
+	}
 	d.dispatch(c)
 	var bound <-chan struct{}
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d.callTimeout {
-		bound = d.bounds.after(d.callTimeout)
+		bound = d.bounds.window(d.callTimeout).ch
 	}
 	select {
 	case r := <-c.ch:
@@ -203,6 +240,14 @@ func (d *Driver) scriptCall(ctx context.Context, s *rueidis.Lua, c *call) rueidi
 	case <-bound:
 		return rueidis.NewErrorResult(d.callTimeoutError())
 	}
+}
+
+// writeCall is scriptCall for a single command that rueidis does not
+// retry (a write, such as SET NX).
+func (d *Driver) writeCall(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	c := getCall()
+	c.cmd = cmd
+	return d.scriptCall(ctx, nil, c)
 }
 
 // workerIdle is how long an idle worker waits for the next call before it
@@ -224,7 +269,7 @@ func (d *Driver) dispatch(c *call) {
 func (d *Driver) worker(c *call) {
 	var t *time.Timer
 	for {
-		c.ch <- c.s.Exec(c, d.client, c.keys, c.args)
+		c.ch <- c.runOn(c, d.client)
 		if t == nil {
 			t = time.NewTimer(workerIdle)
 		} else {
@@ -259,26 +304,48 @@ type boundWindow struct {
 	ch chan struct{}
 }
 
-// after returns a channel that is closed d (rounded up to the
+// A boundWindow is a context: no values, its time as the deadline, its
+// channel as Done.
+func (w *boundWindow) Deadline() (time.Time, bool) { return time.Unix(0, w.at), true }
+func (w *boundWindow) Done() <-chan struct{}       { return w.ch }
+func (w *boundWindow) Value(any) any               { return nil }
+func (w *boundWindow) Err() error {
+	select {
+	case <-w.ch:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// boundCtx is a window with the values of a context that cannot end.
+type boundCtx struct {
+	*boundWindow
+	values context.Context
+}
+
+func (b *boundCtx) Value(key any) any { return b.values.Value(key) }
+
+// window returns the window whose channel is closed d (rounded up to the
 // granularity) from now.
-func (b *boundClock) after(d time.Duration) <-chan struct{} {
+func (b *boundClock) window(d time.Duration) *boundWindow {
 	const g = int64(boundGranularity)
 	at := (time.Now().Add(d).UnixNano() + g - 1) / g * g
 	if w := b.cur.Load(); w != nil && w.at == at {
-		return w.ch
+		return w
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	w := b.cur.Load()
 	if w != nil && w.at == at {
-		return w.ch
+		return w
 	}
 	nw := &boundWindow{at: at, ch: make(chan struct{})}
 	time.AfterFunc(time.Until(time.Unix(0, at)), func() { close(nw.ch) })
 	if w == nil || at > w.at {
 		b.cur.Store(nw)
 	}
-	return nw.ch
+	return nw
 }
 
 // callTimeoutError is the error of a call that the call timeout ended.

@@ -20,7 +20,7 @@ import (
 // The lock of a key and its fence counter are one hash:
 //
 //	<sp>lock:<body>   id <lockID>  e <expiresAtMs>  a <acquiredAtMs>
-//	                  n <last fence>  k <normalised key>  [r 1]
+//	                  n <last fence>  k <normalised key>  [r 1]  [w <ms>]
 //
 // A free key has no id field (the other fields stay: n is the counter).
 // The hash expires PX max(ttl + tolerance, the counter's keep time) after
@@ -28,7 +28,10 @@ import (
 // counter's keep time (see luaKeep), so Redis keeps state for live keys and
 // recently used counters only. r marks a key that plain release watchers
 // wait for (see watchScript): only then does a release without a grant
-// publish on the key's channel.
+// publish on the key's channel. w marks a key with a waiter queue, and is
+// the queue's expiry: only then does a release look at the queue, and a
+// queued attempt renews the queue's PEXPIRE (and w) only when less than
+// half of it is left. A release that finds the queue empty clears w.
 //
 // The index key of a lock ID, <sp>id:<lockID>, holds the name of its lock
 // hash (PX ttl + tolerance) so that Release, Extend and LookupByID work from
@@ -95,7 +98,7 @@ end
 // that compensated for it, harmless. The index is written with SET … GET,
 // which checks and writes in one command; a retired ID is put back.
 var acquireScript = luaNow + luaKeep + `
-local h = redis.call('HMGET', KEYS[1], 'id', 'e', 'n', 'a')
+local h = redis.call('HMGET', KEYS[1], 'id', 'e', 'n', 'a', 'w')
 local e = tonumber(h[2])
 if h[1] and e and e > now - ` + tolStr + ` then
   if h[1] == ARGV[1] then return {1, tonumber(h[3]), e, tonumber(h[4])} end
@@ -105,7 +108,11 @@ if h[1] and e and e > now - ` + tolStr + ` then
       return {0, e}
     end
     redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1] .. ARGV[4] .. ARGV[2])
-    redis.call('PEXPIRE', KEYS[3], ` + queueTTLStr + `)
+    local w = tonumber(h[5])
+    if (not w) or w < now + ` + queueRenewStr + ` then
+      redis.call('PEXPIRE', KEYS[3], ` + queueTTLStr + `)
+      redis.call('HSET', KEYS[1], 'w', now + ` + queueTTLStr + `)
+    end
   end
   return {0, e}
 end
@@ -161,7 +168,7 @@ if not lk then
   if (not lk) or lk == '' then return -1 end
 end
 if gone and gone ~= '' then redis.call('SET', KEYS[1], '', 'PX', gone) else gone = nil end
-local h = redis.call('HMGET', lk, 'id', 'e', 'n', 'r')
+local h = redis.call('HMGET', lk, 'id', 'e', 'n', 'r', 'w')
 if h[1] ~= ARGV[1] then return -1 end
 local e, n0 = tonumber(h[2]), tonumber(h[3]) or 0
 local kd = keepAt(n0)
@@ -178,10 +185,13 @@ if not q then
   body = string.sub(lk, string.len(sp) + 6)
   q = sp .. 'q:' .. body
 end
-local granted = false
-while true do
+local granted, emptied = false, false
+while h[5] do
   local hd = redis.call('ZPOPMIN', q)
-  if #hd == 0 then break end
+  if #hd == 0 then
+    emptied = true
+    break
+  end
   local id = string.sub(hd[1], 1, 22)
   local wik = sp .. 'id:' .. id
   if id ~= ARGV[1] and redis.call('GET', wik) == lk then
@@ -205,7 +215,7 @@ while true do
   end
 end
 if not granted then
-  redis.call('HDEL', lk, 'id')
+  if emptied then redis.call('HDEL', lk, 'id', 'w') else redis.call('HDEL', lk, 'id') end
   redis.call('PEXPIREAT', lk, kd)
   if h[4] then
     body = body or string.sub(lk, string.len(sp) + 6)
@@ -236,10 +246,13 @@ var (
 // plus the client's connection timeouts).
 const goneTTLStr = "60000"
 
-// queueTTLStr is the expiry (ms) of a waiter queue, renewed by every
-// queued attempt: a queue whose waiters all stopped attempting (they
-// crashed) disappears after it.
-const queueTTLStr = "60000"
+// queueTTLStr is the expiry (ms) of a waiter queue, renewed by a queued
+// attempt that finds less than queueRenewStr of it left: a queue whose
+// waiters all stopped attempting (they crashed) disappears after it.
+const (
+	queueTTLStr   = "60000"
+	queueRenewStr = "30000"
+)
 
 // waiterLive is how long a queued waiter's liveness marker lasts after its
 // latest attempt: a release grants the key only to a waiter whose marker
