@@ -46,12 +46,12 @@ func (c *call) set(keys []string, args ...string) {
 	c.args = c.buf[n : n+m : n+m]
 }
 
-// set2 is set for two keys and three arguments (a plain acquisition),
+// set2 is set for two keys and four arguments (a plain acquisition),
 // without the variadic slices.
-func (c *call) set2(k1, k2, a1, a2, a3 string) {
-	c.buf[0], c.buf[1], c.buf[2], c.buf[3], c.buf[4] = k1, k2, a1, a2, a3
+func (c *call) set2(k1, k2, a1, a2, a3, a4 string) {
+	c.buf[0], c.buf[1], c.buf[2], c.buf[3], c.buf[4], c.buf[5] = k1, k2, a1, a2, a3, a4
 	c.keys = c.buf[0:2:2]
-	c.args = c.buf[2:5:5]
+	c.args = c.buf[2:6:6]
 }
 
 // put returns a completed call to the pool.

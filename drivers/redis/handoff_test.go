@@ -268,7 +268,7 @@ func TestLateAcquireAfterUnknownOutcome(t *testing.T) {
 			acquire := func() []int64 {
 				t.Helper()
 				vals, err := d.exec(ctx, d.s.acquire, []string{an.lock, an.index},
-					[]string{an.lockID, "60000", "unknown"}).AsIntSlice()
+					[]string{an.lockID, "60000", "unknown", "60999"}).AsIntSlice()
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -52,10 +52,11 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 	an := d.acquireNames(body, waiterID)
 	lockID := an.lockID
 	c := getCall()
+	ts := d.ttlArgs(ttlMs)
 	if waiterID == "" {
-		c.set2(an.lock, an.index, lockID, d.ttlArg(ttlMs), k)
+		c.set2(an.lock, an.index, lockID, ts.s, k, ts.px)
 	} else {
-		c.set([]string{an.lock, an.index, an.queue}, lockID, d.ttlArg(ttlMs), k, d.inbox, d.waiterLiveMs)
+		c.set([]string{an.lock, an.index, an.queue}, lockID, ts.s, k, ts.px, d.inbox, d.waiterLiveMs)
 	}
 	vals, err := d.run(ctx, d.s.acquire, c).ToArray()
 	if err != nil {
@@ -377,20 +378,21 @@ var (
 
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
 
-// ttlString caches the decimal form of the last TTL used, which is
-// nearly always the same.
+// ttlString caches the decimal forms of the last TTL used, which is
+// nearly always the same: the TTL and TTL + tolerance − 1 (the PX of a new
+// lock's index and hash), both in ms.
 type ttlString struct {
-	ms int64
-	s  string
+	ms    int64
+	s, px string
 }
 
-func (d *Driver) ttlArg(ms int64) string {
+func (d *Driver) ttlArgs(ms int64) *ttlString {
 	if t := d.ttlStr.Load(); t != nil && t.ms == ms {
-		return t.s
+		return t
 	}
-	s := formatInt(ms)
-	d.ttlStr.Store(&ttlString{ms: ms, s: s})
-	return s
+	t := &ttlString{ms: ms, s: formatInt(ms), px: formatInt(ms + syncguard.ToleranceMs - 1)}
+	d.ttlStr.Store(t)
+	return t
 }
 
 // intAt returns vals[i] as an integer.

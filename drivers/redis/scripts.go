@@ -74,9 +74,12 @@ local function keepAt(n)
 end
 `
 
-// acquireScript: KEYS lock, index[, queue]; ARGV lockID, ttl, key[,
-// inbox, waiter liveness (ms)] — the queue and the last two only for a
-// queued waiter, whose lockID is its waiter ID.
+// acquireScript: KEYS lock, index[, queue]; ARGV lockID, ttl, key,
+// ttl + tolerance − 1 (ms)[, inbox, waiter liveness (ms)] — the queue and
+// the last two only for a queued waiter, whose lockID is its waiter ID.
+// Numbers go to redis.call as strings made by the client or by
+// string.format('%d'): Redis 7.0 turns a Lua number argument into a string
+// with snprintf("%.17g"), which costs more than the command it feeds.
 // Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
 // written), {1, fence, exp, acquiredAt} when acquired.
 //
@@ -103,11 +106,11 @@ local e = tonumber(h[2])
 if h[1] and e and e > now - ` + tolStr + ` then
   if h[1] == ARGV[1] then return {1, tonumber(h[3]), e, tonumber(h[4])} end
   if KEYS[3] then
-    if redis.call('SET', KEYS[2], KEYS[1], 'PX', ARGV[5], 'GET') == '' then
+    if redis.call('SET', KEYS[2], KEYS[1], 'PX', ARGV[6], 'GET') == '' then
       redis.call('SET', KEYS[2], '', 'PX', ` + goneTTLStr + `)
       return {0, e}
     end
-    redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1] .. ARGV[4] .. ARGV[2])
+    redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1] .. ARGV[5] .. ARGV[2])
     local w = tonumber(h[5])
     if (not w) or w < now + ` + queueRenewStr + ` then
       redis.call('PEXPIRE', KEYS[3], ` + queueTTLStr + `)
@@ -120,15 +123,20 @@ end
 local n = math.max((tonumber(h[3]) or 0) + 1, fl)
 if n > ` + fenceMaxStr + ` then return {-1, n} end
 local ttl = tonumber(ARGV[2])
-local px = ttl + ` + tolStr + `
-if redis.call('SET', KEYS[2], KEYS[1], 'PX', px, 'GET') == '' then
+if redis.call('SET', KEYS[2], KEYS[1], 'PX', ARGV[4], 'GET') == '' then
   redis.call('SET', KEYS[2], '', 'PX', ` + goneTTLStr + `)
   return {0, 0}
 end
 local exp = now + ttl
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'e', exp, 'a', now, 'n', string.format('%d', n), 'k', ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], math.max(exp + ` + tolM1Str + `, keepAt(n)))
-if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1] .. ARGV[4] .. ARGV[2]) end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'e', string.format('%d', exp), 'a', string.format('%d', now), 'n', string.format('%d', n), 'k', ARGV[3])
+local kp = ` + fenceMarginStr + `
+if n > fl then kp = kp + math.ceil((n - fl) / ` + fencePerMsStr + `) end
+if ttl + ` + tolM1Str + ` >= kp then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('PEXPIREAT', KEYS[1], math.max(exp + ` + tolM1Str + `, keepAt(n)))
+end
+if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1] .. ARGV[5] .. ARGV[2]) end
 return {1, n, exp, now}
 `
 
@@ -168,7 +176,7 @@ if not lk then
   if (not lk) or lk == '' then return -1 end
 end
 if gone and gone ~= '' then redis.call('SET', KEYS[1], '', 'PX', gone) else gone = nil end
-local h = redis.call('HMGET', lk, 'id', 'e', 'n', 'r', 'w')
+local h = redis.call('HMGET', lk, 'id', 'e', 'n', 'r', 'w', 'a')
 if h[1] ~= ARGV[1] then return -1 end
 local e, n0 = tonumber(h[2]), tonumber(h[3]) or 0
 local kd = keepAt(n0)
@@ -216,7 +224,11 @@ while h[5] do
 end
 if not granted then
   if emptied then redis.call('HDEL', lk, 'id', 'w') else redis.call('HDEL', lk, 'id') end
-  redis.call('PEXPIREAT', lk, kd)
+  if (tonumber(h[6]) or 0) + ` + fenceMarginStr + ` >= kd then
+    redis.call('PEXPIRE', lk, '` + fenceMarginStr + `')
+  else
+    redis.call('PEXPIREAT', lk, kd)
+  end
   if h[4] then
     body = body or string.sub(lk, string.len(sp) + 6)
     redis.pcall('SPUBLISH', sp .. 'rel:' .. body, '')
