@@ -256,6 +256,10 @@ func FenceOf[C Fenced](l *Lease[C]) Fence {
 	return l.fence
 }
 
+// The AutoExtend defaults, shared (never written) so that prepare does not
+// allocate one per call.
+var autoExtendTrue, autoExtendFalse = true, false
+
 // prepare validates everything before any I/O: context, key, options, TTL.
 func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bool, opts []AcquireOption) (acquireConfig, string, error) {
 	cfg := acquireConfig{
@@ -281,7 +285,10 @@ func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bo
 		}
 	}
 	if cfg.autoExtend == nil {
-		cfg.autoExtend = &autoExtendDefault
+		cfg.autoExtend = &autoExtendFalse
+		if autoExtendDefault {
+			cfg.autoExtend = &autoExtendTrue
+		}
 	}
 	nkey, err := driver.NormalizeKey(key)
 	if err != nil {

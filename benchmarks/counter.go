@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +15,7 @@ import (
 // inside scripts included, as Redis counts them, and INFO too, which
 // SyncGuard's acquire script calls, less the counter's own INFO calls),
 // the calls of EVAL, EVALSHA and FCALL (one per script run), and
-// used_cpu_user + used_cpu_sys.
+// used_cpu_user + used_cpu_sys, and the usec of every command.
 func RedisCounter(c rueidis.Client) Counter {
 	var own int64 // INFO calls made by this counter before the current one
 	return func() (Count, error) {
@@ -41,14 +42,7 @@ func RedisCounter(c rueidis.Client) Counter {
 				continue
 			}
 			name = strings.TrimPrefix(name, "cmdstat_")
-			calls := rest
-			if i := strings.Index(calls, "calls="); i >= 0 {
-				calls = calls[i+6:]
-			}
-			if i := strings.IndexByte(calls, ','); i >= 0 {
-				calls = calls[:i]
-			}
-			v, err := strconv.ParseInt(calls, 10, 64)
+			v, err := strconv.ParseInt(statField(rest, "calls="), 10, 64)
 			if err != nil {
 				continue
 			}
@@ -59,9 +53,57 @@ func RedisCounter(c rueidis.Client) Counter {
 				n.Scripts += v
 			}
 			n.Cmds += v
+			if us, err := strconv.ParseInt(statField(rest, "usec="), 10, 64); err == nil && name != "info" {
+				if n.Usec == nil {
+					n.Usec = map[string]int64{}
+				}
+				n.Usec[name] = us
+			}
 		}
 		return n, nil
 	}
+}
+
+// statField returns the value of the field that starts with name (such as
+// "calls=") in a commandstats line's value, or "".
+func statField(s, name string) string {
+	i := strings.Index(s, name)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(name):]
+	if j := strings.IndexByte(s, ','); j >= 0 {
+		s = s[:j]
+	}
+	return s
+}
+
+// isScript reports whether a commandstats name runs a script.
+func isScript(name string) bool {
+	switch name {
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
+		return true
+	}
+	return false
+}
+
+// serverTime is the Redis thread's time spent executing the commands a
+// library sent, from the usec deltas of INFO commandstats: every script
+// (its usec includes the commands it ran inside) plus the commands the
+// library sends outside scripts (topLevel). Commands run inside scripts
+// are also counted under their own names; adding those would count them
+// twice. -1 when unknown.
+func serverTime(n Count, topLevel []string) time.Duration {
+	if n.Cmds < 0 || n.Usec == nil {
+		return -1
+	}
+	var us int64
+	for name, v := range n.Usec {
+		if isScript(name) || slices.Contains(topLevel, name) {
+			us += v
+		}
+	}
+	return time.Duration(us) * time.Microsecond
 }
 
 // CleanRedis deletes every key of the server c talks to whose name

@@ -41,6 +41,10 @@ type Impl struct {
 	// NoContended excludes it from the contended scenario (it has no
 	// waiting Lock of its own).
 	NoContended bool
+	// TopLevel names the Redis commands (commandstats names, such as
+	// "set") the library sends outside scripts, for the server time per
+	// pair; scripts are always counted.
+	TopLevel []string
 	// New builds a Locker with its own client(s). ns is a namespace unique
 	// to the run, used in key names.
 	New func(ns string) (Locker, error)
@@ -69,14 +73,17 @@ func PostgresURL() string {
 func Impls() []Impl {
 	return []Impl{
 		{Name: "syncguard-redis", Backend: Redis, SyncGuard: true, New: newSyncGuardRedis},
-		{Name: "redsync", Backend: Redis, New: newRedsync},
+		{Name: "redsync", Backend: Redis, TopLevel: []string{"set"}, New: newRedsync},
 		{Name: "redislock", Backend: Redis, New: newRedislock},
 		{Name: "rueidislock", Backend: Redis, New: newRueidislock},
-		{Name: "raw-rueidis", Backend: Redis, Baseline: true, NoContended: true, New: newRawRueidis},
+		{Name: "raw-rueidis", Backend: Redis, Baseline: true, NoContended: true, TopLevel: []string{"set"}, New: newRawRueidis},
 		{Name: "syncguard-postgres", Backend: Postgres, SyncGuard: true, New: newSyncGuardPostgres},
 		{Name: "pg-advisory", Backend: Postgres, Baseline: true, New: newPGAdvisory},
 		{Name: "pglock", Backend: Postgres, New: newPGLock},
 		{Name: "syncguard-memory", Backend: Memory, SyncGuard: true, New: newSyncGuardMemory},
+		// Guard over the Redis driver's lock-only mode (no fences).
+		{Name: "sg-redis-lockonly", Backend: Redis, Driver: true, TopLevel: []string{"set"}, New: newSyncGuardRedisLockOnly},
+		{Name: "sg-lockonly-driver", Backend: Redis, Driver: true, NoContended: true, TopLevel: []string{"set"}, New: newSyncGuardLockOnlyDriver},
 		// The drivers alone, without Guard (no waiting Lock).
 		{Name: "sg-redis-driver", Backend: Redis, Driver: true, NoContended: true, New: newSyncGuardRedisDriver},
 		// Guard over a rueidis client without auto-pipelining (pooled

@@ -28,6 +28,10 @@ type Result struct {
 	// ServerCPU is the server process's CPU time over the run (Redis INFO
 	// cpu delta), -1 if unknown.
 	ServerCPU time.Duration
+	// ServerTime is the Redis thread's time executing the library's
+	// commands (INFO commandstats usec: scripts with their inner commands,
+	// plus [Impl.TopLevel] commands), -1 if unknown.
+	ServerTime time.Duration
 
 	// Contended scenario only.
 	Wait, Handoff Percentiles // per critical section
@@ -55,6 +59,14 @@ func (r Result) CPUPerOp() time.Duration {
 		return -1
 	}
 	return r.ServerCPU / time.Duration(r.Ops)
+}
+
+// TimePerOp is the server's command time per pair, or -1.
+func (r Result) TimePerOp() time.Duration {
+	if r.ServerTime < 0 || r.Ops == 0 {
+		return -1
+	}
+	return r.ServerTime / time.Duration(r.Ops)
 }
 
 // CmdsPerOp is server commands per pair, or -1.
@@ -89,6 +101,9 @@ type Counter func() (Count, error)
 type Count struct {
 	Cmds, Scripts int64
 	CPU           time.Duration
+	// Usec is the usec of INFO commandstats by command name (INFO
+	// itself excluded).
+	Usec map[string]int64
 }
 
 var runSeq atomic.Int64
@@ -120,7 +135,11 @@ func countEnd(c Counter, n0 Count) Count {
 	if err != nil {
 		return unknown
 	}
-	return Count{Cmds: n.Cmds - n0.Cmds, Scripts: n.Scripts - n0.Scripts, CPU: n.CPU - n0.CPU}
+	d := Count{Cmds: n.Cmds - n0.Cmds, Scripts: n.Scripts - n0.Scripts, CPU: n.CPU - n0.CPU, Usec: map[string]int64{}}
+	for name, v := range n.Usec {
+		d.Usec[name] = v - n0.Usec[name]
+	}
+	return d
 }
 
 func mallocs() uint64 {
@@ -179,7 +198,7 @@ func serial(ctx context.Context, im Impl, l Locker, ns string, d time.Duration, 
 	r.Elapsed = time.Since(start)
 	m1 := mallocs()
 	n := countEnd(c, n0)
-	r.ServerCmds, r.ServerScripts, r.ServerCPU = n.Cmds, n.Scripts, n.CPU
+	r.ServerCmds, r.ServerScripts, r.ServerCPU, r.ServerTime = n.Cmds, n.Scripts, n.CPU, serverTime(n, im.TopLevel)
 	r.Ops = i
 	r.AllocsPerOp = float64(m1-m0) / float64(max(i, 1))
 	return r
@@ -244,7 +263,7 @@ func Parallel(ctx context.Context, im Impl, l Locker, ns string, g int, d time.D
 	r.Elapsed = time.Since(start)
 	m1 = mallocs()
 	n := countEnd(c, n0)
-	r.ServerCmds, r.ServerScripts, r.ServerCPU = n.Cmds, n.Scripts, n.CPU
+	r.ServerCmds, r.ServerScripts, r.ServerCPU, r.ServerTime = n.Cmds, n.Scripts, n.CPU, serverTime(n, im.TopLevel)
 	r.Ops = int(ops.Load())
 	r.Errors = int(errs.Load())
 	r.AllocsPerOp = float64(m1-m0) / float64(max(r.Ops, 1))
@@ -340,7 +359,7 @@ func Contended(ctx context.Context, im Impl, ls []Locker, ns string, hold, d tim
 		}
 	}
 	n := countEnd(c, n0)
-	r.ServerCmds, r.ServerScripts, r.ServerCPU = n.Cmds, n.Scripts, n.CPU
+	r.ServerCmds, r.ServerScripts, r.ServerCPU, r.ServerTime = n.Cmds, n.Scripts, n.CPU, serverTime(n, im.TopLevel)
 	cancel()
 	wg.Wait()
 	r.Errors = int(errs.Load())

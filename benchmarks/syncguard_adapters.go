@@ -233,3 +233,58 @@ func newSyncGuardRedisDriver(ns string) (Locker, error) {
 func newSyncGuardMemoryDriver(ns string) (Locker, error) {
 	return &driverLocker{d: memory.New(), close: func() {}}, nil
 }
+
+// newSyncGuardRedisLockOnly is Guard over the Redis driver's lock-only
+// mode (no fences, no lock-ID index; SET NX PX + compare-and-delete).
+func newSyncGuardRedisLockOnly(ns string) (Locker, error) {
+	c, err := rueidis.NewClient(RueidisOption())
+	if err != nil {
+		return nil, err
+	}
+	d, err := sgredis.NewLockOnly(c, sgredis.WithKeyPrefix("sgbench"))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &guardLocker[sgredis.LockOnlyCapabilities]{g: syncguard.New(d), close: func() { d.Close(); c.Close() }}, nil
+}
+
+// lockOnlyDriverLocker calls the lock-only driver directly, releasing by
+// key.
+type lockOnlyDriverLocker struct {
+	d     *sgredis.LockOnlyDriver
+	close func()
+}
+
+func (l *lockOnlyDriverLocker) Lock(ctx context.Context, key string) (Unlock, error) {
+	return nil, errors.New("driver adapters have no waiting Lock")
+}
+
+func (l *lockOnlyDriverLocker) TryLock(ctx context.Context, key string) (Unlock, bool, error) {
+	r, err := l.d.Acquire(ctx, key, LockTTL)
+	if err != nil || !r.Acquired {
+		return nil, false, err
+	}
+	return func(ctx context.Context) error {
+		rr, err := l.d.Release(ctx, key, r.LockID)
+		if err == nil && !rr.OK {
+			err = errors.New("release: not OK")
+		}
+		return err
+	}, true, nil
+}
+
+func (l *lockOnlyDriverLocker) Close() { l.close() }
+
+func newSyncGuardLockOnlyDriver(ns string) (Locker, error) {
+	c, err := rueidis.NewClient(RueidisOption())
+	if err != nil {
+		return nil, err
+	}
+	d, err := sgredis.NewLockOnly(c, sgredis.WithKeyPrefix("sgbench"))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &lockOnlyDriverLocker{d: d, close: func() { d.Close(); c.Close() }}, nil
+}

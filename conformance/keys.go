@@ -185,21 +185,21 @@ func k01[C driver.Capabilities](c *tc[C]) {
 	// under the other spelling, is refused.
 	lim := syncguard.RateLimit{Limit: 1, Period: time.Hour, Burst: 1}
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
-		if r, err := c.b.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
+		if r, err := c.r.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
 			fail("AllowN(key) = %+v, %v; want allowed", r, err)
 		}
 	})
 	c.eachKey(keys, func(i int, hk hostileKey, fail func(string, ...any)) {
-		if r, err := c.b.AllowN(c.ctx, hk.alias, lim, 1); err != nil || r.Allowed != 0 || r.RetryAfter <= 0 {
+		if r, err := c.r.AllowN(c.ctx, hk.alias, lim, 1); err != nil || r.Allowed != 0 || r.RetryAfter <= 0 {
 			fail("AllowN(alias) after the key's one unit = %+v, %v; want refused", r, err)
 		}
-		if err := c.b.ResetRate(c.ctx, hk.alias); err != nil {
+		if err := c.r.ResetRate(c.ctx, hk.alias); err != nil {
 			fail("ResetRate(alias): %v", err)
 		}
-		if r, err := c.b.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
+		if r, err := c.r.AllowN(c.ctx, hk.key, lim, 1); err != nil || r.Allowed != 1 {
 			fail("AllowN(key) after ResetRate(alias) = %+v, %v; want allowed", r, err)
 		}
-		_ = c.b.ResetRate(c.ctx, hk.key)
+		_ = c.r.ResetRate(c.ctx, hk.key)
 	})
 }
 

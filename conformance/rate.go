@@ -58,7 +58,7 @@ func (c *tc[C]) rate10() syncguard.RateLimit {
 
 func (c *tc[C]) allowN(key string, lim syncguard.RateLimit, n int) syncguard.RateResult {
 	c.Helper()
-	r, err := c.b.AllowN(c.ctx, key, lim, n)
+	r, err := c.r.AllowN(c.ctx, key, lim, n)
 	if err != nil {
 		c.Fatalf("AllowN(%q, %+v, %d): unexpected error: %v", key, lim, n, err)
 	}
@@ -183,7 +183,7 @@ func g04[C driver.Capabilities](c *tc[C]) {
 	rate10 := c.rate10()
 	k := c.key("rate")
 	c.exhaust(k, rate10)
-	if err := c.b.ResetRate(c.ctx, k); err != nil {
+	if err := c.r.ResetRate(c.ctx, k); err != nil {
 		c.Fatalf("ResetRate: %v", err)
 	}
 	if r := c.allowN(k, rate10, 1); r.Allowed != 1 || r.Remaining != rate10.Burst-1 {
@@ -194,7 +194,7 @@ func g04[C driver.Capabilities](c *tc[C]) {
 			c.Errorf("request %d after ResetRate = %+v; want allowed", i+2, r)
 		}
 	}
-	if err := c.b.ResetRate(c.ctx, c.key("never-used")); err != nil {
+	if err := c.r.ResetRate(c.ctx, c.key("never-used")); err != nil {
 		c.Errorf("ResetRate of a never-used key: %v; want nil", err)
 	}
 }
@@ -211,7 +211,7 @@ func g05[C driver.Capabilities](c *tc[C]) {
 	if r := c.allowN(k, rate10, over); r.Allowed != 0 {
 		c.Errorf("AllowN(%d) with burst %d later = %+v; want denied", over, rate10.Burst, r)
 	}
-	if err := c.b.ResetRate(c.ctx, k); err != nil {
+	if err := c.r.ResetRate(c.ctx, k); err != nil {
 		c.Fatalf("ResetRate: %v", err)
 	}
 	if r := c.allowN(k, rate10, over); r.Allowed != 0 {
@@ -229,7 +229,7 @@ func g06[C driver.Capabilities](c *tc[C]) {
 	lim := syncguard.RateLimit{Limit: 10, Period: time.Hour, Burst: 10}
 	var allowed atomic.Int32
 	gather(40, func(int) {
-		r, err := c.b.AllowN(c.ctx, k, lim, 1)
+		r, err := c.r.AllowN(c.ctx, k, lim, 1)
 		if err != nil {
 			c.Errorf("AllowN: %v", err)
 			return
@@ -258,12 +258,12 @@ func g07[C driver.Capabilities](c *tc[C]) {
 		{syncguard.RateLimit{Limit: 10_000, Period: time.Millisecond, Burst: 5}, 1}, // 100ns interval
 		{rate10, -1},
 	} {
-		_, err := c.b.AllowN(c.ctx, k, m.lim, m.n)
+		_, err := c.r.AllowN(c.ctx, k, m.lim, m.n)
 		c.wantCode(fmt.Sprintf("AllowN(%+v, %d)", m.lim, m.n), err, driver.InvalidArgument, "")
 	}
-	_, err := c.b.AllowN(c.ctx, "", rate10, 1)
+	_, err := c.r.AllowN(c.ctx, "", rate10, 1)
 	c.wantCode(`AllowN("")`, err, driver.InvalidArgument, "")
-	c.wantCode(`ResetRate("")`, c.b.ResetRate(c.ctx, ""), driver.InvalidArgument, "")
+	c.wantCode(`ResetRate("")`, c.r.ResetRate(c.ctx, ""), driver.InvalidArgument, "")
 	if r := c.allowN(k, rate10, 1); r.Allowed != 1 || r.Remaining != rate10.Burst-1 {
 		c.Errorf("first valid request after invalid ones = %+v; want Allowed 1, Remaining %d", r, rate10.Burst-1)
 	}
@@ -279,9 +279,9 @@ func g08[C driver.Capabilities](c *tc[C]) {
 		ctx  context.Context
 		code driver.Code
 	}{{cancelledContext(c.ctx), driver.Aborted}, {dctx, driver.NetworkTimeout}} {
-		_, err := c.b.AllowN(m.ctx, k, rate10, 1)
+		_, err := c.r.AllowN(m.ctx, k, rate10, 1)
 		c.wantCode("AllowN", err, m.code, "")
-		c.wantCode("ResetRate", c.b.ResetRate(m.ctx, k), m.code, "")
+		c.wantCode("ResetRate", c.r.ResetRate(m.ctx, k), m.code, "")
 	}
 	if r := c.allowN(k, rate10, 1); r.Remaining != rate10.Burst-1 {
 		c.Errorf("first request after failed ones = %+v; want Remaining %d (nothing consumed)", r, rate10.Burst-1)

@@ -121,6 +121,7 @@ func run[C driver.Capabilities](t *testing.T, newHarness Factory[C], opts Option
 					ctx:    ctx,
 					d:      d,
 					b:      backend,
+					r:      rates,
 					info:   info,
 					h:      h,
 					tm:     opts.Timing,
@@ -175,8 +176,9 @@ type tc[C driver.Capabilities] struct {
 	*testing.T
 	ctx    context.Context
 	d      driver.Driver[C]
-	b      driver.Backend // d's record and rate stores
-	info   driver.Info    // what d's capability type declares
+	b      driver.Backend   // d as a whole Backend (records), nil if it is none
+	r      driver.RateStore // d's rate store, nil if it has none
+	info   driver.Info      // what d's capability type declares
 	h      Harness[C]
 	tm     Timing
 	opts   Options

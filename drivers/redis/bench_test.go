@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/driver"
 )
 
@@ -148,4 +149,26 @@ func benchKeys(n int) []string {
 		keys[i] = "bench:" + strconv.Itoa(i)
 	}
 	return keys
+}
+
+// BenchmarkGuardPair: TryAcquire + Lease.Release through Guard, the path
+// of most applications (issue 21: allocations per pair ≤ 12).
+func BenchmarkGuardPair(b *testing.B) {
+	c := benchClient(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := syncguard.New(newDriver(b, c))
+	keys := benchKeys(64)
+	opts := []syncguard.AcquireOption{syncguard.TTL(benchTTL), syncguard.AutoExtend(false)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l, err := g.TryAcquire(ctx, keys[i&63], opts...)
+		if err != nil {
+			b.Fatalf("TryAcquire: %v", err)
+		}
+		if ok, err := l.Release(ctx); err != nil || !ok {
+			b.Fatalf("Release = %v, %v", ok, err)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/conformance"
+	"github.com/syncguard/syncguard/driver"
 )
 
 var (
@@ -47,5 +48,20 @@ func TestConformanceCluster(t *testing.T) {
 		h := newHarness(t, c, "cluster")
 		h.opt = rueidis.ClientOption{InitAddress: clusterAddrs(), DisableCache: true, ShuffleInit: true}
 		return h, nil
+	}, confOptions)
+}
+
+// TestConformanceLockOnly runs the shared suite against the lock-only mode
+// on the single node: the cases that need fences, records, a lock-ID index
+// or hand-off skip by its capabilities; every other case must pass.
+func TestConformanceLockOnly(t *testing.T) {
+	c := singleClient(t)
+	conformance.RunDriver(t, func(t *testing.T) driver.Driver[LockOnlyCapabilities] {
+		d, err := NewLockOnly(c, WithKeyPrefix(testPrefix("lockonly")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		return d
 	}, confOptions)
 }

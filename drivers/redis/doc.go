@@ -33,9 +33,8 @@
 // All keys of one user key share a hash slot through a hash tag chosen by
 // the driver, {tag}, placed right after the prefix:
 //
-//	syncguard:{tag}:lock:<key>    lock record
-//	syncguard:{tag}:fence:<key>   fence counter (expires once the floor has passed it)
-//	syncguard:{tag}:id:<lockID>   lock-ID index → lock record
+//	syncguard:{tag}:lock:<key>    lock and fence counter (one hash)
+//	syncguard:{tag}:id:<lockID>   lock-ID index → lock hash
 //	syncguard:{tag}:rec:<key>     fenced record
 //	syncguard:{tag}:rate:<key>    GCRA state
 //
@@ -46,11 +45,13 @@
 // crypto/rand; IDs keep the 22-character base64url format), so Release,
 // Extend and LookupByID reach the right shard from the lock ID alone, and
 // every script touches a single slot. The scripts of those three
-// operations declare the index key in KEYS and read the lock record whose
-// name the index holds, which lives in the same slot by construction.
+// operations declare the index key in KEYS and read the lock hash whose
+// name the index holds, which lives in the same slot by construction. A
+// [syncguard.Lease] releases and extends with its key as well
+// ([Driver.Release] and [Driver.Extend] with a key), which skips the index.
 //
-// The type segment (lock:, fence:, id:) sits between the tag and the user
-// key, so no user key can alias an index or a fence counter: keys such as
+// The type segment (lock:, id:, …) sits between the tag and the user
+// key, so no user key can alias an index: keys such as
 // "id:<22 chars>" or "fence:syncguard:x" are ordinary keys here. Long keys
 // are replaced by a SHA-256-based digest ([driver.StorageKey]) so that
 // names stay within 1000 bytes; a hashed key shares its namespace with
@@ -66,8 +67,10 @@
 // both — a promoted replica, or a restarted node, hands out fences from its
 // clock, greater than every earlier one as long as the clocks agree within
 // the time since the key's last acquisition. The counter only orders
-// acquisitions within one 10 µs unit and expires [driver.FenceMarginMs]
-// after the floor has passed it, so Redis keeps state only for live keys.
+// acquisitions within one 10 µs unit; it is a field of the key's lock
+// hash, which expires with the lock or [driver.FenceMarginMs] after the
+// floor has passed the counter, whichever is later, so Redis keeps state
+// only for live keys.
 // The script reads no INFO and makes no extra round trip.
 //
 // # Wake-up
@@ -84,7 +87,8 @@
 // publishes the grant on that waiter's driver's inbox channel, so exactly
 // one waiter (in one process) wakes, already holding the lock, and a
 // releaser that tries again cannot barge ahead of the queue.
-// [Driver.WatchRelease] (plain watchers) is woken by every release. A
+// [Driver.WatchRelease] (plain watchers) is woken by every release of a
+// key it marked (releases of unwatched keys publish nothing). A
 // waiter that misses a message (a reconnect, an expiry without a release)
 // wakes on its backoff timer as without the wake-up, and a waiter that
 // missed its grant claims it with that attempt. Queued waiters renew a
@@ -103,12 +107,19 @@
 // NetworkTimeout; refused, reset, EOF, closed client → ServiceUnavailable);
 // anything else is Internal. Every operation returns as soon as its
 // context ends, even while the request is in flight (a call whose context
-// can end runs on a goroutine of its own: rueidis alone does not honour a
-// cancellation during the handshake of a connection it dials inside the
-// call, nor outside its pipelined mode). An Acquire that fails
+// can end runs on a reused worker goroutine: rueidis alone does not honour
+// a cancellation during the handshake of a connection it dials inside the
+// call, nor outside its pipelined mode; one whose context cannot end runs
+// inline with the call timeout as its deadline). An Acquire that fails
 // after its request may have reached Redis releases the lock ID it minted
 // in the background (bounded by 5 s), so an acquisition nobody saw does not
 // hold the key until its TTL.
+//
+// # Lock-only mode
+//
+// [NewLockOnly] returns a driver without fencing ([LockOnlyCapabilities]):
+// SET NX PX and compare-and-delete on one key per lock, no fence counter,
+// no lock-ID index; Release and Extend need the key (a Lease passes it).
 //
 // # Client options
 //

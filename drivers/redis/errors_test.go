@@ -107,11 +107,11 @@ func TestWrongTypeAtDriverKey(t *testing.T) {
 	d := newDriver(t, c)
 	ctx := context.Background()
 	kn, _ := d.names("typed")
-	if err := c.Do(ctx, c.B().Hset().Key(kn.lock()).FieldValue().FieldValue("a", "b").Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Set().Key(kn.lock()).Value("a string").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	_, err := d.Acquire(ctx, "typed", driver.DefaultTTL)
 	if driver.CodeOf(err) != driver.InvalidArgument {
-		t.Errorf("Acquire over a hash: %v; want InvalidArgument", err)
+		t.Errorf("Acquire over a string: %v; want InvalidArgument", err)
 	}
 }

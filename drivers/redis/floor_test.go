@@ -128,7 +128,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 			t.Fatal(err)
 		}
 		kn, _ := d.names(k)
-		fresh = append(fresh, kn.fence())
+		fresh = append(fresh, kn.lock())
 	}
 	freshDone := time.Now()
 	if kept, err := c.Do(ctx, c.B().Exists().Key(fresh...).Build()).AsInt64(); err != nil || kept != 100 {

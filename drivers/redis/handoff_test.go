@@ -263,12 +263,12 @@ func TestLateAcquireAfterUnknownOutcome(t *testing.T) {
 			an := d.acquireNames(kn.body, "")
 			release := func() {
 				d.bg.Add(1)
-				d.releaseUnknown(an.lockID)
+				d.releaseUnknown(an)
 			}
 			acquire := func() []int64 {
 				t.Helper()
-				vals, err := d.exec(ctx, d.s.acquire, []string{an.lock, an.fence, an.index, an.queue},
-					[]string{an.lockID, "60000", "unknown", an.sp, fenceMarginStr, fenceMaxStr, tolStr, "", d.waiterLiveMs, d.inbox}).AsIntSlice()
+				vals, err := d.exec(ctx, d.s.acquire, []string{an.lock, an.index},
+					[]string{an.lockID, "60000", "unknown", "60999"}).AsIntSlice()
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -211,8 +211,8 @@ func (h *harness) LockIDFor(key string) string {
 	return newLockID(keySlot(kn.body))
 }
 
-// WriteRawLock writes a lock record and its index directly, with a PX far
-// past the logical expiry so that the check sees it.
+// WriteRawLock writes a lock and its index directly, with a PX far past
+// the logical expiry so that the check sees it.
 func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
 	k, err := driver.NormalizeKey(key)
 	if err != nil {
@@ -230,7 +230,8 @@ func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence dr
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local exp = now + tonumber(ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1] .. string.format('%d|%d|', exp, now) .. ARGV[3] .. '|' .. ARGV[4], 'PX', 60000)
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'e', string.format('%d', exp), 'a', string.format('%d', now), 'n', ARGV[3], 'k', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], 60000)
 redis.call('SET', KEYS[2], KEYS[1], 'PX', 60000)
 return exp`
 	return h.c.Do(ctx, h.c.B().Eval().Script(script).Numkeys(2).Key(kn.lock(), idx).
@@ -248,10 +249,10 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 	if err != nil {
 		return err
 	}
-	return h.c.Do(ctx, h.c.B().Hset().Key(kn.fence()).FieldValue().FieldValue("n", formatInt(value)).Build()).Error()
+	return h.c.Do(ctx, h.c.B().Hset().Key(kn.lock()).FieldValue().FieldValue("n", formatInt(value)).Build()).Error()
 }
 
-func (h *harness) exists(ctx context.Context, key string, name func(keyNames) string) (bool, error) {
+func (h *harness) exists(ctx context.Context, key, field string) (bool, error) {
 	k, err := driver.NormalizeKey(key)
 	if err != nil {
 		return false, err
@@ -260,19 +261,20 @@ func (h *harness) exists(ctx context.Context, key string, name func(keyNames) st
 	if err != nil {
 		return false, err
 	}
-	n, err := h.c.Do(ctx, h.c.B().Exists().Key(name(kn)).Build()).AsInt64()
+	n, err := h.c.Do(ctx, h.c.B().Hexists().Key(kn.lock()).Field(field).Build()).AsInt64()
 	return n > 0, err
 }
 
-// LockDataExists reports whether the lock record of key is stored. (Its
-// index entry is deleted in the same script as the record.)
+// LockDataExists reports whether the lock of key is stored (the id field
+// of its hash; its index entry is deleted in the same script).
 func (h *harness) LockDataExists(ctx context.Context, key string) (bool, error) {
-	return h.exists(ctx, key, keyNames.lock)
+	return h.exists(ctx, key, "id")
 }
 
-// FenceCounterExists reports whether key's fence counter is stored.
+// FenceCounterExists reports whether key's fence counter is stored (the n
+// field of the same hash).
 func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, error) {
-	return h.exists(ctx, key, keyNames.fence)
+	return h.exists(ctx, key, "n")
 }
 
 // clientOpt returns a copy of h.opt for a new client. Its InitAddress is

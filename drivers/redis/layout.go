@@ -16,8 +16,7 @@ import (
 // is chosen from the key (CRC16 of its storage body, as Redis does) and
 // written into the key names as a hash tag:
 //
-//	<prefix>:{<tag>}:lock:<body>    lock record (string, PX ttl+tolerance)
-//	<prefix>:{<tag>}:fence:<body>   fence counter (hash {n, e}; never expires)
+//	<prefix>:{<tag>}:lock:<body>    lock and fence counter (hash, see scripts.go)
 //	<prefix>:{<tag>}:id:<lockID>    lockID index → lock key (PX ttl+tolerance)
 //	<prefix>:{<tag>}:rel:<body>     release channel (SPUBLISH), not a key
 //	<prefix>:{<tag>}:rec:<body>     fenced record
@@ -28,7 +27,9 @@ import (
 // the tag is a function of the slot. A lock ID carries the slot of its lock
 // in its first 14 bits (the other 114 bits come from crypto/rand), so
 // Release, Extend and LookupByID find the index key, and through it the lock
-// record in the same slot, from the lock ID alone.
+// in the same slot, from the lock ID alone. The "fence:" segment of earlier
+// releases (a counter key of its own) is no longer written; prefixes still
+// may not contain it.
 //
 // The type segment (lock:, fence:, id:, …) sits between the tag and the
 // user-controlled body, so no user key can name an index or fence key: the
@@ -101,7 +102,6 @@ type keyNames struct {
 }
 
 func (k keyNames) lock() string  { return k.sp + "lock:" + k.body }
-func (k keyNames) fence() string { return k.sp + "fence:" + k.body }
 func (k keyNames) rec() string   { return k.sp + "rec:" + k.body }
 func (k keyNames) rate() string  { return k.sp + "rate:" + k.body }
 func (k keyNames) rel() string   { return k.sp + "rel:" + k.body }
@@ -166,9 +166,10 @@ func (d *Driver) writeSlotPrefix(b *strings.Builder, tag string) {
 	b.WriteString("}:")
 }
 
-// acquireNames are the names an acquisition uses, built in one allocation.
+// acquireNames are the names an acquisition (or a keyed release or
+// extension) uses, built in one allocation.
 type acquireNames struct {
-	sp, lock, fence, index, queue, lockID string
+	sp, lock, index, queue, lockID string
 }
 
 // acquireNames derives the names of an acquisition of the storage body
@@ -185,15 +186,11 @@ func (d *Driver) acquireNames(body, lockID string) acquireNames {
 	}
 	spl := d.slotPrefixLen(tag)
 	var b strings.Builder
-	b.Grow(5*spl + 3*len(body) + len("lock:fence:id:q:") + len(id))
+	b.Grow(4*spl + 2*len(body) + len("lock:id:q:") + len(id))
 	d.writeSlotPrefix(&b, tag)
 	i0 := b.Len()
 	d.writeSlotPrefix(&b, tag)
 	b.WriteString("lock:")
-	b.WriteString(body)
-	i1 := b.Len()
-	d.writeSlotPrefix(&b, tag)
-	b.WriteString("fence:")
 	b.WriteString(body)
 	i2 := b.Len()
 	d.writeSlotPrefix(&b, tag)
@@ -205,7 +202,7 @@ func (d *Driver) acquireNames(body, lockID string) acquireNames {
 	b.WriteString(body)
 	s := b.String()
 	return acquireNames{
-		sp: s[:i0], lock: s[i0:i1], fence: s[i1:i2], index: s[i2:i3], queue: s[i3:],
+		sp: s[:i0], lock: s[i0:i2], index: s[i2:i3], queue: s[i3:],
 		lockID: s[i3-len(id) : i3],
 	}
 }

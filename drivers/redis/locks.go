@@ -50,18 +50,19 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 		return driver.AcquireResult{}, err
 	}
 	an := d.acquireNames(body, waiterID)
-	lockID, queued := an.lockID, "1"
-	if waiterID == "" {
-		queued = ""
-	}
+	lockID := an.lockID
 	c := getCall()
-	c.set([]string{an.lock, an.fence, an.index, an.queue},
-		lockID, d.ttlArg(ttlMs), k, an.sp, fenceMarginStr, fenceMaxStr, tolStr, queued, d.waiterLiveMs, d.inbox)
+	ts := d.ttlArgs(ttlMs)
+	if waiterID == "" {
+		c.set2(an.lock, an.index, lockID, ts.s, k, ts.px)
+	} else {
+		c.set([]string{an.lock, an.index, an.queue}, lockID, ts.s, k, ts.px, d.inbox, d.waiterLiveMs)
+	}
 	vals, err := d.run(ctx, d.s.acquire, c).ToArray()
 	if err != nil {
 		if outcomeUnknown(err) && waiterID == "" { // a waiter's Stop releases its ID
 			d.bg.Add(1)
-			go d.releaseUnknown(lockID)
+			go d.releaseUnknown(an)
 		}
 		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
@@ -98,35 +99,47 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 	return driver.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
 }
 
-// releaseUnknown releases lockID on a detached, short-lived context, in
-// the background ([Driver.Close] waits for it), and retires the ID so that
-// the acquisition, should it reach the server only now, does nothing. Its
-// result is ignored: the lock either never existed or is released now.
-func (d *Driver) releaseUnknown(lockID string) {
+// releaseUnknown releases the lock ID of an (on a detached, short-lived
+// context, in the background ([Driver.Close] waits for it), and retires
+// the ID so that the acquisition, should it reach the server only now,
+// does nothing. Its result is ignored: the lock either never existed or
+// is released now.
+func (d *Driver) releaseUnknown(an acquireNames) {
 	defer d.bg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
 	defer cancel()
-	idx, sp := d.idKey(lockID)
-	_ = d.exec(ctx, d.s.release, []string{idx}, []string{lockID, sp, tolStr, fenceMarginStr, fenceMaxStr, goneTTLStr}).Error()
+	_ = d.exec(ctx, d.s.release, []string{an.index, an.lock, an.queue}, []string{an.lockID, an.sp, goneTTLStr}).Error()
 }
 
-// Release deletes the lock identified by lockID if it is live. Of
-// concurrent or repeated releases of one lock exactly one reports OK.
-// Detail is "not-found" for an unknown ID (or one whose lock was taken
-// over) and "expired" for a lock past its tolerance window.
-func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
+// Release deletes the lock lockID of key if it is live. Of concurrent or
+// repeated releases of one lock exactly one reports OK. Detail is
+// "not-found" for an unknown ID (or one whose lock was taken over, or held
+// under another key) and "expired" for a lock past its tolerance window.
+// With the key the script goes to the lock directly; key "" finds it
+// through the lock ID's index.
+func (d *Driver) Release(ctx context.Context, key, lockID string) (driver.ReleaseResult, error) {
 	if err := driver.ValidateLockID(lockID); err != nil {
+		return driver.ReleaseResult{}, err
+	}
+	an, k, ok, err := d.keyedNames(key, lockID)
+	if err != nil {
 		return driver.ReleaseResult{}, err
 	}
 	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ReleaseResult{}, err
 	}
-	idx, sp := d.idKey(lockID)
+	if !ok {
+		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
+	}
 	c := getCall()
-	c.set([]string{idx}, lockID, sp, tolStr, fenceMarginStr, fenceMaxStr)
+	if k == "" {
+		c.set([]string{an.index}, lockID, an.sp)
+	} else {
+		c.set([]string{an.index, an.lock, an.queue}, lockID, an.sp)
+	}
 	code, err := d.run(ctx, d.s.release, c).AsInt64()
 	if err != nil {
-		return driver.ReleaseResult{}, mapError(ctx, err, "", lockID)
+		return driver.ReleaseResult{}, mapError(ctx, err, k, lockID)
 	}
 	switch code {
 	case 1:
@@ -138,10 +151,35 @@ func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseR
 	}
 }
 
-// Extend sets the expiry of the live lock lockID to server now + ttl
-// (a reset, not an addition; it may shorten the lock). It never recreates
-// an absent or expired lock. Detail tells "expired" from "not-found".
-func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
+// keyedNames derives the names of the lock lockID of key (valid) for a
+// keyed release or extension; with key "" only an.index and an.sp are
+// set (a keyless call). ok is false when lockID cannot belong to key: it
+// carries another slot.
+func (d *Driver) keyedNames(key, lockID string) (an acquireNames, k string, ok bool, err error) {
+	if key == "" {
+		an.index, an.sp = d.idKey(lockID)
+		an.lockID = lockID
+		return an, "", true, nil
+	}
+	k, err = driver.NormalizeKey(key)
+	if err != nil {
+		return an, "", false, err
+	}
+	body, err := driver.StorageKey("", k, d.bodyLimit, 0)
+	if err != nil {
+		return an, "", false, err
+	}
+	if keySlot(body) != lockIDSlot(lockID) {
+		return an, k, false, nil
+	}
+	return d.acquireNames(body, lockID), k, true, nil
+}
+
+// Extend sets the expiry of the live lock lockID of key to server now +
+// ttl (a reset, not an addition; it may shorten the lock). It never
+// recreates an absent or expired lock. Detail tells "expired" from
+// "not-found"; key "" finds the lock through the lock ID's index.
+func (d *Driver) Extend(ctx context.Context, key, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
 	if err := driver.ValidateLockID(lockID); err != nil {
 		return driver.ExtendResult{}, err
 	}
@@ -149,13 +187,23 @@ func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration
 	if err != nil {
 		return driver.ExtendResult{}, err
 	}
+	an, k, ok, err := d.keyedNames(key, lockID)
+	if err != nil {
+		return driver.ExtendResult{}, err
+	}
 	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ExtendResult{}, err
 	}
-	idx, _ := d.idKey(lockID)
-	vals, err := d.exec(ctx, d.s.extend, []string{idx}, []string{lockID, formatInt(ttlMs), tolStr}).ToArray()
+	if !ok {
+		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
+	}
+	keys := []string{an.index}
+	if k != "" {
+		keys = append(keys, an.lock)
+	}
+	vals, err := d.exec(ctx, d.s.extend, keys, []string{lockID, formatInt(ttlMs)}).ToArray()
 	if err != nil {
-		return driver.ExtendResult{}, mapError(ctx, err, "", lockID)
+		return driver.ExtendResult{}, mapError(ctx, err, k, lockID)
 	}
 	code, err := intAt(vals, 0)
 	if err != nil {
@@ -186,7 +234,7 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	if d.cleanup {
 		cleanup = "1"
 	}
-	n, err := d.exec(ctx, d.s.isLocked, []string{kn.lock()}, []string{cleanup, kn.sp, tolStr, guardStr}).AsInt64()
+	n, err := d.exec(ctx, d.s.isLocked, []string{kn.lock()}, []string{cleanup, kn.sp}).AsInt64()
 	if err != nil {
 		return false, mapError(ctx, err, k, "")
 	}
@@ -199,7 +247,7 @@ func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo,
 	if err != nil {
 		return nil, err
 	}
-	v, err := d.exec(ctx, d.s.lookupKey, []string{kn.lock()}, []string{tolStr}).ToString()
+	v, err := d.exec(ctx, d.s.lookupKey, []string{kn.lock()}, nil).ToString()
 	return d.lookupResult(ctx, v, err, k, "")
 }
 
@@ -212,7 +260,7 @@ func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInf
 		return nil, err
 	}
 	idx, _ := d.idKey(lockID)
-	v, err := d.exec(ctx, d.s.lookupID, []string{idx}, []string{lockID, tolStr}).ToString()
+	v, err := d.exec(ctx, d.s.lookupID, []string{idx}, []string{lockID}).ToString()
 	return d.lookupResult(ctx, v, err, "", lockID)
 }
 
@@ -284,20 +332,21 @@ var (
 
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
 
-// ttlString caches the decimal form of the last TTL used, which is
-// nearly always the same.
+// ttlString caches the decimal forms of the last TTL used, which is
+// nearly always the same: the TTL and TTL + tolerance − 1 (the PX of a new
+// lock's index and hash), both in ms.
 type ttlString struct {
-	ms int64
-	s  string
+	ms    int64
+	s, px string
 }
 
-func (d *Driver) ttlArg(ms int64) string {
+func (d *Driver) ttlArgs(ms int64) *ttlString {
 	if t := d.ttlStr.Load(); t != nil && t.ms == ms {
-		return t.s
+		return t
 	}
-	s := formatInt(ms)
-	d.ttlStr.Store(&ttlString{ms: ms, s: s})
-	return s
+	t := &ttlString{ms: ms, s: formatInt(ms), px: formatInt(ms + driver.ToleranceMs - 1)}
+	d.ttlStr.Store(t)
+	return t
 }
 
 // intAt returns vals[i] as an integer.

@@ -113,6 +113,10 @@ type Driver struct {
 	abandonGrace time.Duration
 	// callTimeout bounds every request (WithCallTimeout).
 	callTimeout time.Duration
+	// bounds supplies the call bound's channels (exec.go).
+	bounds boundClock
+	// work hands script calls to idle workers (exec.go).
+	work chan *call
 	// closed ends with Close: it cancels abandoned requests (exec.go).
 	closed     context.Context
 	closeCalls context.CancelFunc
@@ -158,6 +162,7 @@ func New(client rueidis.Client, opts ...Option) (*Driver, error) {
 		waiterLiveMs: formatInt(waiterLive.Milliseconds()),
 		abandonGrace: abandonGrace,
 		callTimeout:  o.callTimeout,
+		work:         make(chan *call),
 	}
 	d.closed, d.closeCalls = context.WithCancel(context.Background())
 	d.hub = newWatchHub(d)

@@ -10,106 +10,140 @@ import (
 // The Lua scripts of the driver. Each operation is one script, run by SHA
 // (EVALSHA, with rueidis falling back to EVAL once per server on NOSCRIPT),
 // so each operation is one round trip and atomic on the server. Every script
-// reads the server clock with TIME (ms = sec·1000 + ⌊µs/1000⌋) and uses the
-// contract's liveness predicate exp > now − tolerance, with the tolerance
-// ([driver.ToleranceMs]) passed as an argument.
+// that judges or sets an expiry reads the server clock with TIME (ms =
+// sec·1000 + ⌊µs/1000⌋) and uses the contract's liveness predicate
+// e > now − tolerance ([driver.ToleranceMs], written into the scripts
+// as a constant, like every other constant: fewer arguments are cheaper to
+// pass).
 //
-// A lock record is the string
+// The lock of a key and its fence counter are one hash:
 //
-//	<lockID (22 chars)><expiresAtMs>|<acquiredAtMs>|<fence>|<normalised key>
+//	<sp>lock:<body>   id <lockID>  e <expiresAtMs>  a <acquiredAtMs>
+//	                  n <last fence>  k <normalised key>  [r 1]  [w <ms>]
 //
-// and the index key of a lock ID holds the name of its lock record. Both
-// carry PX = ttl + tolerance, so Redis drops them once they can no longer be
-// live; no sweeper is needed.
+// A free key has no id field (the other fields stay: n is the counter).
+// The hash expires PX max(ttl + tolerance, the counter's keep time) after
+// each acquisition and extension, and a release shortens it to the
+// counter's keep time (see luaKeep), so Redis keeps state for live keys and
+// recently used counters only. r marks a key that plain release watchers
+// wait for (see watchScript): only then does a release without a grant
+// publish on the key's channel. w marks a key with a waiter queue, and is
+// the queue's expiry: only then does a release look at the queue, and a
+// queued attempt renews the queue's PEXPIRE (and w) only when less than
+// half of it is left. A release that finds the queue empty clears w.
+//
+// The index key of a lock ID, <sp>id:<lockID>, holds the name of its lock
+// hash (PX ttl + tolerance) so that Release, Extend and LookupByID work from
+// the lock ID alone; "" marks a retired ID. An index that outlives its lock
+// (a lock granted to another ID, or one that expired) is harmless: every
+// script compares the hash's id with the lock ID. A queued waiter's index
+// is its liveness marker (see acquireScript).
 
-// now is the common prologue: the server time in ms.
+// luaNow is the common prologue: the server time in ms.
 const luaNow = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// luaGrant defines grant(lk, fk, ik, id, ttl, key, old, margin, fenceMax,
-// tol): it writes a new lock for id on the lock key lk (fence counter fk,
-// index key ik), replacing the dead record old (or nil), and returns its
-// fence and expiry, or -1 and the would-be fence on overflow (nothing
-// written). It needs t and now.
+// luaFloor defines fl, the fence floor at the server time t: the number of
+// 10 µs units since 2025-01-01 ([driver.FenceFloor]).
+var luaFloor = `
+local fl = (tonumber(t[1]) - ` + fenceEpochSStr + `) * ` + fencePerSStr + ` + math.floor(tonumber(t[2]) / ` + fenceUnitUsStr + `)
+`
+
+// luaKeep defines keepAt(n): the Unix time (ms) until which the counter n
+// must be kept: when the floor has passed it by [driver.FenceMarginMs]
+// (see [driver.FenceKeepMs]).
 //
-// A fence is max(counter + 1, floor), the floor being the server time in
-// 10 µs units since 2025-01-01 ([driver.FenceFloor]): it increases even
-// when the counter is gone — after a restart without persistence, or a
-// failover that lost unreplicated writes — as long as the clock has not
-// gone back by more than the time since the key's last acquisition. So the
-// counter (field n of the hash fk) only orders acquisitions within one 10
-// µs unit or a clock step back, and expires once the floor has passed it
-// by margin ms ([driver.FenceKeepMs]): Redis keeps state for live keys
-// only.
-var luaGrant = `
-local function grant(lk, fk, ik, id, ttl, key, old, margin, fmax, tol)
-  local fl = (tonumber(t[1]) - ` + fenceEpochSStr + `) * ` + fencePerSStr + ` + math.floor(tonumber(t[2]) / ` + fenceUnitUsStr + `)
-  local n = math.max((tonumber(redis.call('HGET', fk, 'n')) or 0) + 1, fl)
-  if n > fmax then return -1, n end
-  if old then redis.call('DEL', string.sub(ik, 1, -23) .. string.sub(old, 1, 22)) end
-  local exp = now + ttl
-  local fs = string.format('%d', n)
-  local px = string.format('%d', ttl + tol)
-  redis.call('HSET', fk, 'n', fs)
-  redis.call('PEXPIRE', fk, string.format('%d', math.ceil((n - fl) / ` + fencePerMsStr + `) + margin))
-  redis.call('SET', lk, id .. string.format('%d|%d|', exp, now) .. fs .. '|' .. key, 'PX', px)
-  redis.call('SET', ik, lk, 'PX', px)
-  return n, exp
+// A fence is max(counter + 1, floor): it increases even when the counter
+// is gone — after a restart without persistence, or a failover that lost
+// unreplicated writes — as long as the clock has not gone back by more
+// than the time since the key's last acquisition. So the counter only
+// orders acquisitions within one 10 µs unit or a clock step back, and is
+// kept no longer than that needs.
+//
+// The hash of a key expires (PEXPIREAT) at max(e + tolerance − 1,
+// keepAt(n)): one millisecond before the lock stops being live, or later
+// if the counter must outlive it. So while e + tolerance − 1 ≥ keepAt(n),
+// a hash that is still there holds a live lock, and a release can tell
+// "released" from "expired" without reading the clock.
+var luaKeep = `
+local function keepAt(n)
+  return ` + fenceEpochMsStr + ` + math.ceil(n / ` + fencePerMsStr + `) + ` + fenceMarginStr + `
 end
 `
 
-// acquireScript: KEYS lock, fence, newIndex, queue; ARGV lockID, ttl,
-// key, slotPrefix, fence margin (ms), fenceMax, tolerance, queued ("1" for a queued
-// waiter, whose lockID is its waiter ID, else ""), waiter liveness (ms),
-// the waiter's inbox (inboxLen characters, see watch.go).
+// acquireScript: KEYS lock, index[, queue]; ARGV lockID, ttl, key,
+// ttl + tolerance − 1 (ms)[, inbox, waiter liveness (ms)] — the queue and
+// the last two only for a queued waiter, whose lockID is its waiter ID.
+// Numbers go to redis.call as strings made by the client or by
+// string.format('%d'): Redis 7.0 turns a Lua number argument into a string
+// with snprintf("%.17g"), which costs more than the command it feeds.
 // Returns {0, exp} when locked, {-1, next} on fence overflow (nothing
 // written), {1, fence, exp, acquiredAt} when acquired.
 //
 // Hand-off (see watch.go): a contended attempt of a queued waiter joins
 // the key's queue (a sorted set scored by the server time of joining; ZADD
-// NX keeps the first position) with the member lockID..inbox..ttl, and renews the
-// waiter's liveness marker <sp>w:<lockID> (PX waiterLiveMs); a successful
-// one leaves the queue. A release grants the key to the queue's head, writing the
-// lock under the waiter's ID; the waiter's next attempt finds its own live
-// lock and claims it (normally the waiter learns of the grant from the
-// release's message and does not need that attempt).
+// NX keeps the first position) with the member lockID..inbox..ttl, and
+// renews the waiter's liveness: its index key holds the lock hash's name
+// for waiterLiveMs (PX). A successful attempt leaves the queue. A release
+// grants the key to the queue's head whose index still names the lock,
+// writing the lock under the waiter's ID; the waiter's next attempt finds
+// its own live lock and claims it (normally the waiter learns of the grant
+// from the release's message and does not need that attempt).
 //
-// A lock ID whose index key holds "" is gone: a waiter that stopped
+// A lock ID whose index key holds "" is retired: a waiter that stopped
 // waiting, or a plain acquisition released because its outcome was
-// unknown (see releaseScript). An attempt under a gone ID neither queues
-// nor acquires; it returns {0, exp} or {0, 0}. This makes an attempt that
-// reaches the server after its caller gave up, and after the release that
-// compensated for it, harmless.
-var acquireScript = luaNow + luaGrant + `
-local v = redis.call('GET', KEYS[1])
-if v then
-  local e = tonumber(string.match(v, '^(%d+)|', 23))
-  if e and e > now - tonumber(ARGV[7]) then
-    if string.sub(v, 1, 22) == ARGV[1] then
-      local a, f = string.match(v, '^%d+|(%d+)|(%d+)|', 23)
-      return {1, tonumber(f), e, tonumber(a)}
+// unknown (see releaseScript). An attempt under a retired ID neither
+// queues nor acquires; it returns {0, exp} or {0, 0}. This makes an attempt
+// that reaches the server after its caller gave up, and after the release
+// that compensated for it, harmless. The index is written with SET … GET,
+// which checks and writes in one command; a retired ID is put back.
+var acquireScript = luaNow + luaKeep + `
+local h = redis.call('HMGET', KEYS[1], 'id', 'e', 'n', 'a', 'w')
+local e = tonumber(h[2])
+if h[1] and e and e > now - ` + tolStr + ` then
+  if h[1] == ARGV[1] then return {1, tonumber(h[3]), e, tonumber(h[4])} end
+  if KEYS[3] then
+    if redis.call('SET', KEYS[2], KEYS[1], 'PX', ARGV[6], 'GET') == '' then
+      redis.call('SET', KEYS[2], '', 'PX', ` + goneTTLStr + `)
+      return {0, e}
     end
-    if ARGV[8] ~= '' and redis.call('GET', KEYS[3]) ~= '' then
-      redis.call('ZADD', KEYS[4], 'NX', now, ARGV[1] .. ARGV[10] .. ARGV[2])
-      redis.call('PEXPIRE', KEYS[4], ` + queueTTLStr + `)
-      redis.call('SET', ARGV[4] .. 'w:' .. ARGV[1], '1', 'PX', ARGV[9])
+    redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1] .. ARGV[5] .. ARGV[2])
+    local w = tonumber(h[5])
+    if (not w) or w < now + ` + queueRenewStr + ` then
+      redis.call('PEXPIRE', KEYS[3], ` + queueTTLStr + `)
+      redis.call('HSET', KEYS[1], 'w', now + ` + queueTTLStr + `)
     end
-    return {0, e}
   end
+  return {0, e}
 end
-if redis.call('GET', KEYS[3]) == '' then return {0, 0} end
-local n, exp = grant(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[3], v, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
-if n < 0 then return {-1, exp} end
-if ARGV[8] ~= '' then redis.call('ZREM', KEYS[4], ARGV[1] .. ARGV[10] .. ARGV[2]) end
+` + luaFloor + `
+local n = math.max((tonumber(h[3]) or 0) + 1, fl)
+if n > ` + fenceMaxStr + ` then return {-1, n} end
+local ttl = tonumber(ARGV[2])
+if redis.call('SET', KEYS[2], KEYS[1], 'PX', ARGV[4], 'GET') == '' then
+  redis.call('SET', KEYS[2], '', 'PX', ` + goneTTLStr + `)
+  return {0, 0}
+end
+local exp = now + ttl
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'e', string.format('%d', exp), 'a', string.format('%d', now), 'n', string.format('%d', n), 'k', ARGV[3])
+local kp = ` + fenceMarginStr + `
+if n > fl then kp = kp + math.ceil((n - fl) / ` + fencePerMsStr + `) end
+if ttl + ` + tolM1Str + ` >= kp then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('PEXPIREAT', KEYS[1], math.max(exp + ` + tolM1Str + `, keepAt(n)))
+end
+if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1] .. ARGV[5] .. ARGV[2]) end
 return {1, n, exp, now}
 `
 
-// releaseScript: KEYS index[, queue]; ARGV lockID, slotPrefix, tolerance,
-// fence margin (ms), fenceMax[, gone TTL (ms)[, queue member]].
+// releaseScript: KEYS index[, lock, queue]; ARGV lockID, slotPrefix[,
+// gone TTL (ms) or "", queue member or ""]. Without the lock key (a keyless
+// release by lock ID) the index names it.
 // Returns 1 released, -1 not found (or owned by another ID), -2 expired.
-// Ownership is checked before anything is deleted: another owner's record
+// Ownership is checked before anything is written: another owner's lock
 // is never touched.
 //
 // A release hands the key over to the head of its waiter queue, if any:
@@ -117,10 +151,10 @@ return {1, n, exp, now}
 // "<waiterID>|<fence>|<expiresAtMs>|<acquiredAtMs>" on the inbox channel
 // of the waiter's process (<sp>in:<inbox>; SPUBLISH, so the message stays
 // on the slot's shard), which wakes only that waiter and reaches only that
-// process; without a grant it publishes "" on the key's channel, which
-// wakes every plain watcher.
-// Entries of waiters whose liveness marker has lapsed (the waiter
-// crashed, or stopped renewing it) are dropped.
+// process; without a grant it publishes "" on the key's channel if plain
+// watchers wait for the key (field r), which wakes them.
+// Entries of waiters whose index no longer names the lock (the waiter
+// crashed and its marker lapsed, or it left) are dropped.
 //
 // With a gone TTL the lock ID is retired: its index key is left holding ""
 // for that long (PX), whether or not it had a lock, so that an acquire
@@ -129,55 +163,92 @@ return {1, n, exp, now}
 // and of plain acquisitions whose outcome it does not know. Every script
 // reads "" at an index key as "no lock".
 //
-// With the optional queue key and member it is a waiter's leave: the
-// member leaves the queue first, and a lock granted to it is released
-// (and handed on) like any other.
-var releaseScript = `
-if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[7]) end
-local lk = redis.call('GET', KEYS[1])
-if lk == '' then return -1 end
-local gone = ARGV[6]
-if gone then redis.call('SET', KEYS[1], '', 'PX', gone) end
-if not lk then return -1 end
-local v = redis.call('GET', lk)
-if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
-  if not gone then redis.call('DEL', KEYS[1]) end
-  return -1
+// With a queue member it is a waiter's leave: the member leaves the queue
+// first, and a lock granted to it is released (and handed on) like any
+// other.
+var releaseScript = luaKeep + `
+local lk, q = KEYS[2], KEYS[3]
+local gone = ARGV[3]
+if ARGV[4] and ARGV[4] ~= '' then redis.call('ZREM', q, ARGV[4]) end
+if not lk then
+  lk = redis.call('GET', KEYS[1])
+  if (not lk) or lk == '' then return -1 end
 end
-` + luaNow + luaGrant + `
-local e = tonumber(string.match(v, '^(%d+)|', 23))
-local tol = tonumber(ARGV[3])
-if gone then redis.call('DEL', lk) else redis.call('DEL', lk, KEYS[1]) end
+if gone and gone ~= '' then redis.call('SET', KEYS[1], '', 'PX', gone) else gone = nil end
+local h = redis.call('HMGET', lk, 'id', 'e', 'n', 'r', 'w', 'a')
+if h[1] ~= ARGV[1] then return -1 end
+local e, n0 = tonumber(h[2]), tonumber(h[3]) or 0
+local kd = keepAt(n0)
+local t, now
+local live = e and e + ` + tolM1Str + ` >= kd
+if not live then
+  t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  live = e and e > now - ` + tolStr + `
+end
 local sp = ARGV[2]
-local body = string.sub(lk, string.len(sp) + 6)
-local q = sp .. 'q:' .. body
-local granted = false
-while true do
-  local h = redis.call('ZPOPMIN', q)
-  if #h == 0 then break end
-  local id = string.sub(h[1], 1, 22)
-  if redis.call('EXISTS', sp .. 'w:' .. id) == 1 then
-    local n, exp = grant(lk, sp .. 'fence:' .. body, sp .. 'id:' .. id, id, tonumber(string.sub(h[1], 23 + ` + inboxLenStr + `)),
-      string.match(v, '^%d+|%d+|%d+|(.*)$', 23), nil, tonumber(ARGV[4]), tonumber(ARGV[5]), tol)
-    if n > 0 then
-      redis.pcall('SPUBLISH', sp .. 'in:' .. string.sub(h[1], 23, 22 + ` + inboxLenStr + `), id .. string.format('|%d|%d|%d', n, exp, now))
+local body
+if not q then
+  body = string.sub(lk, string.len(sp) + 6)
+  q = sp .. 'q:' .. body
+end
+local granted, emptied = false, false
+while h[5] do
+  local hd = redis.call('ZPOPMIN', q)
+  if #hd == 0 then
+    emptied = true
+    break
+  end
+  local id = string.sub(hd[1], 1, 22)
+  local wik = sp .. 'id:' .. id
+  if id ~= ARGV[1] and redis.call('GET', wik) == lk then
+    if not t then
+      t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    ` + luaFloor + `
+    local n = math.max(n0 + 1, fl)
+    if n <= ` + fenceMaxStr + ` then
+      local ttl = tonumber(string.sub(hd[1], 23 + ` + inboxLenStr + `))
+      local exp = now + ttl
+      local fs = string.format('%d', n)
+      redis.call('HSET', lk, 'id', id, 'e', exp, 'a', now, 'n', fs)
+      redis.call('PEXPIREAT', lk, math.max(exp + ` + tolM1Str + `, keepAt(n)))
+      redis.call('PEXPIRE', wik, ttl + ` + tolStr + `)
+      redis.pcall('SPUBLISH', sp .. 'in:' .. string.sub(hd[1], 23, 22 + ` + inboxLenStr + `), id .. '|' .. fs .. string.format('|%d|%d', exp, now))
       granted = true
     end
     break
   end
 end
-if not granted then redis.pcall('SPUBLISH', sp .. 'rel:' .. body, '') end
-if (not e) or e <= now - tol then return -2 end
-return 1
+if not granted then
+  if emptied then redis.call('HDEL', lk, 'id', 'w') else redis.call('HDEL', lk, 'id') end
+  if (tonumber(h[6]) or 0) + ` + fenceMarginStr + ` >= kd then
+    redis.call('PEXPIRE', lk, '` + fenceMarginStr + `')
+  else
+    redis.call('PEXPIREAT', lk, kd)
+  end
+  if h[4] then
+    body = body or string.sub(lk, string.len(sp) + 6)
+    redis.pcall('SPUBLISH', sp .. 'rel:' .. body, '')
+  end
+end
+if not gone then redis.call('DEL', KEYS[1]) end
+if live then return 1 end
+return -2
 `
 
 // The fence floor's constants, for the scripts (see driver.FenceFloor).
 var (
-	fenceEpochSStr = formatInt(driver.FenceEpochMs / 1000)
-	fencePerMsStr  = formatInt(driver.FencePerMs)
-	fencePerSStr   = formatInt(driver.FencePerMs * 1000)
-	fenceUnitUsStr = formatInt(1000 / driver.FencePerMs)
-	fenceMarginStr = formatInt(driver.FenceMarginMs)
+	fenceEpochSStr  = formatInt(driver.FenceEpochMs / 1000)
+	fencePerMsStr   = formatInt(driver.FencePerMs)
+	fencePerSStr    = formatInt(driver.FencePerMs * 1000)
+	fenceUnitUsStr  = formatInt(1000 / driver.FencePerMs)
+	fenceMarginStr  = formatInt(driver.FenceMarginMs)
+	fenceEpochMsStr = formatInt(driver.FenceEpochMs)
+	// tolM1Str is the tolerance less 1 ms: a lock hash expires one
+	// millisecond before its lock stops being live (see luaKeep).
+	tolM1Str = formatInt(driver.ToleranceMs - 1)
 )
 
 // goneTTLStr is how long (ms) a retired lock ID stays retired (see
@@ -186,10 +257,13 @@ var (
 // plus the client's connection timeouts).
 const goneTTLStr = "60000"
 
-// queueTTLStr is the expiry (ms) of a waiter queue, renewed by every
-// queued attempt: a queue whose waiters all stopped attempting (they
-// crashed) disappears after it.
-const queueTTLStr = "60000"
+// queueTTLStr is the expiry (ms) of a waiter queue, renewed by a queued
+// attempt that finds less than queueRenewStr of it left: a queue whose
+// waiters all stopped attempting (they crashed) disappears after it.
+const (
+	queueTTLStr   = "60000"
+	queueRenewStr = "30000"
+)
 
 // waiterLive is how long a queued waiter's liveness marker lasts after its
 // latest attempt: a release grants the key only to a waiter whose marker
@@ -210,70 +284,92 @@ const (
 // inboxLenStr is inboxLen in decimal, for the scripts.
 const inboxLenStr = "8"
 
-// extendScript: KEYS index; ARGV lockID, ttl, tolerance.
-// Returns {1, exp} extended, {-1} not found, {-2} expired (deleted).
-const extendScript = `
-local lk = redis.call('GET', KEYS[1])
-if (not lk) or lk == '' then return {-1} end
-local v = redis.call('GET', lk)
-if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return {-1}
+// extendScript: KEYS index[, lock]; ARGV lockID, ttl. Without the lock key
+// the index names it.
+// Returns {1, exp} extended, {-1} not found, {-2} expired (the lock is
+// freed, its counter kept).
+var extendScript = `
+local lk = KEYS[2]
+if not lk then
+  lk = redis.call('GET', KEYS[1])
+  if (not lk) or lk == '' then return {-1} end
 end
-` + luaNow + `
-local e = tonumber(string.match(v, '^(%d+)|', 23))
-if (not e) or e <= now - tonumber(ARGV[3]) then
-  redis.call('DEL', lk, KEYS[1])
+local h = redis.call('HMGET', lk, 'id', 'e', 'n')
+if h[1] ~= ARGV[1] then return {-1} end
+` + luaNow + luaKeep + `
+local e = tonumber(h[2])
+if (not e) or e <= now - ` + tolStr + ` then
+  redis.call('HDEL', lk, 'id')
+  redis.call('DEL', KEYS[1])
   return {-2}
 end
 local ttl = tonumber(ARGV[2])
 local exp = now + ttl
-local px = string.format('%d', ttl + tonumber(ARGV[3]))
-local rest = string.match(v, '^%d+(|.*)$', 23)
-redis.call('SET', lk, ARGV[1] .. string.format('%d', exp) .. rest, 'PX', px)
-redis.call('PEXPIRE', KEYS[1], px)
+redis.call('HSET', lk, 'e', exp)
+redis.call('PEXPIREAT', lk, math.max(exp + ` + tolM1Str + `, keepAt(tonumber(h[3]) or 0)))
+redis.call('PEXPIRE', KEYS[1], ttl + ` + tolStr + `)
 return {1, exp}
 `
 
-// isLockedScript: KEYS lock; ARGV cleanup ("1"/"0"), slotPrefix,
-// tolerance, cleanup guard.
-// Returns 1 when a live lock exists, else 0. With cleanup, a record more
-// than 2000 ms past its expiry (and its index) is deleted in the same
-// atomic step; the result is unchanged.
-const isLockedScript = `
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
+// luaRecord builds the lookup reply from the fields h of a lock hash
+// (id, e, a, n, k): <lockID><expiresAtMs>|<acquiredAtMs>|<fence>|<key>, the
+// form parseRecord reads.
+const luaRecord = `h[1] .. h[2] .. '|' .. h[3] .. '|' .. h[4] .. '|' .. (h[5] or '')`
+
+// isLockedScript: KEYS lock; ARGV cleanup ("1"/"0"), slotPrefix.
+// Returns 1 when a live lock exists, else 0. With cleanup, a lock more
+// than the cleanup guard past its expiry (and its index) is deleted in the
+// same atomic step, its counter kept; the result is unchanged.
+var isLockedScript = `
+local h = redis.call('HMGET', KEYS[1], 'id', 'e')
+if not h[1] then return 0 end
 ` + luaNow + `
-local e = tonumber(string.match(v, '^(%d+)|', 23))
-if e and e > now - tonumber(ARGV[3]) then return 1 end
-if ARGV[1] == '1' and ((not e) or now - e > tonumber(ARGV[4])) then
-  redis.call('DEL', KEYS[1], ARGV[2] .. 'id:' .. string.sub(v, 1, 22))
+local e = tonumber(h[2])
+if e and e > now - ` + tolStr + ` then return 1 end
+if ARGV[1] == '1' and ((not e) or now - e > ` + guardStr + `) then
+  redis.call('HDEL', KEYS[1], 'id')
+  redis.call('DEL', ARGV[2] .. 'id:' .. h[1])
 end
 return 0
 `
 
-// lookupKeyScript: KEYS lock; ARGV tolerance. Returns the live record or
-// false.
-const lookupKeyScript = `
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
+// lookupKeyScript: KEYS lock. Returns the live record or false.
+var lookupKeyScript = `
+local h = redis.call('HMGET', KEYS[1], 'id', 'e', 'a', 'n', 'k')
+if not h[1] then return false end
 ` + luaNow + `
-local e = tonumber(string.match(v, '^(%d+)|', 23))
-if e and e > now - tonumber(ARGV[1]) then return v end
+local e = tonumber(h[2])
+if e and e > now - ` + tolStr + ` then return ` + luaRecord + ` end
 return false
 `
 
-// lookupIDScript: KEYS index; ARGV lockID, tolerance. Returns the live record of
+// lookupIDScript: KEYS index; ARGV lockID. Returns the live record of
 // lockID or false.
-const lookupIDScript = `
+var lookupIDScript = `
 local lk = redis.call('GET', KEYS[1])
 if (not lk) or lk == '' then return false end
-local v = redis.call('GET', lk)
-if (not v) or string.sub(v, 1, 22) ~= ARGV[1] then return false end
+local h = redis.call('HMGET', lk, 'id', 'e', 'a', 'n', 'k')
+if h[1] ~= ARGV[1] then return false end
 ` + luaNow + `
-local e = tonumber(string.match(v, '^(%d+)|', 23))
-if e and e > now - tonumber(ARGV[2]) then return v end
+local e = tonumber(h[2])
+if e and e > now - ` + tolStr + ` then return ` + luaRecord + ` end
 return false
+`
+
+// watchScript: KEYS lock. Marks the key as watched by plain release
+// watchers (field r, so that releases publish on its channel; a hash made
+// for the mark alone expires after queueTTLStr) and returns 1 if a live
+// lock holds it, else 0.
+var watchScript = `
+if redis.call('HSET', KEYS[1], 'r', '1') == 1 and redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ` + queueTTLStr + `)
+end
+local h = redis.call('HMGET', KEYS[1], 'id', 'e')
+if not h[1] then return 0 end
+` + luaNow + `
+local e = tonumber(h[2])
+if e and e > now - ` + tolStr + ` then return 1 end
+return 0
 `
 
 // A fenced record is the string <fence>|<expiresAtMs or 0>|<value>.
@@ -335,8 +431,8 @@ return {n, math.floor(diff / ei), '0', string.format('%.3f', newTat)}
 
 // scripts holds the compiled scripts of a driver.
 type scripts struct {
-	acquire, release, extend, isLocked, lookupKey, lookupID *rueidis.Lua
-	putRecord, deleteRecord, rate                           *rueidis.Lua
+	acquire, release, extend, isLocked, lookupKey, lookupID, watch *rueidis.Lua
+	putRecord, deleteRecord, rate                                  *rueidis.Lua
 }
 
 func newScripts() *scripts {
@@ -347,6 +443,7 @@ func newScripts() *scripts {
 		isLocked:     rueidis.NewLuaScript(isLockedScript),
 		lookupKey:    rueidis.NewLuaScript(lookupKeyScript),
 		lookupID:     rueidis.NewLuaScript(lookupIDScript),
+		watch:        rueidis.NewLuaScript(watchScript),
 		putRecord:    rueidis.NewLuaScript(putRecordScript),
 		deleteRecord: rueidis.NewLuaScript(deleteRecordScript),
 		rate:         rueidis.NewLuaScript(rateScript),

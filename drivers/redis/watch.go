@@ -56,7 +56,9 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	// A release between the caller's last attempt and the confirmation of
 	// the subscription published to nobody. Look once, now that later
 	// releases cannot be missed: if the key is free, signal at once.
-	if locked, err := d.IsLocked(ctx, k); err == nil && !locked {
+	// The same script marks the key as watched, so that releases publish
+	// on its channel.
+	if locked, err := d.exec(ctx, d.s.watch, []string{kn.lock()}, nil).AsInt64(); err == nil && locked == 0 {
 		select {
 		case w.c <- struct{}{}:
 		default:
@@ -252,8 +254,8 @@ func (d *Driver) inboxChannel(kn keyNames) string { return kn.sp + "in:" + d.inb
 func (d *Driver) leave(kn keyNames, id string, ttlMs int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 	defer cancel()
-	_ = d.exec(ctx, d.s.release, []string{kn.sp + "id:" + id, kn.queue()},
-		[]string{id, kn.sp, tolStr, fenceMarginStr, fenceMaxStr, goneTTLStr, id + d.inbox + formatInt(ttlMs)}).Error()
+	_ = d.exec(ctx, d.s.release, []string{kn.sp + "id:" + id, kn.lock(), kn.queue()},
+		[]string{id, kn.sp, goneTTLStr, id + d.inbox + formatInt(ttlMs)}).Error()
 }
 
 // grant is a lock that a release granted to a queued waiter.

@@ -1,8 +1,9 @@
 // Command compare runs every scenario against SyncGuard and its peers,
 // interleaved (each round runs every library once per scenario, in an
 // order that rotates between rounds), and prints a markdown table of the
-// medians with SyncGuard's ratios to each peer and the targets of issue 7
-// marked met or not met.
+// medians with SyncGuard's ratios to each peer and the targets of issue 21
+// marked met or not met, and optionally SVG charts
+// (-svg dir).
 //
 //	cd benchmarks && go run ./cmd/compare -rounds 3
 //
@@ -41,6 +42,8 @@ func main() {
 		pg       = flag.String("postgres", "", "PostgreSQL URL (default $SYNCGUARD_BENCH_POSTGRES or postgres://postgres@127.0.0.1:5432/test)")
 		verbose  = flag.Bool("v", false, "print every run")
 		markdown = flag.String("o", "", "also write the markdown to this file")
+		svgDir   = flag.String("svg", "", "also write SVG charts (one per scenario, and the contended waits) into this directory")
+		beforeUs = flag.Float64("before-us", 0, "server µs per pair of SyncGuard before, 64 goroutines (issue 21 asks ≤ 0.55× of it); 0: report only")
 	)
 	flag.Parse()
 	if *redis != "" {
@@ -105,7 +108,12 @@ func main() {
 	}
 	var out strings.Builder
 	header(&out, *rounds, time.Since(started), loadStart, loadavg(), *hold, *parG, *contG)
-	report(&out, impls, scenarios, results)
+	sums := report(&out, impls, scenarios, results, *beforeUs)
+	if *svgDir != "" {
+		if err := writeCharts(*svgDir, impls, scenarios, sums); err != nil {
+			fmt.Fprintln(os.Stderr, "charts:", err)
+		}
+	}
 	fmt.Print(out.String())
 	if *markdown != "" {
 		if err := os.WriteFile(*markdown, []byte(out.String()), 0o644); err != nil {
