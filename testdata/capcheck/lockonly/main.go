@@ -1,0 +1,20 @@
+// Command lockonly must NOT compile: the Redis lock-only mode's capability
+// type has no fencing, so FenceOf, FencedWriter and OncePerKey reject it.
+// Built by capabilities_compile_test.go.
+package main
+
+import (
+	"context"
+
+	"github.com/syncguard/syncguard"
+	"github.com/syncguard/syncguard/drivers/redis"
+)
+
+func main() {
+	var d *redis.LockOnlyDriver // from redis.NewLockOnly(client)
+	g := syncguard.New(d)
+	l, _ := g.TryAcquire(context.Background(), "k") // locking works …
+	_ = syncguard.FenceOf(l)                         // compile error
+	_, _ = syncguard.NewFencedWriter(g)              // compile error
+	_, _ = syncguard.NewOncePerKey[int](g)           // compile error
+}
