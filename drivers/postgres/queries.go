@@ -360,14 +360,14 @@ SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM
 // up), or locks the expired row and upserts the new lock on the condition
 // that the newest version of the stored row is still expired.
 const acquireCore = `WITH cur AS MATERIALIZED (
-  SELECT 1 AS x FROM {L}
+  SELECT 1 FROM {L}
   WHERE key = $1::text AND expires_at_ms <= {NOW} - {TOL} FOR UPDATE
 ), clk AS MATERIALIZED (
-  SELECT NOT lv AND NOT gn AS free, gn AS gone, now_ms FROM (SELECT
+  SELECT NOT s.lv AND NOT s.gn AS free, s.gn AS gone, s.now_ms FROM (SELECT
     EXISTS (SELECT 1 FROM {L} WHERE key = $1::text AND expires_at_ms > {NOW} - {TOL}) AS lv,
     EXISTS (SELECT 1 FROM {W} WHERE key = $1::text AND waiter_id = $3::text AND seq < 0) AS gn,
-    (SELECT x FROM cur UNION ALL SELECT 1 LIMIT 1) AS c,
-    {NOW} AS now_ms OFFSET 0) s
+    {NOW} AS now_ms
+    FROM (SELECT count(*) FROM cur) c OFFSET 0) s
 ), dec AS MATERIALIZED (
   SELECT k.now_ms, k.free, GREATEST(COALESCE((SELECT f.fence FROM {F} f WHERE f.fence_key = $2::text AND k.free FOR UPDATE), 0) + 1, {FLOOR}) AS next
   FROM clk k
