@@ -198,8 +198,13 @@ func (d *Driver) Release(ctx context.Context, lockID string) (syncguard.ReleaseR
 	if handoff {
 		// Waiters are queued for the key: hand it over (a second round
 		// trip, on contended keys only).
-		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(syncguard.FenceMax)).
-			Scan(&found, &deleted, nil, nil, nil)
+		seen, probed := d.listenerSeen()
+		var answer *bool
+		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(syncguard.FenceMax), seen).
+			Scan(&found, &deleted, nil, nil, nil, &answer)
+		if err == nil && seen == nil && answer != nil {
+			d.sawListener(*answer, probed)
+		}
 	}
 	if err != nil {
 		return syncguard.ReleaseResult{}, withLockID(mapError(ctx, err), lockID)
