@@ -169,7 +169,7 @@ func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseR
 	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ReleaseResult{}, err
 	}
-	var found, deleted, queued int64
+	var found, deleted int64
 	var err error
 	// A lock taken by a hand-off waiter goes straight to the hand-over
 	// statement: its key most likely has more waiters.
@@ -184,19 +184,26 @@ func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseR
 			seen, probed = d.listenerSeen()
 			args = append(args, seen)
 		}
-		var answer *bool
+		var live, queuedP, answer *bool
+		var del bool
 		err = d.pool.QueryRow(ctx, d.q.release, args...).
-			Scan(&found, &deleted, nil, nil, &queued, &answer)
+			Scan(&live, &del, nil, &queuedP, &answer, nil, nil)
 		if err == nil && seen == nil && answer != nil {
 			d.sawListener(*answer, probed)
 		}
-		handoff = err == nil && queued > 0
+		found, deleted = boolInt(live != nil), boolInt(del)
+		handoff = err == nil && queuedP != nil && *queuedP
 	}
 	if handoff {
 		// Waiters are queued for the key: hand it over (a second round
 		// trip, on contended keys only).
-		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(driver.FenceMax)).
-			Scan(&found, &deleted, nil, nil, nil)
+		seen, probed := d.listenerSeen()
+		var answer *bool
+		err = d.pool.QueryRow(ctx, d.q.releaseHandoff, lockID, d.q.channel, int64(driver.FenceMax), seen).
+			Scan(&found, &deleted, nil, nil, nil, &answer)
+		if err == nil && seen == nil && answer != nil {
+			d.sawListener(*answer, probed)
+		}
 	}
 	if err != nil {
 		return driver.ReleaseResult{}, withLockID(mapError(ctx, err), lockID)
@@ -209,6 +216,13 @@ func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseR
 	default:
 		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
 	}
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Extend sets the expiry of the live lock identified by lockID to
@@ -354,9 +368,15 @@ const (
 // while the driver's own listener is up, else the answer of the last
 // pg_stat_activity probe if it was sent less than listenerProbeTTL ago,
 // else nil: the release probes in its own statement and reports the answer
-// (sawListener) with the time it was sent (probed). Reading
-// pg_stat_activity copies every backend's status: done in every release, it
-// was the bottleneck of parallel releases (docs/postgres.md).
+// (sawListener) with the time it was sent (probed). While one release's
+// probe is in flight (sent less than listenerProbeTTL ago), the others keep
+// using the previous answer up to listenSeenDelay old rather than probe as
+// well, so that one probe is sent at a time. Every answer used is thus
+// younger than listenSeenDelay, which a new listener waits out (see
+// listener.run). Reading pg_stat_activity copies every backend's status:
+// done in every release, it was the bottleneck of parallel releases, and
+// done by every release that found the answer stale it still cost 6% of
+// the server's CPU in 64-goroutine runs (docs/postgres.md).
 func (d *Driver) listenerSeen() (seen *bool, probed time.Time) {
 	d.lis.mu.Lock()
 	up := d.lis.up
@@ -367,10 +387,15 @@ func (d *Driver) listenerSeen() (seen *bool, probed time.Time) {
 	}
 	d.seenMu.Lock()
 	defer d.seenMu.Unlock()
-	if !d.seenAt.IsZero() && now.Sub(d.seenAt) < listenerProbeTTL {
-		v := d.seen
-		return &v, now
+	if !d.seenAt.IsZero() {
+		age := now.Sub(d.seenAt)
+		inFlight := !d.probeAt.IsZero() && now.Sub(d.probeAt) < listenerProbeTTL
+		if age < listenerProbeTTL || (inFlight && age < listenSeenDelay) {
+			v := d.seen
+			return &v, now
+		}
 	}
+	d.probeAt = now
 	return nil, now
 }
 
@@ -380,5 +405,8 @@ func (d *Driver) sawListener(seen bool, probed time.Time) {
 	defer d.seenMu.Unlock()
 	if probed.After(d.seenAt) {
 		d.seen, d.seenAt = seen, probed
+	}
+	if !d.probeAt.After(probed) {
+		d.probeAt = time.Time{}
 	}
 }

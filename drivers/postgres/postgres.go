@@ -356,6 +356,8 @@ type Driver struct {
 	seenMu sync.Mutex
 	seen   bool      // a listener of the lock table was connected at seenAt
 	seenAt time.Time // when the last listener probe was sent (zero: never)
+	// probeAt is when the newest probe still awaited was sent (zero: none).
+	probeAt time.Time
 
 	closeOnce sync.Once
 }

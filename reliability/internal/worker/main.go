@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
@@ -45,6 +46,8 @@ func main() {
 		prefix     = flag.String("prefix", "", "Redis key prefix")
 		dsn        = flag.String("dsn", "", "PostgreSQL URL")
 		schema     = flag.String("schema", "", "PostgreSQL schema (search_path)")
+		pgTables   = flag.String("pg-tables", "", "PostgreSQL table name prefix (tables <prefix>_locks, _fences, _records, _rate), for a pooler that drops search_path")
+		listenDSN  = flag.String("listen-dsn", "", "PostgreSQL URL of the LISTEN connection (the server itself, behind a pooler); with it, statements run in QueryExecModeExec, nothing prepared")
 		mode       = flag.String("mode", "history", "history or pause")
 		clients    = flag.Int("clients", 2, "concurrent clients")
 		clientBase = flag.Int("client-base", 100, "id of the first client")
@@ -88,12 +91,26 @@ func main() {
 			cfg.ConnConfig.RuntimeParams["search_path"] = *schema
 		}
 		cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+		var opts []postgres.Option
+		if *pgTables != "" {
+			opts = append(opts, postgres.WithTables(PGTables(*pgTables)))
+		}
+		if *listenDSN != "" {
+			// Behind PgBouncer in transaction-pooling mode, as
+			// docs/postgres.md recommends.
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			lc, err := pgx.ParseConfig(*listenDSN)
+			if err != nil {
+				fail("listen-dsn: %v", err)
+			}
+			opts = append(opts, postgres.WithListenConfig(lc))
+		}
 		pool, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			fail("pool: %v", err)
 		}
 		defer pool.Close()
-		d, err := postgres.New(pool)
+		d, err := postgres.New(pool, opts...)
 		if err != nil {
 			fail("postgres driver: %v", err)
 		}
@@ -215,6 +232,12 @@ func pause(ctx context.Context, b driver.Backend, rec *history.Recorder, enc *js
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "worker: "+format+"\n", args...)
 	os.Exit(2)
+}
+
+// PGTables are the tables of -pg-tables prefix (the reliability tests
+// name them alike).
+func PGTables(prefix string) postgres.Tables {
+	return postgres.Tables{Locks: prefix + "_locks", Fences: prefix + "_fences", Records: prefix + "_records", Rate: prefix + "_rate"}
 }
 
 // RedisNotApplied: besides calls never sent, a Redis error reply
