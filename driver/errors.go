@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 )
 
 // Code classifies a [LockError]. Every backend failure maps to one of these.
@@ -166,4 +167,76 @@ func CheckContext(ctx context.Context) error {
 
 func invalidArg(msg string) *LockError {
 	return &LockError{Code: InvalidArgument, Message: msg}
+}
+
+// CheckKey is a driver's check of a key-addressed call: the key
+// normalised ([NormalizeKey]) and the context still live ([CheckContext]).
+// syncguard.Guard has checked both already; drivers check again, cheaply,
+// so that a direct caller gets the same errors.
+func CheckKey(ctx context.Context, key string) (string, error) {
+	k, err := NormalizeKey(key)
+	if err != nil {
+		return "", err
+	}
+	return k, CheckContext(ctx)
+}
+
+// CheckKeyTTL is [CheckKey] plus the TTL in milliseconds ([TTLMillis]).
+func CheckKeyTTL(ctx context.Context, key string, ttl time.Duration) (string, int64, error) {
+	k, err := NormalizeKey(key)
+	if err != nil {
+		return "", 0, err
+	}
+	ms, err := TTLMillis(ttl)
+	if err != nil {
+		return "", 0, err
+	}
+	return k, ms, CheckContext(ctx)
+}
+
+// CheckID is a driver's check of a lock-ID-addressed call: the ID well
+// formed ([ValidateLockID]) and the context still live.
+func CheckID(ctx context.Context, lockID string) error {
+	if err := ValidateLockID(lockID); err != nil {
+		return err
+	}
+	return CheckContext(ctx)
+}
+
+// CheckIDTTL is [CheckID] plus the TTL in milliseconds.
+func CheckIDTTL(ctx context.Context, lockID string, ttl time.Duration) (int64, error) {
+	if err := ValidateLockID(lockID); err != nil {
+		return 0, err
+	}
+	ms, err := TTLMillis(ttl)
+	if err != nil {
+		return 0, err
+	}
+	return ms, CheckContext(ctx)
+}
+
+// CheckRate is a driver's check of AllowN: the key normalised, the limit
+// and n valid ([ValidateRateLimit]) and the context live.
+func CheckRate(ctx context.Context, key string, lim RateLimit, n int) (string, error) {
+	k, err := NormalizeKey(key)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateRateLimit(lim, n); err != nil {
+		return "", err
+	}
+	return k, CheckContext(ctx)
+}
+
+// CheckRecord is a driver's check of PutRecord and DeleteRecord: the name
+// normalised, the fence positive and the context live.
+func CheckRecord(ctx context.Context, name string, fence Fence) (string, error) {
+	n, err := NormalizeKey(name)
+	if err != nil {
+		return "", err
+	}
+	if fence == 0 {
+		return "", NewError(InvalidArgument, "record fence must be positive")
+	}
+	return n, CheckContext(ctx)
 }

@@ -335,10 +335,7 @@ func (d *Driver) mutateByID(ctx context.Context, lockID string, apply func(tx *f
 func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
+	if err := driver.CheckID(ctx, lockID); err != nil {
 		return driver.ReleaseResult{}, err
 	}
 	detail, err := d.mutateByID(ctx, lockID, func(tx *firestore.Transaction, live *firestore.DocumentSnapshot) error {
@@ -356,14 +353,8 @@ func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseR
 func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return driver.ExtendResult{}, err
-	}
-	ttlMs, err := driver.TTLMillis(ttl)
+	ttlMs, err := driver.CheckIDTTL(ctx, lockID, ttl)
 	if err != nil {
-		return driver.ExtendResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ExtendResult{}, err
 	}
 	var exp int64
@@ -482,10 +473,7 @@ func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo,
 func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
+	if err := driver.CheckID(ctx, lockID); err != nil {
 		return nil, err
 	}
 	docs, err := d.locks.Where("lockId", "==", lockID).Documents(ctx).GetAll()

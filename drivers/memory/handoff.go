@@ -72,11 +72,8 @@ type grant struct {
 // The returned waiter's C holds one signal, so that its first attempt
 // happens at once.
 func (d *Driver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff, error) {
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckKey(ctx, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	w := d.newWaiter(k)

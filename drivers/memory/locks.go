@@ -49,15 +49,8 @@ func (e *keepEntry) hn() *hnode { return &e.node }
 // [Driver.WatchHandoff] are queued for it (which happens only after a lock
 // expired without a release); a key granted to a waiter is locked.
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
-	k, err := driver.NormalizeKey(key)
+	k, ttlMs, err := driver.CheckKeyTTL(ctx, key, ttl)
 	if err != nil {
-		return driver.AcquireResult{}, err
-	}
-	ttlMs, err := driver.TTLMillis(ttl)
-	if err != nil {
-		return driver.AcquireResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.AcquireResult{}, err
 	}
 	sh := d.shardFor(k)
@@ -141,10 +134,7 @@ func (d *Driver) writeLock(sh *shard, ks *keyState, id string, fence driver.Fenc
 // grants the key to the oldest of them in the same atomic step (a new lock
 // under its ID with the next fence) and signals that waiter.
 func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
+	if err := driver.CheckID(ctx, lockID); err != nil {
 		return driver.ReleaseResult{}, err
 	}
 	// Claim the ID: take it out of the index first, so that of concurrent
@@ -189,14 +179,8 @@ func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseR
 // (a reset, which may shorten it), keeping its ID, fence and acquisition
 // time. It never recreates an absent or expired lock.
 func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return driver.ExtendResult{}, err
-	}
-	ttlMs, err := driver.TTLMillis(ttl)
+	ttlMs, err := driver.CheckIDTTL(ctx, lockID, ttl)
 	if err != nil {
-		return driver.ExtendResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ExtendResult{}, err
 	}
 	ks := d.resolve(lockID)
@@ -227,11 +211,8 @@ func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration
 // of key expired by more than [driver.CleanupGuardMs], without changing
 // the result or the fence counter.
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckKey(ctx, key)
 	if err != nil {
-		return false, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	sh := d.shardFor(k)
@@ -252,11 +233,8 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 
 // LookupByKey returns the live lock of key, or nil. It is read-only.
 func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckKey(ctx, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	sh := d.shardFor(k)
@@ -272,10 +250,7 @@ func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo,
 
 // LookupByID returns the live lock lockID, or nil. It is read-only.
 func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
+	if err := driver.CheckID(ctx, lockID); err != nil {
 		return nil, err
 	}
 	ks := d.resolve(lockID)

@@ -23,17 +23,11 @@ func (e *rateEntry) hn() *hnode { return &e.node }
 // stores the new theoretical arrival time; a refused one, and any request
 // with n = 0, writes nothing. RetryAfter is 0 when the request was granted.
 func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckRate(ctx, key, lim, n)
 	if err != nil {
 		return driver.RateResult{}, err
 	}
-	if err := driver.ValidateRateLimit(lim, n); err != nil {
-		return driver.RateResult{}, err
-	}
 	ei := int64(lim.Period) / int64(lim.Limit)
-	if err := driver.CheckContext(ctx); err != nil {
-		return driver.RateResult{}, err
-	}
 	increment := ei * int64(n)
 	burstOffset := ei * int64(lim.Burst)
 
@@ -77,11 +71,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 
 // ResetRate forgets the GCRA state of key.
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckKey(ctx, key)
 	if err != nil {
-		return err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	sh := d.shardFor(k)

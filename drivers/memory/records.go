@@ -24,10 +24,6 @@ func (e *recordEntry) live(nowMs int64) bool {
 	return e.expiresAtMs == 0 || e.expiresAtMs > nowMs
 }
 
-// errZeroFence is returned for a record operation with fence 0 ("no fence").
-func errZeroFence() error {
-	return driver.NewError(driver.InvalidArgument, "record fence must be positive")
-}
 
 // PutRecord stores a copy of value under name with fence if no live record
 // exists or the stored fence is ≤ fence; otherwise it changes nothing and
@@ -35,18 +31,12 @@ func errZeroFence() error {
 // 0 (no expiry) or a positive whole number of milliseconds. A record expires
 // at now + ttl, with no tolerance window.
 func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence, value []byte, ttl time.Duration) (driver.PutResult, error) {
-	n, err := driver.NormalizeKey(name)
-	if err != nil {
-		return driver.PutResult{}, err
-	}
-	if fence == 0 {
-		return driver.PutResult{}, errZeroFence()
-	}
 	ttlMs, err := driver.RecordTTLMillis(ttl)
 	if err != nil {
 		return driver.PutResult{}, err
 	}
-	if err := driver.CheckContext(ctx); err != nil {
+	n, err := driver.CheckRecord(ctx, name, fence)
+	if err != nil {
 		return driver.PutResult{}, err
 	}
 	v := bytes.Clone(value) // copied outside the critical section
@@ -80,11 +70,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence,
 
 // GetRecord returns a copy of the live record stored under name, or nil.
 func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
-	n, err := driver.NormalizeKey(name)
+	n, err := driver.CheckKey(ctx, name)
 	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	sh := d.shardFor(n)
@@ -105,14 +92,8 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, er
 // DeleteRecord deletes the live record stored under name if its fence is ≤
 // fence, reporting whether it deleted one. fence must be positive.
 func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fence) (bool, error) {
-	n, err := driver.NormalizeKey(name)
+	n, err := driver.CheckRecord(ctx, name, fence)
 	if err != nil {
-		return false, err
-	}
-	if fence == 0 {
-		return false, errZeroFence()
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	sh := d.shardFor(n)

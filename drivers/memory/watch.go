@@ -25,11 +25,8 @@ type watcher struct {
 // concurrently. The subscription also ends when ctx is done. No goroutine
 // runs per watcher.
 func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckKey(ctx, key)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
 	w := &watcher{ch: make(chan struct{}, 1), key: k, active: true}

@@ -163,10 +163,7 @@ func withLockID(err error, id string) error {
 func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
+	if err := driver.CheckID(ctx, lockID); err != nil {
 		return driver.ReleaseResult{}, err
 	}
 	var found, deleted int64
@@ -232,14 +229,8 @@ func boolInt(b bool) int64 {
 func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return driver.ExtendResult{}, err
-	}
-	ttlMs, err := driver.TTLMillis(ttl)
+	ttlMs, err := driver.CheckIDTTL(ctx, lockID, ttl)
 	if err != nil {
-		return driver.ExtendResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ExtendResult{}, err
 	}
 	var found int64
@@ -314,10 +305,7 @@ func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo,
 
 // LookupByID returns the live lock lockID, or nil. It is read-only.
 func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
+	if err := driver.CheckID(ctx, lockID); err != nil {
 		return nil, err
 	}
 	info, err := d.lookup(ctx, d.q.lookupID, lockID, lockID)

@@ -17,17 +17,11 @@ import (
 func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckRate(ctx, key, lim, n)
 	if err != nil {
 		return driver.RateResult{}, err
 	}
-	if err := driver.ValidateRateLimit(lim, n); err != nil {
-		return driver.RateResult{}, err
-	}
 	ei := int64(lim.Period) / int64(lim.Limit)
-	if err := driver.CheckContext(ctx); err != nil {
-		return driver.RateResult{}, err
-	}
 	increment := ei * int64(n)
 	burstOffset := ei * int64(lim.Burst)
 
@@ -59,11 +53,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.CheckKey(ctx, key)
 	if err != nil {
-		return err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	if _, err := d.pool.Exec(ctx, d.q.resetRate, dbText(k)); err != nil {

@@ -78,11 +78,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence,
 func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := driver.NormalizeKey(name)
+	n, err := driver.CheckKey(ctx, name)
 	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	var (

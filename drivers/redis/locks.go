@@ -253,10 +253,7 @@ func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo,
 
 // LookupByID returns the live lock lockID, or nil.
 func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
-	if err := driver.ValidateLockID(lockID); err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
+	if err := driver.CheckID(ctx, lockID); err != nil {
 		return nil, err
 	}
 	idx, _ := d.idKey(lockID)

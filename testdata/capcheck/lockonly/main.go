@@ -14,7 +14,7 @@ func main() {
 	var d *redis.LockOnlyDriver // from redis.NewLockOnly(client)
 	g := syncguard.New(d)
 	l, _ := g.TryAcquire(context.Background(), "k") // locking works …
-	_ = syncguard.FenceOf(l)                         // compile error
-	_, _ = syncguard.NewFencedWriter(g)              // compile error
-	_, _ = syncguard.NewOncePerKey[int](g)           // compile error
+	_ = syncguard.FenceOf(l)                        // compile error
+	_, _ = syncguard.NewFencedWriter(g)             // compile error
+	_, _ = syncguard.NewOncePerKey[int](g)          // compile error
 }
