@@ -24,7 +24,6 @@ func (e *recordEntry) live(nowMs int64) bool {
 	return e.expiresAtMs == 0 || e.expiresAtMs > nowMs
 }
 
-
 // PutRecord stores a copy of value under name with fence if no live record
 // exists or the stored fence is ≤ fence; otherwise it changes nothing and
 // reports Stored false with the stored fence. fence must be positive; ttl is
