@@ -122,6 +122,7 @@ var prelude = []preludeUnit{
 	{"userID", "func userID(*http.Request) string { return \"\" }"},
 	{"deploy", "func deploy(context.Context) <-chan struct{} { return nil }"},
 	{"Capabilities", "type Capabilities struct {\n\tdriver.WithFencing\n\tdriver.WithServerTime\n}\n\nfunc (Capabilities) Name() string { return \"mystore\" }"},
+	{"newDriver", "func newDriver() driver.Driver[Capabilities] { return nil }"},
 	{"newHarness", "func newHarness(context.Context, *testing.T) (conformance.Harness[Capabilities], error) { return nil, nil }"},
 }
 
