@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"context"
+	"log/slog"
 	"strconv"
 )
 
@@ -136,4 +138,19 @@ func CheckNewFence(next int64) (f Fence, warn bool, err error) {
 		return 0, false, &LockError{Code: Internal, Message: "fence counter overflow: exceeds " + FenceMax.String()}
 	}
 	return Fence(next), Fence(next) > FenceWarn, nil
+}
+
+// WarnFence logs, at Warn on l (slog.Default() when nil), that key's fence
+// counter passed [FenceWarn] on backend, with the key's hash only. Drivers
+// call it when [CheckNewFence] says so.
+func WarnFence(ctx context.Context, l *slog.Logger, backend, key string, f Fence) {
+	if l == nil {
+		l = slog.Default()
+	}
+	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
+		slog.String("backend", backend),
+		slog.String("keyHash", HashKey(key)),
+		slog.String("fence", f.String()),
+		slog.String("fenceMax", FenceMax.String()),
+	)
 }

@@ -178,11 +178,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (dr
 		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
 	if warn {
-		d.log().LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
-			slog.String("backend", "firestore"),
-			slog.String("keyHash", driver.HashKey(k)),
-			slog.String("fence", res.Fence.String()),
-			slog.String("fenceMax", driver.FenceMax.String()))
+		driver.WarnFence(ctx, d.log(), "firestore", k, res.Fence)
 	}
 	return res, nil
 }

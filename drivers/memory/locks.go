@@ -3,7 +3,6 @@ package memory
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/syncguard/syncguard/driver"
@@ -326,17 +325,6 @@ func (d *Driver) dropLock(sh *shard, ks *keyState) {
 	}
 }
 
-// warnFence logs that key's fence counter passed FenceWarn, with the key's
-// hash only.
 func (d *Driver) warnFence(ctx context.Context, key string, f driver.Fence) {
-	l := d.logger
-	if l == nil {
-		l = slog.Default()
-	}
-	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
-		slog.String("backend", "memory"),
-		slog.String("keyHash", driver.HashKey(key)),
-		slog.String("fence", f.String()),
-		slog.String("fenceMax", driver.FenceMax.String()),
-	)
+	driver.WarnFence(ctx, d.logger, "memory", key, f)
 }

@@ -433,16 +433,7 @@ func (d *Driver) goBackground(timeout time.Duration, fn func(ctx context.Context
 }
 
 func (d *Driver) warnFence(ctx context.Context, key string, f driver.Fence) {
-	l := d.logger
-	if l == nil {
-		l = slog.Default()
-	}
-	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
-		slog.String("backend", "postgres"),
-		slog.String("keyHash", driver.HashKey(key)),
-		slog.String("fence", f.String()),
-		slog.String("fenceMax", driver.FenceMax.String()),
-	)
+	driver.WarnFence(ctx, d.logger, "postgres", key, f)
 }
 
 // errUnsupported marks a disabled optional feature.

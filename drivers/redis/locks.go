@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -305,19 +304,8 @@ func parseRecord(v string) (*driver.LockInfo, bool) {
 	}, true
 }
 
-// warnFence logs that key's fence counter passed FenceWarn, with the key's
-// hash only.
 func (d *Driver) warnFence(ctx context.Context, key string, f driver.Fence) {
-	l := d.logger
-	if l == nil {
-		l = slog.Default()
-	}
-	l.LogAttrs(ctx, slog.LevelWarn, "syncguard: fence counter approaching its limit",
-		slog.String("backend", "redis"),
-		slog.String("keyHash", driver.HashKey(key)),
-		slog.String("fence", f.String()),
-		slog.String("fenceMax", driver.FenceMax.String()),
-	)
+	driver.WarnFence(ctx, d.logger, "redis", key, f)
 }
 
 // Script arguments that never change.
