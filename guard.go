@@ -533,5 +533,5 @@ func (g *Guard[C]) emitLost(l *Lease[C], reason string) {
 		return
 	}
 	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: keyHash, LockIDHash: driver.HashKey(l.lockID), Reason: reason}
-	notifyCtx(g.cfg.observer, l.ctx, ev)
+	notifyCtx(g.cfg.observer, l.Context(), ev)
 }
