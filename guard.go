@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -260,6 +261,11 @@ func FenceOf[C Fenced](l *Lease[C]) Fence {
 // allocate one per call.
 var autoExtendTrue, autoExtendFalse = true, false
 
+// acquireConfigs hold the configuration prepare builds: the options are
+// functions, so the one they write to escapes to the heap, once per call
+// without the pool.
+var acquireConfigs = sync.Pool{New: func() any { return new(acquireConfig) }}
+
 // prepare validates everything before any I/O: context, key, options, TTL.
 func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bool, opts []AcquireOption) (acquireConfig, string, error) {
 	cfg := acquireConfig{
@@ -274,15 +280,22 @@ func (g *Guard[C]) prepare(ctx context.Context, key string, autoExtendDefault bo
 	if ctx == nil {
 		return cfg, "", invalidArg("nil context")
 	}
-	for _, o := range g.acquire {
-		if o != nil {
-			o(&cfg)
+	if len(g.acquire)+len(opts) > 0 {
+		p := acquireConfigs.Get().(*acquireConfig)
+		*p = cfg
+		for _, o := range g.acquire {
+			if o != nil {
+				o(p)
+			}
 		}
-	}
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+		for _, o := range opts {
+			if o != nil {
+				o(p)
+			}
 		}
+		cfg = *p
+		*p = acquireConfig{} // keep no references in the pool
+		acquireConfigs.Put(p)
 	}
 	if cfg.autoExtend == nil {
 		cfg.autoExtend = &autoExtendFalse
@@ -533,5 +546,5 @@ func (g *Guard[C]) emitLost(l *Lease[C], reason string) {
 		return
 	}
 	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: keyHash, LockIDHash: driver.HashKey(l.lockID), Reason: reason}
-	notifyCtx(g.cfg.observer, l.ctx, ev)
+	notifyCtx(g.cfg.observer, l.Context(), ev)
 }

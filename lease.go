@@ -25,10 +25,18 @@ type Lease[C driver.Capabilities] struct {
 
 	expiresAtMs atomic.Int64
 
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	// parent is Acquire's context. The lease's own context (ctx, a child
+	// of parent) and the lost channel are made on first use, under mu:
+	// most leases (no AutoExtend, Context and Lost never called) need
+	// neither, and a child of a shared cancellable context costs a lock
+	// of its parent at creation and at cancellation. Made late, they are
+	// made in the state they would be in: cancelled (with the loss as
+	// cause) or closed when the lease was already lost or released.
+	parent context.Context
+	ctx    context.Context         // nil until made; guarded by mu
+	cancel context.CancelCauseFunc // nil until made; guarded by mu
 
-	lost     chan struct{}
+	lost     chan struct{} // nil until made; guarded by mu
 	lostOnce sync.Once
 	lostErr  atomic.Pointer[error]
 
@@ -37,7 +45,9 @@ type Lease[C driver.Capabilities] struct {
 
 	mu    sync.Mutex
 	state leaseState
-	done  chan struct{} // closed when the release finished
+	// done is closed when the release finished; made by release only for
+	// a Close that waits for it (nil otherwise).
+	done chan struct{}
 }
 
 type leaseState int
@@ -55,14 +65,13 @@ func (g *Guard[C]) newLease(ctx context.Context, key string, res driver.AcquireR
 		lockID: res.LockID,
 		fence:  res.Fence,
 		ttl:    cfg.ttl,
-		lost:   make(chan struct{}),
+		parent: ctx,
 
 		acquiredAt: time.Now(),
 	}
 	l.expiresAtMs.Store(res.ExpiresAtMs)
-	l.ctx, l.cancel = context.WithCancelCause(ctx)
 	if *cfg.autoExtend {
-		hctx, stop := context.WithCancel(l.ctx)
+		hctx, stop := context.WithCancel(l.Context())
 		l.hbStop = stop
 		l.hbDone = make(chan struct{})
 		go l.heartbeat(hctx, time.Now())
@@ -110,6 +119,19 @@ func (l *Lease[C]) Context() context.Context {
 	if l == nil {
 		return canceledContext
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ctx == nil {
+		l.ctx, l.cancel = context.WithCancelCause(l.parent)
+		// The state the context would be in had it been made with
+		// the lease: a loss cancelled it first, else a release.
+		switch {
+		case l.lostErr.Load() != nil:
+			l.cancel(*l.lostErr.Load())
+		case l.state == leaseReleased:
+			l.cancel(context.Canceled)
+		}
+	}
 	return l.ctx
 }
 
@@ -125,6 +147,15 @@ var canceledContext = func() context.Context {
 func (l *Lease[C]) Lost() <-chan struct{} {
 	if l == nil {
 		return closedChan
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		if l.lostErr.Load() != nil {
+			l.lost = closedChan
+		} else {
+			l.lost = make(chan struct{})
+		}
 	}
 	return l.lost
 }
@@ -149,11 +180,19 @@ func (l *Lease[C]) markLost(reason string, cause error) {
 		if cause != nil {
 			err = fmt.Errorf("%w: %s: %w", ErrLockLost, reason, cause)
 		}
+		l.mu.Lock()
 		l.lostErr.Store(&err)
 		// Cancel first, so that whoever sees Lost closed also sees the
 		// context cancelled with its cause.
-		l.cancel(err)
-		close(l.lost)
+		if l.cancel != nil {
+			l.cancel(err)
+		}
+		if l.lost != nil {
+			close(l.lost)
+		} else {
+			l.lost = closedChan
+		}
+		l.mu.Unlock()
 		l.g.emitLost(l, reason)
 	})
 }
@@ -183,7 +222,6 @@ func (l *Lease[C]) release(ctx context.Context) (ok, called bool, err error) {
 		return false, false, nil
 	}
 	l.state = leaseReleasing
-	l.done = make(chan struct{})
 	l.mu.Unlock()
 	res, err := l.doRelease(ctx)
 	return res.OK, true, err
@@ -207,9 +245,13 @@ func (l *Lease[C]) doRelease(ctx context.Context) (res driver.ReleaseResult, err
 		}
 		l.mu.Lock()
 		l.state = leaseReleased
-		close(l.done)
+		if l.done != nil {
+			close(l.done)
+		}
+		if l.cancel != nil {
+			l.cancel(context.Canceled)
+		}
 		l.mu.Unlock()
-		l.cancel(context.Canceled)
 	}()
 	res, err = l.g.d.Release(ctx, l.key, l.lockID)
 	if err != nil && IsUnavailable(err) {
@@ -292,18 +334,21 @@ func (l *Lease[C]) Close() {
 		l.mu.Unlock()
 		return
 	case leaseReleasing:
+		if l.done == nil {
+			l.done = make(chan struct{})
+		}
 		done := l.done
 		l.mu.Unlock()
 		<-done
 		return
 	}
 	l.state = leaseReleasing
-	l.done = make(chan struct{})
 	l.mu.Unlock()
 
 	// The release must not be cancelled with the lease's context, but it
-	// keeps its values (such as the caller's trace span).
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), l.g.cfg.releaseTimeout)
+	// keeps its values (such as the caller's trace span): those of
+	// Acquire's context.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.parent), l.g.cfg.releaseTimeout)
 	defer cancel()
 	if _, err := l.doRelease(ctx); err != nil {
 		l.g.reportReleaseError(err, l)

@@ -937,3 +937,72 @@ func TestLeaseTelemetry(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseLazyContext: a lease makes its context and Lost channel on first
+// use; made before or after a release or a loss, they are in the same state.
+func TestLeaseLazyContext(t *testing.T) {
+	type ctxKey struct{}
+	type state struct {
+		Lost, Done, CauseLost, CauseCanceled, Value bool
+	}
+	tests := []struct {
+		name   string
+		early  bool // call Context and Lost before the event
+		lose   bool // Extend finds the lock gone, then Release
+		cancel bool // Acquire's context is cancelled instead of any event
+		want   state
+	}{
+		{name: "released_made_before", early: true, want: state{Done: true, CauseCanceled: true, Value: true}},
+		{name: "released_made_after", want: state{Done: true, CauseCanceled: true, Value: true}},
+		{name: "lost_made_before", early: true, lose: true, want: state{Lost: true, Done: true, CauseLost: true, Value: true}},
+		{name: "lost_made_after", lose: true, want: state{Lost: true, Done: true, CauseLost: true, Value: true}},
+		{name: "parent_cancelled_made_before", early: true, cancel: true, want: state{Done: true, CauseCanceled: true, Value: true}},
+		{name: "parent_cancelled_made_after", cancel: true, want: state{Done: true, CauseCanceled: true, Value: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeDriver().onExtend(fakeStep[driver.ExtendResult]{res: driver.ExtendResult{Detail: driver.DetailNotFound}})
+			g := newFakeGuard(f)
+			ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
+			defer cancel()
+			l, err := g.TryAcquire(ctx, "lazy", AutoExtend(false))
+			if err != nil {
+				t.Fatalf("TryAcquire: %v", err)
+			}
+			defer l.Close()
+			if tc.early {
+				if l.Context().Err() != nil || isClosed(l.Lost()) {
+					t.Fatal("fresh lease is cancelled or lost")
+				}
+			}
+			switch {
+			case tc.cancel:
+				cancel()
+			case tc.lose:
+				if ok, err := l.Extend(context.Background(), time.Second); ok || err != nil {
+					t.Fatalf("Extend = %v, %v", ok, err)
+				}
+				l.Close()
+			default:
+				if _, err := l.Release(context.Background()); err != nil {
+					t.Fatalf("Release: %v", err)
+				}
+			}
+			lctx := l.Context()
+			cause := context.Cause(lctx)
+			got := state{
+				Lost:          isClosed(l.Lost()),
+				Done:          lctx.Err() != nil,
+				CauseLost:     errors.Is(cause, ErrLockLost),
+				CauseCanceled: errors.Is(cause, context.Canceled),
+				Value:         lctx.Value(ctxKey{}) == "v",
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("lease state (-want +got):\n%s", diff)
+			}
+			if l.Context() != lctx || l.Lost() != l.Lost() {
+				t.Error("Context or Lost differ between calls")
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -171,4 +172,81 @@ func BenchmarkGuardPair(b *testing.B) {
 			b.Fatalf("Release = %v, %v", ok, err)
 		}
 	}
+}
+
+// BenchmarkLockOnlyParallel runs pairs from 64 goroutines (GOMAXPROCS×
+// parallelism) on distinct keys: Guard over the lock-only driver, the
+// driver alone and raw rueidis (issue 19: Guard ≥ 0.9× raw).
+func BenchmarkLockOnlyParallel(b *testing.B) {
+	c := benchClient(b)
+	ctx, cancel := context.WithCancel(context.Background()) // as the compare command's
+	defer cancel()
+	par := max(64/runtime.GOMAXPROCS(0), 1)
+	newLO := func(b *testing.B) *LockOnlyDriver {
+		prefix := testPrefix("lo")
+		d, err := NewLockOnly(c, WithKeyPrefix(prefix))
+		if err != nil {
+			b.Fatalf("NewLockOnly: %v", err)
+		}
+		b.Cleanup(func() { d.Close(); deletePrefix(c, prefix) })
+		return d
+	}
+	b.Run("guard", func(b *testing.B) {
+		g := syncguard.New(newLO(b))
+		opts := []syncguard.AcquireOption{syncguard.TTL(benchTTL), syncguard.AutoExtend(false)}
+		var seq atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(par)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			prefix := "par:" + strconv.FormatInt(seq.Add(1), 10) + ":"
+			for i := 0; pb.Next(); i++ {
+				l, err := g.TryAcquire(ctx, prefix+strconv.Itoa(i), opts...)
+				if err != nil {
+					b.Errorf("TryAcquire: %v", err)
+					return
+				}
+				if ok, err := l.Release(ctx); err != nil || !ok {
+					b.Errorf("Release = %v, %v", ok, err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("driver", func(b *testing.B) {
+		d := newLO(b)
+		var seq atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(par)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			prefix := "par:" + strconv.FormatInt(seq.Add(1), 10) + ":"
+			for i := 0; pb.Next(); i++ {
+				key := prefix + strconv.Itoa(i)
+				r, err := d.Acquire(ctx, key, benchTTL)
+				if err != nil || !r.Acquired {
+					b.Errorf("Acquire = %+v, %v", r, err)
+					return
+				}
+				if rr, err := d.Release(ctx, key, r.LockID); err != nil || !rr.OK {
+					b.Errorf("Release = %+v, %v", rr, err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("raw-setnx", func(b *testing.B) {
+		prefix := testPrefix("raw")
+		b.Cleanup(func() { deletePrefix(c, prefix) }) // not timed
+		var seq atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(par)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			key := prefix + ":par:" + strconv.FormatInt(seq.Add(1), 10) + ":"
+			for i := 0; pb.Next(); i++ {
+				rawPair(b, ctx, c, key+strconv.Itoa(i))
+			}
+		})
+	})
 }

@@ -115,7 +115,14 @@ func (l *LockOnlyDriver) Acquire(ctx context.Context, key string, ttl time.Durat
 	id := driver.NewLockID()
 	start := time.Now().UnixMilli()
 	c := l.d.client
-	v := id + "|" + formatInt(start+ttlMs) + "|" + formatInt(start)
+	// The value, built in one allocation.
+	var buf [64]byte
+	vb := append(buf[:0], id...)
+	vb = append(vb, '|')
+	vb = strconv.AppendInt(vb, start+ttlMs, 10)
+	vb = append(vb, '|')
+	vb = strconv.AppendInt(vb, start, 10)
+	v := string(vb)
 	err = l.d.writeCall(ctx, c.B().Set().Key(name).Value(v).Nx().PxMilliseconds(ttlMs+driver.ToleranceMs).Build()).Error()
 	if rueidis.IsRedisNil(err) {
 		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
