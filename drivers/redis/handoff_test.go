@@ -8,53 +8,14 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
-
-// waitSignal fails unless ch signals within d.
-func waitSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(d):
-		t.Fatalf("%s: no signal within %v", what, d)
-	}
-}
-
-// noSignal fails if ch signals within d.
-func noSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-		t.Fatalf("%s: unexpected signal", what)
-	case <-time.After(d):
-	}
-}
-
-// mustAcquire takes key for a minute, or fails the test.
-func mustAcquire(t *testing.T, d *Driver, key string) driver.AcquireResult {
-	t.Helper()
-	r, err := d.Acquire(context.Background(), key, time.Minute)
-	if err != nil || !r.Acquired {
-		t.Fatalf("Acquire(%q) = %+v, %v", key, r, err)
-	}
-	return r
-}
 
 // queue makes a waiter join key's queue: subscribe, consume the initial
 // signal, make the contended attempt.
 func queue(t *testing.T, d *Driver, key string) *driver.Handoff {
 	t.Helper()
-	ctx := context.Background()
-	h, err := d.WatchHandoff(ctx, key)
-	if err != nil {
-		t.Fatalf("WatchHandoff: %v", err)
-	}
-	t.Cleanup(h.Stop)
-	waitSignal(t, h.C, time.Second, "initial signal")
-	r, err := h.Acquire(ctx, time.Minute)
-	if err != nil || r.Acquired {
-		t.Fatalf("queued attempt = %+v, %v; want contended", r, err)
-	}
+	h := testkit.Queue(t, d, key)
 	time.Sleep(3 * time.Millisecond) // distinct server-time scores: FIFO by time
 	return h
 }
@@ -73,7 +34,7 @@ func TestHandoffFIFO(t *testing.T) {
 			}
 			d := newDriver(t, c)
 			ctx := context.Background()
-			holder := mustAcquire(t, d, "fifo")
+			holder := testkit.MustAcquire(t, d, "fifo")
 			hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
 			prev := holder.LockID
 			fence := holder.Fence
@@ -81,9 +42,9 @@ func TestHandoffFIFO(t *testing.T) {
 				if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
 					t.Fatalf("Release = %+v, %v", rr, err)
 				}
-				waitSignal(t, h.C, 2*time.Second, "head of the queue")
+				testkit.WaitSignal(t, h.C, 2*time.Second, "head of the queue")
 				for j := i + 1; j < len(hs); j++ {
-					noSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
+					testkit.NoSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
 				}
 				if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
 					t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
@@ -122,7 +83,7 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	c := singleClient(t)
 	d := newDriver(t, c)
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "claim")
+	holder := testkit.MustAcquire(t, d, "claim")
 	kn, _ := d.names("claim")
 	id := newLockID(keySlot(kn.body)) // a waiter with no subscription at all
 	if r, err := d.acquire(ctx, "claim", time.Minute, id); err != nil || r.Acquired {
@@ -153,7 +114,7 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	d := newDriver(t, c)
 	d.waiterLiveMs = "150"
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "dead")
+	holder := testkit.MustAcquire(t, d, "dead")
 	kn, _ := d.names("dead")
 	dead := newLockID(keySlot(kn.body)) // queues, then never attempts again
 	live := newLockID(keySlot(kn.body))
@@ -204,7 +165,7 @@ func TestLateAttemptAfterLeave(t *testing.T) {
 		}
 		return n
 	}
-	holder := mustAcquire(t, d, "late")
+	holder := testkit.MustAcquire(t, d, "late")
 	id := newLockID(keySlot(kn.body)) // WatchHandoff, with the ID known
 	s, w, _, err := d.subscribe(ctx, d.inboxChannel(kn), id, "late")
 	if err != nil {

@@ -1,0 +1,80 @@
+// Package testkit holds the test helpers that the drivers' own (package
+// internal) tests share: waiting for wake-up signals, polling for a
+// condition, taking a lock, joining a hand-off queue. It imports no driver,
+// so every driver's tests can use it.
+package testkit
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/syncguard/syncguard/driver"
+)
+
+// WaitSignal fails t unless ch signals within d.
+func WaitSignal(t testing.TB, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		t.Fatalf("%s: no signal within %v", what, d)
+	}
+}
+
+// NoSignal fails t if ch signals within d.
+func NoSignal(t testing.TB, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatalf("%s: unexpected signal", what)
+	case <-time.After(d):
+	}
+}
+
+// WaitFor polls cond every interval until it holds, or fails t after
+// within.
+func WaitFor(t testing.TB, within, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// Acquirer is the Acquire method of a [driver.LockStore].
+type Acquirer interface {
+	Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error)
+}
+
+// MustAcquire takes key on l for a minute, or fails t.
+func MustAcquire(t testing.TB, l Acquirer, key string) driver.AcquireResult {
+	t.Helper()
+	r, err := l.Acquire(context.Background(), key, time.Minute)
+	if err != nil || !r.Acquired {
+		t.Fatalf("Acquire(%q) = %+v, %v", key, r, err)
+	}
+	return r
+}
+
+// Queue makes a waiter join key's hand-off queue on w: subscribe, consume
+// the initial signal, make the contended attempt. The subscription stops
+// when t ends.
+func Queue(t testing.TB, w driver.HandoffWatcher, key string) *driver.Handoff {
+	t.Helper()
+	ctx := context.Background()
+	h, err := w.WatchHandoff(ctx, key)
+	if err != nil {
+		t.Fatalf("WatchHandoff: %v", err)
+	}
+	t.Cleanup(h.Stop)
+	WaitSignal(t, h.C, time.Second, "initial signal")
+	r, err := h.Acquire(ctx, time.Minute)
+	if err != nil || r.Acquired {
+		t.Fatalf("queued attempt = %+v, %v; want contended", r, err)
+	}
+	return h
+}
