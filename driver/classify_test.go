@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -60,5 +62,48 @@ func TestMapError(t *testing.T) {
 				t.Errorf("MapError (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestValidateRecordArgs(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("k", MaxKeyBytes+1)
+	lim := RateLimit{Limit: 1, Period: time.Second, Burst: 1}
+	tests := []struct {
+		name string
+		call func() (string, error)
+		want string // "" for success, else a part of the message
+	}{
+		{"record", func() (string, error) { return ValidateRecord("cafe\u0301", 1) }, ""},
+		{"record empty name first", func() (string, error) { return ValidateRecord("", 0) }, "key must not be empty"},
+		{"record zero fence", func() (string, error) { return ValidateRecord("n", 0) }, "record fence must be positive"},
+		{"put", func() (string, error) { n, _, err := ValidatePutRecord("n", 1, time.Second); return n, err }, ""},
+		{"put long name first", func() (string, error) { n, _, err := ValidatePutRecord(long, 0, -1); return n, err }, "exceeds maximum length"},
+		{"put fence range", func() (string, error) { n, _, err := ValidatePutRecord("n", 1e15, time.Second); return n, err }, "15-digit"},
+		{"put bad ttl", func() (string, error) { n, _, err := ValidatePutRecord("n", 1, time.Microsecond); return n, err }, "ttl"},
+		{"rate", func() (string, error) { return ValidateRate("k", lim, 1) }, ""},
+		{"rate key first", func() (string, error) { return ValidateRate("", RateLimit{}, -1) }, "key must not be empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n, err := tt.call()
+			switch {
+			case tt.want == "":
+				if err != nil || n == "" {
+					t.Fatalf("= %q, %v; want a name", n, err)
+				}
+			default:
+				if CodeOf(err) != InvalidArgument || !strings.Contains(strings.ToLower(err.Error()), tt.want) {
+					t.Fatalf("err = %v; want InvalidArgument %q", err, tt.want)
+				}
+			}
+		})
+	}
+	if n, _ := ValidateRecord("cafe\u0301", 1); n != "caf\u00e9" {
+		t.Errorf("ValidateRecord did not normalise: %q", n)
+	}
+	if _, ms, _ := ValidatePutRecord("n", 1, 2*time.Second); ms != 2000 {
+		t.Errorf("ValidatePutRecord ttl = %d ms; want 2000", ms)
 	}
 }
