@@ -107,3 +107,39 @@ func TestValidateRecordArgs(t *testing.T) {
 		t.Errorf("ValidatePutRecord ttl = %d ms; want 2000", ms)
 	}
 }
+
+func TestCheckKeyAs(t *testing.T) {
+	t.Parallel()
+	live := context.Background()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	tooLong := errors.New("too long for the backend")
+	derive := func(k string) (int, error) {
+		if k == "long" {
+			return 0, &LockError{Code: InvalidArgument, Message: tooLong.Error()}
+		}
+		return len(k), nil
+	}
+	tests := []struct {
+		name     string
+		ctx      context.Context
+		key      string
+		wantKey  string
+		wantV    int
+		wantCode Code
+	}{
+		{"ok, normalised", live, "cafe\u0301", "caf\u00e9", len("caf\u00e9"), 0},
+		{"bad key before ended ctx", ended, "", "", 0, InvalidArgument},
+		{"derive error before ended ctx", ended, "long", "", 0, InvalidArgument},
+		{"ended ctx", ended, "k", "", 0, Aborted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			k, v, err := CheckKeyAs(tt.ctx, tt.key, derive)
+			if diff := cmp.Diff([]any{tt.wantKey, tt.wantV, tt.wantCode}, []any{k, v, CodeOf(err)}); diff != "" {
+				t.Errorf("CheckKeyAs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -181,6 +181,26 @@ func CheckKey(ctx context.Context, key string) (string, error) {
 	return k, CheckContext(ctx)
 }
 
+// CheckKeyAs is CheckKey for drivers that derive a storage name from the
+// key: derive runs on the normalised key, and its error (a key the backend
+// cannot store, say) is returned, before the context is checked. It returns
+// the normalised key and what derive returned.
+func CheckKeyAs[T any](ctx context.Context, key string, derive func(string) (T, error)) (string, T, error) {
+	var zero T
+	k, err := NormalizeKey(key)
+	if err != nil {
+		return "", zero, err
+	}
+	v, err := derive(k)
+	if err != nil {
+		return "", zero, err
+	}
+	if err := CheckContext(ctx); err != nil {
+		return "", zero, err
+	}
+	return k, v, nil
+}
+
 // CheckKeyTTL is [CheckKey] plus the TTL in milliseconds ([TTLMillis]).
 func CheckKeyTTL(ctx context.Context, key string, ttl time.Duration) (string, int64, error) {
 	k, err := NormalizeKey(key)

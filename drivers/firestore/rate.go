@@ -72,15 +72,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, id, err := driver.CheckKeyAs(ctx, key, docID)
 	if err != nil {
-		return err
-	}
-	id, err := docID(k)
-	if err != nil {
-		return err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	if _, err := d.rates.Doc(id).Delete(ctx); err != nil {

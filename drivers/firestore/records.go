@@ -94,15 +94,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence,
 func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := driver.NormalizeKey(name)
+	n, id, err := driver.CheckKeyAs(ctx, name, docID)
 	if err != nil {
-		return nil, err
-	}
-	id, err := docID(n)
-	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	s, err := getDoc(ctx, d.records.Doc(id))
