@@ -65,7 +65,7 @@ func TestMapError(t *testing.T) {
 	}
 }
 
-func TestValidateRecordArgs(t *testing.T) {
+func TestValidateArgs(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("k", MaxKeyBytes+1)
 	lim := RateLimit{Limit: 1, Period: time.Second, Burst: 1}
@@ -81,6 +81,9 @@ func TestValidateRecordArgs(t *testing.T) {
 		{"put long name first", func() (string, error) { n, _, err := ValidatePutRecord(long, 0, -1); return n, err }, "exceeds maximum length"},
 		{"put fence range", func() (string, error) { n, _, err := ValidatePutRecord("n", 1e15, time.Second); return n, err }, "15-digit"},
 		{"put bad ttl", func() (string, error) { n, _, err := ValidatePutRecord("n", 1, time.Microsecond); return n, err }, "ttl"},
+		{"key ttl", func() (string, error) { k, _, err := ValidateKeyTTL("k", time.Second); return k, err }, ""},
+		{"key ttl key first", func() (string, error) { k, _, err := ValidateKeyTTL("", 0); return k, err }, "key must not be empty"},
+		{"key ttl bad ttl", func() (string, error) { k, _, err := ValidateKeyTTL("k", time.Microsecond); return k, err }, "ttl"},
 		{"rate", func() (string, error) { return ValidateRate("k", lim, 1) }, ""},
 		{"rate key first", func() (string, error) { return ValidateRate("", RateLimit{}, -1) }, "key must not be empty"},
 	}

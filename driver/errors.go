@@ -203,6 +203,17 @@ func CheckKeyAs[T any](ctx context.Context, key string, derive func(string) (T, 
 
 // CheckKeyTTL is [CheckKey] plus the TTL in milliseconds ([TTLMillis]).
 func CheckKeyTTL(ctx context.Context, key string, ttl time.Duration) (string, int64, error) {
+	k, ms, err := ValidateKeyTTL(key, ttl)
+	if err != nil {
+		return "", 0, err
+	}
+	return k, ms, CheckContext(ctx)
+}
+
+// ValidateKeyTTL is CheckKeyTTL without the context check, for drivers
+// that derive storage names from the normalised key (and check those)
+// before they check the context.
+func ValidateKeyTTL(key string, ttl time.Duration) (string, int64, error) {
 	k, err := NormalizeKey(key)
 	if err != nil {
 		return "", 0, err
@@ -211,7 +222,7 @@ func CheckKeyTTL(ctx context.Context, key string, ttl time.Duration) (string, in
 	if err != nil {
 		return "", 0, err
 	}
-	return k, ms, CheckContext(ctx)
+	return k, ms, nil
 }
 
 // CheckID is a driver's check of a lock-ID-addressed call: the ID well

@@ -84,11 +84,7 @@ func (d *Driver) fenceRefs(k, base, fid string) []*firestore.DocumentRef {
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return driver.AcquireResult{}, err
-	}
-	ttlMs, err := driver.TTLMillis(ttl)
+	k, ttlMs, err := driver.ValidateKeyTTL(key, ttl)
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}
