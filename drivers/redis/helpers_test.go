@@ -11,13 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/delayproxy"
+	"github.com/syncguard/syncguard/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -174,8 +174,7 @@ type harness struct {
 	prefix string
 	opt    rueidis.ClientOption // of OpenDriver's and DriverWithLatency's clients
 
-	mu      sync.Mutex
-	closers []func()
+	closers testkit.Closers
 }
 
 func newHarness(t *testing.T, c rueidis.Client, tag string) *harness {
@@ -196,11 +195,7 @@ func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.dc 
 func (h *harness) Close() {
 	h.d.Close()
 	h.dc.Close()
-	h.mu.Lock()
-	for _, f := range h.closers {
-		f()
-	}
-	h.mu.Unlock()
+	h.closers.Close()
 	deletePrefix(h.c, h.prefix)
 }
 
@@ -298,9 +293,7 @@ func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], 
 		c.Close()
 		return nil, err
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { d.Close(); c.Close() })
-	h.mu.Unlock()
+	h.closers.Add(func() { d.Close(); c.Close() })
 	return d, nil
 }
 
@@ -334,9 +327,7 @@ func (h *harness) OpenUnheardDriver(ctx context.Context) (driver.Driver[Capabili
 		dropUser()
 		return nil, err
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { d.Close(); c.Close(); dropUser() })
-	h.mu.Unlock()
+	h.closers.Add(func() { d.Close(); c.Close(); dropUser() })
 	return d, nil
 }
 
@@ -364,8 +355,6 @@ func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities]
 		pool.Close()
 		return nil
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { drv.Close(); c.Close(); pool.Close() })
-	h.mu.Unlock()
+	h.closers.Add(func() { drv.Close(); c.Close(); pool.Close() })
 	return drv
 }

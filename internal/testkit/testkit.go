@@ -6,6 +6,7 @@ package testkit
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,4 +78,31 @@ func Queue(t testing.TB, w driver.HandoffWatcher, key string) *driver.Handoff {
 		t.Fatalf("queued attempt = %+v, %v; want contended", r, err)
 	}
 	return h
+}
+
+// Closers collects the clean-up functions of a test harness that opens
+// drivers and clients on demand. Close runs them in the reverse order of
+// Add, as t.Cleanup does. It is safe for concurrent use; the zero value is
+// ready.
+type Closers struct {
+	mu sync.Mutex
+	fs []func()
+}
+
+// Add registers fs, to run in reverse order at Close.
+func (c *Closers) Add(fs ...func()) {
+	c.mu.Lock()
+	c.fs = append(c.fs, fs...)
+	c.mu.Unlock()
+}
+
+// Close runs the registered functions, last added first, and forgets them.
+func (c *Closers) Close() {
+	c.mu.Lock()
+	fs := c.fs
+	c.fs = nil
+	c.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 }
