@@ -209,11 +209,7 @@ func (h *harness) LockIDFor(key string) string {
 // WriteRawLock writes a lock and its index directly, with a PX far past
 // the logical expiry so that the check sees it.
 func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return err
-	}
-	kn, err := h.d.names(k)
+	k, kn, err := h.d.keyFor(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -236,11 +232,7 @@ return exp`
 // SetFence writes key's counter, so the next acquisition gets value+1 (or
 // the time floor, if that is higher).
 func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return err
-	}
-	kn, err := h.d.names(k)
+	_, kn, err := h.d.keyFor(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -248,11 +240,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 }
 
 func (h *harness) exists(ctx context.Context, key, field string) (bool, error) {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return false, err
-	}
-	kn, err := h.d.names(k)
+	_, kn, err := h.d.keyFor(ctx, key)
 	if err != nil {
 		return false, err
 	}
