@@ -25,55 +25,47 @@ func queue(t *testing.T, d *Driver, key string) *driver.Handoff {
 // and the key is locked meanwhile. Plain acquisitions cannot barge in.
 func TestHandoffFIFO(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"single", "cluster"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			c := singleClient(t)
-			if mode == "cluster" {
-				c = clusterClient(t)
-			}
-			d := newDriver(t, c)
-			ctx := context.Background()
-			holder := testkit.MustAcquire(t, d, "fifo")
-			hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
-			prev := holder.LockID
-			fence := holder.Fence
-			for i, h := range hs {
-				if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
-					t.Fatalf("Release = %+v, %v", rr, err)
-				}
-				testkit.WaitSignal(t, h.C, 2*time.Second, "head of the queue")
-				for j := i + 1; j < len(hs); j++ {
-					testkit.NoSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
-				}
-				if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
-					t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
-				}
-				if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || r.Acquired {
-					t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
-				}
-				r, err := h.Acquire(ctx, time.Minute)
-				if err != nil || !r.Acquired {
-					t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
-				}
-				if r.Fence <= fence {
-					t.Fatalf("waiter %d: fence %v not above %v", i, r.Fence, fence)
-				}
-				if info, err := d.LookupByID(ctx, r.LockID); err != nil || info == nil || info.Fence != r.Fence {
-					t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
-				}
-				prev, fence = r.LockID, r.Fence
-			}
-			// Queue empty: the release wakes nobody in particular and the
-			// key is free.
+	forModes(t, func(t *testing.T, d *Driver) {
+		ctx := context.Background()
+		holder := testkit.MustAcquire(t, d, "fifo")
+		hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
+		prev := holder.LockID
+		fence := holder.Fence
+		for i, h := range hs {
 			if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
 				t.Fatalf("Release = %+v, %v", rr, err)
 			}
-			if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired {
-				t.Fatalf("Acquire after the queue emptied = %+v, %v", r, err)
+			testkit.WaitSignal(t, h.C, 2*time.Second, "head of the queue")
+			for j := i + 1; j < len(hs); j++ {
+				testkit.NoSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
 			}
-		})
-	}
+			if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
+				t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
+			}
+			if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || r.Acquired {
+				t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
+			}
+			r, err := h.Acquire(ctx, time.Minute)
+			if err != nil || !r.Acquired {
+				t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
+			}
+			if r.Fence <= fence {
+				t.Fatalf("waiter %d: fence %v not above %v", i, r.Fence, fence)
+			}
+			if info, err := d.LookupByID(ctx, r.LockID); err != nil || info == nil || info.Fence != r.Fence {
+				t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
+			}
+			prev, fence = r.LockID, r.Fence
+		}
+		// Queue empty: the release wakes nobody in particular and the
+		// key is free.
+		if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
+			t.Fatalf("Release = %+v, %v", rr, err)
+		}
+		if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired {
+			t.Fatalf("Acquire after the queue emptied = %+v, %v", r, err)
+		}
+	})
 }
 
 // TestHandoffClaimWithoutMessage: a waiter that missed its grant's message

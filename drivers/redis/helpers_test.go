@@ -130,6 +130,22 @@ func testPrefix(tag string) string {
 	return "sgtest:" + tag + ":" + hex.EncodeToString(b[:])
 }
 
+// forModes runs body in parallel subtests "single" and "cluster", each on
+// a fresh driver over a single-node and a cluster client.
+func forModes(t *testing.T, body func(t *testing.T, d *Driver)) {
+	t.Helper()
+	for _, mode := range []string{"single", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			c := singleClient(t)
+			if mode == "cluster" {
+				c = clusterClient(t)
+			}
+			body(t, newDriver(t, c))
+		})
+	}
+}
+
 // newDriver returns a driver over c with a fresh prefix, deleting its keys
 // when t ends.
 func newDriver(t testing.TB, c rueidis.Client, opts ...Option) *Driver {
