@@ -50,47 +50,15 @@ func TestHandoffFIFO(t *testing.T) {
 	if n := waiterCount(t, d, "fifo"); n != 3 {
 		t.Fatalf("%d queued waiters; want 3", n)
 	}
-	prev, fence := holder.LockID, holder.Fence
-	for i, h := range hs {
-		if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
-			t.Fatalf("Release = %+v, %v", rr, err)
-		}
-		testkit.WaitSignal(t, h.C, 2*time.Second, "head of the queue")
-		for j := i + 1; j < len(hs); j++ {
-			testkit.NoSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
-		}
-		if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
-			t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
-		}
-		if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || r.Acquired {
-			t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
-		}
-		r, err := h.Acquire(ctx, time.Minute)
-		if err != nil || !r.Acquired {
-			t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
-		}
-		if r.Fence <= fence {
-			t.Fatalf("waiter %d: fence %v; want > %v", i, r.Fence, fence)
-		}
-		info, err := d.LookupByID(ctx, r.LockID)
-		if err != nil || info == nil {
-			t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
-		}
-		if diff := cmp.Diff(
-			[]any{info.Fence, info.ExpiresAtMs, info.Key},
-			[]any{r.Fence, r.ExpiresAtMs, "fifo"}); diff != "" {
-			t.Fatalf("granted lock differs from the grant (-stored +grant):\n%s", diff)
-		}
-		prev, fence = r.LockID, r.Fence
-	}
+	last := testkit.HandoffFIFO(t, d, "fifo", holder, hs)
 	if n := waiterCount(t, d, "fifo"); n != 0 {
 		t.Fatalf("%d queued waiters after every grant; want 0", n)
 	}
-	if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
+	if rr, err := d.Release(ctx, "", last.LockID); err != nil || !rr.OK {
 		t.Fatalf("Release = %+v, %v", rr, err)
 	}
-	if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired || r.Fence <= fence {
-		t.Fatalf("Acquire after the queue emptied = %+v, %v; want fence > %v", r, err, fence)
+	if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired || r.Fence <= last.Fence {
+		t.Fatalf("Acquire after the queue emptied = %+v, %v; want fence > %v", r, err, last.Fence)
 	}
 }
 

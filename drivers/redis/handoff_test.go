@@ -29,37 +29,10 @@ func TestHandoffFIFO(t *testing.T) {
 		ctx := context.Background()
 		holder := testkit.MustAcquire(t, d, "fifo")
 		hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
-		prev := holder.LockID
-		fence := holder.Fence
-		for i, h := range hs {
-			if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
-				t.Fatalf("Release = %+v, %v", rr, err)
-			}
-			testkit.WaitSignal(t, h.C, 2*time.Second, "head of the queue")
-			for j := i + 1; j < len(hs); j++ {
-				testkit.NoSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
-			}
-			if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
-				t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
-			}
-			if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || r.Acquired {
-				t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
-			}
-			r, err := h.Acquire(ctx, time.Minute)
-			if err != nil || !r.Acquired {
-				t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
-			}
-			if r.Fence <= fence {
-				t.Fatalf("waiter %d: fence %v not above %v", i, r.Fence, fence)
-			}
-			if info, err := d.LookupByID(ctx, r.LockID); err != nil || info == nil || info.Fence != r.Fence {
-				t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
-			}
-			prev, fence = r.LockID, r.Fence
-		}
+		last := testkit.HandoffFIFO(t, d, "fifo", holder, hs)
 		// Queue empty: the release wakes nobody in particular and the
 		// key is free.
-		if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
+		if rr, err := d.Release(ctx, "", last.LockID); err != nil || !rr.OK {
 			t.Fatalf("Release = %+v, %v", rr, err)
 		}
 		if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired {

@@ -106,3 +106,48 @@ func (c *Closers) Close() {
 		fs[i]()
 	}
 }
+
+// HandoffFIFO checks the hand-off of key, held by holder, to the waiters
+// hs queued on l in this order: each release wakes only the head of the
+// queue; the key stays locked meanwhile (a plain acquisition is
+// contended); the head's next attempt gets the grant with no further wait,
+// with a fence above the previous one, and it is the lock that LookupByID
+// finds (same fence, expiry and key). It returns the last grant, still
+// held.
+func HandoffFIFO(t testing.TB, l driver.LockStore, key string, holder driver.AcquireResult, hs []*driver.Handoff) driver.AcquireResult {
+	t.Helper()
+	ctx := context.Background()
+	last := holder
+	for i, h := range hs {
+		if rr, err := l.Release(ctx, "", last.LockID); err != nil || !rr.OK {
+			t.Fatalf("Release = %+v, %v", rr, err)
+		}
+		WaitSignal(t, h.C, 2*time.Second, "head of the queue")
+		for j := i + 1; j < len(hs); j++ {
+			NoSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
+		}
+		if locked, err := l.IsLocked(ctx, key); err != nil || !locked {
+			t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
+		}
+		if r, err := l.Acquire(ctx, key, time.Minute); err != nil || r.Acquired {
+			t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
+		}
+		r, err := h.Acquire(ctx, time.Minute)
+		if err != nil || !r.Acquired {
+			t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
+		}
+		if r.Fence <= last.Fence {
+			t.Fatalf("waiter %d: fence %v; want > %v", i, r.Fence, last.Fence)
+		}
+		info, err := l.LookupByID(ctx, r.LockID)
+		if err != nil || info == nil {
+			t.Fatalf("LookupByID(grant) = %+v, %v", info, err)
+		}
+		if info.Fence != r.Fence || info.ExpiresAtMs != r.ExpiresAtMs || info.Key != key {
+			t.Fatalf("granted lock (fence %v, expiry %d, key %q) differs from the grant (%v, %d, %q)",
+				info.Fence, info.ExpiresAtMs, info.Key, r.Fence, r.ExpiresAtMs, key)
+		}
+		last = r
+	}
+	return last
+}
