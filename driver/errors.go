@@ -181,8 +181,39 @@ func CheckKey(ctx context.Context, key string) (string, error) {
 	return k, CheckContext(ctx)
 }
 
+// CheckKeyAs is CheckKey for drivers that derive a storage name from the
+// key: derive runs on the normalised key, and its error (a key the backend
+// cannot store, say) is returned, before the context is checked. It returns
+// the normalised key and what derive returned.
+func CheckKeyAs[T any](ctx context.Context, key string, derive func(string) (T, error)) (string, T, error) {
+	var zero T
+	k, err := NormalizeKey(key)
+	if err != nil {
+		return "", zero, err
+	}
+	v, err := derive(k)
+	if err != nil {
+		return "", zero, err
+	}
+	if err := CheckContext(ctx); err != nil {
+		return "", zero, err
+	}
+	return k, v, nil
+}
+
 // CheckKeyTTL is [CheckKey] plus the TTL in milliseconds ([TTLMillis]).
 func CheckKeyTTL(ctx context.Context, key string, ttl time.Duration) (string, int64, error) {
+	k, ms, err := ValidateKeyTTL(key, ttl)
+	if err != nil {
+		return "", 0, err
+	}
+	return k, ms, CheckContext(ctx)
+}
+
+// ValidateKeyTTL is CheckKeyTTL without the context check, for drivers
+// that derive storage names from the normalised key (and check those)
+// before they check the context.
+func ValidateKeyTTL(key string, ttl time.Duration) (string, int64, error) {
 	k, err := NormalizeKey(key)
 	if err != nil {
 		return "", 0, err
@@ -191,7 +222,7 @@ func CheckKeyTTL(ctx context.Context, key string, ttl time.Duration) (string, in
 	if err != nil {
 		return "", 0, err
 	}
-	return k, ms, CheckContext(ctx)
+	return k, ms, nil
 }
 
 // CheckID is a driver's check of a lock-ID-addressed call: the ID well
@@ -218,6 +249,17 @@ func CheckIDTTL(ctx context.Context, lockID string, ttl time.Duration) (int64, e
 // CheckRate is a driver's check of AllowN: the key normalised, the limit
 // and n valid ([ValidateRateLimit]) and the context live.
 func CheckRate(ctx context.Context, key string, lim RateLimit, n int) (string, error) {
+	k, err := ValidateRate(key, lim, n)
+	if err != nil {
+		return "", err
+	}
+	return k, CheckContext(ctx)
+}
+
+// ValidateRate is CheckRate without the context check, for drivers that
+// derive a storage name from the normalised key (and check that) before
+// they check the context.
+func ValidateRate(key string, lim RateLimit, n int) (string, error) {
 	k, err := NormalizeKey(key)
 	if err != nil {
 		return "", err
@@ -225,18 +267,50 @@ func CheckRate(ctx context.Context, key string, lim RateLimit, n int) (string, e
 	if err := ValidateRateLimit(lim, n); err != nil {
 		return "", err
 	}
-	return k, CheckContext(ctx)
+	return k, nil
 }
+
+// ValidatePutRecord checks the arguments of PutRecord, in this order,
+// without the context: the name normalised, the fence positive and within
+// [FormatFence]'s range, the TTL valid ([RecordTTLMillis]). It returns the
+// normalised name and the TTL in milliseconds.
+func ValidatePutRecord(name string, fence Fence, ttl time.Duration) (string, int64, error) {
+	n, err := ValidateRecord(name, fence)
+	if err != nil {
+		return "", 0, err
+	}
+	if _, err := FormatFence(int64(fence)); err != nil {
+		return "", 0, err
+	}
+	ttlMs, err := RecordTTLMillis(ttl)
+	if err != nil {
+		return "", 0, err
+	}
+	return n, ttlMs, nil
+}
+
+func errZeroFence() *LockError { return NewError(InvalidArgument, "record fence must be positive") }
 
 // CheckRecord is a driver's check of PutRecord and DeleteRecord: the name
 // normalised, the fence positive and the context live.
 func CheckRecord(ctx context.Context, name string, fence Fence) (string, error) {
+	n, err := ValidateRecord(name, fence)
+	if err != nil {
+		return "", err
+	}
+	return n, CheckContext(ctx)
+}
+
+// ValidateRecord is CheckRecord without the context check, for drivers
+// that check more (a backend's fence range, a storage name derived from
+// the name) before they check the context.
+func ValidateRecord(name string, fence Fence) (string, error) {
 	n, err := NormalizeKey(name)
 	if err != nil {
 		return "", err
 	}
 	if fence == 0 {
-		return "", NewError(InvalidArgument, "record fence must be positive")
+		return "", errZeroFence()
 	}
-	return n, CheckContext(ctx)
+	return n, nil
 }

@@ -23,28 +23,16 @@ import (
 //	Canceled                              Aborted
 //	anything else                         Internal
 func mapError(ctx context.Context, err error, key, lockID string) error {
-	if err == nil {
-		return nil
+	var le *driver.LockError
+	if err != nil && !errors.As(err, &le) && errors.Is(err, errDuplicateLive) {
+		return &driver.LockError{Code: driver.Internal, Message: err.Error(), Cause: err, Key: key, LockID: lockID}
 	}
-	le := classify(ctx, err)
-	le.Key, le.LockID = key, lockID
-	return le
+	return driver.MapError(ctx, err, key, lockID, classify)
 }
 
-func classify(ctx context.Context, err error) *driver.LockError {
-	var le *driver.LockError
-	if errors.As(err, &le) {
-		return &driver.LockError{Code: le.Code, Message: le.Message, Cause: err}
-	}
-	if errors.Is(err, errDuplicateLive) {
-		return &driver.LockError{Code: driver.Internal, Message: err.Error(), Cause: err}
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return driver.ContextError(err)
-	}
-	if ctx != nil && ctx.Err() != nil {
-		return driver.ContextError(ctx.Err())
-	}
+// classify maps what [driver.Classify] leaves to the driver: the gRPC
+// status code.
+func classify(err error) *driver.LockError {
 	code := driver.Internal
 	switch status.Code(err) {
 	case codes.PermissionDenied, codes.Unauthenticated:

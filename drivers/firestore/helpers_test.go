@@ -5,13 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/delayproxy"
+	"github.com/syncguard/syncguard/internal/testkit"
 	"go.uber.org/goleak"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
@@ -25,18 +25,7 @@ import (
 const projectID = "demo-test"
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// gRPC and OpenCensus/OTel keep process-wide background goroutines.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*ccBalancerWrapper).watcher"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*controlBuffer).get"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).keepalive"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).reader"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m, fsLeakOptions...)
 }
 
 func needBackend(t testing.TB, format string, args ...any) {
@@ -103,8 +92,7 @@ type harness struct {
 	d, dc *Driver
 	opts  []Option // d's, for OpenDriver
 
-	mu      sync.Mutex
-	closers []func()
+	closers testkit.Closers
 }
 
 func newHarness(t *testing.T, c *firestore.Client) *harness {
@@ -128,11 +116,7 @@ func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.dc 
 func (h *harness) Close() {
 	h.d.Close()
 	h.dc.Close()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, f := range h.closers {
-		f()
-	}
+	h.closers.Close()
 }
 
 // DriverWithLatency returns a driver over the same collections whose
@@ -162,9 +146,7 @@ func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities]
 		p.Close()
 		return nil
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { drv.Close(); _ = c.Close(); p.Close() })
-	h.mu.Unlock()
+	h.closers.Add(func() { drv.Close(); _ = c.Close(); p.Close() })
 	return drv
 }
 
@@ -190,9 +172,7 @@ func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], 
 		_ = c.Close()
 		return nil, err
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { d.Close(); _ = c.Close() })
-	h.mu.Unlock()
+	h.closers.Add(func() { d.Close(); _ = c.Close() })
 	return d, nil
 }
 

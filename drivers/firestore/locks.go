@@ -84,11 +84,7 @@ func (d *Driver) fenceRefs(k, base, fid string) []*firestore.DocumentRef {
 func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return driver.AcquireResult{}, err
-	}
-	ttlMs, err := driver.TTLMillis(ttl)
+	k, ttlMs, err := driver.ValidateKeyTTL(key, ttl)
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}
@@ -383,15 +379,8 @@ func getDoc(ctx context.Context, ref *firestore.DocumentRef) (*firestore.Documen
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, base, err := driver.CheckKeyAs(ctx, key, docID)
 	if err != nil {
-		return false, err
-	}
-	base, err := docID(k)
-	if err != nil {
-		return false, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	ref := d.locks.Doc(base)
@@ -442,15 +431,8 @@ func (d *Driver) cleanupLater(ref *firestore.DocumentRef) {
 func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, base, err := driver.CheckKeyAs(ctx, key, docID)
 	if err != nil {
-		return nil, err
-	}
-	base, err := docID(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	s, err := getDoc(ctx, d.locks.Doc(base))

@@ -16,14 +16,10 @@ import (
 func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.ValidateRate(key, lim, n)
 	if err != nil {
 		return driver.RateResult{}, err
 	}
-	if err := driver.ValidateRateLimit(lim, n); err != nil {
-		return driver.RateResult{}, err
-	}
-	ei := int64(lim.Period) / int64(lim.Limit)
 	id, err := docID(k)
 	if err != nil {
 		return driver.RateResult{}, err
@@ -31,7 +27,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 	if err := driver.CheckContext(ctx); err != nil {
 		return driver.RateResult{}, err
 	}
-	increment, burstOffset := ei*int64(n), ei*int64(lim.Burst)
+	g := driver.NewGCRA(lim, n)
 	ref := d.rates.Doc(id)
 	unlock, err := d.stripes.lock(ctx, ref.Path)
 	if err != nil {
@@ -55,14 +51,10 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 				tat = stored - nowNs
 			}
 		}
-		newTat := tat + increment
-		diff := burstOffset - newTat // now − allowAt
-		if diff < 0 {
-			res = driver.RateResult{RetryAfter: time.Duration(-diff), ResetAfter: time.Duration(tat)}
-			return nil
-		}
-		res = driver.RateResult{Allowed: n, Remaining: int(diff / ei), ResetAfter: time.Duration(newTat)}
-		if n == 0 {
+		var newTat int64
+		var granted bool
+		res, newTat, granted = g.Result(tat, n)
+		if !granted || n == 0 {
 			return nil
 		}
 		return tx.Set(ref, map[string]any{
@@ -80,15 +72,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 func (d *Driver) ResetRate(ctx context.Context, key string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, id, err := driver.CheckKeyAs(ctx, key, docID)
 	if err != nil {
-		return err
-	}
-	id, err := docID(k)
-	if err != nil {
-		return err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return err
 	}
 	if _, err := d.rates.Doc(id).Delete(ctx); err != nil {

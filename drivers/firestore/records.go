@@ -8,10 +8,6 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-func errZeroFence() error {
-	return driver.NewError(driver.InvalidArgument, "record fence must be positive")
-}
-
 // record is a decoded fenced-record document {fence, value, expiresAtMs}.
 type record struct {
 	fence driver.Fence
@@ -43,17 +39,7 @@ func (r record) live(now int64) bool { return r.exp == 0 || r.exp > now }
 func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence, value []byte, ttl time.Duration) (driver.PutResult, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := driver.NormalizeKey(name)
-	if err != nil {
-		return driver.PutResult{}, err
-	}
-	if fence == 0 {
-		return driver.PutResult{}, errZeroFence()
-	}
-	if _, err := driver.FormatFence(int64(fence)); err != nil {
-		return driver.PutResult{}, err
-	}
-	ttlMs, err := driver.RecordTTLMillis(ttl)
+	n, ttlMs, err := driver.ValidatePutRecord(name, fence, ttl)
 	if err != nil {
 		return driver.PutResult{}, err
 	}
@@ -108,15 +94,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence,
 func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := driver.NormalizeKey(name)
+	n, id, err := driver.CheckKeyAs(ctx, name, docID)
 	if err != nil {
-		return nil, err
-	}
-	id, err := docID(n)
-	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	s, err := getDoc(ctx, d.records.Doc(id))
@@ -135,12 +114,9 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, er
 func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fence) (bool, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	n, err := driver.NormalizeKey(name)
+	n, err := driver.ValidateRecord(name, fence)
 	if err != nil {
 		return false, err
-	}
-	if fence == 0 {
-		return false, errZeroFence()
 	}
 	id, err := docID(n)
 	if err != nil {

@@ -18,15 +18,8 @@ import (
 //
 // Each watch holds one listen stream; stop ends it (idempotent).
 func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	k, err := driver.NormalizeKey(key)
+	k, base, err := driver.CheckKeyAs(ctx, key, docID)
 	if err != nil {
-		return nil, nil, err
-	}
-	base, err := docID(k)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
 	if err := d.bgCtx.Err(); err != nil {

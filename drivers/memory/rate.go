@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"time"
 
 	"github.com/syncguard/syncguard/driver"
 )
@@ -27,9 +26,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 	if err != nil {
 		return driver.RateResult{}, err
 	}
-	ei := int64(lim.Period) / int64(lim.Limit)
-	increment := ei * int64(n)
-	burstOffset := ei * int64(lim.Burst)
+	g := driver.NewGCRA(lim, n)
 
 	sh := d.shardFor(k)
 	sh.mu.Lock()
@@ -40,29 +37,14 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 	if e != nil && e.tat > nowNs {
 		tat = e.tat - nowNs
 	}
-	newTat := tat + increment
-	allowAt := newTat - burstOffset
-	diff := -allowAt // now − allowAt
-	var res driver.RateResult
-	if diff < 0 {
-		res = driver.RateResult{
-			RetryAfter: time.Duration(-diff),
-			ResetAfter: time.Duration(tat),
+	res, newTat, granted := g.Result(tat, n)
+	if granted && n > 0 {
+		if e == nil {
+			e = &rateEntry{key: k}
+			sh.rates[k] = e
 		}
-	} else {
-		res = driver.RateResult{
-			Allowed:    n,
-			Remaining:  int(diff / ei),
-			ResetAfter: time.Duration(newTat),
-		}
-		if n > 0 {
-			if e == nil {
-				e = &rateEntry{key: k}
-				sh.rates[k] = e
-			}
-			e.tat = nowNs + newTat
-			sh.rateExp.set(e, e.tat)
-		}
+		e.tat = nowNs + newTat
+		sh.rateExp.set(e, e.tat)
 	}
 	d.sweep(sh, nowMs, nowNs)
 	sh.mu.Unlock()

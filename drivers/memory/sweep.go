@@ -80,6 +80,19 @@ func (h *minHeap[T]) peek() (x T, at int64, ok bool) {
 	return h.s[0].x, h.s[0].at, true
 }
 
+// drain removes up to sweepBudget items due by now (at ≤ now), earliest
+// first, and passes each to del.
+func (h *minHeap[T]) drain(now int64, del func(T)) {
+	for range sweepBudget {
+		x, at, ok := h.peek()
+		if !ok || at > now {
+			return
+		}
+		h.remove(x)
+		del(x)
+	}
+}
+
 func (h *minHeap[T]) len() int { return len(h.s) }
 
 func (h *minHeap[T]) up(i int) {
@@ -125,13 +138,8 @@ func (h *minHeap[T]) down(i int) {
 // observable any more (a key's next fence is the floor, which is greater),
 // so lookups return the same before and after. The caller holds sh.mu.
 func (d *Driver) sweep(sh *shard, nowMs, nowNs int64) {
-	for range sweepBudget {
-		ks, at, ok := sh.lockExp.peek()
-		if !ok || nowMs-at <= driver.CleanupGuardMs {
-			break
-		}
-		d.dropLock(sh, ks)
-	}
+	// Locks expired by more than CleanupGuardMs: at < nowMs − CleanupGuardMs.
+	sh.lockExp.drain(nowMs-driver.CleanupGuardMs-1, func(ks *keyState) { d.dropLock(sh, ks) })
 	for range sweepBudget {
 		e, at, ok := sh.keepExp.peek()
 		if !ok || at > nowMs {
@@ -146,20 +154,6 @@ func (d *Driver) sweep(sh *shard, nowMs, nowNs int64) {
 		sh.keepExp.remove(e)
 		delete(sh.keys, ks.key)
 	}
-	for range sweepBudget {
-		e, at, ok := sh.recExp.peek()
-		if !ok || at > nowMs {
-			break
-		}
-		sh.recExp.remove(e)
-		delete(sh.records, e.name)
-	}
-	for range sweepBudget {
-		e, at, ok := sh.rateExp.peek()
-		if !ok || at > nowNs {
-			break
-		}
-		sh.rateExp.remove(e)
-		delete(sh.rates, e.key)
-	}
+	sh.recExp.drain(nowMs, func(e *recordEntry) { delete(sh.records, e.name) })
+	sh.rateExp.drain(nowNs, func(e *rateEntry) { delete(sh.rates, e.key) })
 }

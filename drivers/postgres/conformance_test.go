@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/syncguard/syncguard/conformance"
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/delayproxy"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
 
 // harness runs the conformance suite against a fresh schema.
@@ -34,8 +34,7 @@ type harness struct {
 	// it skip): see TestConformanceThroughPgBouncer.
 	noLatency bool
 
-	mu      sync.Mutex
-	closers []func()
+	closers testkit.Closers
 }
 
 // sql renders s, written with the default table names, for the harness.
@@ -63,11 +62,7 @@ func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.cle
 func (h *harness) Close() {
 	h.d.Close()
 	h.cleanup.Close()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i := len(h.closers) - 1; i >= 0; i-- {
-		h.closers[i]()
-	}
+	h.closers.Close()
 }
 
 // OpenDriver returns a driver over the same tables with a pool of its own,
@@ -98,9 +93,7 @@ func (h *harness) openDriver(ctx context.Context, opts ...Option) (driver.Driver
 		pool.Close()
 		return nil, err
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, pool.Close, d.Close) // run in reverse
-	h.mu.Unlock()
+	h.closers.Add(pool.Close, d.Close)
 	return d, nil
 }
 
@@ -134,9 +127,7 @@ func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	_ = pool.Ping(ctx)
 	cancel()
-	h.mu.Lock()
-	h.closers = append(h.closers, p.Close, pool.Close, drv.Close)
-	h.mu.Unlock()
+	h.closers.Add(p.Close, pool.Close, drv.Close)
 	return drv
 }
 

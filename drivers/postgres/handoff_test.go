@@ -7,35 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
-
-// mustAcquire takes key for a minute, or fails the test.
-func mustAcquire(t *testing.T, d *Driver, key string) driver.AcquireResult {
-	t.Helper()
-	r, err := d.Acquire(context.Background(), key, time.Minute)
-	if err != nil || !r.Acquired {
-		t.Fatalf("Acquire(%q) = %+v, %v", key, r, err)
-	}
-	return r
-}
-
-// queue makes a waiter join key's queue: subscribe, consume the initial
-// signal, make the contended attempt.
-func queue(t *testing.T, d *Driver, key string) *driver.Handoff {
-	t.Helper()
-	ctx := context.Background()
-	h, err := d.WatchHandoff(ctx, key)
-	if err != nil {
-		t.Fatalf("WatchHandoff: %v", err)
-	}
-	t.Cleanup(h.Stop)
-	waitSignal(t, h.C, time.Second, "initial signal")
-	r, err := h.Acquire(ctx, time.Minute)
-	if err != nil || r.Acquired {
-		t.Fatalf("queued attempt = %+v, %v; want contended", r, err)
-	}
-	return h
-}
 
 // queuedAttempt is one attempt of a waiter with ID id and no
 // subscription at all.
@@ -72,52 +45,20 @@ func TestHandoffFIFO(t *testing.T) {
 	db := newTestDB(t, nil)
 	d := newDriver(t, db.pool)
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "fifo")
-	hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
+	holder := testkit.MustAcquire(t, d, "fifo")
+	hs := []*driver.Handoff{testkit.Queue(t, d, "fifo"), testkit.Queue(t, d, "fifo"), testkit.Queue(t, d, "fifo")}
 	if n := waiterCount(t, d, "fifo"); n != 3 {
 		t.Fatalf("%d queued waiters; want 3", n)
 	}
-	prev, fence := holder.LockID, holder.Fence
-	for i, h := range hs {
-		if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
-			t.Fatalf("Release = %+v, %v", rr, err)
-		}
-		waitSignal(t, h.C, 2*time.Second, "head of the queue")
-		for j := i + 1; j < len(hs); j++ {
-			noSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
-		}
-		if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
-			t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
-		}
-		if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || r.Acquired {
-			t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
-		}
-		r, err := h.Acquire(ctx, time.Minute)
-		if err != nil || !r.Acquired {
-			t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
-		}
-		if r.Fence <= fence {
-			t.Fatalf("waiter %d: fence %v; want > %v", i, r.Fence, fence)
-		}
-		info, err := d.LookupByID(ctx, r.LockID)
-		if err != nil || info == nil {
-			t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
-		}
-		if diff := cmp.Diff(
-			[]any{info.Fence, info.ExpiresAtMs, info.Key},
-			[]any{r.Fence, r.ExpiresAtMs, "fifo"}); diff != "" {
-			t.Fatalf("granted lock differs from the grant (-stored +grant):\n%s", diff)
-		}
-		prev, fence = r.LockID, r.Fence
-	}
+	last := testkit.HandoffFIFO(t, d, "fifo", holder, hs)
 	if n := waiterCount(t, d, "fifo"); n != 0 {
 		t.Fatalf("%d queued waiters after every grant; want 0", n)
 	}
-	if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
+	if rr, err := d.Release(ctx, "", last.LockID); err != nil || !rr.OK {
 		t.Fatalf("Release = %+v, %v", rr, err)
 	}
-	if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired || r.Fence <= fence {
-		t.Fatalf("Acquire after the queue emptied = %+v, %v; want fence > %v", r, err, fence)
+	if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired || r.Fence <= last.Fence {
+		t.Fatalf("Acquire after the queue emptied = %+v, %v; want fence > %v", r, err, last.Fence)
 	}
 }
 
@@ -128,19 +69,19 @@ func TestHandoffLeave(t *testing.T) {
 	db := newTestDB(t, nil)
 	d := newDriver(t, db.pool)
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "leave")
-	gone := queue(t, d, "leave")    // leaves before any release
-	granted := queue(t, d, "leave") // is granted the key, then leaves unclaimed
-	next := queue(t, d, "leave")
+	holder := testkit.MustAcquire(t, d, "leave")
+	gone := testkit.Queue(t, d, "leave")    // leaves before any release
+	granted := testkit.Queue(t, d, "leave") // is granted the key, then leaves unclaimed
+	next := testkit.Queue(t, d, "leave")
 	gone.Stop()
 	gone.Stop() // idempotent
-	waitFor(t, 2*time.Second, "the first waiter's leave", func() bool { return waiterCount(t, d, "leave") == 2 })
+	testkit.WaitFor(t, 2*time.Second, 10*time.Millisecond, "the first waiter's leave", func() bool { return waiterCount(t, d, "leave") == 2 })
 	if _, err := d.Release(ctx, "", holder.LockID); err != nil {
 		t.Fatal(err)
 	}
-	waitSignal(t, granted.C, 2*time.Second, "second waiter (the first left)")
+	testkit.WaitSignal(t, granted.C, 2*time.Second, "second waiter (the first left)")
 	granted.Stop()
-	waitSignal(t, next.C, 2*time.Second, "third waiter (handed on by the leave)")
+	testkit.WaitSignal(t, next.C, 2*time.Second, "third waiter (handed on by the leave)")
 	r, err := next.Acquire(ctx, time.Minute)
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire = %+v, %v", r, err)
@@ -153,18 +94,6 @@ func TestHandoffLeave(t *testing.T) {
 	}
 }
 
-// waitFor polls cond every 10ms until it holds, or fails after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestHandoffClaimWithoutMessage: a waiter that missed its grant's
 // notification claims the lock with its next attempt.
 func TestHandoffClaimWithoutMessage(t *testing.T) {
@@ -172,7 +101,7 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	db := newTestDB(t, nil)
 	d := newDriver(t, db.pool)
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "claim")
+	holder := testkit.MustAcquire(t, d, "claim")
 	id := driver.NewLockID() // a waiter with no subscription at all
 	if r := queuedAttempt(t, d, "claim", id); r.Acquired {
 		t.Fatalf("queued attempt = %+v; want contended", r)
@@ -202,7 +131,7 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	db := newTestDB(t, nil)
 	d := newDriver(t, db.pool, func(o *options) { o.waiterLive = 150 * time.Millisecond })
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "dead")
+	holder := testkit.MustAcquire(t, d, "dead")
 	dead, live := driver.NewLockID(), driver.NewLockID()
 	for _, id := range []string{dead, live} {
 		if r := queuedAttempt(t, d, "dead", id); r.Acquired {

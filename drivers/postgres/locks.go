@@ -258,15 +258,8 @@ const cleanupTimeout = 5 * time.Second
 func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	k, err := driver.NormalizeKey(key)
+	k, base, err := driver.CheckKeyAs(ctx, key, baseKey)
 	if err != nil {
-		return false, err
-	}
-	base, err := baseKey(k)
-	if err != nil {
-		return false, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	var exp *int64
@@ -288,15 +281,8 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 
 // LookupByKey returns the live lock of key, or nil. It is read-only.
 func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
-	k, err := driver.NormalizeKey(key)
+	k, base, err := driver.CheckKeyAs(ctx, key, baseKey)
 	if err != nil {
-		return nil, err
-	}
-	base, err := baseKey(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	info, err := d.lookup(ctx, d.q.lookupKey, base, "")

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/syncguard/syncguard/driver"
@@ -21,32 +20,19 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 	if err != nil {
 		return driver.RateResult{}, err
 	}
-	ei := int64(lim.Period) / int64(lim.Limit)
-	increment := ei * int64(n)
-	burstOffset := ei * int64(lim.Burst)
+	g := driver.NewGCRA(lim, n)
 
 	var tat, granted int64
 	b := &pgx.Batch{}
 	b.Queue(d.q.rateLock, dbText(k))
-	b.Queue(d.q.allow, dbText(k), increment, burstOffset).QueryRow(func(row pgx.Row) error {
+	b.Queue(d.q.allow, dbText(k), g.Increment, g.BurstOffset).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&tat, &granted)
 	})
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
 		return driver.RateResult{}, withKey(mapError(ctx, err), k)
 	}
-	newTat := tat + increment
-	diff := burstOffset - newTat // now − allowAt
-	if diff < 0 {
-		return driver.RateResult{
-			RetryAfter: time.Duration(-diff),
-			ResetAfter: time.Duration(tat),
-		}, nil
-	}
-	return driver.RateResult{
-		Allowed:    n,
-		Remaining:  int(diff / ei),
-		ResetAfter: time.Duration(newTat),
-	}, nil
+	res, _, _ := g.Result(tat, n)
+	return res, nil
 }
 
 // ResetRate forgets the GCRA state of key.

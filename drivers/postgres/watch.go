@@ -81,15 +81,8 @@ func payloadFor(base string) string {
 // subscription also ends with ctx. The LISTEN connection closes 30s after
 // its last subscription ends, or at [Driver.Close].
 func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	k, err := driver.NormalizeKey(key)
+	_, base, err := driver.CheckKeyAs(ctx, key, baseKey)
 	if err != nil {
-		return nil, nil, err
-	}
-	base, err := baseKey(k)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return nil, nil, err
 	}
 	w := &watcher{ch: make(chan struct{}, 1)}

@@ -7,25 +7,8 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
-
-func waitSignal(t *testing.T, ch <-chan struct{}, within time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(within):
-		t.Fatalf("no signal within %v: %s", within, what)
-	}
-}
-
-func noSignal(t *testing.T, ch <-chan struct{}, during time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-		t.Fatalf("unexpected signal: %s", what)
-	case <-time.After(during):
-	}
-}
 
 // TestWatchFanOutAndReconnect: watchers of one key are all woken, watchers
 // of another key are not; after the LISTEN connection is killed the
@@ -56,7 +39,7 @@ func TestWatchFanOutAndReconnect(t *testing.T) {
 	defer stopB()
 	// The keys are free: each subscription signalled once at once.
 	for _, ch := range []<-chan struct{}{a1, a2, b} {
-		waitSignal(t, ch, time.Second, "initial signal of a free key")
+		testkit.WaitSignal(t, ch, time.Second, "initial signal of a free key")
 	}
 
 	release := func(key string) {
@@ -70,9 +53,9 @@ func TestWatchFanOutAndReconnect(t *testing.T) {
 		}
 	}
 	release("watch:a")
-	waitSignal(t, a1, time.Second, "first watcher of a")
-	waitSignal(t, a2, time.Second, "second watcher of a")
-	noSignal(t, b, 200*time.Millisecond, "watcher of b after a release of a")
+	testkit.WaitSignal(t, a1, time.Second, "first watcher of a")
+	testkit.WaitSignal(t, a2, time.Second, "second watcher of a")
+	testkit.NoSignal(t, b, 200*time.Millisecond, "watcher of b after a release of a")
 
 	// Kill the LISTEN connection.
 	var n int
@@ -80,8 +63,8 @@ func TestWatchFanOutAndReconnect(t *testing.T) {
 WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()`, d.q.listenApp).Scan(&n); err != nil || n == 0 {
 		t.Fatalf("terminating the LISTEN connection: %d, %v", n, err)
 	}
-	waitSignal(t, b, 5*time.Second, "reconnection wake-up")
-	waitSignal(t, a1, time.Second, "reconnection wake-up")
+	testkit.WaitSignal(t, b, 5*time.Second, "reconnection wake-up")
+	testkit.WaitSignal(t, a1, time.Second, "reconnection wake-up")
 	// Wait until LISTEN is active again, then releases arrive again.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -101,8 +84,8 @@ WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backe
 	default:
 	}
 	release("watch:b")
-	waitSignal(t, b, time.Second, "release of b after the reconnection")
-	noSignal(t, a2, 200*time.Millisecond, "watcher of a after a release of b")
+	testkit.WaitSignal(t, b, time.Second, "release of b after the reconnection")
+	testkit.NoSignal(t, a2, 200*time.Millisecond, "watcher of a after a release of b")
 }
 
 // TestWatchStopAndClose: stop is idempotent, ctx ends a subscription,
@@ -188,12 +171,12 @@ func TestWatchSignalsFreeKeyAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop2()
-	waitSignal(t, free, time.Second, "subscription to a free key")
-	noSignal(t, held, 200*time.Millisecond, "subscription to a held key")
+	testkit.WaitSignal(t, free, time.Second, "subscription to a free key")
+	testkit.NoSignal(t, held, 200*time.Millisecond, "subscription to a held key")
 	if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 		t.Fatalf("Release = %+v, %v", rr, err)
 	}
-	waitSignal(t, held, time.Second, "release of the held key")
+	testkit.WaitSignal(t, held, time.Second, "release of the held key")
 }
 
 // TestNotifyOnlyWhileListening: Release sends NOTIFY only while a LISTEN
@@ -281,7 +264,7 @@ func TestNotifyForAnotherDriversListener(t *testing.T) {
 		if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
 			t.Fatalf("Release = %+v, %v", rr, err)
 		}
-		waitSignal(t, ch, 2*time.Second, "another driver's release")
+		testkit.WaitSignal(t, ch, 2*time.Second, "another driver's release")
 		stop()
 	}
 }

@@ -31,27 +31,12 @@ import (
 //	rueidis.ErrClosing, ErrNoSlot, ErrNoAddr  ServiceUnavailable
 //	anything else                             Internal
 func mapError(ctx context.Context, err error, key, lockID string) error {
-	if err == nil {
-		return nil
-	}
-	le := classify(ctx, err)
-	le.Key, le.LockID = key, lockID
-	return le
+	return driver.MapError(ctx, err, key, lockID, classify)
 }
 
-func classify(ctx context.Context, err error) *driver.LockError {
-	var le *driver.LockError
-	if errors.As(err, &le) {
-		return &driver.LockError{Code: le.Code, Message: le.Message, Cause: err}
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return driver.ContextError(err)
-	}
-	if ctx != nil && ctx.Err() != nil {
-		// The client gave up because ctx ended; report the context's reason.
-		e := driver.ContextError(ctx.Err())
-		return e
-	}
+// classify maps what [driver.Classify] leaves to the driver: Redis error
+// replies, then network errors.
+func classify(err error) *driver.LockError {
 	if re, ok := rueidis.IsRedisErr(err); ok {
 		return &driver.LockError{Code: redisErrorCode(re), Message: "redis: " + re.Error(), Cause: err}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/churn"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
 
 // startPrivate starts a redis-server without persistence on a free
@@ -27,7 +28,7 @@ func startPrivate(t *testing.T, port int) *exec.Cmd {
 		t.Fatalf("start redis-server: %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, 10*time.Second, fmt.Sprintf("redis-server on %d", port), func() bool {
+	testkit.WaitFor(t, 10*time.Second, 100*time.Millisecond, fmt.Sprintf("redis-server on %d", port), func() bool {
 		_, err := redisCLI(port, "ping")
 		return err == nil
 	})
@@ -47,7 +48,7 @@ func TestFenceAcrossRestartWithoutPersistence(t *testing.T) {
 	cycle := func() driver.Fence {
 		t.Helper()
 		var r driver.AcquireResult
-		waitFor(t, 10*time.Second, "an acquisition", func() bool {
+		testkit.WaitFor(t, 10*time.Second, 100*time.Millisecond, "an acquisition", func() bool {
 			actx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			var err error
@@ -135,7 +136,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 		t.Errorf("fresh counters kept within the margin = %d, %v; want 100", kept, err)
 	}
 	time.Sleep(time.Until(freshDone.Add(time.Duration(driver.FenceMarginMs)*time.Millisecond + 500*time.Millisecond)))
-	waitFor(t, 5*time.Second, "expired fence counters", func() bool { k, _ := info(); return k == baseKeys })
+	testkit.WaitFor(t, 5*time.Second, 100*time.Millisecond, "expired fence counters", func() bool { k, _ := info(); return k == baseKeys })
 	afterKeys, afterMem := info()
 	t.Logf("%d keys locked and released in %v: keys %d → %d → %d, used_memory %s → %s → %s",
 		n, took.Round(time.Millisecond), baseKeys, rightKeys, afterKeys, baseMem, rightMem, afterMem)

@@ -8,53 +8,14 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
-
-// waitSignal fails unless ch signals within d.
-func waitSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(d):
-		t.Fatalf("%s: no signal within %v", what, d)
-	}
-}
-
-// noSignal fails if ch signals within d.
-func noSignal(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-		t.Fatalf("%s: unexpected signal", what)
-	case <-time.After(d):
-	}
-}
-
-// mustAcquire takes key for a minute, or fails the test.
-func mustAcquire(t *testing.T, d *Driver, key string) driver.AcquireResult {
-	t.Helper()
-	r, err := d.Acquire(context.Background(), key, time.Minute)
-	if err != nil || !r.Acquired {
-		t.Fatalf("Acquire(%q) = %+v, %v", key, r, err)
-	}
-	return r
-}
 
 // queue makes a waiter join key's queue: subscribe, consume the initial
 // signal, make the contended attempt.
 func queue(t *testing.T, d *Driver, key string) *driver.Handoff {
 	t.Helper()
-	ctx := context.Background()
-	h, err := d.WatchHandoff(ctx, key)
-	if err != nil {
-		t.Fatalf("WatchHandoff: %v", err)
-	}
-	t.Cleanup(h.Stop)
-	waitSignal(t, h.C, time.Second, "initial signal")
-	r, err := h.Acquire(ctx, time.Minute)
-	if err != nil || r.Acquired {
-		t.Fatalf("queued attempt = %+v, %v; want contended", r, err)
-	}
+	h := testkit.Queue(t, d, key)
 	time.Sleep(3 * time.Millisecond) // distinct server-time scores: FIFO by time
 	return h
 }
@@ -64,55 +25,20 @@ func queue(t *testing.T, d *Driver, key string) *driver.Handoff {
 // and the key is locked meanwhile. Plain acquisitions cannot barge in.
 func TestHandoffFIFO(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"single", "cluster"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			c := singleClient(t)
-			if mode == "cluster" {
-				c = clusterClient(t)
-			}
-			d := newDriver(t, c)
-			ctx := context.Background()
-			holder := mustAcquire(t, d, "fifo")
-			hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
-			prev := holder.LockID
-			fence := holder.Fence
-			for i, h := range hs {
-				if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
-					t.Fatalf("Release = %+v, %v", rr, err)
-				}
-				waitSignal(t, h.C, 2*time.Second, "head of the queue")
-				for j := i + 1; j < len(hs); j++ {
-					noSignal(t, hs[j].C, 50*time.Millisecond, "waiter behind the head")
-				}
-				if locked, err := d.IsLocked(ctx, "fifo"); err != nil || !locked {
-					t.Fatalf("IsLocked after the grant = %v, %v; want true", locked, err)
-				}
-				if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || r.Acquired {
-					t.Fatalf("plain Acquire during the grant = %+v, %v; want contended", r, err)
-				}
-				r, err := h.Acquire(ctx, time.Minute)
-				if err != nil || !r.Acquired {
-					t.Fatalf("waiter %d: Acquire = %+v, %v; want the grant", i, r, err)
-				}
-				if r.Fence <= fence {
-					t.Fatalf("waiter %d: fence %v not above %v", i, r.Fence, fence)
-				}
-				if info, err := d.LookupByID(ctx, r.LockID); err != nil || info == nil || info.Fence != r.Fence {
-					t.Fatalf("LookupRawByID(grant) = %+v, %v", info, err)
-				}
-				prev, fence = r.LockID, r.Fence
-			}
-			// Queue empty: the release wakes nobody in particular and the
-			// key is free.
-			if rr, err := d.Release(ctx, "", prev); err != nil || !rr.OK {
-				t.Fatalf("Release = %+v, %v", rr, err)
-			}
-			if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired {
-				t.Fatalf("Acquire after the queue emptied = %+v, %v", r, err)
-			}
-		})
-	}
+	forModes(t, func(t *testing.T, d *Driver) {
+		ctx := context.Background()
+		holder := testkit.MustAcquire(t, d, "fifo")
+		hs := []*driver.Handoff{queue(t, d, "fifo"), queue(t, d, "fifo"), queue(t, d, "fifo")}
+		last := testkit.HandoffFIFO(t, d, "fifo", holder, hs)
+		// Queue empty: the release wakes nobody in particular and the
+		// key is free.
+		if rr, err := d.Release(ctx, "", last.LockID); err != nil || !rr.OK {
+			t.Fatalf("Release = %+v, %v", rr, err)
+		}
+		if r, err := d.Acquire(ctx, "fifo", time.Minute); err != nil || !r.Acquired {
+			t.Fatalf("Acquire after the queue emptied = %+v, %v", r, err)
+		}
+	})
 }
 
 // TestHandoffClaimWithoutMessage: a waiter that missed its grant's message
@@ -122,7 +48,7 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 	c := singleClient(t)
 	d := newDriver(t, c)
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "claim")
+	holder := testkit.MustAcquire(t, d, "claim")
 	kn, _ := d.names("claim")
 	id := newLockID(keySlot(kn.body)) // a waiter with no subscription at all
 	if r, err := d.acquire(ctx, "claim", time.Minute, id); err != nil || r.Acquired {
@@ -153,7 +79,7 @@ func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	d := newDriver(t, c)
 	d.waiterLiveMs = "150"
 	ctx := context.Background()
-	holder := mustAcquire(t, d, "dead")
+	holder := testkit.MustAcquire(t, d, "dead")
 	kn, _ := d.names("dead")
 	dead := newLockID(keySlot(kn.body)) // queues, then never attempts again
 	live := newLockID(keySlot(kn.body))
@@ -204,7 +130,7 @@ func TestLateAttemptAfterLeave(t *testing.T) {
 		}
 		return n
 	}
-	holder := mustAcquire(t, d, "late")
+	holder := testkit.MustAcquire(t, d, "late")
 	id := newLockID(keySlot(kn.body)) // WatchHandoff, with the ID known
 	s, w, _, err := d.subscribe(ctx, d.inboxChannel(kn), id, "late")
 	if err != nil {

@@ -11,13 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/delayproxy"
+	"github.com/syncguard/syncguard/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -130,6 +130,22 @@ func testPrefix(tag string) string {
 	return "sgtest:" + tag + ":" + hex.EncodeToString(b[:])
 }
 
+// forModes runs body in parallel subtests "single" and "cluster", each on
+// a fresh driver over a single-node and a cluster client.
+func forModes(t *testing.T, body func(t *testing.T, d *Driver)) {
+	t.Helper()
+	for _, mode := range []string{"single", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			c := singleClient(t)
+			if mode == "cluster" {
+				c = clusterClient(t)
+			}
+			body(t, newDriver(t, c))
+		})
+	}
+}
+
 // newDriver returns a driver over c with a fresh prefix, deleting its keys
 // when t ends.
 func newDriver(t testing.TB, c rueidis.Client, opts ...Option) *Driver {
@@ -174,8 +190,7 @@ type harness struct {
 	prefix string
 	opt    rueidis.ClientOption // of OpenDriver's and DriverWithLatency's clients
 
-	mu      sync.Mutex
-	closers []func()
+	closers testkit.Closers
 }
 
 func newHarness(t *testing.T, c rueidis.Client, tag string) *harness {
@@ -196,11 +211,7 @@ func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.dc 
 func (h *harness) Close() {
 	h.d.Close()
 	h.dc.Close()
-	h.mu.Lock()
-	for _, f := range h.closers {
-		f()
-	}
-	h.mu.Unlock()
+	h.closers.Close()
 	deletePrefix(h.c, h.prefix)
 }
 
@@ -214,11 +225,7 @@ func (h *harness) LockIDFor(key string) string {
 // WriteRawLock writes a lock and its index directly, with a PX far past
 // the logical expiry so that the check sees it.
 func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return err
-	}
-	kn, err := h.d.names(k)
+	k, kn, err := h.d.keyFor(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -241,11 +248,7 @@ return exp`
 // SetFence writes key's counter, so the next acquisition gets value+1 (or
 // the time floor, if that is higher).
 func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return err
-	}
-	kn, err := h.d.names(k)
+	_, kn, err := h.d.keyFor(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -253,11 +256,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 }
 
 func (h *harness) exists(ctx context.Context, key, field string) (bool, error) {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return false, err
-	}
-	kn, err := h.d.names(k)
+	_, kn, err := h.d.keyFor(ctx, key)
 	if err != nil {
 		return false, err
 	}
@@ -298,9 +297,7 @@ func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], 
 		c.Close()
 		return nil, err
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { d.Close(); c.Close() })
-	h.mu.Unlock()
+	h.closers.Add(func() { d.Close(); c.Close() })
 	return d, nil
 }
 
@@ -334,9 +331,7 @@ func (h *harness) OpenUnheardDriver(ctx context.Context) (driver.Driver[Capabili
 		dropUser()
 		return nil, err
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { d.Close(); c.Close(); dropUser() })
-	h.mu.Unlock()
+	h.closers.Add(func() { d.Close(); c.Close(); dropUser() })
 	return d, nil
 }
 
@@ -364,8 +359,6 @@ func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities]
 		pool.Close()
 		return nil
 	}
-	h.mu.Lock()
-	h.closers = append(h.closers, func() { drv.Close(); c.Close(); pool.Close() })
-	h.mu.Unlock()
+	h.closers.Add(func() { drv.Close(); c.Close(); pool.Close() })
 	return drv
 }

@@ -111,18 +111,7 @@ func (k keyNames) queue() string { return k.sp + "q:" + k.body }
 // derives its storage names and then checks ctx (so that bad input is
 // reported as such even with an ended context).
 func (d *Driver) keyFor(ctx context.Context, key string) (string, keyNames, error) {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return "", keyNames{}, err
-	}
-	kn, err := d.names(k)
-	if err != nil {
-		return "", keyNames{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
-		return "", keyNames{}, err
-	}
-	return k, kn, nil
+	return driver.CheckKeyAs(ctx, key, d.names)
 }
 
 // names derives the storage names of the normalised key k.

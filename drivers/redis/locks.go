@@ -33,11 +33,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (dr
 // lock ID is the waiter's ID, and a contended attempt joins the key's
 // queue. An empty waiterID mints a fresh lock ID.
 func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, waiterID string) (driver.AcquireResult, error) {
-	k, err := driver.NormalizeKey(key)
-	if err != nil {
-		return driver.AcquireResult{}, err
-	}
-	ttlMs, err := driver.TTLMillis(ttl)
+	k, ttlMs, err := driver.ValidateKeyTTL(key, ttl)
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}

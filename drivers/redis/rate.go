@@ -16,14 +16,10 @@ import (
 // arrival time (with a PX that drops it once the key is back at full
 // burst); a refused one, and n = 0, writes nothing.
 func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n int) (driver.RateResult, error) {
-	k, err := driver.NormalizeKey(key)
+	k, err := driver.ValidateRate(key, lim, n)
 	if err != nil {
 		return driver.RateResult{}, err
 	}
-	if err := driver.ValidateRateLimit(lim, n); err != nil {
-		return driver.RateResult{}, err
-	}
-	ei := int64(lim.Period) / int64(lim.Limit)
 	kn, err := d.names(k)
 	if err != nil {
 		return driver.RateResult{}, err
@@ -31,7 +27,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 	if err := driver.CheckContext(ctx); err != nil {
 		return driver.RateResult{}, err
 	}
-	eiUs := strconv.FormatFloat(float64(ei)/1e3, 'f', 3, 64)
+	eiUs := strconv.FormatFloat(float64(driver.NewGCRA(lim, n).Interval)/1e3, 'f', 3, 64)
 	vals, err := d.exec(ctx, d.s.rate, []string{kn.rate()},
 		[]string{eiUs, strconv.Itoa(n), strconv.Itoa(lim.Burst)}).ToArray()
 	if err != nil {

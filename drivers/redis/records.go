@@ -10,11 +10,6 @@ import (
 	"github.com/syncguard/syncguard/driver"
 )
 
-// errZeroFence is returned for a record operation with fence 0 ("no fence").
-func errZeroFence() error {
-	return driver.NewError(driver.InvalidArgument, "record fence must be positive")
-}
-
 // PutRecord stores value under name with fence if no record exists or the
 // stored fence is ≤ fence; otherwise it changes nothing and reports Stored
 // false with the stored fence. Compare and write are one script. fence must
@@ -22,17 +17,7 @@ func errZeroFence() error {
 // milliseconds, measured by the server (PX). Records live under their own
 // "rec:" segment, apart from lock data.
 func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence, value []byte, ttl time.Duration) (driver.PutResult, error) {
-	n, err := driver.NormalizeKey(name)
-	if err != nil {
-		return driver.PutResult{}, err
-	}
-	if fence == 0 {
-		return driver.PutResult{}, errZeroFence()
-	}
-	if _, err := driver.FormatFence(int64(fence)); err != nil {
-		return driver.PutResult{}, err
-	}
-	ttlMs, err := driver.RecordTTLMillis(ttl)
+	n, ttlMs, err := driver.ValidatePutRecord(name, fence, ttl)
 	if err != nil {
 		return driver.PutResult{}, err
 	}
@@ -83,12 +68,9 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, er
 // DeleteRecord deletes the record stored under name if its fence is ≤
 // fence, reporting whether it deleted one. fence must be positive.
 func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fence) (bool, error) {
-	n, err := driver.NormalizeKey(name)
+	n, err := driver.ValidateRecord(name, fence)
 	if err != nil {
 		return false, err
-	}
-	if fence == 0 {
-		return false, errZeroFence()
 	}
 	if _, err := driver.FormatFence(int64(fence)); err != nil {
 		return false, err

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/conformance"
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
 
 // sentinelSetup is a primary, a replica and one sentinel (quorum 1), each a
@@ -61,11 +62,11 @@ sentinel failover-timeout mymaster 5000
 sentinel parallel-syncs mymaster 1
 `, s.sentinel, s.dir, s.primary), true)
 	// Wait for the replica's link and the sentinel's view of it.
-	waitFor(t, 20*time.Second, "replica link up", func() bool {
+	testkit.WaitFor(t, 20*time.Second, 100*time.Millisecond, "replica link up", func() bool {
 		out, err := redisCLI(s.replica, "info", "replication")
 		return err == nil && strings.Contains(out, "master_link_status:up")
 	})
-	waitFor(t, 20*time.Second, "sentinel sees the replica", func() bool {
+	testkit.WaitFor(t, 20*time.Second, 100*time.Millisecond, "sentinel sees the replica", func() bool {
 		out, err := redisCLI(s.sentinel, "sentinel", "replicas", "mymaster")
 		return err == nil && strings.Contains(out, strconv.Itoa(s.replica))
 	})
@@ -88,7 +89,7 @@ func (s *sentinelSetup) start(t *testing.T, port int, conf string, sentinel bool
 		t.Fatalf("start redis-server on %d: %v", port, err)
 	}
 	s.procs[port] = cmd
-	waitFor(t, 10*time.Second, fmt.Sprintf("redis-server on %d", port), func() bool {
+	testkit.WaitFor(t, 10*time.Second, 100*time.Millisecond, fmt.Sprintf("redis-server on %d", port), func() bool {
 		_, err := redisCLI(port, "ping")
 		return err == nil
 	})
@@ -107,17 +108,6 @@ func (s *sentinelSetup) kill(t *testing.T, port int) {
 func redisCLI(port int, args ...string) (string, error) {
 	out, err := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(port)}, args...)...).Output()
 	return string(out), err
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // TestSentinel runs the conformance suite through a Sentinel-managed

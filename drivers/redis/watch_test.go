@@ -15,62 +15,54 @@ import (
 // is gone once the last watcher stops.
 func TestWatchSharedSubscription(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"single", "cluster"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			c := singleClient(t)
-			if mode == "cluster" {
-				c = clusterClient(t)
+	forModes(t, func(t *testing.T, d *Driver) {
+		ctx := context.Background()
+		r, err := d.Acquire(ctx, "shared", time.Minute)
+		if err != nil || !r.Acquired {
+			t.Fatalf("Acquire = %+v, %v", r, err)
+		}
+		const n = 20
+		chans := make([]<-chan struct{}, n)
+		stops := make([]func(), n)
+		for i := range n {
+			ch, stop, err := d.WatchRelease(ctx, "shared")
+			if err != nil {
+				t.Fatalf("WatchRelease: %v", err)
 			}
-			d := newDriver(t, c)
-			ctx := context.Background()
-			r, err := d.Acquire(ctx, "shared", time.Minute)
-			if err != nil || !r.Acquired {
-				t.Fatalf("Acquire = %+v, %v", r, err)
+			chans[i], stops[i] = ch, stop
+		}
+		d.hub.mu.Lock()
+		subs := len(d.hub.subs)
+		d.hub.mu.Unlock()
+		if subs != 1 {
+			t.Errorf("%d subscriptions for one key; want 1", subs)
+		}
+		kn, _ := d.names("shared")
+		if got := shardNumsub(t, d, kn.rel()); got != 1 {
+			t.Errorf("SHARDNUMSUB = %d; want 1", got)
+		}
+		if _, err := d.Release(ctx, "", r.LockID); err != nil {
+			t.Fatal(err)
+		}
+		for i, ch := range chans {
+			select {
+			case <-ch:
+			case <-time.After(2 * time.Second):
+				t.Fatalf("watcher %d not woken by the release", i)
 			}
-			const n = 20
-			chans := make([]<-chan struct{}, n)
-			stops := make([]func(), n)
-			for i := range n {
-				ch, stop, err := d.WatchRelease(ctx, "shared")
-				if err != nil {
-					t.Fatalf("WatchRelease: %v", err)
-				}
-				chans[i], stops[i] = ch, stop
+		}
+		for _, stop := range stops {
+			stop()
+			stop() // idempotent
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for shardNumsub(t, d, kn.rel()) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("server-side subscription still there after the last watcher stopped")
 			}
-			d.hub.mu.Lock()
-			subs := len(d.hub.subs)
-			d.hub.mu.Unlock()
-			if subs != 1 {
-				t.Errorf("%d subscriptions for one key; want 1", subs)
-			}
-			kn, _ := d.names("shared")
-			if got := shardNumsub(t, d, kn.rel()); got != 1 {
-				t.Errorf("SHARDNUMSUB = %d; want 1", got)
-			}
-			if _, err := d.Release(ctx, "", r.LockID); err != nil {
-				t.Fatal(err)
-			}
-			for i, ch := range chans {
-				select {
-				case <-ch:
-				case <-time.After(2 * time.Second):
-					t.Fatalf("watcher %d not woken by the release", i)
-				}
-			}
-			for _, stop := range stops {
-				stop()
-				stop() // idempotent
-			}
-			deadline := time.Now().Add(3 * time.Second)
-			for shardNumsub(t, d, kn.rel()) != 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("server-side subscription still there after the last watcher stopped")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		})
-	}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
 
 func shardNumsub(t *testing.T, d *Driver, ch string) int64 {
