@@ -1000,7 +1000,7 @@ func TestLeaseLazyContext(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("lease state (-want +got):\n%s", diff)
 			}
-			if l.Context() != lctx || l.Lost() != l.Lost() {
+			if lost1, lost2 := l.Lost(), l.Lost(); l.Context() != lctx || lost1 != lost2 {
 				t.Error("Context or Lost differ between calls")
 			}
 		})

@@ -19,10 +19,6 @@ type RateLimiter struct {
 	prefix string
 }
 
-type limiterConfig struct {
-	prefix string
-}
-
 // NewRateLimiter returns a limiter enforcing limit through store (every driver
 // of this module is one), without I/O. It takes [WithPrefix], and
 // [WithObserver] and [WithRawEvents] to report each decision as an

@@ -20,7 +20,6 @@ type config struct {
 	guard   guardConfig
 	mutex   mutexConfig
 	once    onceConfig
-	limiter limiterConfig
 	fenced  fencedConfig
 	acquire []AcquireOption // WithAcquireOptions
 	prefix  *string         // WithPrefix

@@ -247,9 +247,6 @@ func case059[C driver.Capabilities](c *tc[C]) {
 	c.wantExtend(re.LockID, 30*time.Second, false)
 }
 
-// noRaw hides a driver's optional interfaces (RawLookup, ReleaseWatcher).
-type noRaw struct{ driver.Backend }
-
 // case060: the driver's lookups return the raw normalised key and lock ID
 // (the Guard hashes them, case 048); after release both are nil.
 func case060[C driver.Capabilities](c *tc[C]) {
