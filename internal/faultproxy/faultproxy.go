@@ -172,14 +172,20 @@ type Pool struct {
 	proxies   map[string]*Proxy
 	delay     time.Duration
 	blackhole bool
+	closed    bool
 }
 
 // NewPool returns an empty pool.
 func NewPool() *Pool { return &Pool{proxies: map[string]*Proxy{}} }
 
-// DialContext connects to target through its proxy.
+// DialContext connects to target through its proxy. After Close it fails
+// with net.ErrClosed, so a late dial cannot start a proxy nobody closes.
 func (p *Pool) DialContext(ctx context.Context, target string) (net.Conn, error) {
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, net.ErrClosed
+	}
 	px, ok := p.proxies[target]
 	if !ok {
 		var err error
@@ -216,10 +222,11 @@ func (p *Pool) Slow(d time.Duration) {
 	}
 }
 
-// Close closes every proxy.
+// Close closes every proxy; later dials fail.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	for _, px := range p.proxies {
 		px.Close()
 	}

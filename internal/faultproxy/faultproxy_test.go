@@ -1,6 +1,7 @@
 package faultproxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -266,4 +267,17 @@ func roundTrip(t *testing.T, addr, msg string) string {
 		t.Fatalf("round trip through %s: %v", addr, err)
 	}
 	return string(buf)
+}
+
+// A pool refuses dials after Close, so a late dial (a client reconnecting
+// while its test ends) cannot start a proxy that nobody closes.
+func TestPoolDialAfterClose(t *testing.T) {
+	p := NewPool()
+	p.Close()
+	if c, err := p.DialContext(context.Background(), "127.0.0.1:1"); !errors.Is(err, net.ErrClosed) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("DialContext after Close = %v; want net.ErrClosed", err)
+	}
 }
