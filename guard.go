@@ -25,10 +25,8 @@ type Guard[C driver.Capabilities] struct {
 	cfg  guardConfig
 	// acquire are the WithAcquireOptions defaults.
 	acquire []AcquireOption
-	// records and rates are the driver's optional stores (nil if none),
-	// observed like d.
+	// records is the driver's fenced-record store (nil if none).
 	records driver.RecordStore
-	rates   driver.RateStore
 	// watcher is the driver's optional wake-up interface (nil if none).
 	watcher driver.ReleaseWatcher
 	// handoff is the driver's optional queued wake-up interface, used
@@ -65,7 +63,6 @@ func newGuard[C driver.Capabilities](ctor string, d driver.LockStore, caps drive
 		g.cfg.random = rand.Float64
 	}
 	g.records, _ = d.(driver.RecordStore)
-	g.rates, _ = d.(driver.RateStore)
 	g.watcher, _ = d.(driver.ReleaseWatcher)
 	g.handoff, _ = d.(driver.HandoffWatcher)
 	if !nilObserver(g.cfg.observer) {

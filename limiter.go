@@ -37,9 +37,7 @@ func NewRateLimiter(store driver.RateStore, limit RateLimit, opts ...Option) (*R
 	}
 	r := &RateLimiter{store: store, limit: limit}
 	if !nilObserver(c.guard.observer) {
-		o := &observed{rates: store, obs: c.guard.observer, raw: c.guard.raw}
-		_, o.ops = o.obs.(OperationObserver)
-		r.store = o
+		r.store = newObserved(nil, store, c.guard.observer, c.guard.raw)
 	}
 	if c.prefix != nil {
 		r.prefix = *c.prefix

@@ -18,14 +18,18 @@ type observed struct {
 	ops   bool // obs is an OperationObserver
 }
 
+// newObserved returns an observed view of inner (a Guard's driver) or of
+// rates (a RateLimiter's store) reporting to obs.
+func newObserved(inner driver.LockStore, rates driver.RateStore, obs Observer, raw func(Event) bool) *observed {
+	o := &observed{inner: inner, rates: rates, obs: obs, raw: raw}
+	_, o.ops = obs.(OperationObserver)
+	return o
+}
+
 // observe routes g's driver calls through an observed view.
 func (g *Guard[C]) observe() {
-	o := &observed{inner: g.base, rates: g.rates, obs: g.cfg.observer, raw: g.cfg.raw}
-	_, o.ops = g.cfg.observer.(OperationObserver)
+	o := newObserved(g.base, nil, g.cfg.observer, g.cfg.raw)
 	g.d = o
-	if g.rates != nil {
-		g.rates = o
-	}
 	if g.handoff != nil {
 		g.handoff = observedHandoff{o, g.handoff}
 	}

@@ -193,7 +193,7 @@ func newSyncGuardMemory(ns string) (Locker, error) {
 // driverLocker calls a driver directly, without Guard: the driver's own
 // cost, for the serial and parallel scenarios.
 type driverLocker struct {
-	d     driver.Backend
+	d     driver.LockStore
 	close func()
 }
 
@@ -249,33 +249,6 @@ func newSyncGuardRedisLockOnly(ns string) (Locker, error) {
 	return &guardLocker[sgredis.LockOnlyCapabilities]{g: syncguard.New(d), close: func() { d.Close(); c.Close() }}, nil
 }
 
-// lockOnlyDriverLocker calls the lock-only driver directly, releasing by
-// key.
-type lockOnlyDriverLocker struct {
-	d     *sgredis.LockOnlyDriver
-	close func()
-}
-
-func (l *lockOnlyDriverLocker) Lock(ctx context.Context, key string) (Unlock, error) {
-	return nil, errors.New("driver adapters have no waiting Lock")
-}
-
-func (l *lockOnlyDriverLocker) TryLock(ctx context.Context, key string) (Unlock, bool, error) {
-	r, err := l.d.Acquire(ctx, key, LockTTL)
-	if err != nil || !r.Acquired {
-		return nil, false, err
-	}
-	return func(ctx context.Context) error {
-		rr, err := l.d.Release(ctx, key, r.LockID)
-		if err == nil && !rr.OK {
-			err = errors.New("release: not OK")
-		}
-		return err
-	}, true, nil
-}
-
-func (l *lockOnlyDriverLocker) Close() { l.close() }
-
 func newSyncGuardLockOnlyDriver(ns string) (Locker, error) {
 	c, err := rueidis.NewClient(RueidisOption())
 	if err != nil {
@@ -286,5 +259,5 @@ func newSyncGuardLockOnlyDriver(ns string) (Locker, error) {
 		c.Close()
 		return nil, err
 	}
-	return &lockOnlyDriverLocker{d: d, close: func() { d.Close(); c.Close() }}, nil
+	return &driverLocker{d: d, close: func() { d.Close(); c.Close() }}, nil
 }
