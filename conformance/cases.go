@@ -166,6 +166,18 @@ func registry[C driver.Capabilities]() []testCase[C] {
 		{id: "W08_leaving_waiter_hands_its_grant_on", fn: w08[C]},
 		{id: "W09_unsubscribed_waiter_keeps_its_turn", fn: w09[C], alone: true},
 		{id: "W10_unsubscribed_waiter_queues_and_claims", fn: w10[C]},
+		// Permits, docs/contract.md#permits (permits.go)
+		{id: "P01_permits_up_to_the_limit", fn: p01[C]},
+		{id: "P02_release_frees_a_permit", fn: p02[C]},
+		{id: "P03_fences_strictly_increase", fn: p03[C]},
+		{id: "P04_expired_permit_returns", fn: p04[C]},
+		{id: "P05_extend_never_recreates", fn: p05[C]},
+		{id: "P06_smallest_limit_wins", fn: p06[C]},
+		{id: "P07_capacity_never_exceeded", fn: p07[C]},
+		{id: "P08_permits_locks_and_records_are_separate", fn: p08[C]},
+		{id: "P09_invalid_input", fn: p09[C]},
+		{id: "P10_context_errors", fn: p10[C]},
+		{id: "P11_semaphore_end_to_end", fn: p11[C]},
 		// The one key rule (keys.go)
 		{id: "K01_every_valid_key_works", fn: k01[C]},
 	}

@@ -24,6 +24,8 @@ const (
 	needHandoff
 	// needRate: a rate store (driver.RateStore).
 	needRate
+	// needPermits: fences and a permit store (driver.PermitStore).
+	needPermits
 )
 
 // needsOf returns what the case id needs beyond the lock contract.
@@ -33,6 +35,8 @@ func needsOf(id string) need {
 		return needFencing
 	case 'G': // GCRA rate
 		return needRate
+	case 'P': // permits
+		return needPermits
 	}
 	return caseNeeds[id]
 }
@@ -84,8 +88,10 @@ var caseNeeds = map[string]need{
 }
 
 // missing says which need the driver does not meet, or "".
-func (n need) missing(info driver.Info, backend, rate, indexed bool) string {
+func (n need) missing(info driver.Info, backend, rate, permits, indexed bool) string {
 	switch {
+	case n&needPermits != 0 && (!info.Fencing || !permits):
+		return "keeps no permits (it is no fencing driver.PermitStore)"
 	case n&needFencing != 0 && (!info.Fencing || !backend):
 		return "has no fencing (its capability type is not driver.Fenced)"
 	case n&needIndex != 0 && !indexed:

@@ -88,6 +88,7 @@ func run[C driver.Capabilities](t *testing.T, newHarness Factory[C], opts Option
 	}
 	backend, _ := any(d).(driver.Backend)
 	rates, _ := any(d).(driver.RateStore)
+	permits, _ := any(d).(driver.PermitStore)
 	info := driver.Describe(d.Capabilities())
 	indexed := hasIndex(t, d)
 	if !indexed {
@@ -111,7 +112,7 @@ func run[C driver.Capabilities](t *testing.T, newHarness Factory[C], opts Option
 	t.Run(name, func(t *testing.T) {
 		start := func(tcase testCase[C]) {
 			t.Run(tcase.id, func(t *testing.T) {
-				if why := needsOf(tcase.id).missing(info, backend != nil, rates != nil, indexed); why != "" {
+				if why := needsOf(tcase.id).missing(info, backend != nil, rates != nil, permits != nil, indexed); why != "" {
 					t.Skip("the driver " + why)
 				}
 				ctx, cancel := context.WithTimeout(t.Context(), caseTimeout(opts))
@@ -122,6 +123,7 @@ func run[C driver.Capabilities](t *testing.T, newHarness Factory[C], opts Option
 					d:      d,
 					b:      backend,
 					r:      rates,
+					p:      permits,
 					info:   info,
 					h:      h,
 					tm:     opts.Timing,
@@ -176,9 +178,10 @@ type tc[C driver.Capabilities] struct {
 	*testing.T
 	ctx    context.Context
 	d      driver.Driver[C]
-	b      driver.Backend   // d as a whole Backend (records), nil if it is none
-	r      driver.RateStore // d's rate store, nil if it has none
-	info   driver.Info      // what d's capability type declares
+	b      driver.Backend     // d as a whole Backend (records), nil if it is none
+	r      driver.RateStore   // d's rate store, nil if it has none
+	p      driver.PermitStore // d's permit store, nil if it has none
+	info   driver.Info        // what d's capability type declares
 	h      Harness[C]
 	tm     Timing
 	opts   Options

@@ -54,6 +54,7 @@ var (
 	_ driver.Backend              = (*Driver)(nil)
 	_ driver.ReleaseWatcher       = (*Driver)(nil)
 	_ driver.HandoffWatcher       = (*Driver)(nil)
+	_ driver.PermitStore          = (*Driver)(nil)
 )
 
 // Capabilities is the capability type of the memory driver: fencing
@@ -116,6 +117,7 @@ type shard struct {
 	keys    map[string]*keyState    // lock and fence state by normalised key
 	records map[string]*recordEntry // fenced records by normalised name
 	rates   map[string]*rateEntry   // GCRA state by normalised key
+	permits map[string]*permitSet   // semaphore state by normalised key
 	watch   map[string][]*watcher   // release watchers by normalised key
 	lockExp minHeap[*keyState]      // held locks by expiry (ms)
 	keepExp minHeap[*keepEntry]     // key states by when their fence counter may go (ms)
@@ -167,6 +169,7 @@ func New(opts ...Option) *Driver {
 		sh.keys = make(map[string]*keyState)
 		sh.records = make(map[string]*recordEntry)
 		sh.rates = make(map[string]*rateEntry)
+		sh.permits = make(map[string]*permitSet)
 		sh.watch = make(map[string][]*watcher)
 	}
 	for i := range d.idx {
