@@ -1128,7 +1128,6 @@ func TestGuardDoLease(t *testing.T) {
 			}{
 				{"default_release_timeout", nil, defaultReleaseTimeout},
 				{"custom_release_timeout", []Option{WithReleaseTimeout(2 * time.Second)}, 2 * time.Second},
-				{"non_positive_ignored", []Option{WithReleaseTimeout(0)}, defaultReleaseTimeout},
 			}
 			for i, tc := range tests {
 				g := newFakeGuard(f, tc.opts...)

@@ -89,11 +89,15 @@ func WithOnReleaseError(fn func(err error, key, lockID string)) Option {
 }
 
 // WithReleaseTimeout sets the deadline of the releases of [Lease.Close] and
-// [Guard.Do], which run detached from the caller's context (default 5s; d <= 0
-// keeps it).
+// [Guard.Do], which run detached from the caller's context (default 5s;
+// d <= 0 is invalid).
 func WithReleaseTimeout(d time.Duration) Option {
 	return func(c *config) {
-		c.set("WithReleaseTimeout", "")
+		problem := ""
+		if d <= 0 {
+			problem = "the release timeout must be positive, got " + d.String()
+		}
+		c.set("WithReleaseTimeout", problem)
 		if d > 0 {
 			c.guard.releaseTimeout = d
 		}

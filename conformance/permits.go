@@ -306,7 +306,7 @@ func p10[C driver.Capabilities](c *tc[C]) {
 }
 
 // P11: the semaphore package end to end: leases of permits, never more
-// than N holders, Held, and fences that increase.
+// than N holders, Held, and unique fences.
 func p11[C driver.Capabilities](c *tc[C]) {
 	s, err := semaphore.New[syncguard.Fenced](fencedPermits[C]{c.d, c.p}, 2)
 	if err != nil {
@@ -315,7 +315,7 @@ func p11[C driver.Capabilities](c *tc[C]) {
 	k := c.key("sem")
 	var held, most atomic.Int64
 	var mu sync.Mutex
-	var last syncguard.Fence
+	seen := map[syncguard.Fence]bool{}
 	gather(6, func(int) {
 		for range 3 {
 			err := s.Do(c.ctx, k, func(ctx context.Context, l *syncguard.Lease[syncguard.Fenced]) error {
@@ -325,10 +325,10 @@ func p11[C driver.Capabilities](c *tc[C]) {
 					most.Store(n)
 				}
 				mu.Lock()
-				if f := syncguard.FenceOf(l); f <= last {
-					c.Errorf("lease fence %v after %v", f, last)
+				if f := syncguard.FenceOf(l); seen[f] {
+					c.Errorf("lease fence %v handed out twice", f)
 				} else {
-					last = f
+					seen[f] = true
 				}
 				mu.Unlock()
 				time.Sleep(5 * time.Millisecond)
