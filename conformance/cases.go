@@ -178,6 +178,10 @@ func registry[C driver.Capabilities]() []testCase[C] {
 		{id: "P09_invalid_input", fn: p09[C]},
 		{id: "P10_context_errors", fn: p10[C]},
 		{id: "P11_semaphore_end_to_end", fn: p11[C]},
+		// Leader election, docs/contract.md#leader-election (election.go)
+		{id: "E01_no_two_leaders_terms_increase", fn: e01[C]},
+		{id: "E02_observers_see_every_leader_in_order", fn: e02[C]},
+		{id: "E03_stopped_leader_replaced_after_ttl", fn: e03[C]},
 		// The one key rule (keys.go)
 		{id: "K01_every_valid_key_works", fn: k01[C]},
 	}
@@ -191,7 +195,8 @@ func (idCaps) Name() string { return "ids" }
 // CaseIDs returns the IDs (subtest names) of every case [Run] runs, in
 // catalogue order: "caseNNN_…" for the numbered catalogue cases (case 41
 // has two, its [FIX] variant being "case041_fix_…"), "Rnn_…" for fenced
-// records, "Gnn_…" for GCRA rate, "Wnn_…" for wake-up, "Fnn_…" for fences and "Knn_…" for the
+// records, "Gnn_…" for GCRA rate, "Pnn_…" for permits, "Enn_…" for leader
+// election, "Wnn_…" for wake-up, "Fnn_…" for fences and "Knn_…" for the
 // key rule (every key [driver.NormalizeKey] accepts works everywhere).
 func CaseIDs() []string {
 	reg := registry[idCaps]()

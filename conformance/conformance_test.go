@@ -85,4 +85,4 @@ func tableCaseIDs(doc string) ([]string, error) {
 	return ids, nil
 }
 
-var caseIDRe = regexp.MustCompile("`((?:case\\d{3}|[RGPWFK]\\d{2})\\w*)`")
+var caseIDRe = regexp.MustCompile("`((?:case\\d{3}|[RGPEWFK]\\d{2})\\w*)`")

@@ -37,6 +37,8 @@ func needsOf(id string) need {
 		return needRate
 	case 'P': // permits
 		return needPermits
+	case 'E': // leader election: fences and records
+		return needFencing
 	}
 	return caseNeeds[id]
 }
