@@ -3,6 +3,7 @@ package election_test
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +18,12 @@ import (
 	"github.com/syncguard/syncguard/election"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		runChild() // a leader process of TestLeaderKilled; never returns
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func newElection(t *testing.T, d *memory.Driver, opts ...election.Option) *election.Election[memory.Capabilities] {
 	t.Helper()
