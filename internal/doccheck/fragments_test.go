@@ -59,6 +59,8 @@ var knownImports = map[string]string{
 	"httpmw":      module + "/httpmw",
 	"pgfence":     module + "/pgfence",
 	"conformance": module + "/conformance",
+	"semaphore":   module + "/semaphore",
+	"election":    module + "/election",
 	"rueidis":     "github.com/redis/rueidis",
 	"pgxpool":     "github.com/jackc/pgx/v5/pgxpool",
 }
