@@ -41,9 +41,11 @@ func TestCapabilitiesCompileTime(t *testing.T) {
 			"main.go:36:25: in call to syncguard.NewFenced, C (type caps) does not satisfy syncguard.Fenced",
 		}},
 		{name: "lockonly", wantErrs: []string{
-			"main.go:17:23: in call to syncguard.FenceOf, C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
-			"main.go:18:34: in call to syncguard.NewFencedWriter, C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
-			"main.go:19:37: in call to syncguard.NewOncePerKey[int], C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
+			"main.go:19:23: in call to syncguard.FenceOf, C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
+			"main.go:20:34: in call to syncguard.NewFencedWriter, C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
+			"main.go:21:37: in call to syncguard.NewOncePerKey[int], C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
+			"main.go:22:22: in call to semaphore.New, C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
+			"main.go:23:21: in call to election.New, C (type redis.LockOnlyCapabilities) does not satisfy syncguard.Fenced",
 		}},
 		{name: "clienttime", wantErrs: []string{
 			"main.go:31:29: in call to needsServerTime, C (type caps) does not satisfy syncguard.ServerTime",
@@ -129,7 +131,7 @@ func copyModuleForCapcheck(t *testing.T) string {
 		t.Fatal(err)
 	}
 	// The module's packages the root package imports.
-	for _, dir := range []string{"driver", filepath.Join("internal", "caller"), filepath.Join("drivers", "redis")} {
+	for _, dir := range []string{"driver", filepath.Join("internal", "caller"), filepath.Join("drivers", "redis"), "semaphore", "election"} {
 		pkg, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,6 @@
 // Command lockonly must NOT compile: the Redis lock-only mode's capability
-// type has no fencing, so FenceOf, FencedWriter and OncePerKey reject it.
-// Built by capabilities_compile_test.go.
+// type has no fencing, so FenceOf, FencedWriter, OncePerKey, the semaphore
+// and leader election reject it. Built by capabilities_compile_test.go.
 package main
 
 import (
@@ -8,6 +8,8 @@ import (
 
 	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/drivers/redis"
+	"github.com/syncguard/syncguard/election"
+	"github.com/syncguard/syncguard/semaphore"
 )
 
 func main() {
@@ -17,4 +19,6 @@ func main() {
 	_ = syncguard.FenceOf(l)                        // compile error
 	_, _ = syncguard.NewFencedWriter(g)             // compile error
 	_, _ = syncguard.NewOncePerKey[int](g)          // compile error
+	_, _ = semaphore.New(d, 2)                      // compile error
+	_, _ = election.New(g, "scheduler")             // compile error
 }
