@@ -167,3 +167,63 @@ func BenchmarkContended(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSemaphore: 64 goroutines take and give back permits of one
+// key through one client; permits=64 never runs out (the cost of a
+// permit), permits=8 is contended (refused attempts count as ops and are
+// reported as refused/op). cmds/op is server commands per op (Redis
+// commandstats, script-internal commands included).
+func BenchmarkSemaphore(b *testing.B) {
+	for _, permits := range []int{64, 8} {
+		for _, im := range SemaphoreImpls() {
+			b.Run("permits="+strconv.Itoa(permits)+"/lib="+im.Name, func(b *testing.B) {
+				ns := Namespace(im.Name)
+				l, err := im.New(ns, permits)
+				if err != nil {
+					b.Skipf("%s: %v", im.Name, err)
+				}
+				defer l.Close()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				b.Cleanup(func() {
+					c, err := rueidis.NewClient(RueidisOption())
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+					defer ccancel()
+					_ = CleanRedis(cctx, c, ns)
+				})
+				key := ns + ":sem"
+				cnt := counterFor(b, Impl{Backend: Redis})
+				n0 := countStart(cnt)
+				var refused atomic.Int64
+				b.ReportAllocs()
+				b.SetParallelism(max(1, 64/max(1, runtimeProcs())))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						u, ok, err := l.TryLock(ctx, key)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if !ok {
+							refused.Add(1)
+							continue
+						}
+						if err := u(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(refused.Load())/float64(b.N), "refused/op")
+				if n := countEnd(cnt, n0); n.Cmds >= 0 {
+					b.ReportMetric(float64(n.Cmds)/float64(b.N), "cmds/op")
+					b.ReportMetric(float64(n.CPU.Microseconds())/float64(b.N), "server-cpu-us/op")
+				}
+			})
+		}
+	}
+}
