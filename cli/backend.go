@@ -51,36 +51,43 @@ type held struct {
 	release func(ctx context.Context) error
 }
 
-// acquire acquires key on the session's backend (once when try is set).
-// Library log records go to log.
-func (s *Session) acquire(ctx context.Context, key string, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error) {
-	{
-		g := s.newGuard(syncguard.WithOnReleaseError(func(error, string, string) {}), syncguard.WithLogger(log))
-		var (
-			l   *syncguard.Lease[syncguard.Fenced]
-			err error
-		)
-		if try {
-			l, err = g.TryAcquire(ctx, key, opts...)
-		} else {
-			l, err = g.Acquire(ctx, key, opts...)
-		}
-		if err != nil {
-			return held{}, err
-		}
-		return held{
-			lockID:  l.LockID(),
-			fence:   syncguard.FenceOf(l),
-			lost:    l.Lost(),
-			lostErr: func() error { return context.Cause(l.Context()) },
-			release: func(ctx context.Context) error {
-				ok, err := l.Release(ctx)
-				if err == nil && !ok {
-					err = errors.New("the lock was gone at release")
-				}
-				return err
-			},
-		}, nil
+// acquire acquires key on the session's backend (once when try is set),
+// or one of its permits when permits > 1. Library log records go to log.
+func (s *Session) acquire(ctx context.Context, key string, permits int, opts []syncguard.AcquireOption, try bool, log *slog.Logger) (held, error) {
+	gopts := []syncguard.Option{syncguard.WithOnReleaseError(func(error, string, string) {}), syncguard.WithLogger(log)}
+	if permits > 1 {
+		return s.acquirePermit(ctx, key, permits, opts, try, gopts)
+	}
+	g := s.newGuard(gopts...)
+	var (
+		l   *syncguard.Lease[syncguard.Fenced]
+		err error
+	)
+	if try {
+		l, err = g.TryAcquire(ctx, key, opts...)
+	} else {
+		l, err = g.Acquire(ctx, key, opts...)
+	}
+	if err != nil {
+		return held{}, err
+	}
+	return heldOf(l), nil
+}
+
+// heldOf is what the run command needs of l.
+func heldOf[C syncguard.Fenced](l *syncguard.Lease[C]) held {
+	return held{
+		lockID:  l.LockID(),
+		fence:   syncguard.FenceOf(l),
+		lost:    l.Lost(),
+		lostErr: func() error { return context.Cause(l.Context()) },
+		release: func(ctx context.Context) error {
+			ok, err := l.Release(ctx)
+			if err == nil && !ok {
+				err = errors.New("the lock was gone at release")
+			}
+			return err
+		},
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/semaphore"
 )
 
 // Exit codes of the command. `syncguard run` otherwise exits with its
@@ -62,6 +63,9 @@ type Session struct {
 	// newGuard builds a Guard over backend: the session chooses its
 	// driver at run time, so every Guard has the one type Guard[Fenced].
 	newGuard func(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced]
+	// acquirePermit takes one of n permits of key (semaphore package),
+	// once when try is set.
+	acquirePermit func(ctx context.Context, key string, n int, opts []syncguard.AcquireOption, try bool, gopts []syncguard.Option) (held, error)
 }
 
 // NewSession wraps driver d for the command; close releases what the
@@ -71,9 +75,27 @@ func NewSession[C driver.Fenced](name string, d driver.Driver[C], close func()) 
 	if close == nil {
 		close = func() {}
 	}
-	return &Session{name: name, backend: d, close: close, newGuard: func(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced] {
-		return syncguard.NewFenced(d, opts...)
-	}}
+	return &Session{name: name, backend: d, close: close,
+		newGuard: func(opts ...syncguard.Option) *syncguard.Guard[syncguard.Fenced] {
+			return syncguard.NewFenced(d, opts...)
+		},
+		acquirePermit: func(ctx context.Context, key string, n int, opts []syncguard.AcquireOption, try bool, gopts []syncguard.Option) (held, error) {
+			s, err := semaphore.New(d, n, gopts...)
+			if err != nil {
+				return held{}, err
+			}
+			var l *syncguard.Lease[C]
+			if try {
+				l, err = s.TryAcquire(ctx, key, opts...)
+			} else {
+				l, err = s.Acquire(ctx, key, opts...)
+			}
+			if err != nil {
+				return held{}, err
+			}
+			return heldOf(l), nil
+		},
+	}
 }
 
 // Option configures [Main].

@@ -33,6 +33,7 @@ type runConfig struct {
 	wait    time.Duration
 	noWait  bool
 	grace   time.Duration
+	permits int
 	raw     bool
 	argv    []string
 }
@@ -57,10 +58,11 @@ func envDuration(name string, def time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
-const runUsage = `Usage: syncguard run [--backend URL] --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] [--quiet] [--raw] -- COMMAND [ARGS…]
+const runUsage = `Usage: syncguard run [--backend URL] --key KEY [--permits N] [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] [--quiet] [--raw] -- COMMAND [ARGS…]
 
 Run COMMAND while holding the lock KEY (a distributed flock), extending the
-lock every TTL/3, and release it when COMMAND exits.
+lock every TTL/3, and release it when COMMAND exits. With --permits N, hold
+one of N permits of KEY instead: at most N commands run at once.
 
 Arguments:
   COMMAND [ARGS…]  the command to run under the lock, after "--". It runs in
@@ -89,6 +91,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, co
 	fs.DurationVar(&cfg.ttl, "ttl", ttl, "lock TTL; the lock is extended every TTL/3 while the command runs (env SYNCGUARD_TTL)")
 	fs.DurationVar(&cfg.wait, "wait", wait, "how long to wait for a busy lock; 0 waits indefinitely (env SYNCGUARD_WAIT)")
 	fs.BoolVar(&cfg.noWait, "no-wait", false, "fail at once (exit 75) if the lock is busy")
+	fs.IntVar(&cfg.permits, "permits", 1, "run while holding one of N permits of KEY (a distributed semaphore: at most N commands at once); 1 is the lock")
 	fs.DurationVar(&cfg.grace, "grace", grace, "after a lost lock: SIGTERM to the command's group, then SIGKILL after this long (env SYNCGUARD_GRACE)")
 	fs.BoolVar(&jsonOut, "json", false, "print events and errors as JSON lines on stderr")
 	fs.BoolVar(&quiet, "quiet", false, "print only errors and a lost lock (no acquired, released, busy or waiting lines)")
@@ -111,6 +114,8 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer, co
 		return p.fail(usageError("--ttl must be at least 3ms"))
 	case cfg.wait < 0 || cfg.grace < 0:
 		return p.fail(usageError("--wait and --grace must not be negative"))
+	case cfg.permits < 1 || cfg.permits > driver.MaxPermits:
+		return p.fail(usageError("--permits must be between 1 and %d", driver.MaxPermits))
 	}
 	if _, err := driver.NormalizeKey(cfg.key); err != nil {
 		return p.fail(usageError("--key: %v", err))
@@ -184,14 +189,18 @@ func runLocked(ctx context.Context, sess *Session, cfg runConfig, p *printer, st
 	if !cfg.noWait && !p.quiet && !p.json {
 		stopSpinner = waiting(stderr, isTTY(stderr), keyText(cfg.key, cfg.raw))
 	}
-	h, err := sess.acquire(actx, cfg.key, opts, cfg.noWait, p.logger())
+	h, err := sess.acquire(actx, cfg.key, cfg.permits, opts, cfg.noWait, p.logger())
 	stopSpinner()
 	signal.Stop(waitSigs)
 	close(acquired)
 	kf := keyFields(cfg.key, cfg.raw)
 	switch {
 	case errors.Is(err, syncguard.ErrLocked):
-		p.info("busy", kf, fmt.Sprintf("lock %s is busy", keyText(cfg.key, cfg.raw)))
+		msg := fmt.Sprintf("lock %s is busy", keyText(cfg.key, cfg.raw))
+		if cfg.permits > 1 {
+			msg = fmt.Sprintf("all %d permits of %s are held", cfg.permits, keyText(cfg.key, cfg.raw))
+		}
+		p.info("busy", kf, msg)
 		return exitBusy
 	case driver.CodeOf(err) == driver.Aborted:
 		p.info("aborted", kf, "interrupted while waiting for the lock")
