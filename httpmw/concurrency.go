@@ -2,7 +2,6 @@ package httpmw
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -106,12 +105,9 @@ func ConcurrencyLimit[C syncguard.Fenced](s *semaphore.Semaphore[C], opts ...Con
 		return nil, cfg.err
 	}
 	if cfg.onError == nil {
-		cfg.onError = func(r *http.Request, err error) {
-			slog.Default().Warn("httpmw: concurrency limiter backend error",
-				slog.String("error", err.Error()),
-				slog.String("code", driver.CodeOf(err).String()))
-		}
+		cfg.onError = warnTo(nil, "concurrency limiter")
 	}
+	fail := failure{failClosed: cfg.failClosed, onError: cfg.onError, title: "Concurrency limiter unavailable"}
 	retryAfter := strconv.FormatInt(ceilSeconds(cfg.retryAfter), 10)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -134,15 +130,8 @@ func ConcurrencyLimit[C syncguard.Fenced](s *semaphore.Semaphore[C], opts ...Con
 				w.Header().Set(HeaderRetryAfter, retryAfter)
 				problem(w, cfg.status, "Too many concurrent requests", "")
 				return
-			case r.Context().Err() != nil:
-				return // the client is gone
-			default:
-				cfg.onError(r, err)
-				if cfg.failClosed || !syncguard.IsUnavailable(err) {
-					w.Header().Set(HeaderRetryAfter, "1")
-					problem(w, http.StatusServiceUnavailable, "Concurrency limiter unavailable", "")
-					return
-				}
+			case fail.handle(w, r, err):
+				return
 			}
 			next.ServeHTTP(w, r)
 		})

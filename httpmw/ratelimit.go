@@ -188,16 +188,9 @@ func RateLimit(l *syncguard.RateLimiter, opts ...RateLimitOption) (func(http.Han
 		cfg.key = func(r *http.Request) string { return clientIP(r.RemoteAddr, v4, v6) }
 	}
 	if cfg.onError == nil {
-		logger := cfg.logger
-		if logger == nil {
-			logger = slog.Default()
-		}
-		cfg.onError = func(r *http.Request, err error) {
-			logger.Warn("httpmw: rate limiter backend error",
-				slog.String("error", err.Error()),
-				slog.String("code", driver.CodeOf(err).String()))
-		}
+		cfg.onError = warnTo(cfg.logger, "rate limiter")
 	}
+	fail := failure{failClosed: cfg.failClosed, onError: cfg.onError, title: "Rate limiter unavailable"}
 	burst := strconv.Itoa(l.Limit().Burst)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -208,16 +201,9 @@ func RateLimit(l *syncguard.RateLimiter, opts ...RateLimitOption) (func(http.Han
 			}
 			res, err := l.AllowN(r.Context(), limiterKey(key), 1)
 			if err != nil {
-				if r.Context().Err() != nil {
-					return // the client is gone
+				if !fail.handle(w, r, err) {
+					next.ServeHTTP(w, r)
 				}
-				cfg.onError(r, err)
-				if cfg.failClosed || !syncguard.IsUnavailable(err) {
-					w.Header().Set(HeaderRetryAfter, "1")
-					problem(w, http.StatusServiceUnavailable, "Rate limiter unavailable", "")
-					return
-				}
-				next.ServeHTTP(w, r)
 				return
 			}
 			h := w.Header()

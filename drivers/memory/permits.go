@@ -86,82 +86,70 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 	return driver.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, nil
 }
 
-// find returns the permit set of the permit call (key, permitID), after
-// pruning, and the index of the permit in it, or -1. The caller holds
-// sh.mu.
-func (sh *shard) findPermit(k, permitID string, nowMs int64) (ps *permitSet, i int, expired bool) {
-	ps = sh.permits[k]
-	if ps == nil {
-		return nil, -1, false
-	}
-	i = slices.IndexFunc(ps.holders, func(p permit) bool { return p.id == permitID })
-	expired = i >= 0 && !driver.IsLive(ps.holders[i].expiresAtMs, nowMs)
-	ps.prune(nowMs)
-	if expired {
-		return ps, -1, true
-	}
-	return ps, slices.IndexFunc(ps.holders, func(p permit) bool { return p.id == permitID }), false
-}
-
-func checkPermitID(ctx context.Context, key, permitID string) (string, error) {
-	if err := driver.ValidateLockID(permitID); err != nil {
-		return "", err
-	}
-	return driver.CheckKey(ctx, key)
-}
-
 // ReleasePermit deletes the live permit permitID of key.
 func (d *Driver) ReleasePermit(ctx context.Context, key, permitID string) (driver.ReleaseResult, error) {
-	k, err := checkPermitID(ctx, key, permitID)
-	if err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	nowMs, nowNs := d.now()
-	ps, i, expired := sh.findPermit(k, permitID, nowMs)
-	if ps != nil {
-		defer sh.settle(k, ps, nowNs)
-	}
-	switch {
-	case expired:
-		return driver.ReleaseResult{Detail: driver.DetailExpired}, nil
-	case i < 0:
-		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
-	}
-	ps.holders = slices.Delete(ps.holders, i, i+1)
-	return driver.ReleaseResult{OK: true}, nil
+	var res driver.ReleaseResult
+	err := d.onPermit(ctx, key, permitID, func(ps *permitSet, i int, _ int64, detail string) {
+		if res.Detail = detail; detail == "" {
+			ps.holders = slices.Delete(ps.holders, i, i+1)
+			res.OK = true
+		}
+	})
+	return res, err
 }
 
 // ExtendPermit sets the expiry of the live permit permitID of key to now +
 // ttl.
 func (d *Driver) ExtendPermit(ctx context.Context, key, permitID string, ttl time.Duration) (driver.ExtendResult, error) {
-	k, err := checkPermitID(ctx, key, permitID)
-	if err != nil {
-		return driver.ExtendResult{}, err
-	}
 	ttlMs, err := driver.TTLMillis(ttl)
 	if err != nil {
 		return driver.ExtendResult{}, err
+	}
+	var res driver.ExtendResult
+	err = d.onPermit(ctx, key, permitID, func(ps *permitSet, i int, nowMs int64, detail string) {
+		if res.Detail = detail; detail == "" {
+			res.OK, res.ExpiresAtMs = true, nowMs+ttlMs
+			ps.holders[i].expiresAtMs = res.ExpiresAtMs
+		}
+	})
+	return res, err
+}
+
+// onPermit checks a call on the permit (key, permitID) and runs fn under
+// the shard's mutex with the key's pruned permit set, the permit's index
+// and the time, or with detail "expired" or "not-found" (and ps nil when
+// the key has no set). The set is settled afterwards.
+func (d *Driver) onPermit(ctx context.Context, key, permitID string, fn func(ps *permitSet, i int, nowMs int64, detail string)) error {
+	if err := driver.ValidateLockID(permitID); err != nil {
+		return err
+	}
+	k, err := driver.CheckKey(ctx, key)
+	if err != nil {
+		return err
 	}
 	sh := d.shardFor(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	nowMs, nowNs := d.now()
-	ps, i, expired := sh.findPermit(k, permitID, nowMs)
-	if ps != nil {
-		defer sh.settle(k, ps, nowNs)
+	ps := sh.permits[k]
+	if ps == nil {
+		fn(nil, -1, nowMs, driver.DetailNotFound)
+		return nil
 	}
+	find := func() int { return slices.IndexFunc(ps.holders, func(p permit) bool { return p.id == permitID }) }
+	i := find()
+	expired := i >= 0 && !driver.IsLive(ps.holders[i].expiresAtMs, nowMs)
+	ps.prune(nowMs)
 	switch {
 	case expired:
-		return driver.ExtendResult{Detail: driver.DetailExpired}, nil
+		fn(ps, -1, nowMs, driver.DetailExpired)
 	case i < 0:
-		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
+		fn(ps, -1, nowMs, driver.DetailNotFound)
+	default:
+		fn(ps, find(), nowMs, "")
 	}
-	exp := nowMs + ttlMs
-	ps.holders[i].expiresAtMs = exp
-	return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
+	sh.settle(k, ps, nowNs)
+	return nil
 }
 
 // Permits returns the live permits of key in fence order.
