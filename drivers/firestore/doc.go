@@ -31,8 +31,10 @@
 // __x__, so such keys work end to end), with fields lockId, expiresAtMs,
 // acquiredAtMs, key and fence. Fence counters live in their own collection
 // (default "fence_counters"), one document per lock document, and are never
-// deleted. Fenced records and rate-limit state have collections of their
-// own ("syncguard_records", "syncguard_rate").
+// deleted. Fenced records, rate-limit state and semaphore permits have
+// collections of their own ("syncguard_records", "syncguard_rate",
+// "syncguard_permits"); a key's permits are one document holding its permit
+// fence counter and a map of its permits (see docs/firestore.md#permits).
 //
 // # Transactions
 //

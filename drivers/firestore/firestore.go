@@ -39,6 +39,7 @@ const (
 	DefaultFenceCollection  = "fence_counters"
 	DefaultRecordCollection = "syncguard_records"
 	DefaultRateCollection   = "syncguard_rate"
+	DefaultPermitCollection = "syncguard_permits"
 )
 
 // DefaultMaxAttempts is the number of times a transaction is attempted
@@ -49,12 +50,12 @@ const DefaultMaxAttempts = 5
 type Option func(*options)
 
 type options struct {
-	collection, fenceCollection, recordCollection, rateCollection string
-	cleanupInIsLocked                                             bool
-	maxAttempts                                                   int
-	logger                                                        *slog.Logger
-	now                                                           func() time.Time
-	callTimeout                                                   time.Duration
+	collection, fenceCollection, recordCollection, rateCollection, permitCollection string
+	cleanupInIsLocked                                                               bool
+	maxAttempts                                                                     int
+	logger                                                                          *slog.Logger
+	now                                                                             func() time.Time
+	callTimeout                                                                     time.Duration
 }
 
 // WithCollections sets the lock and fence-counter collections (defaults
@@ -87,6 +88,16 @@ func WithRateCollection(name string) Option {
 	return func(o *options) {
 		if name != "" {
 			o.rateCollection = name
+		}
+	}
+}
+
+// WithPermitCollection sets the collection of semaphore permits, one
+// document per key (default "syncguard_permits").
+func WithPermitCollection(name string) Option {
+	return func(o *options) {
+		if name != "" {
+			o.permitCollection = name
 		}
 	}
 }
@@ -138,18 +149,18 @@ func withClock(now func() time.Time) Option {
 // not own the client; call [Driver.Close] before closing the client to end
 // background work (release watchers, cleanup transactions).
 type Driver struct {
-	client                        *firestore.Client
-	locks, fences, records, rates *firestore.CollectionRef
-	lockName, fenceName           string
-	cleanup                       bool
-	maxAttempts                   int
-	logger                        *slog.Logger
-	now                           func() time.Time
-	bgCtx                         context.Context
-	bgCancel                      context.CancelFunc
-	bg                            sync.WaitGroup
-	stripes                       *stripes
-	callTimeout                   time.Duration
+	client                                 *firestore.Client
+	locks, fences, records, rates, permits *firestore.CollectionRef
+	lockName, fenceName                    string
+	cleanup                                bool
+	maxAttempts                            int
+	logger                                 *slog.Logger
+	now                                    func() time.Time
+	bgCtx                                  context.Context
+	bgCancel                               context.CancelFunc
+	bg                                     sync.WaitGroup
+	stripes                                *stripes
+	callTimeout                            time.Duration
 }
 
 // New returns a driver over client. It fails with an InvalidArgument
@@ -163,6 +174,7 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 		fenceCollection:  DefaultFenceCollection,
 		recordCollection: DefaultRecordCollection,
 		rateCollection:   DefaultRateCollection,
+		permitCollection: DefaultPermitCollection,
 		maxAttempts:      DefaultMaxAttempts,
 		now:              time.Now,
 		callTimeout:      DefaultCallTimeout,
@@ -172,7 +184,7 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 			opt(&o)
 		}
 	}
-	names := []string{o.collection, o.fenceCollection, o.recordCollection, o.rateCollection}
+	names := []string{o.collection, o.fenceCollection, o.recordCollection, o.rateCollection, o.permitCollection}
 	seen := map[string]bool{}
 	for _, n := range names {
 		if err := validateCollection(n); err != nil {
@@ -196,6 +208,7 @@ func New(client *firestore.Client, opts ...Option) (*Driver, error) {
 		fences:      client.Collection(o.fenceCollection),
 		records:     client.Collection(o.recordCollection),
 		rates:       client.Collection(o.rateCollection),
+		permits:     client.Collection(o.permitCollection),
 		lockName:    o.collection,
 		fenceName:   o.fenceCollection,
 		cleanup:     o.cleanupInIsLocked,

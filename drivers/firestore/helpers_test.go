@@ -71,6 +71,7 @@ func collectionOpts() []Option {
 		WithCollections("locks_"+s, "fences_"+s),
 		WithRecordCollection("records_" + s),
 		WithRateCollection("rate_" + s),
+		WithPermitCollection("permits_" + s),
 	}
 }
 

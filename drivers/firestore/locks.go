@@ -169,7 +169,10 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (dr
 	if err != nil {
 		if res.Acquired { // the last attempt's commit was sent, or about to be
 			d.bg.Add(1)
-			go d.releaseUnknown(lockID)
+			go d.releaseUnknown(func(ctx context.Context) (bool, error) {
+				r, err := d.Release(ctx, "", lockID)
+				return r.OK, err
+			})
 		}
 		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
@@ -186,12 +189,13 @@ const (
 	unknownOutcomeRecheck = 200 * time.Millisecond // before the second attempt
 )
 
-// releaseUnknown releases lockID, whose acquisition failed after its
-// commit may have been sent, on a detached context. If the lock is not
-// there (the commit failed, or has not been applied yet) it tries once
-// more after unknownOutcomeRecheck, unless the driver is closing. Errors
-// are ignored: the lock either never existed or expires with its TTL.
-func (d *Driver) releaseUnknown(lockID string) {
+// releaseUnknown runs release (of a lock or permit ID whose acquisition
+// failed after its commit may have been sent) on a detached context. If
+// the ID is not there (the commit failed, or has not been applied yet) it
+// tries once more after unknownOutcomeRecheck, unless the driver is
+// closing. Errors are ignored: the ID either never existed or expires with
+// its TTL.
+func (d *Driver) releaseUnknown(release func(context.Context) (ok bool, err error)) {
 	defer d.bg.Done()
 	for i := range 2 {
 		if i > 0 {
@@ -204,9 +208,9 @@ func (d *Driver) releaseUnknown(lockID string) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
-		r, err := d.Release(ctx, "", lockID)
+		ok, err := release(ctx)
 		cancel()
-		if err == nil && r.OK {
+		if err == nil && ok {
 			return
 		}
 	}

@@ -8,30 +8,50 @@ import (
 	"google.golang.org/api/iterator"
 )
 
-// sweepPage is how many fence counters one query of Sweep reads.
+// sweepPage is how many documents one query of Sweep reads.
 const sweepPage = 500
 
 // Sweep deletes the fence counters that the fence floor has passed by
 // [driver.FenceMarginMs] — the key's next fence is the floor, which is
-// greater — and returns how many it deleted. A counter written after Sweep
-// read it is left alone (each delete carries the read's update time as a
-// precondition). So storage follows the live locks: after N distinct keys
-// are locked and released (a release deletes the lock document), a sweep
-// more than the margin later returns the fence collection to its
-// baseline. Run it from a cron job or a background goroutine, or instead
-// enable a Firestore TTL policy on the counters' expireAt field, which
-// holds the same moment.
+// greater — and the permit documents whose expireAt has passed (every
+// permit more than [driver.CleanupGuardMs] past its expiry and the permit
+// counter past [driver.FenceKeepMs]), and returns how many documents it
+// deleted. A document written after Sweep read it is left alone (each
+// delete carries the read's update time as a precondition). So storage
+// follows the live locks and permits: after N distinct keys are locked
+// and released (a release deletes the lock document), a sweep more than
+// the margin later returns the fence collection to its baseline, and the
+// permit collection likewise. Run it from a cron job or a background
+// goroutine, or instead enable a Firestore TTL policy on the expireAt
+// field of both collections, which holds the same moment.
 func (d *Driver) Sweep(ctx context.Context) (deleted int64, err error) {
 	if err := driver.CheckContext(ctx); err != nil {
 		return 0, err
 	}
-	for {
+	deleted, err = d.sweep(ctx, func() (firestore.Query, bool) {
 		limit := int64(driver.FenceFloor(d.now().UnixMicro())) - driver.FenceMarginMs*driver.FencePerMs
-		if limit <= 0 {
+		// Fences are 15 zero-padded digits: string order is numeric order.
+		return d.fences.Where("fence", "<", driver.Fence(limit).String()), limit > 0
+	})
+	if err != nil {
+		return deleted, err
+	}
+	n, err := d.sweep(ctx, func() (firestore.Query, bool) {
+		return d.permits.Where("expireAt", "<", d.now()), true
+	})
+	return deleted + n, err
+}
+
+// sweep deletes, page by page, the documents that query (made anew for
+// each page; ok false: nothing to sweep) matches, each unless it changed
+// since it was read.
+func (d *Driver) sweep(ctx context.Context, query func() (q firestore.Query, ok bool)) (deleted int64, err error) {
+	for {
+		q, ok := query()
+		if !ok {
 			return deleted, nil
 		}
-		// Fences are 15 zero-padded digits: string order is numeric order.
-		snaps, err := d.fences.Where("fence", "<", driver.Fence(limit).String()).Limit(sweepPage).Documents(ctx).GetAll()
+		snaps, err := q.Limit(sweepPage).Documents(ctx).GetAll()
 		if err != nil && err != iterator.Done {
 			return deleted, mapError(ctx, err, "", "")
 		}
