@@ -30,8 +30,9 @@
 // also when the key contains '/', is "." or "..", or has the reserved form
 // __x__, so such keys work end to end), with fields lockId, expiresAtMs,
 // acquiredAtMs, key and fence. Fence counters live in their own collection
-// (default "fence_counters"), one document per lock document, and are never
-// deleted. Fenced records, rate-limit state and semaphore permits have
+// (default "fence_counters"), one document per lock document; [Driver.Sweep]
+// deletes one once the fence floor has passed it by [driver.FenceMarginMs]
+// (a TTL policy on expireAt does the same). Fenced records, rate-limit state and semaphore permits have
 // collections of their own ("syncguard_records", "syncguard_rate",
 // "syncguard_permits"); a key's permits are one document holding its permit
 // fence counter and a map of its permits (see docs/firestore.md#permits).
