@@ -161,8 +161,14 @@ func newRawRueidis(ns string) (Locker, error) {
 }
 
 func (l *rawLocker) Lock(ctx context.Context, key string) (Unlock, error) {
+	return pollLock(ctx, key, l.TryLock)
+}
+
+// pollLock is a Lock for a library without one: tryLock every millisecond
+// until it succeeds, fails or ctx ends.
+func pollLock(ctx context.Context, key string, tryLock func(context.Context, string) (Unlock, bool, error)) (Unlock, error) {
 	for {
-		u, ok, err := l.TryLock(ctx, key)
+		u, ok, err := tryLock(ctx, key)
 		if err != nil || ok {
 			return u, err
 		}

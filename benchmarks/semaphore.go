@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/driver"
 	sgredis "github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/semaphore"
@@ -37,32 +35,6 @@ func SemaphoreImpls() []SemaphoreImpl {
 	}
 }
 
-type semLocker[C syncguard.Fenced] struct {
-	s     *semaphore.Semaphore[C]
-	close func()
-}
-
-func (l *semLocker[C]) Lock(ctx context.Context, key string) (Unlock, error) {
-	lease, err := l.s.Acquire(ctx, key, acquireOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) error { _, err := lease.Release(ctx); return err }, nil
-}
-
-func (l *semLocker[C]) TryLock(ctx context.Context, key string) (Unlock, bool, error) {
-	lease, err := l.s.TryAcquire(ctx, key, acquireOpts[0], acquireOpts[3])
-	if err != nil {
-		if errors.Is(err, syncguard.ErrLocked) {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	return func(ctx context.Context) error { _, err := lease.Release(ctx); return err }, true, nil
-}
-
-func (l *semLocker[C]) Close() { l.close() }
-
 func newSyncGuardSemaphore(ns string, permits int) (Locker, error) {
 	c, err := rueidis.NewClient(RueidisOption())
 	if err != nil {
@@ -84,7 +56,7 @@ func newSyncGuardSemaphore(ns string, permits int) (Locker, error) {
 		c.Close()
 		return nil, err
 	}
-	return &semLocker[sgredis.Capabilities]{s: s, close: func() { d.Close(); c.Close() }}, nil
+	return &guardLocker[sgredis.Capabilities]{g: s, close: func() { d.Close(); c.Close() }}, nil
 }
 
 // redissonSem is the Redisson-style semaphore: key holds the number of
@@ -172,17 +144,7 @@ func (s *redissonSem) tryLock(ctx context.Context, free, deadlines, channel stri
 }
 
 func (s *redissonSem) Lock(ctx context.Context, key string) (Unlock, error) {
-	for {
-		u, ok, err := s.TryLock(ctx, key)
-		if err != nil || ok {
-			return u, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
+	return pollLock(ctx, key, s.TryLock)
 }
 
 func (s *redissonSem) Close() { s.c.Close() }

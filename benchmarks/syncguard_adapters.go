@@ -31,8 +31,19 @@ var acquireOpts = []syncguard.AcquireOption{
 	syncguard.AutoExtend(false),
 }
 
+// acquirer is what guardLocker locks with: a Guard, or a semaphore whose
+// permits are leases too.
+type acquirer[C driver.Capabilities] interface {
+	Acquire(ctx context.Context, key string, opts ...syncguard.AcquireOption) (*syncguard.Lease[C], error)
+	TryAcquire(ctx context.Context, key string, opts ...syncguard.AcquireOption) (*syncguard.Lease[C], error)
+}
+
+// tryOpts are TryLock's: TTL and AutoExtend, the only ones TryAcquire
+// uses (a package-level slice, so that no call allocates one).
+var tryOpts = []syncguard.AcquireOption{acquireOpts[0], acquireOpts[3]}
+
 type guardLocker[C driver.Capabilities] struct {
-	g     *syncguard.Guard[C]
+	g     acquirer[C]
 	close func()
 }
 
@@ -45,7 +56,7 @@ func (l *guardLocker[C]) Lock(ctx context.Context, key string) (Unlock, error) {
 }
 
 func (l *guardLocker[C]) TryLock(ctx context.Context, key string) (Unlock, bool, error) {
-	lease, err := l.g.TryAcquire(ctx, key, acquireOpts[0], acquireOpts[3])
+	lease, err := l.g.TryAcquire(ctx, key, tryOpts...)
 	if err != nil {
 		if errors.Is(err, syncguard.ErrLocked) {
 			return nil, false, nil
