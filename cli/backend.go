@@ -58,16 +58,22 @@ func (s *Session) acquire(ctx context.Context, key string, permits int, opts []s
 	if permits > 1 {
 		return s.acquirePermit(ctx, key, permits, opts, try, gopts)
 	}
-	g := s.newGuard(gopts...)
-	var (
-		l   *syncguard.Lease[syncguard.Fenced]
-		err error
-	)
+	return take(ctx, s.newGuard(gopts...), key, opts, try)
+}
+
+// acquirer is a Guard or a semaphore.
+type acquirer[C syncguard.Fenced] interface {
+	Acquire(ctx context.Context, key string, opts ...syncguard.AcquireOption) (*syncguard.Lease[C], error)
+	TryAcquire(ctx context.Context, key string, opts ...syncguard.AcquireOption) (*syncguard.Lease[C], error)
+}
+
+// take acquires key with a (once when try is set).
+func take[C syncguard.Fenced](ctx context.Context, a acquirer[C], key string, opts []syncguard.AcquireOption, try bool) (held, error) {
+	acquire := a.Acquire
 	if try {
-		l, err = g.TryAcquire(ctx, key, opts...)
-	} else {
-		l, err = g.Acquire(ctx, key, opts...)
+		acquire = a.TryAcquire
 	}
+	l, err := acquire(ctx, key, opts...)
 	if err != nil {
 		return held{}, err
 	}

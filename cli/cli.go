@@ -84,16 +84,7 @@ func NewSession[C driver.Fenced](name string, d driver.Driver[C], close func()) 
 			if err != nil {
 				return held{}, err
 			}
-			var l *syncguard.Lease[C]
-			if try {
-				l, err = s.TryAcquire(ctx, key, opts...)
-			} else {
-				l, err = s.Acquire(ctx, key, opts...)
-			}
-			if err != nil {
-				return held{}, err
-			}
-			return heldOf(l), nil
+			return take(ctx, s, key, opts, try)
 		},
 	}
 }
