@@ -315,8 +315,13 @@ func p11[C driver.Capabilities](c *tc[C]) {
 	k := c.key("sem")
 	var held, most atomic.Int64
 	var mu sync.Mutex
-	var last syncguard.Fence
+	seen := map[syncguard.Fence]bool{}
 	gather(6, func(int) {
+		// Two holders at a time may start their functions in either
+		// order, so fences increase per worker (each acquisition starts
+		// after the worker's previous one ended) and are unique, but
+		// need not increase in the order functions start.
+		var last syncguard.Fence
 		for range 3 {
 			err := s.Do(c.ctx, k, func(ctx context.Context, l *syncguard.Lease[syncguard.Fenced]) error {
 				n := held.Add(1)
@@ -324,12 +329,16 @@ func p11[C driver.Capabilities](c *tc[C]) {
 				if n > most.Load() {
 					most.Store(n)
 				}
-				mu.Lock()
-				if f := syncguard.FenceOf(l); f <= last {
-					c.Errorf("lease fence %v after %v", f, last)
-				} else {
-					last = f
+				f := syncguard.FenceOf(l)
+				if f <= last {
+					c.Errorf("lease fence %v after this worker's %v", f, last)
 				}
+				last = f
+				mu.Lock()
+				if seen[f] {
+					c.Errorf("lease fence %v handed out twice", f)
+				}
+				seen[f] = true
 				mu.Unlock()
 				time.Sleep(5 * time.Millisecond)
 				return nil
