@@ -306,7 +306,8 @@ func p10[C driver.Capabilities](c *tc[C]) {
 }
 
 // P11: the semaphore package end to end: leases of permits, never more
-// than N holders, Held, and unique fences.
+// than N holders, Held, and fences that are unique and increase per
+// worker.
 func p11[C driver.Capabilities](c *tc[C]) {
 	s, err := semaphore.New[syncguard.Fenced](fencedPermits[C]{c.d, c.p}, 2)
 	if err != nil {
@@ -317,19 +318,27 @@ func p11[C driver.Capabilities](c *tc[C]) {
 	var mu sync.Mutex
 	seen := map[syncguard.Fence]bool{}
 	gather(6, func(int) {
+		// Two holders at a time may start their functions in either
+		// order, so fences increase per worker (each acquisition starts
+		// after the worker's previous one ended) and are unique, but
+		// need not increase in the order functions start.
+		var last syncguard.Fence
 		for range 3 {
 			err := s.Do(c.ctx, k, func(ctx context.Context, l *syncguard.Lease[syncguard.Fenced]) error {
 				n := held.Add(1)
 				defer held.Add(-1)
-				if n > most.Load() {
-					most.Store(n)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 				}
+				f := syncguard.FenceOf(l)
+				if f <= last {
+					c.Errorf("lease fence %v after this worker's %v", f, last)
+				}
+				last = f
 				mu.Lock()
-				if f := syncguard.FenceOf(l); seen[f] {
+				if seen[f] {
 					c.Errorf("lease fence %v handed out twice", f)
-				} else {
-					seen[f] = true
 				}
+				seen[f] = true
 				mu.Unlock()
 				time.Sleep(5 * time.Millisecond)
 				return nil

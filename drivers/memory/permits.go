@@ -57,11 +57,11 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 	if ps == nil {
 		ps = &permitSet{}
 	}
-	n := ps.prune(nowMs)
+	n, least := ps.prune(nowMs), limit
 	for _, p := range ps.holders {
-		limit = min(limit, p.limit)
+		least = min(least, p.limit)
 	}
-	if n >= limit {
+	if n >= least {
 		sh.mu.Unlock()
 		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
 	}

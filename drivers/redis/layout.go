@@ -22,6 +22,7 @@ import (
 //	<prefix>:{<tag>}:rec:<body>     fenced record
 //	<prefix>:{<tag>}:rate:<body>    GCRA state
 //	<prefix>:{<tag>}:q:<body>       waiter queue (sorted set, see watch.go)
+//	<prefix>:{<tag>}:sem:<body>     permits and their fence counter (hash, see permits.go)
 //
 // <tag> is the shortest string of [0-9A-Za-z] whose CRC16 is that slot, so
 // the tag is a function of the slot. A lock ID carries the slot of its lock
@@ -106,6 +107,7 @@ func (k keyNames) rec() string   { return k.sp + "rec:" + k.body }
 func (k keyNames) rate() string  { return k.sp + "rate:" + k.body }
 func (k keyNames) rel() string   { return k.sp + "rel:" + k.body }
 func (k keyNames) queue() string { return k.sp + "q:" + k.body }
+func (k keyNames) sem() string   { return k.sp + "sem:" + k.body }
 
 // keyFor is the prologue of an operation on one key: it normalises key,
 // derives its storage names and then checks ctx (so that bad input is

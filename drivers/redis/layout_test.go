@@ -62,7 +62,7 @@ func TestSlotTagsMatchServer(t *testing.T) {
 		want := int64(keySlot(kn.body))
 		id := newLockID(keySlot(kn.body))
 		idx, _ := d.idKey(id)
-		for _, name := range []string{kn.lock(), kn.lock(), kn.rec(), kn.rate(), kn.rel(), idx} {
+		for _, name := range []string{kn.lock(), kn.lock(), kn.rec(), kn.rate(), kn.rel(), kn.sem(), idx} {
 			got, err := c.Do(ctx, c.B().ClusterKeyslot().Key(name).Build()).AsInt64()
 			if err != nil {
 				t.Fatalf("CLUSTER KEYSLOT: %v", err)

@@ -69,15 +69,7 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 	case 0:
 		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
 	case -1:
-		next, _ := intAt(vals, 1)
-		_, _, ferr := driver.CheckNewFence(next)
-		if ferr == nil {
-			ferr = driver.NewError(driver.Internal, "fence counter overflow")
-		}
-		if le, ok := ferr.(*driver.LockError); ok {
-			le.Key = k
-		}
-		return driver.AcquireResult{}, ferr
+		return driver.AcquireResult{}, fenceOverflow(vals, k)
 	}
 	n, err1 := intAt(vals, 1)
 	exp, err2 := intAt(vals, 2)
@@ -92,6 +84,20 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 		d.warnFence(ctx, k, fence)
 	}
 	return driver.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
+}
+
+// fenceOverflow is the error of a script that refused to hand out the
+// fence in vals[1] (reply {-1, next}): it would pass [driver.FenceMax].
+func fenceOverflow(vals []rueidis.RedisMessage, k string) error {
+	next, _ := intAt(vals, 1)
+	_, _, err := driver.CheckNewFence(next)
+	if err == nil {
+		err = driver.NewError(driver.Internal, "fence counter overflow")
+	}
+	if le, ok := err.(*driver.LockError); ok {
+		le.Key = k
+	}
+	return err
 }
 
 // releaseUnknown releases the lock ID of an (on a detached, short-lived

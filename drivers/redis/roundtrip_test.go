@@ -75,6 +75,10 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 		if err != nil || !r.Acquired {
 			t.Fatalf("Acquire = %+v, %v", r, err)
 		}
+		p, err := d.AcquirePermit(ctx, "rt", 2, time.Minute)
+		if err != nil || !p.Acquired {
+			t.Fatalf("AcquirePermit = %+v, %v", p, err)
+		}
 		steps := []func() error{
 			func() error { _, err := d.Extend(ctx, "", r.LockID, time.Minute); return err },
 			func() error { _, err := d.IsLocked(ctx, "rt"); return err },
@@ -86,6 +90,9 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 			func() error { _, err := d.DeleteRecord(ctx, "rt", r.Fence); return err },
 			func() error { _, err := d.AllowN(ctx, "rt", lim, 1); return err },
 			func() error { return d.ResetRate(ctx, "rt") },
+			func() error { _, err := d.ExtendPermit(ctx, "rt", p.LockID, time.Minute); return err },
+			func() error { _, err := d.Permits(ctx, "rt"); return err },
+			func() error { _, err := d.ReleasePermit(ctx, "rt", p.LockID); return err },
 		}
 		for _, f := range steps {
 			if err := f(); err != nil {
@@ -93,14 +100,14 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 			}
 		}
 	}
-	// 9 scripts; GET (record) and DEL (rate reset) are plain commands.
+	// 13 scripts (4 of them the permits'); GET (record) and DEL (rate reset) are plain commands.
 	eval0, sha0 := commandstats(t, base)
 	round()
 	first := cc.take()
 	eval1, sha1 := commandstats(t, base)
-	// First round: each of the 9 scripts is tried by SHA, refused, then
+	// First round: each of the 13 scripts is tried by SHA, refused, then
 	// sent once with EVAL.
-	if diff := cmp.Diff(map[string]int{"EVALSHA": 9, "EVAL": 9, "GET": 1, "DEL": 1}, first); diff != "" {
+	if diff := cmp.Diff(map[string]int{"EVALSHA": 13, "EVAL": 13, "GET": 1, "DEL": 1}, first); diff != "" {
 		t.Errorf("first round commands (-want +got):\n%s", diff)
 	}
 	for range 3 {
@@ -108,16 +115,16 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 	}
 	later := cc.take()
 	eval2, sha2 := commandstats(t, base)
-	if diff := cmp.Diff(map[string]int{"EVALSHA": 27, "GET": 3, "DEL": 3}, later); diff != "" {
+	if diff := cmp.Diff(map[string]int{"EVALSHA": 39, "GET": 3, "DEL": 3}, later); diff != "" {
 		t.Errorf("later rounds (-want +got): scripts must run by SHA only, one command per operation\n%s", diff)
 	}
 	// The server saw the same (other clients may add to the counts only if
 	// another test ran concurrently, which this sequential test excludes).
-	if eval1-eval0 != 9 || eval2 != eval1 {
-		t.Errorf("server EVAL calls: +%d in the first round, +%d later; want +9, +0", eval1-eval0, eval2-eval1)
+	if eval1-eval0 != 13 || eval2 != eval1 {
+		t.Errorf("server EVAL calls: +%d in the first round, +%d later; want +13, +0", eval1-eval0, eval2-eval1)
 	}
-	if sha2-sha1 != 27 {
-		t.Errorf("server EVALSHA calls in later rounds: +%d; want +27", sha2-sha1)
+	if sha2-sha1 != 39 {
+		t.Errorf("server EVALSHA calls in later rounds: +%d; want +39", sha2-sha1)
 	}
 	_ = sha0
 }

@@ -433,6 +433,8 @@ return {n, math.floor(diff / ei), '0', string.format('%.3f', newTat)}
 type scripts struct {
 	acquire, release, extend, isLocked, lookupKey, lookupID, watch *rueidis.Lua
 	putRecord, deleteRecord, rate                                  *rueidis.Lua
+	// The permit scripts (permits.go).
+	acquirePermit, releasePermit, extendPermit, listPermits *rueidis.Lua
 }
 
 func newScripts() *scripts {
@@ -447,5 +449,10 @@ func newScripts() *scripts {
 		putRecord:    rueidis.NewLuaScript(putRecordScript),
 		deleteRecord: rueidis.NewLuaScript(deleteRecordScript),
 		rate:         rueidis.NewLuaScript(rateScript),
+
+		acquirePermit: rueidis.NewLuaScript(acquirePermitScript),
+		releasePermit: rueidis.NewLuaScript(releasePermitScript),
+		extendPermit:  rueidis.NewLuaScript(extendPermitScript),
+		listPermits:   rueidis.NewLuaScript(listPermitsScript),
 	}
 }

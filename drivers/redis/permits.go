@@ -1,0 +1,337 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncguard/syncguard/driver"
+)
+
+var _ driver.PermitStore = (*Driver)(nil)
+
+// Permits (docs/contract.md#permits)
+//
+// The permits of a key and their fence counter are one hash, so that a
+// Cluster keeps them in one slot and each operation is one script on one
+// key:
+//
+//	<sp>sem:<body>   f <last permit fence>
+//	                 <permitID> <expiresAtMs>|<fence>|<limit>|<acquiredAtMs>   (one field per permit)
+//
+// The "sem:" segment keeps permits apart from the lock hash (lock:) and
+// the record (rec:) of the same key, and f is not the lock counter n.
+// Permit IDs are 22-character lock IDs, so no ID is "f". limit is the
+// limit the permit was acquired with.
+//
+// Storage follows the live permits: a granting AcquirePermit deletes the
+// permits that are no longer live (so the hash never holds more than
+// [driver.MaxPermits] permits) and sets the hash's expiry (PEXPIREAT) to
+// max(latest live expiry + tolerance − 1 ms, keepAt(f)): it outlives every
+// live permit and keeps the counter as long as [driver.FenceKeepMs] asks
+// (luaKeep, the lock rule). ExtendPermit only ever raises that expiry (GT),
+// and a release or an extension that leaves the hash without permits moves
+// it to keepAt(f), which deletes the hash at once when the fence floor has
+// passed f by the margin. A contended AcquirePermit writes nothing.
+
+// luaPermitSettle defines settle(): when the hash KEYS[1] holds no permit
+// (only f), it expires when its counter may go (luaKeep).
+const luaPermitSettle = `
+local function settle()
+  if redis.call('HLEN', KEYS[1]) <= 1 then
+    local f = tonumber(redis.call('HGET', KEYS[1], 'f')) or 0
+    redis.call('PEXPIREAT', KEYS[1], string.format('%d', keepAt(f)))
+  end
+end
+`
+
+// acquirePermitScript: KEYS sem; ARGV permitID, limit, ttl (ms).
+// Returns {0} when full (nothing written), {-1, next} on fence overflow
+// (nothing written), {1, fence, exp} when granted.
+var acquirePermitScript = luaNow + luaKeep + `
+local all = redis.call('HGETALL', KEYS[1])
+local lim = tonumber(ARGV[2])
+local n0, live, mx, dead = 0, 0, 0, {}
+for i = 1, #all, 2 do
+  if all[i] == 'f' then
+    n0 = tonumber(all[i + 1]) or 0
+  else
+    local e, l = string.match(all[i + 1], '^(%d+)|%d+|(%d+)|')
+    e = tonumber(e)
+    if e and e > now - ` + tolStr + ` then
+      live = live + 1
+      l = tonumber(l)
+      if l < lim then lim = l end
+      if e > mx then mx = e end
+    else
+      dead[#dead + 1] = all[i]
+    end
+  end
+end
+if live >= lim then return {0} end
+` + luaFloor + `
+local n = math.max(n0 + 1, fl)
+if n > ` + fenceMaxStr + ` then return {-1, n} end
+for i = 1, #dead, 500 do
+  redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 499, #dead)))
+end
+local exp = now + tonumber(ARGV[3])
+local fs = string.format('%d', n)
+redis.call('HSET', KEYS[1], 'f', fs, ARGV[1], string.format('%d|', exp) .. fs .. '|' .. ARGV[2] .. string.format('|%d', now))
+if exp > mx then mx = exp end
+redis.call('PEXPIREAT', KEYS[1], string.format('%d', math.max(mx + ` + tolM1Str + `, keepAt(n))))
+return {1, n, exp}
+`
+
+// releasePermitScript: KEYS sem; ARGV permitID. Returns 1 released, -1
+// not found, -2 expired (the permit is deleted either way).
+var releasePermitScript = luaKeep + luaPermitSettle + `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return -1 end
+` + luaNow + `
+local e = tonumber(string.match(v, '^(%d+)|'))
+redis.call('HDEL', KEYS[1], ARGV[1])
+settle()
+if e and e > now - ` + tolStr + ` then return 1 end
+return -2
+`
+
+// extendPermitScript: KEYS sem; ARGV permitID, ttl (ms). Returns {1, exp}
+// extended, {-1} not found, {-2} expired (the permit is deleted, never
+// recreated).
+var extendPermitScript = luaKeep + luaPermitSettle + `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return {-1} end
+` + luaNow + `
+local e, rest = string.match(v, '^(%d+)(|.*)$')
+e = tonumber(e)
+if not (e and e > now - ` + tolStr + `) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  settle()
+  return {-2}
+end
+local exp = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', exp) .. rest)
+redis.call('PEXPIREAT', KEYS[1], string.format('%d', exp + ` + tolM1Str + `), 'GT')
+return {1, exp}
+`
+
+// listPermitsScript: KEYS sem. Returns {now, field, value, …}: the server
+// time (ms) and the hash; the caller keeps the live permits. Read-only.
+const listPermitsScript = luaNow + `
+local r = redis.call('HGETALL', KEYS[1])
+table.insert(r, 1, now)
+return r
+`
+
+// AcquirePermit takes one permit of key for ttl, in one script (one
+// EVALSHA) on the server clock, if fewer permits are live than limit and
+// than the limit of each live permit. The permit gets a fresh ID, the fence
+// max(counter + 1, FenceFloor(server now)) of the key's permit counter
+// (not its lock counter) and ExpiresAtMs = server now + ttl. A full key is
+// the result {Acquired: false, Reason: "locked"} and writes nothing; a
+// fence past [driver.FenceMax] fails with Internal and writes nothing.
+//
+// When the call fails after the request may have reached the server, the
+// permit ID is released in the background (as [Driver.Acquire] does, but
+// without retiring the ID: a request that reaches Redis only after that
+// release holds its permit until its TTL).
+func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl time.Duration) (driver.AcquireResult, error) {
+	// As driver.CheckPermitKeyTTL, but the storage name is checked before
+	// the context, like every operation of this driver.
+	if err := driver.CheckPermits(limit); err != nil {
+		return driver.AcquireResult{}, err
+	}
+	k, ttlMs, err := driver.ValidateKeyTTL(key, ttl)
+	if err != nil {
+		return driver.AcquireResult{}, err
+	}
+	kn, err := d.names(k)
+	if err != nil {
+		return driver.AcquireResult{}, err
+	}
+	if err := driver.CheckContext(ctx); err != nil {
+		return driver.AcquireResult{}, err
+	}
+	id := driver.NewLockID()
+	sem := kn.sem()
+	vals, err := d.exec(ctx, d.s.acquirePermit, []string{sem}, []string{id, strconv.Itoa(limit), formatInt(ttlMs)}).ToArray()
+	if err != nil {
+		if outcomeUnknown(err) {
+			d.bg.Add(1)
+			go d.releasePermitUnknown(sem, id)
+		}
+		return driver.AcquireResult{}, mapError(ctx, err, k, "")
+	}
+	code, err := intAt(vals, 0)
+	if err != nil {
+		return driver.AcquireResult{}, badReply("acquire-permit")
+	}
+	switch code {
+	case 0:
+		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
+	case -1:
+		return driver.AcquireResult{}, fenceOverflow(vals, k)
+	}
+	n, err1 := intAt(vals, 1)
+	exp, err2 := intAt(vals, 2)
+	if err1 != nil || err2 != nil {
+		return driver.AcquireResult{}, badReply("acquire-permit")
+	}
+	fence, warn, err := driver.CheckNewFence(n)
+	if err != nil { // the script checked FenceMax; this is a format error
+		return driver.AcquireResult{}, err
+	}
+	if warn {
+		d.warnFence(ctx, k, fence)
+	}
+	return driver.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, nil
+}
+
+// releasePermitUnknown releases permit id of the hash sem on a detached
+// context bounded by unknownOutcomeRelease, in the background
+// ([Driver.Close] waits for it). Its result is ignored.
+func (d *Driver) releasePermitUnknown(sem, id string) {
+	defer d.bg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
+	defer cancel()
+	_ = d.exec(ctx, d.s.releasePermit, []string{sem}, []string{id}).Error()
+}
+
+// permitKey is the prologue of ReleasePermit and ExtendPermit: a valid
+// permit ID, the normalised key and its permit hash, then the context.
+func (d *Driver) permitKey(ctx context.Context, key, permitID string) (string, string, error) {
+	if err := driver.ValidateLockID(permitID); err != nil {
+		return "", "", err
+	}
+	k, kn, err := d.keyFor(ctx, key)
+	if err != nil {
+		return "", "", err
+	}
+	return k, kn.sem(), nil
+}
+
+// ReleasePermit deletes the live permit permitID of key, in one script. Of
+// concurrent or repeated releases exactly one reports OK; Detail is
+// "expired" for a permit past its tolerance window that was still stored
+// and "not-found" otherwise.
+func (d *Driver) ReleasePermit(ctx context.Context, key, permitID string) (driver.ReleaseResult, error) {
+	k, sem, err := d.permitKey(ctx, key, permitID)
+	if err != nil {
+		return driver.ReleaseResult{}, err
+	}
+	code, err := d.exec(ctx, d.s.releasePermit, []string{sem}, []string{permitID}).AsInt64()
+	if err != nil {
+		return driver.ReleaseResult{}, mapError(ctx, err, k, permitID)
+	}
+	switch code {
+	case 1:
+		return driver.ReleaseResult{OK: true}, nil
+	case -2:
+		return driver.ReleaseResult{Detail: driver.DetailExpired}, nil
+	default:
+		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
+	}
+}
+
+// ExtendPermit sets the expiry of the live permit permitID of key to server
+// now + ttl (a reset; it may shorten the permit), in one script. It never
+// recreates an absent or expired permit; Detail tells "expired" from
+// "not-found" as ReleasePermit does.
+func (d *Driver) ExtendPermit(ctx context.Context, key, permitID string, ttl time.Duration) (driver.ExtendResult, error) {
+	if err := driver.ValidateLockID(permitID); err != nil {
+		return driver.ExtendResult{}, err
+	}
+	ttlMs, err := driver.TTLMillis(ttl)
+	if err != nil {
+		return driver.ExtendResult{}, err
+	}
+	k, sem, err := d.permitKey(ctx, key, permitID)
+	if err != nil {
+		return driver.ExtendResult{}, err
+	}
+	vals, err := d.exec(ctx, d.s.extendPermit, []string{sem}, []string{permitID, formatInt(ttlMs)}).ToArray()
+	if err != nil {
+		return driver.ExtendResult{}, mapError(ctx, err, k, permitID)
+	}
+	code, err := intAt(vals, 0)
+	if err != nil {
+		return driver.ExtendResult{}, badReply("extend-permit")
+	}
+	switch code {
+	case 1:
+		exp, err := intAt(vals, 1)
+		if err != nil {
+			return driver.ExtendResult{}, badReply("extend-permit")
+		}
+		return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
+	case -2:
+		return driver.ExtendResult{Detail: driver.DetailExpired}, nil
+	default:
+		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
+	}
+}
+
+// Permits returns the live permits of key in fence order, judged by the
+// server clock, in one read-only script. It is diagnostic.
+func (d *Driver) Permits(ctx context.Context, key string) ([]driver.LockInfo, error) {
+	k, kn, err := d.keyFor(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := d.exec(ctx, d.s.listPermits, []string{kn.sem()}, nil).ToArray()
+	if err != nil {
+		return nil, mapError(ctx, err, k, "")
+	}
+	now, err := intAt(vals, 0)
+	if err != nil || len(vals)%2 != 1 {
+		return nil, badReply("permits")
+	}
+	var out []driver.LockInfo
+	for i := 1; i < len(vals); i += 2 {
+		id, err1 := vals[i].ToString()
+		v, err2 := vals[i+1].ToString()
+		if err1 != nil || err2 != nil {
+			return nil, badReply("permits")
+		}
+		if id == "f" {
+			continue
+		}
+		p, ok := parsePermit(v)
+		if !ok {
+			return nil, badReply("permits")
+		}
+		if driver.IsLive(p.ExpiresAtMs, now) {
+			p.Key, p.LockID = k, id
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b driver.LockInfo) int { return cmp.Compare(a.Fence, b.Fence) })
+	return out, nil
+}
+
+// parsePermit decodes a permit's value, <expiresAtMs>|<fence>|<limit>|<acquiredAtMs>.
+func parsePermit(v string) (driver.LockInfo, bool) {
+	var f [4]int64
+	for i := range f {
+		s := v
+		if i < len(f)-1 {
+			var ok bool
+			if s, v, ok = strings.Cut(v, "|"); !ok {
+				return driver.LockInfo{}, false
+			}
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return driver.LockInfo{}, false
+		}
+		f[i] = n
+	}
+	if f[1] < 1 || driver.Fence(f[1]) > driver.FenceMax {
+		return driver.LockInfo{}, false
+	}
+	return driver.LockInfo{Fence: driver.Fence(f[1]), ExpiresAtMs: f[0], AcquiredAtMs: f[3]}, true
+}
