@@ -17,7 +17,7 @@ import (
 // (drivers/memory/conformance_test.go), which reaches the driver's state for
 // every optional hook; reference_test.go runs it against a reference driver.
 
-var idPattern = regexp.MustCompile(`^(case\d{3}(_fix)?|[FRGWK]\d{2})_[a-z0-9_]+$`)
+var idPattern = regexp.MustCompile(`^(case\d{3}(_fix)?|[FRGPEWK]\d{2})_[a-z0-9_]+$`)
 
 // TestCaseIDs checks the registry: unique, well-formed IDs.
 func TestCaseIDs(t *testing.T) {
