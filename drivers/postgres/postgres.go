@@ -12,8 +12,8 @@
 // # Guarantees
 //
 // Every operation is one round trip to the server: a single statement, or
-// (Acquire, AllowN, AcquirePermit) a pipelined batch of two statements that runs in one
-// implicit transaction. The exception is the Release of a key that Guard
+// (Acquire, AllowN, AcquirePermit) a pipelined batch of two statements that
+// runs in one implicit transaction. The exception is the Release of a key that Guard
 // waiters are queued for: a second statement hands the key over (see
 // [Driver.WatchHandoff]). The time authority is the server clock,
 // clock_timestamp(), read after the rows involved are locked, so lock waits
