@@ -33,8 +33,9 @@ VALUES ($1, $2, $3, $4, `+nowMsSQL+` + $5::bigint, `+nowMsSQL+` - 1000)`, base, 
 
 // TestPermitsUnderLoad: 24 goroutines on three drivers with pools of their
 // own take permits of two keys (limits 3 and 1) for 4s with a holder count
-// in the critical section: never more holders than the limit, and the
-// fences of each key are unique. With the advisory lock left out of the
+// in the critical section: never more holders than the limit, the fences
+// of each key are unique, and a permit's fence is greater than that of
+// every permit of its key released before its acquisition began. With the advisory lock left out of the
 // acquire batch (the statement alone, whose snapshot misses permits
 // committed while it waited), this test finds more holders than the limit.
 func TestPermitsUnderLoad(t *testing.T) {
@@ -48,11 +49,12 @@ func TestPermitsUnderLoad(t *testing.T) {
 	const goroutines = 24
 	const duration = 4 * time.Second
 	var (
-		inside  [2]atomic.Int64
-		most    [2]atomic.Int64
-		entries atomic.Int64
-		mu      sync.Mutex
-		seen    = [2]map[driver.Fence]bool{{}, {}}
+		inside   [2]atomic.Int64
+		most     [2]atomic.Int64
+		entries  atomic.Int64
+		mu       sync.Mutex
+		seen     = [2]map[driver.Fence]bool{{}, {}}
+		released [2]driver.Fence // the greatest fence released so far
 	)
 	ctx := t.Context()
 	deadline := time.Now().Add(duration)
@@ -62,6 +64,9 @@ func TestPermitsUnderLoad(t *testing.T) {
 			d, ki := ds[g%len(ds)], g%len(limits)
 			key := fmt.Sprintf("sem-load:%d", ki)
 			for time.Now().Before(deadline) && !t.Failed() {
+				mu.Lock()
+				before := released[ki]
+				mu.Unlock()
 				r, err := d.AcquirePermit(ctx, key, limits[ki], 5*time.Second)
 				if err != nil {
 					t.Errorf("AcquirePermit: %v", err)
@@ -79,6 +84,9 @@ func TestPermitsUnderLoad(t *testing.T) {
 					t.Errorf("key %d: fence %v handed out twice", ki, r.Fence)
 				}
 				seen[ki][r.Fence] = true
+				if r.Fence <= before {
+					t.Errorf("key %d: fence %v acquired after fence %v was released", ki, r.Fence, before)
+				}
 				mu.Unlock()
 				entries.Add(1)
 				time.Sleep(300 * time.Microsecond)
@@ -88,6 +96,9 @@ func TestPermitsUnderLoad(t *testing.T) {
 					t.Errorf("ReleasePermit = %+v, %v", rr, err)
 					return
 				}
+				mu.Lock()
+				released[ki] = max(released[ki], r.Fence)
+				mu.Unlock()
 			}
 		})
 	}
