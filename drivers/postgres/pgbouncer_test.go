@@ -49,7 +49,7 @@ func newPgBouncerDB(t testing.TB, url string) (*testDB, []Option, *strings.Repla
 		}
 		defer admin.Close(context.Background())
 		if _, err := admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+
-			strings.Join([]string{tables.Locks, waitersTable(tables.Locks), tables.Fences, tables.Records, tables.Rate}, ", ")); err != nil {
+			strings.Join([]string{tables.Locks, waitersTable(tables.Locks), permitsTable(tables.Locks), tables.Fences, tables.Records, tables.Rate}, ", ")); err != nil {
 			t.Errorf("drop tables: %v", err)
 		}
 	})

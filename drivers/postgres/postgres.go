@@ -5,15 +5,15 @@
 // locks with fencing tokens, fenced records and GCRA rate limiting, plus the
 // optional [driver.ReleaseWatcher] (LISTEN/NOTIFY),
 // [driver.HandoffWatcher] (a first-come, first-served waiter queue) and
-// interfaces. Create the tables once with [Setup] (or
-// apply the shipped schema.sql, see [Schema]) and then build drivers with
-// [New].
+// [driver.PermitStore] (the permits of package semaphore) interfaces.
+// Create the tables once with [Setup] (or apply the shipped schema.sql, see
+// [Schema]) and then build drivers with [New].
 //
 // # Guarantees
 //
 // Every operation is one round trip to the server: a single statement, or
-// (Acquire, AllowN) a pipelined batch of two statements that runs in one
-// implicit transaction. The exception is the Release of a key that Guard
+// (Acquire, AllowN, AcquirePermit) a pipelined batch of two statements that
+// runs in one implicit transaction. The exception is the Release of a key that Guard
 // waiters are queued for: a second statement hands the key over (see
 // [Driver.WatchHandoff]). The time authority is the server clock,
 // clock_timestamp(), read after the rows involved are locked, so lock waits
@@ -142,14 +142,18 @@ type options struct {
 	// extendDelay is a test hook: a server-side sleep inserted into the
 	// Extend statement before it locks the row.
 	extendDelay time.Duration
+	// permitExtendHold is a test hook: a server-side sleep at the end of
+	// the ExtendPermit statement, while it holds the permit's row lock.
+	permitExtendHold time.Duration
 	// waiterLive is a test hook: the liveness of a queued waiter's place
 	// (0: waiterLive).
 	waiterLive time.Duration
 }
 
 // Tables names the driver's four tables. Empty fields take the defaults.
-// A fifth, the waiter queue of [Driver.WatchHandoff], is named after the
-// lock table: "<Locks>_waiters".
+// Two more are named after the lock table: the waiter queue of
+// [Driver.WatchHandoff], "<Locks>_waiters", and the semaphore permits of
+// [Driver.AcquirePermit], "<Locks>_permits".
 type Tables struct {
 	Locks   string // default "syncguard_locks"
 	Fences  string // default "syncguard_fence_counters"
@@ -269,11 +273,16 @@ func (t Tables) validate() error {
 			}
 		}
 	}
-	// The lock table's hand-off queue is "<Locks>_waiters".
+	// The lock table's hand-off queue is "<Locks>_waiters", its permit
+	// table "<Locks>_permits".
 	for _, n := range names[1:] {
 		if n == waitersTable(t.Locks) {
 			return driver.NewError(driver.InvalidArgument,
 				"table names must be different from the lock table's waiter table ("+waitersTable(t.Locks)+")")
+		}
+		if n == permitsTable(t.Locks) {
+			return driver.NewError(driver.InvalidArgument,
+				"table names must be different from the lock table's permit table ("+permitsTable(t.Locks)+")")
 		}
 	}
 	return nil
@@ -445,7 +454,9 @@ var errUnsupported = errors.ErrUnsupported
 // execution modes (pgx's default); it is useless with
 // QueryExecModeExec/SimpleProtocol and must not be used through PgBouncer
 // in transaction-pooling mode, where prepared statements do not stick to a
-// client connection.
+// client connection. The permit statements are left to pgx's statement
+// cache (prepared on first use), so that PrepareConn also works on a
+// database whose permit table Setup has not created yet.
 func PrepareConn(ctx context.Context, conn *pgx.Conn, opts ...Option) error {
 	o, err := buildOptions(opts)
 	if err != nil {

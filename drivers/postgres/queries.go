@@ -36,6 +36,8 @@ type queries struct {
 	resetRate, sweep     string
 	channel, listen      string
 	listenApp            string
+
+	permitQueries
 }
 
 func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
@@ -46,8 +48,8 @@ func buildQueries(o options) queries {
 	guard := strconv.FormatInt(driver.CleanupGuardMs, 10)
 	r := strings.NewReplacer(
 		"{L}", quote(t.Locks), "{F}", quote(t.Fences), "{W}", quote(waitersTable(t.Locks)),
-		"{R}", quote(t.Records), "{T}", quote(t.Rate),
-		"{TLIT}", t.Rate, // validated identifier: safe inside a literal
+		"{R}", quote(t.Records), "{T}", quote(t.Rate), "{P}", quote(permitsTable(t.Locks)),
+		"{TLIT}", t.Rate, "{PLIT}", permitsTable(t.Locks), // validated identifiers: safe inside a literal
 		"{NOW}", nowMsSQL, "{NOWNS}", nowNsSQL, "{NOWUS}", nowUsSQL,
 		"{TOL}", tol, "{GUARD}", guard,
 		"{FLOOR}", floorSQL, "{FMARGIN}", strconv.FormatInt(driver.FenceMarginMs*driver.FencePerMs, 10),
@@ -358,6 +360,7 @@ SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM
 	} {
 		*p = r.Replace(*p)
 	}
+	q.permitQueries = buildPermitQueries(r, o)
 	return q
 }
 

@@ -86,6 +86,11 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				_, _ = d.DeleteRecord(ctx, w, 1)
 				_, _ = d.AllowN(ctx, w, driver.RateLimit{Limit: 1, Period: time.Second, Burst: 1}, 1)
 				_ = d.ResetRate(ctx, w)
+				if p, err := d.AcquirePermit(ctx, w, 1, time.Minute); err == nil && p.Acquired {
+					_, _ = d.ExtendPermit(ctx, w, p.LockID, time.Minute)
+					_, _ = d.Permits(ctx, w)
+					_, _ = d.ReleasePermit(ctx, w, p.LockID)
+				}
 			}
 			measure := func(name string, fn func() error) {
 				t.Helper()
@@ -212,6 +217,50 @@ func TestOneRoundTripPerOperation(t *testing.T) {
 				return check(r.Allowed == 1, "AllowN = %+v", r)
 			})
 			measure("ResetRate", func() error { return d.ResetRate(ctx, key) })
+			var permit driver.AcquireResult
+			measure("AcquirePermit", func() error {
+				r, err := d.AcquirePermit(ctx, key, 1, time.Minute)
+				permit = r
+				if err != nil {
+					return err
+				}
+				return check(r.Acquired && r.Fence > 0, "AcquirePermit = %+v", r)
+			})
+			measure("AcquirePermit (full)", func() error {
+				r, err := d.AcquirePermit(ctx, key, 1, time.Minute)
+				if err != nil {
+					return err
+				}
+				return check(!r.Acquired && r.Reason == driver.ReasonLocked, "AcquirePermit of a full key = %+v", r)
+			})
+			measure("ExtendPermit", func() error {
+				r, err := d.ExtendPermit(ctx, key, permit.LockID, time.Minute)
+				if err != nil {
+					return err
+				}
+				return check(r.OK, "ExtendPermit = %+v", r)
+			})
+			measure("Permits", func() error {
+				p, err := d.Permits(ctx, key)
+				if err != nil {
+					return err
+				}
+				return check(len(p) == 1 && p[0].Fence == permit.Fence, "Permits = %+v", p)
+			})
+			measure("ReleasePermit", func() error {
+				r, err := d.ReleasePermit(ctx, key, permit.LockID)
+				if err != nil {
+					return err
+				}
+				return check(r.OK, "ReleasePermit = %+v", r)
+			})
+			measure("ReleasePermit (not found)", func() error {
+				r, err := d.ReleasePermit(ctx, key, permit.LockID)
+				if err != nil {
+					return err
+				}
+				return check(!r.OK && r.Detail == driver.DetailNotFound, "second ReleasePermit = %+v", r)
+			})
 			rr, err := d.Release(ctx, "", held.LockID)
 			if err != nil || !rr.OK {
 				t.Errorf("final Release = %+v, %v", rr, err)

@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS "syncguard_locks_waiters" (
 );
 CREATE INDEX IF NOT EXISTS "syncguard_locks_waiters_idx" ON "syncguard_locks_waiters" (key, seq);
 
--- Fence counters: never deleted, never expire.
+-- Fence counters: a lock's under "fence:<key>", a semaphore's permit
+-- counter under "permit:<key>". Sweep deletes a counter once the fence floor
+-- has passed it by the margin (the next fence is then the floor).
 CREATE TABLE IF NOT EXISTS "syncguard_fence_counters" (
     fence_key text   NOT NULL PRIMARY KEY,
     fence     bigint NOT NULL DEFAULT 0,
@@ -56,3 +58,17 @@ CREATE TABLE IF NOT EXISTS "syncguard_rate" (
     tat_ns bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS "syncguard_rate_tat_idx" ON "syncguard_rate" (tat_ns);
+
+-- Permits of the semaphore package (Driver.AcquirePermit): one row per held
+-- (or expired, not yet pruned) permit. Acquisitions prune a key's expired
+-- permits; Sweep deletes those expired by more than the cleanup guard.
+CREATE TABLE IF NOT EXISTS "syncguard_locks_permits" (
+    key            text    NOT NULL,            -- storage (base) key
+    permit_id      text    NOT NULL,
+    fence          bigint  NOT NULL,
+    lim            integer NOT NULL,            -- the limit it was acquired with
+    expires_at_ms  bigint  NOT NULL,
+    acquired_at_ms bigint  NOT NULL,
+    PRIMARY KEY (key, permit_id)
+);
+CREATE INDEX IF NOT EXISTS "syncguard_locks_permits_idx" ON "syncguard_locks_permits" (expires_at_ms);

@@ -66,7 +66,7 @@ func TestSchemaFileMatchesSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = conn.Conn().PgConn().Exec(ctx, `DROP TABLE syncguard_locks, syncguard_fence_counters, syncguard_records, syncguard_rate;
+	_, err = conn.Conn().PgConn().Exec(ctx, `DROP TABLE syncguard_locks, syncguard_locks_waiters, syncguard_locks_permits, syncguard_fence_counters, syncguard_records, syncguard_rate;
 BEGIN;
 `+string(file)+`
 COMMIT;`).ReadAll()
@@ -129,5 +129,11 @@ func TestCustomTableNames(t *testing.T) {
 	}
 	if _, err := d.AllowN(ctx, "rate", driver.RateLimit{Limit: 10, Period: 1e9, Burst: 1}, 1); err != nil {
 		t.Errorf("AllowN: %v", err)
+	}
+	if p, err := d.AcquirePermit(ctx, "custom", 2, 30e9); err != nil || !p.Acquired {
+		t.Errorf("AcquirePermit = %+v, %v", p, err)
+	}
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM "MyLocks_permits"`).Scan(&n); err != nil || n != 1 {
+		t.Errorf(`rows in "MyLocks_permits" = %d, %v; want 1`, n, err)
 	}
 }

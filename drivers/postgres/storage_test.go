@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 
 // TestStorageFollowsLiveLocks: 20,000 distinct keys locked and released
 // leave one fence counter each until the floor has passed them by
-// FenceMarginMs; a Sweep after that returns every table to its baseline.
+// FenceMarginMs; so do 1,000 keys given a permit each (released, or left
+// to expire), whose permit rows go as they are released or once expired;
+// a Sweep after that returns every table to its baseline.
 func TestStorageFollowsLiveLocks(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t, nil)
@@ -21,7 +24,7 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 	rows := func() map[string]int {
 		t.Helper()
 		out := map[string]int{}
-		for _, tb := range []string{"syncguard_locks", "syncguard_fence_counters", "syncguard_records", "syncguard_rate", "syncguard_locks_waiters"} {
+		for _, tb := range []string{"syncguard_locks", "syncguard_fence_counters", "syncguard_records", "syncguard_rate", "syncguard_locks_waiters", "syncguard_locks_permits"} {
 			var n int
 			if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM `+tb).Scan(&n); err != nil {
 				t.Fatal(err)
@@ -39,6 +42,36 @@ func TestStorageFollowsLiveLocks(t *testing.T) {
 	right := rows()
 	if right["syncguard_fence_counters"] != base["syncguard_fence_counters"]+n {
 		t.Errorf("right after: %v; want %d more fence counters", right, n)
+	}
+	// Permits: 1,000 keys, every 50th permit left to expire (100ms).
+	const np = 1000
+	const leftOver = np / 50
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < np; i += 8 {
+				ttl := time.Minute
+				if i%50 == 0 {
+					ttl = 100 * time.Millisecond
+				}
+				r, err := d.AcquirePermit(ctx, "permit:"+strconv.Itoa(i), 2, ttl)
+				if err != nil || !r.Acquired {
+					t.Errorf("AcquirePermit = %+v, %v", r, err)
+					return
+				}
+				if ttl == time.Minute {
+					if rr, err := d.ReleasePermit(ctx, "permit:"+strconv.Itoa(i), r.LockID); err != nil || !rr.OK {
+						t.Errorf("ReleasePermit = %+v, %v", rr, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := rows(); got["syncguard_locks_permits"] != base["syncguard_locks_permits"]+leftOver ||
+		got["syncguard_fence_counters"] != right["syncguard_fence_counters"]+np {
+		t.Errorf("after the permits: %v; want %d permits and %d more fence counters", got, leftOver, np)
 	}
 	// A sweep keeps the counters of keys locked within the margin.
 	for i := range 100 {
