@@ -183,25 +183,31 @@ func (e *Election[C]) Leader(ctx context.Context) (Leader, error) {
 	return Leader{Term: info.Fence}, nil
 }
 
-// Observe returns a channel that receives the current leader (if any) and
-// then every new leader, in term order, until ctx ends, when it is
-// closed. It reads the election every poll interval ([WithPollInterval]);
-// terms that began and ended between two reads are still delivered, as
-// long as no more than 16 leaders came between them. A failed read is
-// retried at the next interval.
+// Observe returns a channel that receives the leader current when Observe
+// is called (if any) and then every later leader, in term order, until ctx
+// ends, when it is closed. Observe reads the election once before it
+// returns, then every poll interval ([WithPollInterval]); terms that began
+// and ended between two reads are still delivered, as long as no more than
+// 16 leaders came between them. A failed read is retried at the next
+// interval.
 func (e *Election[C]) Observe(ctx context.Context) <-chan Leader {
 	ch := make(chan Leader)
+	cur, last, err := e.baseline(ctx)
 	go func() {
 		defer close(ch)
-		var last syncguard.Fence
-		if cur, err := e.Leader(ctx); err == nil {
-			if !send(ctx, ch, cur) {
-				return
-			}
-			last = cur.Term
-		}
 		t := time.NewTicker(e.poll)
 		defer t.Stop()
+		for err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			cur, last, err = e.baseline(ctx)
+		}
+		if cur != nil && !send(ctx, ch, *cur) {
+			return
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -223,6 +229,28 @@ func (e *Election[C]) Observe(ctx context.Context) <-chan Leader {
 		}
 	}()
 	return ch
+}
+
+// baseline is where an observer starts: the current leader, if it has
+// published its value, and the last term it need not deliver. The history
+// is read before the lock, so a leader elected in between has a greater
+// term than last and is delivered by the next poll.
+func (e *Election[C]) baseline(ctx context.Context) (cur *Leader, last syncguard.Fence, err error) {
+	h, err := e.history(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	info, err := e.g.Lookup(ctx, e.key)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i, l := range h {
+		last = max(last, l.Term)
+		if info != nil && l.Term == info.Fence {
+			cur = &h[i]
+		}
+	}
+	return cur, last, nil
 }
 
 func send(ctx context.Context, ch chan<- Leader, l Leader) bool {

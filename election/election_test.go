@@ -232,3 +232,29 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// TestObserveStartsNow: an observer started when nobody leads does not
+// replay past terms; it delivers the next leader.
+func TestObserveStartsNow(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	e := newElection(t, memory.New(), election.WithPollInterval(10*time.Millisecond))
+	for range 3 {
+		l, err := e.Campaign(ctx, []byte("past"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Resign(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := e.Observe(ctx)
+	l, err := e.Campaign(ctx, []byte("next"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := election.Leader{Term: syncguard.FenceOf(l), Value: []byte("next")}
+	if got := <-ch; !cmp.Equal(got, want) {
+		t.Errorf("first observed %+v; want %+v", got, want)
+	}
+}
