@@ -178,6 +178,7 @@ func registry[C driver.Capabilities]() []testCase[C] {
 		{id: "P09_invalid_input", fn: p09[C]},
 		{id: "P10_context_errors", fn: p10[C]},
 		{id: "P11_semaphore_end_to_end", fn: p11[C]},
+		{id: "P12_waiters_wake_on_release", fn: p12[C]},
 		// Leader election, docs/contract.md#leader-election (election.go)
 		{id: "E01_no_two_leaders_terms_increase", fn: e01[C]},
 		{id: "E02_observers_see_every_leader_in_order", fn: e02[C]},

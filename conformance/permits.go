@@ -13,7 +13,7 @@ import (
 	"github.com/syncguard/syncguard/semaphore"
 )
 
-// Permits (docs/contract.md#permits): P01–P11.
+// Permits (docs/contract.md#permits): P01–P12.
 
 func (c *tc[C]) acquirePermit(key string, limit int, ttl time.Duration) driver.AcquireResult {
 	c.Helper()
@@ -359,6 +359,58 @@ func p11[C driver.Capabilities](c *tc[C]) {
 	if n, err := s.Held(c.ctx, k); err != nil || n != 1 {
 		c.Errorf("Held = %d, %v; want 1", n, err)
 	}
+}
+
+// P12: a waiter of a full semaphore wakes when a permit is released
+// (driver.PermitWatcher): it gets the permit long before its backoff
+// would have retried.
+func p12[C driver.Capabilities](c *tc[C]) {
+	if _, ok := c.p.(driver.PermitWatcher); !ok {
+		c.Skip("the permit store is no driver.PermitWatcher: waiters of a full semaphore poll")
+	}
+	k := c.key("sem")
+	held, err := c.p.AcquirePermit(c.ctx, k, 1, time.Minute)
+	if err != nil || !held.Acquired {
+		c.Fatalf("AcquirePermit = %+v, %v", held, err)
+	}
+	// The waiter is another driver value, as another process would have.
+	d := c.h.Driver()
+	p := any(d).(driver.PermitStore)
+	s, err := semaphore.New[syncguard.Fenced](watchedFencedPermits[C]{fencedPermits[C]{d, p}, p.(driver.PermitWatcher)}, 1)
+	if err != nil {
+		c.Fatalf("semaphore.New: %v", err)
+	}
+	const backoff = 30 * time.Second
+	got := make(chan error, 1)
+	go func() {
+		l, err := s.Acquire(c.ctx, k, syncguard.RetryDelay(backoff), syncguard.Backoff(syncguard.BackoffFixed), syncguard.Timeout(2*backoff))
+		if err == nil {
+			_, err = l.Release(c.ctx)
+		}
+		got <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // most likely waiting by now; either way it must not wait out its backoff
+	released := time.Now()
+	if r, err := c.p.ReleasePermit(c.ctx, k, held.LockID); err != nil || !r.OK {
+		c.Fatalf("ReleasePermit = %+v, %v", r, err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			c.Fatalf("Acquire: %v", err)
+		}
+		if took := time.Since(released); took > 5*time.Second {
+			c.Errorf("the waiter got the permit %v after the release; want it woken at once", took)
+		}
+	case <-time.After(backoff / 2):
+		c.Fatalf("the waiter did not get the permit within %v of the release (its backoff is %v)", backoff/2, backoff)
+	}
+}
+
+// watchedFencedPermits is fencedPermits with the store's release watcher.
+type watchedFencedPermits[C driver.Capabilities] struct {
+	fencedPermits[C]
+	driver.PermitWatcher
 }
 
 // fencedPermits is a fencing driver under test as a

@@ -34,6 +34,19 @@ type PermitStore interface {
 	Permits(ctx context.Context, key string) ([]LockInfo, error)
 }
 
+// PermitWatcher is an optional [PermitStore] interface, the permits'
+// [ReleaseWatcher]: it tells waiters that a permit of key may have been
+// released, so that a waiter of a full semaphore retries at once instead
+// of sleeping its whole backoff. Spurious wake-ups are allowed; missed ones
+// are bounded by the backoff fallback.
+type PermitWatcher interface {
+	// WatchPermits subscribes to permit releases of key, as
+	// [ReleaseWatcher.WatchRelease] does to lock releases. The returned
+	// channel receives a value (or is closed) when a permit of key may have
+	// been released; stop ends the subscription and must be called once.
+	WatchPermits(ctx context.Context, key string) (ch <-chan struct{}, stop func(), err error)
+}
+
 // MaxPermits is the largest permit count of a semaphore.
 const MaxPermits = 1000
 

@@ -46,7 +46,11 @@ func New[C syncguard.Fenced](d driver.Driver[C], permits int, opts ...syncguard.
 	if !ok {
 		return nil, driver.NewError(driver.InvalidArgument, "semaphore: the driver keeps no permits (it is no driver.PermitStore)")
 	}
-	g := syncguard.New[C](&permitLocks[C]{ps: ps, caps: d.Capabilities(), n: permits}, opts...)
+	var locks driver.Driver[C] = &permitLocks[C]{ps: ps, caps: d.Capabilities(), n: permits}
+	if pw, ok := ps.(driver.PermitWatcher); ok {
+		locks = watchedPermits[C]{locks.(*permitLocks[C]), pw}
+	}
+	g := syncguard.New[C](locks, opts...)
 	if err := g.Err(); err != nil {
 		return nil, err
 	}
@@ -120,4 +124,16 @@ func (p *permitLocks[C]) LookupByKey(ctx context.Context, key string) (*driver.L
 
 func (p *permitLocks[C]) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
 	return nil, driver.NewError(driver.InvalidArgument, "semaphore: permits have no lock-ID index")
+}
+
+// watchedPermits is permitLocks over a store that signals permit releases:
+// a waiter of a full semaphore retries when a permit is released instead
+// of sleeping its whole backoff.
+type watchedPermits[C driver.Capabilities] struct {
+	*permitLocks[C]
+	pw driver.PermitWatcher
+}
+
+func (w watchedPermits[C]) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return w.pw.WatchPermits(ctx, key)
 }

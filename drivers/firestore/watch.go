@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"cloud.google.com/go/firestore"
 	"github.com/syncguard/syncguard/driver"
 )
 
@@ -22,25 +23,61 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	if err != nil {
 		return nil, nil, err
 	}
+	first, holder := true, ""
+	return d.watchDoc(ctx, k, d.locks.Doc(base), func(s *firestore.DocumentSnapshot) bool {
+		l, ok := decodeLock(s)
+		free := !ok || !driver.IsLive(l.expiresAtMs, d.nowMs())
+		wake := free || (!first && l.lockID != holder)
+		first, holder = false, l.lockID
+		return wake
+	})
+}
+
+// WatchPermits subscribes to permit releases of key
+// ([driver.PermitWatcher]) through a snapshot listener on its permit
+// document, as WatchRelease does on the lock document: the channel holds a
+// signal on return (the waiter makes one more attempt), then receives a
+// value whenever a permit it saw leaves the document (released, or pruned
+// after expiry by another call).
+func (d *Driver) WatchPermits(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	k, ref, err := d.permitRef(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	var seen map[string]bool // nil before the first snapshot
+	return d.watchDoc(ctx, k, ref, func(s *firestore.DocumentSnapshot) bool {
+		pd, _ := decodePermits(s) // a malformed document wakes: its acquirers see the error
+		wake := seen == nil
+		cur := make(map[string]bool, len(pd.holders))
+		for _, p := range pd.holders {
+			cur[p.id] = true
+		}
+		for id := range seen {
+			wake = wake || !cur[id]
+		}
+		seen = cur
+		return wake
+	})
+}
+
+// watchDoc runs a snapshot listener on ref for key k and signals the
+// returned channel (capacity one; signals coalesce) whenever wake, called
+// with each snapshot in order (the first is the document's state when the
+// listener starts), reports true. It returns once the first snapshot has
+// been seen; if the listener fails later, the channel is closed.
+func (d *Driver) watchDoc(ctx context.Context, k string, ref *firestore.DocumentRef, wake func(*firestore.DocumentSnapshot) bool) (<-chan struct{}, func(), error) {
 	if err := d.bgCtx.Err(); err != nil {
 		return nil, nil, driver.NewError(driver.ServiceUnavailable, "firestore: driver closed")
 	}
 	wctx, cancel := context.WithCancel(d.bgCtx)
-	it := d.locks.Doc(base).Snapshots(wctx)
+	it := ref.Snapshots(wctx)
 	ch := make(chan struct{}, 1)
 	ready := make(chan error, 1)
-	signal := func() {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
 	d.bg.Add(1)
 	go func() {
 		defer d.bg.Done()
 		defer it.Stop()
 		first := true
-		holder := ""
 		for {
 			s, err := it.Next()
 			if err != nil {
@@ -52,21 +89,16 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 				}
 				return
 			}
-			l, ok := decodeLock(s)
-			free := !ok || !driver.IsLive(l.expiresAtMs, d.nowMs())
+			if wake(s) {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
 			if first {
 				first = false
-				if free {
-					signal()
-				}
-				holder = l.lockID
 				ready <- nil
-				continue
 			}
-			if free || l.lockID != holder {
-				signal()
-			}
-			holder = l.lockID
 		}
 	}()
 	var once sync.Once

@@ -119,6 +119,7 @@ type shard struct {
 	rates   map[string]*rateEntry   // GCRA state by normalised key
 	permits map[string]*permitSet   // semaphore state by normalised key
 	watch   map[string][]*watcher   // release watchers by normalised key
+	pwatch  map[string][]*watcher   // permit release watchers by normalised key
 	lockExp minHeap[*keyState]      // held locks by expiry (ms)
 	keepExp minHeap[*keepEntry]     // key states by when their fence counter may go (ms)
 	recExp  minHeap[*recordEntry]   // records with a TTL by expiry (ms)
@@ -171,6 +172,7 @@ func New(opts ...Option) *Driver {
 		sh.rates = make(map[string]*rateEntry)
 		sh.permits = make(map[string]*permitSet)
 		sh.watch = make(map[string][]*watcher)
+		sh.pwatch = make(map[string][]*watcher)
 	}
 	for i := range d.idx {
 		d.idx[i].ids = make(map[string]*keyState)

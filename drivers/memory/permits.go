@@ -89,10 +89,11 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 // ReleasePermit deletes the live permit permitID of key.
 func (d *Driver) ReleasePermit(ctx context.Context, key, permitID string) (driver.ReleaseResult, error) {
 	var res driver.ReleaseResult
-	err := d.onPermit(ctx, key, permitID, func(ps *permitSet, i int, _ int64, detail string) {
+	err := d.onPermit(ctx, key, permitID, func(sh *shard, k string, ps *permitSet, i int, _ int64, detail string) {
 		if res.Detail = detail; detail == "" {
 			ps.holders = slices.Delete(ps.holders, i, i+1)
 			res.OK = true
+			signal(sh.pwatch[k])
 		}
 	})
 	return res, err
@@ -106,7 +107,7 @@ func (d *Driver) ExtendPermit(ctx context.Context, key, permitID string, ttl tim
 		return driver.ExtendResult{}, err
 	}
 	var res driver.ExtendResult
-	err = d.onPermit(ctx, key, permitID, func(ps *permitSet, i int, nowMs int64, detail string) {
+	err = d.onPermit(ctx, key, permitID, func(_ *shard, _ string, ps *permitSet, i int, nowMs int64, detail string) {
 		if res.Detail = detail; detail == "" {
 			res.OK, res.ExpiresAtMs = true, nowMs+ttlMs
 			ps.holders[i].expiresAtMs = res.ExpiresAtMs
@@ -116,10 +117,11 @@ func (d *Driver) ExtendPermit(ctx context.Context, key, permitID string, ttl tim
 }
 
 // onPermit checks a call on the permit (key, permitID) and runs fn under
-// the shard's mutex with the key's pruned permit set, the permit's index
-// and the time, or with detail "expired" or "not-found" (and ps nil when
-// the key has no set). The set is settled afterwards.
-func (d *Driver) onPermit(ctx context.Context, key, permitID string, fn func(ps *permitSet, i int, nowMs int64, detail string)) error {
+// the mutex of the key's shard sh with the normalised key k, its pruned
+// permit set, the permit's index and the time, or with detail "expired" or
+// "not-found" (and ps nil when the key has no set). The set is settled
+// afterwards.
+func (d *Driver) onPermit(ctx context.Context, key, permitID string, fn func(sh *shard, k string, ps *permitSet, i int, nowMs int64, detail string)) error {
 	if err := driver.ValidateLockID(permitID); err != nil {
 		return err
 	}
@@ -133,7 +135,7 @@ func (d *Driver) onPermit(ctx context.Context, key, permitID string, fn func(ps 
 	nowMs, nowNs := d.now()
 	ps := sh.permits[k]
 	if ps == nil {
-		fn(nil, -1, nowMs, driver.DetailNotFound)
+		fn(sh, k, nil, -1, nowMs, driver.DetailNotFound)
 		return nil
 	}
 	find := func() int { return slices.IndexFunc(ps.holders, func(p permit) bool { return p.id == permitID }) }
@@ -142,11 +144,11 @@ func (d *Driver) onPermit(ctx context.Context, key, permitID string, fn func(ps 
 	ps.prune(nowMs)
 	switch {
 	case expired:
-		fn(ps, -1, nowMs, driver.DetailExpired)
+		fn(sh, k, ps, -1, nowMs, driver.DetailExpired)
 	case i < 0:
-		fn(ps, -1, nowMs, driver.DetailNotFound)
+		fn(sh, k, ps, -1, nowMs, driver.DetailNotFound)
 	default:
-		fn(ps, find(), nowMs, "")
+		fn(sh, k, ps, find(), nowMs, "")
 	}
 	sh.settle(k, ps, nowNs)
 	return nil

@@ -37,8 +37,21 @@ type permitQueries struct {
 }
 
 // buildPermitQueries renders the permit statements with r (the table
-// names and clock expressions of buildQueries) and the test hooks of o.
-func buildPermitQueries(r *strings.Replacer, o options) permitQueries {
+// names and clock expressions of buildQueries), the wake-ups and test
+// hooks of o, and listening, the SQL probe for a LISTEN connection of the
+// lock table.
+func buildPermitQueries(r *strings.Replacer, o options, listening string) permitQueries {
+	// A release wakes the permit watchers of its key (WatchPermits) as a
+	// lock release does the lock's: $3 channel, $4 whether a listener was
+	// seen (Driver.listenerSeen), NULL to probe now.
+	notify, probe := ``, `NULL::bool, 0::bigint`
+	if o.wakeups {
+		notify = `, ntf AS MATERIALIZED (
+  SELECT pg_notify($3::text, md5('` + permitNotifyPrefix + `' || $1::text)) FROM del
+  WHERE COALESCE($4::bool, ` + listening + `)
+)`
+		probe = `CASE WHEN $4::bool IS NULL THEN ` + listening + ` END, (SELECT count(*) FROM ntf)`
+	}
 	hold := "0"
 	if o.permitExtendHold > 0 {
 		hold = `(SELECT count(*) FROM (SELECT pg_sleep(` +
@@ -89,11 +102,12 @@ func buildPermitQueries(r *strings.Replacer, o options) permitQueries {
 SELECT d.free, d.next, (SELECT fence FROM ins), (SELECT expires_at_ms FROM ins), (SELECT count(*) FROM fw)
 FROM dec d`,
 
-		// $1 key, $2 permit ID. Locks the row, then reads the clock; deletes
-		// it, live (OK) or expired (reported as such). Like a lock release
-		// it commits asynchronously (see the release query): a lost
-		// permit release only keeps the permit until its TTL, and any later
-		// acquisition that saw it flushes the WAL past it.
+		// $1 key, $2 permit ID (and $3, $4 of notify). Locks the row,
+		// then reads the clock; deletes it, live (OK) or expired (reported
+		// as such), and notifies the key's permit watchers. Like a lock
+		// release it commits asynchronously (see the release query): a
+		// lost permit release only keeps the permit until its TTL, and any
+		// later acquisition that saw it flushes the WAL past it.
 		releasePermit: `WITH cur AS MATERIALIZED (
   SELECT expires_at_ms FROM {P} WHERE key = $1::text AND permit_id = $2::text FOR UPDATE
 ), clk AS MATERIALIZED (
@@ -101,8 +115,8 @@ FROM dec d`,
 ), del AS (
   DELETE FROM {P} p USING clk WHERE p.key = $1::text AND p.permit_id = $2::text
   RETURNING 1
-)
-SELECT (SELECT live FROM clk), (SELECT count(*) FROM del), set_config('synchronous_commit', 'off', true)`,
+)` + notify + `
+SELECT (SELECT live FROM clk), (SELECT count(*) FROM del), set_config('synchronous_commit', 'off', true), ` + probe,
 
 		// $1 key, $2 permit ID, $3 ttl ms. Locks the row, then reads the
 		// clock; extends a live permit, deletes an expired one. The last
@@ -214,9 +228,22 @@ func (d *Driver) compensatePermit(base, id string) {
 	d.goBackground(compensateTimeout, func(ctx context.Context) {
 		b := &pgx.Batch{}
 		b.Queue(d.q.permitLock, base)
-		b.Queue(d.q.releasePermit, base, id)
+		args, _, _ := d.permitReleaseArgs(base, id)
+		b.Queue(d.q.releasePermit, args...)
 		_ = d.pool.SendBatch(ctx, b).Close()
 	})
+}
+
+// permitReleaseArgs returns the arguments of the releasePermit statement
+// for the permit id of base and, with wake-ups on, the listener answer it
+// passes (nil: the statement probes) and when that answer was taken.
+func (d *Driver) permitReleaseArgs(base, id string) (args []any, seen *bool, probed time.Time) {
+	args = []any{base, id}
+	if d.opts.wakeups {
+		seen, probed = d.listenerSeen()
+		args = append(args, d.q.channel, seen)
+	}
+	return args, seen, probed
 }
 
 // checkPermitCall validates a permit ID and key and returns the normalised
@@ -241,10 +268,14 @@ func (d *Driver) ReleasePermit(ctx context.Context, key, permitID string) (drive
 	if err != nil {
 		return driver.ReleaseResult{}, err
 	}
-	var live *bool
+	args, seen, probed := d.permitReleaseArgs(base, permitID)
+	var live, answer *bool
 	var deleted int64
-	if err := d.pool.QueryRow(ctx, d.q.releasePermit, base, permitID).Scan(&live, &deleted, nil); err != nil {
+	if err := d.pool.QueryRow(ctx, d.q.releasePermit, args...).Scan(&live, &deleted, nil, &answer, nil); err != nil {
 		return driver.ReleaseResult{}, withLockID(withKey(mapError(ctx, err), k), permitID)
+	}
+	if seen == nil && answer != nil {
+		d.sawListener(*answer, probed)
 	}
 	switch {
 	case live == nil:

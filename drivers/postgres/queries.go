@@ -360,7 +360,7 @@ SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), (SELECT count(*) FROM
 	} {
 		*p = r.Replace(*p)
 	}
-	q.permitQueries = buildPermitQueries(r, o)
+	q.permitQueries = buildPermitQueries(r, o, listening)
 	return q
 }
 

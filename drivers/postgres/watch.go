@@ -107,6 +107,34 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	return w.ch, stop, nil
 }
 
+// permitNotifyPrefix starts the string whose md5 is the NOTIFY payload of
+// a key's permit releases: md5("permit:" + base). A lock key
+// "permit:<base>" shares it, which only makes a wake-up spurious.
+const permitNotifyPrefix = "permit:"
+
+// WatchPermits subscribes to permit releases of key ([driver.PermitWatcher])
+// on the LISTEN connection of WatchRelease: ReleasePermit notifies
+// md5("permit:" + key) as Release notifies md5(key). The channel holds a
+// signal on return, so that a release just before LISTEN took effect is
+// not missed (the waiter makes one more attempt); otherwise it behaves as
+// WatchRelease's.
+func (d *Driver) WatchPermits(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	_, base, err := driver.CheckKeyAs(ctx, key, baseKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := &watcher{ch: make(chan struct{}, 1)}
+	stop, _, err := d.subscribe(ctx, payloadFor(permitNotifyPrefix+base), w)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case w.ch <- struct{}{}:
+	default: // a release was notified already
+	}
+	return w.ch, stop, nil
+}
+
 // subscribe registers w for the key with payload hash h and waits (bounded
 // by ctx and listenReadyTimeout) until LISTEN is active. The returned stop
 // unregisters w; it is idempotent, and also runs when ctx ends. refused
