@@ -398,7 +398,9 @@ func redisNotApplied(err error) bool {
 
 // pgNotApplied: besides calls never sent, a server error (PgError: the
 // transaction was rolled back) or an error pgconn marks safe to retry
-// (nothing was sent) means no effect.
+// (nothing was sent) means no effect. The driver's errors do not claim
+// SafeToRetry for "conn closed", which pgx also reports for a batch sent
+// and then cut (drivers/postgres safeToRetry).
 func pgNotApplied(err error) bool {
 	if workload.NeverSent(err) || pgconn.SafeToRetry(err) {
 		return true

@@ -26,6 +26,9 @@ import (
 //   - network errors: NetworkTimeout for timeouts, ServiceUnavailable for
 //     refused/reset/closed connections, DNS failures and EOF;
 //   - anything else: Internal.
+//
+// A "conn closed" error keeps its cause behind [maybeSent], so that
+// pgconn.SafeToRetry of the result is false (see [safeToRetry]).
 func mapError(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -33,6 +36,9 @@ func mapError(ctx context.Context, err error) error {
 	var le *driver.LockError
 	if errors.As(err, &le) {
 		return err
+	}
+	if pgconn.SafeToRetry(err) && !safeToRetry(err) {
+		err = &maybeSent{err}
 	}
 	if ctx != nil && ctx.Err() != nil {
 		// The operation was interrupted by its context, whatever pgx
@@ -52,6 +58,30 @@ type wrapped struct {
 
 func (w *wrapped) Error() string   { return w.ctxErr.Error() + ": " + w.cause.Error() }
 func (w *wrapped) Unwrap() []error { return []error{w.ctxErr, w.cause} }
+
+// safeToRetry reports whether err proves that the request was never sent:
+// pgconn.SafeToRetry, except for a closed connection
+// (pgconn.ErrConnClosed). pgx (v5.12 and v5.13) reports a batch, or a
+// simple-protocol query, whose reply could not be read (the connection
+// broke after the request was written, so it may have run and committed)
+// as "conn closed": MultiResultReader.NextResult drops the read's error,
+// and the connection, closed by that error, answers the next read with
+// the error that pgx uses for a connection found closed before use, which
+// claims SafeToRetry. This is how QueryExecModeExec and
+// QueryExecModeSimpleProtocol, the modes for PgBouncer, send Acquire.
+func safeToRetry(err error) bool {
+	return pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed)
+}
+
+// maybeSent wraps an error that claims SafeToRetry although the request
+// may have been sent (see safeToRetry): pgconn.SafeToRetry of it, and of
+// the driver's errors that wrap it, is false. Error and errors.Is/As see
+// through it.
+type maybeSent struct{ err error }
+
+func (e *maybeSent) Error() string     { return e.err.Error() }
+func (e *maybeSent) Unwrap() error     { return e.err }
+func (e *maybeSent) SafeToRetry() bool { return false }
 
 func classify(err error) *driver.LockError {
 	mk := func(code driver.Code, msg string) *driver.LockError {

@@ -113,14 +113,15 @@ func (d *Driver) acquired(ctx context.Context, k, lockID string, free bool, next
 
 // outcomeUnknown reports whether an Acquire that failed with err may still
 // have committed: its context ended, or the connection failed after the
-// request may have been sent. A server error response means the
-// transaction was rolled back.
+// request may have been sent (anything but an error that proves it unsent,
+// see safeToRetry). A server error response means the transaction was
+// rolled back.
 func outcomeUnknown(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return true
 	}
 	var pgErr *pgconn.PgError
-	return !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err)
+	return !errors.As(err, &pgErr) && !safeToRetry(err)
 }
 
 // compensate undoes an Acquire of base whose outcome is unknown, in the

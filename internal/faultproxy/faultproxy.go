@@ -20,10 +20,12 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 	// delay is the per-chunk delay; blackhole holds every chunk; reset
-	// resets a connection instead of forwarding what the target sends.
+	// resets a connection instead of forwarding what the target sends;
+	// resetNext does so once.
 	delay     atomic.Int64
 	blackhole atomic.Bool
 	reset     atomic.Bool
+	resetNext atomic.Bool
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{}
@@ -87,7 +89,7 @@ func (p *Proxy) pipe(dst, src net.Conn, fromTarget bool) {
 			for p.blackhole.Load() && !p.isClosed() {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if fromTarget && p.reset.Load() {
+			if fromTarget && (p.reset.Load() || p.resetNext.CompareAndSwap(true, false)) {
 				if tc, ok := dst.(*net.TCPConn); ok {
 					_ = tc.SetLinger(0) // Close sends RST
 				}
@@ -138,6 +140,13 @@ func (p *Proxy) Slow(d time.Duration) { p.delay.Store(int64(d)) }
 // executed; their replies are lost, and so is every handshake of a
 // redialled connection.
 func (p *Proxy) Reset(on bool) { p.reset.Store(on) }
+
+// ResetNext arms a one-shot Reset: the next chunk the target sends, on
+// whichever connection, is dropped and that connection reset as under
+// Reset; later chunks pass. Exactly one request is executed with its reply
+// lost, and what the client does next (a compensation, a retry) goes
+// through.
+func (p *Proxy) ResetNext() { p.resetNext.Store(true) }
 
 // DropConns closes every open connection, keeping the listener: clients
 // see their connections end and redial, as after a server restart or a

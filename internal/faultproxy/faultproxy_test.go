@@ -87,6 +87,11 @@ func TestFaults(t *testing.T) {
 			want:  outcome{Executed: true, Reset: true},
 		},
 		{
+			name:  "reset next: request executed, reply lost, connection reset",
+			fault: func(p *Proxy) { p.ResetNext() },
+			want:  outcome{Executed: true, Reset: true},
+		},
+		{
 			name:  "blackhole: nothing passes, nothing is closed",
 			fault: func(p *Proxy) { p.Blackhole(true) },
 			want:  outcome{Timeout: true},
@@ -222,6 +227,33 @@ func TestResetEndsForNewConnections(t *testing.T) {
 	p.Reset(false)
 	if got := roundTrip(t, p.Addr(), "ok"); got != "ok" {
 		t.Fatalf("after Reset(false): %q; want %q", got, "ok")
+	}
+}
+
+// TestResetNextOnce: ResetNext resets the connection of the next reply
+// only; a reply after it, on another connection, passes.
+func TestResetNextOnce(t *testing.T) {
+	target, _ := echoServer(t)
+	p, err := Start(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.ResetNext()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read of the reply after ResetNext: %v; want ECONNRESET", err)
+	}
+	if got := roundTrip(t, p.Addr(), "next"); got != "next" {
+		t.Fatalf("the reply after the reset one: %q; want %q", got, "next")
 	}
 }
 

@@ -252,7 +252,9 @@ func RedisNotApplied(err error) bool {
 
 // PGNotApplied: besides calls never sent, a server error (PgError: the
 // transaction was rolled back) or an error pgconn marks safe to retry
-// (nothing was sent) means no effect.
+// (nothing was sent) means no effect. The driver's errors do not claim
+// SafeToRetry for "conn closed", which pgx also reports for a batch sent
+// and then cut (drivers/postgres safeToRetry).
 func PGNotApplied(err error) bool {
 	if workload.NeverSent(err) || pgconn.SafeToRetry(err) {
 		return true
