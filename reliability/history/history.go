@@ -18,6 +18,10 @@
 // infinity (math.MaxInt64), porcupine's documented way to say "this call may
 // take effect at any point after its invocation, or never": the model then
 // branches into both outcomes (a nondeterministic model).
+//
+// PermitModel (permits.go) checks permit histories of a driver.PermitStore
+// the same way, and CheckElection (election.go) adds the direct checks of
+// an election run, whose lock calls are checked with Model.
 package history
 
 import (
@@ -80,6 +84,9 @@ type Input struct {
 	TTLMs  int64  `json:"ttl,omitempty"`
 	Fence  uint64 `json:"f,omitempty"`
 	Value  string `json:"v,omitempty"`
+	// Limit is the permit count of a permit acquisition (permit histories
+	// only, see PermitModel).
+	Limit int `json:"n,omitempty"`
 	// CallMs is the invocation time in Unix ms (copied from the operation
 	// so that the model can reason about expiry).
 	CallMs int64 `json:"c"`
@@ -575,12 +582,16 @@ func (r Result) OK() bool { return r.Outcome == porcupine.Ok && len(r.Violations
 // not linearizable (or the check timed out), it writes porcupine's HTML
 // visualisation to a file under dir and returns its path.
 func Check(ops []Op, timeout time.Duration, dir, name string) Result {
-	res := Result{Stats: Summarise(ops), Violations: directChecks(ops)}
+	return check(Model(), directChecks, ops, timeout, dir, name)
+}
+
+// check is Check with the model and the direct checks given.
+func check(model porcupine.Model, direct func([]Op) []string, ops []Op, timeout time.Duration, dir, name string) Result {
+	res := Result{Stats: Summarise(ops), Violations: direct(ops)}
 	hist := make([]porcupine.Operation, 0, len(ops))
 	for _, o := range ops {
 		hist = append(hist, porcupine.Operation{ClientId: o.Client, Input: o.In, Call: o.Call, Output: o.Out, Return: o.Return})
 	}
-	model := Model()
 	outcome, info := porcupine.CheckOperationsVerbose(model, hist, timeout)
 	res.Outcome = outcome
 	if outcome != porcupine.Ok || len(res.Violations) > 0 {
