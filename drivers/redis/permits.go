@@ -43,11 +43,11 @@ var _ driver.PermitStore = (*Driver)(nil)
 // an expired permit's deletion takes it out of c and x, and deletes l and
 // x when the last permit with the smallest limit goes while others remain
 // (l is then unknown until the next grant reads the hash); an extension
-// lowers m when it shortens a permit below it. m is only lowered outside a
-// full read, so it stays a lower bound when the earliest permit goes; it
-// passes at most one TTL (plus the tolerance) later, and the next
-// acquisition reads the hash once and sets it exactly. A contended
-// acquisition writes nothing, not even the summary.
+// lowers m when it shortens a permit below it. Outside a full read m is
+// never raised, so it stays a lower bound when the earliest permit goes;
+// it passes at most the longest TTL in use plus the tolerance after it was
+// written, and the next acquisition then reads the hash once and sets it
+// exactly. A contended acquisition writes nothing, not even the summary.
 //
 // Storage follows the live permits: a granting AcquirePermit that reads
 // the hash deletes the permits that are no longer live (so the hash never
@@ -56,12 +56,13 @@ var _ driver.PermitStore = (*Driver)(nil)
 // the hash's expiry (PEXPIREAT) to max(latest live expiry + tolerance − 1
 // ms, keepAt(f)): it outlives every live permit and keeps the counter as
 // long as [driver.FenceKeepMs] asks (luaKeep, the lock rule). The fast
-// path, ExtendPermit only ever raise that expiry (GT), so it is at most
-// the latest expiry any permit has had since the last full read, plus the
-// tolerance. A release or an extension that leaves the hash without
-// permits deletes the summary and moves the expiry to keepAt(f), which
-// deletes the hash at once when the fence floor has passed f by the
-// margin.
+// path and ExtendPermit only ever raise that expiry (GT), to cover their
+// permit and the counter, so it is at most the later of the counter's
+// keep time and the latest expiry any permit has had since the last full
+// read, plus the tolerance. A release or an extension that leaves the
+// hash without permits deletes the summary and moves the expiry to
+// keepAt(f), which deletes the hash at once when the fence floor has
+// passed f by the margin.
 
 // luaPermitDrop defines drop(id, h, pl): it deletes the permit id, whose
 // limit is pl, and takes it out of the summary; h is the reply of
