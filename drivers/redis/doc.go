@@ -37,7 +37,7 @@
 //	syncguard:{tag}:id:<lockID>   lock-ID index → lock hash
 //	syncguard:{tag}:rec:<key>     fenced record
 //	syncguard:{tag}:rate:<key>    GCRA state
-//	syncguard:{tag}:sem:<key>     permits and their fence counter (one hash)
+//	syncguard:{tag}:sem:<key>     permits, their summary and fence counter (one hash)
 //
 // The slot is CRC16 of the key, as Redis computes slots, and the tag is the
 // shortest string hashing to it, so user keys spread over the cluster like

@@ -22,7 +22,7 @@ import (
 //	<prefix>:{<tag>}:rec:<body>     fenced record
 //	<prefix>:{<tag>}:rate:<body>    GCRA state
 //	<prefix>:{<tag>}:q:<body>       waiter queue (sorted set, see watch.go)
-//	<prefix>:{<tag>}:sem:<body>     permits and their fence counter (hash, see permits.go)
+//	<prefix>:{<tag>}:sem:<body>     permits, their summary and fence counter (hash, see permits.go)
 //
 // <tag> is the shortest string of [0-9A-Za-z] whose CRC16 is that slot, so
 // the tag is a function of the slot. A lock ID carries the slot of its lock

@@ -10,8 +10,9 @@ import (
 
 // TestPermitStorage checks the permit hash: one key per user key, apart
 // from the lock hash; an expiry that covers the latest live permit; expired
-// permits pruned by the next grant; and, once the last permit is gone, an
-// expiry no longer than the counter's keep time.
+// permits pruned by the next grant; a true summary; and, once the last
+// permit is gone, only the counter, with an expiry no longer than the
+// counter's keep time.
 func TestPermitStorage(t *testing.T) {
 	forModes(t, func(t *testing.T, d *Driver) {
 		ctx := context.Background()
@@ -46,8 +47,10 @@ func TestPermitStorage(t *testing.T) {
 		if err != nil || !long.Acquired {
 			t.Fatalf("AcquirePermit = %+v, %v", long, err)
 		}
-		if n := hlen(); n != 3 { // f and two permits
-			t.Fatalf("HLEN = %d; want 3", n)
+		if h := readSem(t, c, sem); len(h.permits) != 2 {
+			t.Fatalf("%d permits stored; want 2", len(h.permits))
+		} else {
+			checkSummary(t, h)
 		}
 		if ms := pttl(); ms < 60_000 || ms > 60_000+driver.ToleranceMs {
 			t.Errorf("PTTL = %d ms; want the minute-long permit's TTL plus up to the tolerance", ms)
@@ -61,8 +64,10 @@ func TestPermitStorage(t *testing.T) {
 		if err != nil || !third.Acquired {
 			t.Fatalf("AcquirePermit = %+v, %v", third, err)
 		}
-		if n := hlen(); n != 3 { // the expired permit was pruned by the grant
-			t.Errorf("HLEN after a grant past an expiry = %d; want 3", n)
+		if h := readSem(t, c, sem); len(h.permits) != 2 { // the expired permit was pruned by the grant
+			t.Errorf("%d permits stored after a grant past an expiry; want 2", len(h.permits))
+		} else {
+			checkSummary(t, h)
 		}
 		if r, err := d.ReleasePermit(ctx, "sem-storage", short.LockID); err != nil || r.OK || r.Detail != driver.DetailNotFound {
 			t.Errorf("ReleasePermit of the pruned permit = %+v, %v; want not-found", r, err)
@@ -82,7 +87,7 @@ func TestPermitStorage(t *testing.T) {
 			t.Errorf("PTTL of the empty permit hash = %d ms; want at most the counter's keep time %d ms", ms, keep)
 		}
 		if n := hlen(); n > 1 {
-			t.Errorf("HLEN of the empty permit hash = %d; want only the counter", n)
+			t.Errorf("HLEN of the empty permit hash = %d; want only the counter (no summary)", n)
 		}
 
 		// The counter continues: the next fence is greater.
