@@ -23,6 +23,7 @@ import (
 //	<prefix>:{<tag>}:rate:<body>    GCRA state
 //	<prefix>:{<tag>}:q:<body>       waiter queue (sorted set, see watch.go)
 //	<prefix>:{<tag>}:sem:<body>     permits, their summary and fence counter (hash, see permits.go)
+//	<prefix>:{<tag>}:semrel:<body>  permit release channel (SPUBLISH), not a key
 //
 // <tag> is the shortest string of [0-9A-Za-z] whose CRC16 is that slot, so
 // the tag is a function of the slot. A lock ID carries the slot of its lock
@@ -102,12 +103,13 @@ type keyNames struct {
 	sp   string // slot prefix
 }
 
-func (k keyNames) lock() string  { return k.sp + "lock:" + k.body }
-func (k keyNames) rec() string   { return k.sp + "rec:" + k.body }
-func (k keyNames) rate() string  { return k.sp + "rate:" + k.body }
-func (k keyNames) rel() string   { return k.sp + "rel:" + k.body }
-func (k keyNames) queue() string { return k.sp + "q:" + k.body }
-func (k keyNames) sem() string   { return k.sp + "sem:" + k.body }
+func (k keyNames) lock() string   { return k.sp + "lock:" + k.body }
+func (k keyNames) rec() string    { return k.sp + "rec:" + k.body }
+func (k keyNames) rate() string   { return k.sp + "rate:" + k.body }
+func (k keyNames) rel() string    { return k.sp + "rel:" + k.body }
+func (k keyNames) queue() string  { return k.sp + "q:" + k.body }
+func (k keyNames) sem() string    { return k.sp + "sem:" + k.body }
+func (k keyNames) semRel() string { return k.sp + "semrel:" + k.body }
 
 // keyFor is the prologue of an operation on one key: it normalises key,
 // derives its storage names and then checks ctx (so that bad input is

@@ -172,8 +172,10 @@ redis.call('PEXPIREAT', KEYS[1], string.format('%d', math.max(mx + ` + tolM1Str 
 return {1, n, exp}
 `
 
-// releasePermitScript: KEYS sem; ARGV permitID. Returns 1 released, -1
-// not found, -2 expired (the permit is deleted either way).
+// releasePermitScript: KEYS sem; ARGV permitID, release channel. Returns
+// 1 released, -1 not found, -2 expired (the permit is deleted either
+// way). Releasing a live permit wakes the key's permit watchers
+// (SPUBLISH; see WatchPermits).
 var releasePermitScript = luaKeep + luaPermitDrop + `
 local h = redis.call('HMGET', KEYS[1], ARGV[1], 'c', 'l', 'x', 'f')
 if not h[1] then return -1 end
@@ -181,7 +183,10 @@ if not h[1] then return -1 end
 local e, pl = string.match(h[1], '^(%d+)|%d+|(%d+)|')
 drop(ARGV[1], h, pl)
 e = tonumber(e)
-if e and e > now - ` + tolStr + ` then return 1 end
+if e and e > now - ` + tolStr + ` then
+  redis.pcall('SPUBLISH', ARGV[2], '')
+  return 1
+end
 return -2
 `
 
@@ -253,7 +258,7 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 	if err != nil {
 		if outcomeUnknown(err) {
 			d.bg.Add(1)
-			go d.releasePermitUnknown(sem, id)
+			go d.releasePermitUnknown(kn, id)
 		}
 		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
@@ -285,24 +290,20 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 // releasePermitUnknown releases permit id of the hash sem on a detached
 // context bounded by unknownOutcomeRelease, in the background
 // ([Driver.Close] waits for it). Its result is ignored.
-func (d *Driver) releasePermitUnknown(sem, id string) {
+func (d *Driver) releasePermitUnknown(kn keyNames, id string) {
 	defer d.bg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), unknownOutcomeRelease)
 	defer cancel()
-	_ = d.exec(ctx, d.s.releasePermit, []string{sem}, []string{id}).Error()
+	_ = d.exec(ctx, d.s.releasePermit, []string{kn.sem()}, []string{id, kn.semRel()}).Error()
 }
 
 // permitKey is the prologue of ReleasePermit and ExtendPermit: a valid
-// permit ID, the normalised key and its permit hash, then the context.
-func (d *Driver) permitKey(ctx context.Context, key, permitID string) (string, string, error) {
+// permit ID, the normalised key and its names, then the context.
+func (d *Driver) permitKey(ctx context.Context, key, permitID string) (string, keyNames, error) {
 	if err := driver.ValidateLockID(permitID); err != nil {
-		return "", "", err
+		return "", keyNames{}, err
 	}
-	k, kn, err := d.keyFor(ctx, key)
-	if err != nil {
-		return "", "", err
-	}
-	return k, kn.sem(), nil
+	return d.keyFor(ctx, key)
 }
 
 // ReleasePermit deletes the live permit permitID of key, in one script. Of
@@ -310,11 +311,11 @@ func (d *Driver) permitKey(ctx context.Context, key, permitID string) (string, s
 // "expired" for a permit past its tolerance window that was still stored
 // and "not-found" otherwise.
 func (d *Driver) ReleasePermit(ctx context.Context, key, permitID string) (driver.ReleaseResult, error) {
-	k, sem, err := d.permitKey(ctx, key, permitID)
+	k, kn, err := d.permitKey(ctx, key, permitID)
 	if err != nil {
 		return driver.ReleaseResult{}, err
 	}
-	code, err := d.exec(ctx, d.s.releasePermit, []string{sem}, []string{permitID}).AsInt64()
+	code, err := d.exec(ctx, d.s.releasePermit, []string{kn.sem()}, []string{permitID, kn.semRel()}).AsInt64()
 	if err != nil {
 		return driver.ReleaseResult{}, mapError(ctx, err, k, permitID)
 	}
@@ -340,11 +341,11 @@ func (d *Driver) ExtendPermit(ctx context.Context, key, permitID string, ttl tim
 	if err != nil {
 		return driver.ExtendResult{}, err
 	}
-	k, sem, err := d.permitKey(ctx, key, permitID)
+	k, kn, err := d.permitKey(ctx, key, permitID)
 	if err != nil {
 		return driver.ExtendResult{}, err
 	}
-	vals, err := d.exec(ctx, d.s.extendPermit, []string{sem}, []string{permitID, formatInt(ttlMs)}).ToArray()
+	vals, err := d.exec(ctx, d.s.extendPermit, []string{kn.sem()}, []string{permitID, formatInt(ttlMs)}).ToArray()
 	if err != nil {
 		return driver.ExtendResult{}, mapError(ctx, err, k, permitID)
 	}

@@ -67,6 +67,30 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	return w.c, stop, nil
 }
 
+// WatchPermits subscribes to permit releases of key
+// ([driver.PermitWatcher]) as WatchRelease does to lock releases: a
+// ReleasePermit of a live permit publishes on the key's permit channel
+// (SPUBLISH <prefix>:{<tag>}:semrel:<body>), and the driver keeps one
+// SSUBSCRIBE per key however many goroutines wait. The channel holds a
+// signal on return, so that a release just before the subscription was
+// confirmed is not missed (the waiter makes one more attempt); it is
+// closed if the subscription ends.
+func (d *Driver) WatchPermits(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	k, kn, err := d.keyFor(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, w, _, err := d.subscribe(ctx, kn.semRel(), "", k)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
+	return w.c, func() { d.hub.remove(s, w) }, nil
+}
+
 // WatchHandoff subscribes a queued waiter to releases of key (see
 // [driver.HandoffWatcher]); [syncguard.Guard] uses it when it calls the
 // driver directly.
