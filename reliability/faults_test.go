@@ -103,36 +103,29 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// faultWorkload runs clients against proxied (through the faults) and
-// direct (healthy path) backends on one store while inject runs, then
-// checks the merged history.
-func faultWorkload(t *testing.T, name string, proxied, direct driver.Backend, notApplied func(error) bool, inject func(ctx context.Context) int) {
+// runWithFaults runs one workload per entry of clients (workload i with
+// clients[i] clients) while inject runs, stops them half a second after
+// it returns, and reports their calls and unexpected errors.
+func runWithFaults(t *testing.T, name string, clients []int, inject func(ctx context.Context) int, run func(ctx context.Context, i, clients int) (*workload.Counts, []string)) {
 	t.Helper()
-	var rec history.Recorder
-	cfg := defaultConfig()
-	cfg.NotApplied = notApplied
-	cfg.OpTimeout = time.Second
-	cfg.Duration = time.Hour // ended by the injector
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	type result struct {
 		c *workload.Counts
 		p []string
 	}
-	results := make(chan result, 2)
-	for i, b := range []driver.Backend{proxied, direct} {
-		c := cfg
-		c.ClientBase = i * 10
-		c.Clients = 4 - 2*i // 4 through the proxy, 2 direct
+	results := make(chan result, len(clients))
+	for i, n := range clients {
 		go func() {
-			counts, problems := workload.Run(ctx, b, &rec, c)
-			results <- result{counts, problems}
+			c, p := run(ctx, i, n)
+			results <- result{c, p}
 		}()
 	}
 	start := time.Now()
 	injected := inject(ctx)
 	sleepCtx(ctx, 500*time.Millisecond)
 	cancel()
-	for range 2 {
+	for range clients {
 		r := <-results
 		for _, p := range r.p {
 			if !strings.Contains(p, "Internal") { // reported below by code
@@ -146,6 +139,24 @@ func faultWorkload(t *testing.T, name string, proxied, direct driver.Backend, no
 		}
 	}
 	t.Logf("%s: %d faults injected in %v", name, injected, time.Since(start).Round(time.Millisecond))
+}
+
+// faultWorkload runs clients against proxied (through the faults) and
+// direct (healthy path) backends on one store while inject runs, then
+// checks the merged history.
+func faultWorkload(t *testing.T, name string, proxied, direct driver.Backend, notApplied func(error) bool, inject func(ctx context.Context) int) {
+	t.Helper()
+	var rec history.Recorder
+	cfg := defaultConfig()
+	cfg.NotApplied = notApplied
+	cfg.OpTimeout = time.Second
+	cfg.Duration = time.Hour // ended by the injector
+	runWithFaults(t, name, []int{4, 2}, inject, func(ctx context.Context, i, clients int) (*workload.Counts, []string) {
+		c := cfg
+		c.ClientBase = i * 10
+		c.Clients = clients
+		return workload.Run(ctx, []driver.Backend{proxied, direct}[i], &rec, c)
+	})
 	res := checkHistory(t, name, rec.Ops())
 	if res.Stats.Unknown == 0 {
 		t.Logf("%s: note: no call had an unknown outcome", name)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,40 +232,13 @@ func permitFaultWorkload(t *testing.T, name string, proxied, direct driver.Permi
 	cfg.NotApplied = notApplied
 	cfg.OpTimeout = time.Second
 	cfg.Duration = time.Hour // ended by the injector
-	ctx, cancel := context.WithCancel(t.Context())
-	type result struct {
-		c *workload.Counts
-		p []string
-	}
-	results := make(chan result, 2)
-	for i, ps := range []driver.PermitStore{proxied, direct} {
+	runWithFaults(t, name, []int{6, 3}, inject, func(ctx context.Context, i, clients int) (*workload.Counts, []string) {
 		c := cfg
 		c.ClientBase = i * 10
-		c.Clients = 6 - 3*i // 6 through the proxy, 3 direct
+		c.Clients = clients
 		c.Seed += uint64(i)
-		go func() {
-			counts, problems := workload.RunPermits(ctx, ps, &rec, c)
-			results <- result{counts, problems}
-		}()
-	}
-	start := time.Now()
-	injected := inject(ctx)
-	sleepCtx(ctx, 500*time.Millisecond)
-	cancel()
-	for range 2 {
-		r := <-results
-		for _, p := range r.p {
-			if !strings.Contains(p, "Internal") { // reported below by code
-				t.Errorf("%s: %s", name, p)
-			}
-		}
-		ops, errs := r.c.Snapshot()
-		t.Logf("%s: %d calls, errors by code: %s", name, ops, workload.FormatErrors(errs))
-		if errs["unmapped"] > 0 || errs["InvalidArgument"] > 0 || errs["Internal"] > 0 {
-			t.Errorf("%s: unexpected error codes: %s", name, workload.FormatErrors(errs))
-		}
-	}
-	t.Logf("%s: %d faults injected in %v", name, injected, time.Since(start).Round(time.Millisecond))
+		return workload.RunPermits(ctx, []driver.PermitStore{proxied, direct}[i], &rec, c)
+	})
 	res := checkPermitHistory(t, name, rec.Ops())
 	if res.Stats.Unknown == 0 {
 		t.Logf("%s: note: no call had an unknown outcome", name)
