@@ -37,6 +37,7 @@ import (
 //	SYNCGUARD_REDIS_ADDR       single Redis node (default 127.0.0.1:6379)
 //	SYNCGUARD_REDIS_CLUSTER    seeds of a Redis Cluster (history check on a cluster)
 //	SYNCGUARD_POSTGRES_URL     PostgreSQL (default postgres://postgres@127.0.0.1:5432/test)
+//	FIRESTORE_EMULATOR_HOST    the Firestore emulator (Firestore histories)
 //	SYNCGUARD_PG_BINDIR        PostgreSQL server binaries for the private crash instance
 //	SYNCGUARD_REQUIRE_BACKENDS=1  a missing service fails instead of skipping
 //	SYNCGUARD_RELIABILITY_CLUSTER_PORT  first of six free ports for the private
@@ -80,13 +81,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// leakOptions: rueidis's background goroutines (drivertest), and toxiproxy,
-// which tears links down asynchronously after Proxy.Stop.
-var leakOptions = append(drivertest.GoleakOptions(),
+// leakOptions: rueidis's background goroutines (drivertest), toxiproxy,
+// which tears links down asynchronously after Proxy.Stop, and the
+// Firestore client's (fsLeakOptions).
+var leakOptions = append(append(drivertest.GoleakOptions(),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run"),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).write"),
 	goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
-)
+), fsLeakOptions...)
 
 // privateRedisPort is the port of private redis-server i (1 to 3) of this
 // package: SYNCGUARD_PRIVATE_REDIS_PORT (default 6400) plus i.

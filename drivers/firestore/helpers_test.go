@@ -25,6 +25,9 @@ import (
 const projectID = "demo-test"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(killedChildEnv) != "" {
+		runKilledLeader() // a leader process of TestLeaderKilled; never returns
+	}
 	goleak.VerifyTestMain(m, fsLeakOptions...)
 }
 
@@ -65,8 +68,10 @@ func token() string {
 }
 
 // collectionOpts returns options selecting fresh collections.
-func collectionOpts() []Option {
-	s := token()
+func collectionOpts() []Option { return collectionOptsFor(token()) }
+
+// collectionOptsFor returns options selecting the collections of suffix s.
+func collectionOptsFor(s string) []Option {
 	return []Option{
 		WithCollections("locks_"+s, "fences_"+s),
 		WithRecordCollection("records_" + s),

@@ -196,7 +196,9 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 		}
 		exp := nowMs + ttlMs
 		pd.fence = int64(fence)
-		pd.holders = append(pd.holders, permitEntry{id: permitID, exp: exp, fence: int64(fence), limit: lim, acq: nowMs})
+		// The permit keeps its caller's limit, not the smaller one in
+		// force now (docs/contract.md#permits).
+		pd.holders = append(pd.holders, permitEntry{id: permitID, exp: exp, fence: int64(fence), limit: int64(limit), acq: nowMs})
 		if err := pd.write(tx, ref, k, nowT); err != nil {
 			return err
 		}

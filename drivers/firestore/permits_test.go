@@ -182,3 +182,38 @@ func TestCancelledAcquirePermitLeavesNoPermit(t *testing.T) {
 		t.Fatal("no AcquirePermit was cancelled: the test did not exercise the path")
 	}
 }
+
+// TestPermitKeepsItsCallersLimit: a permit counts with the limit its
+// caller passed (docs/contract.md#permits), not with the smaller limit in
+// force when it was granted: once the limit-2 holder leaves, two limit-3
+// holders leave room for a third.
+func TestPermitKeepsItsCallersLimit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, newClient(t))
+	const key = "callers-limit"
+	acquire := func(limit int) driver.AcquireResult {
+		t.Helper()
+		r, err := d.AcquirePermit(ctx, key, limit, time.Minute)
+		if err != nil {
+			t.Fatalf("AcquirePermit(limit %d): %v", limit, err)
+		}
+		return r
+	}
+	a := acquire(2)
+	if b := acquire(3); !b.Acquired || !a.Acquired {
+		t.Fatalf("first two permits: %+v, %+v; want both granted", a, b)
+	}
+	if r, err := d.ReleasePermit(ctx, key, a.LockID); err != nil || !r.OK {
+		t.Fatalf("ReleasePermit = %+v, %v", r, err)
+	}
+	if c := acquire(3); !c.Acquired {
+		t.Fatalf("second limit-3 permit refused: %+v", c)
+	}
+	if e := acquire(3); !e.Acquired {
+		t.Errorf("third limit-3 permit with two limit-3 holders refused: %+v; want granted", e)
+	}
+	if f := acquire(3); f.Acquired {
+		t.Errorf("fourth limit-3 permit granted: %+v; want refused", f)
+	}
+}

@@ -1,6 +1,6 @@
 // Command worker is the reliability suite's worker process: it runs the
-// history workload (or the paused-holder script) against one Redis or
-// PostgreSQL store and prints its recorded operations as JSON lines on
+// history workload (or the paused-holder script) against one Redis,
+// PostgreSQL or Firestore store and prints its recorded operations as JSON lines on
 // stdout, so that the test merges histories of several OS processes.
 //
 // Output lines are JSON objects with one of the fields
@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	gfirestore "cloud.google.com/go/firestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/drivers/firestore"
 	"github.com/syncguard/syncguard/drivers/postgres"
 	"github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/reliability/history"
@@ -41,13 +43,15 @@ import (
 
 func main() {
 	var (
-		backend    = flag.String("driver", "redis", "redis or postgres")
+		backend    = flag.String("driver", "redis", "redis, postgres or firestore")
 		addrs      = flag.String("addrs", "127.0.0.1:6379", "Redis addresses (comma-separated; more than one: cluster)")
 		prefix     = flag.String("prefix", "", "Redis key prefix")
 		dsn        = flag.String("dsn", "", "PostgreSQL URL")
 		schema     = flag.String("schema", "", "PostgreSQL schema (search_path)")
 		pgTables   = flag.String("pg-tables", "", "PostgreSQL table name prefix (tables <prefix>_locks, _fences, _records, _rate), for a pooler that drops search_path")
 		listenDSN  = flag.String("listen-dsn", "", "PostgreSQL URL of the LISTEN connection (the server itself, behind a pooler); with it, statements run in QueryExecModeExec, nothing prepared")
+		fsProject  = flag.String("fs-project", "demo-test", "Firestore project (the emulator: FIRESTORE_EMULATOR_HOST)")
+		fsSuffix   = flag.String("fs-suffix", "", "Firestore collection name suffix (collections locks_<suffix>, fences_, records_, rate_, permits_)")
 		mode       = flag.String("mode", "history", "history or pause")
 		clients    = flag.Int("clients", 2, "concurrent clients")
 		clientBase = flag.Int("client-base", 100, "id of the first client")
@@ -117,6 +121,18 @@ func main() {
 		defer d.Close()
 		b = d
 		notApplied = PGNotApplied
+	case "firestore":
+		c, err := gfirestore.NewClient(ctx, *fsProject)
+		if err != nil {
+			fail("firestore client: %v", err)
+		}
+		defer c.Close()
+		d, err := firestore.New(c, append(FirestoreCollections(*fsSuffix), firestore.WithMaxAttempts(25))...)
+		if err != nil {
+			fail("firestore driver: %v", err)
+		}
+		defer d.Close()
+		b = d
 	default:
 		fail("unknown driver %q", *backend)
 	}
@@ -261,4 +277,15 @@ func PGNotApplied(err error) bool {
 	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe)
+}
+
+// FirestoreCollections selects the collections of suffix s: locks_<s>,
+// fences_<s>, records_<s>, rate_<s> and permits_<s>.
+func FirestoreCollections(s string) []firestore.Option {
+	return []firestore.Option{
+		firestore.WithCollections("locks_"+s, "fences_"+s),
+		firestore.WithRecordCollection("records_" + s),
+		firestore.WithRateCollection("rate_" + s),
+		firestore.WithPermitCollection("permits_" + s),
+	}
 }
