@@ -208,6 +208,11 @@ func p06[C driver.Capabilities](c *tc[C]) {
 	c.wantFull(k, 1) // 1 held, the caller's limit 1
 	c.mustPermit(k, 5, 30*time.Second)
 	c.wantHeld(k, 2)
+	// Each permit keeps its caller's limit, not the one in force when it
+	// was granted: the second permit (limit 5, granted under limit 2) no
+	// longer restricts the key to 2.
+	c.mustPermit(k, 5, 30*time.Second)
+	c.wantHeld(k, 3)
 }
 
 // P07: under concurrent acquisitions through several driver values the
