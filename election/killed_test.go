@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,7 @@ import (
 const (
 	childEnv    = "SYNCGUARD_ELECTION_CHILD" // "redis" or "postgres"
 	childKeyEnv = "SYNCGUARD_ELECTION_KEY"
+	childResign = "SYNCGUARD_ELECTION_RESIGN" // "1": resign on SIGTERM, then exit
 	leaderTTL   = 2 * time.Second
 )
 
@@ -95,7 +97,17 @@ func runChild() {
 		os.Exit(2)
 	}
 	fmt.Println("elected", syncguard.FenceOf(l))
-	select {}
+	if os.Getenv(childResign) != "1" {
+		select {}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+	if err := e.Resign(ctx, l); err != nil {
+		fmt.Println("error:", err)
+		os.Exit(2)
+	}
+	os.Exit(0)
 }
 
 // TestLeaderKilled: the leader's process is SIGKILLed (no release, no
@@ -106,43 +118,7 @@ func TestLeaderKilled(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			g, closeAll, err := openGuard(ctx, backend)
-			if err != nil {
-				if os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "" {
-					t.Skipf("%s not reachable: %v", backend, err)
-				}
-				t.Fatal(err)
-			}
-			defer closeAll()
-			key := fmt.Sprintf("killed-leader-%d", time.Now().UnixNano())
-
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), childEnv+"="+backend, childKeyEnv+"="+key)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			line, err := bufio.NewReader(out).ReadString('\n')
-			if err != nil || !strings.HasPrefix(line, "elected ") {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("child: %q, %v", line, err)
-			}
-			oldTerm, err := driver.ParseFence(strings.TrimSpace(strings.TrimPrefix(line, "elected ")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			e, err := election.New(g, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cur, err := e.Leader(ctx); err != nil || cur.Term != oldTerm {
-				t.Fatalf("Leader = %+v, %v; want the child's term %v", cur, err, oldTerm)
-			}
-
+			e, cmd, oldTerm := startLeader(t, ctx, backend, false)
 			killed := time.Now()
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -167,4 +143,99 @@ func TestLeaderKilled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLeaderResigns: a leader process that resigns on SIGTERM (graceful
+// shutdown) hands over at once: a candidate already waiting in this
+// process, with a retry delay far above the TTL, is woken by the release
+// and elected within a fraction of the TTL.
+func TestLeaderResigns(t *testing.T) {
+	for _, backend := range []string{"redis", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			e, cmd, oldTerm := startLeader(t, ctx, backend, true)
+			type result struct {
+				l   *syncguard.Lease[syncguard.Fenced]
+				err error
+				at  time.Time
+			}
+			got := make(chan result, 1)
+			go func() {
+				l, err := e.Campaign(ctx, []byte("successor"), syncguard.TTL(leaderTTL),
+					syncguard.RetryDelay(30*time.Second), syncguard.Backoff(syncguard.BackoffFixed), syncguard.Timeout(time.Minute))
+				got <- result{l, err, time.Now()}
+			}()
+			time.Sleep(300 * time.Millisecond) // the candidate is most likely waiting; if not, it finds the key free
+			stopped := time.Now()
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child: %v", err)
+			}
+			r := <-got
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			defer r.l.Close()
+			took := r.at.Sub(stopped)
+			t.Logf("%s: new leader %v after the old one (term %v) resigned on SIGTERM: %v (TTL %v)",
+				backend, syncguard.FenceOf(r.l), oldTerm, took.Round(time.Millisecond), leaderTTL)
+			if syncguard.FenceOf(r.l) <= oldTerm {
+				t.Errorf("new term %v; want > %v", syncguard.FenceOf(r.l), oldTerm)
+			}
+			if took > leaderTTL/2 {
+				t.Errorf("new leader after %v; want well within the TTL %v (woken by the release)", took, leaderTTL)
+			}
+		})
+	}
+}
+
+// startLeader starts a child process that campaigns for a fresh key over
+// backend (and, with resign, resigns on SIGTERM) and returns the election
+// as this process sees it, the child and the child's term.
+func startLeader(t *testing.T, ctx context.Context, backend string, resign bool) (*election.Election[syncguard.Fenced], *exec.Cmd, syncguard.Fence) {
+	t.Helper()
+	g, closeAll, err := openGuard(ctx, backend)
+	if err != nil {
+		if os.Getenv("SYNCGUARD_REQUIRE_BACKENDS") == "" {
+			t.Skipf("%s not reachable: %v", backend, err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(closeAll)
+	key := fmt.Sprintf("killed-leader-%d", time.Now().UnixNano())
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+backend, childKeyEnv+"="+key)
+	if resign {
+		cmd.Env = append(cmd.Env, childResign+"=1")
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "elected ") {
+		t.Fatalf("child: %q, %v", line, err)
+	}
+	oldTerm, err := driver.ParseFence(strings.TrimSpace(strings.TrimPrefix(line, "elected ")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := election.New(g, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := e.Leader(ctx); err != nil || cur.Term != oldTerm {
+		t.Fatalf("Leader = %+v, %v; want the child's term %v", cur, err, oldTerm)
+	}
+	return e, cmd, oldTerm
 }
