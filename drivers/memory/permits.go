@@ -50,9 +50,7 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	nowMs, nowNs := d.now()
+	sh, nowMs, nowNs := d.lockShard(k)
 	ps := sh.permits[k]
 	if ps == nil {
 		ps = &permitSet{}
