@@ -127,10 +127,8 @@ func (d *Driver) onPermit(ctx context.Context, key, permitID string, fn func(sh 
 	if err != nil {
 		return err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
+	sh, nowMs, nowNs := d.lockShard(k)
 	defer sh.mu.Unlock()
-	nowMs, nowNs := d.now()
 	ps := sh.permits[k]
 	if ps == nil {
 		fn(sh, k, nil, -1, nowMs, driver.DetailNotFound)
@@ -158,10 +156,8 @@ func (d *Driver) Permits(ctx context.Context, key string) ([]driver.LockInfo, er
 	if err != nil {
 		return nil, err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
+	sh, nowMs, _ := d.lockShard(k)
 	defer sh.mu.Unlock()
-	nowMs, _ := d.now()
 	ps := sh.permits[k]
 	if ps == nil {
 		return nil, nil
