@@ -337,10 +337,7 @@ func (d *Driver) Release(ctx context.Context, _, lockID string) (driver.ReleaseR
 	detail, err := d.mutateByID(ctx, lockID, func(tx *firestore.Transaction, live *firestore.DocumentSnapshot) error {
 		return tx.Delete(live.Ref)
 	})
-	if err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	return driver.ReleaseResult{OK: detail == "", Detail: detail}, nil
+	return released(detail, err)
 }
 
 // Extend sets the expiry of the live lock lockID to now + ttl (client
@@ -358,6 +355,21 @@ func (d *Driver) Extend(ctx context.Context, _, lockID string, ttl time.Duration
 		exp = d.nowMs() + ttlMs
 		return tx.Update(live.Ref, []firestore.Update{{Path: "expiresAtMs", Value: exp}})
 	})
+	return extended(detail, exp, err)
+}
+
+// released is the result of a release whose transaction found detail
+// ("" when it deleted the lock or permit) or failed with err.
+func released(detail string, err error) (driver.ReleaseResult, error) {
+	if err != nil {
+		return driver.ReleaseResult{}, err
+	}
+	return driver.ReleaseResult{OK: detail == "", Detail: detail}, nil
+}
+
+// extended is the result of an extension whose transaction found detail
+// ("" when it set the expiry to exp) or failed with err.
+func extended(detail string, exp int64, err error) (driver.ExtendResult, error) {
 	if err != nil {
 		return driver.ExtendResult{}, err
 	}

@@ -279,10 +279,7 @@ func (d *Driver) ReleasePermit(ctx context.Context, key, permitID string) (drive
 	detail, err := d.mutatePermit(ctx, key, permitID, func(pd *permitDoc, i int, _ int64) {
 		pd.holders = slices.Delete(pd.holders, i, i+1)
 	})
-	if err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	return driver.ReleaseResult{OK: detail == "", Detail: detail}, nil
+	return released(detail, err)
 }
 
 // ExtendPermit sets the expiry of the live permit permitID of key to now +
@@ -301,13 +298,7 @@ func (d *Driver) ExtendPermit(ctx context.Context, key, permitID string, ttl tim
 		exp = nowMs + ttlMs
 		pd.holders[i].exp = exp
 	})
-	if err != nil {
-		return driver.ExtendResult{}, err
-	}
-	if detail != "" {
-		return driver.ExtendResult{Detail: detail}, nil
-	}
-	return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
+	return extended(detail, exp, err)
 }
 
 // Permits returns the live permits of key in fence order (one document

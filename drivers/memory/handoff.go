@@ -96,9 +96,7 @@ func (d *Driver) WarmHandoff(key string) *driver.Handoff {
 	if err != nil {
 		return nil
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	nowMs, _ := d.now()
+	sh, nowMs, _ := d.lockShard(k)
 	ks := sh.keys[k]
 	held := ks != nil && ks.lockID != "" && driver.IsLive(ks.expiresAtMs, nowMs)
 	sh.mu.Unlock()

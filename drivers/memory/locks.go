@@ -52,9 +52,7 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (dr
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	nowMs, nowNs := d.now()
+	sh, nowMs, nowNs := d.lockShard(k)
 	ks := sh.keys[k]
 	if ks != nil && ks.lockID != "" && driver.IsLive(ks.expiresAtMs, nowMs) {
 		sh.mu.Unlock()
@@ -214,9 +212,7 @@ func (d *Driver) IsLocked(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	nowMs, _ := d.now()
+	sh, nowMs, _ := d.lockShard(k)
 	ks := sh.keys[k]
 	if ks == nil || ks.lockID == "" {
 		sh.mu.Unlock()
@@ -236,9 +232,7 @@ func (d *Driver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo,
 	if err != nil {
 		return nil, err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	nowMs, _ := d.now()
+	sh, nowMs, _ := d.lockShard(k)
 	info, ok := snapshot(sh.keys[k], "", nowMs)
 	sh.mu.Unlock()
 	if !ok {

@@ -199,3 +199,13 @@ func (d *Driver) now() (ms, ns int64) {
 	t := d.clock()
 	return t.UnixMilli(), t.UnixNano()
 }
+
+// lockShard locks the shard of the key or name k and reads the clock
+// under that lock, as every operation on k starts. The caller unlocks
+// sh.mu.
+func (d *Driver) lockShard(k string) (sh *shard, nowMs, nowNs int64) {
+	sh = d.shardFor(k)
+	sh.mu.Lock()
+	nowMs, nowNs = d.now()
+	return sh, nowMs, nowNs
+}

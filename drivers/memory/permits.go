@@ -50,9 +50,7 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	nowMs, nowNs := d.now()
+	sh, nowMs, nowNs := d.lockShard(k)
 	ps := sh.permits[k]
 	if ps == nil {
 		ps = &permitSet{}
@@ -129,10 +127,8 @@ func (d *Driver) onPermit(ctx context.Context, key, permitID string, fn func(sh 
 	if err != nil {
 		return err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
+	sh, nowMs, nowNs := d.lockShard(k)
 	defer sh.mu.Unlock()
-	nowMs, nowNs := d.now()
 	ps := sh.permits[k]
 	if ps == nil {
 		fn(sh, k, nil, -1, nowMs, driver.DetailNotFound)
@@ -160,10 +156,8 @@ func (d *Driver) Permits(ctx context.Context, key string) ([]driver.LockInfo, er
 	if err != nil {
 		return nil, err
 	}
-	sh := d.shardFor(k)
-	sh.mu.Lock()
+	sh, nowMs, _ := d.lockShard(k)
 	defer sh.mu.Unlock()
-	nowMs, _ := d.now()
 	ps := sh.permits[k]
 	if ps == nil {
 		return nil, nil

@@ -28,9 +28,7 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 	}
 	g := driver.NewGCRA(lim, n)
 
-	sh := d.shardFor(k)
-	sh.mu.Lock()
-	nowMs, nowNs := d.now()
+	sh, nowMs, nowNs := d.lockShard(k)
 	e := sh.rates[k]
 	// All times relative to now: tat = max(stored tat, now) − now ≥ 0.
 	var tat int64

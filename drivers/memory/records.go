@@ -40,9 +40,7 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence,
 	}
 	v := bytes.Clone(value) // copied outside the critical section
 
-	sh := d.shardFor(n)
-	sh.mu.Lock()
-	nowMs, nowNs := d.now()
+	sh, nowMs, nowNs := d.lockShard(n)
 	e := sh.records[n]
 	if e != nil && e.live(nowMs) && e.fence > fence {
 		cur := e.fence
@@ -73,9 +71,7 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, er
 	if err != nil {
 		return nil, err
 	}
-	sh := d.shardFor(n)
-	sh.mu.Lock()
-	nowMs, _ := d.now()
+	sh, nowMs, _ := d.lockShard(n)
 	e := sh.records[n]
 	if e == nil || !e.live(nowMs) {
 		sh.mu.Unlock()
@@ -95,9 +91,7 @@ func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fen
 	if err != nil {
 		return false, err
 	}
-	sh := d.shardFor(n)
-	sh.mu.Lock()
-	nowMs, nowNs := d.now()
+	sh, nowMs, nowNs := d.lockShard(n)
 	e := sh.records[n]
 	deleted := false
 	if e != nil && e.live(nowMs) && e.fence <= fence {

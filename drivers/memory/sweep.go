@@ -95,6 +95,14 @@ func (h *minHeap[T]) drain(now int64, del func(T)) {
 
 func (h *minHeap[T]) len() int { return len(h.s) }
 
+// swap exchanges the entries i and j and records their new positions.
+func (h *minHeap[T]) swap(i, j int) {
+	s := h.s
+	s[i], s[j] = s[j], s[i]
+	s[i].x.hn().pos = i + 1
+	s[j].x.hn().pos = j + 1
+}
+
 func (h *minHeap[T]) up(i int) {
 	s := h.s
 	for i > 0 {
@@ -102,9 +110,7 @@ func (h *minHeap[T]) up(i int) {
 		if s[p].at <= s[i].at {
 			break
 		}
-		s[p], s[i] = s[i], s[p]
-		s[p].x.hn().pos = p + 1
-		s[i].x.hn().pos = i + 1
+		h.swap(p, i)
 		i = p
 	}
 }
@@ -124,9 +130,7 @@ func (h *minHeap[T]) down(i int) {
 		if s[i].at <= s[m].at {
 			break
 		}
-		s[i], s[m] = s[m], s[i]
-		s[i].x.hn().pos = i + 1
-		s[m].x.hn().pos = m + 1
+		h.swap(i, m)
 		i = m
 	}
 }

@@ -15,8 +15,7 @@ import (
 // grants exactly its burst.
 func TestRecordsAndRateConcurrentFirstUse(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	_, d := newTestDriver(t)
 	ctx := t.Context()
 	for round := range 5 {
 		name := "rec:" + randHex(4)

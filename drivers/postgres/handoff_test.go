@@ -42,8 +42,7 @@ func waiterCount(t *testing.T, d *Driver, key string) int64 {
 // Once the queue is empty a release frees the key.
 func TestHandoffFIFO(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	_, d := newTestDriver(t)
 	ctx := context.Background()
 	holder := testkit.MustAcquire(t, d, "fifo")
 	hs := []*driver.Handoff{testkit.Queue(t, d, "fifo"), testkit.Queue(t, d, "fifo"), testkit.Queue(t, d, "fifo")}
@@ -66,8 +65,7 @@ func TestHandoffFIFO(t *testing.T) {
 // lock granted to it before it claimed it is released and handed on.
 func TestHandoffLeave(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	_, d := newTestDriver(t)
 	ctx := context.Background()
 	holder := testkit.MustAcquire(t, d, "leave")
 	gone := testkit.Queue(t, d, "leave")    // leaves before any release
@@ -98,8 +96,7 @@ func TestHandoffLeave(t *testing.T) {
 // notification claims the lock with its next attempt.
 func TestHandoffClaimWithoutMessage(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	_, d := newTestDriver(t)
 	ctx := context.Background()
 	holder := testkit.MustAcquire(t, d, "claim")
 	id := driver.NewLockID() // a waiter with no subscription at all
@@ -128,8 +125,7 @@ func TestHandoffClaimWithoutMessage(t *testing.T) {
 // waiter that keeps attempting behind it gets the key.
 func TestHandoffSkipsDeadWaiter(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool, func(o *options) { o.waiterLive = 150 * time.Millisecond })
+	_, d := newTestDriver(t, func(o *options) { o.waiterLive = 150 * time.Millisecond })
 	ctx := context.Background()
 	holder := testkit.MustAcquire(t, d, "dead")
 	dead, live := driver.NewLockID(), driver.NewLockID()

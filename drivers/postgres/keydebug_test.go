@@ -15,8 +15,7 @@ import (
 // the acquire and the hand-off paths.
 func TestFenceCounterKeepsNoRawKey(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	db, d := newTestDriver(t)
 	ctx := context.Background()
 	key := "user:alice@example.com:caf\u00e9"
 	r, err := d.Acquire(ctx, key, 30*time.Second)

@@ -76,18 +76,31 @@ func (d *Driver) Acquire(ctx context.Context, key string, ttl time.Duration) (dr
 	b.Queue(d.q.acquire, base, fk, lockID, dbText(k), ttlMs, int64(driver.FenceMax)).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&free, &next, &exp, &fenceW, nil) // the server's now: unused here
 	})
-	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
-		if outcomeUnknown(ctx, err) {
-			d.compensate(base, lockID)
-		}
-		return driver.AcquireResult{}, withKey(mapError(ctx, err), k)
+	if err := d.sendAcquire(ctx, b, k, func() { d.compensate(base, lockID) }); err != nil {
+		return driver.AcquireResult{}, err
 	}
 	return d.acquired(ctx, k, lockID, free, next, exp, fenceW)
 }
 
-// acquired interprets the acquire statement's results for lockID on the
-// normalised key k: the key was free, the next fence, and the expiry and
-// fence written (nil when nothing was).
+// sendAcquire sends the batch b of an acquisition on the normalised key
+// k. When it fails and the acquisition may have committed
+// ([outcomeUnknown]), it calls compensate (which releases in the
+// background) before it returns the error.
+func (d *Driver) sendAcquire(ctx context.Context, b *pgx.Batch, k string, compensate func()) error {
+	err := d.pool.SendBatch(ctx, b).Close()
+	if err == nil {
+		return nil
+	}
+	if outcomeUnknown(ctx, err) {
+		compensate()
+	}
+	return withKey(mapError(ctx, err), k)
+}
+
+// acquired interprets the results of the acquire or acquirePermit
+// statement for lockID (a lock or permit ID) on the normalised key k: the
+// key was free, the next fence, and the expiry and fence written (nil
+// when nothing was).
 func (d *Driver) acquired(ctx context.Context, k, lockID string, free bool, next int64, exp, fenceW *int64) (driver.AcquireResult, error) {
 	if !free {
 		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil

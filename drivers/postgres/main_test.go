@@ -124,6 +124,24 @@ func (db *testDB) newPool(t testing.TB, mod func(*pgxpool.Config)) *pgxpool.Pool
 	return pool
 }
 
+// newTestDriver is newTestDB with the default pool and a driver over it
+// built with opts, closed at test end.
+func newTestDriver(t testing.TB, opts ...Option) (*testDB, *Driver) {
+	t.Helper()
+	db := newTestDB(t, nil)
+	return db, newDriver(t, db.pool, opts...)
+}
+
+// count returns the number of rows of table in the test schema.
+func (db *testDB) count(t testing.TB, table string) int {
+	t.Helper()
+	var n int
+	if err := db.pool.QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // newDriver builds a driver closed at test end.
 func newDriver(t testing.TB, pool *pgxpool.Pool, opts ...Option) *Driver {
 	t.Helper()

@@ -193,30 +193,10 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 	b.Queue(d.q.acquirePermit, base, fk, id, limit, ttlMs, int64(driver.FenceMax), driver.HashKey(k)).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&free, &next, &fence, &exp, nil)
 	})
-	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
-		if outcomeUnknown(ctx, err) {
-			d.compensatePermit(base, id)
-		}
-		return driver.AcquireResult{}, withKey(mapError(ctx, err), k)
+	if err := d.sendAcquire(ctx, b, k, func() { d.compensatePermit(base, id) }); err != nil {
+		return driver.AcquireResult{}, err
 	}
-	if !free {
-		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
-	}
-	if next > int64(driver.FenceMax) {
-		_, _, ferr := driver.CheckNewFence(next)
-		return driver.AcquireResult{}, withKey(ferr, k)
-	}
-	if fence == nil || exp == nil { // unreachable: a fresh ID never conflicts
-		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
-	}
-	f, warn, err := driver.CheckNewFence(*fence)
-	if err != nil { // unreachable: checked in the statement
-		return driver.AcquireResult{}, withKey(err, k)
-	}
-	if warn {
-		d.warnFence(ctx, k, f)
-	}
-	return driver.AcquireResult{Acquired: true, LockID: id, Fence: f, ExpiresAtMs: *exp}, nil
+	return d.acquired(ctx, k, id, free, next, exp, fence) // nil exp or fence: unreachable, a fresh ID never conflicts
 }
 
 // compensatePermit releases the permit id of base in the background, after

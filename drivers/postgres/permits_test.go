@@ -127,69 +127,26 @@ func TestPermitBoundaryRace(t *testing.T) {
 	db := newTestDB(t, func(c *pgxpool.Config) { c.MaxConns = 12 })
 	ext := newDriver(t, db.pool, func(o *options) { o.permitExtendHold = 4 * time.Millisecond })
 	acq := newDriver(t, db.pool)
-	const workers, perWorker = 4, 150 // 600 races
-	var extendWon, acquireWon, neither atomic.Int64
-	ctx := t.Context()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-			for i := range perWorker {
-				if t.Failed() {
-					return
-				}
-				key := fmt.Sprintf("prace:%d:%d", w, i)
-				old := driver.NewLockID()
-				off := -driver.Tolerance + time.Duration(rng.IntN(13))*time.Millisecond
-				if err := writeRawPermit(ctx, db.pool, key, old, 1, 1, off); err != nil {
-					t.Errorf("writeRawPermit: %v", err)
-					return
-				}
-				var (
-					er  driver.ExtendResult
-					eer error
-					wg2 sync.WaitGroup
-				)
-				wg2.Go(func() { er, eer = ext.ExtendPermit(ctx, key, old, 10*time.Second) })
-				time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
-				ar, aer := acq.AcquirePermit(ctx, key, 1, 10*time.Second)
-				wg2.Wait()
-				if eer != nil || aer != nil {
-					t.Errorf("race %s: ExtendPermit err %v, AcquirePermit err %v", key, eer, aer)
-					return
-				}
-				switch {
-				case er.OK && ar.Acquired:
-					t.Errorf("race %s: both ExtendPermit (%+v) and AcquirePermit (%+v) succeeded: two holders of one permit", key, er, ar)
-					return
-				case er.OK:
-					extendWon.Add(1)
-				case ar.Acquired:
-					acquireWon.Add(1)
-				default:
-					neither.Add(1)
-				}
-				held, err := acq.Permits(ctx, key)
-				if err != nil {
-					t.Errorf("Permits: %v", err)
-					return
-				}
-				switch {
-				case er.OK && (len(held) != 1 || held[0].LockID != old):
-					t.Errorf("race %s: extension won but the permits are %+v", key, held)
-				case ar.Acquired && (len(held) != 1 || held[0].LockID != ar.LockID):
-					t.Errorf("race %s: acquisition won but the permits are %+v", key, held)
-				}
+	runBoundaryRaces(t, boundaryRace{
+		what: "ExtendPermit", prefix: "prace", workers: 4, perWorker: 150, // 600 races
+		hold: func(ctx context.Context, key, old string, off time.Duration) error {
+			return writeRawPermit(ctx, db.pool, key, old, 1, 1, off)
+		},
+		extend: func(ctx context.Context, key, old string) (driver.ExtendResult, error) {
+			return ext.ExtendPermit(ctx, key, old, 10*time.Second)
+		},
+		acquire: func(ctx context.Context, key string) (driver.AcquireResult, error) {
+			return acq.AcquirePermit(ctx, key, 1, 10*time.Second)
+		},
+		holders: func(ctx context.Context, key string) ([]string, error) {
+			held, err := acq.Permits(ctx, key)
+			ids := make([]string, len(held))
+			for i, p := range held {
+				ids[i] = p.LockID
 			}
-		})
-	}
-	wg.Wait()
-	t.Logf("%d races: extension won %d, acquisition won %d, neither %d",
-		workers*perWorker, extendWon.Load(), acquireWon.Load(), neither.Load())
-	if !t.Failed() && (extendWon.Load() == 0 || acquireWon.Load() == 0) {
-		t.Errorf("the race was not exercised on both sides (extension won %d, acquisition won %d)",
-			extendWon.Load(), acquireWon.Load())
-	}
+			return ids, err
+		},
+	})
 }
 
 // TestPermitSweep: Sweep deletes permits expired by more than the guard
@@ -198,17 +155,8 @@ func TestPermitBoundaryRace(t *testing.T) {
 // yet run after an upgrade) still works.
 func TestPermitSweep(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	db, d := newTestDriver(t)
 	ctx := context.Background()
-	count := func() int {
-		t.Helper()
-		var n int
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM syncguard_locks_permits`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	for i, off := range []time.Duration{-10 * time.Second, -2500 * time.Millisecond, -1500 * time.Millisecond, time.Minute} {
 		if err := writeRawPermit(ctx, db.pool, "psweep", driver.NewLockID(), driver.Fence(i+1), 5, off); err != nil {
 			t.Fatal(err)
@@ -218,15 +166,15 @@ func TestPermitSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 || count() != 2 {
-		t.Errorf("Sweep deleted %d rows, left %d permits; want 2 deleted (−10s, −2.5s), 2 left", n, count())
+	if n != 2 || db.count(t, "syncguard_locks_permits") != 2 {
+		t.Errorf("Sweep deleted %d rows, left %d permits; want 2 deleted (−10s, −2.5s), 2 left", n, db.count(t, "syncguard_locks_permits"))
 	}
 	// The acquisition prunes the one within the guard, keeps the live one.
 	r, err := d.AcquirePermit(ctx, "psweep", 5, time.Minute)
 	if err != nil || !r.Acquired {
 		t.Fatalf("AcquirePermit = %+v, %v", r, err)
 	}
-	if got := count(); got != 2 {
+	if got := db.count(t, "syncguard_locks_permits"); got != 2 {
 		t.Errorf("%d permits after an acquisition; want 2 (the live one and the new one)", got)
 	}
 	if _, err := db.pool.Exec(ctx, `DROP TABLE syncguard_locks_permits`); err != nil {

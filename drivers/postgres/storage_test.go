@@ -18,18 +18,13 @@ import (
 // a Sweep after that returns every table to its baseline.
 func TestStorageFollowsLiveLocks(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	db, d := newTestDriver(t)
 	ctx := context.Background()
 	rows := func() map[string]int {
 		t.Helper()
 		out := map[string]int{}
 		for _, tb := range []string{"syncguard_locks", "syncguard_fence_counters", "syncguard_records", "syncguard_rate", "syncguard_locks_waiters", "syncguard_locks_permits"} {
-			var n int
-			if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM `+tb).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			out[tb] = n
+			out[tb] = db.count(t, tb)
 		}
 		return out
 	}

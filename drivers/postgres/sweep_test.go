@@ -13,16 +13,8 @@ import (
 // passed by the margin, and nothing else.
 func TestSweep(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	db, d := newTestDriver(t)
 	ctx := context.Background()
-	count := func(table string) int {
-		var n int
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	// Lock rows: expired long ago, expired within the guard, live; their
 	// counters hold a fence at the time floor, within the margin.
 	cur := driver.FenceFloor(time.Now().UnixMicro())
@@ -58,16 +50,16 @@ func TestSweep(t *testing.T) {
 	if n != 5 {
 		t.Errorf("Sweep deleted %d rows; want 5", n)
 	}
-	if got := count("syncguard_locks"); got != 2 {
+	if got := db.count(t, "syncguard_locks"); got != 2 {
 		t.Errorf("%d lock rows left; want 2 (within the guard, live)", got)
 	}
-	if got := count("syncguard_fence_counters"); got != 4 {
+	if got := db.count(t, "syncguard_fence_counters"); got != 4 {
 		t.Errorf("%d fence counters; want the 4 within the margin", got)
 	}
-	if got := count("syncguard_records"); got != 1 {
+	if got := db.count(t, "syncguard_records"); got != 1 {
 		t.Errorf("%d records left; want 1", got)
 	}
-	if got := count("syncguard_rate"); got != 1 {
+	if got := db.count(t, "syncguard_rate"); got != 1 {
 		t.Errorf("%d rate rows left; want 1", got)
 	}
 	if n, err := d.Sweep(ctx); err != nil || n != 0 {
@@ -90,8 +82,7 @@ func TestSweep(t *testing.T) {
 // result is unaffected.
 func TestCleanupInIsLocked(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool, WithCleanupInIsLocked(true))
+	db, d := newTestDriver(t, WithCleanupInIsLocked(true))
 	ctx := context.Background()
 	old, recent := driver.NewLockID(), driver.NewLockID()
 	if err := writeRawLock(ctx, db.pool, "c:old", old, 3, -5*time.Second); err != nil {

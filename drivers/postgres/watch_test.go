@@ -154,8 +154,7 @@ func TestWatchListenUnreachable(t *testing.T) {
 // held key does not.
 func TestWatchSignalsFreeKeyAtOnce(t *testing.T) {
 	t.Parallel()
-	db := newTestDB(t, nil)
-	d := newDriver(t, db.pool)
+	_, d := newTestDriver(t)
 	ctx := t.Context()
 	r, err := d.Acquire(ctx, "held", time.Minute)
 	if err != nil || !r.Acquired {

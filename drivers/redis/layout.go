@@ -118,6 +118,17 @@ func (d *Driver) keyFor(ctx context.Context, key string) (string, keyNames, erro
 	return driver.CheckKeyAs(ctx, key, d.names)
 }
 
+// checkedNames derives the storage names of the normalised key k and then
+// checks the context: the order in which every operation of this driver
+// checks its arguments (a key it cannot store fails before a dead context).
+func (d *Driver) checkedNames(ctx context.Context, k string) (keyNames, error) {
+	kn, err := d.names(k)
+	if err != nil {
+		return keyNames{}, err
+	}
+	return kn, driver.CheckContext(ctx)
+}
+
 // names derives the storage names of the normalised key k.
 func (d *Driver) names(k string) (keyNames, error) {
 	body, err := driver.StorageKey("", k, d.bodyLimit, 0)

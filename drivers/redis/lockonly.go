@@ -71,22 +71,32 @@ func (l *LockOnlyDriver) Capabilities() LockOnlyCapabilities { return LockOnlyCa
 // Close is [Driver.Close]; it does not close the client.
 func (l *LockOnlyDriver) Close() { l.d.Close() }
 
-// lockKey returns the storage name of the lock of key and the normalised
-// key: "<prefix>:lo:<body>". One key per lock, so no hash tag is needed on
-// a Cluster.
-func (l *LockOnlyDriver) lockKey(key string) (name, k string, err error) {
+// lockKey normalises key, derives the storage name of its lock
+// ([LockOnlyDriver.lockName]) and checks the context. It returns the name
+// and the normalised key.
+func (l *LockOnlyDriver) lockKey(ctx context.Context, key string) (name, k string, err error) {
 	k, err = driver.NormalizeKey(key)
 	if err != nil {
 		return "", "", err
 	}
+	name, err = l.lockName(ctx, k)
+	return name, k, err
+}
+
+// lockName returns the storage name of the lock of the normalised key k,
+// "<prefix>:lo:<body>", then checks the context. One key per lock, so no
+// hash tag is needed on a Cluster.
+func (l *LockOnlyDriver) lockName(ctx context.Context, k string) (string, error) {
 	body, err := driver.StorageKey("", k, l.d.bodyLimit, 0)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
-	if l.d.prefix == "" {
-		return "lo:" + body, k, nil
+	if l.d.prefix != "" {
+		body = l.d.prefix + ":lo:" + body
+	} else {
+		body = "lo:" + body
 	}
-	return l.d.prefix + ":lo:" + body, k, nil
+	return body, driver.CheckContext(ctx)
 }
 
 var (
@@ -101,15 +111,12 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3] .. '|' .. string.match(v, '
 // A new lock gets a fresh lock ID, Fence 0, and ExpiresAtMs = the client's
 // clock at the request + ttl (see [LockOnlyDriver]).
 func (l *LockOnlyDriver) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
-	name, k, err := l.lockKey(key)
+	k, ttlMs, err := driver.ValidateKeyTTL(key, ttl)
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}
-	ttlMs, err := driver.TTLMillis(ttl)
+	name, err := l.lockName(ctx, k)
 	if err != nil {
-		return driver.AcquireResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.AcquireResult{}, err
 	}
 	id := driver.NewLockID()
@@ -163,11 +170,8 @@ func (l *LockOnlyDriver) Release(ctx context.Context, key, lockID string) (drive
 	if key == "" {
 		return driver.ReleaseResult{}, keyRequired("Release")
 	}
-	name, k, err := l.lockKey(key)
+	name, k, err := l.lockKey(ctx, key)
 	if err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ReleaseResult{}, err
 	}
 	c := getCall()
@@ -196,11 +200,8 @@ func (l *LockOnlyDriver) Extend(ctx context.Context, key, lockID string, ttl tim
 	if err != nil {
 		return driver.ExtendResult{}, err
 	}
-	name, k, err := l.lockKey(key)
+	name, k, err := l.lockKey(ctx, key)
 	if err != nil {
-		return driver.ExtendResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ExtendResult{}, err
 	}
 	exp := time.Now().UnixMilli() + ttlMs
@@ -217,11 +218,8 @@ func (l *LockOnlyDriver) Extend(ctx context.Context, key, lockID string, ttl tim
 // IsLocked reports whether key's lock key exists (Redis drops it at the
 // end of the tolerance window).
 func (l *LockOnlyDriver) IsLocked(ctx context.Context, key string) (bool, error) {
-	name, k, err := l.lockKey(key)
+	name, k, err := l.lockKey(ctx, key)
 	if err != nil {
-		return false, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	c := l.d.client
@@ -236,19 +234,13 @@ func (l *LockOnlyDriver) IsLocked(ctx context.Context, key string) (bool, error)
 // expiry and acquisition time Acquire and Extend recorded on the client's
 // clock; nil if there is none (Redis dropped an expired lock's key).
 func (l *LockOnlyDriver) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
-	name, k, err := l.lockKey(key)
+	name, k, err := l.lockKey(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	if err := driver.CheckContext(ctx); err != nil {
+	v, ok, err := l.d.get(ctx, name, k)
+	if !ok || err != nil {
 		return nil, err
-	}
-	v, err := l.d.do(ctx, l.d.client.B().Get().Key(name).Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, mapError(ctx, err, k, "")
 	}
 	id, rest, ok1 := strings.Cut(v, "|")
 	exp, acq, ok2 := strings.Cut(rest, "|")

@@ -61,9 +61,17 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 		}
 		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
+	return d.acquired(ctx, vals, k, lockID, "acquire")
+}
+
+// acquired decodes the reply of the acquire script op that tried to take
+// key k for id: {1, fence, expiresAtMs} when it took it, {0} on
+// contention, {-1, next} when the next fence would pass
+// [driver.FenceMax]. A fence past [driver.FenceWarn] is logged.
+func (d *Driver) acquired(ctx context.Context, vals []rueidis.RedisMessage, k, id, op string) (driver.AcquireResult, error) {
 	code, err := intAt(vals, 0)
 	if err != nil {
-		return driver.AcquireResult{}, mapError(ctx, err, k, "")
+		return driver.AcquireResult{}, badReply(op)
 	}
 	switch code {
 	case 0:
@@ -74,16 +82,16 @@ func (d *Driver) acquire(ctx context.Context, key string, ttl time.Duration, wai
 	n, err1 := intAt(vals, 1)
 	exp, err2 := intAt(vals, 2)
 	if err1 != nil || err2 != nil {
-		return driver.AcquireResult{}, badReply("acquire")
+		return driver.AcquireResult{}, badReply(op)
 	}
-	fence, warn, ferr := driver.CheckNewFence(n)
-	if ferr != nil { // the script checked FenceMax; this is a format error
-		return driver.AcquireResult{}, ferr
+	fence, warn, err := driver.CheckNewFence(n)
+	if err != nil { // the script checked FenceMax; this is a format error
+		return driver.AcquireResult{}, err
 	}
 	if warn {
 		d.warnFence(ctx, k, fence)
 	}
-	return driver.AcquireResult{Acquired: true, LockID: lockID, Fence: fence, ExpiresAtMs: exp}, nil
+	return driver.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, nil
 }
 
 // fenceOverflow is the error of a script that refused to hand out the
@@ -122,11 +130,8 @@ func (d *Driver) Release(ctx context.Context, key, lockID string) (driver.Releas
 	if err := driver.ValidateLockID(lockID); err != nil {
 		return driver.ReleaseResult{}, err
 	}
-	an, k, ok, err := d.keyedNames(key, lockID)
+	an, k, ok, err := d.keyedNames(ctx, key, lockID)
 	if err != nil {
-		return driver.ReleaseResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ReleaseResult{}, err
 	}
 	if !ok {
@@ -142,25 +147,18 @@ func (d *Driver) Release(ctx context.Context, key, lockID string) (driver.Releas
 	if err != nil {
 		return driver.ReleaseResult{}, mapError(ctx, err, k, lockID)
 	}
-	switch code {
-	case 1:
-		return driver.ReleaseResult{OK: true}, nil
-	case -2:
-		return driver.ReleaseResult{Detail: driver.DetailExpired}, nil
-	default:
-		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
-	}
+	return released(code), nil
 }
 
 // keyedNames derives the names of the lock lockID of key (valid) for a
-// keyed release or extension; with key "" only an.index and an.sp are
-// set (a keyless call). ok is false when lockID cannot belong to key: it
-// carries another slot.
-func (d *Driver) keyedNames(key, lockID string) (an acquireNames, k string, ok bool, err error) {
+// keyed release or extension, then checks the context; with key "" only
+// an.index and an.sp are set (a keyless call). ok is false when lockID
+// cannot belong to key: it carries another slot.
+func (d *Driver) keyedNames(ctx context.Context, key, lockID string) (an acquireNames, k string, ok bool, err error) {
 	if key == "" {
 		an.index, an.sp = d.idKey(lockID)
 		an.lockID = lockID
-		return an, "", true, nil
+		return an, "", true, driver.CheckContext(ctx)
 	}
 	k, err = driver.NormalizeKey(key)
 	if err != nil {
@@ -171,9 +169,22 @@ func (d *Driver) keyedNames(key, lockID string) (an acquireNames, k string, ok b
 		return an, "", false, err
 	}
 	if keySlot(body) != lockIDSlot(lockID) {
-		return an, k, false, nil
+		return an, k, false, driver.CheckContext(ctx)
 	}
-	return d.acquireNames(body, lockID), k, true, nil
+	return d.acquireNames(body, lockID), k, true, driver.CheckContext(ctx)
+}
+
+// released is the result of a release script's reply code: 1 released,
+// -2 the lock or permit had expired, anything else there was none.
+func released(code int64) driver.ReleaseResult {
+	switch code {
+	case 1:
+		return driver.ReleaseResult{OK: true}
+	case -2:
+		return driver.ReleaseResult{Detail: driver.DetailExpired}
+	default:
+		return driver.ReleaseResult{Detail: driver.DetailNotFound}
+	}
 }
 
 // Extend sets the expiry of the live lock lockID of key to server now +
@@ -188,11 +199,8 @@ func (d *Driver) Extend(ctx context.Context, key, lockID string, ttl time.Durati
 	if err != nil {
 		return driver.ExtendResult{}, err
 	}
-	an, k, ok, err := d.keyedNames(key, lockID)
+	an, k, ok, err := d.keyedNames(ctx, key, lockID)
 	if err != nil {
-		return driver.ExtendResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.ExtendResult{}, err
 	}
 	if !ok {
@@ -206,15 +214,22 @@ func (d *Driver) Extend(ctx context.Context, key, lockID string, ttl time.Durati
 	if err != nil {
 		return driver.ExtendResult{}, mapError(ctx, err, k, lockID)
 	}
+	return extended(vals, "extend")
+}
+
+// extended decodes the reply of the extend script op: {1, expiresAtMs}
+// when it extended the lock or permit, {-2} when that had expired, {0}
+// when there was none.
+func extended(vals []rueidis.RedisMessage, op string) (driver.ExtendResult, error) {
 	code, err := intAt(vals, 0)
 	if err != nil {
-		return driver.ExtendResult{}, badReply("extend")
+		return driver.ExtendResult{}, badReply(op)
 	}
 	switch code {
 	case 1:
 		exp, err := intAt(vals, 1)
 		if err != nil {
-			return driver.ExtendResult{}, badReply("extend")
+			return driver.ExtendResult{}, badReply(op)
 		}
 		return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
 	case -2:

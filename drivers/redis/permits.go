@@ -245,11 +245,8 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 	if err != nil {
 		return driver.AcquireResult{}, err
 	}
-	kn, err := d.names(k)
+	kn, err := d.checkedNames(ctx, k)
 	if err != nil {
-		return driver.AcquireResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.AcquireResult{}, err
 	}
 	id := driver.NewLockID()
@@ -262,29 +259,7 @@ func (d *Driver) AcquirePermit(ctx context.Context, key string, limit int, ttl t
 		}
 		return driver.AcquireResult{}, mapError(ctx, err, k, "")
 	}
-	code, err := intAt(vals, 0)
-	if err != nil {
-		return driver.AcquireResult{}, badReply("acquire-permit")
-	}
-	switch code {
-	case 0:
-		return driver.AcquireResult{Reason: driver.ReasonLocked}, nil
-	case -1:
-		return driver.AcquireResult{}, fenceOverflow(vals, k)
-	}
-	n, err1 := intAt(vals, 1)
-	exp, err2 := intAt(vals, 2)
-	if err1 != nil || err2 != nil {
-		return driver.AcquireResult{}, badReply("acquire-permit")
-	}
-	fence, warn, err := driver.CheckNewFence(n)
-	if err != nil { // the script checked FenceMax; this is a format error
-		return driver.AcquireResult{}, err
-	}
-	if warn {
-		d.warnFence(ctx, k, fence)
-	}
-	return driver.AcquireResult{Acquired: true, LockID: id, Fence: fence, ExpiresAtMs: exp}, nil
+	return d.acquired(ctx, vals, k, id, "acquire-permit")
 }
 
 // releasePermitUnknown releases permit id of the hash sem on a detached
@@ -319,14 +294,7 @@ func (d *Driver) ReleasePermit(ctx context.Context, key, permitID string) (drive
 	if err != nil {
 		return driver.ReleaseResult{}, mapError(ctx, err, k, permitID)
 	}
-	switch code {
-	case 1:
-		return driver.ReleaseResult{OK: true}, nil
-	case -2:
-		return driver.ReleaseResult{Detail: driver.DetailExpired}, nil
-	default:
-		return driver.ReleaseResult{Detail: driver.DetailNotFound}, nil
-	}
+	return released(code), nil
 }
 
 // ExtendPermit sets the expiry of the live permit permitID of key to server
@@ -349,22 +317,7 @@ func (d *Driver) ExtendPermit(ctx context.Context, key, permitID string, ttl tim
 	if err != nil {
 		return driver.ExtendResult{}, mapError(ctx, err, k, permitID)
 	}
-	code, err := intAt(vals, 0)
-	if err != nil {
-		return driver.ExtendResult{}, badReply("extend-permit")
-	}
-	switch code {
-	case 1:
-		exp, err := intAt(vals, 1)
-		if err != nil {
-			return driver.ExtendResult{}, badReply("extend-permit")
-		}
-		return driver.ExtendResult{OK: true, ExpiresAtMs: exp}, nil
-	case -2:
-		return driver.ExtendResult{Detail: driver.DetailExpired}, nil
-	default:
-		return driver.ExtendResult{Detail: driver.DetailNotFound}, nil
-	}
+	return extended(vals, "extend-permit")
 }
 
 // Permits returns the live permits of key in fence order, judged by the

@@ -20,11 +20,8 @@ func (d *Driver) AllowN(ctx context.Context, key string, lim driver.RateLimit, n
 	if err != nil {
 		return driver.RateResult{}, err
 	}
-	kn, err := d.names(k)
+	kn, err := d.checkedNames(ctx, k)
 	if err != nil {
-		return driver.RateResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.RateResult{}, err
 	}
 	eiUs := strconv.FormatFloat(float64(driver.NewGCRA(lim, n).Interval)/1e3, 'f', 3, 64)

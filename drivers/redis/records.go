@@ -21,11 +21,8 @@ func (d *Driver) PutRecord(ctx context.Context, name string, fence driver.Fence,
 	if err != nil {
 		return driver.PutResult{}, err
 	}
-	kn, err := d.names(n)
+	kn, err := d.checkedNames(ctx, n)
 	if err != nil {
-		return driver.PutResult{}, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return driver.PutResult{}, err
 	}
 	vals, err := d.exec(ctx, d.s.putRecord, []string{kn.rec()},
@@ -48,12 +45,9 @@ func (d *Driver) GetRecord(ctx context.Context, name string) (*driver.Record, er
 	if err != nil {
 		return nil, err
 	}
-	v, err := d.do(ctx, d.client.B().Get().Key(kn.rec()).Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, mapError(ctx, err, n, "")
+	v, ok, err := d.get(ctx, kn.rec(), n)
+	if !ok || err != nil {
+		return nil, err
 	}
 	f, rest, ok1 := strings.Cut(v, "|")
 	e, val, ok2 := strings.Cut(rest, "|")
@@ -75,11 +69,8 @@ func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fen
 	if _, err := driver.FormatFence(int64(fence)); err != nil {
 		return false, err
 	}
-	kn, err := d.names(n)
+	kn, err := d.checkedNames(ctx, n)
 	if err != nil {
-		return false, err
-	}
-	if err := driver.CheckContext(ctx); err != nil {
 		return false, err
 	}
 	r, err := d.exec(ctx, d.s.deleteRecord, []string{kn.rec()}, []string{formatInt(int64(fence))}).AsInt64()
@@ -87,4 +78,17 @@ func (d *Driver) DeleteRecord(ctx context.Context, name string, fence driver.Fen
 		return false, mapError(ctx, err, n, "")
 	}
 	return r == 1, nil
+}
+
+// get reads the string stored under the storage name of key with one
+// GET. ok is false when there is none; an error is mapped with key.
+func (d *Driver) get(ctx context.Context, name, key string) (v string, ok bool, err error) {
+	v, err = d.do(ctx, d.client.B().Get().Key(name).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, mapError(ctx, err, key, "")
+	}
+	return v, true, nil
 }
