@@ -84,15 +84,15 @@ func TestCapabilitiesCompileTime(t *testing.T) {
 	}
 }
 
-// findGoTool returns the go tool of the running toolchain, else the one on
-// PATH.
+// findGoTool returns the go tool of $GOROOT (go test sets it for the
+// toolchain running the test), else the one on PATH.
 func findGoTool(t *testing.T) string {
 	t.Helper()
 	name := "go"
 	if runtime.GOOS == "windows" {
 		name = "go.exe"
 	}
-	if root := runtime.GOROOT(); root != "" {
+	if root := os.Getenv("GOROOT"); root != "" {
 		p := filepath.Join(root, "bin", name)
 		if _, err := os.Stat(p); err == nil {
 			return p
