@@ -248,7 +248,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 		{otelsyncguard.MetricAutoExtendFailures, otelsyncguard.AttrResult.String("fail")},
 	} {
 		if metrics.with(want.metric, want.attr) == 0 {
-			t.Errorf("metric %s{%s=%s}: no non-zero value", want.metric, want.attr.Key, want.attr.Value.Emit())
+			t.Errorf("metric %s{%s=%s}: no non-zero value", want.metric, want.attr.Key, want.attr.Value.String())
 		}
 	}
 	system := dbSystem(d.Capabilities().Name())
@@ -314,7 +314,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
 			}
 		}
 		for _, kv := range s.Attributes() {
-			v := kv.Value.Emit()
+			v := kv.Value.String()
 			if strings.Contains(v, rawMark) {
 				t.Errorf("span %s attribute %s holds a raw key: %q", s.Name(), kv.Key, v)
 			}

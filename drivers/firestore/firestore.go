@@ -140,11 +140,6 @@ func WithCallTimeout(d time.Duration) Option {
 	return func(o *options) { o.callTimeout = d }
 }
 
-// withClock replaces the client clock; tests use it.
-func withClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
-}
-
 // Driver is the Firestore driver. It is safe for concurrent use. It does
 // not own the client; call [Driver.Close] before closing the client to end
 // background work (release watchers, cleanup transactions).
