@@ -99,11 +99,7 @@ func TestElectionHistoryPostgres(t *testing.T) {
 // directly.
 func TestElectionFaultRedisProxy(t *testing.T) {
 	t.Parallel()
-	c := redisClient(t, []string{redisAddr()})
-	p := startProxy(t, redisAddr())
-	prefix := "sgrel:" + token()
-	direct := redisDriver(t, c, prefix)
-	proxied := redisDriver(t, redisClient(t, []string{p.addr()}), prefix)
+	p, proxied, direct := redisProxyPair(t)
 	cfg := defaultElectionConfig()
 	cfg.NotApplied = redisNotApplied
 	cfg.Duration = 8 * time.Second

@@ -21,6 +21,7 @@ import (
 
 	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/driver"
+	"github.com/syncguard/syncguard/drivers/postgres"
 	"github.com/syncguard/syncguard/drivers/redis"
 	"github.com/syncguard/syncguard/reliability/history"
 	"github.com/syncguard/syncguard/reliability/workload"
@@ -103,6 +104,41 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
+// redisProxyPair returns a fault proxy in front of Redis and two drivers
+// of one key prefix: proxied through it, and direct.
+func redisProxyPair(t *testing.T) (p *proxy, proxied, direct *redis.Driver) {
+	t.Helper()
+	p = startProxy(t, redisAddr())
+	prefix := "sgrel:" + token()
+	direct = redisDriver(t, redisClient(t, []string{redisAddr()}), prefix)
+	proxied = redisDriver(t, redisClient(t, []string{p.addr()}), prefix)
+	return p, proxied, direct
+}
+
+// pgProxyPair returns a fault proxy in front of PostgreSQL and two drivers
+// on one schema of their own: proxied through it (a pool of maxConns),
+// and direct.
+func pgProxyPair(t *testing.T, maxConns int32) (p *proxy, proxied, direct *postgres.Driver) {
+	t.Helper()
+	dsn := pgDSN()
+	schema := pgSchema(t, dsn)
+	direct = pgDriver(t, pgPool(t, dsn, schema, nil))
+	u, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = startProxy(t, net.JoinHostPort(u.ConnConfig.Host, strconv.Itoa(int(u.ConnConfig.Port))))
+	host, port, _ := net.SplitHostPort(p.addr())
+	proxied = pgDriver(t, pgPool(t, dsn, schema, func(c *pgxpool.Config) {
+		c.ConnConfig.Host = host
+		pn, _ := strconv.Atoi(port)
+		c.ConnConfig.Port = uint16(pn)
+		c.ConnConfig.Fallbacks = nil
+		c.MaxConns = maxConns
+	}))
+	return p, proxied, direct
+}
+
 // runWithFaults runs one workload per entry of clients (workload i with
 // clients[i] clients) while inject runs, stops them half a second after
 // it returns, and reports their calls and unexpected errors.
@@ -167,12 +203,7 @@ func faultWorkload(t *testing.T, name string, proxied, direct driver.Backend, no
 // and one Redis node.
 func TestFaultRedisProxy(t *testing.T) {
 	t.Parallel()
-	c := redisClient(t, []string{redisAddr()})
-	p := startProxy(t, redisAddr())
-	prefix := "sgrel:" + token()
-	direct := redisDriver(t, c, prefix)
-	pc := redisClient(t, []string{p.addr()})
-	proxied := redisDriver(t, pc, prefix)
+	p, proxied, direct := redisProxyPair(t)
 	faultWorkload(t, "redis+toxiproxy", proxied, direct, redisNotApplied, func(ctx context.Context) int {
 		return runProxyFaults(t, ctx, p, 2)
 	})
@@ -181,22 +212,7 @@ func TestFaultRedisProxy(t *testing.T) {
 // TestFaultPostgresProxy: the same between clients and PostgreSQL.
 func TestFaultPostgresProxy(t *testing.T) {
 	t.Parallel()
-	dsn := pgDSN()
-	schema := pgSchema(t, dsn)
-	direct := pgDriver(t, pgPool(t, dsn, schema, nil))
-	u, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, net.JoinHostPort(u.ConnConfig.Host, strconv.Itoa(int(u.ConnConfig.Port))))
-	host, port, _ := net.SplitHostPort(p.addr())
-	proxied := pgDriver(t, pgPool(t, dsn, schema, func(c *pgxpool.Config) {
-		c.ConnConfig.Host = host
-		pn, _ := strconv.Atoi(port)
-		c.ConnConfig.Port = uint16(pn)
-		c.ConnConfig.Fallbacks = nil
-		c.MaxConns = 6
-	}))
+	p, proxied, direct := pgProxyPair(t, 6)
 	faultWorkload(t, "postgres+toxiproxy", proxied, direct, pgNotApplied, func(ctx context.Context) int {
 		return runProxyFaults(t, ctx, p, 2)
 	})

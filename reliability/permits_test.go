@@ -2,16 +2,13 @@ package reliability
 
 import (
 	"context"
-	"net"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/drivers/memory"
@@ -249,11 +246,7 @@ func permitFaultWorkload(t *testing.T, name string, proxied, direct driver.Permi
 // permit clients and one Redis node.
 func TestPermitFaultRedisProxy(t *testing.T) {
 	t.Parallel()
-	c := redisClient(t, []string{redisAddr()})
-	p := startProxy(t, redisAddr())
-	prefix := "sgrel:" + token()
-	direct := redisDriver(t, c, prefix)
-	proxied := redisDriver(t, redisClient(t, []string{p.addr()}), prefix)
+	p, proxied, direct := redisProxyPair(t)
 	permitFaultWorkload(t, "redis+toxiproxy", proxied, direct, redisNotApplied, func(ctx context.Context) int {
 		return runProxyFaults(t, ctx, p, 2)
 	})
@@ -263,22 +256,7 @@ func TestPermitFaultRedisProxy(t *testing.T) {
 // PostgreSQL.
 func TestPermitFaultPostgresProxy(t *testing.T) {
 	t.Parallel()
-	dsn := pgDSN()
-	schema := pgSchema(t, dsn)
-	direct := pgDriver(t, pgPool(t, dsn, schema, nil))
-	u, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, net.JoinHostPort(u.ConnConfig.Host, strconv.Itoa(int(u.ConnConfig.Port))))
-	host, port, _ := net.SplitHostPort(p.addr())
-	proxied := pgDriver(t, pgPool(t, dsn, schema, func(c *pgxpool.Config) {
-		c.ConnConfig.Host = host
-		pn, _ := strconv.Atoi(port)
-		c.ConnConfig.Port = uint16(pn)
-		c.ConnConfig.Fallbacks = nil
-		c.MaxConns = 8
-	}))
+	p, proxied, direct := pgProxyPair(t, 8)
 	permitFaultWorkload(t, "postgres+toxiproxy", proxied, direct, pgNotApplied, func(ctx context.Context) int {
 		return runProxyFaults(t, ctx, p, 2)
 	})
