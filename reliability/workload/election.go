@@ -83,17 +83,11 @@ func RunElection[C syncguard.Fenced](ctx context.Context, drivers []ElectionDriv
 	}
 	run := ElectionRun{Calls: &Counts{}, CampaignErrors: map[string]int{}, Observed: make([][]history.Observation, cfg.Observers)}
 	var mu sync.Mutex // guards run
-	problem := func(format string, args ...any) {
-		mu.Lock()
-		if len(run.Problems) < 20 {
-			run.Problems = append(run.Problems, fmt.Sprintf(format, args...))
-		}
-		mu.Unlock()
-	}
+	rep := newReporter(run.Calls)
 	quiet := slog.New(slog.DiscardHandler)
 	newElection := func(client int) *election.Election[C] {
 		d := drivers[client%len(drivers)]
-		rd := &recordingDriver[C]{d: d, rec: rec, client: cfg.ClientBase + client, notApplied: cfg.NotApplied, counts: run.Calls, problem: problem}
+		rd := &recordingDriver[C]{d: d, rec: rec, client: cfg.ClientBase + client, notApplied: cfg.NotApplied, rep: rep}
 		g := syncguard.New[C](rd, syncguard.WithLogger(quiet), syncguard.WithOnReleaseError(func(error, string, string) {}),
 			syncguard.WithReleaseTimeout(cfg.ReleaseTimeout))
 		e, err := election.New(g, cfg.Key, election.WithPollInterval(cfg.Poll))
@@ -182,6 +176,7 @@ func RunElection[C syncguard.Fenced](ctx context.Context, drivers []ElectionDriv
 	sleep(ctx, 3*cfg.Poll)
 	stopObservers()
 	obs.Wait()
+	run.Problems = rep.list()
 	return run
 }
 
@@ -192,18 +187,14 @@ type recordingDriver[C syncguard.Fenced] struct {
 	rec        *history.Recorder
 	client     int
 	notApplied func(error) bool
-	counts     *Counts
-	problem    func(string, ...any)
+	rep        *reporter
 }
 
 func (r *recordingDriver[C]) Capabilities() C { return r.d.Capabilities() }
 
 func (r *recordingDriver[C]) done(op string, in history.Input, out history.Output, err error, call, ret int64) {
-	r.counts.add(err)
+	r.rep.check(r.client, op, err)
 	if err != nil {
-		if code := driver.CodeOf(err); code == 0 || code == driver.InvalidArgument || code == driver.Internal {
-			r.problem("client %d: %s: %v (code %v, %T)", r.client, op, err, code, err)
-		}
 		if r.notApplied(err) || in.Kind == history.Get {
 			return // no effect (a failed read changes nothing)
 		}

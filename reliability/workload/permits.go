@@ -2,9 +2,7 @@ package workload
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/syncguard/syncguard/driver"
@@ -61,47 +59,21 @@ func RunPermits(ctx context.Context, ps driver.PermitStore, rec *history.Recorde
 	if cfg.NotApplied == nil {
 		cfg.NotApplied = NeverSent
 	}
-	deadline := time.Now().Add(cfg.Duration)
 	counts := &Counts{}
-	var (
-		pmu      sync.Mutex
-		problems []string
-	)
-	problem := func(format string, args ...any) {
-		pmu.Lock()
-		if len(problems) < 20 {
-			problems = append(problems, fmt.Sprintf(format, args...))
-		}
-		pmu.Unlock()
-	}
-	var wg sync.WaitGroup
-	for i := range cfg.Clients {
-		id := cfg.ClientBase + i
-		wg.Go(func() {
-			c := &permitClient{
-				id: id, ps: ps, rec: rec, cfg: cfg, counts: counts, problem: problem,
-				rng: rand.New(rand.NewPCG(cfg.Seed, uint64(id)+1)),
-			}
-			for n := 0; cfg.Ops == 0 || n < cfg.Ops; n++ {
-				if ctx.Err() != nil || (cfg.Duration > 0 && time.Now().After(deadline)) {
-					return
-				}
-				c.round(ctx)
-			}
-		})
-	}
-	wg.Wait()
-	return counts, problems
+	rep := newReporter(counts)
+	runClients(ctx, cfg.Clients, cfg.ClientBase, cfg.Seed, cfg.Ops, cfg.Duration, nil, func(id int, rng *rand.Rand) func(context.Context) {
+		return (&permitClient{id: id, ps: ps, rec: rec, cfg: cfg, rng: rng, rep: rep}).round
+	})
+	return counts, rep.list()
 }
 
 type permitClient struct {
-	id      int
-	ps      driver.PermitStore
-	rec     *history.Recorder
-	cfg     PermitConfig
-	rng     *rand.Rand
-	counts  *Counts
-	problem func(string, ...any)
+	id  int
+	ps  driver.PermitStore
+	rec *history.Recorder
+	cfg PermitConfig
+	rng *rand.Rand
+	rep *reporter
 }
 
 func (c *permitClient) round(ctx context.Context) {
@@ -130,15 +102,7 @@ func (c *permitClient) round(ctx context.Context) {
 	c.release(ctx, key, id)
 }
 
-func (c *permitClient) check(op string, err error) {
-	c.counts.add(err)
-	if err == nil {
-		return
-	}
-	if code := driver.CodeOf(err); code == 0 || code == driver.InvalidArgument || code == driver.Internal {
-		c.problem("client %d: %s: %v (code %v, %T)", c.id, op, err, code, err)
-	}
-}
+func (c *permitClient) check(op string, err error) { c.rep.check(c.id, op, err) }
 
 // done records a call: unknown outcome if it failed, unless it certainly
 // had no effect.

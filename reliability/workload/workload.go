@@ -139,62 +139,25 @@ func Run(ctx context.Context, b driver.Backend, rec *history.Recorder, cfg Confi
 	if cfg.NotApplied == nil {
 		cfg.NotApplied = NeverSent
 	}
-	deadline := time.Now().Add(cfg.Duration)
 	counts := &Counts{}
-	var (
-		pmu      sync.Mutex
-		problems []string
-	)
-	problem := func(format string, args ...any) {
-		pmu.Lock()
-		if len(problems) < 20 {
-			problems = append(problems, fmt.Sprintf(format, args...))
-		}
-		pmu.Unlock()
-	}
-	var wg sync.WaitGroup
-	for i := range cfg.Clients {
-		id := cfg.ClientBase + i
-		wg.Go(func() {
-			c := &client{
-				id: id, b: b, rec: rec, cfg: cfg, counts: counts, problem: problem,
-				rng: rand.New(rand.NewPCG(cfg.Seed, uint64(id)+1)),
-			}
-			for n := 0; cfg.Ops == 0 || n < cfg.Ops; n++ {
-				if ctx.Err() != nil || (cfg.Duration > 0 && time.Now().After(deadline)) {
-					return
-				}
-				if cfg.Pause != nil {
-					cfg.Pause()
-				}
-				c.round(ctx)
-			}
-		})
-	}
-	wg.Wait()
-	return counts, problems
+	rep := newReporter(counts)
+	runClients(ctx, cfg.Clients, cfg.ClientBase, cfg.Seed, cfg.Ops, cfg.Duration, cfg.Pause, func(id int, rng *rand.Rand) func(context.Context) {
+		return (&client{id: id, b: b, rec: rec, cfg: cfg, rng: rng, rep: rep}).round
+	})
+	return counts, rep.list()
 }
 
 type client struct {
-	id      int
-	b       driver.Backend
-	rec     *history.Recorder
-	cfg     Config
-	rng     *rand.Rand
-	seq     int
-	counts  *Counts
-	problem func(string, ...any)
+	id  int
+	b   driver.Backend
+	rec *history.Recorder
+	cfg Config
+	rng *rand.Rand
+	seq int
+	rep *reporter
 }
 
-func (c *client) check(op string, err error) {
-	c.counts.add(err)
-	if err == nil {
-		return
-	}
-	if code := driver.CodeOf(err); code == 0 || code == driver.InvalidArgument || code == driver.Internal {
-		c.problem("client %d: %s: %v (code %v, %T)", c.id, op, err, code, err)
-	}
-}
+func (c *client) check(op string, err error) { c.rep.check(c.id, op, err) }
 
 // failed records a failed mutation: unknown outcome, unless it certainly
 // had no effect.
