@@ -59,10 +59,7 @@ func (d *Driver) WatchRelease(ctx context.Context, key string) (<-chan struct{},
 	// The same script marks the key as watched, so that releases publish
 	// on its channel.
 	if locked, err := d.exec(ctx, d.s.watch, []string{kn.lock()}, nil).AsInt64(); err == nil && locked == 0 {
-		select {
-		case w.c <- struct{}{}:
-		default:
-		}
+		d.hub.wake(w)
 	}
 	return w.c, stop, nil
 }
@@ -84,10 +81,7 @@ func (d *Driver) WatchPermits(ctx context.Context, key string) (<-chan struct{},
 	if err != nil {
 		return nil, nil, err
 	}
-	select {
-	case w.c <- struct{}{}:
-	default:
-	}
+	d.hub.wake(w)
 	return w.c, func() { d.hub.remove(s, w) }, nil
 }
 
@@ -154,10 +148,7 @@ func (d *Driver) WatchHandoff(ctx context.Context, key string) (*driver.Handoff,
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case w.c <- struct{}{}:
-	default:
-	}
+	d.hub.wake(w)
 	return d.newWaiter(k, kn, id, s, w), nil
 }
 
@@ -355,6 +346,25 @@ type waiter struct {
 	closed bool          // guarded by hub.mu
 }
 
+// signal wakes w without blocking (signals coalesce). The caller holds
+// hub.mu and w is not closed; otherwise it calls [watchHub.wake].
+func (w *waiter) signal() {
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
+}
+
+// wake signals w unless its subscription has ended meanwhile (w.c is then
+// closed, which already tells the waiter, and a send would panic).
+func (h *watchHub) wake(w *waiter) {
+	h.mu.Lock()
+	if !w.closed {
+		w.signal()
+	}
+	h.mu.Unlock()
+}
+
 func newWatchHub(d *Driver) *watchHub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &watchHub{d: d, ctx: ctx, cancel: cancel, subs: map[string]*chanSub{}, closing: map[string]chan struct{}{}}
@@ -467,10 +477,7 @@ func (h *watchHub) run(ctx context.Context, s *chanSub, prev chan struct{}) {
 				}
 				w.grant = &g
 			}
-			select {
-			case w.c <- struct{}{}:
-			default:
-			}
+			w.signal()
 		}
 		h.mu.Unlock()
 	})

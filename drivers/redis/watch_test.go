@@ -201,3 +201,22 @@ func TestGuardWakesOnRelease(t *testing.T) {
 		t.Errorf("waiter acquired %v after the release; want a wake-up, not the 5s backoff", lag)
 	}
 }
+
+// TestWakeAfterSubscriptionEnded: a watch that signals its fresh waiter
+// after the subscription already ended (the hub closed the waiter's
+// channel) neither panics nor sends; the closed channel is the signal.
+func TestWakeAfterSubscriptionEnded(t *testing.T) {
+	var h watchHub
+	w := &waiter{c: make(chan struct{}, 1)}
+	h.wake(w)
+	if len(w.c) != 1 {
+		t.Fatal("an open waiter was not signalled")
+	}
+	<-w.c
+	w.closed = true
+	close(w.c)
+	h.wake(w) // a send on the closed channel would panic
+	if _, ok := <-w.c; ok {
+		t.Fatal("a value was sent after the close")
+	}
+}
