@@ -93,6 +93,9 @@ func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOp
 		return nil, err
 	}
 	octx, start := g.startOp(ctx, EventAcquisition), time.Now()
+	if g.opObserving() {
+		octx = g.withOpDigests(octx, nkey, "")
+	}
 	res, err := g.attempt(octx, nkey, cfg.ttl)
 	if g.opObserving() {
 		g.emitAcquisition(octx, nkey, start, res, err)
@@ -346,17 +349,18 @@ func (g *Guard[C]) attemptWith(ctx context.Context, key string, ttl time.Duratio
 // an acquisition.
 func (g *Guard[C]) observedAcquireLoop(ctx context.Context, key string, cfg acquireConfig) (driver.AcquireResult, error) {
 	if !g.opObserving() {
-		return g.acquireLoop(ctx, key, cfg)
+		return g.acquireLoop(ctx, key, cfg, time.Now())
 	}
 	octx, start := g.startOp(ctx, EventAcquisition), time.Now()
-	res, err := g.acquireLoop(octx, key, cfg)
+	octx = g.withOpDigests(octx, key, "")
+	res, err := g.acquireLoop(octx, key, cfg, start)
 	g.emitAcquisition(octx, key, start, res, err)
 	return res, err
 }
 
-// acquireLoop is the retry loop of docs/contract.md#what-the-application-layer-does.
-func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfig) (driver.AcquireResult, error) {
-	start := time.Now()
+// acquireLoop is the retry loop of docs/contract.md#what-the-application-layer-does,
+// timed from start.
+func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfig, start time.Time) (driver.AcquireResult, error) {
 	var policy backoff.BackOff
 	if cfg.policy != nil {
 		policy = cfg.policy()
@@ -542,6 +546,10 @@ func (g *Guard[C]) emitLost(l *Lease[C], reason string) {
 	if g.cfg.observer == nil {
 		return
 	}
-	ev := Event{Type: EventLost, Result: ResultFail, KeyHash: keyHash, LockIDHash: driver.HashKey(l.lockID), Reason: reason}
-	notifyCtx(g.cfg.observer, l.Context(), ev)
+	ctx := l.Context()
+	ev := Event{Type: EventLost, Result: ResultFail, Reason: reason}
+	if needsDigests(g.cfg.observer, ctx) {
+		ev.KeyHash, ev.LockIDHash = keyHash, driver.HashKey(l.lockID)
+	}
+	notifyCtx(g.cfg.observer, ctx, ev)
 }

@@ -235,6 +235,7 @@ func (l *Lease[C]) doRelease(ctx context.Context) (res driver.ReleaseResult, err
 	var start time.Time
 	if observed {
 		ctx, start = l.g.startOp(ctx, EventLeaseRelease), time.Now()
+		ctx = l.g.withOpDigests(ctx, l.key, l.lockID)
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -15,13 +15,21 @@ type observed struct {
 	rates driver.RateStore // nil if the driver has none
 	obs   Observer
 	raw   func(Event) bool
-	ops   bool // obs is an OperationObserver
+	ops   bool      // obs is an OperationObserver
+	epoch time.Time // calls are timed as monotonic offsets from it (now)
 }
+
+// now returns the time since o.epoch on the monotonic clock: half the
+// cost of time.Now, which also reads the wall clock.
+func (o *observed) now() time.Duration { return time.Since(o.epoch) }
+
+// since returns the time elapsed since start, a value of now.
+func (o *observed) since(start time.Duration) time.Duration { return o.now() - start }
 
 // newObserved returns an observed view of inner (a Guard's driver) or of
 // rates (a RateLimiter's store) reporting to obs.
 func newObserved(inner driver.LockStore, rates driver.RateStore, obs Observer, raw func(Event) bool) *observed {
-	o := &observed{inner: inner, rates: rates, obs: obs, raw: raw}
+	o := &observed{inner: inner, rates: rates, obs: obs, raw: raw, epoch: time.Now()}
 	_, o.ops = obs.(OperationObserver)
 	return o
 }
@@ -36,7 +44,7 @@ func (g *Guard[C]) observe() {
 }
 
 func (o *observed) Acquire(ctx context.Context, key string, ttl time.Duration) (driver.AcquireResult, error) {
-	start := time.Now()
+	start := o.now()
 	res, err := o.inner.Acquire(ctx, key, ttl)
 	o.emitAcquire(ctx, key, start, res, err, false)
 	return res, err
@@ -44,8 +52,9 @@ func (o *observed) Acquire(ctx context.Context, key string, ttl time.Duration) (
 
 // emitAcquire emits the event of an acquisition attempt of key that
 // started at start; handoff marks an attempt of a queued waiter.
-func (o *observed) emitAcquire(ctx context.Context, key string, start time.Time, res driver.AcquireResult, err error, handoff bool) {
-	ev := Event{Type: EventAcquire, Latency: time.Since(start), Handoff: handoff && o.ops, KeyHash: driver.HashKey(key)}
+func (o *observed) emitAcquire(ctx context.Context, key string, start time.Duration, res driver.AcquireResult, err error, handoff bool) {
+	ev := Event{Type: EventAcquire, Latency: o.since(start), Handoff: handoff && o.ops}
+	ev.KeyHash, _ = eventDigests(o.obs, ctx, key, "")
 	setResult(&ev, res.Acquired, driver.ReasonLocked, err)
 	if o.wantRaw(ev) {
 		ev.Key = key
@@ -57,45 +66,45 @@ func (o *observed) emitAcquire(ctx context.Context, key string, start time.Time,
 }
 
 func (o *observed) Release(ctx context.Context, key, lockID string) (driver.ReleaseResult, error) {
-	start := time.Now()
+	start := o.now()
 	res, err := o.inner.Release(ctx, key, lockID)
-	o.emitID(ctx, EventRelease, key, lockID, time.Since(start), res.OK, res.Detail, err)
+	o.emitID(ctx, EventRelease, key, lockID, o.since(start), res.OK, res.Detail, err)
 	return res, err
 }
 
 func (o *observed) Extend(ctx context.Context, key, lockID string, ttl time.Duration) (driver.ExtendResult, error) {
-	start := time.Now()
+	start := o.now()
 	res, err := o.inner.Extend(ctx, key, lockID, ttl)
-	o.emitID(ctx, EventExtend, key, lockID, time.Since(start), res.OK, res.Detail, err)
+	o.emitID(ctx, EventExtend, key, lockID, o.since(start), res.OK, res.Detail, err)
 	return res, err
 }
 
 func (o *observed) IsLocked(ctx context.Context, key string) (bool, error) {
-	start := time.Now()
+	start := o.now()
 	locked, err := o.inner.IsLocked(ctx, key)
-	o.emitKey(ctx, EventLookup, key, time.Since(start), locked, "", err)
+	o.emitKey(ctx, EventLookup, key, o.since(start), locked, "", err)
 	return locked, err
 }
 
 func (o *observed) LookupByKey(ctx context.Context, key string) (*driver.LockInfo, error) {
-	start := time.Now()
+	start := o.now()
 	info, err := o.inner.LookupByKey(ctx, key)
-	o.emitKey(ctx, EventLookup, key, time.Since(start), info != nil, "", err)
+	o.emitKey(ctx, EventLookup, key, o.since(start), info != nil, "", err)
 	return info, err
 }
 
 func (o *observed) LookupByID(ctx context.Context, lockID string) (*driver.LockInfo, error) {
-	start := time.Now()
+	start := o.now()
 	info, err := o.inner.LookupByID(ctx, lockID)
-	o.emitID(ctx, EventLookup, "", lockID, time.Since(start), info != nil, "", err)
+	o.emitID(ctx, EventLookup, "", lockID, o.since(start), info != nil, "", err)
 	return info, err
 }
 
 // AllowN emits a rate event.
 func (o *observed) AllowN(ctx context.Context, key string, limit driver.RateLimit, n int) (driver.RateResult, error) {
-	start := time.Now()
+	start := o.now()
 	res, err := o.rates.AllowN(ctx, key, limit, n)
-	o.emitKey(ctx, EventRate, key, time.Since(start), n <= 0 || res.Allowed > 0, reasonLimited, err)
+	o.emitKey(ctx, EventRate, key, o.since(start), n <= 0 || res.Allowed > 0, reasonLimited, err)
 	return res, err
 }
 
@@ -106,7 +115,8 @@ func (o *observed) ResetRate(ctx context.Context, key string) error {
 // emitKey emits an event for a key-addressed call whose success is ok;
 // reason becomes the reason of a failure.
 func (o *observed) emitKey(ctx context.Context, typ EventType, key string, lat time.Duration, ok bool, reason string, err error) {
-	ev := Event{Type: typ, Latency: lat, KeyHash: driver.HashKey(key)}
+	ev := Event{Type: typ, Latency: lat}
+	ev.KeyHash, _ = eventDigests(o.obs, ctx, key, "")
 	setResult(&ev, ok, reason, err)
 	if o.wantRaw(ev) {
 		ev.Key = key
@@ -117,10 +127,8 @@ func (o *observed) emitKey(ctx context.Context, typ EventType, key string, lat t
 // emitID emits an event for a lockID-addressed call (key may be "")
 // whose success is ok; detail becomes the reason of a failure.
 func (o *observed) emitID(ctx context.Context, typ EventType, key, lockID string, lat time.Duration, ok bool, detail string, err error) {
-	ev := Event{Type: typ, Latency: lat, LockIDHash: driver.HashKey(lockID), AutoExtend: typ == EventExtend && o.ops && isAutoExtend(ctx)}
-	if key != "" {
-		ev.KeyHash = driver.HashKey(key)
-	}
+	ev := Event{Type: typ, Latency: lat, AutoExtend: typ == EventExtend && o.ops && isAutoExtend(ctx)}
+	ev.KeyHash, ev.LockIDHash = eventDigests(o.obs, ctx, key, lockID)
 	setResult(&ev, ok, detail, err)
 	if o.wantRaw(ev) {
 		ev.Key, ev.LockID = key, lockID
@@ -169,7 +177,7 @@ func (h observedHandoff) wrap(key string, w *driver.Handoff) *driver.Handoff {
 	}
 	wrapped := *w
 	wrapped.Acquire = func(ctx context.Context, ttl time.Duration) (driver.AcquireResult, error) {
-		start := time.Now()
+		start := h.o.now()
 		res, err := w.Acquire(ctx, ttl)
 		h.o.emitAcquire(ctx, key, start, res, err, true)
 		return res, err

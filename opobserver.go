@@ -47,6 +47,12 @@ type OperationObserver interface {
 	// OnEventContext receives an event with the context of its call (for
 	// EventLost, the lease's).
 	OnEventContext(ctx context.Context, e Event)
+	// NeedsDigests reports whether the events of the call or operation
+	// running in ctx are to carry KeyHash and LockIDHash. Hashing is a good
+	// part of an event's cost: an observer that would not use them for
+	// this ctx (metrics only, an unsampled trace) returns false, and the
+	// events come with both empty (raw fields are unaffected).
+	NeedsDigests(ctx context.Context) bool
 }
 
 // isOperation reports whether t is an operation event type, delivered
@@ -147,15 +153,16 @@ func (g *Guard[C]) emitOp(ctx context.Context, ev Event, key string) {
 
 // emitAcquisition reports the acquisition of key that started at start.
 func (g *Guard[C]) emitAcquisition(ctx context.Context, key string, start time.Time, res driver.AcquireResult, err error) {
-	ev := Event{Type: EventAcquisition, KeyHash: driver.HashKey(key), Latency: time.Since(start)}
+	ev := Event{Type: EventAcquisition, Latency: time.Since(start)}
+	ev.KeyHash, _ = eventDigests(g.cfg.observer, ctx, key, "")
 	setResult(&ev, err == nil && res.Acquired, driver.ReasonLocked, err)
 	g.emitOp(ctx, ev, key)
 }
 
 // emitLeaseRelease reports the release of l.
 func (g *Guard[C]) emitLeaseRelease(ctx context.Context, l *Lease[C], start time.Time, res driver.ReleaseResult, err error) {
-	ev := Event{Type: EventLeaseRelease, KeyHash: driver.HashKey(l.key), LockIDHash: driver.HashKey(l.lockID),
-		Latency: time.Since(start), Held: start.Sub(l.acquiredAt)}
+	ev := Event{Type: EventLeaseRelease, Latency: time.Since(start), Held: start.Sub(l.acquiredAt)}
+	ev.KeyHash, ev.LockIDHash = eventDigests(g.cfg.observer, ctx, l.key, l.lockID)
 	setResult(&ev, res.OK, res.Detail, err)
 	if wantRaw(g.cfg.raw, ev) {
 		ev.Key, ev.LockID = l.key, l.lockID
@@ -165,7 +172,8 @@ func (g *Guard[C]) emitLeaseRelease(ctx context.Context, l *Lease[C], start time
 
 // emitOnce reports an OncePerKey.Do call for the record name.
 func (g *Guard[C]) emitOnce(ctx context.Context, name string, start time.Time, replayed bool, err error) {
-	ev := Event{Type: EventOnce, KeyHash: driver.HashKey(name), Latency: time.Since(start)}
+	ev := Event{Type: EventOnce, Latency: time.Since(start)}
+	ev.KeyHash, _ = eventDigests(g.cfg.observer, ctx, name, "")
 	var rec *RecordedError
 	switch {
 	case replayed && (err == nil || errors.As(err, &rec)):

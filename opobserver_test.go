@@ -58,6 +58,8 @@ func (r *opRecorder) OnEventContext(ctx context.Context, e syncguard.Event) {
 		Handoff: e.Handoff, AutoExtend: e.AutoExtend, Held: e.Held > 0, Raw: e.Key != "" || e.LockID != ""})
 }
 
+func (r *opRecorder) NeedsDigests(context.Context) bool { return true }
+
 func (r *opRecorder) take() ([]syncguard.EventType, []opEvent, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -346,5 +348,80 @@ func TestOperationObserverRawOptIn(t *testing.T) {
 				t.Errorf("raw %v: %v event with raw key %v", raw, e.Type, e.Raw)
 			}
 		}
+	}
+}
+
+// digestRecorder is an OperationObserver that needs digests only when
+// want says so, recording the digests of the events it receives.
+type digestRecorder struct {
+	want func(ctx context.Context) bool
+
+	mu     sync.Mutex
+	hashes []string // KeyHash + "/" + LockIDHash per event, by type
+}
+
+func (r *digestRecorder) OnEvent(syncguard.Event) {}
+func (r *digestRecorder) StartOperation(ctx context.Context, _ syncguard.EventType) context.Context {
+	return ctx
+}
+func (r *digestRecorder) NeedsDigests(ctx context.Context) bool { return r.want(ctx) }
+func (r *digestRecorder) OnEventContext(_ context.Context, e syncguard.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hashes = append(r.hashes, string(e.Type)+" "+e.KeyHash+"/"+e.LockIDHash)
+}
+
+// TestOperationObserverDigests: events carry KeyHash and LockIDHash
+// exactly when the observer's NeedsDigests says so for the call's context,
+// the same digests as driver.HashKey; a MultiObserver with a plain
+// Observer always gets them.
+func TestOperationObserverDigests(t *testing.T) {
+	type mark struct{}
+	const key = "digests:key"
+	ctx := context.Background()
+	run := func(t *testing.T, obs syncguard.Observer, ctx context.Context) string {
+		t.Helper()
+		g := syncguard.New(memory.New(), syncguard.WithObserver(obs))
+		l, err := g.Acquire(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := l.Release(ctx); !ok || err != nil {
+			t.Fatalf("Release = %v, %v", ok, err)
+		}
+		return l.LockID()
+	}
+	kh := driver.HashKey(key)
+	for _, tc := range []struct {
+		name   string
+		want   func(context.Context) bool
+		ctx    context.Context
+		plain  bool // add a plain Observer through MultiObserver
+		hashed bool
+	}{
+		{name: "needed", want: func(context.Context) bool { return true }, ctx: ctx, hashed: true},
+		{name: "not needed", want: func(context.Context) bool { return false }, ctx: ctx},
+		{name: "by context, marked", want: func(c context.Context) bool { return c.Value(mark{}) != nil },
+			ctx: context.WithValue(ctx, mark{}, 1), hashed: true},
+		{name: "by context, unmarked", want: func(c context.Context) bool { return c.Value(mark{}) != nil }, ctx: ctx},
+		{name: "panicking means needed", want: func(context.Context) bool { panic("boom") }, ctx: ctx, hashed: true},
+		{name: "with a plain observer", want: func(context.Context) bool { return false }, ctx: ctx, plain: true, hashed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &digestRecorder{want: tc.want}
+			var obs syncguard.Observer = r
+			if tc.plain {
+				obs = syncguard.MultiObserver(syncguard.ObserverFunc(func(syncguard.Event) {}), r)
+			}
+			id := run(t, obs, tc.ctx)
+			ih := driver.HashKey(id)
+			want := []string{"acquire " + kh + "/", "acquisition " + kh + "/", "release " + kh + "/" + ih, "leaseRelease " + kh + "/" + ih}
+			if !tc.hashed {
+				want = []string{"acquire /", "acquisition /", "release /", "leaseRelease /"}
+			}
+			if diff := cmp.Diff(want, r.hashes); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -36,7 +36,9 @@ import (
 //   - trace=all: the same with every trace sampled (AlwaysSample).
 //
 // The caller's own span is in both otel=off and otel=on, so that the
-// ratio is the integration's cost. Spans go through a batch processor to a
+// ratio is the integration's cost. trace=none/otel=floor is a probe of the
+// least any metrics design costs: an observer that takes the same events
+// and only adds them to atomic counters and buckets (no OpenTelemetry SDK). Spans go through a batch processor to a
 // discarding exporter. Run the variants side by side, several times:
 //
 //	for i in 1 2 3; do go test -run '^$' -bench GuardPairsRedis -count 1 .; done | tee bench.txt
@@ -57,7 +59,11 @@ func BenchmarkGuardPairsMemory(b *testing.B) {
 
 func benchPairs[C driver.Capabilities](b *testing.B, d driver.Driver[C]) {
 	for _, tracing := range []string{"none", "10pct", "all"} {
-		for _, otelOn := range []bool{false, true} {
+		for _, mode := range []string{"off", "on", "floor"} {
+			if mode == "floor" && tracing != "none" {
+				continue
+			}
+			otelOn := mode == "on"
 			var tp trace.TracerProvider = tracenoop.NewTracerProvider()
 			var sdktp *sdktrace.TracerProvider
 			switch tracing {
@@ -82,12 +88,12 @@ func benchPairs[C driver.Capabilities](b *testing.B, d driver.Driver[C]) {
 				}
 				opts = append(opts, syncguard.WithObserver(obs))
 			}
+			if mode == "floor" {
+				opts = append(opts, syncguard.WithObserver(&floorObserver{}))
+			}
 			g := syncguard.New(d, opts...)
 			caller := tp.Tracer("bench")
-			name := "trace=" + tracing + "/otel=off"
-			if otelOn {
-				name = "trace=" + tracing + "/otel=on"
-			}
+			name := "trace=" + tracing + "/otel=" + mode
 			b.Run(name, func(b *testing.B) {
 				var next atomic.Int64
 				// 64 goroutines whatever GOMAXPROCS is.
@@ -131,4 +137,43 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// floorObserver is the probe of trace=none/otel=floor: it counts every
+// event by type and result and adds its latency to one of 16 buckets, with
+// atomics only.
+type floorObserver struct {
+	counts  [8][3]atomic.Int64
+	buckets [8][16]atomic.Int64
+}
+
+var floorBounds = [...]time.Duration{100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
+	50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+	2500 * time.Millisecond, 5 * time.Second}
+
+func (f *floorObserver) OnEvent(syncguard.Event) {}
+func (f *floorObserver) StartOperation(context.Context, syncguard.EventType) context.Context {
+	return nil
+}
+func (f *floorObserver) NeedsDigests(context.Context) bool { return false }
+func (f *floorObserver) OnEventContext(_ context.Context, e syncguard.Event) {
+	t := len(e.Type) % 8
+	r := 0
+	switch e.Result {
+	case syncguard.ResultFail:
+		r = 1
+	case syncguard.ResultError:
+		r = 2
+	}
+	f.counts[t][r].Add(1)
+	v := e.Latency
+	if e.Type == syncguard.EventLeaseRelease {
+		v = e.Held
+	}
+	b := 0
+	for b < len(floorBounds) && v > floorBounds[b] {
+		b++
+	}
+	f.buckets[t][b].Add(1)
 }
