@@ -22,21 +22,9 @@ func TestWatchFanOutAndReconnect(t *testing.T) {
 	db := newTestDB(t, nil, tables)
 	d := newDriver(t, db.pool, tables)
 	ctx := t.Context()
-	a1, stopA1, err := d.WatchRelease(ctx, "watch:a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopA1()
-	a2, stopA2, err := d.WatchRelease(ctx, "watch:a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopA2()
-	b, stopB, err := d.WatchRelease(ctx, "watch:b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopB()
+	a1 := testkit.WatchRelease(t, d, "watch:a")
+	a2 := testkit.WatchRelease(t, d, "watch:a")
+	b := testkit.WatchRelease(t, d, "watch:b")
 	// The keys are free: each subscription signalled once at once.
 	for _, ch := range []<-chan struct{}{a1, a2, b} {
 		testkit.WaitSignal(t, ch, time.Second, "initial signal of a free key")
@@ -160,16 +148,8 @@ func TestWatchSignalsFreeKeyAtOnce(t *testing.T) {
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire = %+v, %v", r, err)
 	}
-	held, stop1, err := d.WatchRelease(ctx, "held")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop1()
-	free, stop2, err := d.WatchRelease(ctx, "free")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop2()
+	held := testkit.WatchRelease(t, d, "held")
+	free := testkit.WatchRelease(t, d, "free")
 	testkit.WaitSignal(t, free, time.Second, "subscription to a free key")
 	testkit.NoSignal(t, held, 200*time.Millisecond, "subscription to a held key")
 	if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
@@ -218,11 +198,7 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 	if wait(300 * time.Millisecond) {
 		t.Error("a release sent NOTIFY while no driver listened")
 	}
-	_, stop, err := d.WatchRelease(ctx, "other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	testkit.WatchRelease(t, d, "other")
 	cycle()
 	if !wait(2 * time.Second) {
 		t.Error("no NOTIFY for a release while the driver listened")

@@ -61,6 +61,18 @@ func MustAcquire(t testing.TB, l Acquirer, key string) driver.AcquireResult {
 	return r
 }
 
+// WatchRelease subscribes to the releases of key on w, or fails t. The
+// subscription stops when t ends.
+func WatchRelease(t testing.TB, w driver.ReleaseWatcher, key string) <-chan struct{} {
+	t.Helper()
+	ch, stop, err := w.WatchRelease(context.Background(), key)
+	if err != nil {
+		t.Fatalf("WatchRelease(%q): %v", key, err)
+	}
+	t.Cleanup(stop)
+	return ch
+}
+
 // Queue makes a waiter join key's hand-off queue on w: subscribe, consume
 // the initial signal, make the contended attempt. The subscription stops
 // when t ends.
