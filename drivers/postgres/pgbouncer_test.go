@@ -93,20 +93,12 @@ func TestConformanceThroughPgBouncer(t *testing.T) {
 	url := pgbouncerURL(t)
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
 		db, opts, names := newPgBouncerDB(t, url)
-		pool := db.newPool(t, func(c *pgxpool.Config) {
-			c.MaxConns = 16
-			c.MinConns = 16
-		})
-		warmPool(t, pool)
-		d, err := New(pool, opts...)
+		h, err := newHarness(t, db, nil, opts...)
 		if err != nil {
 			return nil, err
 		}
-		cd, err := New(pool, append(opts, WithCleanupInIsLocked(true))...)
-		if err != nil {
-			return nil, err
-		}
-		return &harness{t: t, db: db, d: d, cleanup: cd, opts: opts, names: names, noLatency: true}, nil
+		h.names, h.noLatency = names, true
+		return h, nil
 	}, conformance.Options{
 		Timing: conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
 	})

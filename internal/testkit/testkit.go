@@ -119,6 +119,32 @@ func (c *Closers) Close() {
 	}
 }
 
+// DriverPair is what every driver's conformance harness holds: the driver
+// under test (D), one like it with cleanup in IsLocked (DC), and the
+// closers of what the harness opens on demand. A harness that embeds it
+// has the Driver, DriverWithCleanup and Close methods of
+// conformance.Harness and conformance.CleanupHarness.
+type DriverPair[C driver.Capabilities, D interface {
+	driver.Driver[C]
+	Close()
+}] struct {
+	D, DC   D
+	Closers Closers
+}
+
+// Driver returns D.
+func (p *DriverPair[C, D]) Driver() driver.Driver[C] { return p.D }
+
+// DriverWithCleanup returns DC.
+func (p *DriverPair[C, D]) DriverWithCleanup() driver.Driver[C] { return p.DC }
+
+// Close closes D and DC, then runs the closers.
+func (p *DriverPair[C, D]) Close() {
+	p.D.Close()
+	p.DC.Close()
+	p.Closers.Close()
+}
+
 // HandoffFIFO checks the hand-off of key, held by holder, to the waiters
 // hs queued on l in this order: each release wakes only the head of the
 // queue; the key stays locked meanwhile (a plain acquisition is
