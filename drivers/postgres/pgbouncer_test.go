@@ -42,13 +42,7 @@ func newPgBouncerDB(t testing.TB, url string) (*testDB, []Option, *strings.Repla
 	p := "pb" + randHex(5)
 	tables := Tables{Locks: p + "_locks", Fences: p + "_fences", Records: p + "_records", Rate: p + "_rate"}
 	t.Cleanup(func() {
-		admin, err := pgx.Connect(context.Background(), testDSN())
-		if err != nil {
-			t.Errorf("drop tables: %v", err)
-			return
-		}
-		defer admin.Close(context.Background())
-		if _, err := admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+
+		if err := adminExec(context.Background(), "DROP TABLE IF EXISTS "+
 			strings.Join([]string{tables.Locks, waitersTable(tables.Locks), permitsTable(tables.Locks), tables.Fences, tables.Records, tables.Rate}, ", ")); err != nil {
 			t.Errorf("drop tables: %v", err)
 		}

@@ -18,8 +18,7 @@ func TestWatchFanOutAndReconnect(t *testing.T) {
 	t.Parallel()
 	// A lock table name of its own, so that terminating the LISTEN
 	// connection by its application name hits only this test's.
-	tables := WithTables(Tables{Locks: "reconnect_" + randHex(4)})
-	db := newTestDB(t, nil, tables)
+	db, tables := newOwnLockTableDB(t, "reconnect_")
 	d := newDriver(t, db.pool, tables)
 	ctx := t.Context()
 	a1 := testkit.WatchRelease(t, d, "watch:a")
@@ -165,8 +164,7 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 	t.Parallel()
 	// A lock table name of its own: other tests' listeners in this
 	// database would otherwise count.
-	tables := WithTables(Tables{Locks: "notify_" + randHex(4)})
-	db := newTestDB(t, nil, tables)
+	db, tables := newOwnLockTableDB(t, "notify_")
 	d := newDriver(t, db.pool, tables)
 	ctx := t.Context()
 	raw, err := db.pool.Acquire(ctx)
@@ -212,8 +210,7 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 // listener".
 func TestNotifyForAnotherDriversListener(t *testing.T) {
 	t.Parallel()
-	tables := WithTables(Tables{Locks: "notify_" + randHex(4)})
-	db := newTestDB(t, nil, tables)
+	db, tables := newOwnLockTableDB(t, "notify_")
 	d := newDriver(t, db.pool, tables)
 	other := newDriver(t, db.pool, tables)
 	ctx := t.Context()
