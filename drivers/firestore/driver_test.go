@@ -17,6 +17,7 @@ import (
 	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/churn"
+	"github.com/syncguard/syncguard/internal/testkit"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -221,24 +222,12 @@ func TestWatchRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	select {
-	case <-ch:
-		t.Fatal("signal while the key is held")
-	case <-time.After(200 * time.Millisecond):
-	}
+	testkit.NoSignal(t, ch, 200*time.Millisecond, "watch of the held key")
 	if _, err := d.Release(ctx, "", r.LockID); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-ch:
-	case <-time.After(3 * time.Second):
-		t.Fatal("no signal within 3s of the release")
-	}
-	free, stop2, err := d.WatchRelease(ctx, "free")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop2()
+	testkit.WaitSignal(t, ch, 3*time.Second, "watch of the released key")
+	free := testkit.WatchRelease(t, d, "free")
 	select {
 	case <-free:
 	default:

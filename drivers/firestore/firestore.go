@@ -63,42 +63,34 @@ type options struct {
 // differ and must not contain '/'.
 func WithCollections(locks, fences string) Option {
 	return func(o *options) {
-		if locks != "" {
-			o.collection = locks
-		}
-		if fences != "" {
-			o.fenceCollection = fences
-		}
+		setName(&o.collection, locks)
+		setName(&o.fenceCollection, fences)
 	}
 }
 
 // WithRecordCollection sets the collection of fenced records (default
-// "syncguard_records").
+// "syncguard_records"; an empty name keeps it).
 func WithRecordCollection(name string) Option {
-	return func(o *options) {
-		if name != "" {
-			o.recordCollection = name
-		}
-	}
+	return func(o *options) { setName(&o.recordCollection, name) }
 }
 
 // WithRateCollection sets the collection of rate-limit state (default
-// "syncguard_rate").
+// "syncguard_rate"; an empty name keeps it).
 func WithRateCollection(name string) Option {
-	return func(o *options) {
-		if name != "" {
-			o.rateCollection = name
-		}
-	}
+	return func(o *options) { setName(&o.rateCollection, name) }
 }
 
 // WithPermitCollection sets the collection of semaphore permits, one
-// document per key (default "syncguard_permits").
+// document per key (default "syncguard_permits"; an empty name keeps it).
 func WithPermitCollection(name string) Option {
-	return func(o *options) {
-		if name != "" {
-			o.permitCollection = name
-		}
+	return func(o *options) { setName(&o.permitCollection, name) }
+}
+
+// setName sets *dst to a collection name given to an option; an empty name
+// keeps the default.
+func setName(dst *string, name string) {
+	if name != "" {
+		*dst = name
 	}
 }
 

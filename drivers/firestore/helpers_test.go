@@ -94,11 +94,9 @@ func newDriver(t testing.TB, c *firestore.Client, opts ...Option) *Driver {
 // harness is the conformance harness: a driver and a cleanup driver over
 // the same fresh collections.
 type harness struct {
-	c     *firestore.Client
-	d, dc *Driver
-	opts  []Option // d's, for OpenDriver
-
-	closers testkit.Closers
+	testkit.DriverPair[Capabilities, *Driver]
+	c    *firestore.Client
+	opts []Option // D's, for OpenDriver
 }
 
 func newHarness(t *testing.T, c *firestore.Client) *harness {
@@ -114,15 +112,7 @@ func newHarness(t *testing.T, c *firestore.Client) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{c: c, d: d, dc: dc, opts: opts}
-}
-
-func (h *harness) Driver() driver.Driver[Capabilities]            { return h.d }
-func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.dc }
-func (h *harness) Close() {
-	h.d.Close()
-	h.dc.Close()
-	h.closers.Close()
+	return &harness{c: c, DriverPair: testkit.DriverPair[Capabilities, *Driver]{D: d, DC: dc}, opts: opts}
 }
 
 // DriverWithLatency returns a driver over the same collections whose
@@ -152,7 +142,7 @@ func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities]
 		p.Close()
 		return nil
 	}
-	h.closers.Add(func() { drv.Close(); _ = c.Close(); p.Close() })
+	h.Closers.Add(func() { drv.Close(); _ = c.Close(); p.Close() })
 	return drv
 }
 
@@ -178,7 +168,7 @@ func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], 
 		_ = c.Close()
 		return nil, err
 	}
-	h.closers.Add(func() { d.Close(); _ = c.Close() })
+	h.Closers.Add(func() { d.Close(); _ = c.Close() })
 	return d, nil
 }
 
@@ -194,7 +184,7 @@ func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence dr
 		return err
 	}
 	now := time.Now().UnixMilli()
-	_, err = h.d.locks.Doc(base).Set(ctx, map[string]any{
+	_, err = h.D.locks.Doc(base).Set(ctx, map[string]any{
 		"lockId": lockID, "expiresAtMs": now + off.Milliseconds(), "acquiredAtMs": now, "key": k, "fence": fence.String(),
 	})
 	return err
@@ -212,7 +202,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = h.d.fences.Doc(fid).Set(ctx, map[string]any{"fence": f, "keyDebug": k})
+	_, err = h.D.fences.Doc(fid).Set(ctx, map[string]any{"fence": f, "keyDebug": k})
 	return err
 }
 
@@ -222,10 +212,10 @@ func (h *harness) exists(ctx context.Context, key string, fence bool) (bool, err
 		return false, err
 	}
 	base, _ := docID(k)
-	ref := h.d.locks.Doc(base)
+	ref := h.D.locks.Doc(base)
 	if fence {
 		fid, _ := fenceID(base)
-		ref = h.d.fences.Doc(fid)
+		ref = h.D.fences.Doc(fid)
 	}
 	s, err := getDoc(ctx, ref)
 	return s != nil, err

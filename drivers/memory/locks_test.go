@@ -31,26 +31,27 @@ func setFence(d *Driver, key string, f int64) {
 	ks.fence = f
 }
 
-// fenceOf returns the stored fence counter of a normalised key.
-func fenceOf(d *Driver, key string) int64 {
+// readKey returns what get reads from the state of a normalised key, under
+// its shard's lock; the zero value if the key has no state.
+func readKey[T any](d *Driver, key string, get func(*keyState) T) T {
 	sh := d.shardFor(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	var v T
 	if ks := sh.keys[key]; ks != nil {
-		return ks.fence
+		v = get(ks)
 	}
-	return 0
+	return v
+}
+
+// fenceOf returns the stored fence counter of a normalised key.
+func fenceOf(d *Driver, key string) int64 {
+	return readKey(d, key, func(ks *keyState) int64 { return ks.fence })
 }
 
 // storedLockID returns the lock ID stored for key, live or not ("" if none).
 func storedLockID(d *Driver, key string) string {
-	sh := d.shardFor(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if ks := sh.keys[key]; ks != nil {
-		return ks.lockID
-	}
-	return ""
+	return readKey(d, key, func(ks *keyState) string { return ks.lockID })
 }
 
 // sweepAll runs one sweep on every shard, as writes do.
@@ -641,9 +642,7 @@ func TestExclusion(t *testing.T) {
 	)
 	errs := make(chan error, workers)
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for done := 0; done < rounds; {
 				r, err := d.Acquire(bg, "exclusion", 10*time.Second)
 				if err != nil {
@@ -671,7 +670,7 @@ func TestExclusion(t *testing.T) {
 				}
 				done++
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -690,9 +689,7 @@ func TestConcurrentRelease(t *testing.T) {
 		var ok atomic.Int32
 		var wg sync.WaitGroup
 		for range 10 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				rel, err := d.Release(bg, "", r.LockID)
 				if err != nil {
 					t.Error(err)
@@ -700,7 +697,7 @@ func TestConcurrentRelease(t *testing.T) {
 				if rel.OK {
 					ok.Add(1)
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		if n := ok.Load(); n != 1 {
@@ -717,9 +714,7 @@ func TestAbsentCounterRace(t *testing.T) {
 		won []driver.AcquireResult
 	)
 	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			r, err := d.Acquire(bg, "fresh", time.Minute)
 			if err != nil {
 				t.Error(err)
@@ -730,7 +725,7 @@ func TestAbsentCounterRace(t *testing.T) {
 				won = append(won, r)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if len(won) != 1 || won[0].Fence == 0 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/syncguard/syncguard/internal/testkit"
 )
 
 func signalled(ch <-chan struct{}) bool {
@@ -59,16 +61,8 @@ func TestWatchRelease(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d, clk := newTest(t)
 			r := mustAcquire(t, d, "w", time.Second)
-			ch1, stop1, err := d.WatchRelease(bg, "w")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop1()
-			ch2, stop2, err := d.WatchRelease(bg, "w")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop2()
+			ch1 := testkit.WatchRelease(t, d, "w")
+			ch2 := testkit.WatchRelease(t, d, "w")
 			if signalled(ch1) || signalled(ch2) {
 				t.Fatal("signal before any change")
 			}
@@ -82,11 +76,7 @@ func TestWatchRelease(t *testing.T) {
 
 func TestWatchCoalescesAndNeverBlocks(t *testing.T) {
 	d, _ := newTest(t)
-	ch, stop, err := d.WatchRelease(bg, "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	ch := testkit.WatchRelease(t, d, "c")
 	for range 5 { // nobody reads: sends must not block
 		r := mustAcquire(t, d, "c", time.Second)
 		d.Release(bg, "", r.LockID)

@@ -20,10 +20,9 @@ import (
 
 // harness runs the conformance suite against a fresh schema.
 type harness struct {
-	t       *testing.T
-	db      *testDB
-	d       *Driver
-	cleanup *Driver
+	testkit.DriverPair[Capabilities, *Driver]
+	t  *testing.T
+	db *testDB
 
 	// opts configure every driver of the harness (tables, LISTEN
 	// connection); names maps the default table names in the harness's
@@ -33,8 +32,6 @@ type harness struct {
 	// noLatency makes DriverWithLatency return nil (the cases that need
 	// it skip): see TestConformanceThroughPgBouncer.
 	noLatency bool
-
-	closers testkit.Closers
 }
 
 // sql renders s, written with the default table names, for the harness.
@@ -55,15 +52,6 @@ var (
 	_ conformance.DriverOpener[Capabilities]        = (*harness)(nil)
 	_ conformance.UnheardDriverOpener[Capabilities] = (*harness)(nil)
 )
-
-func (h *harness) Driver() driver.Driver[Capabilities]            { return h.d }
-func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.cleanup }
-
-func (h *harness) Close() {
-	h.d.Close()
-	h.cleanup.Close()
-	h.closers.Close()
-}
 
 // OpenDriver returns a driver over the same tables with a pool of its own,
 // as another process would have. The pool holds at most two connections
@@ -93,7 +81,7 @@ func (h *harness) openDriver(ctx context.Context, opts ...Option) (driver.Driver
 		pool.Close()
 		return nil, err
 	}
-	h.closers.Add(pool.Close, d.Close)
+	h.Closers.Add(pool.Close, d.Close)
 	return d, nil
 }
 
@@ -127,7 +115,7 @@ func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	_ = pool.Ping(ctx)
 	cancel()
-	h.closers.Add(p.Close, pool.Close, drv.Close)
+	h.Closers.Add(p.Close, pool.Close, drv.Close)
 	return drv
 }
 
@@ -200,21 +188,9 @@ func (h *harness) FenceCounterExists(ctx context.Context, key string) (bool, err
 func TestConformance(t *testing.T) {
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
 		db := newTestDB(t, nil)
-		pool := db.newPool(t, func(c *pgxpool.Config) {
-			c.MaxConns = 16
-			c.MinConns = 16
+		return newHarness(t, db, func(c *pgxpool.Config) {
 			c.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error { return PrepareConn(ctx, conn) }
 		})
-		warmPool(t, pool)
-		d, err := New(pool)
-		if err != nil {
-			return nil, err
-		}
-		cd, err := New(pool, WithCleanupInIsLocked(true))
-		if err != nil {
-			return nil, err
-		}
-		return &harness{t: t, db: db, d: d, cleanup: cd}, nil
 	}, conformance.Options{
 		// All cases start at once on a 2-core CI machine that also runs
 		// the other drivers' tests; case 011's barrier already proves that
@@ -222,6 +198,29 @@ func TestConformance(t *testing.T) {
 		// budget is widened from 500ms to absorb CPU starvation.
 		Timing: conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
 	})
+}
+
+// newHarness returns a harness over db whose drivers, built with opts,
+// share a pool of 16 connections, all opened before the cases start; mod,
+// if not nil, adjusts the pool's configuration.
+func newHarness(t *testing.T, db *testDB, mod func(*pgxpool.Config), opts ...Option) (*harness, error) {
+	pool := db.newPool(t, func(c *pgxpool.Config) {
+		c.MaxConns = 16
+		c.MinConns = 16
+		if mod != nil {
+			mod(c)
+		}
+	})
+	warmPool(t, pool)
+	d, err := New(pool, opts...)
+	if err != nil {
+		return nil, err
+	}
+	cd, err := New(pool, append(opts, WithCleanupInIsLocked(true))...)
+	if err != nil {
+		return nil, err
+	}
+	return &harness{DriverPair: testkit.DriverPair[Capabilities, *Driver]{D: d, DC: cd}, t: t, db: db, opts: opts}, nil
 }
 
 // warmPool opens every connection of pool (running AfterConnect) before the

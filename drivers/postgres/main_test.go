@@ -56,6 +56,18 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// adminExec runs sql on a connection of its own to the test server, outside
+// any test schema.
+func adminExec(ctx context.Context, sql string) error {
+	admin, err := pgx.Connect(ctx, testDSN())
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	_, err = admin.Exec(ctx, sql)
+	return err
+}
+
 // testDB is a fresh schema on the test server with the driver's tables.
 type testDB struct {
 	schema string
@@ -71,22 +83,11 @@ func newTestDB(t testing.TB, mod func(*pgxpool.Config), opts ...Option) *testDB 
 	needServer(t)
 	ctx := context.Background()
 	schema := "sg_" + randHex(6)
-	admin, err := pgx.Connect(ctx, testDSN())
-	if err != nil {
+	if err := adminExec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	_ = admin.Close(ctx)
 	t.Cleanup(func() {
-		admin, err := pgx.Connect(context.Background(), testDSN())
-		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
-		}
-		defer admin.Close(context.Background())
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+		if err := adminExec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 			t.Errorf("drop schema: %v", err)
 		}
 	})
@@ -130,6 +131,17 @@ func newTestDriver(t testing.TB, opts ...Option) (*testDB, *Driver) {
 	t.Helper()
 	db := newTestDB(t, nil)
 	return db, newDriver(t, db.pool, opts...)
+}
+
+// newOwnLockTableDB returns a fresh test schema whose lock table is named
+// prefix plus random hex, and the option that names it. The LISTEN
+// connection and the NOTIFY channel follow the lock table's name, so other
+// tests' listeners in the database neither count for nor get hit by the
+// test.
+func newOwnLockTableDB(t testing.TB, prefix string) (*testDB, Option) {
+	t.Helper()
+	tables := WithTables(Tables{Locks: prefix + randHex(4)})
+	return newTestDB(t, nil, tables), tables
 }
 
 // count returns the number of rows of table in the test schema.

@@ -42,13 +42,7 @@ func newPgBouncerDB(t testing.TB, url string) (*testDB, []Option, *strings.Repla
 	p := "pb" + randHex(5)
 	tables := Tables{Locks: p + "_locks", Fences: p + "_fences", Records: p + "_records", Rate: p + "_rate"}
 	t.Cleanup(func() {
-		admin, err := pgx.Connect(context.Background(), testDSN())
-		if err != nil {
-			t.Errorf("drop tables: %v", err)
-			return
-		}
-		defer admin.Close(context.Background())
-		if _, err := admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+
+		if err := adminExec(context.Background(), "DROP TABLE IF EXISTS "+
 			strings.Join([]string{tables.Locks, waitersTable(tables.Locks), permitsTable(tables.Locks), tables.Fences, tables.Records, tables.Rate}, ", ")); err != nil {
 			t.Errorf("drop tables: %v", err)
 		}
@@ -93,20 +87,12 @@ func TestConformanceThroughPgBouncer(t *testing.T) {
 	url := pgbouncerURL(t)
 	conformance.Run(t, func(ctx context.Context, t *testing.T) (conformance.Harness[Capabilities], error) {
 		db, opts, names := newPgBouncerDB(t, url)
-		pool := db.newPool(t, func(c *pgxpool.Config) {
-			c.MaxConns = 16
-			c.MinConns = 16
-		})
-		warmPool(t, pool)
-		d, err := New(pool, opts...)
+		h, err := newHarness(t, db, nil, opts...)
 		if err != nil {
 			return nil, err
 		}
-		cd, err := New(pool, append(opts, WithCleanupInIsLocked(true))...)
-		if err != nil {
-			return nil, err
-		}
-		return &harness{t: t, db: db, d: d, cleanup: cd, opts: opts, names: names, noLatency: true}, nil
+		h.names, h.noLatency = names, true
+		return h, nil
 	}, conformance.Options{
 		Timing: conformance.Timing{ParallelBudget: 1500 * time.Millisecond},
 	})

@@ -18,25 +18,12 @@ func TestWatchFanOutAndReconnect(t *testing.T) {
 	t.Parallel()
 	// A lock table name of its own, so that terminating the LISTEN
 	// connection by its application name hits only this test's.
-	tables := WithTables(Tables{Locks: "reconnect_" + randHex(4)})
-	db := newTestDB(t, nil, tables)
+	db, tables := newOwnLockTableDB(t, "reconnect_")
 	d := newDriver(t, db.pool, tables)
 	ctx := t.Context()
-	a1, stopA1, err := d.WatchRelease(ctx, "watch:a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopA1()
-	a2, stopA2, err := d.WatchRelease(ctx, "watch:a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopA2()
-	b, stopB, err := d.WatchRelease(ctx, "watch:b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopB()
+	a1 := testkit.WatchRelease(t, d, "watch:a")
+	a2 := testkit.WatchRelease(t, d, "watch:a")
+	b := testkit.WatchRelease(t, d, "watch:b")
 	// The keys are free: each subscription signalled once at once.
 	for _, ch := range []<-chan struct{}{a1, a2, b} {
 		testkit.WaitSignal(t, ch, time.Second, "initial signal of a free key")
@@ -160,16 +147,8 @@ func TestWatchSignalsFreeKeyAtOnce(t *testing.T) {
 	if err != nil || !r.Acquired {
 		t.Fatalf("Acquire = %+v, %v", r, err)
 	}
-	held, stop1, err := d.WatchRelease(ctx, "held")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop1()
-	free, stop2, err := d.WatchRelease(ctx, "free")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop2()
+	held := testkit.WatchRelease(t, d, "held")
+	free := testkit.WatchRelease(t, d, "free")
 	testkit.WaitSignal(t, free, time.Second, "subscription to a free key")
 	testkit.NoSignal(t, held, 200*time.Millisecond, "subscription to a held key")
 	if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
@@ -185,8 +164,7 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 	t.Parallel()
 	// A lock table name of its own: other tests' listeners in this
 	// database would otherwise count.
-	tables := WithTables(Tables{Locks: "notify_" + randHex(4)})
-	db := newTestDB(t, nil, tables)
+	db, tables := newOwnLockTableDB(t, "notify_")
 	d := newDriver(t, db.pool, tables)
 	ctx := t.Context()
 	raw, err := db.pool.Acquire(ctx)
@@ -218,11 +196,7 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 	if wait(300 * time.Millisecond) {
 		t.Error("a release sent NOTIFY while no driver listened")
 	}
-	_, stop, err := d.WatchRelease(ctx, "other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	testkit.WatchRelease(t, d, "other")
 	cycle()
 	if !wait(2 * time.Second) {
 		t.Error("no NOTIFY for a release while the driver listened")
@@ -236,8 +210,7 @@ func TestNotifyOnlyWhileListening(t *testing.T) {
 // listener".
 func TestNotifyForAnotherDriversListener(t *testing.T) {
 	t.Parallel()
-	tables := WithTables(Tables{Locks: "notify_" + randHex(4)})
-	db := newTestDB(t, nil, tables)
+	db, tables := newOwnLockTableDB(t, "notify_")
 	d := newDriver(t, db.pool, tables)
 	other := newDriver(t, db.pool, tables)
 	ctx := t.Context()

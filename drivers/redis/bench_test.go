@@ -38,40 +38,26 @@ func BenchmarkPair(b *testing.B) {
 	c := benchClient(b)
 	ctx, cancel := context.WithCancel(context.Background()) // cancellable, as in real use
 	defer cancel()
-	b.Run("driver", func(b *testing.B) {
-		d := newDriver(b, c)
-		keys := benchKeys(64)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			r, err := d.Acquire(ctx, keys[i&63], benchTTL)
-			if err != nil || !r.Acquired {
-				b.Fatalf("Acquire = %+v, %v", r, err)
+	// BenchmarkPair/driver-background-ctx: the same with a context that can never end.
+	// The driver used to run such calls inline, without the goroutine that
+	// lets it return at once; since the call timeout (issue 16) every call
+	// takes the same path.
+	for _, bc := range []struct {
+		name string
+		ctx  context.Context
+	}{{"driver", ctx}, {"driver-background-ctx", context.Background()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			d := newDriver(b, c)
+			keys := benchKeys(64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if !driverPair(b, bc.ctx, d, keys[i&63], "") {
+					b.FailNow()
+				}
 			}
-			if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
-				b.Fatalf("Release = %+v, %v", rr, err)
-			}
-		}
-	})
-	// The same with a context that can never end. The driver used to run
-	// such calls inline, without the goroutine that lets it return at once;
-	// since the call timeout (issue 16) every call takes the same path.
-	b.Run("driver-background-ctx", func(b *testing.B) {
-		d := newDriver(b, c)
-		keys := benchKeys(64)
-		bg := context.Background()
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			r, err := d.Acquire(bg, keys[i&63], benchTTL)
-			if err != nil || !r.Acquired {
-				b.Fatalf("Acquire = %+v, %v", r, err)
-			}
-			if rr, err := d.Release(bg, "", r.LockID); err != nil || !rr.OK {
-				b.Fatalf("Release = %+v, %v", rr, err)
-			}
-		}
-	})
+		})
+	}
 	b.Run("raw-setnx", func(b *testing.B) {
 		prefix := testPrefix("raw")
 		b.Cleanup(func() { deletePrefix(c, prefix) }) // not timed
@@ -95,53 +81,74 @@ func BenchmarkPairParallel(b *testing.B) {
 	defer cancel()
 	b.Run("driver", func(b *testing.B) {
 		d := newDriver(b, c)
-		var seq atomic.Int64
-		b.ReportAllocs()
-		b.SetParallelism(8)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			key := "par:" + strconv.FormatInt(seq.Add(1), 10)
-			for pb.Next() {
-				r, err := d.Acquire(ctx, key, benchTTL)
-				if err != nil || !r.Acquired {
-					b.Errorf("Acquire = %+v, %v", r, err)
-					return
-				}
-				if rr, err := d.Release(ctx, "", r.LockID); err != nil || !rr.OK {
-					b.Errorf("Release = %+v, %v", rr, err)
-					return
-				}
-			}
-		})
+		parallelPairs(b, 8, "", false, func(key string) bool { return driverPair(b, ctx, d, key, "") })
 	})
 	b.Run("raw-setnx", func(b *testing.B) {
 		prefix := testPrefix("raw")
 		b.Cleanup(func() { deletePrefix(c, prefix) }) // not timed
-		var seq atomic.Int64
-		b.ReportAllocs()
-		b.SetParallelism(8)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			key := prefix + ":par:" + strconv.FormatInt(seq.Add(1), 10)
-			for pb.Next() {
-				rawPair(b, ctx, c, key)
-			}
-		})
+		parallelPairs(b, 8, prefix+":", false, func(key string) bool { return rawPair(b, ctx, c, key) })
 	})
 }
 
+// parallelPairs runs pair from GOMAXPROCS×par goroutines (see
+// [testing.B.SetParallelism]), each on keys of its own: the one key
+// keyPrefix+"par:N" of goroutine N, or with fresh a new key
+// keyPrefix+"par:N:i" for its i-th pair. A goroutine stops at its first
+// failed pair.
+func parallelPairs(b *testing.B, par int, keyPrefix string, fresh bool, pair func(key string) bool) {
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(par)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		key := keyPrefix + "par:" + strconv.FormatInt(seq.Add(1), 10)
+		if !fresh {
+			for pb.Next() {
+				if !pair(key) {
+					return
+				}
+			}
+			return
+		}
+		key += ":"
+		for i := 0; pb.Next(); i++ {
+			if !pair(key + strconv.Itoa(i)) {
+				return
+			}
+		}
+	})
+}
+
+// driverPair acquires key through l and releases it, passing releaseKey
+// as Release's key ("" for a [Driver]; a [LockOnlyDriver] needs the key);
+// it reports a failure and returns false.
+func driverPair(b *testing.B, ctx context.Context, l driver.LockStore, key, releaseKey string) bool {
+	r, err := l.Acquire(ctx, key, benchTTL)
+	if err != nil || !r.Acquired {
+		b.Errorf("Acquire = %+v, %v", r, err)
+		return false
+	}
+	if rr, err := l.Release(ctx, releaseKey, r.LockID); err != nil || !rr.OK {
+		b.Errorf("Release = %+v, %v", rr, err)
+		return false
+	}
+	return true
+}
+
 // rawPair is the baseline: SET NX PX with a fresh random token, then a
-// compare-and-delete by SHA.
-func rawPair(b *testing.B, ctx context.Context, c rueidis.Client, key string) {
+// compare-and-delete by SHA. It reports a failure and returns false.
+func rawPair(b *testing.B, ctx context.Context, c rueidis.Client, key string) bool {
 	id := driver.NewLockID()
 	err := c.Do(ctx, c.B().Set().Key(key).Value(id).Nx().PxMilliseconds(benchTTL.Milliseconds()).Build()).Error()
 	if err != nil {
 		b.Errorf("SET NX: %v", err)
-		return
+		return false
 	}
 	if n, err := casDelete.Exec(ctx, c, []string{key}, []string{id}).AsInt64(); err != nil || n != 1 {
 		b.Errorf("compare-and-delete = %d, %v", n, err)
+		return false
 	}
+	return true
 }
 
 func benchKeys(n int) []string {
@@ -194,59 +201,26 @@ func BenchmarkLockOnlyParallel(b *testing.B) {
 	b.Run("guard", func(b *testing.B) {
 		g := syncguard.New(newLO(b))
 		opts := []syncguard.AcquireOption{syncguard.TTL(benchTTL), syncguard.AutoExtend(false)}
-		var seq atomic.Int64
-		b.ReportAllocs()
-		b.SetParallelism(par)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			prefix := "par:" + strconv.FormatInt(seq.Add(1), 10) + ":"
-			for i := 0; pb.Next(); i++ {
-				l, err := g.TryAcquire(ctx, prefix+strconv.Itoa(i), opts...)
-				if err != nil {
-					b.Errorf("TryAcquire: %v", err)
-					return
-				}
-				if ok, err := l.Release(ctx); err != nil || !ok {
-					b.Errorf("Release = %v, %v", ok, err)
-					return
-				}
+		parallelPairs(b, par, "", true, func(key string) bool {
+			l, err := g.TryAcquire(ctx, key, opts...)
+			if err != nil {
+				b.Errorf("TryAcquire: %v", err)
+				return false
 			}
+			if ok, err := l.Release(ctx); err != nil || !ok {
+				b.Errorf("Release = %v, %v", ok, err)
+				return false
+			}
+			return true
 		})
 	})
 	b.Run("driver", func(b *testing.B) {
 		d := newLO(b)
-		var seq atomic.Int64
-		b.ReportAllocs()
-		b.SetParallelism(par)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			prefix := "par:" + strconv.FormatInt(seq.Add(1), 10) + ":"
-			for i := 0; pb.Next(); i++ {
-				key := prefix + strconv.Itoa(i)
-				r, err := d.Acquire(ctx, key, benchTTL)
-				if err != nil || !r.Acquired {
-					b.Errorf("Acquire = %+v, %v", r, err)
-					return
-				}
-				if rr, err := d.Release(ctx, key, r.LockID); err != nil || !rr.OK {
-					b.Errorf("Release = %+v, %v", rr, err)
-					return
-				}
-			}
-		})
+		parallelPairs(b, par, "", true, func(key string) bool { return driverPair(b, ctx, d, key, key) })
 	})
 	b.Run("raw-setnx", func(b *testing.B) {
 		prefix := testPrefix("raw")
 		b.Cleanup(func() { deletePrefix(c, prefix) }) // not timed
-		var seq atomic.Int64
-		b.ReportAllocs()
-		b.SetParallelism(par)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			key := prefix + ":par:" + strconv.FormatInt(seq.Add(1), 10) + ":"
-			for i := 0; pb.Next(); i++ {
-				rawPair(b, ctx, c, key+strconv.Itoa(i))
-			}
-		})
+		parallelPairs(b, par, prefix+":", true, func(key string) bool { return rawPair(b, ctx, c, key) })
 	})
 }

@@ -45,8 +45,7 @@ func TestHandoffFIFO(t *testing.T) {
 // claims the lock with its next attempt.
 func TestHandoffClaimWithoutMessage(t *testing.T) {
 	t.Parallel()
-	c := singleClient(t)
-	d := newDriver(t, c)
+	d := newDriver(t, singleClient(t))
 	ctx := context.Background()
 	holder := testkit.MustAcquire(t, d, "claim")
 	kn, _ := d.names("claim")

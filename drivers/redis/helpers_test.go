@@ -185,54 +185,49 @@ func deletePrefix(c rueidis.Client, prefix string) {
 
 // harness is the conformance harness of one store (single node or cluster).
 type harness struct {
+	testkit.DriverPair[Capabilities, *Driver]
 	c      rueidis.Client
-	d, dc  *Driver
 	prefix string
 	opt    rueidis.ClientOption // of OpenDriver's and DriverWithLatency's clients
-
-	closers testkit.Closers
 }
 
 func newHarness(t *testing.T, c rueidis.Client, tag string) *harness {
 	h := &harness{c: c, prefix: testPrefix(tag)}
 	var err error
-	if h.d, err = New(c, WithKeyPrefix(h.prefix)); err != nil {
+	if h.D, err = New(c, WithKeyPrefix(h.prefix)); err != nil {
 		t.Fatal(err)
 	}
-	if h.dc, err = New(c, WithKeyPrefix(h.prefix), WithCleanupInIsLocked(true)); err != nil {
+	if h.DC, err = New(c, WithKeyPrefix(h.prefix), WithCleanupInIsLocked(true)); err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
 
-func (h *harness) Driver() driver.Driver[Capabilities]            { return h.d }
-func (h *harness) DriverWithCleanup() driver.Driver[Capabilities] { return h.dc }
-
+// Close closes the drivers and what the harness opened, then deletes the
+// harness's keys.
 func (h *harness) Close() {
-	h.d.Close()
-	h.dc.Close()
-	h.closers.Close()
+	h.DriverPair.Close()
 	deletePrefix(h.c, h.prefix)
 }
 
 // LockIDFor mints an ID that carries key's slot, as Acquire does.
 func (h *harness) LockIDFor(key string) string {
 	k, _ := driver.NormalizeKey(key)
-	kn, _ := h.d.names(k)
+	kn, _ := h.D.names(k)
 	return newLockID(keySlot(kn.body))
 }
 
 // WriteRawLock writes a lock and its index directly, with a PX far past
 // the logical expiry so that the check sees it.
 func (h *harness) WriteRawLock(ctx context.Context, key, lockID string, fence driver.Fence, off time.Duration) error {
-	k, kn, err := h.d.keyFor(ctx, key)
+	k, kn, err := h.D.keyFor(ctx, key)
 	if err != nil {
 		return err
 	}
 	if lockIDSlot(lockID) != keySlot(kn.body) {
 		return errors.ErrUnsupported
 	}
-	idx, _ := h.d.idKey(lockID)
+	idx, _ := h.D.idKey(lockID)
 	const script = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -248,7 +243,7 @@ return exp`
 // SetFence writes key's counter, so the next acquisition gets value+1 (or
 // the time floor, if that is higher).
 func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
-	_, kn, err := h.d.keyFor(ctx, key)
+	_, kn, err := h.D.keyFor(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -256,7 +251,7 @@ func (h *harness) SetFence(ctx context.Context, key string, value int64) error {
 }
 
 func (h *harness) exists(ctx context.Context, key, field string) (bool, error) {
-	_, kn, err := h.d.keyFor(ctx, key)
+	_, kn, err := h.D.keyFor(ctx, key)
 	if err != nil {
 		return false, err
 	}
@@ -297,7 +292,7 @@ func (h *harness) OpenDriver(ctx context.Context) (driver.Driver[Capabilities], 
 		c.Close()
 		return nil, err
 	}
-	h.closers.Add(func() { d.Close(); c.Close() })
+	h.Closers.Add(func() { d.Close(); c.Close() })
 	return d, nil
 }
 
@@ -331,7 +326,7 @@ func (h *harness) OpenUnheardDriver(ctx context.Context) (driver.Driver[Capabili
 		dropUser()
 		return nil, err
 	}
-	h.closers.Add(func() { d.Close(); c.Close(); dropUser() })
+	h.Closers.Add(func() { d.Close(); c.Close(); dropUser() })
 	return d, nil
 }
 
@@ -359,6 +354,6 @@ func (h *harness) DriverWithLatency(d time.Duration) driver.Driver[Capabilities]
 		pool.Close()
 		return nil
 	}
-	h.closers.Add(func() { drv.Close(); c.Close(); pool.Close() })
+	h.Closers.Add(func() { drv.Close(); c.Close(); pool.Close() })
 	return drv
 }

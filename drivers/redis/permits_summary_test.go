@@ -122,13 +122,7 @@ func TestPermitSummary(t *testing.T) {
 	forModes(t, func(t *testing.T, d *Driver) {
 		ctx := context.Background()
 		c := d.Client()
-		sem := func(key string) string {
-			kn, err := d.names(key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kn.sem()
-		}
+		sem := func(key string) string { return mustNames(t, d, key).sem() }
 		acquire := func(key string, limit int, ttl time.Duration, want bool) driver.AcquireResult {
 			t.Helper()
 			r, err := d.AcquirePermit(ctx, key, limit, ttl)
@@ -263,11 +257,7 @@ func TestPermitSummaryRandom(t *testing.T) {
 	forModes(t, func(t *testing.T, d *Driver) {
 		ctx := context.Background()
 		c := d.Client()
-		kn, err := d.names("rand")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sem := kn.sem()
+		sem := mustNames(t, d, "rand").sem()
 		seed := uint64(time.Now().UnixNano())
 		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(seed, 1))

@@ -5,8 +5,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/syncguard/syncguard/driver"
 )
+
+// mustNames returns the Redis keys of key on d, or fails t.
+func mustNames(t testing.TB, d *Driver, key string) keyNames {
+	t.Helper()
+	kn, err := d.names(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kn
+}
 
 // TestPermitStorage checks the permit hash: one key per user key, apart
 // from the lock hash; an expiry that covers the latest live permit; expired
@@ -17,27 +28,19 @@ func TestPermitStorage(t *testing.T) {
 	forModes(t, func(t *testing.T, d *Driver) {
 		ctx := context.Background()
 		c := d.Client()
-		kn, err := d.names("sem-storage")
-		if err != nil {
-			t.Fatal(err)
-		}
+		kn := mustNames(t, d, "sem-storage")
 		sem := kn.sem()
-		hlen := func() int64 {
+		// asInt runs cmd, whose reply is an integer.
+		asInt := func(cmd rueidis.Completed) int64 {
 			t.Helper()
-			n, err := c.Do(ctx, c.B().Hlen().Key(sem).Build()).AsInt64()
+			n, err := c.Do(ctx, cmd).AsInt64()
 			if err != nil {
 				t.Fatal(err)
 			}
 			return n
 		}
-		pttl := func() int64 {
-			t.Helper()
-			n, err := c.Do(ctx, c.B().Pttl().Key(sem).Build()).AsInt64()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
+		hlen := func() int64 { t.Helper(); return asInt(c.B().Hlen().Key(sem).Build()) }
+		pttl := func() int64 { t.Helper(); return asInt(c.B().Pttl().Key(sem).Build()) }
 
 		short, err := d.AcquirePermit(ctx, "sem-storage", 3, 200*time.Millisecond)
 		if err != nil || !short.Acquired {
@@ -105,10 +108,7 @@ func TestPermitCounterOutlivesPermits(t *testing.T) {
 	forModes(t, func(t *testing.T, d *Driver) {
 		ctx := context.Background()
 		c := d.Client()
-		kn, err := d.names("sem-ahead")
-		if err != nil {
-			t.Fatal(err)
-		}
+		kn := mustNames(t, d, "sem-ahead")
 		// A counter 3 s ahead of the floor, as after a clock step back.
 		ahead := int64(driver.FenceFloor(time.Now().UnixMicro())) + 3000*driver.FencePerMs
 		if err := c.Do(ctx, c.B().Hset().Key(kn.sem()).FieldValue().FieldValue("f", formatInt(ahead)).Build()).Error(); err != nil {

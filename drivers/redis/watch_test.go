@@ -81,8 +81,7 @@ func shardNumsub(t *testing.T, d *Driver, ch string) int64 {
 // is woken, and nothing leaks (goleak in TestMain).
 func TestWatchChurn(t *testing.T) {
 	t.Parallel()
-	c := singleClient(t)
-	d := newDriver(t, c)
+	d := newDriver(t, singleClient(t))
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -150,8 +149,7 @@ func TestWatchClose(t *testing.T) {
 // subscription is confirmed returns Aborted and leaves nothing behind.
 func TestWatchCancelledContext(t *testing.T) {
 	t.Parallel()
-	c := singleClient(t)
-	d := newDriver(t, c)
+	d := newDriver(t, singleClient(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, _, err := d.WatchRelease(ctx, "k"); driver.CodeOf(err) != driver.Aborted {
@@ -167,8 +165,7 @@ func TestWatchCancelledContext(t *testing.T) {
 // delay would have expired.
 func TestGuardWakesOnRelease(t *testing.T) {
 	t.Parallel()
-	c := singleClient(t)
-	d := newDriver(t, c)
+	d := newDriver(t, singleClient(t))
 	g := syncguard.New(d)
 	ctx := context.Background()
 	l, err := g.Acquire(ctx, "wake")

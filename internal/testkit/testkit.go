@@ -61,6 +61,18 @@ func MustAcquire(t testing.TB, l Acquirer, key string) driver.AcquireResult {
 	return r
 }
 
+// WatchRelease subscribes to the releases of key on w, or fails t. The
+// subscription stops when t ends.
+func WatchRelease(t testing.TB, w driver.ReleaseWatcher, key string) <-chan struct{} {
+	t.Helper()
+	ch, stop, err := w.WatchRelease(context.Background(), key)
+	if err != nil {
+		t.Fatalf("WatchRelease(%q): %v", key, err)
+	}
+	t.Cleanup(stop)
+	return ch
+}
+
 // Queue makes a waiter join key's hand-off queue on w: subscribe, consume
 // the initial signal, make the contended attempt. The subscription stops
 // when t ends.
@@ -105,6 +117,32 @@ func (c *Closers) Close() {
 	for i := len(fs) - 1; i >= 0; i-- {
 		fs[i]()
 	}
+}
+
+// DriverPair is what every driver's conformance harness holds: the driver
+// under test (D), one like it with cleanup in IsLocked (DC), and the
+// closers of what the harness opens on demand. A harness that embeds it
+// has the Driver, DriverWithCleanup and Close methods of
+// conformance.Harness and conformance.CleanupHarness.
+type DriverPair[C driver.Capabilities, D interface {
+	driver.Driver[C]
+	Close()
+}] struct {
+	D, DC   D
+	Closers Closers
+}
+
+// Driver returns D.
+func (p *DriverPair[C, D]) Driver() driver.Driver[C] { return p.D }
+
+// DriverWithCleanup returns DC.
+func (p *DriverPair[C, D]) DriverWithCleanup() driver.Driver[C] { return p.DC }
+
+// Close closes D and DC, then runs the closers.
+func (p *DriverPair[C, D]) Close() {
+	p.D.Close()
+	p.DC.Close()
+	p.Closers.Close()
 }
 
 // HandoffFIFO checks the hand-off of key, held by holder, to the waiters
