@@ -36,9 +36,11 @@ import (
 //   - trace=all: the same with every trace sampled (AlwaysSample).
 //
 // The caller's own span is in both otel=off and otel=on, so that the
-// ratio is the integration's cost. trace=none/otel=floor is a probe of the
-// least any metrics design costs: an observer that takes the same events
-// and only adds them to atomic counters and buckets (no OpenTelemetry SDK). Spans go through a batch processor to a
+// ratio is the integration's cost. otel=producer is otel=on with the
+// metrics aggregated by the Observer (WithProducer) and read through a
+// reader's producer. trace=none/otel=floor is a probe of the least any
+// metrics design costs: an observer that takes the same events and only
+// adds them to atomic counters and buckets. Spans go through a batch processor to a
 // discarding exporter. Run the variants side by side, several times:
 //
 //	for i in 1 2 3; do go test -run '^$' -bench GuardPairsRedis -count 1 .; done | tee bench.txt
@@ -59,7 +61,7 @@ func BenchmarkGuardPairsMemory(b *testing.B) {
 
 func benchPairs[C driver.Capabilities](b *testing.B, d driver.Driver[C]) {
 	for _, tracing := range []string{"none", "10pct", "all"} {
-		for _, mode := range []string{"off", "on", "floor"} {
+		for _, mode := range []string{"off", "on", "producer", "floor"} {
 			if mode == "floor" && tracing != "none" {
 				continue
 			}
@@ -88,8 +90,17 @@ func benchPairs[C driver.Capabilities](b *testing.B, d driver.Driver[C]) {
 				}
 				opts = append(opts, syncguard.WithObserver(obs))
 			}
-			if mode == "floor" {
+			switch mode {
+			case "floor":
 				opts = append(opts, syncguard.WithObserver(&floorObserver{}))
+			case "producer":
+				obs, err := otelsyncguard.New(d.Capabilities(), otelsyncguard.WithProducer(), otelsyncguard.WithTracerProvider(tp))
+				if err != nil {
+					b.Fatal(err)
+				}
+				mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader(sdkmetric.WithProducer(obs))))
+				b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+				opts = append(opts, syncguard.WithObserver(obs))
 			}
 			g := syncguard.New(d, opts...)
 			caller := tp.Tracer("bench")

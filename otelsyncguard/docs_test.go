@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -27,20 +28,46 @@ const docPath = "../docs/observability.md"
 
 // TestPrometheusNames exports through the otel Prometheus exporter, logs
 // the metric family names Prometheus sees, and requires each of them in
-// docs/observability.md, so that the documented names stay true.
+// docs/observability.md, so that the documented names stay true; with
+// WithProducer (the exporter's producer) the families are the same.
 func TestPrometheusNames(t *testing.T) {
 	t.Parallel()
+	withMP := prometheusNames(t, false)
+	withProducer := prometheusNames(t, true)
+	if diff := cmp.Diff(withMP, withProducer); diff != "" {
+		t.Errorf("metric families with WithProducer differ (-meter provider +producer):\n%s", diff)
+	}
+}
+
+// prometheusNames exercises an Observer exported through the Prometheus
+// exporter (as a producer if producer) and returns the family names.
+func prometheusNames(t *testing.T, producer bool) []string {
+	t.Helper()
+	d := memory.New()
 	reg := prometheus.NewRegistry()
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutTargetInfo())
+	var (
+		obs *otelsyncguard.Observer
+		err error
+	)
+	promOpts := []otelprom.Option{otelprom.WithRegisterer(reg), otelprom.WithoutTargetInfo()}
+	if producer {
+		obs, err = otelsyncguard.New(d.Capabilities(), otelsyncguard.WithProducer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		promOpts = append(promOpts, otelprom.WithProducer(obs))
+	}
+	exporter, err := otelprom.New(promOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 	defer mp.Shutdown(context.Background())
-	d := memory.New()
-	obs, err := otelsyncguard.New(d.Capabilities(), otelsyncguard.WithMeterProvider(mp))
-	if err != nil {
-		t.Fatal(err)
+	if !producer {
+		obs, err = otelsyncguard.New(d.Capabilities(), otelsyncguard.WithMeterProvider(mp))
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx := context.Background()
 	g := syncguard.New(d, syncguard.WithObserver(obs))
@@ -107,11 +134,12 @@ func TestPrometheusNames(t *testing.T) {
 		}
 	}
 	for _, n := range names {
-		t.Logf("prometheus metric %s", n)
+		t.Logf("prometheus metric %s (producer %v)", n, producer)
 		if strings.HasPrefix(n, "syncguard_") && !strings.Contains(string(doc), "`"+n+"`") {
 			t.Errorf("%s is not listed in %s", n, docPath)
 		}
 	}
+	return names
 }
 
 var goFence = regexp.MustCompile("(?m)^```go\n")

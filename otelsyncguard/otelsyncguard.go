@@ -26,8 +26,13 @@
 // [syncguard.WithObserver]; [syncguard.OncePerKey] and the httpmw
 // middleware are observed through their Guard.
 //
+// Metrics go through the meter provider's instruments, or, with
+// [WithProducer], are aggregated by the Observer and read by a reader it
+// is registered with: the fast choice at high lock rates.
+//
 // The package is its own module, so the OpenTelemetry SDK never becomes a
-// dependency of SyncGuard itself; it uses only the OpenTelemetry API.
+// dependency of SyncGuard itself; it uses the OpenTelemetry API, and the
+// metric SDK's data types for [WithProducer].
 package otelsyncguard
 
 import (
@@ -127,6 +132,7 @@ type config struct {
 	mp        metric.MeterProvider
 	tp        trace.TracerProvider
 	rootSpans bool
+	producer  bool
 }
 
 // WithMeterProvider sets the meter provider (default: the global one,
@@ -153,6 +159,20 @@ func WithRootSpans(on bool) Option {
 	return func(c *config) { c.rootSpans = on }
 }
 
+// WithProducer makes the Observer aggregate its metrics itself and hand
+// them over as an [sdkmetric.Producer]: register it with the reader that
+// exports them, with sdkmetric.WithProducer(obs) or the Prometheus
+// exporter's WithProducer(obs). A measurement then costs a few atomic
+// additions instead of the SDK's synchronous instruments (about a quarter
+// of a microsecond each), which matters at tens of thousands of locks per
+// second (docs/observability.md, "Overhead"). The meter provider is not
+// used; the metrics, their attributes and buckets are the same,
+// cumulative, without exemplars. An Observer made without WithProducer
+// produces nothing.
+func WithProducer() Option {
+	return func(c *config) { c.producer = true }
+}
+
 // Observer turns SyncGuard events into metrics and spans. It implements
 // [syncguard.OperationObserver] and is safe for concurrent use; one
 // Observer serves any number of Guards of one backend.
@@ -160,6 +180,8 @@ type Observer struct {
 	tracer    trace.Tracer // nil: no tracing (a no-op provider)
 	rootSpans bool
 	system    attribute.KeyValue
+	producer  bool      // metrics aggregated here (WithProducer)
+	start     time.Time // the start of the producer's cumulative series
 
 	// The counters are observable: a measurement adds to an atomic
 	// series of this Observer (measurementOpts.n), and the SDK reads the
@@ -177,8 +199,8 @@ type Observer struct {
 	// bounded number of times.
 	sets   atomic.Pointer[map[setKey]*measurementOpts]
 	setsMu sync.Mutex
-	// series lists every counter series, read by the collection callback;
-	// guarded by setsMu.
+	// series lists every counter series, read by the collection callback,
+	// and with WithProducer every histogram series; guarded by setsMu.
 	series []*measurementOpts
 }
 
@@ -201,9 +223,14 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 	if cfg.tp == nil {
 		cfg.tp = otel.GetTracerProvider()
 	}
-	o := &Observer{system: AttrDBSystem.String(dbSystem(caps.Name())), rootSpans: cfg.rootSpans}
+	o := &Observer{system: AttrDBSystem.String(dbSystem(caps.Name())), rootSpans: cfg.rootSpans,
+		producer: cfg.producer, start: time.Now()}
 	if _, noop := cfg.tp.(tracenoop.TracerProvider); !noop {
 		o.tracer = cfg.tp.Tracer(ScopeName)
+	}
+	if o.producer {
+		o.buildFast()
+		return o, nil
 	}
 	m := cfg.mp.Meter(ScopeName)
 	var err error
@@ -215,7 +242,7 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 		c, err = m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		return c
 	}
-	histogram := func(name, desc string, bounds ...float64) metric.Float64Histogram {
+	hist := func(name, desc string, bounds ...float64) metric.Float64Histogram {
 		if err != nil {
 			return nil
 		}
@@ -224,19 +251,19 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 			metric.WithExplicitBucketBoundaries(bounds...))
 		return h
 	}
-	o.acquisitions = counter(MetricAcquisitions, "{acquisition}", "Guard acquisitions by outcome.")
-	o.attempts = counter(MetricAttempts, "{attempt}", "Backend acquisition attempts by outcome.")
-	o.handoffs = counter(MetricHandoffs, "{acquisition}", "Successful acquisition attempts of queued waiters.")
-	o.lost = counter(MetricLeasesLost, "{lease}", "Leases lost before their release.")
-	o.extendFailures = counter(MetricAutoExtendFailures, "{extend}", "Failed heartbeat extends.")
-	o.rate = counter(MetricRateDecisions, "{request}", "Rate-limit decisions.")
-	o.idem = counter(MetricIdempotency, "{request}", "OncePerKey calls by outcome.")
-	o.wait = histogram(MetricWaitDuration, "Time to acquire a lock, waiting included.",
-		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-	o.hold = histogram(MetricHoldDuration, "Time a lease was held.",
-		0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
-	o.backend = histogram(MetricBackendDuration, "Latency of backend calls.",
-		0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+	c := func(name string) metric.Int64ObservableCounter {
+		return counter(name, metricUnit[name], metricDesc[name])
+	}
+	o.acquisitions = c(MetricAcquisitions)
+	o.attempts = c(MetricAttempts)
+	o.handoffs = c(MetricHandoffs)
+	o.lost = c(MetricLeasesLost)
+	o.extendFailures = c(MetricAutoExtendFailures)
+	o.rate = c(MetricRateDecisions)
+	o.idem = c(MetricIdempotency)
+	o.wait = hist(MetricWaitDuration, metricDesc[MetricWaitDuration], waitBounds...)
+	o.hold = hist(MetricHoldDuration, metricDesc[MetricHoldDuration], holdBounds...)
+	o.backend = hist(MetricBackendDuration, metricDesc[MetricBackendDuration], backendBounds...)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +283,7 @@ func (o *Observer) collect(_ context.Context, obs metric.Observer) error {
 	series := o.series
 	o.setsMu.Unlock()
 	for _, s := range series {
-		if n := s.n.Load(); n > 0 {
+		if n := s.n.Load(); n > 0 && s.counter != nil {
 			obs.ObserveInt64(s.counter, n, s.observe...)
 		}
 	}
@@ -377,12 +404,12 @@ func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
 		opts := o.fast.acquisitions[i]
 		opts = o.pick(opts, setKey{metric: mAcquisitions, outcome: acquisitionOutcomes[i]}, errCode(e, i == acqError))
 		opts.n.Add(1)
-		o.wait.Record(ctx, e.Latency.Seconds(), opts.record...)
+		o.record(ctx, o.wait, opts, e.Latency)
 		if st := opFrom(ctx); st != nil && st.op == e.Type {
 			o.endOp(st, e, AttrOutcome.String(acquisitionOutcomes[i]), AttrAttempts.Int64(st.attempts.Load()))
 		}
 	case syncguard.EventLeaseRelease:
-		o.hold.Record(ctx, e.Held.Seconds(), o.fast.hold.record...)
+		o.record(ctx, o.hold, o.fast.hold, e.Held)
 		if st := opFrom(ctx); st != nil && st.op == e.Type {
 			o.endOp(st, e, AttrResult.String(e.Result), AttrHoldSeconds.Float64(e.Held.Seconds()),
 				AttrOperation.String(string(syncguard.EventRelease)))
@@ -432,7 +459,7 @@ func (o *Observer) backendCall(ctx context.Context, e syncguard.Event) {
 		i := max(r, resOK) // the decisions are indexed like the results
 		o.pick(o.fast.rate[i], setKey{metric: mRate, outcome: decisions[i]}, e.Code).n.Add(1)
 	}
-	o.backend.Record(ctx, e.Latency.Seconds(), o.pick(at(o.fast.backend[op][:], r), setKey{metric: mBackend, op: e.Type, outcome: e.Result}, e.Code).record...)
+	o.record(ctx, o.backend, o.pick(at(o.fast.backend[op][:], r), setKey{metric: mBackend, op: e.Type, outcome: e.Result}, e.Code), e.Latency)
 
 	if o.tracer == nil {
 		return
@@ -671,13 +698,27 @@ type setKey struct {
 
 // measurementOpts is one attribute set of a metric: the options of a
 // histogram measurement, ready to pass without allocating, or the series
-// of a counter.
+// of a counter; with WithProducer, also the histogram's series.
 type measurementOpts struct {
+	metric int // setKey.metric
+	set    attribute.Set
 	record []metric.RecordOption
 
 	n       atomic.Int64 // the counter's value
 	counter metric.Int64ObservableCounter
 	observe []metric.ObserveOption
+
+	hist *histogram // the histogram series (WithProducer), or nil
+}
+
+// record adds the duration v to the histogram h (or, with WithProducer,
+// to the series of opts).
+func (o *Observer) record(ctx context.Context, h metric.Float64Histogram, opts *measurementOpts, v time.Duration) {
+	if o.producer {
+		opts.hist.add(v)
+		return
+	}
+	h.Record(ctx, v.Seconds(), opts.record...)
 }
 
 // fastSets holds the measurement options of the sets without an error
@@ -781,16 +822,17 @@ func (o *Observer) newOpts(k setKey) *measurementOpts {
 		attrs = append(attrs, AttrErrorType.String(k.code.String()))
 	}
 	set := attribute.NewSet(attrs...)
-	v := &measurementOpts{}
-	switch k.metric {
-	case mBackend, mHold:
+	v := &measurementOpts{metric: k.metric, set: set}
+	if b := histogramBounds(k.metric); b != nil {
 		v.record = []metric.RecordOption{metric.WithAttributeSet(set)}
-		return v
-	case mAcquisitions: // and the wait histogram
-		v.record = []metric.RecordOption{metric.WithAttributeSet(set)}
+		if o.producer {
+			v.hist = newHistogram(b)
+		}
 	}
-	v.counter = o.counterOf(k.metric)
-	v.observe = []metric.ObserveOption{metric.WithAttributeSet(set)}
+	if k.metric != mBackend && k.metric != mHold {
+		v.counter = o.counterOf(k.metric)
+		v.observe = []metric.ObserveOption{metric.WithAttributeSet(set)}
+	}
 	o.series = append(o.series, v)
 	return v
 }

@@ -46,26 +46,34 @@ const rawMark = "otel-raw-key:"
 // appears anywhere.
 func TestMetricsAndSpans(t *testing.T) {
 	t.Parallel()
-	t.Run("memory", func(t *testing.T) {
-		t.Parallel()
-		exercise(t, memory.New())
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		d, ok := drivertest.Redis(t)
-		if !ok {
-			t.Skip("redis unavailable")
+	// producer: the Observer aggregates its metrics (WithProducer) and
+	// the reader reads them from it.
+	for _, producer := range []bool{false, true} {
+		suffix := ""
+		if producer {
+			suffix = "/producer"
 		}
-		exercise(t, d)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		d, ok := drivertest.Postgres(t)
-		if !ok {
-			t.Skip("postgres unavailable")
-		}
-		exercise(t, d)
-	})
+		t.Run("memory"+suffix, func(t *testing.T) {
+			t.Parallel()
+			exercise(t, memory.New(), producer)
+		})
+		t.Run("redis"+suffix, func(t *testing.T) {
+			t.Parallel()
+			d, ok := drivertest.Redis(t)
+			if !ok {
+				t.Skip("redis unavailable")
+			}
+			exercise(t, d, producer)
+		})
+		t.Run("postgres"+suffix, func(t *testing.T) {
+			t.Parallel()
+			d, ok := drivertest.Postgres(t)
+			if !ok {
+				t.Skip("postgres unavailable")
+			}
+			exercise(t, d, producer)
+		})
+	}
 }
 
 type fixture struct {
@@ -76,15 +84,33 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, caps driver.Capabilities) fixture {
+	return newFixtureMode(t, caps, false)
+}
+
+// newFixtureMode is newFixture with the Observer's metrics aggregated by
+// the Observer itself (WithProducer) if producer.
+func newFixtureMode(t *testing.T, caps driver.Capabilities, producer bool) fixture {
 	t.Helper()
-	f := fixture{reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder()}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.reader))
+	f := fixture{spans: tracetest.NewSpanRecorder()}
 	f.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(f.spans))
+	var (
+		mp  *sdkmetric.MeterProvider
+		obs *otelsyncguard.Observer
+		err error
+	)
+	if producer {
+		obs, err = otelsyncguard.New(caps, otelsyncguard.WithProducer(), otelsyncguard.WithTracerProvider(f.tp))
+		f.reader = sdkmetric.NewManualReader(sdkmetric.WithProducer(obs))
+		mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.reader))
+	} else {
+		f.reader = sdkmetric.NewManualReader()
+		mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.reader))
+		obs, err = otelsyncguard.New(caps, otelsyncguard.WithMeterProvider(mp), otelsyncguard.WithTracerProvider(f.tp))
+	}
 	t.Cleanup(func() {
 		_ = mp.Shutdown(context.Background())
 		_ = f.tp.Shutdown(context.Background())
 	})
-	obs, err := otelsyncguard.New(caps, otelsyncguard.WithMeterProvider(mp), otelsyncguard.WithTracerProvider(f.tp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +118,8 @@ func newFixture(t *testing.T, caps driver.Capabilities) fixture {
 	return f
 }
 
-func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C]) {
-	f := newFixture(t, d.Capabilities())
+func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C], producer bool) {
+	f := newFixtureMode(t, d.Capabilities(), producer)
 	g := syncguard.New(d, syncguard.WithObserver(f.obs))
 	other := syncguard.New(d) // another process, not observed
 	ctx, root := f.tp.Tracer("test").Start(context.Background(), "test.request")
