@@ -138,6 +138,38 @@ func TestModel(t *testing.T) {
 		}
 	})
 
+	t.Run("a crash may undo an acknowledged release, nothing else", func(t *testing.T) {
+		// A released, then a crash: the key may be held by A again until
+		// A's expiry (the release committed asynchronously).
+		base := func() *history.Recorder {
+			var rec history.Recorder
+			rec.Add(0, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "A", Fence: 7, ExpMs: baseMs + 5000}, at(0), at(10))
+			rec.Add(0, history.Input{Kind: history.Release, Key: "k", LockID: "A"}, history.Output{OK: true}, at(20), at(30))
+			return &rec
+		}
+		contended := history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}
+		withCrash := base()
+		withCrash.Event(9, history.Crash, at(40), at(50))
+		withCrash.Add(1, contended, history.Output{ExpMs: baseMs + 5000}, at(60), at(70))
+		if res := history.Check(withCrash.Ops(), 10*time.Second, t.TempDir(), "crash"); res.Outcome != porcupine.Ok {
+			t.Errorf("release undone by a crash: %s; want Ok", res.Outcome)
+		}
+		noCrash := base()
+		noCrash.Add(1, contended, history.Output{ExpMs: baseMs + 5000}, at(60), at(70))
+		if res := history.Check(noCrash.Ops(), 10*time.Second, t.TempDir(), "nocrash"); res.Outcome != porcupine.Illegal {
+			t.Errorf("released key found held without a crash: %s; want Illegal", res.Outcome)
+		}
+		// An acknowledged acquisition after the release made it durable:
+		// after its release and a crash, only its own lock may come back.
+		durable := base()
+		durable.Add(1, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "B", Fence: 8, ExpMs: baseMs + 5040}, at(40), at(50))
+		durable.Event(9, history.Crash, at(60), at(70))
+		durable.Add(2, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "C", Fence: 9, ExpMs: baseMs + 5090}, at(80), at(90))
+		if res := history.Check(durable.Ops(), 10*time.Second, t.TempDir(), "durable"); res.Outcome != porcupine.Illegal {
+			t.Errorf("acknowledged acquisition lost in a crash: %s; want Illegal", res.Outcome)
+		}
+	})
+
 	t.Run("a wipe loses locks and records but not the fence order", func(t *testing.T) {
 		var rec history.Recorder
 		rec.Add(0, history.Input{Kind: history.Acquire, Key: "k", TTLMs: 5000}, history.Output{OK: true, LockID: "A", Fence: 7, ExpMs: baseMs + 5000}, at(0), at(10))

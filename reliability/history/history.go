@@ -61,9 +61,15 @@ const (
 	// records start afresh; fences must still increase (they are floored
 	// by the clock, see driver.FenceFloor).
 	Wipe
+	// Crash: a durable server (PostgreSQL) crashed and restarted. Every
+	// acknowledged acquisition, extension and write survives; a plain
+	// release, which commits asynchronously (docs/postgres.md), may be
+	// undone if no later acknowledged acquisition of its key made it
+	// durable: the released lock is then back with its old expiry.
+	Crash
 )
 
-var kindNames = [...]string{Acquire: "acquire", Release: "release", Extend: "extend", Put: "put", Get: "get", Failover: "failover", Wipe: "wipe"}
+var kindNames = [...]string{Acquire: "acquire", Release: "release", Extend: "extend", Put: "put", Get: "get", Failover: "failover", Wipe: "wipe", Crash: "crash"}
 
 // String returns the kind's name ("acquire", "release", …).
 func (k Kind) String() string {
@@ -73,7 +79,8 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", k)
 }
 
-// AllKeys is the Key of a Failover or Wipe event: it applies to every key.
+// AllKeys is the Key of a Failover, Wipe or Crash event: it applies to
+// every key.
 const AllKeys = "*"
 
 // Input is an operation's call.
@@ -161,8 +168,8 @@ func (r *Recorder) Ops() []Op {
 	return slices.Clone(r.ops)
 }
 
-// Event records a Failover or Wipe event that happened between start and
-// end (Unix ns) under client id client.
+// Event records a Failover, Wipe or Crash event that happened between
+// start and end (Unix ns) under client id client.
 func (r *Recorder) Event(client int, kind Kind, start, end int64) {
 	r.Add(client, Input{Kind: kind, Key: AllKeys}, Output{OK: true}, start, end)
 }
@@ -177,7 +184,7 @@ type Stats struct {
 	Acquired int            // successful acquisitions
 	Stored   int            // accepted fenced writes
 	Refused  int            // refused (stale) fenced writes
-	Events   int            // Failover and Wipe events
+	Events   int            // Failover, Wipe and Crash events
 }
 
 // Summarise counts a history.
@@ -185,7 +192,7 @@ func Summarise(ops []Op) Stats {
 	s := Stats{ByKind: map[string]int{}}
 	keys, clients := map[string]bool{}, map[int]bool{}
 	for _, o := range ops {
-		if o.In.Kind == Failover || o.In.Kind == Wipe {
+		if o.In.Kind == Failover || o.In.Kind == Wipe || o.In.Kind == Crash {
 			s.Events++
 			continue
 		}
@@ -240,6 +247,11 @@ type State struct {
 	RecFence uint64
 	// RecValue is the stored value; AnyValue when only the fence is known.
 	RecValue string
+	// Released is the lock ID of a lock whose release was acknowledged
+	// since the key's last acknowledged acquisition, "" for none, and
+	// RelExpLo, RelExpHi bound its expiry: a Crash may bring it back.
+	Released           string
+	RelExpLo, RelExpHi int64
 }
 
 // Anon is State.Holder for a lock of unknown ID.
@@ -302,11 +314,26 @@ func step(s State, in Input, out Output) []State {
 		n := s
 		n.MaybeGone = s.Holder != ""
 		n.RecKnown, n.HasRec, n.RecFence, n.RecValue = false, false, 0, ""
+		n.Released = ""
 		return []State{n}
 	case Wipe:
 		n := initState()
 		n.LastFence = s.LastFence
 		return []State{s, n}
+	case Crash:
+		// The release survived (it is durable from now on), or it is
+		// undone: its lock is back, unless an acquisition holds the key
+		// (acknowledged: it made the release durable; Anon: it may not
+		// have happened, and then the release may be undone).
+		kept := s
+		kept.Released, kept.RelExpLo, kept.RelExpHi = "", 0, 0
+		res := []State{kept}
+		if s.Released != "" && (s.Holder == "" || s.Holder == Anon) {
+			back := kept
+			back.Holder, back.ExpLo, back.ExpHi, back.MaybeGone = s.Released, s.RelExpLo, s.RelExpHi, false
+			res = append(res, back)
+		}
+		return res
 	case Acquire:
 		if out.Unknown {
 			res := []State{s}
@@ -328,11 +355,13 @@ func step(s State, in Input, out Output) []State {
 		}
 		n := s
 		n.Holder, n.ExpLo, n.ExpHi, n.LastFence, n.MaybeGone = out.LockID, out.ExpMs, out.ExpMs, out.Fence, false
+		n.Released, n.RelExpLo, n.RelExpHi = "", 0, 0 // committed after the release: it is durable
 		return []State{n}
 	case Release:
 		mine := s.Holder == in.LockID
 		cleared := s
 		cleared.Holder, cleared.ExpLo, cleared.ExpHi, cleared.MaybeGone = "", 0, 0, false
+		cleared.Released, cleared.RelExpLo, cleared.RelExpHi = s.Holder, s.ExpLo, s.ExpHi
 		if out.Unknown {
 			if mine && s.possiblyLive(c) {
 				return []State{s, cleared}
@@ -477,7 +506,8 @@ func Model() porcupine.Model {
 func hashState(state any) uint64 {
 	st := state.(State)
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%s|%d|%d|%t|%d|%t|%t|%d|%s", st.Holder, st.ExpLo, st.ExpHi, st.MaybeGone, st.LastFence, st.RecKnown, st.HasRec, st.RecFence, st.RecValue)
+	fmt.Fprintf(h, "%s|%d|%d|%t|%d|%t|%t|%d|%s|%s|%d|%d", st.Holder, st.ExpLo, st.ExpHi, st.MaybeGone, st.LastFence, st.RecKnown, st.HasRec, st.RecFence, st.RecValue,
+		st.Released, st.RelExpLo, st.RelExpHi)
 	return h.Sum64()
 }
 
@@ -559,6 +589,9 @@ func describeState(s State) string {
 		if s.MaybeGone {
 			holder += " (maybe lost in a failover)"
 		}
+	}
+	if s.Released != "" {
+		holder += fmt.Sprintf(" (released %.6s… may come back in a crash)", s.Released)
 	}
 	return fmt.Sprintf("holder=%s lastFence=%d record=%s", holder, s.LastFence, rec)
 }
