@@ -35,8 +35,9 @@ const (
 // OperationObserver is an [Observer] that receives events with their call's
 // context through OnEventContext (instead of OnEvent), and the operation
 // events ([EventAcquisition], [EventLeaseRelease], [EventOnce]),
-// as tracing and metrics need. Both methods are called synchronously, possibly
-// concurrently, and must be fast; panics are recovered.
+// as tracing and metrics need. Its methods are called synchronously, possibly
+// concurrently, and must be fast; panics are recovered. A type lacking one of
+// them is a plain Observer.
 type OperationObserver interface {
 	Observer
 	// StartOperation is called when an acquisition, a lease release or an
@@ -51,7 +52,10 @@ type OperationObserver interface {
 	// running in ctx are to carry KeyHash and LockIDHash. Hashing is a good
 	// part of an event's cost: an observer that would not use them for
 	// this ctx (metrics only, an unsampled trace) returns false, and the
-	// events come with both empty (raw fields are unaffected).
+	// events come with both empty (raw fields are unaffected). It is called
+	// when an operation begins, with the context StartOperation returned,
+	// and again for each event; a panic counts as true. Under
+	// [MultiObserver] every observer gets the digests when any needs them.
 	NeedsDigests(ctx context.Context) bool
 }
 

@@ -373,8 +373,8 @@ func (r *digestRecorder) OnEventContext(_ context.Context, e syncguard.Event) {
 
 // TestOperationObserverDigests: events carry KeyHash and LockIDHash
 // exactly when the observer's NeedsDigests says so for the call's context,
-// the same digests as driver.HashKey; a MultiObserver with a plain
-// Observer always gets them.
+// the same digests as driver.HashKey; a MultiObserver gets them when any
+// of its observers needs them (a plain Observer always does).
 func TestOperationObserverDigests(t *testing.T) {
 	type mark struct{}
 	const key = "digests:key"
@@ -396,7 +396,8 @@ func TestOperationObserverDigests(t *testing.T) {
 		name   string
 		want   func(context.Context) bool
 		ctx    context.Context
-		plain  bool // add a plain Observer through MultiObserver
+		plain  bool                       // add a plain Observer through MultiObserver
+		peer   func(context.Context) bool // add an OperationObserver with this NeedsDigests through MultiObserver
 		hashed bool
 	}{
 		{name: "needed", want: func(context.Context) bool { return true }, ctx: ctx, hashed: true},
@@ -406,12 +407,19 @@ func TestOperationObserverDigests(t *testing.T) {
 		{name: "by context, unmarked", want: func(c context.Context) bool { return c.Value(mark{}) != nil }, ctx: ctx},
 		{name: "panicking means needed", want: func(context.Context) bool { panic("boom") }, ctx: ctx, hashed: true},
 		{name: "with a plain observer", want: func(context.Context) bool { return false }, ctx: ctx, plain: true, hashed: true},
+		{name: "with a peer not needing them", want: func(context.Context) bool { return false }, ctx: ctx,
+			peer: func(context.Context) bool { return false }},
+		{name: "with a peer needing them", want: func(context.Context) bool { return false }, ctx: ctx,
+			peer: func(context.Context) bool { return true }, hashed: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &digestRecorder{want: tc.want}
 			var obs syncguard.Observer = r
 			if tc.plain {
 				obs = syncguard.MultiObserver(syncguard.ObserverFunc(func(syncguard.Event) {}), r)
+			}
+			if tc.peer != nil {
+				obs = syncguard.MultiObserver(r, &digestRecorder{want: tc.peer})
 			}
 			id := run(t, obs, tc.ctx)
 			ih := driver.HashKey(id)

@@ -32,7 +32,8 @@ const (
 
 // Event reports one backend call, or one whole operation (see
 // [OperationObserver]). Keys and lock IDs appear as digests (the first 12
-// bytes of their SHA-256, in hex) unless [WithRawEvents] adds them.
+// bytes of their SHA-256, in hex; left empty for an OperationObserver whose
+// NeedsDigests returns false) unless [WithRawEvents] adds them.
 type Event struct {
 	Type       EventType     // what the event reports
 	Result     string        // ResultOK, ResultFail or ResultError

@@ -166,9 +166,11 @@ func WithRootSpans(on bool) Option {
 // additions instead of the SDK's synchronous instruments (about a quarter
 // of a microsecond each), which matters at tens of thousands of locks per
 // second (docs/observability.md, "Overhead"). The meter provider is not
-// used; the metrics, their attributes and buckets are the same,
-// cumulative, without exemplars. An Observer made without WithProducer
-// produces nothing.
+// used; the metrics, their attributes and buckets are the same, but
+// always cumulative (whatever the reader's temporality) and without min,
+// max or exemplars. Register one such Observer per backend with a reader:
+// two would report the same series twice. An Observer made without
+// WithProducer produces nothing.
 func WithProducer() Option {
 	return func(c *config) { c.producer = true }
 }

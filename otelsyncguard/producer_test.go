@@ -3,6 +3,7 @@ package otelsyncguard_test
 import (
 	"context"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,5 +144,97 @@ func TestProduceWithoutProducerMode(t *testing.T) {
 	obs.OnEventContext(context.Background(), syncguard.Event{Type: syncguard.EventAcquisition, Result: syncguard.ResultOK})
 	if sm, err := obs.Produce(context.Background()); sm != nil || err != nil {
 		t.Errorf("Produce = %v, %v; want nil, nil", sm, err)
+	}
+}
+
+// TestProducerConcurrent: events from several goroutines, new attribute
+// sets (error codes) among them, while a reader collects: every
+// collection is cumulative (no series goes down, a histogram's count is
+// the sum of its buckets) and the last one has counted every event.
+func TestProducerConcurrent(t *testing.T) {
+	t.Parallel()
+	obs, err := otelsyncguard.New(memory.New().Capabilities(), otelsyncguard.WithProducer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader(sdkmetric.WithProducer(obs))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	const goroutines, rounds = 4, 200
+	codes := []driver.Code{driver.ServiceUnavailable, driver.NetworkTimeout, driver.Internal}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range rounds {
+				obs.OnEventContext(context.Background(), syncguard.Event{Type: syncguard.EventAcquisition, Result: syncguard.ResultOK, Latency: time.Duration(i) * time.Millisecond})
+				obs.OnEventContext(context.Background(), syncguard.Event{Type: syncguard.EventAcquire, Result: syncguard.ResultError,
+					Code: codes[(g+i)%len(codes)], Latency: time.Duration(i) * time.Microsecond})
+				obs.OnEventContext(context.Background(), syncguard.Event{Type: syncguard.EventLeaseRelease, Result: syncguard.ResultOK, Held: time.Second})
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	key := func(s series) string { return s.Name + "{" + s.Attrs + "}" }
+	prev := map[string]series{}
+	check := func() map[string]series {
+		cur := map[string]series{}
+		for _, s := range readSeries(t, reader) {
+			var n uint64
+			for _, b := range s.Buckets {
+				n += b
+			}
+			if n != s.Count {
+				t.Errorf("%s: count %d, buckets sum to %d", key(s), s.Count, n)
+			}
+			if p, ok := prev[key(s)]; ok && (s.Value < p.Value || s.Count < p.Count || s.Sum < p.Sum) {
+				t.Errorf("%s went down: %+v after %+v", key(s), s, p)
+			}
+			cur[key(s)] = s
+		}
+		for k := range prev {
+			if _, ok := cur[k]; !ok {
+				t.Errorf("%s vanished", k)
+			}
+		}
+		prev = cur
+		return cur
+	}
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		check()
+	}
+	last := check()
+	total := func(name string, hist bool) uint64 {
+		var n uint64
+		for _, s := range last {
+			if s.Name == name {
+				if hist {
+					n += s.Count
+				} else {
+					n += uint64(s.Value)
+				}
+			}
+		}
+		return n
+	}
+	const events = goroutines * rounds
+	for _, tc := range []struct {
+		name string
+		hist bool
+	}{
+		{otelsyncguard.MetricAcquisitions, false},
+		{otelsyncguard.MetricWaitDuration, true},
+		{otelsyncguard.MetricAttempts, false},
+		{otelsyncguard.MetricBackendDuration, true},
+		{otelsyncguard.MetricHoldDuration, true},
+	} {
+		if got := total(tc.name, tc.hist); got != events {
+			t.Errorf("%s: %d, want %d", tc.name, got, events)
+		}
 	}
 }
