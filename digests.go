@@ -17,10 +17,20 @@ func (m multiObserver) NeedsDigests(ctx context.Context) bool {
 	return false
 }
 
+// digestChooser is an OperationObserver with the optional NeedsDigests
+// method (see [OperationObserver]).
+type digestChooser interface {
+	NeedsDigests(ctx context.Context) bool
+}
+
 // needsDigests reports whether o takes the digests of the events of ctx's
-// call: always for a plain Observer; an OperationObserver's panic means yes.
+// call: always, unless o is an OperationObserver with NeedsDigests saying
+// no; a panic means yes.
 func needsDigests(o Observer, ctx context.Context) (yes bool) {
-	oo, ok := o.(OperationObserver)
+	if _, op := o.(OperationObserver); !op {
+		return true
+	}
+	oo, ok := o.(digestChooser)
 	if !ok {
 		return true
 	}

@@ -36,8 +36,11 @@ const (
 // context through OnEventContext (instead of OnEvent), and the operation
 // events ([EventAcquisition], [EventLeaseRelease], [EventOnce]),
 // as tracing and metrics need. Its methods are called synchronously, possibly
-// concurrently, and must be fast; panics are recovered. A type lacking one of
-// them is a plain Observer.
+// concurrently, and must be fast; panics are recovered.
+// It may also have a method NeedsDigests(ctx context.Context) bool: false
+// leaves KeyHash and LockIDHash of the events of ctx's call or operation
+// empty, sparing their hashing (metrics only, an unsampled trace); without
+// it, or on a panic, events carry them (docs/observability.md).
 type OperationObserver interface {
 	Observer
 	// StartOperation is called when an acquisition, a lease release or an
@@ -48,15 +51,6 @@ type OperationObserver interface {
 	// OnEventContext receives an event with the context of its call (for
 	// EventLost, the lease's).
 	OnEventContext(ctx context.Context, e Event)
-	// NeedsDigests reports whether the events of the call or operation
-	// running in ctx are to carry KeyHash and LockIDHash. Hashing is a good
-	// part of an event's cost: an observer that would not use them for
-	// this ctx (metrics only, an unsampled trace) returns false, and the
-	// events come with both empty (raw fields are unaffected). It is called
-	// when an operation begins, with the context StartOperation returned,
-	// and again for each event; a panic counts as true. Under
-	// [MultiObserver] every observer gets the digests when any needs them.
-	NeedsDigests(ctx context.Context) bool
 }
 
 // isOperation reports whether t is an operation event type, delivered

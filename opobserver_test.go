@@ -58,8 +58,6 @@ func (r *opRecorder) OnEventContext(ctx context.Context, e syncguard.Event) {
 		Handoff: e.Handoff, AutoExtend: e.AutoExtend, Held: e.Held > 0, Raw: e.Key != "" || e.LockID != ""})
 }
 
-func (r *opRecorder) NeedsDigests(context.Context) bool { return true }
-
 func (r *opRecorder) take() ([]syncguard.EventType, []opEvent, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -371,6 +369,18 @@ func (r *digestRecorder) OnEventContext(_ context.Context, e syncguard.Event) {
 	r.hashes = append(r.hashes, string(e.Type)+" "+e.KeyHash+"/"+e.LockIDHash)
 }
 
+// withoutChooser is an OperationObserver without NeedsDigests, recording
+// through r.
+type withoutChooser struct{ r *digestRecorder }
+
+func (w withoutChooser) OnEvent(e syncguard.Event) { w.r.OnEvent(e) }
+func (w withoutChooser) StartOperation(ctx context.Context, op syncguard.EventType) context.Context {
+	return w.r.StartOperation(ctx, op)
+}
+func (w withoutChooser) OnEventContext(ctx context.Context, e syncguard.Event) {
+	w.r.OnEventContext(ctx, e)
+}
+
 // TestOperationObserverDigests: events carry KeyHash and LockIDHash
 // exactly when the observer's NeedsDigests says so for the call's context,
 // the same digests as driver.HashKey; a MultiObserver gets them when any
@@ -401,6 +411,7 @@ func TestOperationObserverDigests(t *testing.T) {
 		hashed bool
 	}{
 		{name: "needed", want: func(context.Context) bool { return true }, ctx: ctx, hashed: true},
+		{name: "no NeedsDigests method", ctx: ctx, hashed: true}, // want nil: an observer without the method
 		{name: "not needed", want: func(context.Context) bool { return false }, ctx: ctx},
 		{name: "by context, marked", want: func(c context.Context) bool { return c.Value(mark{}) != nil },
 			ctx: context.WithValue(ctx, mark{}, 1), hashed: true},
@@ -415,6 +426,9 @@ func TestOperationObserverDigests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &digestRecorder{want: tc.want}
 			var obs syncguard.Observer = r
+			if tc.want == nil {
+				obs = withoutChooser{r}
+			}
 			if tc.plain {
 				obs = syncguard.MultiObserver(syncguard.ObserverFunc(func(syncguard.Event) {}), r)
 			}

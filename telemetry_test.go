@@ -176,8 +176,6 @@ func (r *telemetryOpRecorder) OnEventContext(_ context.Context, e Event) {
 	r.telemetryRecorder.OnEvent(e)
 }
 
-func (r *telemetryOpRecorder) NeedsDigests(context.Context) bool { return true }
-
 const (
 	telemetryTestKey = "resource:123"
 	telemetryTestID  = "AAAAAAAAAAAAAAAAAAAAAA"

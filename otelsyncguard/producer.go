@@ -2,6 +2,7 @@ package otelsyncguard
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -94,7 +95,7 @@ type histogram struct {
 	bounds []float64 // seconds, for the data points
 	ns     []int64   // the same bounds in nanoseconds
 	counts []atomic.Uint64
-	sum    atomic.Int64 // nanoseconds
+	sum    atomic.Uint64 // float64 bits, seconds (an int64 of nanoseconds would wrap after 292 years of hold time)
 }
 
 func newHistogram(bounds []float64) *histogram {
@@ -111,7 +112,12 @@ func (h *histogram) add(v time.Duration) {
 	n := int64(v)
 	i, _ := slices.BinarySearch(h.ns, n)
 	h.counts[i].Add(1)
-	h.sum.Add(n)
+	for add := v.Seconds(); ; {
+		old := h.sum.Load()
+		if h.sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+add)) {
+			break
+		}
+	}
 }
 
 // point returns the series as a cumulative data point, or false if it
@@ -126,8 +132,8 @@ func (h *histogram) point() (metricdata.HistogramDataPoint[float64], bool) {
 	if p.Count == 0 {
 		return p, false
 	}
-	p.Bounds = h.bounds
-	p.Sum = time.Duration(h.sum.Load()).Seconds()
+	p.Bounds = slices.Clone(h.bounds) // the reader's to keep
+	p.Sum = math.Float64frombits(h.sum.Load())
 	return p, true
 }
 
