@@ -148,3 +148,28 @@ func TestCountersOfTwoObservers(t *testing.T) {
 		t.Errorf("%s has %d series, want 1", otelsyncguard.MetricAcquisitions, n)
 	}
 }
+
+// TestCloseUnregistersCounters: after Close, an Observer's counters are no
+// longer collected; a second Close is a no-op.
+func TestCloseUnregistersCounters(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	obs, err := otelsyncguard.New(memory.New().Capabilities(), otelsyncguard.WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs.OnEventContext(context.Background(), syncguard.Event{Type: syncguard.EventAcquisition, Result: syncguard.ResultOK})
+	if got := collect(t, reader).total(otelsyncguard.MetricAcquisitions); got != 1 {
+		t.Fatalf("before Close: %s = %v, want 1", otelsyncguard.MetricAcquisitions, got)
+	}
+	for range 2 {
+		if err := obs.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	if got := collect(t, reader).total(otelsyncguard.MetricAcquisitions); got != 0 {
+		t.Errorf("after Close: %s = %v, want 0 (not collected)", otelsyncguard.MetricAcquisitions, got)
+	}
+}

@@ -204,6 +204,8 @@ type Observer struct {
 	// series lists every counter series, read by the collection callback,
 	// and with WithProducer every histogram series; guarded by setsMu.
 	series []*measurementOpts
+
+	reg metric.Registration // the counters' callback; nil with WithProducer
 }
 
 // New returns an Observer for a driver with capabilities caps; db.system
@@ -270,13 +272,30 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 		return nil, err
 	}
 	o.buildFast()
-	// The registration lives as long as the meter provider, like the
-	// instruments themselves.
-	if _, err := m.RegisterCallback(o.collect, o.acquisitions, o.attempts, o.handoffs, o.lost,
+	// The registration lives until Close or the end of the meter
+	// provider.
+	if o.reg, err = m.RegisterCallback(o.collect, o.acquisitions, o.attempts, o.handoffs, o.lost,
 		o.extendFailures, o.rate, o.idem); err != nil {
 		return nil, err
 	}
 	return o, nil
+}
+
+// Close unregisters the Observer's counters from the meter provider, so
+// that an Observer dropped before its provider ends can be freed; its
+// counters are no longer reported (histograms already recorded stay with
+// the provider). Use it when making Observers for Guards that come and
+// go; it is idempotent, and does nothing with [WithProducer], whose
+// metrics end with the reader's.
+func (o *Observer) Close() error {
+	o.setsMu.Lock()
+	reg := o.reg
+	o.reg = nil
+	o.setsMu.Unlock()
+	if reg == nil {
+		return nil
+	}
+	return reg.Unregister()
 }
 
 // collect reports the counter series that have counted anything.
