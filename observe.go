@@ -8,8 +8,8 @@ import (
 )
 
 // observed is the Guard's own view of its driver when an observer is
-// configured: every LockStore call, rate call and hand-off attempt emits
-// one Event. It holds no mutable state.
+// configured: every LockStore call, rate call, hand-off attempt and (through
+// observedRecords) record call emits one Event. It holds no mutable state.
 type observed struct {
 	inner driver.LockStore
 	rates driver.RateStore // nil if the driver has none
@@ -40,6 +40,9 @@ func (g *Guard[C]) observe() {
 	g.d = o
 	if g.handoff != nil {
 		g.handoff = observedHandoff{o, g.handoff}
+	}
+	if g.records != nil {
+		g.records = observedRecords{o, g.records}
 	}
 }
 

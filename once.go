@@ -32,14 +32,14 @@ type Codec interface {
 	Unmarshal(data []byte, v any) error
 }
 
-// JSONCodec is the default [Codec]: encoding/json.
-type JSONCodec struct{}
+// jsonCodec is the default [Codec]: encoding/json.
+type jsonCodec struct{}
 
 // Marshal returns json.Marshal(v).
-func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // Unmarshal calls json.Unmarshal(data, v).
-func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // OncePerKey runs a function at most once per key across every process sharing
 // the backend, and returns its stored result to every later caller until the
@@ -71,7 +71,7 @@ func WithNonBlocking() Option {
 	return func(c *config) { c.set("WithNonBlocking", ""); c.once.nonBlocking = true }
 }
 
-// WithCodec sets how [OncePerKey] encodes results (default [JSONCodec]); all
+// WithCodec sets how [OncePerKey] encodes results (default encoding/json); all
 // instances of one prefix must use the same codec.
 func WithCodec(codec Codec) Option {
 	return func(c *config) {
@@ -100,7 +100,7 @@ func NewOncePerKey[T any, C Fenced](g *Guard[C], opts ...Option) (*OncePerKey[T,
 	if g == nil {
 		return nil, invalidArg("NewOncePerKey: guard must not be nil")
 	}
-	c := config{once: onceConfig{codec: JSONCodec{}}}
+	c := config{once: onceConfig{codec: jsonCodec{}}}
 	if err := applyOptions(&c, "NewOncePerKey", []string{"WithAcquireOptions", "WithPrefix", "WithRetention", "WithNonBlocking", "WithCodec", "WithRecordErrors"}, opts); err != nil {
 		return nil, err
 	}

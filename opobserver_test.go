@@ -447,3 +447,40 @@ func TestOperationObserverDigests(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordEvents: OncePerKey's record reads and writes are events of
+// their own (EventRecord), through a plain Observer too.
+func TestRecordEvents(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		events []string
+	)
+	obs := syncguard.ObserverFunc(func(e syncguard.Event) {
+		if e.Type != syncguard.EventRecord {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e.Result+"/"+e.Reason)
+	})
+	g := syncguard.New(memory.New(), syncguard.WithObserver(obs))
+	once, err := syncguard.NewOncePerKey[int](g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 2 {
+		if v, err := once.Do(ctx, "job", func(context.Context) (int, error) { return 7, nil }); v != 7 || err != nil {
+			t.Fatalf("Do = %v, %v", v, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("record events: %v", events)
+	// The first call reads (no record) before and after taking the lock,
+	// claims the record and completes it; the replay reads it.
+	want := []string{"fail/", "fail/", "ok/", "ok/", "ok/"}
+	if diff := cmp.Diff(want, events); diff != "" {
+		t.Errorf("record events (-want +got):\n%s", diff)
+	}
+}

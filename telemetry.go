@@ -21,6 +21,10 @@ const (
 	// EventRate is one decision of a [RateLimiter] built with
 	// [WithObserver]: ok (granted or n = 0), fail "limited", or error.
 	EventRate EventType = "rate"
+	// EventRecord is one read, write or delete of a fenced record (the
+	// results of [OncePerKey], the values of [FencedWriter]): ok, fail
+	// (not found; "stale" for a write refused for an older fence), or error.
+	EventRecord EventType = "record"
 )
 
 // Event results.

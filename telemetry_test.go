@@ -742,8 +742,7 @@ func TestTelemetryLatency(t *testing.T) {
 
 // TestTelemetryRecordsAndRate: record calls (FencedWriter) and rate calls
 // (RateLimiter) pass their arguments, results and errors through
-// unchanged and emit no event to a plain Observer (rate decisions are
-// operation events).
+// unchanged, and each record call and rate decision emits one event.
 func TestTelemetryRecordsAndRate(t *testing.T) {
 	ctx := context.Background()
 	fake := &telemetryFakeDriver{acquire: driver.AcquireResult{Acquired: true, LockID: telemetryTestID, Fence: 5}, recErr: driver.NewError(driver.RateLimited, "quota")}
@@ -782,9 +781,15 @@ func TestTelemetryRecordsAndRate(t *testing.T) {
 			t.Errorf("%s called %d times, want 1", m, n)
 		}
 	}
-	// Records are not observed; the rate decision is, by every observer.
-	if ev := rec.take(); len(ev) != 1 || ev[0].Type != EventRate || ev[0].Code != driver.RateLimited {
-		t.Errorf("record/rate calls emitted events: %+v; want one rate error", ev)
+	// Each record call is an event (a write and a read, errors here), and
+	// the rate decision is, by every observer.
+	var got []string
+	for _, e := range rec.take() {
+		got = append(got, string(e.Type)+" "+e.Result+" "+e.Code.String()+" "+e.Key)
+	}
+	want := []string{"record error RateLimited fenced:rec", "record error RateLimited fenced:rec", "rate error RateLimited k"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("record/rate events (-want +got):\n%s", diff)
 	}
 }
 

@@ -87,8 +87,8 @@ const (
 	// progress elsewhere) or error.
 	MetricIdempotency = "syncguard.idempotency.requests"
 	// MetricBackendDuration is the latency of each backend call by
-	// syncguard.operation (acquire, release, extend, lookup,
-	// rate) and syncguard.result (seconds).
+	// syncguard.operation (acquire, release, extend, lookup, rate,
+	// record) and syncguard.result (seconds).
 	MetricBackendDuration = "syncguard.backend.duration"
 )
 
@@ -563,7 +563,7 @@ func (o *Observer) identity(a []attribute.KeyValue, e syncguard.Event) []attribu
 // Backend operations, indexed by opIndex.
 var (
 	backendOps = [...]syncguard.EventType{syncguard.EventAcquire, syncguard.EventRelease, syncguard.EventExtend,
-		syncguard.EventLookup, syncguard.EventRate}
+		syncguard.EventLookup, syncguard.EventRate, syncguard.EventRecord}
 	backendSpanNames = func() (n [len(backendOps)]string) {
 		for i, op := range backendOps {
 			n[i] = SpanBackendPrefix + string(op)
@@ -585,6 +585,8 @@ func opIndex(t syncguard.EventType) int {
 		return 3
 	case syncguard.EventRate:
 		return 4
+	case syncguard.EventRecord:
+		return 5
 	}
 	return -1
 }

@@ -271,6 +271,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C], producer bool) 
 		{otelsyncguard.MetricIdempotency, otelsyncguard.AttrOutcome.String("executed")},
 		{otelsyncguard.MetricIdempotency, otelsyncguard.AttrOutcome.String("replayed")},
 		{otelsyncguard.MetricIdempotency, otelsyncguard.AttrOutcome.String("conflict")},
+		{otelsyncguard.MetricBackendDuration, otelsyncguard.AttrOperation.String("record")},
 		{otelsyncguard.MetricAutoExtendFailures, otelsyncguard.AttrResult.String("fail")},
 	} {
 		if metrics.with(want.metric, want.attr) == 0 {
@@ -299,6 +300,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C], producer bool) 
 	for _, name := range []string{
 		otelsyncguard.SpanAcquire, otelsyncguard.SpanRelease, otelsyncguard.SpanOnce, otelsyncguard.SpanLeaseLost,
 		"syncguard.backend.acquire", "syncguard.backend.extend", "syncguard.backend.lookup", "syncguard.backend.rate",
+		"syncguard.backend.record",
 	} {
 		summary = append(summary, fmt.Sprintf("%s=%d", name, countSpans(spans, name)))
 	}
@@ -310,7 +312,7 @@ func exercise[C driver.Fenced](t *testing.T, d driver.Driver[C], producer bool) 
 	for _, name := range []string{
 		otelsyncguard.SpanAcquire, otelsyncguard.SpanRelease, otelsyncguard.SpanOnce, otelsyncguard.SpanLeaseLost,
 		"syncguard.backend.acquire", "syncguard.backend.extend",
-		"syncguard.backend.lookup", "syncguard.backend.rate",
+		"syncguard.backend.lookup", "syncguard.backend.rate", "syncguard.backend.record",
 	} {
 		if countSpans(spans, name) == 0 {
 			t.Errorf("no span %s", name)

@@ -28,7 +28,10 @@ func TestSpanPolicy(t *testing.T) {
 		TraceID: trace.TraceID{2}, SpanID: trace.SpanID{2}, Remote: true,
 	}))
 	pair := []string{"syncguard.acquire", "syncguard.backend.acquire", "syncguard.release"}
-	once := []string{"syncguard.acquire", "syncguard.backend.acquire", "syncguard.once", "syncguard.release"}
+	// An OncePerKey.Do reads its record before and after taking the lock,
+	// then claims and completes it: four record calls.
+	rec := "syncguard.backend.record"
+	once := []string{"syncguard.acquire", "syncguard.backend.acquire", rec, rec, rec, rec, "syncguard.once", "syncguard.release"}
 	tests := []struct {
 		name    string
 		sampler sdktrace.Sampler
