@@ -201,6 +201,13 @@ func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer,
 		p.help(stdout, helpText(fs, usage))
 		return exitOK, true
 	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") && driver.ValidLockID(a) {
+			// A lock ID starting with '-' (made before IDs avoided it)
+			// reads as a flag.
+			return p.fail(usageError("%v (a lock ID starting with '-' must come after --, on stdin or in SYNCGUARD_LOCK_ID)", err)), true
+		}
+	}
 	return p.fail(usageError("%v", err)), true
 }
 

@@ -12,10 +12,16 @@ const LockIDLen = 22
 const msgBadLockID = "invalid lockId format"
 
 // NewLockID returns a fresh lock ID: 16 bytes from crypto/rand encoded as 22
-// base64url characters. IDs are never reused and carry no time or counter.
+// base64url characters, never starting with '-' (so that a command line
+// does not take one for a flag). IDs are never reused and carry no time or
+// counter.
 func NewLockID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	// A first character '-' (the top six bits 62) becomes 'e' (30).
+	if b[0]>>2 == 62 {
+		b[0] ^= 0x80
+	}
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
