@@ -189,8 +189,8 @@ type Observer struct {
 	// series of this Observer (measurementOpts.n), and the SDK reads the
 	// series when it collects, which costs a measurement a few
 	// nanoseconds instead of a synchronous counter's attribute handling.
-	acquisitions, attempts, handoffs, lost, extendFailures, rate, idem metric.Int64ObservableCounter
-	wait, hold, backend                                                metric.Float64Histogram
+	counters            [nSeries]metric.Int64ObservableCounter // by setKey.metric, nil where none
+	wait, hold, backend metric.Float64Histogram
 
 	// fast holds the measurement options of every attribute set without
 	// an error type, built by New and indexed without hashing.
@@ -255,16 +255,13 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 			metric.WithExplicitBucketBoundaries(bounds...))
 		return h
 	}
-	c := func(name string) metric.Int64ObservableCounter {
-		return counter(name, metricUnit[name], metricDesc[name])
+	var observables []metric.Observable
+	for m, def := range seriesDefs {
+		if def.counter != "" {
+			o.counters[m] = counter(def.counter, metricUnit[def.counter], metricDesc[def.counter])
+			observables = append(observables, o.counters[m])
+		}
 	}
-	o.acquisitions = c(MetricAcquisitions)
-	o.attempts = c(MetricAttempts)
-	o.handoffs = c(MetricHandoffs)
-	o.lost = c(MetricLeasesLost)
-	o.extendFailures = c(MetricAutoExtendFailures)
-	o.rate = c(MetricRateDecisions)
-	o.idem = c(MetricIdempotency)
 	o.wait = hist(MetricWaitDuration, metricDesc[MetricWaitDuration], waitBounds...)
 	o.hold = hist(MetricHoldDuration, metricDesc[MetricHoldDuration], holdBounds...)
 	o.backend = hist(MetricBackendDuration, metricDesc[MetricBackendDuration], backendBounds...)
@@ -274,8 +271,7 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 	o.buildFast()
 	// The registration lives until Close or the end of the meter
 	// provider.
-	if o.reg, err = m.RegisterCallback(o.collect, o.acquisitions, o.attempts, o.handoffs, o.lost,
-		o.extendFailures, o.rate, o.idem); err != nil {
+	if o.reg, err = m.RegisterCallback(o.collect, observables...); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -696,7 +692,7 @@ func errCode(e syncguard.Event, isErr bool) driver.Code {
 	return 0
 }
 
-// Metrics, as setKey.metric.
+// Kinds of series, as setKey.metric.
 const (
 	mAcquisitions = iota + 1 // and the wait histogram
 	mAttempts
@@ -708,7 +704,25 @@ const (
 	mHold
 	mLost
 	mHandoffs
+	nSeries
 )
+
+// seriesDefs names the counter and the histogram (with its bucket bounds)
+// that a series of each kind feeds, "" for none.
+var seriesDefs = [nSeries]struct {
+	counter, histogram string
+	bounds             []float64
+}{
+	mAcquisitions:   {counter: MetricAcquisitions, histogram: MetricWaitDuration, bounds: waitBounds},
+	mAttempts:       {counter: MetricAttempts},
+	mIdempotency:    {counter: MetricIdempotency},
+	mExtendFailures: {counter: MetricAutoExtendFailures},
+	mRate:           {counter: MetricRateDecisions},
+	mBackend:        {histogram: MetricBackendDuration, bounds: backendBounds},
+	mHold:           {histogram: MetricHoldDuration, bounds: holdBounds},
+	mLost:           {counter: MetricLeasesLost},
+	mHandoffs:       {counter: MetricHandoffs},
+}
 
 // setKey identifies the attribute set of one measurement; metric tells
 // which attributes it has.
@@ -846,37 +860,19 @@ func (o *Observer) newOpts(k setKey) *measurementOpts {
 	}
 	set := attribute.NewSet(attrs...)
 	v := &measurementOpts{metric: k.metric, set: set}
-	if b := histogramBounds(k.metric); b != nil {
+	def := seriesDefs[k.metric]
+	if def.histogram != "" {
 		v.record = []metric.RecordOption{metric.WithAttributeSet(set)}
 		if o.producer {
-			v.hist = newHistogram(b)
+			v.hist = newHistogram(def.bounds)
 		}
 	}
-	if k.metric != mBackend && k.metric != mHold {
-		v.counter = o.counterOf(k.metric)
+	if def.counter != "" {
+		v.counter = o.counters[k.metric]
 		v.observe = []metric.ObserveOption{metric.WithAttributeSet(set)}
 	}
 	o.series = append(o.series, v)
 	return v
-}
-
-// counterOf is the counter of metric m.
-func (o *Observer) counterOf(m int) metric.Int64ObservableCounter {
-	switch m {
-	case mAcquisitions:
-		return o.acquisitions
-	case mAttempts:
-		return o.attempts
-	case mIdempotency:
-		return o.idem
-	case mExtendFailures:
-		return o.extendFailures
-	case mRate:
-		return o.rate
-	case mLost:
-		return o.lost
-	}
-	return o.handoffs
 }
 
 func lenOf(m *map[setKey]*measurementOpts) int {

@@ -42,53 +42,6 @@ var (
 	}
 )
 
-// histogramBounds returns the bucket bounds of the histogram of metric m
-// (setKey.metric), or nil if m has none.
-func histogramBounds(m int) []float64 {
-	switch m {
-	case mAcquisitions:
-		return waitBounds
-	case mHold:
-		return holdBounds
-	case mBackend:
-		return backendBounds
-	}
-	return nil
-}
-
-// counterName and histogramName name the metrics of a series.
-func counterName(m int) string {
-	switch m {
-	case mAcquisitions:
-		return MetricAcquisitions
-	case mAttempts:
-		return MetricAttempts
-	case mIdempotency:
-		return MetricIdempotency
-	case mExtendFailures:
-		return MetricAutoExtendFailures
-	case mRate:
-		return MetricRateDecisions
-	case mLost:
-		return MetricLeasesLost
-	case mHandoffs:
-		return MetricHandoffs
-	}
-	return ""
-}
-
-func histogramName(m int) string {
-	switch m {
-	case mAcquisitions:
-		return MetricWaitDuration
-	case mHold:
-		return MetricHoldDuration
-	case mBackend:
-		return MetricBackendDuration
-	}
-	return ""
-}
-
 // histogram is one series of an explicit-bucket histogram of durations,
 // aggregated with atomic additions (WithProducer).
 type histogram struct {
@@ -153,7 +106,8 @@ func (o *Observer) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
 	hists := map[string]*metricdata.Histogram[float64]{}
 	var names []string
 	for _, s := range series {
-		if name := counterName(s.metric); name != "" {
+		def := seriesDefs[s.metric]
+		if name := def.counter; name != "" {
 			if n := s.n.Load(); n > 0 {
 				d := sums[name]
 				if d == nil {
@@ -172,7 +126,7 @@ func (o *Observer) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
 			continue
 		}
 		p.Attributes, p.StartTime, p.Time = s.set, o.start, now
-		name := histogramName(s.metric)
+		name := def.histogram
 		d := hists[name]
 		if d == nil {
 			d = &metricdata.Histogram[float64]{Temporality: metricdata.CumulativeTemporality}
