@@ -82,9 +82,10 @@ func eventDigests(o Observer, ctx context.Context, key, lockID string) (keyHash,
 }
 
 // withOpDigests returns the context of an operation on key (and lockID,
-// if not "") whose events all need their digests: computed once, here.
+// if not "") whose events all need their digests: computed once, here. It
+// adds nothing without an OperationObserver (no operation events).
 func (g *Guard[C]) withOpDigests(ctx context.Context, key, lockID string) context.Context {
-	if !needsDigests(g.cfg.observer, ctx) {
+	if !g.opObserving() || !needsDigests(g.cfg.observer, ctx) {
 		return ctx
 	}
 	d := &digests{key: key, keyHash: driver.HashKey(key), lockID: lockID}

@@ -93,9 +93,7 @@ func (g *Guard[C]) TryAcquire(ctx context.Context, key string, opts ...AcquireOp
 		return nil, err
 	}
 	octx, start := g.startOp(ctx, EventAcquisition), time.Now()
-	if g.opObserving() {
-		octx = g.withOpDigests(octx, nkey, "")
-	}
+	octx = g.withOpDigests(octx, nkey, "")
 	res, err := g.attempt(octx, nkey, cfg.ttl)
 	if g.opObserving() {
 		g.emitAcquisition(octx, nkey, start, res, err)
