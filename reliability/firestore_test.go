@@ -7,11 +7,11 @@ import (
 	"time"
 
 	gfirestore "cloud.google.com/go/firestore"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/syncguard/syncguard/drivers/firestore"
+	"github.com/syncguard/syncguard/internal/testkit"
 	"github.com/syncguard/syncguard/reliability/workload"
 )
 
@@ -27,19 +27,8 @@ import (
 
 const fsProject = "demo-test"
 
-// fsLeakOptions: the Firestore client's gRPC and OpenCensus goroutines,
-// which outlive Close for a moment (as in drivers/firestore's tests).
-var fsLeakOptions = []goleak.Option{
-	goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-	goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc.(*ccBalancerWrapper).watcher"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*controlBuffer).get"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).keepalive"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).reader"),
-	goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-	goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-	goleak.IgnoreAnyFunction("internal/poll.runtime_pollWait"),
-}
+// fsLeakOptions are TestMain's (testkit.FirestoreLeakOptions).
+var fsLeakOptions = testkit.FirestoreLeakOptions()
 
 // fsClient connects to the emulator (needBackend without it) and closes
 // the client when t ends.

@@ -18,6 +18,7 @@ import (
 	"github.com/syncguard/syncguard"
 	"github.com/syncguard/syncguard/driver"
 	"github.com/syncguard/syncguard/internal/faultproxy"
+	"github.com/syncguard/syncguard/internal/testkit"
 )
 
 // The Firestore rows of the fault matrix (issue 16; the Redis and
@@ -258,21 +259,8 @@ func TestFaultMatrixFirestore(t *testing.T) {
 	}
 }
 
-// fsLeakOptions are TestMain's: gRPC's and OpenCensus's process-wide
-// goroutines, and the connections firestore.NewClient dials to
-// FIRESTORE_EMULATOR_HOST on its own even when given a connection (it never
-// closes them).
-var fsLeakOptions = []goleak.Option{
-	goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-	goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc.(*ccBalancerWrapper).watcher"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*controlBuffer).get"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).keepalive"),
-	goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*http2Client).reader"),
-	goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-	goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-	goleak.IgnoreAnyFunction("internal/poll.runtime_pollWait"),
-}
+// fsLeakOptions are TestMain's (testkit.FirestoreLeakOptions).
+var fsLeakOptions = testkit.FirestoreLeakOptions()
 
 // TestTransactionDiedWithServer: an InvalidArgument reply inside a
 // transaction ("Transaction is invalid or closed", what the emulator
