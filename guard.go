@@ -425,7 +425,10 @@ func (g *Guard[C]) acquireLoop(ctx context.Context, key string, cfg acquireConfi
 		if hand != nil && hand.Renew > 0 {
 			d = min(d, hand.Renew)
 		}
-		if wake == nil && !watchGone && d > 0 && (g.handoff != nil || g.watcher != nil) {
+		// Subscribe only after contention: after a backend failure the
+		// subscription would dial the same unreachable server and could
+		// take the rest of the Timeout, in place of the retries.
+		if wake == nil && !watchGone && d > 0 && backendErr == nil && (g.handoff != nil || g.watcher != nil) {
 			if wctx == nil {
 				// Subscribing can block (a connection being set up, or
 				// refused and retried); it must not hold the caller past

@@ -160,3 +160,55 @@ func TestReleaseRetriedInBackground(t *testing.T) {
 		}
 	}
 }
+
+// watchingFlaky is a flakyDriver with a release watcher that, like a
+// subscription to a server that is down, blocks until its context ends.
+type watchingFlaky struct {
+	*flakyDriver
+	watches atomic.Int32
+}
+
+func (w *watchingFlaky) WatchRelease(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	w.watches.Add(1)
+	<-ctx.Done()
+	return nil, nil, driver.ContextError(ctx.Err())
+}
+
+// TestAcquireRetriesInsteadOfWatchingADeadBackend: after an attempt that
+// failed because the backend is away, the acquisition waits its backoff
+// and attempts again; it does not subscribe to releases (which would dial
+// the same dead server and could hold it for the rest of its Timeout,
+// reporting one attempt where more were allowed). It subscribes once the
+// backend answers "locked".
+func TestAcquireRetriesInsteadOfWatchingADeadBackend(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	f := &flakyDriver{Driver: memory.New(), code: driver.ServiceUnavailable}
+	f.failAcq.Store(3)
+	w := &watchingFlaky{flakyDriver: f}
+	g := syncguard.New[memory.Capabilities](w)
+	start := time.Now()
+	l, err := g.Acquire(context.Background(), "k", syncguard.RetryDelay(time.Millisecond), syncguard.Timeout(10*time.Second))
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("took %v: waited in a subscription instead of retrying", took)
+	}
+	if got := f.acquires.Load(); got != 4 {
+		t.Errorf("%d attempts; want 4", got)
+	}
+	if got := w.watches.Load(); got != 0 {
+		t.Errorf("%d subscriptions after backend failures; want 0", got)
+	}
+
+	// Contention still subscribes (the watcher above then blocks until
+	// the Timeout, which is what a dead server's subscription does).
+	_, err = g.Acquire(context.Background(), "k", syncguard.RetryDelay(time.Millisecond), syncguard.Timeout(50*time.Millisecond))
+	if driver.CodeOf(err) != driver.AcquisitionTimeout {
+		t.Fatalf("contended Acquire: %v; want AcquisitionTimeout", err)
+	}
+	if got := w.watches.Load(); got != 1 {
+		t.Errorf("%d subscriptions after contention; want 1", got)
+	}
+	l.Close()
+}
