@@ -42,8 +42,10 @@
 // The slot is CRC16 of the key, as Redis computes slots, and the tag is the
 // shortest string hashing to it, so user keys spread over the cluster like
 // ordinary keys (braces in a user key have no effect). A lock ID carries its
-// lock's slot in its first 14 bits (the remaining 114 bits are from
-// crypto/rand; IDs keep the 22-character base64url format), so Release,
+// lock's slot in its first 14 bits, or 15 in slots 15872..16383 so that no
+// ID starts with '-' (see docs/redis.md, also for IDs of earlier
+// releases); the other bits are from crypto/rand, and IDs keep the
+// 22-character base64url format. So Release,
 // Extend and LookupByID reach the right shard from the lock ID alone, and
 // every script touches a single slot. The scripts of those three
 // operations declare the index key in KEYS and read the lock hash whose

@@ -27,9 +27,10 @@ import (
 //
 // <tag> is the shortest string of [0-9A-Za-z] whose CRC16 is that slot, so
 // the tag is a function of the slot. A lock ID carries the slot of its lock
-// in its first 14 bits (the other 114 bits come from crypto/rand), so
-// Release, Extend and LookupByID find the index key, and through it the lock
-// in the same slot, from the lock ID alone. The "fence:" segment of earlier
+// in its first 14 bits (the other bits come from crypto/rand; see
+// mintLockID for the IDs of slots 15872..16383), so Release, Extend and
+// LookupByID find the index key, and through it the lock in the same slot,
+// from the lock ID alone. The "fence:" segment of earlier
 // releases (a counter key of its own) is no longer written; prefixes still
 // may not contain it.
 //
@@ -141,7 +142,12 @@ func (d *Driver) names(k string) (keyNames, error) {
 // idKey returns the index key of lockID, in the slot the ID carries, and
 // its slot prefix (one allocation for both).
 func (d *Driver) idKey(lockID string) (key, sp string) {
-	tag := slotTags()[lockIDSlot(lockID)]
+	return d.idKeyAt(lockIDSlot(lockID), lockID)
+}
+
+// idKeyAt returns the index key of lockID in slot, and its slot prefix.
+func (d *Driver) idKeyAt(slot uint16, lockID string) (key, sp string) {
+	tag := slotTags()[slot]
 	var b strings.Builder
 	b.Grow(d.slotPrefixLen(tag) + len("id:") + len(lockID))
 	d.writeSlotPrefix(&b, tag)
@@ -211,30 +217,83 @@ func (d *Driver) acquireNames(body, lockID string) acquireNames {
 	}
 }
 
-// newLockID mints a lock ID carrying slot in its first 14 bits; the other
-// 114 bits come from crypto/rand. The format is the usual 22 base64url
-// characters, so [driver.ValidLockID] holds.
+// newLockID mints a lock ID carrying slot (see mintLockID). The format is
+// the usual 22 base64url characters, so [driver.ValidLockID] holds.
 func newLockID(slot uint16) string {
 	var id [driver.LockIDLen]byte
 	mintLockID(&id, slot)
 	return string(id[:])
 }
 
-// mintLockID writes a new lock ID carrying slot into id.
+// Lock ID format
+//
+// A lock ID is the base64url encoding of 16 bytes: the slot in the first 14
+// bits, crypto/rand in the other 114. Its first character is then slot>>8,
+// which is '-' for slots 15872..16127 (slot>>8 == 62), and a command line
+// takes an argument starting with '-' for a flag. So no ID starts with '-':
+// for slots 15872..16383 (slot>>8 is 62 or 63) the first character is '_'
+// (63) and bit 14 (counting from 0: the bit right after the slot, the 0x08
+// bit of the third character's value) is slot bit 8, the one the first
+// character lost: 0 for 15872..16127, 1 for 16128..16383. Those IDs keep
+// 113 random bits, the others 114.
+//
+// The format before this one wrote slot>>8 as it is ('-' for 62, '_' for
+// 63) and left bit 14 random. Its IDs starting with '-' still decode to
+// their slot; half of those starting with '_' (bit 14 clear, 1 ID in 128)
+// now decode to the slot 256 below theirs, which lockIDLegacySlot returns
+// so that the keyless operations look there too, and the keyed ones accept
+// either slot.
+
+// idBit14 is bit 14 of a lock ID as a bit of its third base64 character.
+const idBit14 = 0x08
+
+// mintLockID writes a new lock ID carrying slot into id (see Lock ID
+// format).
 func mintLockID(id *[driver.LockIDLen]byte, slot uint16) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (Go ≥ 1.24)
 	b[0] = byte(slot >> 6)
 	b[1] = byte(slot<<2) | b[1]&0x03
+	if slot>>9 == 31 { // slot>>8 is 62 or 63
+		b[0] |= 0x04                           // first character '_'
+		b[1] = b[1]&^0x02 | byte(slot>>7)&0x02 // bit 14: slot bit 8
+	}
 	base64.RawURLEncoding.Encode(id[:], b[:])
 }
 
-// lockIDSlot returns the slot carried by a (valid) lock ID: the first 14
-// bits of its base64url decoding. Any valid ID maps to some slot, so a
+// lockIDSlot returns the slot carried by a (valid) lock ID: its first 14
+// bits, except that a first character '_' stands for slot>>8 62 or 63 as
+// bit 14 tells (see Lock ID format). Any valid ID maps to some slot, so a
 // foreign ID simply resolves to nothing.
 func lockIDSlot(id string) uint16 {
 	c0, c1, c2 := b64val(id[0]), b64val(id[1]), b64val(id[2])
+	if c0 == 63 {
+		c0 = 62 | (c2&idBit14)>>3
+	}
 	return uint16(c0)<<8 | uint16(c1)<<2 | uint16(c2)>>4
+}
+
+// lockIDLegacySlot returns the slot that the lock ID format before this one
+// gave a (valid) lock ID when that is not lockIDSlot(id): for an ID
+// starting with '_' with bit 14 clear, lockIDSlot(id) + 256. Such an ID is
+// of slot lockIDSlot(id) (15872..16127) if this driver minted it, and of
+// the legacy slot (16128..16383) if a driver before it did. ok is false
+// for every other ID.
+func lockIDLegacySlot(id string) (slot uint16, ok bool) {
+	if id[0] != '_' || b64val(id[2])&idBit14 != 0 {
+		return 0, false
+	}
+	return lockIDSlot(id) + 256, true
+}
+
+// lockIDInSlot reports whether a (valid) lock ID can be of a lock in slot:
+// the slot it carries, or its legacy slot.
+func lockIDInSlot(id string, slot uint16) bool {
+	if lockIDSlot(id) == slot {
+		return true
+	}
+	ls, ok := lockIDLegacySlot(id)
+	return ok && ls == slot
 }
 
 func b64val(c byte) byte {

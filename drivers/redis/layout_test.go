@@ -74,34 +74,15 @@ func TestSlotTagsMatchServer(t *testing.T) {
 	}
 }
 
-func TestLockIDSlot(t *testing.T) {
-	for _, s := range []uint16{0, 1, 63, 64, 1000, 8191, 12182, numSlots - 1} {
-		for range 50 {
-			id := newLockID(s)
-			if !driver.ValidLockID(id) {
-				t.Fatalf("newLockID(%d) = %q: invalid", s, id)
-			}
-			if got := lockIDSlot(id); got != s {
-				t.Fatalf("lockIDSlot(newLockID(%d)) = %d", s, got)
-			}
-		}
-	}
-	// IDs differ in their random part.
-	seen := map[string]bool{}
-	for range 1000 {
-		id := newLockID(7)
-		if seen[id] {
-			t.Fatalf("duplicate lock ID %q", id)
-		}
-		seen[id] = true
-	}
-}
-
 // FuzzLockIDSlot: any valid lock ID maps to a slot in range without
-// panicking, and an ID minted for that slot maps back to it.
+// panicking, and so does its legacy slot (256 above, for an ID starting
+// with '_' only); an ID minted for that slot maps back to it and does not
+// start with '-'.
 func FuzzLockIDSlot(f *testing.F) {
 	f.Add("AAAAAAAAAAAAAAAAAAAAAA")
 	f.Add("____________________--")
+	f.Add("-IVksgpdPRfBXGV1hxGNJg")
+	f.Add("_AAAAAAAAAAAAAAAAAAAAA")
 	f.Add(driver.NewLockID())
 	f.Fuzz(func(t *testing.T, id string) {
 		if !driver.ValidLockID(id) {
@@ -111,8 +92,15 @@ func FuzzLockIDSlot(f *testing.F) {
 		if s >= numSlots {
 			t.Fatalf("slot %d out of range", s)
 		}
-		if got := lockIDSlot(newLockID(s)); got != s {
-			t.Fatalf("round trip %d → %d", s, got)
+		if ls, ok := lockIDLegacySlot(id); ok && (id[0] != '_' || ls != s+256 || ls >= numSlots) {
+			t.Fatalf("lockIDLegacySlot(%q) = %d for slot %d", id, ls, s)
+		}
+		if !lockIDInSlot(id, s) {
+			t.Fatalf("lockIDInSlot(%q, %d) = false", id, s)
+		}
+		n := newLockID(s)
+		if got := lockIDSlot(n); got != s || n[0] == '-' {
+			t.Fatalf("round trip %d → %q → %d", s, n, got)
 		}
 	})
 }

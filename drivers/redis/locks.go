@@ -143,7 +143,11 @@ func (d *Driver) Release(ctx context.Context, key, lockID string) (driver.Releas
 	} else {
 		c.set([]string{an.index, an.lock, an.queue}, lockID, an.sp)
 	}
+	lr := d.legacyRetry(k, lockID)
 	code, err := d.run(ctx, d.s.release, c).AsInt64()
+	if err == nil && code == -1 && lr.ok {
+		code, err = lr.exec(ctx, d, d.s.release, lockID, lr.sp).AsInt64()
+	}
 	if err != nil {
 		return driver.ReleaseResult{}, mapError(ctx, err, k, lockID)
 	}
@@ -153,7 +157,8 @@ func (d *Driver) Release(ctx context.Context, key, lockID string) (driver.Releas
 // keyedNames derives the names of the lock lockID of key (valid) for a
 // keyed release or extension, then checks the context; with key "" only
 // an.index and an.sp are set (a keyless call). ok is false when lockID
-// cannot belong to key: it carries another slot.
+// cannot belong to key: it carries another slot (nor has it as its legacy
+// slot, see lockIDLegacySlot).
 func (d *Driver) keyedNames(ctx context.Context, key, lockID string) (an acquireNames, k string, ok bool, err error) {
 	if key == "" {
 		an.index, an.sp = d.idKey(lockID)
@@ -168,10 +173,54 @@ func (d *Driver) keyedNames(ctx context.Context, key, lockID string) (an acquire
 	if err != nil {
 		return an, "", false, err
 	}
-	if keySlot(body) != lockIDSlot(lockID) {
+	if !lockIDInSlot(lockID, keySlot(body)) {
 		return an, k, false, driver.CheckContext(ctx)
 	}
 	return d.acquireNames(body, lockID), k, true, driver.CheckContext(ctx)
+}
+
+// legacyRetry is the second request of a keyless Release, Extend or
+// LookupByID of a lock ID that has a legacy slot (see lockIDLegacySlot),
+// for when the first, at the slot the ID carries, found nothing: the ID's
+// index key and slot prefix at its legacy slot, and when the operation
+// started.
+type legacyRetry struct {
+	idx, sp string
+	start   time.Time
+	ok      bool
+}
+
+// legacyRetry returns the second request of an operation on lockID that
+// starts now, ok false when it has none: k is not "" (a keyed call finds
+// the lock by its key) or lockID has no legacy slot.
+func (d *Driver) legacyRetry(k, lockID string) (r legacyRetry) {
+	if k != "" {
+		return r
+	}
+	s, ok := lockIDLegacySlot(lockID)
+	if !ok {
+		return r
+	}
+	r.idx, r.sp = d.idKeyAt(s, lockID)
+	r.start, r.ok = time.Now(), true
+	return r
+}
+
+// exec runs script s with KEYS {idx} and args, bounded so that the
+// operation as a whole keeps the call bound (WithCallTimeout): with none
+// of it left, it fails at once.
+func (r legacyRetry) exec(ctx context.Context, d *Driver, s *rueidis.Lua, args ...string) rueidis.RedisResult {
+	end := r.start.Add(d.callTimeout)
+	if !time.Now().Before(end) {
+		return rueidis.NewErrorResult(d.callTimeoutError())
+	}
+	bctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	res := d.exec(bctx, s, []string{r.idx}, args)
+	if res.Error() != nil && bctx.Err() != nil && ctx.Err() == nil {
+		return rueidis.NewErrorResult(d.callTimeoutError())
+	}
+	return res
 }
 
 // released is the result of a release script's reply code: 1 released,
@@ -210,7 +259,12 @@ func (d *Driver) Extend(ctx context.Context, key, lockID string, ttl time.Durati
 	if k != "" {
 		keys = append(keys, an.lock)
 	}
-	vals, err := d.exec(ctx, d.s.extend, keys, []string{lockID, formatInt(ttlMs)}).ToArray()
+	args := []string{lockID, formatInt(ttlMs)}
+	lr := d.legacyRetry(k, lockID)
+	vals, err := d.exec(ctx, d.s.extend, keys, args).ToArray()
+	if code, _ := intAt(vals, 0); err == nil && code == -1 && lr.ok {
+		vals, err = lr.exec(ctx, d, d.s.extend, args...).ToArray()
+	}
 	if err != nil {
 		return driver.ExtendResult{}, mapError(ctx, err, k, lockID)
 	}
@@ -273,7 +327,11 @@ func (d *Driver) LookupByID(ctx context.Context, lockID string) (*driver.LockInf
 		return nil, err
 	}
 	idx, _ := d.idKey(lockID)
+	lr := d.legacyRetry("", lockID)
 	v, err := d.exec(ctx, d.s.lookupID, []string{idx}, []string{lockID}).ToString()
+	if rueidis.IsRedisNil(err) && lr.ok {
+		v, err = lr.exec(ctx, d, d.s.lookupID, lockID).ToString()
+	}
 	return d.lookupResult(ctx, v, err, "", lockID)
 }
 
