@@ -1,4 +1,4 @@
-// Probe: the fastest first-come-first-served hand-off Redis offers (a
+// Command fifoprobe measures the fastest first-come-first-served hand-off Redis offers (a
 // token list, BLPOP blocks clients in arrival order, RPUSH hands the token
 // to the longest-blocked one), 16 clients each with its own connection,
 // hold 1 ms, as the compare command's contended scenario.
