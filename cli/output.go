@@ -204,11 +204,29 @@ func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer,
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") && driver.ValidLockID(a) {
 			// A lock ID starting with '-' (made before IDs avoided it)
-			// reads as a flag.
-			return p.fail(usageError("%v (a lock ID starting with '-' must come after --, on stdin or in SYNCGUARD_LOCK_ID)", err)), true
+			// reads as a flag, and the flag package's error names it.
+			// Show it as its hash unless --raw, as every other line does.
+			msg := err.Error()
+			if !flagGiven(args, "raw") {
+				msg = hideFlagArg(msg, a)
+				p.hideID(a)
+			}
+			return p.fail(usageError("%s (a lock ID starting with '-' must come after --, on stdin or in SYNCGUARD_LOCK_ID)", msg)), true
 		}
 	}
 	return p.fail(usageError("%v", err)), true
+}
+
+// hideFlagArg replaces arg (a lock ID) in msg, a flag parse error, by its
+// hash: as given ("bad flag syntax: ---x") and as the flag package names
+// a flag it does not know ("-" and arg without its one or two leading
+// dashes), so that no part of the ID is left.
+func hideFlagArg(msg, arg string) string {
+	shown := "lock ID hash " + driver.HashKey(arg)
+	msg = strings.ReplaceAll(msg, arg, shown)
+	name := strings.TrimPrefix(arg, "-")
+	name = strings.TrimPrefix(name, "-")
+	return strings.ReplaceAll(msg, "-"+name, shown)
 }
 
 // helpText is usage followed by fs's flags.

@@ -153,3 +153,46 @@ func TestParseErrorText(t *testing.T) {
 		}
 	}
 }
+
+// TestLockIDReadAsFlagIsHidden: a lock ID starting with '-' that reads as
+// a flag is named by the usage error only as its hash (it is a
+// credential, and no line shows a lock ID without --raw), whatever the
+// number of leading dashes; --raw shows it.
+func TestLockIDReadAsFlagIsHidden(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		id   string
+		pre  []string // flags before the ID
+		raw  bool
+	}{
+		{name: "one dash", id: "-IVksgpdPRfBXGV1hxGNJg"},
+		{name: "one dash json", id: "-IVksgpdPRfBXGV1hxGNJg", pre: []string{"--json"}},
+		{name: "two dashes", id: "--VksgpdPRfBXGV1hxGNJg"},
+		{name: "two dashes json", id: "--VksgpdPRfBXGV1hxGNJg", pre: []string{"--json"}},
+		{name: "three dashes", id: "---ksgpdPRfBXGV1hxGNJg"},
+		{name: "raw", id: "-IVksgpdPRfBXGV1hxGNJg", pre: []string{"--raw"}, raw: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			args := append(append([]string{"release"}, tt.pre...), tt.id)
+			code := Main(context.Background(), args, &stdout, &stderr)
+			if diff := cmp.Diff(exitUsage, code); diff != "" {
+				t.Errorf("exit code (-want +got):\n%s", diff)
+			}
+			out := stderr.String()
+			core := strings.TrimLeft(tt.id, "-") // the ID without the dashes a flag parser strips
+			if got := strings.Contains(out, core); got != tt.raw {
+				t.Errorf("stderr shows the lock ID = %v, want %v:\n%s", got, tt.raw, out)
+			}
+			if !tt.raw && !strings.Contains(out, driver.HashKey(tt.id)) {
+				t.Errorf("stderr lacks the lock ID's hash %s:\n%s", driver.HashKey(tt.id), out)
+			}
+			if !strings.Contains(out, "a lock ID starting with '-' must come after --") {
+				t.Errorf("stderr lacks the hint:\n%s", out)
+			}
+		})
+	}
+}
