@@ -159,7 +159,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `syncguard — distributed locks for Go services
 
 Usage:
-  syncguard run [--backend URL] --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] [--quiet] [--raw] -- COMMAND [ARGS…]
+  syncguard run [--backend URL] --key KEY [--permits N] [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] [--quiet] [--raw] -- COMMAND [ARGS…]
       Run COMMAND (in its own process group) while holding KEY (a
       distributed flock). Exit codes: the command's own; 75 busy; 76 lock
       lost (command group stopped); 69 backend unreachable, credentials

@@ -82,3 +82,30 @@ func TestDemoCancelled(t *testing.T) {
 		t.Fatal("runDemo with a cancelled context succeeded")
 	}
 }
+
+// TestUsageSynopses: the synopsis of each command in "syncguard --help"
+// is the first line of that command's own --help.
+func TestUsageSynopses(t *testing.T) {
+	t.Parallel()
+	var top bytes.Buffer
+	usage(&top)
+	tests := []struct {
+		cmd, usage string
+	}{
+		{"run", runUsage},
+		{"status", statusUsage},
+		{"release", releaseUsage},
+		{"demo", demoUsage},
+		{"version", versionUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmd, func(t *testing.T) {
+			t.Parallel()
+			first, _, _ := strings.Cut(tt.usage, "\n")
+			want := "  " + strings.TrimPrefix(first, "Usage: ") + "\n"
+			if !strings.Contains(top.String(), want) {
+				t.Errorf("syncguard --help lacks the synopsis of %s --help, %q:\n%s", tt.cmd, want, top.String())
+			}
+		})
+	}
+}

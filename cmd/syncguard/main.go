@@ -2,7 +2,7 @@
 //
 // Usage:
 //
-//	syncguard run [--backend URL] --key KEY [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] [--quiet] [--raw] -- COMMAND [ARGS…]
+//	syncguard run [--backend URL] --key KEY [--permits N] [--ttl 30s] [--wait 5m|--no-wait] [--grace 10s] [--json] [--quiet] [--raw] -- COMMAND [ARGS…]
 //	syncguard status [--backend URL] [--json] [--raw] KEY
 //	syncguard release [--backend URL] [--json] [--raw] [--key KEY]   (lock ID on stdin or in SYNCGUARD_LOCK_ID)
 //	syncguard demo [-workers N] [-payments N] [-work D]
