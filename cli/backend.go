@@ -160,8 +160,9 @@ func checkOptions(u *url.URL, known []string) error {
 }
 
 // redisOptions are the query options a Redis URL takes: the CLI's prefix
-// and what rueidis.ParseURL reads.
-var redisOptions = []string{"prefix", "db", "dial_timeout", "write_timeout", "addr", "protocol", "client_name", "max_retries", "client_cache"}
+// and what rueidis.ParseURL reads, except client_cache (the driver runs
+// with the client cache off, so the option would be silently overridden).
+var redisOptions = []string{"prefix", "db", "dial_timeout", "write_timeout", "addr", "protocol", "client_name", "max_retries"}
 
 func openRedis(ctx context.Context, u *url.URL, log *slog.Logger) (*Session, error) {
 	sentinel := strings.HasSuffix(u.Scheme, "+sentinel")

@@ -139,6 +139,7 @@ func TestBackendURLErrors(t *testing.T) {
 		{"redis path not a number", "redis://127.0.0.1:6379/x", cli.ExitUsage, "the path is the database number", false},
 		{"redis unknown option", "redis://user:secret@127.0.0.1:6379?foo=bar", cli.ExitUsage, `unknown option "foo"`, false},
 		{"redis option of sentinel", "redis://127.0.0.1:6379?master_set=x", cli.ExitUsage, `unknown option "master_set"`, false},
+		{"redis client cache (always off)", "redis://127.0.0.1:6379?client_cache=1", cli.ExitUsage, `unknown option "client_cache"`, false},
 		{"memory option", "memory://?foo=bar", cli.ExitUsage, `unknown option "foo" (memory:// takes no options)`, false},
 		{"bad escape", "redis://user:secret@127.0.0.1:6599/%zz", cli.ExitUsage, `invalid backend URL redis://user:xxxxx@127.0.0.1:6599/%zz: invalid URL escape "%zz"`, true},
 		{"bad escape postgres", "postgres://user:secret@127.0.0.1:6599/%zz", cli.ExitUsage, "invalid URL escape", false},
