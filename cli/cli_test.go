@@ -52,6 +52,8 @@ func TestRunCommands(t *testing.T) {
 		{name: "demo bad flag", args: []string{"demo", "-nope"}, wantCode: exitUsage, wantErr: "flag provided but not defined"},
 		{name: "lock ID read as a flag", args: []string{"release", "-IVksgpdPRfBXGV1hxGNJg"}, wantCode: exitUsage,
 			wantErr: "a lock ID starting with '-' must come after --"},
+		{name: "key read as a flag", args: []string{"status", "-rf"}, wantCode: exitUsage,
+			wantErr: "flag provided but not defined: -rf (an argument starting with '-', such as a key, must come after --)"},
 		{name: "demo bad workers", args: []string{"demo", "-workers", "0"}, wantCode: exitUsage, wantErr: "-workers must be"},
 		{name: "demo small", args: []string{"demo", "-workers", "3", "-payments", "2", "-work", "1ms"}, wantCode: exitOK, wantOut: "exactly once"},
 	}

@@ -214,6 +214,10 @@ func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer,
 			return p.fail(usageError("%s (a lock ID starting with '-' must come after --, on stdin or in SYNCGUARD_LOCK_ID)", msg)), true
 		}
 	}
+	if strings.HasPrefix(err.Error(), "flag provided but not defined") {
+		// Most often a key (or a child's argument) that starts with '-'.
+		return p.fail(usageError("%v (an argument starting with '-', such as a key, must come after --)", err)), true
+	}
 	return p.fail(usageError("%v", err)), true
 }
 
