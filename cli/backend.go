@@ -25,8 +25,8 @@ import (
 
 // backendURLHelp documents the accepted backend URLs.
 const backendURLHelp = `Backend URLs (--backend or SYNCGUARD_BACKEND):
-  memory://                          in-process, single process only (for trying it out)
-  redis://[user:pass@]host:port[/db]  one Redis node
+  memory://                           in-process, single process only (for trying it out)
+  redis://host:port[/db]              one Redis node (credentials as the URL's user info)
   rediss://…                          the same over TLS
   redis+cluster://host:port?addr=host2:port2
                                       a Redis Cluster (seed addresses)

@@ -196,3 +196,12 @@ func TestLockIDReadAsFlagIsHidden(t *testing.T) {
 		})
 	}
 }
+
+// TestBackendHelpSurvivesRedaction: every line goes through redactURLs, so
+// the backend URL help must hold nothing that reads as a password (its
+// "redis://[user:pass@]…" came out as "[user:xxxxx@]", out of column).
+func TestBackendHelpSurvivesRedaction(t *testing.T) {
+	if got := redactURLs(backendURLHelp); got != backendURLHelp {
+		t.Errorf("redactURLs changed the backend URL help:\n%s", got)
+	}
+}
