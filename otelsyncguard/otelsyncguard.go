@@ -189,8 +189,8 @@ type Observer struct {
 	// series of this Observer (measurementOpts.n), and the SDK reads the
 	// series when it collects, which costs a measurement a few
 	// nanoseconds instead of a synchronous counter's attribute handling.
-	counters            [nSeries]metric.Int64ObservableCounter // by setKey.metric, nil where none
-	wait, hold, backend metric.Float64Histogram
+	counters [nSeries]metric.Int64ObservableCounter // by setKey.metric, nil where none
+	hists    [nSeries]metric.Float64Histogram       // by setKey.metric, nil where none (and with WithProducer)
 
 	// fast holds the measurement options of every attribute set without
 	// an error type, built by New and indexed without hashing.
@@ -246,12 +246,12 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 		c, err = m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		return c
 	}
-	hist := func(name, desc string, bounds ...float64) metric.Float64Histogram {
+	hist := func(name, unit, desc string, bounds []float64) metric.Float64Histogram {
 		if err != nil {
 			return nil
 		}
 		var h metric.Float64Histogram
-		h, err = m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+		h, err = m.Float64Histogram(name, metric.WithUnit(unit), metric.WithDescription(desc),
 			metric.WithExplicitBucketBoundaries(bounds...))
 		return h
 	}
@@ -261,10 +261,10 @@ func New(caps driver.Capabilities, opts ...Option) (*Observer, error) {
 			o.counters[m] = counter(def.counter, metricUnit[def.counter], metricDesc[def.counter])
 			observables = append(observables, o.counters[m])
 		}
+		if def.histogram != "" {
+			o.hists[m] = hist(def.histogram, metricUnit[def.histogram], metricDesc[def.histogram], def.bounds)
+		}
 	}
-	o.wait = hist(MetricWaitDuration, metricDesc[MetricWaitDuration], waitBounds...)
-	o.hold = hist(MetricHoldDuration, metricDesc[MetricHoldDuration], holdBounds...)
-	o.backend = hist(MetricBackendDuration, metricDesc[MetricBackendDuration], backendBounds...)
 	if err != nil {
 		return nil, err
 	}
@@ -421,12 +421,12 @@ func (o *Observer) OnEventContext(ctx context.Context, e syncguard.Event) {
 		opts := o.fast.acquisitions[i]
 		opts = o.pick(opts, setKey{metric: mAcquisitions, outcome: acquisitionOutcomes[i]}, errCode(e, i == acqError))
 		opts.n.Add(1)
-		o.record(ctx, o.wait, opts, e.Latency)
+		o.record(ctx, opts, e.Latency)
 		if st := opFrom(ctx); st != nil && st.op == e.Type {
 			o.endOp(st, e, AttrOutcome.String(acquisitionOutcomes[i]), AttrAttempts.Int64(st.attempts.Load()))
 		}
 	case syncguard.EventLeaseRelease:
-		o.record(ctx, o.hold, o.fast.hold, e.Held)
+		o.record(ctx, o.fast.hold, e.Held)
 		if st := opFrom(ctx); st != nil && st.op == e.Type {
 			o.endOp(st, e, AttrResult.String(e.Result), AttrHoldSeconds.Float64(e.Held.Seconds()),
 				AttrOperation.String(string(syncguard.EventRelease)))
@@ -476,7 +476,7 @@ func (o *Observer) backendCall(ctx context.Context, e syncguard.Event) {
 		i := max(r, resOK) // the decisions are indexed like the results
 		o.pick(o.fast.rate[i], setKey{metric: mRate, outcome: decisions[i]}, e.Code).n.Add(1)
 	}
-	o.record(ctx, o.backend, o.pick(at(o.fast.backend[op][:], r), setKey{metric: mBackend, op: e.Type, outcome: e.Result}, e.Code), e.Latency)
+	o.record(ctx, o.pick(at(o.fast.backend[op][:], r), setKey{metric: mBackend, op: e.Type, outcome: e.Result}, e.Code), e.Latency)
 
 	if o.tracer == nil {
 		return
@@ -748,14 +748,14 @@ type measurementOpts struct {
 	hist *histogram // the histogram series (WithProducer), or nil
 }
 
-// record adds the duration v to the histogram h (or, with WithProducer,
-// to the series of opts).
-func (o *Observer) record(ctx context.Context, h metric.Float64Histogram, opts *measurementOpts, v time.Duration) {
+// record adds the duration v to the histogram of opts's metric (with
+// WithProducer, to opts's own series).
+func (o *Observer) record(ctx context.Context, opts *measurementOpts, v time.Duration) {
 	if o.producer {
 		opts.hist.add(v)
 		return
 	}
-	h.Record(ctx, v.Seconds(), opts.record...)
+	o.hists[opts.metric].Record(ctx, v.Seconds(), opts.record...)
 }
 
 // fastSets holds the measurement options of the sets without an error
