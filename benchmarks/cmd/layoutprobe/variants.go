@@ -10,7 +10,7 @@ import (
 	"github.com/redis/rueidis"
 )
 
-//go:embed scripts
+//go:embed testdata/scripts
 var scriptFS embed.FS
 
 // script is one Lua script, run by EVALSHA.
@@ -20,7 +20,7 @@ type script struct {
 }
 
 func loadScript(path string) *script {
-	b, err := scriptFS.ReadFile("scripts/" + path)
+	b, err := scriptFS.ReadFile("testdata/scripts/" + path)
 	if err != nil {
 		panic(err)
 	}
